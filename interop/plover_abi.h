@@ -1,0 +1,163 @@
+/*
+ * plover_abi.h - the only contract between QEMU (the host) and libplover.so (the library).
+ *
+ * C99, blittable, no bool, no data exports. The C# mirror lives in interop/PloverAbi.cs and the native
+ * test `abi_layout_test` checks every struct size and field offset of both sides against this file.
+ * The QEMU patch series installs this exact file as include/system/plover-abi.h (build.sh copies it).
+ *
+ * Threads: every hook runs on QEMU's main thread with the big QEMU lock (BQL) held and must return
+ * quickly (< ~100 us), never block and never throw. Host calls marked ANY may be made from any thread;
+ * all others only from inside a hook or a PloverMainFn scheduled with schedule_main().
+ */
+#ifndef PLOVER_ABI_H
+#define PLOVER_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define PLOVER_ABI_MAJOR 1 /* incompatible change: the host refuses a library with another major */
+#define PLOVER_ABI_MINOR 0 /* compatible change: fields appended at struct ends; check struct_size */
+#define PLOVER_ABI_VERSION ((uint32_t)((PLOVER_ABI_MAJOR << 16) | PLOVER_ABI_MINOR))
+
+/* Library exports (functions only):
+ *   uint32_t plover_qemu_abi_version(void);          returns PLOVER_ABI_VERSION the library was built for
+ *   int32_t  plover_qemu_init(const PloverHostApi *host, PloverHooks *hooks, char *err, size_t errlen);
+ *            returns 0, or a negative errno with a NUL-terminated message in err
+ * Helpers for tests, benchmarks and outside checkers (pages are 4096 bytes):
+ *   uint64_t plover_cityhash64(const uint8_t *data, size_t len);
+ *   int64_t  plover_hash_pages(const uint8_t *base, uint64_t page_count, const uint64_t *dirty_bitmap,
+ *                              uint64_t *hashes_out, int32_t threads);
+ */
+#define PLOVER_SYM_ABI_VERSION "plover_qemu_abi_version"
+#define PLOVER_SYM_INIT "plover_qemu_init"
+
+enum { PLOVER_LOG_ERROR = 0, PLOVER_LOG_WARN = 1, PLOVER_LOG_INFO = 2, PLOVER_LOG_DEBUG = 3 };
+enum { PLOVER_OUT_HOLD = 0, PLOVER_OUT_PASS = 1 };
+enum { PLOVER_NET_PASS = 0, PLOVER_NET_CONSUMED = 1 };
+
+typedef struct PloverRamBlock {  /* host-owned; valid from machine_ready until shutdown */
+    uint32_t id;                 /* index in the array */
+    uint32_t flags;              /* reserved, 0 */
+    const char *name;            /* RAMBlock idstr, e.g. "pc.ram"; identical on both replicas */
+    uint8_t *host;               /* guest RAM, zero copy */
+    uint64_t ram_addr;           /* RAMBlock offset in ram_addr_t space */
+    uint64_t length;             /* used_length in bytes, a multiple of target_page_size */
+    uint64_t host_page_size;     /* backing page size (4 KiB or huge) */
+    uint64_t *dirty;             /* bit i of word i/64 = target page i; ceil(length/page/64) words */
+} PloverRamBlock;
+
+typedef struct PloverNic {
+    uint32_t id;                 /* filter-plover creation order, 0-based */
+    uint32_t vnet_hdr_len;       /* must match across replicas */
+    const char *filter_id;       /* -object filter-plover,id=... */
+    const char *netdev_id;
+    const char *nic_name;        /* the guest NIC's name, or "" when none is attached */
+    uint8_t mac[6];
+    uint8_t pad[2];
+} PloverNic;
+
+typedef void (*PloverMainFn)(void *opaque);
+
+typedef struct PloverHostApi {
+    uint32_t struct_size;
+    uint16_t abi_major, abi_minor;
+    const char *qemu_version;
+    const char *object_id;       /* -object plover,id=...  */
+    const char *role;            /* role=primary|backup    */
+    const char *config;          /* config=FILE            */
+    const char *node;            /* node=ID (decimal)      */
+    uint32_t target_page_size;
+    uint32_t reserved0;
+
+    /* ---- ANY thread ---- */
+    void (*log)(int32_t level, const char *msg);
+    int32_t (*schedule_main)(PloverMainFn fn, void *opaque); /* one-shot bottom half on the main loop */
+    void (*fence)(const char *why);                          /* report and exit(1); never returns */
+
+    /* ---- MAIN thread only ---- */
+    const char *(*accel_name)(void);        /* "kvm", "tcg", "qtest"; valid from machine_ready */
+    int32_t (*vm_is_running)(void);
+    int32_t (*vm_stop)(void);               /* synchronous; 0 also when already stopped */
+    int32_t (*vm_start)(void);
+    int32_t (*ram_blocks)(const PloverRamBlock **blocks, uint32_t *count);
+    int32_t (*dirty_log_start)(void);       /* starts logging and discards dirt so far */
+    void (*dirty_log_stop)(void);
+    int64_t (*dirty_sync)(void);            /* VM stopped: OR new dirt into blocks[].dirty; bits set */
+    void (*dirty_clear)(void);
+    void (*dirty_mark_all)(void);
+    void (*ram_updated)(uint32_t block, uint64_t offset, uint64_t len); /* after the library wrote RAM */
+    int32_t (*save_device_state)(uint8_t **buf, size_t *len);           /* free with free_buf */
+    int32_t (*load_device_state)(const uint8_t *buf, size_t len);       /* VM stopped, after RAM */
+    void (*free_buf)(void *buf);
+    int32_t (*nics)(const PloverNic **nics, uint32_t *count);
+    int32_t (*net_inject)(uint32_t nic, uint32_t flags, const uint8_t *pkt, size_t len); /* into guest */
+    uint64_t (*net_out_cut)(uint32_t nic);  /* seal the open output epoch, return its number */
+    int64_t (*net_out_release)(uint32_t nic, uint64_t upto_epoch); /* frames sent, or -errno */
+    int64_t (*net_out_discard)(uint32_t nic, uint64_t upto_epoch); /* frames dropped, or -errno */
+    int32_t (*net_out_mode)(uint32_t nic, int32_t mode);           /* PLOVER_OUT_HOLD or _PASS */
+    int32_t (*net_announce)(void);          /* gratuitous ARP/RARP for every NIC */
+    int32_t (*vcpu_thread_ids)(int32_t *tids, uint32_t max, uint32_t *count); /* for idle detection */
+} PloverHostApi;
+
+typedef struct PloverHooks {     /* filled by the library; a NULL hook is never called */
+    uint32_t struct_size;
+    uint16_t abi_major, abi_minor;
+    void *ctx;
+    void (*machine_ready)(void *ctx);
+    void (*vm_state_changed)(void *ctx, int32_t running, const char *runstate);
+    /* a frame going into the guest; copy it before returning; PLOVER_NET_CONSUMED steals it */
+    int32_t (*net_to_guest)(void *ctx, uint32_t nic, uint32_t flags, const struct iovec *iov, int32_t iovcnt);
+    /* the guest sent frames that are now held (coalesced, after the fact) */
+    void (*net_from_guest)(void *ctx, uint32_t nic, uint64_t epoch, uint64_t held_pkts, uint64_t held_bytes);
+    void (*shutdown)(void *ctx);
+} PloverHooks;
+
+typedef uint32_t (*PloverAbiVersionFn)(void);
+typedef int32_t (*PloverInitFn)(const PloverHostApi *host, PloverHooks *hooks, char *err, size_t errlen);
+typedef uint64_t (*PloverCityHash64Fn)(const uint8_t *data, size_t len);
+typedef int64_t (*PloverHashPagesFn)(const uint8_t *base, uint64_t page_count, const uint64_t *dirty_bitmap,
+                                     uint64_t *hashes_out, int32_t threads);
+
+/*
+ * ISA variants. NativeAOT fixes the instruction set at build time and a library built for AVX-512 aborts
+ * on a CPU without it, so the library ships as libplover.so (x86-64-v2, runs anywhere) plus
+ * libplover.x86-64-v3.so (AVX2) and libplover.x86-64-v4.so (AVX-512). A host given lib=DIR/libplover.so
+ * loads the best sibling variant this CPU can run, falling back to the file named.
+ * Writes the chosen path into out (size outlen) and returns the variant's level (4, 3 or 0).
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static inline int plover_cpu_level(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return 4;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2"))
+        return 3;
+    return 0;
+}
+static inline int plover_pick_variant(const char *lib, char *out, size_t outlen, int max_level)
+{
+    static const int levels[] = { 4, 3 };
+    size_t n = strlen(lib);
+    int cpu = plover_cpu_level();
+    if (max_level < cpu) cpu = max_level;
+    if (n > 3 && strcmp(lib + n - 3, ".so") == 0) {
+        for (unsigned i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+            if (levels[i] > cpu) continue;
+            if (snprintf(out, outlen, "%.*s.x86-64-v%d.so", (int)(n - 3), lib, levels[i]) < (int)outlen &&
+                access(out, R_OK) == 0)
+                return levels[i];
+        }
+    }
+    snprintf(out, outlen, "%s", lib);
+    return 0;
+}
+#endif
+
+#endif /* PLOVER_ABI_H */
