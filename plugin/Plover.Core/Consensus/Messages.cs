@@ -1,0 +1,63 @@
+namespace Plover.Consensus;
+
+/// <summary>The consensus messages between nodes. The transport maps each to one wire frame.</summary>
+public enum MessageType : byte
+{
+    /// <summary>
+    /// Candidate asks whether it could win before disturbing anyone (raft's pre-vote). Ballot = the ballot the
+    /// candidate would use; Commit = candidate's commit index. Receivers change no state.
+    /// </summary>
+    PreVote = 1,
+    /// <summary>Answer to PreVote. Ballot = the ballot asked about; Reject = true if refused (a live leader was heard recently).</summary>
+    PreVoteReply = 2,
+    /// <summary>Phase 1a. Ballot = candidate's new ballot; Index = first log index the candidate wants (its commit + 1).</summary>
+    Prepare = 3,
+    /// <summary>
+    /// Phase 1b. Ballot = the ballot promised; Index = acceptor's first retained log index (its compaction point + 1);
+    /// Commit = acceptor's commit index; Entries = every accepted entry from max(requested index, Index), each
+    /// with the ballot it was accepted in. Can be large (everything since the candidate's commit index).
+    /// </summary>
+    Promise = 4,
+    /// <summary>
+    /// A request was refused because the sender of this Nack promised a higher ballot. Ballot = that higher ballot.
+    /// A leader receiving it is fenced.
+    /// </summary>
+    Nack = 5,
+    /// <summary>
+    /// Phase 2a and heartbeat. Ballot = leader's ballot; Index = index of Entries[0] (for an empty heartbeat: the
+    /// next index the leader would send); Commit = leader's commit index; LogStart = leader's first retained index
+    /// (followers that follow the leader's compaction, like the witness, truncate below it); Entries may be empty.
+    /// </summary>
+    Accept = 6,
+    /// <summary>
+    /// Phase 2b. Ballot = the ballot accepted in; Index = highest index such that this node's log up to it equals
+    /// the leader's (everything accepted in this ballot, plus committed entries); Reject = true when the Accept
+    /// could not be applied because of a gap: the leader should resend from Index + 1.
+    /// </summary>
+    Accepted = 7,
+    /// <summary>
+    /// Leader tells a follower that the entries it needs are compacted away. Ballot = leader's ballot;
+    /// Index = leader's compaction point (the follower needs a VM snapshot at least that recent); Commit = leader commit.
+    /// </summary>
+    SnapshotRequired = 8,
+}
+
+/// <summary>
+/// One consensus message. Immutable once built (the same instance may be sent, duplicated or retransmitted).
+/// Unused fields are zero / empty. See <see cref="MessageType"/> for the meaning of each field per type.
+/// </summary>
+public sealed class Message
+{
+    public required MessageType Type { get; init; }
+    public required int From { get; init; }
+    public required int To { get; init; }
+    public required Ballot Ballot { get; init; }
+    public long Index { get; init; }
+    public long Commit { get; init; }
+    public long LogStart { get; init; }
+    public bool Reject { get; init; }
+    public LogEntry[] Entries { get; init; } = [];
+
+    public override string ToString() =>
+        $"{Type} {From}->{To} b={Ballot} i={Index} c={Commit} ls={LogStart}{(Reject ? " reject" : "")} n={Entries.Length}";
+}

@@ -1,0 +1,48 @@
+namespace Plover.Consensus;
+
+public enum ConsensusRole : byte { Follower, PreCandidate, Candidate, Leader }
+
+public enum FenceReason : byte
+{
+    /// <summary>Another node holds a higher ballot: a new leader exists or is being elected.</summary>
+    HigherBallot,
+    /// <summary>The leader heard from no majority for an election timeout, so it could be replaced unseen.</summary>
+    LostQuorum,
+}
+
+/// <summary>The node's role, ballot and known leader (0 = unknown) after a change.</summary>
+public readonly record struct StateChange(ConsensusRole Role, Ballot Ballot, int LeaderId);
+
+/// <summary>This node led in <see cref="Ballot"/> and no longer does: it must stop releasing output for good.</summary>
+public readonly record struct Fence(Ballot Ballot, FenceReason Reason);
+
+/// <summary>The entries this follower needs are compacted at the leader: install a VM snapshot covering Index.</summary>
+public readonly record struct SnapshotNeeded(int LeaderId, long Index);
+
+/// <summary>
+/// Output of a <see cref="ConsensusNode"/> since the last <see cref="ConsensusNode.Advance"/> (like raft's Ready).
+/// The caller sends <see cref="Messages"/>, applies <see cref="CommittedEntries"/> in order, reacts to the rest,
+/// then calls Advance. The lists are reused after Advance: do not keep references to them.
+/// </summary>
+public sealed class Ready
+{
+    public List<Message> Messages { get; } = new();
+    /// <summary>Newly committed entries, contiguous and in index order.</summary>
+    public List<LogEntry> CommittedEntries { get; } = new();
+    /// <summary>Latest role/ballot/leader, if any of them changed.</summary>
+    public StateChange? Change { get; internal set; }
+    /// <summary>Set when this node stopped being leader. Once fenced in a ballot, a node never commits or proposes in it again.</summary>
+    public Fence? Fenced { get; internal set; }
+    public SnapshotNeeded? Snapshot { get; internal set; }
+
+    public bool IsEmpty => Messages.Count == 0 && CommittedEntries.Count == 0 && Change is null && Fenced is null && Snapshot is null;
+
+    internal void Clear()
+    {
+        Messages.Clear();
+        CommittedEntries.Clear();
+        Change = null;
+        Fenced = null;
+        Snapshot = null;
+    }
+}
