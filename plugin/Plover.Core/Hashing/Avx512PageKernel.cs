@@ -8,23 +8,29 @@ namespace Plover.Hashing;
 /// CityHash64 of 8 pages at once: lane i of every zmm register holds page i's state (x, y, z, v1, v2, w1, w2).
 /// Each 64-byte block is loaded from the 8 pages and transposed 8x8 (qwords) with unpack + 128-bit shuffles,
 /// never gathers (3-4x slower here). Multiplies are vpmullq (AVX-512DQ), rotates vprorq (AVX-512F).
+/// The instructions come from <typeparamref name="TOps"/> so the same code can also run on a software model of
+/// them (tests on CPUs without AVX-512); PageHasher uses <see cref="Avx512Ops"/>, the real instructions.
 /// </summary>
 internal static unsafe class Avx512PageKernel
 {
-    public static bool IsSupported => Avx512F.IsSupported && Avx512DQ.IsSupported;
+    public static bool IsSupported => Avx512Ops.IsSupported;
 
     private const int LastBlock = ScalarPageKernel.PageSize - 64;
 
     /// <summary>Hashes the 8 pages (all valid; a short group repeats a page) into hashes[0..8);
     /// next[0..8) are the pages of the following group, prefetched one line per block.</summary>
-    public static void Hash8(byte** pages, byte** next, ulong* hashes, bool prefetch)
+    public static void Hash8(byte** pages, byte** next, ulong* hashes, bool prefetch) =>
+        Hash8<Avx512Ops>(pages, next, hashes, prefetch);
+
+    internal static void Hash8<TOps>(byte** pages, byte** next, ulong* hashes, bool prefetch) where TOps : struct, IVector512Ops
     {
-        if (prefetch) Hash8<PrefetchOn>(pages, next, hashes);
-        else Hash8<PrefetchOff>(pages, next, hashes);
+        if (prefetch) Hash8<TOps, PrefetchOn>(pages, next, hashes);
+        else Hash8<TOps, PrefetchOff>(pages, next, hashes);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Hash8<TPf>(byte** pages, byte** next, ulong* hashes) where TPf : struct, IPrefetchPolicy
+    private static void Hash8<TOps, TPf>(byte** pages, byte** next, ulong* hashes)
+        where TOps : struct, IVector512Ops where TPf : struct, IPrefetchPolicy
     {
         Vector512<ulong> k1 = Vector512.Create(CityHash.K1);
         Vector512<ulong> len = Vector512.Create((ulong)ScalarPageKernel.PageSize);
@@ -38,17 +44,17 @@ internal static unsafe class Avx512PageKernel
         }
 
         // Prologue over the last 64 bytes: L0..L7 are the words at len-64 .. len-8.
-        Transpose(Load(p0 + LastBlock), Load(p1 + LastBlock), Load(p2 + LastBlock), Load(p3 + LastBlock),
+        Transpose<TOps>(Load(p0 + LastBlock), Load(p1 + LastBlock), Load(p2 + LastBlock), Load(p3 + LastBlock),
                   Load(p4 + LastBlock), Load(p5 + LastBlock), Load(p6 + LastBlock), Load(p7 + LastBlock),
                   out var l0, out var l1, out var l2, out var l3, out var l4, out var l5, out var l6, out var l7);
         Vector512<ulong> x = l3;
         Vector512<ulong> y = l6 + l1;
-        Vector512<ulong> z = HashLen16(l2 + len, l5);
-        Weak(l0, l1, l2, l3, len, z, out var v1, out var v2);
-        Weak(l4, l5, l6, l7, y + k1, x, out var w1, out var w2);
+        Vector512<ulong> z = HashLen16<TOps>(l2 + len, l5);
+        Weak<TOps>(l0, l1, l2, l3, len, z, out var v1, out var v2);
+        Weak<TOps>(l4, l5, l6, l7, y + k1, x, out var w1, out var w2);
         Vector512<ulong> first = Vector512.Create(*(ulong*)p0, *(ulong*)p1, *(ulong*)p2, *(ulong*)p3,
                                                   *(ulong*)p4, *(ulong*)p5, *(ulong*)p6, *(ulong*)p7);
-        x = Avx512DQ.MultiplyLow(x, k1) + first;
+        x = TOps.MultiplyLow(x, k1) + first;
 
         for (nuint off = 0; off < LastBlock; off += 64)
         {
@@ -59,23 +65,23 @@ internal static unsafe class Avx512PageKernel
                 Sse.Prefetch0(next[4] + off); Sse.Prefetch0(next[5] + off);
                 Sse.Prefetch0(next[6] + off); Sse.Prefetch0(next[7] + off);
             }
-            Transpose(Load(p0 + off), Load(p1 + off), Load(p2 + off), Load(p3 + off),
+            Transpose<TOps>(Load(p0 + off), Load(p1 + off), Load(p2 + off), Load(p3 + off),
                       Load(p4 + off), Load(p5 + off), Load(p6 + off), Load(p7 + off),
                       out var b0, out var b1, out var b2, out var b3, out var b4, out var b5, out var b6, out var b7);
 
-            x = Avx512DQ.MultiplyLow(Avx512F.RotateRight(x + y + v1 + b1, 37), k1);
-            y = Avx512DQ.MultiplyLow(Avx512F.RotateRight(y + v2 + b6, 42), k1);
+            x = TOps.MultiplyLow(TOps.RotateRight(x + y + v1 + b1, 37), k1);
+            y = TOps.MultiplyLow(TOps.RotateRight(y + v2 + b6, 42), k1);
             x ^= w2;
             y += v1 + b5;
-            z = Avx512DQ.MultiplyLow(Avx512F.RotateRight(z + w1, 33), k1);
-            Weak(b0, b1, b2, b3, Avx512DQ.MultiplyLow(v2, k1), x + w1, out v1, out v2);
-            Weak(b4, b5, b6, b7, z + w2, y + b2, out w1, out w2);
+            z = TOps.MultiplyLow(TOps.RotateRight(z + w1, 33), k1);
+            Weak<TOps>(b0, b1, b2, b3, TOps.MultiplyLow(v2, k1), x + w1, out v1, out v2);
+            Weak<TOps>(b4, b5, b6, b7, z + w2, y + b2, out w1, out w2);
             (z, x) = (x, z);
         }
 
-        Vector512<ulong> shiftMixY = y ^ Avx512F.ShiftRightLogical(y, 47);
-        Vector512<ulong> h = HashLen16(HashLen16(v1, w1) + Avx512DQ.MultiplyLow(shiftMixY, k1) + z,
-                                       HashLen16(v2, w2) + x);
+        Vector512<ulong> shiftMixY = y ^ TOps.ShiftRightLogical(y, 47);
+        Vector512<ulong> h = HashLen16<TOps>(HashLen16<TOps>(v1, w1) + TOps.MultiplyLow(shiftMixY, k1) + z,
+                                       HashLen16<TOps>(v2, w2) + x);
         h.Store(hashes);
     }
 
@@ -85,63 +91,65 @@ internal static unsafe class Avx512PageKernel
     /// <summary>Rows r0..r7 (8 qwords of page i) to columns c0..c7 (qword j of every page): 8 vpunpck{l,h}qdq,
     /// then two rounds of 8 vshufi64x2. Control 0x88 picks 128-bit lanes (0,2) of each source, 0xDD lanes (1,3).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose(
+    private static void Transpose<TOps>(
         Vector512<ulong> r0, Vector512<ulong> r1, Vector512<ulong> r2, Vector512<ulong> r3,
         Vector512<ulong> r4, Vector512<ulong> r5, Vector512<ulong> r6, Vector512<ulong> r7,
         out Vector512<ulong> c0, out Vector512<ulong> c1, out Vector512<ulong> c2, out Vector512<ulong> c3,
         out Vector512<ulong> c4, out Vector512<ulong> c5, out Vector512<ulong> c6, out Vector512<ulong> c7)
+        where TOps : struct, IVector512Ops
     {
         // t0 = [r0[0] r1[0] | r0[2] r1[2] | r0[4] r1[4] | r0[6] r1[6]], t1 the same for the odd words.
-        var t0 = Avx512F.UnpackLow(r0, r1);
-        var t1 = Avx512F.UnpackHigh(r0, r1);
-        var t2 = Avx512F.UnpackLow(r2, r3);
-        var t3 = Avx512F.UnpackHigh(r2, r3);
-        var t4 = Avx512F.UnpackLow(r4, r5);
-        var t5 = Avx512F.UnpackHigh(r4, r5);
-        var t6 = Avx512F.UnpackLow(r6, r7);
-        var t7 = Avx512F.UnpackHigh(r6, r7);
+        var t0 = TOps.UnpackLow(r0, r1);
+        var t1 = TOps.UnpackHigh(r0, r1);
+        var t2 = TOps.UnpackLow(r2, r3);
+        var t3 = TOps.UnpackHigh(r2, r3);
+        var t4 = TOps.UnpackLow(r4, r5);
+        var t5 = TOps.UnpackHigh(r4, r5);
+        var t6 = TOps.UnpackLow(r6, r7);
+        var t7 = TOps.UnpackHigh(r6, r7);
         // u0 = [words 0 of rows 0-1 | words 4 of rows 0-1 | words 0 of rows 2-3 | words 4 of rows 2-3], etc.
-        var u0 = Avx512F.Shuffle4x128(t0, t2, 0x88);
-        var u1 = Avx512F.Shuffle4x128(t0, t2, 0xDD);
-        var u2 = Avx512F.Shuffle4x128(t4, t6, 0x88);
-        var u3 = Avx512F.Shuffle4x128(t4, t6, 0xDD);
-        var u4 = Avx512F.Shuffle4x128(t1, t3, 0x88);
-        var u5 = Avx512F.Shuffle4x128(t1, t3, 0xDD);
-        var u6 = Avx512F.Shuffle4x128(t5, t7, 0x88);
-        var u7 = Avx512F.Shuffle4x128(t5, t7, 0xDD);
-        c0 = Avx512F.Shuffle4x128(u0, u2, 0x88);
-        c4 = Avx512F.Shuffle4x128(u0, u2, 0xDD);
-        c2 = Avx512F.Shuffle4x128(u1, u3, 0x88);
-        c6 = Avx512F.Shuffle4x128(u1, u3, 0xDD);
-        c1 = Avx512F.Shuffle4x128(u4, u6, 0x88);
-        c5 = Avx512F.Shuffle4x128(u4, u6, 0xDD);
-        c3 = Avx512F.Shuffle4x128(u5, u7, 0x88);
-        c7 = Avx512F.Shuffle4x128(u5, u7, 0xDD);
+        var u0 = TOps.Shuffle4x128(t0, t2, 0x88);
+        var u1 = TOps.Shuffle4x128(t0, t2, 0xDD);
+        var u2 = TOps.Shuffle4x128(t4, t6, 0x88);
+        var u3 = TOps.Shuffle4x128(t4, t6, 0xDD);
+        var u4 = TOps.Shuffle4x128(t1, t3, 0x88);
+        var u5 = TOps.Shuffle4x128(t1, t3, 0xDD);
+        var u6 = TOps.Shuffle4x128(t5, t7, 0x88);
+        var u7 = TOps.Shuffle4x128(t5, t7, 0xDD);
+        c0 = TOps.Shuffle4x128(u0, u2, 0x88);
+        c4 = TOps.Shuffle4x128(u0, u2, 0xDD);
+        c2 = TOps.Shuffle4x128(u1, u3, 0x88);
+        c6 = TOps.Shuffle4x128(u1, u3, 0xDD);
+        c1 = TOps.Shuffle4x128(u4, u6, 0x88);
+        c5 = TOps.Shuffle4x128(u4, u6, 0xDD);
+        c3 = TOps.Shuffle4x128(u5, u7, 0x88);
+        c7 = TOps.Shuffle4x128(u5, u7, 0xDD);
     }
 
     /// <summary>WeakHashLen32WithSeeds, lane-wise.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Weak(Vector512<ulong> w, Vector512<ulong> x, Vector512<ulong> y, Vector512<ulong> z,
+    private static void Weak<TOps>(Vector512<ulong> w, Vector512<ulong> x, Vector512<ulong> y, Vector512<ulong> z,
                              Vector512<ulong> a, Vector512<ulong> b, out Vector512<ulong> first, out Vector512<ulong> second)
+        where TOps : struct, IVector512Ops
     {
         a += w;
-        b = Avx512F.RotateRight(b + a + z, 21);
+        b = TOps.RotateRight(b + a + z, 21);
         Vector512<ulong> c = a;
         a += x + y;
-        b += Avx512F.RotateRight(a, 44);
+        b += TOps.RotateRight(a, 44);
         first = a + z;
         second = b + c;
     }
 
     /// <summary>Hash128to64(low = u, high = v), lane-wise.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<ulong> HashLen16(Vector512<ulong> u, Vector512<ulong> v)
+    private static Vector512<ulong> HashLen16<TOps>(Vector512<ulong> u, Vector512<ulong> v) where TOps : struct, IVector512Ops
     {
         Vector512<ulong> mul = Vector512.Create(CityHash.KMul);
-        Vector512<ulong> a = Avx512DQ.MultiplyLow(u ^ v, mul);
-        a ^= Avx512F.ShiftRightLogical(a, 47);
-        Vector512<ulong> b = Avx512DQ.MultiplyLow(v ^ a, mul);
-        b ^= Avx512F.ShiftRightLogical(b, 47);
-        return Avx512DQ.MultiplyLow(b, mul);
+        Vector512<ulong> a = TOps.MultiplyLow(u ^ v, mul);
+        a ^= TOps.ShiftRightLogical(a, 47);
+        Vector512<ulong> b = TOps.MultiplyLow(v ^ a, mul);
+        b ^= TOps.ShiftRightLogical(b, 47);
+        return TOps.MultiplyLow(b, mul);
     }
 }

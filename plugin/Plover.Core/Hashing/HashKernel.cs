@@ -27,6 +27,33 @@ public static class HashKernels
         Avx512PageKernel.IsSupported ? HashKernel.Avx512 :
         Avx2PageKernel.IsSupported ? HashKernel.Avx2 : HashKernel.Scalar;
 
+    /// <summary>Forces a kernel for the exported hash functions (tests, benchmarks): scalar, avx2 or avx512.</summary>
+    public const string EnvironmentVariable = "PLOVER_HASH_KERNEL";
+
+    /// <summary>The kernel a request names (null or empty: the best one). False, with a message, when the name is
+    /// unknown or this CPU or build cannot run that kernel.</summary>
+    public static bool TryResolve(string? requested, out HashKernel kernel, out string? error)
+    {
+        error = null;
+        if (string.IsNullOrWhiteSpace(requested))
+        {
+            kernel = Best;
+            return true;
+        }
+        if (!TryParse(requested, out kernel))
+        {
+            error = $"{EnvironmentVariable}='{requested}' is not a hash kernel (scalar, avx2, avx512)";
+            return false;
+        }
+        if (!IsSupported(kernel))
+        {
+            error = $"{EnvironmentVariable}={Name(kernel)} refused: this CPU or this build of the library cannot run " +
+                    $"it (best here: {Name(Best)})";
+            return false;
+        }
+        return true;
+    }
+
     /// <summary>Parses "scalar", "avx2" or "avx512" (case-insensitive).</summary>
     public static bool TryParse(string? text, out HashKernel kernel)
     {
