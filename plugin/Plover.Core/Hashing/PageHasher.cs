@@ -34,9 +34,15 @@ public sealed unsafe class PageHasher : IDisposable
     private bool _prefetch;
     private HashKernel _jobKernel;
     private long _nextBatch;     // next batch to claim (Interlocked)
-    private int _outstanding;    // workers that have not finished the current job
-    private int _generation;     // bumped once per job that uses the workers
     private Exception? _workerError;
+
+    // Job state shared with the workers: generation (high 32 bits) | Closed | workers inside the job (low 31 bits).
+    // A worker joins only an open job of the generation it woke for; the caller closes the job when it runs out
+    // of batches and waits only for the workers that joined, never for one that was not scheduled in time.
+    private const long Closed = 1L << 31;
+    private const long JoinedMask = Closed - 1;
+    private long _jobState;
+    private int _generation;
 
     public PageHasher(int threads = 0) : this(threads, HashKernels.Best) { }
 
@@ -122,13 +128,14 @@ public sealed unsafe class PageHasher : IDisposable
             }
 
             _workerError = null;
-            _outstanding = _workers.Length;
-            Volatile.Write(ref _generation, _generation + 1);
-            WakeWorkers();
+            OpenJob();
             RunJob();
+            long state = Volatile.Read(ref _jobState);
+            while (Interlocked.CompareExchange(ref _jobState, state | Closed, state) is var seen && seen != state)
+                state = seen;
             var wait = new SpinWait();
-            while (Volatile.Read(ref _outstanding) != 0)
-                wait.SpinOnce();
+            while ((Volatile.Read(ref _jobState) & JoinedMask) != 0)
+                wait.SpinOnce(sleep1Threshold: -1); // joined workers are mid-batch: never sleep a whole millisecond
             if (_workerError is { } error)
                 throw new InvalidOperationException("a hashing worker failed", error);
             return selected;
@@ -142,8 +149,7 @@ public sealed unsafe class PageHasher : IDisposable
             if (_disposed)
                 return;
             _disposed = true;
-            Volatile.Write(ref _generation, _generation + 1);
-            WakeWorkers();
+            OpenJob();
         }
         foreach (var worker in _workers)
             worker.Thread?.Join();
@@ -293,6 +299,30 @@ public sealed unsafe class PageHasher : IDisposable
         }
     }
 
+    /// <summary>Publishes the job fields written so far as a new open generation and wakes sleeping workers.</summary>
+    private void OpenJob()
+    {
+        _generation++;
+        Volatile.Write(ref _jobState, (long)_generation << 32);
+        WakeWorkers();
+    }
+
+    private static int Generation(long state) => (int)(state >> 32);
+
+    /// <summary>Joins the job of generation <paramref name="generation"/> if it is still open.</summary>
+    private bool TryJoin(int generation)
+    {
+        long state = Volatile.Read(ref _jobState);
+        while (Generation(state) == generation && (state & Closed) == 0)
+        {
+            long seen = Interlocked.CompareExchange(ref _jobState, state + 1, state);
+            if (seen == state)
+                return true;
+            state = seen;
+        }
+        return false;
+    }
+
     private void WakeWorkers()
     {
         foreach (var worker in _workers)
@@ -309,9 +339,11 @@ public sealed unsafe class PageHasher : IDisposable
         while (true)
         {
             WaitForJob(me, seen);
-            seen = Volatile.Read(ref _generation);
+            seen = Generation(Volatile.Read(ref _jobState));
             if (_disposed)
                 return;
+            if (!TryJoin(seen))
+                continue; // the caller finished this job without us
             try
             {
                 RunJob();
@@ -320,7 +352,8 @@ public sealed unsafe class PageHasher : IDisposable
             {
                 _workerError = e;
             }
-            Interlocked.Decrement(ref _outstanding);
+            Interlocked.Decrement(ref _jobState); // leaves the job: the joined count is the low bits
+
         }
     }
 
@@ -328,7 +361,7 @@ public sealed unsafe class PageHasher : IDisposable
     private void WaitForJob(WorkerSignal me, int seen)
     {
         long spinUntil = Stopwatch.GetTimestamp() + Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
-        while (Volatile.Read(ref _generation) == seen)
+        while (Generation(Volatile.Read(ref _jobState)) == seen)
         {
             if (Stopwatch.GetTimestamp() < spinUntil)
             {
@@ -336,7 +369,7 @@ public sealed unsafe class PageHasher : IDisposable
                 continue;
             }
             Interlocked.Exchange(ref me.Sleeping, 1);
-            if (Volatile.Read(ref _generation) != seen && Interlocked.CompareExchange(ref me.Sleeping, 0, 1) == 1)
+            if (Generation(Volatile.Read(ref _jobState)) != seen && Interlocked.CompareExchange(ref me.Sleeping, 0, 1) == 1)
                 return; // a job arrived before anyone saw us asleep
             me.Wake.Wait(); // the waker cleared Sleeping and released once
         }
