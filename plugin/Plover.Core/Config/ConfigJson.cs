@@ -1,0 +1,55 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Plover.Config;
+
+// The config file exactly as written: every member nullable so that "missing" is told apart from "wrong", and
+// ConfigValidator turns it into a ClusterConfig. Unknown properties are errors (UnmappedMemberHandling.Disallow).
+
+internal sealed class RawConfig
+{
+    public string? Cluster { get; set; }
+    public string? KeyFile { get; set; }
+    public List<RawNode?>? Nodes { get; set; }
+    public RawTimeouts? Timeouts { get; set; }
+    public RawSync? Sync { get; set; }
+    public RawHashing? Hashing { get; set; }
+}
+
+internal sealed class RawNode
+{
+    public int? Id { get; set; }
+    public string? Role { get; set; }
+    public string? Address { get; set; }
+    public string? Admin { get; set; }
+}
+
+internal sealed class RawTimeouts
+{
+    public double? HeartbeatMs { get; set; }
+    public double? ElectionMinMs { get; set; }
+    public double? ElectionMaxMs { get; set; }
+}
+
+internal sealed class RawSync
+{
+    public int? IdleWindowUs { get; set; }
+    public int? IdleThresholdUs { get; set; }
+    public int? IdleWindows { get; set; }
+    public int? MaxEpochMs { get; set; }
+}
+
+internal sealed class RawHashing
+{
+    public int? Threads { get; set; }
+}
+
+/// <summary>Source-generated (reflection-free, NativeAOT-safe) serializer for the config file.</summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    ReadCommentHandling = JsonCommentHandling.Skip,
+    AllowTrailingCommas = false,
+    NumberHandling = JsonNumberHandling.Strict)]
+[JsonSerializable(typeof(RawConfig))]
+internal sealed partial class ConfigJsonContext : JsonSerializerContext;

@@ -1,0 +1,221 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace Plover.Config;
+
+/// <summary>Turns the config text into a validated ClusterConfig, or throws ConfigException naming the field and
+/// the problem. Everything is checked here except the key file's content (ClusterConfig.LoadKey).</summary>
+internal sealed partial class ConfigValidator
+{
+    private const int UnixSocketPathMax = 107; // sockaddr_un.sun_path is 108 bytes with the NUL
+
+    private readonly string _source;
+    private readonly string _baseDir;
+
+    private ConfigValidator(string source, string baseDir)
+    {
+        _source = source;
+        _baseDir = baseDir;
+    }
+
+    public static ClusterConfig Validate(string json, string baseDir, string source) =>
+        new ConfigValidator(source, baseDir).Validate(json);
+
+    private ConfigException Error(string field, string problem) => new($"{_source}: {field}: {problem}");
+
+    private ClusterConfig Validate(string json)
+    {
+        RawConfig raw = Deserialize(json);
+        string cluster = RequireText(raw.Cluster, "cluster");
+        string keyFile = Path.GetFullPath(RequireText(raw.KeyFile, "keyFile"), _baseDir);
+
+        if (raw.Nodes == null)
+            throw Error("nodes", "missing (a list of 3 nodes: primary, backup, witness)");
+        var nodes = new List<NodeConfig>();
+        for (int i = 0; i < raw.Nodes.Count; i++)
+            nodes.Add(ValidateNode(raw.Nodes[i], $"nodes[{i}]", nodes));
+        foreach (NodeRole role in Enum.GetValues<NodeRole>())
+        {
+            var holders = nodes.Where(n => n.Role == role).ToList();
+            if (holders.Count == 0)
+                throw Error("nodes", $"no {role.Name()} (exactly one primary, one backup and one witness are required)");
+            if (holders.Count > 1)
+                throw Error("nodes", $"{holders.Count} nodes are {role.Name()} (ids " +
+                                     $"{string.Join(", ", holders.Select(n => n.Id))}); exactly one is allowed");
+        }
+        return new ClusterConfig(cluster, keyFile, nodes, ValidateTimeouts(raw.Timeouts), ValidateSync(raw.Sync),
+            ValidateHashing(raw.Hashing));
+    }
+
+    private RawConfig Deserialize(string json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(json, ConfigJsonContext.Default.RawConfig)
+                ?? throw new ConfigException($"{_source}: the document is null, not a config object");
+        }
+        catch (JsonException e)
+        {
+            throw new ConfigException($"{_source}: {JsonProblem(e)}", e);
+        }
+    }
+
+    // System.Text.Json's wording made readable: "$.nodes[0].rol: unknown property 'rol' (line 3, position 7)".
+    private static string JsonProblem(JsonException e)
+    {
+        string where = e.LineNumber is long line
+            ? $"line {line + 1}, position {(e.BytePositionInLine ?? 0) + 1}"
+            : "an unknown position";
+        string path = string.IsNullOrEmpty(e.Path) ? "$" : e.Path;
+        string message = e.Message;
+        int cut = message.IndexOf(" Path: ", StringComparison.Ordinal);
+        if (cut >= 0)
+            message = message[..cut];
+        if (UnknownProperty().Match(message) is { Success: true } unknown)
+            return $"{path}: unknown property '{unknown.Groups[1].Value}' ({where})";
+        if (WrongType().Match(message) is { Success: true } wrong)
+            return $"{path}: wrong type, expected {Describe(wrong.Groups[1].Value)} ({where})";
+        return $"malformed JSON at {where} ({path}): {message.TrimEnd('.')}";
+    }
+
+    [GeneratedRegex(@"The JSON property '(.*)' could not be mapped")]
+    private static partial Regex UnknownProperty();
+
+    [GeneratedRegex(@"The JSON value could not be converted to ([\w.`\[\]]+)")]
+    private static partial Regex WrongType();
+
+    private static string Describe(string clrType) =>
+        clrType.Contains("Int32") ? "an integer" :
+        clrType.Contains("Double") ? "a number" :
+        clrType.Contains("String") ? "a string" :
+        clrType.Contains("List") ? "an array" : "an object";
+
+    private string RequireText(string? value, string field)
+    {
+        if (value == null)
+            throw Error(field, "missing");
+        if (string.IsNullOrWhiteSpace(value))
+            throw Error(field, "empty");
+        return value;
+    }
+
+    private NodeConfig ValidateNode(RawNode? raw, string at, List<NodeConfig> earlier)
+    {
+        if (raw == null)
+            throw Error(at, "null, expected a node object");
+        if (raw.Id is not int id)
+            throw Error($"{at}.id", "missing");
+        if (id <= 0)
+            throw Error($"{at}.id", $"must be a positive integer (got {id})");
+        if (earlier.FindIndex(n => n.Id == id) is var same and >= 0)
+            throw Error($"{at}.id", $"duplicate id {id} (nodes[{same}] has it too)");
+
+        string roleText = RequireText(raw.Role, $"{at}.role");
+        if (!NodeRoles.TryParse(roleText, out NodeRole role))
+            throw Error($"{at}.role", $"unknown role '{roleText}' (expected primary, backup or witness)");
+
+        string address = RequireText(raw.Address, $"{at}.address");
+        IPEndPoint endpoint = ParseAddress(address, $"{at}.address");
+        if (earlier.FirstOrDefault(n => n.Endpoint.Equals(endpoint)) is { } clash)
+            throw Error($"{at}.address", $"{address} is also the address of node {clash.Id}");
+
+        string? admin = null;
+        if (raw.Admin != null)
+        {
+            admin = Path.GetFullPath(RequireText(raw.Admin, $"{at}.admin"), _baseDir);
+            int bytes = Encoding.UTF8.GetByteCount(admin);
+            if (bytes > UnixSocketPathMax)
+                throw Error($"{at}.admin", $"socket path '{admin}' is {bytes} bytes; a Unix socket path holds at most " +
+                                           $"{UnixSocketPathMax}");
+            if (earlier.FirstOrDefault(n => n.Admin == admin) is { } shared)
+                throw Error($"{at}.admin", $"'{admin}' is also the admin socket of node {shared.Id}");
+        }
+        return new NodeConfig(id, role, address, endpoint, admin);
+    }
+
+    /// <summary>"ipv4:port", "[ipv6]:port" or "localhost:port"; host names are not resolved.</summary>
+    private IPEndPoint ParseAddress(string address, string field)
+    {
+        int colon = address.LastIndexOf(':');
+        if (colon <= 0 || colon == address.Length - 1)
+            throw Error(field, $"'{address}' is not host:port");
+        string host = address[..colon];
+        string portText = address[(colon + 1)..];
+        if (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out int port))
+            throw Error(field, $"port '{portText}' in '{address}' is not a number");
+        if (port < 1 || port > 65535)
+            throw Error(field, $"port {port} in '{address}' is out of range 1..65535");
+
+        if (host == "localhost")
+            return new IPEndPoint(IPAddress.Loopback, port);
+        if (host.StartsWith('[') && host.EndsWith(']'))
+        {
+            if (IPAddress.TryParse(host[1..^1], out IPAddress? v6) && v6.AddressFamily == AddressFamily.InterNetworkV6)
+                return new IPEndPoint(v6, port);
+            throw Error(field, $"'{host}' in '{address}' is not an IPv6 address");
+        }
+        if (host.Contains(':'))
+            throw Error(field, $"'{address}': an IPv6 address must be written [addr]:port");
+        // IPAddress.TryParse also accepts "1" or "1.2"; a config wants the dotted quad.
+        if (host.Count(c => c == '.') == 3 && IPAddress.TryParse(host, out IPAddress? v4) &&
+            v4.AddressFamily == AddressFamily.InterNetwork)
+            return new IPEndPoint(v4, port);
+        throw Error(field, $"host '{host}' in '{address}' is not an IPv4 address, [IPv6] address or localhost " +
+                           "(names are not resolved)");
+    }
+
+    private TimeoutConfig ValidateTimeouts(RawTimeouts? raw)
+    {
+        TimeoutConfig d = TimeoutConfig.Default;
+        if (raw == null)
+            return d;
+        double hb = Positive(raw.HeartbeatMs ?? d.HeartbeatMs, "timeouts.heartbeatMs");
+        double min = Positive(raw.ElectionMinMs ?? d.ElectionMinMs, "timeouts.electionMinMs");
+        double max = Positive(raw.ElectionMaxMs ?? d.ElectionMaxMs, "timeouts.electionMaxMs");
+        if (min > max)
+            throw Error("timeouts.electionMinMs", $"{min} is greater than timeouts.electionMaxMs {max}");
+        if (hb >= min)
+            throw Error("timeouts.heartbeatMs", $"{hb} must be less than timeouts.electionMinMs {min}");
+        return new TimeoutConfig(hb, min, max);
+    }
+
+    private SyncConfig ValidateSync(RawSync? raw)
+    {
+        SyncConfig d = SyncConfig.Default;
+        if (raw == null)
+            return d;
+        int window = Positive(raw.IdleWindowUs ?? d.IdleWindowUs, "sync.idleWindowUs");
+        int threshold = Positive(raw.IdleThresholdUs ?? d.IdleThresholdUs, "sync.idleThresholdUs");
+        int windows = Positive(raw.IdleWindows ?? d.IdleWindows, "sync.idleWindows");
+        int maxEpoch = Positive(raw.MaxEpochMs ?? d.MaxEpochMs, "sync.maxEpochMs");
+        if (threshold > window)
+            throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
+        return new SyncConfig(window, threshold, windows, maxEpoch);
+    }
+
+    private HashingConfig ValidateHashing(RawHashing? raw)
+    {
+        int threads = raw?.Threads ?? HashingConfig.Default.Threads;
+        if (threads < 0 || threads > HashingConfig.MaxThreads)
+            throw Error("hashing.threads", $"must be 0 (all cores) to {HashingConfig.MaxThreads} (got {threads})");
+        return new HashingConfig(threads);
+    }
+
+    private double Positive(double value, string field)
+    {
+        if (!(value > 0) || double.IsInfinity(value))
+            throw Error(field, $"must be a positive number (got {value.ToString(CultureInfo.InvariantCulture)})");
+        return value;
+    }
+
+    private int Positive(int value, string field)
+    {
+        if (value <= 0)
+            throw Error(field, $"must be a positive integer (got {value})");
+        return value;
+    }
+}

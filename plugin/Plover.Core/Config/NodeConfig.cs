@@ -1,0 +1,27 @@
+using System.Net;
+
+namespace Plover.Config;
+
+/// <summary>One node of the cluster.</summary>
+public sealed class NodeConfig
+{
+    internal NodeConfig(int id, NodeRole role, string address, IPEndPoint endpoint, string? admin)
+    {
+        Id = id;
+        Role = role;
+        Address = address;
+        Endpoint = endpoint;
+        Admin = admin;
+    }
+
+    /// <summary>Positive, unique in the cluster.</summary>
+    public int Id { get; }
+    public NodeRole Role { get; }
+    /// <summary>"host:port" as written in the config (IPv6 as "[addr]:port").</summary>
+    public string Address { get; }
+    public IPEndPoint Endpoint { get; }
+    /// <summary>Absolute path of the node's admin Unix socket, or null when it has none.</summary>
+    public string? Admin { get; }
+
+    public override string ToString() => $"node {Id} ({Role.Name()}, {Address})";
+}

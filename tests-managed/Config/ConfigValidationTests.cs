@@ -1,0 +1,258 @@
+using System.Text.Json.Nodes;
+using Plover.Config;
+using Xunit;
+
+namespace Plover.Tests.Config;
+
+/// <summary>Every validation error: each case breaks one thing in a valid config and checks the message names
+/// the field and the problem.</summary>
+public sealed class ConfigValidationTests
+{
+    private static string Refuse(JsonObject json) => Refuse(json.ToJsonString());
+
+    private static string Refuse(string text)
+    {
+        var e = Assert.Throws<ConfigException>(() => ClusterConfig.Parse(text, "/etc/plover"));
+        Assert.StartsWith("config: ", e.Message);
+        return e.Message;
+    }
+
+    private static JsonObject With(Action<JsonObject> change)
+    {
+        JsonObject json = ConfigFixture.Valid();
+        change(json);
+        return json;
+    }
+
+    [Theory]
+    [InlineData("cluster")]
+    [InlineData("keyFile")]
+    public void MissingTopLevelTextIsNamed(string field)
+    {
+        Assert.Equal($"config: {field}: missing", Refuse(With(j => j.Remove(field))));
+        Assert.Equal($"config: {field}: empty", Refuse(With(j => j[field] = " ")));
+    }
+
+    [Fact]
+    public void MissingNodes() =>
+        Assert.StartsWith("config: nodes: missing", Refuse(With(j => j.Remove("nodes"))));
+
+    [Fact]
+    public void NullNode() =>
+        Assert.Equal("config: nodes[1]: null, expected a node object",
+            Refuse(With(j => j["nodes"]!.AsArray()[1] = null)));
+
+    [Fact]
+    public void UnknownRole()
+    {
+        string message = Refuse(With(j => ConfigFixture.Node(j, 2)["role"] = "observer"));
+        Assert.Equal("config: nodes[2].role: unknown role 'observer' (expected primary, backup or witness)", message);
+    }
+
+    [Fact]
+    public void RolesAreCaseSensitive() =>
+        Assert.Contains("unknown role 'Primary'", Refuse(With(j => ConfigFixture.Node(j, 0)["role"] = "Primary")));
+
+    [Fact]
+    public void MissingRole() =>
+        Assert.Equal("config: nodes[0].role: missing", Refuse(With(j => ConfigFixture.Node(j, 0).Remove("role"))));
+
+    [Fact]
+    public void DuplicateId()
+    {
+        string message = Refuse(With(j => ConfigFixture.Node(j, 2)["id"] = 1));
+        Assert.Equal("config: nodes[2].id: duplicate id 1 (nodes[0] has it too)", message);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-4)]
+    public void NonPositiveId(int id) =>
+        Assert.Equal($"config: nodes[1].id: must be a positive integer (got {id})",
+            Refuse(With(j => ConfigFixture.Node(j, 1)["id"] = id)));
+
+    [Fact]
+    public void MissingId() =>
+        Assert.Equal("config: nodes[0].id: missing", Refuse(With(j => ConfigFixture.Node(j, 0).Remove("id"))));
+
+    [Theory]
+    [InlineData("primary")]
+    [InlineData("backup")]
+    [InlineData("witness")]
+    public void MissingRoleHolder(string role)
+    {
+        string message = Refuse(With(j =>
+        {
+            var nodes = j["nodes"]!.AsArray();
+            var holder = nodes.First(n => (string?)n!["role"] == role)!;
+            nodes.Remove(holder);
+        }));
+        Assert.StartsWith($"config: nodes: no {role} ", message);
+    }
+
+    [Fact]
+    public void TwoPrimaries()
+    {
+        string message = Refuse(With(j => ConfigFixture.Node(j, 1)["role"] = "primary"));
+        Assert.StartsWith("config: nodes: 2 nodes are primary (ids 1, 2)", message);
+    }
+
+    [Fact]
+    public void FourthNodeIsADuplicateRole()
+    {
+        string message = Refuse(With(j => j["nodes"]!.AsArray().Add(
+            new JsonObject { ["id"] = 4, ["role"] = "witness", ["address"] = "127.0.0.1:7404" })));
+        Assert.StartsWith("config: nodes: 2 nodes are witness (ids 3, 4)", message);
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1", "'127.0.0.1' is not host:port")]
+    [InlineData("127.0.0.1:", "'127.0.0.1:' is not host:port")]
+    [InlineData(":7401", "':7401' is not host:port")]
+    [InlineData("127.0.0.1:http", "port 'http' in '127.0.0.1:http' is not a number")]
+    [InlineData("127.0.0.1:-1", "port '-1' in '127.0.0.1:-1' is not a number")]
+    [InlineData("127.0.0.1:0", "port 0 in '127.0.0.1:0' is out of range 1..65535")]
+    [InlineData("127.0.0.1:65536", "port 65536 in '127.0.0.1:65536' is out of range 1..65535")]
+    [InlineData("example.com:80", "host 'example.com' in 'example.com:80' is not an IPv4 address")]
+    [InlineData("127.1:80", "host '127.1' in '127.1:80' is not an IPv4 address")]
+    [InlineData("300.1.1.1:80", "host '300.1.1.1' in '300.1.1.1:80' is not an IPv4 address")]
+    [InlineData("::1:80", "an IPv6 address must be written [addr]:port")]
+    [InlineData("[1.2.3.4]:80", "'[1.2.3.4]' in '[1.2.3.4]:80' is not an IPv6 address")]
+    public void BadAddress(string address, string problem)
+    {
+        string message = Refuse(With(j => ConfigFixture.Node(j, 1)["address"] = address));
+        Assert.StartsWith("config: nodes[1].address: ", message);
+        Assert.Contains(problem, message);
+    }
+
+    [Fact]
+    public void SharedAddress() =>
+        Assert.Equal("config: nodes[2].address: 127.0.0.1:7401 is also the address of node 1",
+            Refuse(With(j => ConfigFixture.Node(j, 2)["address"] = "127.0.0.1:7401")));
+
+    [Fact]
+    public void AdminPathTooLongForAUnixSocket()
+    {
+        string path = "/tmp/" + new string('a', 120) + ".sock";
+        string message = Refuse(With(j => ConfigFixture.Node(j, 0)["admin"] = path));
+        Assert.StartsWith("config: nodes[0].admin: socket path", message);
+        Assert.Contains("at most 107", message);
+    }
+
+    [Fact]
+    public void SharedAdminSocket() =>
+        Assert.Equal("config: nodes[1].admin: '/tmp/plover-n1.sock' is also the admin socket of node 1",
+            Refuse(With(j => ConfigFixture.Node(j, 1)["admin"] = "/tmp/plover-n1.sock")));
+
+    [Fact]
+    public void EmptyAdmin() =>
+        Assert.Equal("config: nodes[0].admin: empty", Refuse(With(j => ConfigFixture.Node(j, 0)["admin"] = "")));
+
+    [Fact]
+    public void HeartbeatNotBelowElectionMin()
+    {
+        string message = Refuse(With(j => j["timeouts"]!["heartbeatMs"] = 10));
+        Assert.Equal("config: timeouts.heartbeatMs: 10 must be less than timeouts.electionMinMs 10", message);
+    }
+
+    [Fact]
+    public void ElectionMinAboveMax()
+    {
+        string message = Refuse(With(j => j["timeouts"]!["electionMinMs"] = 31));
+        Assert.Equal("config: timeouts.electionMinMs: 31 is greater than timeouts.electionMaxMs 30", message);
+    }
+
+    [Fact]
+    public void ElectionMinEqualToMaxIsAllowed()
+    {
+        var json = With(j => j["timeouts"]!["electionMinMs"] = 30);
+        Assert.Equal(30, ClusterConfig.Parse(json.ToJsonString(), "/x").Timeouts.ElectionMinMs);
+    }
+
+    [Theory]
+    [InlineData("timeouts", "heartbeatMs", 0)]
+    [InlineData("timeouts", "heartbeatMs", -1)]
+    [InlineData("timeouts", "electionMinMs", 0)]
+    [InlineData("timeouts", "electionMaxMs", -30)]
+    public void NonPositiveTimeout(string section, string field, double value)
+    {
+        string message = Refuse(With(j => j[section]![field] = value));
+        Assert.Equal($"config: {section}.{field}: must be a positive number (got {value})", message);
+    }
+
+    [Theory]
+    [InlineData("idleWindowUs", 0)]
+    [InlineData("idleThresholdUs", -1)]
+    [InlineData("idleWindows", 0)]
+    [InlineData("maxEpochMs", -200)]
+    public void NonPositiveSyncValue(string field, int value) =>
+        Assert.Equal($"config: sync.{field}: must be a positive integer (got {value})",
+            Refuse(With(j => j["sync"]![field] = value)));
+
+    [Fact]
+    public void IdleThresholdAboveWindow() =>
+        Assert.Equal("config: sync.idleThresholdUs: 101 is greater than sync.idleWindowUs 100",
+            Refuse(With(j => j["sync"]!["idleThresholdUs"] = 101)));
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(1025)]
+    public void HashingThreadsOutOfRange(int threads) =>
+        Assert.Equal($"config: hashing.threads: must be 0 (all cores) to 1024 (got {threads})",
+            Refuse(With(j => j["hashing"]!["threads"] = threads)));
+
+    [Fact]
+    public void UnknownTopLevelProperty()
+    {
+        string message = Refuse(With(j => j["clusterName"] = "x"));
+        Assert.StartsWith("config: $.clusterName: unknown property 'clusterName' (line 1, position ", message);
+    }
+
+    [Fact]
+    public void UnknownNodeProperty()
+    {
+        string message = Refuse(With(j => ConfigFixture.Node(j, 1)["rol"] = "backup"));
+        Assert.StartsWith("config: $.nodes[1].rol: unknown property 'rol'", message);
+    }
+
+    [Fact]
+    public void UnknownNestedProperty() =>
+        Assert.StartsWith("config: $.timeouts.heartbeat: unknown property 'heartbeat'",
+            Refuse(With(j => j["timeouts"]!["heartbeat"] = 1)));
+
+    [Fact]
+    public void PropertyNamesAreCaseSensitive() =>
+        Assert.Contains("unknown property 'Cluster'", Refuse(With(j => j["Cluster"] = "x")));
+
+    [Fact]
+    public void WrongTypeIsNamed()
+    {
+        Assert.StartsWith("config: $.nodes[0].id: wrong type, expected an integer",
+            Refuse(With(j => ConfigFixture.Node(j, 0)["id"] = "1")));
+        Assert.StartsWith("config: $.nodes[0].id: wrong type, expected an integer",
+            Refuse(With(j => ConfigFixture.Node(j, 0)["id"] = 1.5)));
+        Assert.StartsWith("config: $.cluster: wrong type, expected a string", Refuse(With(j => j["cluster"] = 5)));
+        Assert.StartsWith("config: $.nodes: wrong type, expected an array", Refuse(With(j => j["nodes"] = "n")));
+        Assert.StartsWith("config: $.timeouts: wrong type, expected an object", Refuse(With(j => j["timeouts"] = 3)));
+    }
+
+    [Fact]
+    public void MalformedJsonGivesLineAndPosition()
+    {
+        string text = "{\n  \"cluster\": \"demo\",\n  \"keyFile\" \"k\"\n}";
+        string message = Refuse(text);
+        Assert.StartsWith("config: malformed JSON at line 3, position 13", message);
+    }
+
+    [Fact]
+    public void TruncatedJson() => Assert.Contains("malformed JSON at line 1", Refuse("{\"cluster\": \"demo\""));
+
+    [Fact]
+    public void EmptyDocument() => Assert.Contains("malformed JSON", Refuse(""));
+
+    [Fact]
+    public void NullDocument() => Assert.Equal("config: the document is null, not a config object", Refuse("null"));
+
+    [Fact]
+    public void TrailingCommaIsMalformed() => Assert.Contains("malformed JSON", Refuse("{\"cluster\": \"d\",}"));
+}
