@@ -43,6 +43,20 @@ double Now() {
     return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
 }
 
+double CpuNow() {
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
+// Wall and CPU time of one timed section: the CPU share (process CPU seconds / (wall * threads)) tells how
+// much of the machine the run really had; on a shared host a low share marks a figure as unreliable.
+struct Timer {
+    double wall0 = Now(), cpu0 = CpuNow();
+    double wall() const { return Now() - wall0; }
+    double share(int threads) const { return (CpuNow() - cpu0) / ((Now() - wall0) * threads); }
+};
+
 double Median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
@@ -171,6 +185,7 @@ struct Row {
     std::string what;  // kernel name or "read"
     double gbps;
     double read_gbps;
+    double cpu_share;  // median CPU share of the runs behind gbps
 };
 
 }  // namespace
@@ -247,38 +262,44 @@ int main(int argc, char **argv) {
         int arg = threads == all ? 0 : threads;  // 0 = all cores, as QEMU-side callers pass it
         // --- cache-resident: repeat calls for at least l2RunSeconds per run ---
         {
-            std::vector<std::vector<double>> gb(kernels.size()), rd(1);
+            std::vector<std::vector<double>> gb(kernels.size()), share(kernels.size()), rd(1), rdShare(1);
             for (int run = 0; run < runsL2; run++) {
                 for (size_t k = 0; k < kernels.size(); k++) {
                     kernels[k].pages(l2, l2Pages, nullptr, out.data(), arg);  // warm
                     size_t calls = 0;
-                    double t0 = Now(), t;
+                    Timer timer;
+                    double t;
                     do {
                         for (int i = 0; i < 16; i++) kernels[k].pages(l2, l2Pages, nullptr, out.data(), arg);
                         calls += 16;
-                    } while ((t = Now() - t0) < l2RunSeconds);
+                    } while ((t = timer.wall()) < l2RunSeconds);
+                    share[k].push_back(timer.share(threads));
                     gb[k].push_back(double(calls * l2Pages * kPage) / t / 1e9);
                 }
                 int reps = 64;
                 double t = TimeRead(l2PageList, threads, reps, false);
                 reps = std::max(1, int(reps * l2RunSeconds / t));
+                Timer timer;
                 t = TimeRead(l2PageList, threads, reps, false);
+                rdShare[0].push_back(timer.share(threads));
                 rd[0].push_back(double(reps * l2Pages * kPage) / t / 1e9);
             }
             double read = Median(rd[0]);
-            rows.push_back({"l2", threads, "read", read, read});
-            for (size_t k = 0; k < kernels.size(); k++) rows.push_back({"l2", threads, kKernelNames[kernels[k].id], Median(gb[k]), read});
+            rows.push_back({"l2", threads, "read", read, read, Median(rdShare[0])});
+            for (size_t k = 0; k < kernels.size(); k++)
+                rows.push_back({"l2", threads, kKernelNames[kernels[k].id], Median(gb[k]), read, Median(share[k])});
         }
         // --- 1 GiB in address order, and 25% dirty via the bitmap ---
         for (int dirty = 0; dirty < 2; dirty++) {
             const uint64_t *bm = dirty ? bitmap.data() : nullptr;
             size_t selected = dirty ? dirtyPages.size() : bigPages;
-            std::vector<std::vector<double>> gb(kernels.size()), rd(1);
+            std::vector<std::vector<double>> gb(kernels.size()), share(kernels.size()), rd(1), rdShare(1);
             for (int run = 0; run < runsBig; run++) {
                 for (size_t k = 0; k < kernels.size(); k++) {
-                    double t0 = Now();
+                    Timer timer;
                     int64_t n = kernels[k].pages(mem, bigPages, bm, out.data(), arg);
-                    double t = Now() - t0;
+                    double t = timer.wall();
+                    share[k].push_back(timer.share(threads));
                     if (n != int64_t(selected)) { fprintf(stderr, "hash_pages returned %lld, expected %zu\n", (long long)n, selected); return 1; }
                     gb[k].push_back(double(selected * kPage) / t / 1e9);
                     if (run == 0) {
@@ -287,25 +308,35 @@ int main(int argc, char **argv) {
                         else if (!std::equal(first.begin(), first.end(), out.begin())) identical = false;
                     }
                 }
+                Timer timer;
                 double t = TimeRead(dirty ? dirtyPages : seqPages, threads, 1, dirty != 0);
+                rdShare[0].push_back(timer.share(threads));
                 rd[0].push_back(double(selected * kPage) / t / 1e9);
             }
             const char *set = dirty ? "dirty25" : "seq";
             double read = Median(rd[0]);
-            rows.push_back({set, threads, "read", read, read});
-            for (size_t k = 0; k < kernels.size(); k++) rows.push_back({set, threads, kKernelNames[kernels[k].id], Median(gb[k]), read});
+            rows.push_back({set, threads, "read", read, read, Median(rdShare[0])});
+            for (size_t k = 0; k < kernels.size(); k++)
+                rows.push_back({set, threads, kKernelNames[kernels[k].id], Median(gb[k]), read, Median(share[k])});
         }
         firstOut[0].clear();
         firstOut[1].clear();
     }
 
-    printf("%-8s %7s  %-14s %8s %8s\n", "set", "threads", "kernel", "GB/s", "of read");
+    printf("%-8s %7s  %-14s %8s %8s %6s\n", "set", "threads", "kernel", "GB/s", "of read", "cpu");
+    bool starved = false;
     for (auto &row : rows) {
+        bool low = row.cpu_share < 0.9;
+        starved |= low;
         if (row.what == "read")
-            printf("%-8s %7d  %-14s %8.1f %8s\n", row.set.c_str(), row.threads, "read (limit)", row.gbps, "100%");
+            printf("%-8s %7d  %-14s %8.1f %8s %5.0f%%%s\n", row.set.c_str(), row.threads, "read (limit)", row.gbps, "100%",
+                   100 * row.cpu_share, low ? " *" : "");
         else
-            printf("%-8s %7d  %-14s %8.1f %7.0f%%\n", row.set.c_str(), row.threads, row.what.c_str(), row.gbps, 100.0 * row.gbps / row.read_gbps);
+            printf("%-8s %7d  %-14s %8.1f %7.0f%% %5.0f%%%s\n", row.set.c_str(), row.threads, row.what.c_str(), row.gbps,
+                   100.0 * row.gbps / row.read_gbps, 100 * row.cpu_share, low ? " *" : "");
     }
+    if (starved)
+        printf("* the run got less than 90%% of its threads' CPU time (shared host): compare with care\n");
     printf("\nhashes identical across kernels: %s\n", identical ? "yes" : "NO");
 
     if (!json.empty()) {
@@ -317,8 +348,8 @@ int main(int argc, char **argv) {
         fprintf(f, "  \"not_run\": \"%s\",\n  \"unit\": \"GB/s (1e9 bytes hashed or read per wall second, median)\",\n  \"results\": [\n", skipped.c_str());
         for (size_t i = 0; i < rows.size(); i++) {
             auto &row = rows[i];
-            fprintf(f, "    {\"set\": \"%s\", \"threads\": %d, \"kernel\": \"%s\", \"gbps\": %.2f, \"read_gbps\": %.2f, \"ratio\": %.3f}%s\n",
-                    row.set.c_str(), row.threads, row.what.c_str(), row.gbps, row.read_gbps, row.gbps / row.read_gbps,
+            fprintf(f, "    {\"set\": \"%s\", \"threads\": %d, \"kernel\": \"%s\", \"gbps\": %.2f, \"read_gbps\": %.2f, \"ratio\": %.3f, \"cpu_share\": %.2f}%s\n",
+                    row.set.c_str(), row.threads, row.what.c_str(), row.gbps, row.read_gbps, row.gbps / row.read_gbps, row.cpu_share,
                     i + 1 < rows.size() ? "," : "");
         }
         fprintf(f, "  ]\n}\n");
