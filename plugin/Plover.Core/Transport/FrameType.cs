@@ -1,0 +1,22 @@
+namespace Plover.Transport;
+
+/// <summary>The type byte of a frame (see proto/plover.proto for the message each one carries).</summary>
+public enum FrameType : byte
+{
+    Hello = 1,
+    AuthProof = 2,
+    Consensus = 8,
+    Ping = 9,
+    Pong = 10,
+    // 32..63 reserved for syncvm (bitmap, hashes, pages, device state, ack): add them here and in IsAuthenticatedType.
+}
+
+public static class FrameTypes
+{
+    /// <summary>Types allowed before the connection is authenticated.</summary>
+    public static bool IsHandshakeType(byte type) => type is (byte)FrameType.Hello or (byte)FrameType.AuthProof;
+
+    /// <summary>Types allowed on an authenticated connection. Anything else closes the connection.</summary>
+    public static bool IsAuthenticatedType(byte type) =>
+        type is (byte)FrameType.Consensus or (byte)FrameType.Ping or (byte)FrameType.Pong;
+}
