@@ -72,7 +72,7 @@ public sealed partial class ConsensusNode
     {
         if (_role != ConsensusRole.Leader) return false;
         foreach (var pr in _progress.Values)
-            if (pr.Next <= _log.LastIndex && pr.Next - pr.Match - 1 < _config.MaxInflightEntries) return true;
+            if (pr.Next >= _log.FirstIndex && pr.Next <= _log.LastIndex && pr.Next - pr.Match - 1 < _config.MaxInflightEntries) return true;
         return false;
     }
 
@@ -123,7 +123,9 @@ public sealed partial class ConsensusNode
         // (reordered replies report the same gap several times).
         if (m.Reject && pr.Next > m.Index + 1 && _now - pr.LastResendTick >= _config.RetransmitTicks)
         {
-            pr.Next = Math.Max(m.Index, pr.Match) + 1;
+            // A follower reporting less than it acknowledged before lost state (or this reply is old): trust it.
+            pr.Match = Math.Min(pr.Match, m.Index);
+            pr.Next = m.Index + 1;
             pr.LastResendTick = _now;
         }
     }

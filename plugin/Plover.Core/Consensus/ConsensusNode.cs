@@ -69,7 +69,9 @@ public sealed partial class ConsensusNode
             _promised = restored.Promised;
             _commit = Math.Min(restored.Commit, _log.LastIndex);
             _applied = _delivered = Math.Clamp(restored.Applied, _log.FirstIndex - 1, _commit);
+            // Entries of the promised ballot can only have come, contiguously, from that ballot's leader.
             _acceptedThrough = _commit;
+            while (_log.TryGet(_acceptedThrough + 1, out var e) && e.Ballot == _promised) _acceptedThrough++;
             _leaderId = 0;
             _role = ConsensusRole.Follower;
         }
@@ -111,6 +113,15 @@ public sealed partial class ConsensusNode
 
     /// <summary>Copy of the state a restarted node needs (see <see cref="DurableState"/>).</summary>
     public DurableState ExportDurableState() => new(_promised, _log.Clone(), _commit, _applied);
+
+    /// <summary>One-line state summary for logs and test failures.</summary>
+    public override string ToString()
+    {
+        var s = $"node {Id} {_role} b={_promised} leader={_leaderId} log=[{_log.FirstIndex},{_log.LastIndex}] " +
+                $"commit={_commit} applied={_applied} acceptedThrough={_acceptedThrough}";
+        foreach (var (id, pr) in _progress) s += $" | {id}: match={pr.Match} next={pr.Next}";
+        return s;
+    }
 
     // ---------------------------------------------------------------- inputs
 
@@ -174,6 +185,8 @@ public sealed partial class ConsensusNode
     public void InstallSnapshot(long index)
     {
         if (index <= _applied) return;
+        if (_role == ConsensusRole.Leader) throw new InvalidOperationException("a leader cannot install a snapshot");
+        if (_role != ConsensusRole.Follower) { _role = ConsensusRole.Follower; _leaderId = 0; }   // abandon the campaign
         _log.CompactThrough(index);
         _commit = Math.Max(_commit, index);
         _acceptedThrough = Math.Max(_acceptedThrough, index);
@@ -256,7 +269,11 @@ public sealed partial class ConsensusNode
         _timer.Reset();
         if (m.Index > _acceptedThrough)
         {
-            if (_followLeaderCompaction) InstallSnapshot(m.Index);   // the witness has no VM state to transfer
+            if (_followLeaderCompaction)
+            {
+                InstallSnapshot(m.Index);   // the witness has no VM state to transfer
+                _pending.SnapshotInstalled = m.Index;
+            }
             else _pending.Snapshot = new SnapshotNeeded(m.From, m.Index);
         }
         ReportState();

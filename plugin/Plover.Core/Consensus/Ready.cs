@@ -34,8 +34,13 @@ public sealed class Ready
     /// <summary>Set when this node stopped being leader. Once fenced in a ballot, a node never commits or proposes in it again.</summary>
     public Fence? Fenced { get; internal set; }
     public SnapshotNeeded? Snapshot { get; internal set; }
+    /// <summary>
+    /// Witness only: it skipped to the leader's compaction point by itself (it has no VM state to transfer), so
+    /// entries up to this index will never appear in <see cref="CommittedEntries"/>.
+    /// </summary>
+    public long? SnapshotInstalled { get; internal set; }
 
-    public bool IsEmpty => Messages.Count == 0 && CommittedEntries.Count == 0 && Change is null && Fenced is null && Snapshot is null;
+    public bool IsEmpty => Messages.Count == 0 && CommittedEntries.Count == 0 && Change is null && Fenced is null && Snapshot is null && SnapshotInstalled is null;
 
     internal void Clear()
     {
@@ -44,5 +49,6 @@ public sealed class Ready
         Change = null;
         Fenced = null;
         Snapshot = null;
+        SnapshotInstalled = null;
     }
 }
