@@ -191,6 +191,22 @@ public unsafe class PageHasherTests
         Assert.False(HashKernels.TryParse(null, out _));
     }
 
+    [Fact]
+    public void Environment_kernel_requests_resolve_to_runnable_kernels_or_a_clear_refusal()
+    {
+        Assert.True(HashKernels.TryResolve(null, out var k, out var error) && k == HashKernels.Best && error == null);
+        Assert.True(HashKernels.TryResolve("", out k, out _) && k == HashKernels.Best);
+        foreach (var kernel in Enum.GetValues<HashKernel>())
+        {
+            bool ok = HashKernels.TryResolve(HashKernels.Name(kernel), out k, out error);
+            Assert.Equal(HashKernels.IsSupported(kernel), ok);
+            if (ok) Assert.Equal(kernel, k);
+            else Assert.Contains("cannot run", error);
+        }
+        Assert.False(HashKernels.TryResolve("neon", out _, out error));
+        Assert.Contains("not a hash kernel", error);
+    }
+
     private static long HashOne(PageHasher hasher, byte* page)
     {
         ulong hash;

@@ -2,7 +2,7 @@
 # ./build.sh bench hash: page hashing throughput of every kernel against the machine's read bandwidth.
 # Env: PLOVER_LIB = path of libplover.so (its siblings libplover.x86-64-v3.so / -v4.so are the ISA variants);
 #      PLOVER_ARTIFACTS = output directory (writes $PLOVER_ARTIFACTS/bench/hash.json).
-# Without PLOVER_LIB the three variants are published into a temporary directory first (about 1.5 minutes).
+# Without PLOVER_LIB the three variants are published into a temporary directory first (1.5-2.5 minutes).
 # Extra arguments go to hash_bench (e.g. --quick).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -16,7 +16,9 @@ if [ -z "$lib" ]; then
     for isa in v2 v3 v4; do
         args=()
         [ "$isa" != v2 ] && args=(-p:IlcInstructionSet=x86-x64-$isa)
-        dotnet publish "$root/plugin/Plover.Native" -c Release -o "$work/$isa" "${args[@]}" > "$work/publish-$isa.log" 2>&1 \
+        # own artifacts path: never races with builds of the shared tree's obj/ and bin/
+        dotnet publish "$root/plugin/Plover.Native" -c Release --artifacts-path "$work/build-$isa" -o "$work/$isa" "${args[@]}" \
+            > "$work/publish-$isa.log" 2>&1 \
             || { cat "$work/publish-$isa.log" >&2; exit 1; }
     done
     mkdir -p "$work/lib"
