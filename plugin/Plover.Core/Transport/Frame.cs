@@ -3,9 +3,10 @@ namespace Plover.Transport;
 /// <summary>One decoded, verified frame. The spans point into the receive buffer: valid until the next read.</summary>
 public readonly ref struct Frame
 {
-    public Frame(FrameType type, ulong seq, ReadOnlySpan<byte> header, ReadOnlySpan<byte> tail)
+    public Frame(FrameType type, ulong seq, ReadOnlySpan<byte> body, ReadOnlySpan<byte> header, ReadOnlySpan<byte> tail)
     {
         Type = type;
+        Body = body;
         Seq = seq;
         Header = header;
         Tail = tail;
@@ -13,6 +14,8 @@ public readonly ref struct Frame
 
     public FrameType Type { get; }
     public ulong Seq { get; }
+    /// <summary>The whole body: u32 header length, header, tail.</summary>
+    public ReadOnlySpan<byte> Body { get; }
     /// <summary>The protobuf header.</summary>
     public ReadOnlySpan<byte> Header { get; }
     /// <summary>Raw bytes after the header (bulk data).</summary>

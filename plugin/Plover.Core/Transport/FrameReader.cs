@@ -74,7 +74,7 @@ public sealed class FrameReader
         var body = signedPart[FrameFormat.HeaderSize..];
         if (!FrameBody.TrySplit(body, out var header, out var tail, out var bodyError)) return Fail(bodyError!);
         if (_auth is not null) _expectedSeq++;
-        frame = new Frame((FrameType)type, seq, header, tail);
+        frame = new Frame((FrameType)type, seq, body, header, tail);
         consumed = total;
         return FrameStatus.Complete;
     }

@@ -1,0 +1,83 @@
+using Google.Protobuf;
+using Plover.Consensus;
+using Plover.Wire;
+
+namespace Plover.Transport;
+
+/// <summary>
+/// Turns a Consensus frame into a <see cref="Message"/>, checking everything the core would trust: the kind,
+/// that the sender is the authenticated peer and the receiver is us, entry kinds, that the metadata arrays agree
+/// and that the payload lengths add up to the tail exactly. The protobuf header is parsed into one reused
+/// instance (packed arrays keep their storage). Each payload is copied once into its own array, which becomes
+/// the log's copy (the core keeps payloads until compaction). Throws InvalidDataException with the reason.
+/// One instance per reader thread.
+/// </summary>
+public sealed class ConsensusFrameDecoder
+{
+    private readonly ConsensusMessage _wire = new();
+    private readonly int _selfId;
+
+    public ConsensusFrameDecoder(int selfId) => _selfId = selfId;
+
+    public Message Decode(int peer, ReadOnlySpan<byte> header, ReadOnlySpan<byte> tail)
+    {
+        var w = _wire;
+        Reset(w);
+        try
+        {
+            w.MergeFrom(header);
+        }
+        catch (InvalidProtocolBufferException e)
+        {
+            throw new InvalidDataException($"malformed consensus header: {e.Message}");
+        }
+
+        if (w.Kind is < ConsensusKind.PreVote or > ConsensusKind.SnapshotRequired)
+            throw new InvalidDataException($"unknown consensus message kind {(int)w.Kind}");
+        if (w.From != peer) throw new InvalidDataException($"consensus message claims to come from node {w.From}, connection is node {peer}");
+        if (w.To != _selfId) throw new InvalidDataException($"consensus message addressed to node {w.To}, this is node {_selfId}");
+        int n = w.EntryLengths.Count;
+        if (w.EntryBallotRounds.Count != n || w.EntryBallotNodes.Count != n || w.EntryKinds.Count != n)
+            throw new InvalidDataException($"consensus entry arrays disagree ({w.EntryBallotRounds.Count}/{w.EntryBallotNodes.Count}/{w.EntryKinds.Count}/{n})");
+        if (n > 0 && w.FirstEntryIndex < 1) throw new InvalidDataException($"consensus entries start at index {w.FirstEntryIndex}");
+        if (n > 0 && w.FirstEntryIndex > long.MaxValue - n) throw new InvalidDataException("consensus entry index overflows");
+
+        long total = 0;
+        for (int i = 0; i < n; i++)
+        {
+            total += w.EntryLengths[i];
+            var k = w.EntryKinds[i];
+            if (k is < EntryKind.EntryNoop or > EntryKind.EntryRole) throw new InvalidDataException($"unknown entry kind {(int)k}");
+        }
+        if (total != tail.Length) throw new InvalidDataException($"entry payloads add up to {total} bytes, the frame carries {tail.Length}");
+
+        var entries = n == 0 ? [] : new LogEntry[n];
+        int at = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int len = (int)w.EntryLengths[i];
+            var payload = len == 0 ? ReadOnlyMemory<byte>.Empty : tail.Slice(at, len).ToArray();
+            at += len;
+            entries[i] = new LogEntry(w.FirstEntryIndex + i, new Ballot(w.EntryBallotRounds[i], w.EntryBallotNodes[i]),
+                                      (EntryType)(int)w.EntryKinds[i], payload);
+        }
+        return new Message
+        {
+            Type = (MessageType)(int)w.Kind, From = w.From, To = w.To, Ballot = new Ballot(w.BallotRound, w.BallotNode),
+            Index = w.Index, Commit = w.Commit, LogStart = w.LogStart, Reject = w.Reject, Entries = entries,
+        };
+    }
+
+    /// <summary>Generated messages have no Clear; proto3 omits default fields, so reset everything by hand before MergeFrom.</summary>
+    private static void Reset(ConsensusMessage w)
+    {
+        w.Kind = ConsensusKind.Unspecified;
+        w.From = w.To = w.BallotNode = 0;
+        w.BallotRound = w.Index = w.Commit = w.LogStart = w.FirstEntryIndex = 0;
+        w.Reject = false;
+        w.EntryBallotRounds.Clear();
+        w.EntryBallotNodes.Clear();
+        w.EntryKinds.Clear();
+        w.EntryLengths.Clear();
+    }
+}

@@ -1,0 +1,248 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Plover.Transport;
+
+/// <summary>
+/// <see cref="ITransport"/> over TCP: one connection per pair of nodes, the lower id dials the higher one
+/// (so there is never a duplicate to break ties on), TCP_NODELAY, mutual authentication
+/// (<see cref="Handshake"/>) and a MAC on every frame. Dialers reconnect with exponential backoff. Threads:
+/// one acceptor, one dialer per higher peer, and per connection one reader (the thread that ran its handshake)
+/// and one writer. Anything a peer does wrong closes that connection with a logged reason; nothing here throws
+/// into the caller after <see cref="Start"/>.
+/// </summary>
+public sealed class TcpTransport : ITransport
+{
+    private readonly TcpTransportOptions _options;
+    private readonly ClusterIdentity _self;
+    private readonly int[] _peers;
+    private readonly TcpConnection?[] _connections;
+    private readonly object _connectionsLock = new();
+    private readonly List<Thread> _threads = new();
+    private Socket? _listener;
+    private IFrameSink _sink = null!;
+    private int _pendingHandshakes;
+    private volatile bool _disposed;
+
+    public TcpTransport(TcpTransportOptions options)
+    {
+        _options = options;
+        _self = options.Identity;
+        if (!options.Endpoints.ContainsKey(_self.SelfId)) throw new ArgumentException($"no endpoint for this node ({_self.SelfId})");
+        foreach (int id in options.Endpoints.Keys)
+            if (id <= 0 || id > 65535) throw new ArgumentException($"node id {id} must be in 1..65535");
+        if (options.MaxFrameBytes < FrameFormat.MaxHandshakeFrameBytes) throw new ArgumentException("MaxFrameBytes too small");
+        _peers = options.Endpoints.Keys.Where(id => id != _self.SelfId).Order().ToArray();
+        _connections = new TcpConnection?[options.Endpoints.Keys.Max() + 1];
+    }
+
+    public int SelfId => _self.SelfId;
+    public IReadOnlyList<int> Peers => _peers;
+    /// <summary>The bound listening address (useful with port 0).</summary>
+    public IPEndPoint? LocalEndpoint => _listener?.LocalEndPoint as IPEndPoint;
+
+    public void Start(IFrameSink sink)
+    {
+        _sink = sink;
+        var ep = _options.ListenEndpoint ?? _options.Endpoints[_self.SelfId];
+        var listener = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            listener.Bind(ep);
+            listener.Listen(64);
+        }
+        catch (SocketException e)
+        {
+            listener.Dispose();
+            throw new IOException($"cannot listen on {ep}: {e.Message}", e);
+        }
+        _listener = listener;
+        StartThread(AcceptLoop, "plover-tcp-accept");
+        foreach (int peer in _peers)
+            if (peer > _self.SelfId) StartThread(() => DialLoop(peer), $"plover-tcp-dial-{peer}");
+    }
+
+    public bool IsConnected(int peer) => Connection(peer) is { IsClosed: false };
+
+    public bool Send(int peer, IFrameBody body) => Connection(peer)?.Send(body) ?? false;
+
+    public bool Send(int peer, FrameType type, ReadOnlySpan<byte> body) => Connection(peer)?.Send(type, body) ?? false;
+
+    public void Flush()
+    {
+        foreach (int peer in _peers) Connection(peer)?.Flush();
+    }
+
+    /// <summary>Flushes one peer only.</summary>
+    public void Flush(int peer) => Connection(peer)?.Flush();
+
+    private TcpConnection? Connection(int peer) =>
+        (uint)peer < (uint)_connections.Length ? Volatile.Read(ref _connections[peer]) : null;
+
+    // ---------------------------------------------------------------- connection setup
+
+    private void AcceptLoop()
+    {
+        while (!_disposed)
+        {
+            Socket s;
+            try { s = _listener!.Accept(); }
+            catch (Exception) when (_disposed) { return; }
+            catch (SocketException e)
+            {
+                Log($"accept failed: {e.SocketErrorCode}");
+                Thread.Sleep(10);
+                continue;
+            }
+            if (Interlocked.Increment(ref _pendingHandshakes) > _options.MaxPendingHandshakes)
+            {
+                Interlocked.Decrement(ref _pendingHandshakes);
+                Log($"refused connection from {s.RemoteEndPoint}: too many handshakes in progress");
+                s.Dispose();
+                continue;
+            }
+            var t = new Thread(() => ServeAccepted(s)) { IsBackground = true, Name = "plover-tcp-in" };
+            t.Start();
+        }
+    }
+
+    private void ServeAccepted(Socket socket)
+    {
+        var remote = socket.RemoteEndPoint?.ToString() ?? "?";
+        TcpConnection? conn;
+        try
+        {
+            conn = Authenticate(socket, expectedPeer: 0, remote);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pendingHandshakes);
+        }
+        conn?.RunReader();
+    }
+
+    private void DialLoop(int peer)
+    {
+        var ep = _options.Endpoints[peer];
+        var backoff = _options.ReconnectMin;
+        int failures = 0;
+        var random = new Random();
+        while (!_disposed)
+        {
+            var socket = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            TcpConnection? conn = null;
+            try
+            {
+                using (new Timer(_ => socket.Dispose(), null, _options.ConnectTimeout, Timeout.InfiniteTimeSpan))
+                    socket.Connect(ep);
+                conn = Authenticate(socket, peer, ep.ToString());
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                socket.Dispose();
+                // A peer that is down is normal: say so once, then every 100 attempts.
+                if (failures++ % 100 == 0 && !_disposed) Log($"cannot connect to node {peer} at {ep}: {Describe(e)} (retrying)");
+            }
+            if (conn is not null)
+            {
+                failures = 0;
+                backoff = _options.ReconnectMin;
+                conn.RunReader();
+            }
+            if (_disposed) return;
+            // Exponential backoff with jitter, so two restarting nodes do not retry in lockstep.
+            Thread.Sleep(TimeSpan.FromTicks((long)(backoff.Ticks * (0.5 + random.NextDouble() / 2))));
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, _options.ReconnectMax.Ticks));
+        }
+    }
+
+    /// <summary>Handshakes a fresh socket; returns the registered connection, or null (logged, socket closed).</summary>
+    private TcpConnection? Authenticate(Socket socket, int expectedPeer, string remote)
+    {
+        var recv = new ByteBuffer();
+        try
+        {
+            socket.NoDelay = true;
+            socket.SendTimeout = (int)_options.HandshakeTimeout.TotalMilliseconds;
+            var reader = new FrameReader(_options.MaxFrameBytes);
+            var writer = new FrameWriter(_options.MaxFrameBytes);
+            var result = Handshake.Run(socket, recv, reader, writer, _self, expectedPeer, _options.HandshakeTimeout);
+            socket.SendTimeout = 0;
+            socket.ReceiveTimeout = 0;
+            var conn = new TcpConnection(this, socket, result.PeerId, reader, writer, recv, result, _options.MaxQueuedBytes);
+            Register(conn);
+            return conn;
+        }
+        catch (Exception e) when (e is HandshakeException or SocketException or ObjectDisposedException or IOException)
+        {
+            if (!_disposed) Log($"refused connection {(expectedPeer != 0 ? $"to node {expectedPeer}" : "from")} {remote}: {Describe(e)}");
+            try { socket.Shutdown(SocketShutdown.Both); } catch { /* already closed */ }
+            socket.Dispose();
+            recv.Dispose();
+            return null;
+        }
+    }
+
+    private void Register(TcpConnection conn)
+    {
+        TcpConnection? old;
+        lock (_connectionsLock)
+        {
+            if (_disposed) { conn.Close("transport stopped"); return; }
+            old = _connections[conn.PeerId];
+            Volatile.Write(ref _connections[conn.PeerId], conn);
+        }
+        old?.Close("replaced by a new connection from the same node");
+        Log($"connected to node {conn.PeerId}");
+        try { _sink.OnPeerConnected(conn.PeerId); }
+        catch (Exception e) { Log($"connection handler failed: {e}"); }
+    }
+
+    internal void OnConnectionClosed(TcpConnection conn, string reason)
+    {
+        bool current;
+        lock (_connectionsLock)
+        {
+            current = _connections[conn.PeerId] == conn;
+            if (current) Volatile.Write(ref _connections[conn.PeerId], null);
+        }
+        if (!_disposed) Log($"connection to node {conn.PeerId} closed: {reason}");
+        if (!current) return;
+        try { _sink.OnPeerDisconnected(conn.PeerId, reason); }
+        catch (Exception e) { Log($"disconnection handler failed: {e}"); }
+    }
+
+    internal void Deliver(int peer, in Frame frame) => _sink.OnFrame(peer, frame);
+
+    private void Log(string message)
+    {
+        try { _options.Log($"transport {_self.SelfId}: {message}"); }
+        catch { /* a broken logger must not take the transport down */ }
+    }
+
+    private static string Describe(Exception e) => e switch
+    {
+        SocketException se => se.SocketErrorCode.ToString(),
+        ObjectDisposedException => "timed out",
+        _ => e.Message,
+    };
+
+    private void StartThread(ThreadStart body, string name)
+    {
+        var t = new Thread(body) { IsBackground = true, Name = name };
+        _threads.Add(t);
+        t.Start();
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _listener?.Dispose();
+        TcpConnection?[] all;
+        lock (_connectionsLock) all = (TcpConnection?[])_connections.Clone();
+        foreach (var c in all) c?.Close("transport stopped");
+        foreach (var t in _threads) t.Join(TimeSpan.FromSeconds(2));
+    }
+}

@@ -1,0 +1,24 @@
+using System.Net;
+
+namespace Plover.Transport;
+
+/// <summary>Settings of a <see cref="TcpTransport"/>. Build from the cluster config with the node wiring.</summary>
+public sealed class TcpTransportOptions
+{
+    public required ClusterIdentity Identity { get; init; }
+    /// <summary>Address of every member, this node included (its entry is where it listens).</summary>
+    public required IReadOnlyDictionary<int, IPEndPoint> Endpoints { get; init; }
+    /// <summary>Overrides the listening address (e.g. port 0 in tests); default: this node's endpoint.</summary>
+    public IPEndPoint? ListenEndpoint { get; init; }
+    /// <summary>Largest authenticated frame, length field included.</summary>
+    public int MaxFrameBytes { get; init; } = FrameFormat.DefaultMaxFrameBytes;
+    /// <summary>A peer that lets more than this pile up unsent is dropped (it reconnects when it reads again).</summary>
+    public long MaxQueuedBytes { get; init; } = 256L << 20;
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan ReconnectMin { get; init; } = TimeSpan.FromMilliseconds(5);
+    public TimeSpan ReconnectMax { get; init; } = TimeSpan.FromMilliseconds(500);
+    /// <summary>Most connections in the handshake at once (an unauthenticated flood cannot exhaust threads).</summary>
+    public int MaxPendingHandshakes { get; init; } = 16;
+    public Action<string> Log { get; init; } = _ => { };
+}
