@@ -160,7 +160,7 @@ class Qmp {
   public:
     void connect(const std::string &path) {
         sock_.connect(path);
-        json::parse(sock_.read_line());  // greeting
+        (void)json::parse(sock_.read_line());  // greeting
         execute("qmp_capabilities");
     }
     json execute(const std::string &cmd, const json &args = json::object()) {
