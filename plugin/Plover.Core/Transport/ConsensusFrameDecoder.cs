@@ -10,16 +10,14 @@ namespace Plover.Transport;
 /// and that the payload lengths add up to the tail exactly. The protobuf header is parsed into one reused
 /// instance (packed arrays keep their storage). Each payload is copied once into its own array, which becomes
 /// the log's copy (the core keeps payloads until compaction). Throws InvalidDataException with the reason.
-/// One instance per reader thread.
+/// One instance per reader thread (it is reused and not thread-safe).
 /// </summary>
 public sealed class ConsensusFrameDecoder
 {
     private readonly ConsensusMessage _wire = new();
-    private readonly int _selfId;
 
-    public ConsensusFrameDecoder(int selfId) => _selfId = selfId;
-
-    public Message Decode(int peer, ReadOnlySpan<byte> header, ReadOnlySpan<byte> tail)
+    /// <summary>Decodes a frame that arrived from peer at node selfId.</summary>
+    public Message Decode(int selfId, int peer, ReadOnlySpan<byte> header, ReadOnlySpan<byte> tail)
     {
         var w = _wire;
         Reset(w);
@@ -35,7 +33,7 @@ public sealed class ConsensusFrameDecoder
         if (w.Kind is < ConsensusKind.PreVote or > ConsensusKind.SnapshotRequired)
             throw new InvalidDataException($"unknown consensus message kind {(int)w.Kind}");
         if (w.From != peer) throw new InvalidDataException($"consensus message claims to come from node {w.From}, connection is node {peer}");
-        if (w.To != _selfId) throw new InvalidDataException($"consensus message addressed to node {w.To}, this is node {_selfId}");
+        if (w.To != selfId) throw new InvalidDataException($"consensus message addressed to node {w.To}, this is node {selfId}");
         int n = w.EntryLengths.Count;
         if (w.EntryBallotRounds.Count != n || w.EntryBallotNodes.Count != n || w.EntryKinds.Count != n)
             throw new InvalidDataException($"consensus entry arrays disagree ({w.EntryBallotRounds.Count}/{w.EntryBallotNodes.Count}/{w.EntryKinds.Count}/{n})");

@@ -1,4 +1,5 @@
 using System.Net;
+using Plover.Config;
 
 namespace Plover.Transport;
 
@@ -21,4 +22,16 @@ public sealed class TcpTransportOptions
     /// <summary>Most connections in the handshake at once (an unauthenticated flood cannot exhaust threads).</summary>
     public int MaxPendingHandshakes { get; init; } = 16;
     public Action<string> Log { get; init; } = _ => { };
+
+    /// <summary>Options for node selfId of a cluster config (reads the key file: throws ConfigException if it is bad).</summary>
+    public static TcpTransportOptions FromConfig(ClusterConfig config, int selfId, Action<string>? log = null)
+    {
+        config.Node(selfId);   // throws ConfigException naming an unknown id
+        return new TcpTransportOptions
+        {
+            Identity = new ClusterIdentity(config.Cluster, config.LoadKey(), selfId, config.Nodes.Select(n => n.Id).ToArray()),
+            Endpoints = config.Nodes.ToDictionary(n => n.Id, n => n.Endpoint),
+            Log = log ?? (_ => { }),
+        };
+    }
 }

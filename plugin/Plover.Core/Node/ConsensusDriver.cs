@@ -1,0 +1,261 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Plover.Consensus;
+using Plover.Transport;
+
+namespace Plover.Node;
+
+/// <summary>
+/// Role, ballot (term = Ballot.Round) and known leader (0 = unknown) of a node as last reported by its core, and
+/// the last fence (null if this node was never deposed as leader).
+/// </summary>
+public sealed record ConsensusStatus(ConsensusRole Role, Ballot Ballot, int LeaderId, Fence? LastFence);
+
+/// <summary>
+/// Runs a <see cref="ConsensusNode"/> (the pure Multi-Paxos core) on a dedicated thread over an
+/// <see cref="ITransport"/> with a real monotonic clock.
+///
+/// The thread loops: step every message received (decoded on the transport's reader threads), propose
+/// everything queued by <see cref="Propose"/> (so proposals that arrived while a round was in flight go out as
+/// one batch), tick the core once per elapsed tick (1 ms by default), and when the core has output send its
+/// messages at once (one flush per peer, normally a direct write to the socket from this thread), deliver
+/// committed entries in order to <see cref="Committed"/>, report role, ballot and fencing changes, and advance.
+/// Between iterations it sleeps until the next tick with microsecond precision, or until a message or proposal
+/// wakes it. Callbacks run on this thread: they must be quick (hand work to another thread).
+/// </summary>
+public sealed class ConsensusDriver : IDisposable
+{
+    private readonly ConsensusNode _node;
+    private readonly ITransport _transport;
+    private readonly ConsensusDriverOptions _options;
+    private readonly ConcurrentQueue<Message> _incoming = new();
+    private readonly ConcurrentQueue<(bool Install, long Index)> _compactions = new();
+    private readonly ConsensusProposalQueue _proposals;
+    private readonly ConsensusWakeup _wakeup = new();
+    private readonly ConsensusFrameEncoder _encoder = new();
+    private readonly long _tickStopwatchTicks;
+    private readonly Thread _thread;
+    [ThreadStatic] private static ConsensusFrameDecoder? t_decoder;
+
+    private volatile bool _stop;
+    private volatile ConsensusStatus _status;
+    private volatile Exception? _failure;
+    private long _commitIndex;
+    private long _lastIndex;
+    private long _messagesSent, _messagesDropped, _messagesReceived, _proposalsRefused, _proposalsDropped;
+
+    public ConsensusDriver(ConsensusDriverOptions options, ITransport transport)
+    {
+        if (transport.SelfId != options.Consensus.SelfId)
+            throw new ArgumentException($"transport is node {transport.SelfId}, consensus is node {options.Consensus.SelfId}");
+        if (options.TickMs <= 0) throw new ArgumentException("TickMs must be positive");
+        _options = options;
+        _transport = transport;
+        _node = new ConsensusNode(options.Consensus, options.Seed is { } s ? new Random(s) : new Random());
+        _proposals = new ConsensusProposalQueue(options.MaxQueuedProposalBytes);
+        _tickStopwatchTicks = Math.Max(1, (long)(Stopwatch.Frequency * options.TickMs / 1000.0));
+        _status = new ConsensusStatus(_node.Role, _node.Ballot, _node.LeaderId, null);
+        _thread = new Thread(Run) { IsBackground = true, Name = $"plover-consensus-{SelfId}" };
+    }
+
+    public int SelfId => _options.Consensus.SelfId;
+
+    /// <summary>Each committed entry, in log order, exactly once (consensus thread).</summary>
+    public Action<LogEntry>? Committed { get; set; }
+    /// <summary>Role, ballot or leader changed (consensus thread).</summary>
+    public Action<ConsensusStatus>? StateChanged { get; set; }
+    /// <summary>This node stopped leading: it must stop releasing output for good (consensus thread).</summary>
+    public Action<Fence>? Fenced { get; set; }
+    /// <summary>This follower needs a VM snapshot covering the index (consensus thread); answer with <see cref="InstallSnapshot"/>.</summary>
+    public Action<SnapshotNeeded>? SnapshotNeeded { get; set; }
+
+    public ConsensusStatus Status => _status;
+    public ConsensusRole Role => _status.Role;
+    public bool IsLeader => _status.Role == ConsensusRole.Leader;
+    public Ballot Ballot => _status.Ballot;
+    public long Term => _status.Ballot.Round;
+    public int LeaderId => _status.LeaderId;
+    /// <summary>The last fence reported (null if this node was never deposed).</summary>
+    public Fence? LastFence => _status.LastFence;
+    /// <summary>Set if the consensus thread died of a bug (logged as FATAL); the node then takes no further part.</summary>
+    public Exception? Failure => _failure;
+    public long CommitIndex => Volatile.Read(ref _commitIndex);
+    public long LastIndex => Volatile.Read(ref _lastIndex);
+    public long MessagesSent => Volatile.Read(ref _messagesSent);
+    /// <summary>Messages the core wanted sent to a peer that was not connected.</summary>
+    public long MessagesDropped => Volatile.Read(ref _messagesDropped);
+    public long MessagesReceived => Volatile.Read(ref _messagesReceived);
+    /// <summary>Proposals refused by <see cref="Propose"/> (not leader, or queue full).</summary>
+    public long ProposalsRefused => Volatile.Read(ref _proposalsRefused);
+    /// <summary>Proposals queued while leader but dropped because leadership was lost before the consensus thread took them.</summary>
+    public long ProposalsDropped => Volatile.Read(ref _proposalsDropped);
+
+    /// <summary>Receives Consensus frames from the transport (register it in the FrameDispatcher).</summary>
+    public void Attach(FrameDispatcher dispatcher) => dispatcher.Register(FrameType.Consensus, HandleFrame);
+
+    public void Start() => _thread.Start();
+
+    /// <summary>
+    /// Queues an entry for the log (payload copied). Any thread. Returns false if this node is not the leader or
+    /// the queue is full; a true return is no promise of commit (watch <see cref="Committed"/>).
+    /// </summary>
+    public bool Propose(EntryType type, ReadOnlySpan<byte> payload)
+    {
+        if (!IsLeader || !_proposals.TryAdd(type, payload))
+        {
+            Interlocked.Increment(ref _proposalsRefused);
+            return false;
+        }
+        _wakeup.Wake();
+        return true;
+    }
+
+    /// <summary>Drops log entries up to index once a completed syncvm covers them (any thread; applied on the consensus thread).</summary>
+    public void Compact(long index)
+    {
+        _compactions.Enqueue((false, index));
+        _wakeup.Wake();
+    }
+
+    /// <summary>A VM snapshot covering index was installed (after <see cref="SnapshotNeeded"/>).</summary>
+    public void InstallSnapshot(long index)
+    {
+        _compactions.Enqueue((true, index));
+        _wakeup.Wake();
+    }
+
+    private void HandleFrame(int peer, in Frame frame)
+    {
+        var decoder = t_decoder ??= new ConsensusFrameDecoder();
+        var m = decoder.Decode(SelfId, peer, frame.Header, frame.Tail);   // throws InvalidDataException: connection closed
+        _incoming.Enqueue(m);
+        _wakeup.Wake();
+    }
+
+    // ---------------------------------------------------------------- the consensus thread
+
+    private void Run()
+    {
+        ConsensusWakeup.UsePreciseTimers();
+        long nextTick = Stopwatch.GetTimestamp() + _tickStopwatchTicks;
+        long maxCatchUp = 4L * _options.Consensus.ElectionMaxTicks;
+        try
+        {
+            while (!_stop)
+            {
+                while (_incoming.TryDequeue(out var m))
+                {
+                    _node.Step(m);
+                    _messagesReceived++;
+                }
+                TakeProposals();
+                ApplyCompactions();
+
+                long now = Stopwatch.GetTimestamp();
+                if (now >= nextTick)
+                {
+                    // Catch up on every elapsed tick (the thread may have been descheduled), within reason.
+                    long due = (now - nextTick) / _tickStopwatchTicks + 1;
+                    _node.Tick((int)Math.Min(due, maxCatchUp));
+                    nextTick += due * _tickStopwatchTicks;
+                }
+
+                if (_node.HasReady)
+                {
+                    ProcessReady();
+                    continue;
+                }
+
+                _wakeup.PrepareToSleep();
+                if (!_incoming.IsEmpty || !_proposals.IsEmpty || !_compactions.IsEmpty || _stop)
+                {
+                    _wakeup.CancelSleep();
+                    continue;
+                }
+                long waitTicks = nextTick - Stopwatch.GetTimestamp();
+                if (waitTicks > 0) _wakeup.Sleep(waitTicks * 1_000_000_000 / Stopwatch.Frequency);
+                else _wakeup.CancelSleep();
+            }
+        }
+        catch (Exception e)
+        {
+            // A bug in the core or a callback: the node can no longer take part safely. Say so loudly; stop.
+            // Not rethrown: that would take the whole process (QEMU) down with it.
+            _options.Log($"consensus {SelfId}: FATAL: consensus thread failed: {e}");
+            _failure = e;
+            _status = _status with { Role = ConsensusRole.Follower, LeaderId = 0 };
+        }
+    }
+
+    private void TakeProposals()
+    {
+        var (data, items) = _proposals.TakeAll();
+        if (items.Count > 0)
+        {
+            var bytes = data.Data;
+            int at = 0;
+            foreach (var (type, length) in items)
+            {
+                if (!_node.TryPropose(type, bytes.Slice(at, length), out _)) _proposalsDropped++;
+                at += length;
+            }
+        }
+        _proposals.Recycle(data, items);
+    }
+
+    private void ApplyCompactions()
+    {
+        while (_compactions.TryDequeue(out var c))
+        {
+            try
+            {
+                if (c.Install) _node.InstallSnapshot(c.Index);
+                else _node.Compact(c.Index);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                _options.Log($"consensus {SelfId}: {(c.Install ? "snapshot install" : "compaction")} at {c.Index} refused: {e.Message}");
+            }
+        }
+    }
+
+    private void ProcessReady()
+    {
+        var ready = _node.GetReady();
+        foreach (var m in ready.Messages)
+        {
+            if (_transport.Send(m.To, _encoder.Set(m))) _messagesSent++;
+            else _messagesDropped++;
+        }
+        if (ready.Messages.Count > 0) _transport.Flush();
+
+        if (ready.Change is { } change)
+        {
+            _status = new ConsensusStatus(change.Role, change.Ballot, change.LeaderId, _status.LastFence);
+            _options.Log($"consensus {SelfId}: {change.Role.ToString().ToLowerInvariant()} in ballot {change.Ballot}, leader {(change.LeaderId == 0 ? "unknown" : change.LeaderId)}");
+        }
+        if (ready.Fenced is { } fence)
+        {
+            _status = _status with { LastFence = fence };
+            _options.Log($"consensus {SelfId}: fenced: no longer leader of ballot {fence.Ballot} ({fence.Reason})");
+            Fenced?.Invoke(fence);
+        }
+        if (ready.Change is not null) StateChanged?.Invoke(_status);
+
+        var committed = Committed;
+        foreach (var e in ready.CommittedEntries) committed?.Invoke(e);
+        if (ready.CommittedEntries.Count > 0) Volatile.Write(ref _commitIndex, ready.CommittedEntries[^1].Index);
+        if (ready.Snapshot is { } snap) SnapshotNeeded?.Invoke(snap);
+        _node.Advance();
+        Volatile.Write(ref _commitIndex, _node.CommitIndex);
+        Volatile.Write(ref _lastIndex, _node.LastIndex);
+    }
+
+    public void Dispose()
+    {
+        _stop = true;
+        _wakeup.Wake();
+        if (_thread.IsAlive) _thread.Join(TimeSpan.FromSeconds(2));
+        _wakeup.Dispose();
+    }
+}
