@@ -95,6 +95,15 @@ internal sealed class SimCluster
         return index;
     }
 
+    /// <summary>What syncvm does after a full state transfer: the node's state now covers index.</summary>
+    public void InstallSnapshot(int id, long index)
+    {
+        var n = Live(id);
+        n.InstallSnapshot(index);
+        _appliedSeen[id] = n.AppliedIndex;
+        Drain(n);
+    }
+
     public void Compact(int id, long index)
     {
         Live(id).Compact(index);

@@ -95,6 +95,7 @@ public sealed partial class ConsensusNode
             {
                 int room = (int)Math.Min(_config.MaxBatchEntries, _config.MaxInflightEntries - (pr.Next - pr.Match - 1));
                 var entries = _log.Slice(pr.Next, room, _config.MaxBatchBytes);
+                if (pr.Next == pr.Match + 1) pr.LastProgressTick = _now;   // nothing was in flight: the wait starts now
                 Send(new Message
                 {
                     Type = MessageType.Accept, From = Id, To = id, Ballot = _promised, Index = pr.Next,

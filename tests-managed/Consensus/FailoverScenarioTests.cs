@@ -1,0 +1,225 @@
+using System.Text;
+using Plover.Consensus;
+using Xunit;
+
+namespace Plover.Tests.Consensus;
+
+/// <summary>Hand-written failure scenarios on a lossless network with 1-tick delay (defaults: heartbeat 1, election 10-30).</summary>
+public sealed class FailoverScenarioTests
+{
+    private const int P = SimCluster.Primary, B = SimCluster.Backup, W = SimCluster.Witness;
+
+    private static SimCluster Start(int seed = 42, Func<int, ConsensusConfig>? config = null)
+    {
+        var sim = new SimCluster(seed, config);
+        sim.RunTicks(3);
+        Assert.True(sim.Live(P).IsLeader);
+        Assert.Equal(new Ballot(1, P), sim.Live(P).Ballot);
+        return sim;
+    }
+
+    private static byte[] Bytes(string s) => Encoding.UTF8.GetBytes(s);
+
+    private static long ProposeAndCommit(SimCluster sim, string value, params int[] on)
+    {
+        var leader = sim.Leader()!;
+        long idx = sim.Propose(leader.Id, EntryType.Input, Bytes(value));
+        Assert.NotEqual(0, idx);
+        Assert.True(sim.RunUntil(() => on.All(id => sim.AppliedBy(id) >= idx), 50), $"'{value}' did not commit on {string.Join(",", on)}");
+        return idx;
+    }
+
+    [Fact]
+    public void PrimaryCrash_BackupLeadsWithEveryCommittedEntry_IncludingOneOnlyTheWitnessHad()
+    {
+        var sim = Start();
+        for (int i = 0; i < 5; i++) ProposeAndCommit(sim, $"before-{i}", P, B, W);
+
+        // The backup hears nothing: X commits on the primary and the witness only.
+        sim.Network.Isolate(B, SimCluster.Ids);
+        long x = ProposeAndCommit(sim, "only-on-primary-and-witness", P, W);
+        Assert.True(sim.Live(P).CommitIndex >= x);
+        Assert.False(sim.Live(B).Log.Contains(x));
+
+        sim.Crash(P);
+        sim.Network.HealAll();
+        Assert.True(sim.RunUntil(() => sim.Live(B).IsLeader, 200), "backup did not take over");
+
+        var backup = sim.Live(B);
+        Assert.True(backup.Ballot > new Ballot(1, P));
+        Assert.Equal(B, backup.Ballot.NodeId);
+        Assert.True(backup.Log[x].SameValue(sim.Committed[x]), "the witness-only entry was not recovered");
+        // The new leader's first own entry is its ROLE entry, right after everything it recovered.
+        var role = backup.Log[x + 1];
+        Assert.Equal(EntryType.Role, role.Type);
+        var (ballot, primary) = EntryPayloads.DecodeRole(role.Payload.Span);
+        Assert.Equal(backup.Ballot, ballot);
+        Assert.Equal(B, primary);
+
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(B) >= x + 1 && sim.AppliedBy(W) >= x + 1, 50));
+        long y = ProposeAndCommit(sim, "after-failover", B, W);
+        Assert.Equal(x + 2, y);
+        sim.CheckLogsAgree();
+    }
+
+    [Fact]
+    public void IsolatedPrimary_IsFencedByLostQuorum_ThenFollowsTheNewLeader()
+    {
+        var sim = Start();
+        ProposeAndCommit(sim, "a", P, B, W);
+        var primary = sim.Live(P);
+        long commitBefore = primary.CommitIndex;
+
+        sim.Network.Isolate(P, SimCluster.Ids);
+        long orphan = sim.Propose(P, EntryType.Input, Bytes("never-committed"));
+        Assert.NotEqual(0, orphan);
+        Assert.True(sim.RunUntil(() => sim.Live(B).IsLeader, 300), "backup did not take over");
+        Assert.True(sim.RunUntil(() => !primary.IsLeader, 100), "isolated primary kept leading");
+        Assert.Equal(commitBefore, primary.CommitIndex);
+        var fence = Assert.Single(sim.Fences, f => f.Node == P).Fence;
+        Assert.Equal(new Ballot(1, P), fence.Ballot);
+        Assert.False(primary.TryPropose(EntryType.Input, Bytes("late"), out _));
+
+        long z = ProposeAndCommit(sim, "new-epoch", B, W);
+        sim.Network.HealAll();
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(P) >= z, 100), "old primary did not catch up");
+        Assert.Equal(B, primary.LeaderId);
+        Assert.False(sim.Committed[orphan].SameValue(new LogEntry(orphan, default, EntryType.Input, Bytes("never-committed"))));
+        Assert.DoesNotContain(sim.Fences, f => f.Node == P && f.Fence.Ballot != new Ballot(1, P));
+        sim.CheckLogsAgree();
+    }
+
+    [Fact]
+    public void PartitionedPrimaryWithoutQuorumCheck_IsFencedByTheHigherBallotOnHealing()
+    {
+        var sim = Start(config: id => SimCluster.DefaultConfig(id) is var c ? new ConsensusConfig
+        {
+            SelfId = c.SelfId, Members = c.Members, InitialLeaderId = c.InitialLeaderId, CheckQuorum = false,
+        } : null!);
+        ProposeAndCommit(sim, "a", P, B, W);
+        var primary = sim.Live(P);
+        long commitBefore = primary.CommitIndex;
+
+        sim.Network.Isolate(P, SimCluster.Ids);
+        for (int i = 0; i < 10; i++) sim.Propose(P, EntryType.Input, Bytes($"orphan-{i}"));
+        Assert.True(sim.RunUntil(() => sim.Live(B).IsLeader, 300));
+        long z = ProposeAndCommit(sim, "new-epoch", B, W);
+        sim.RunTicks(200);
+        Assert.True(primary.IsLeader, "without quorum checks the isolated primary still believes it leads");
+        Assert.Equal(commitBefore, primary.CommitIndex);   // but it commits nothing
+
+        sim.Network.HealAll();
+        Assert.True(sim.RunUntil(() => !primary.IsLeader, 20));
+        var fence = Assert.Single(sim.Fences, f => f.Node == P).Fence;
+        Assert.Equal(FenceReason.HigherBallot, fence.Reason);
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(P) >= z, 100));
+        sim.CheckLogsAgree();
+    }
+
+    [Fact]
+    public void BackupCrash_PrimaryAndWitnessGoOn()
+    {
+        var sim = Start();
+        sim.Crash(B);
+        long last = 0;
+        for (int i = 0; i < 100; i++) last = sim.Propose(P, EntryType.Input, Bytes($"v{i}"));
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(P) >= last && sim.AppliedBy(W) >= last, 20));
+        Assert.Equal(new Ballot(1, P), sim.Live(P).Ballot);
+        Assert.Empty(sim.Fences);
+
+        sim.Restart(B);
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(B) >= last, 50), "restarted backup did not catch up");
+        Assert.True(sim.Live(P).IsLeader);
+        sim.CheckLogsAgree();
+    }
+
+    [Fact]
+    public void WitnessCrash_PrimaryAndBackupGoOn()
+    {
+        var sim = Start();
+        sim.Crash(W);
+        long last = 0;
+        for (int i = 0; i < 100; i++) last = sim.Propose(P, EntryType.Input, Bytes($"v{i}"));
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(P) >= last && sim.AppliedBy(B) >= last, 20));
+        Assert.Equal(new Ballot(1, P), sim.Live(P).Ballot);
+
+        sim.Restart(W);
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(W) >= last, 50));
+        sim.CheckLogsAgree();
+    }
+
+    [Fact]
+    public void PrimaryAndBackupBothDown_WitnessNeverCampaigns()
+    {
+        var sim = Start();
+        ProposeAndCommit(sim, "a", P, B, W);
+        int campaignMessages = 0;
+        sim.Network.OnSend = m => { if (m.From == W && m.Type is MessageType.PreVote or MessageType.Prepare) campaignMessages++; };
+        sim.Crash(P);
+        sim.Crash(B);
+        sim.RunTicks(1000);
+        Assert.False(sim.Live(W).IsLeader);
+        Assert.Equal(0, campaignMessages);
+        Assert.Throws<InvalidOperationException>(() => sim.Live(W).CanCampaign = true);
+    }
+
+    [Fact]
+    public void OneWayCutBetweenPrimaryAndBackup_DoesNotDeposeThePrimary()
+    {
+        var sim = Start();
+        sim.Network.CutLink(P, B);
+        long last = 0;
+        for (int t = 0; t < 1000; t++)
+        {
+            if (t % 10 == 0) last = sim.Propose(P, EntryType.Input, Bytes($"t{t}"));
+            sim.Step();
+        }
+        // The witness still hears the primary, so it refuses the backup's pre-votes: no ballot change, no fence.
+        Assert.True(sim.Live(P).IsLeader);
+        Assert.Equal(new Ballot(1, P), sim.Live(P).Ballot);
+        Assert.Empty(sim.Fences);
+        Assert.True(sim.AppliedBy(P) >= last - 1 && sim.AppliedBy(W) >= last - 1);
+
+        sim.Network.HealAll();
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(B) >= last, 50), "backup did not catch up after healing");
+        sim.CheckLogsAgree();
+    }
+
+    [Fact]
+    public void HeavyLoss_IsRepairedByRetransmission()
+    {
+        var sim = Start();
+        sim.Network.DropRate = 0.5;
+        sim.Network.DuplicateRate = 0.2;
+        sim.Network.MaxDelay = 4;
+        long last = 0;
+        for (int t = 0; t < 300; t++)
+        {
+            if (sim.Leader() is { } l) last = Math.Max(last, sim.Propose(l.Id, EntryType.Input, Bytes($"t{t}")));
+            sim.Step();
+        }
+        sim.Network.DropRate = 0;
+        var leader = sim.Leader()!;
+        long marker = sim.Propose(leader.Id, EntryType.Input, Bytes("marker"));
+        Assert.True(sim.RunUntil(() => SimCluster.Ids.All(id => sim.AppliedBy(id) >= marker), 300), "loss was not repaired");
+        Assert.True(sim.MaxCommitted >= marker);
+        sim.CheckLogsAgree();
+    }
+
+    [Fact]
+    public void RestartedNodeKeepsItsDurableLogAndPromise()
+    {
+        var sim = Start();
+        long last = 0;
+        for (int i = 0; i < 20; i++) last = ProposeAndCommit(sim, $"v{i}", P, B, W);
+        var before = sim.Live(W).ExportDurableState();
+        sim.Crash(W);
+        sim.Restart(W);
+        var w = sim.Live(W);
+        Assert.Equal(before.Promised, w.Ballot);
+        Assert.Equal(before.Log.LastIndex, w.LastIndex);
+        Assert.Equal(ConsensusRole.Follower, w.Role);
+        Assert.Equal(last, w.CommitIndex);
+        for (long i = w.FirstIndex; i <= last; i++) Assert.True(w.Log[i].SameValue(sim.Committed[i]));
+    }
+}
