@@ -48,7 +48,7 @@ public sealed class FrameReader
         int minLength = 1 + 8 + FrameFormat.MinBodySize + macSize;
         if (length < minLength) return Fail($"frame length {length} is below the minimum {minLength}");
         if (length > (uint)(MaxFrameBytes - FrameFormat.LengthSize))
-            return Fail($"frame length {length} exceeds the limit of {MaxFrameBytes - FrameFormat.LengthSize} bytes" +
+            return Fail($"frame of {(ulong)length + FrameFormat.LengthSize} bytes exceeds the limit of {MaxFrameBytes} bytes" +
                         (_auth is null ? " before authentication" : ""));
         int total = FrameFormat.LengthSize + (int)length;
         // The type is checked as soon as it arrives, so a wrong protocol is refused before we buffer its frame.

@@ -174,7 +174,7 @@ internal sealed class TcpConnection
                 }
                 if (n == 0)
                 {
-                    Close("peer closed the connection");
+                    Close(_recv.Count > 0 ? $"peer closed the connection inside a frame ({_recv.Count} bytes pending)" : "peer closed the connection");
                     return;
                 }
                 _recv.Commit(n);
