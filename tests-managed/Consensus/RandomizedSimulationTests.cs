@@ -14,10 +14,10 @@ namespace Plover.Tests.Consensus;
 /// </summary>
 public sealed class RandomizedSimulationTests(ITestOutputHelper output)
 {
-    private const int DefaultSeedsPerShard = 750;
+    private const int DefaultSeedsPerShard = 1500;
     private const int ChaosTicks = 500;
     /// <summary>Ticks allowed, after the network heals and all nodes are up, for a proposal to commit everywhere.</summary>
-    private const int LivenessBoundTicks = 1500;
+    private const int LivenessBoundTicks = 400;
 
     private static int SeedsPerShard =>
         int.TryParse(Environment.GetEnvironmentVariable("PLOVER_SIM_SEEDS"), out int n) && n > 0 ? (n + 1) / 2 : DefaultSeedsPerShard;
