@@ -1,0 +1,33 @@
+namespace Plover.Sync;
+
+/// <summary>
+/// Runs work on the host's main thread (QEMU: schedule_main, a one-shot bottom half). Post may be called from
+/// any thread and must not wait for the action. The engine posts only short actions (VM control, output guard
+/// calls, ram_updated) and waits for them on its own thread, so QEMU's main loop is never blocked by the network.
+/// </summary>
+public interface IMainThread
+{
+    void Post(Action action);
+}
+
+public static class MainThreadExtensions
+{
+    /// <summary>Runs action on the main thread and blocks the calling (library) thread until it finished;
+    /// rethrows its exception. Never call this on the main thread itself.</summary>
+    public static void Invoke(this IMainThread main, Action action)
+    {
+        using var done = new ManualResetEventSlim();
+        Exception? error = null;
+        main.Post(() =>
+        {
+            try { action(); }
+            catch (Exception e) { error = e; }
+            finally { done.Set(); }
+        });
+        done.Wait();
+        if (error is not null) throw new SyncHostException(error.Message, error);
+    }
+}
+
+/// <summary>A host call failed (VM control, device state): the sync cannot go on.</summary>
+public sealed class SyncHostException(string message, Exception inner) : Exception(message, inner);

@@ -1,0 +1,172 @@
+using System.Net;
+using System.Net.Sockets;
+using Plover.Transport;
+
+namespace Plover.Sync;
+
+/// <summary>The sync connection failed: the peer closed it, it timed out, or the peer broke the protocol.</summary>
+public sealed class SyncConnectionException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// The authenticated TCP connection between the primary's and the backup's sync engines, separate from the
+/// consensus transport so multi-megabyte page transfers never delay heartbeats. Built from the transport's
+/// pieces: the cluster-key handshake, then GMAC-authenticated, sequence-numbered frames. Used by one engine thread
+/// at a time with blocking reads (each sync phase sends in one direction only, so this cannot deadlock);
+/// <see cref="Dispose"/> may be called from any thread and makes a blocked read or send fail at once.
+/// </summary>
+public sealed class SyncConnection : IDisposable
+{
+    private const int SocketBufferBytes = 4 << 20;
+    private readonly Socket _socket;
+    private readonly FrameReader _reader = new();
+    private readonly FrameWriter _writer = new();
+    private readonly ByteBuffer _recv = new(4 << 20);
+    private readonly ByteBuffer _send = new(2 << 20);
+    private readonly FrameAuthenticator _sendAuth;
+    private readonly FrameAuthenticator _recvAuth;
+    private int _pendingConsume;
+    private volatile bool _closed;
+
+    private SyncConnection(Socket socket, ClusterIdentity self, int expectedPeer, TimeSpan timeout)
+    {
+        _socket = socket;
+        socket.NoDelay = true;
+        socket.SendBufferSize = SocketBufferBytes;
+        socket.ReceiveBufferSize = SocketBufferBytes;
+        try
+        {
+            var result = Handshake.Run(socket, _recv, _reader, _writer, self, expectedPeer, timeout);
+            PeerId = result.PeerId;
+            _sendAuth = new FrameAuthenticator(result.SendKey);
+            _recvAuth = new FrameAuthenticator(result.ReceiveKey);
+            _writer.Authenticate(_sendAuth);
+            _reader.Authenticate(_recvAuth);
+        }
+        catch
+        {
+            socket.Dispose();
+            _recv.Dispose();
+            _send.Dispose();
+            throw;
+        }
+    }
+
+    public int PeerId { get; }
+    public bool IsClosed => _closed;
+
+    /// <summary>Dials peerId at endpoint and authenticates (only a lower node id dials a higher one).</summary>
+    public static SyncConnection Connect(IPEndPoint endpoint, ClusterIdentity self, int peerId, TimeSpan timeout)
+    {
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            var connect = socket.ConnectAsync(endpoint);
+            if (!connect.Wait(timeout)) throw new SyncConnectionException($"connecting to node {peerId} at {endpoint} timed out");
+        }
+        catch (AggregateException e)
+        {
+            socket.Dispose();
+            throw new SyncConnectionException($"cannot connect to node {peerId} at {endpoint}: {e.InnerException?.Message}", e);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+        return new SyncConnection(socket, self, peerId, timeout);
+    }
+
+    /// <summary>Accepts one connection on listener and authenticates it (a HandshakeException names the reason to refuse).</summary>
+    public static SyncConnection Accept(Socket listener, ClusterIdentity self, TimeSpan timeout)
+    {
+        var accept = listener.AcceptAsync();
+        if (!accept.Wait(timeout)) throw new SyncConnectionException("no sync connection arrived in time");
+        return new SyncConnection(accept.Result, self, 0, timeout);
+    }
+
+    /// <summary>Bytes this body occupies on the wire as a frame (header and MAC included).</summary>
+    public int WireSize(IFrameBody body) => _writer.FrameSize(body.Length);
+
+    /// <summary>Sends one frame (blocking until the kernel took it all); returns its size on the wire.</summary>
+    public int Send(IFrameBody body)
+    {
+        if (_closed) throw new SyncConnectionException("the sync connection is closed");
+        _send.Clear();
+        _writer.Write(_send, body);
+        var data = _send.Data;
+        try
+        {
+            while (!data.IsEmpty) data = data[_socket.Send(data)..];
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            Dispose();
+            throw new SyncConnectionException($"connection to node {PeerId} lost while sending: {e.Message}", e);
+        }
+        return _send.Count;
+    }
+
+    /// <summary>
+    /// Waits for the next verified frame. Its spans point into the receive buffer and stay valid until the next
+    /// call. A forged or malformed stream closes the connection and throws with the reason.
+    /// </summary>
+    public Frame Read(TimeSpan timeout)
+    {
+        if (_pendingConsume > 0)
+        {
+            _recv.Consume(_pendingConsume);
+            _pendingConsume = 0;
+        }
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        while (true)
+        {
+            if (_closed) throw new SyncConnectionException("the sync connection is closed");
+            var status = _reader.TryRead(_recv.Data, out var frame, out int consumed, out int needed);
+            if (status == FrameStatus.Invalid)
+            {
+                string reason = _reader.Error ?? "invalid frame";
+                Dispose();
+                throw new SyncConnectionException($"node {PeerId} sent a bad frame: {reason}");
+            }
+            if (status == FrameStatus.Complete)
+            {
+                _pendingConsume = consumed;
+                return frame;
+            }
+            long left = deadline - Environment.TickCount64;
+            if (left <= 0) throw new SyncConnectionException($"timed out waiting for node {PeerId}");
+            _recv.EnsureContiguous(needed);
+            var space = _recv.GetSpace(Math.Max(needed - _recv.Count, 256 << 10));
+            int n;
+            try
+            {
+                _socket.ReceiveTimeout = (int)Math.Min(left, int.MaxValue);
+                n = _socket.Receive(space);
+            }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock)
+            {
+                throw new SyncConnectionException($"timed out waiting for node {PeerId}");
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                Dispose();
+                throw new SyncConnectionException($"connection to node {PeerId} lost: {e.Message}", e);
+            }
+            if (n == 0)
+            {
+                Dispose();
+                throw new SyncConnectionException($"node {PeerId} closed the sync connection");
+            }
+            _recv.Commit(n);
+        }
+    }
+
+    /// <summary>Closes the socket (any thread). Buffers are kept until the engine thread is done with them.</summary>
+    public void Dispose()
+    {
+        if (_closed) return;
+        _closed = true;
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (Exception) { /* already gone */ }
+        _socket.Dispose();
+    }
+}

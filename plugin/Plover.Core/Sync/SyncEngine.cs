@@ -1,0 +1,289 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Numerics;
+using Google.Protobuf;
+using Plover.Guard;
+using Plover.Hashing;
+using Plover.Transport;
+using Plover.Wire;
+
+namespace Plover.Sync;
+
+/// <summary>
+/// syncvm for one replica (design.md section 4). Given a sync (epoch, log index) that both replicas reached, it
+/// stops the VM, exchanges and ORs the dirty bitmaps, hashes the union on every core straight from guest RAM,
+/// and then either (primary) sends the pages whose hashes differ plus the device state and waits for the ack, or
+/// (backup) sends its hashes, stages everything it receives and applies it in one step only once it all arrived.
+///
+/// Threads: VM control, the output guard and ram_updated run on the host's main thread through
+/// <see cref="IMainThread"/>, as short actions; waiting, hashing and transfer run on the engine's own thread
+/// (created here, at init) while the VM is stopped, so QEMU's main loop is never blocked by the network.
+///
+/// Failure: any error (peer lost, timeout, bad frame, host call failed) aborts the sync. Neither side clears its
+/// dirty bitmap then, so the next sync still covers every page that may differ; the backup's RAM and devices are
+/// untouched (staging is discarded); both VMs resume; the sync connection is closed (the node reconnects). On the
+/// primary the output of this epoch stays held (see <see cref="OutputGuard"/> for the run-unprotected policy).
+/// </summary>
+public sealed unsafe partial class SyncEngine : IDisposable
+{
+    private const int DeviceStateChunk = 16 << 20;
+
+    private readonly IGuestMemory _memory;
+    private readonly IVmHost _vm;
+    private readonly IMainThread _main;
+    private readonly OutputGuard? _guard;
+    private readonly SyncOptions _options;
+    private readonly Action<string> _log;
+    private readonly PageHasher _hasher;
+    private SyncLayout? _layout;
+
+    // Reused across syncs (grown, never shrunk): nothing per page is allocated.
+    private readonly NativeBuffer<ulong> _local = new();        // this side's dirty bitmap, gathered
+    private readonly NativeBuffer<ulong> _union = new();        // OR of both sides' bitmaps
+    private readonly NativeBuffer<ulong> _localHashes = new();  // hashes of union pages, page order
+    private readonly NativeBuffer<ulong> _remoteHashes = new(); // primary: the backup's
+    private readonly NativeBuffer<ulong> _pageList = new();     // primary: divergent pages; backup: staged pages
+    private readonly NativeBuffer<byte> _staging = new();       // backup: staged page data
+    private readonly ByteBuffer _deviceState = new(1 << 20);    // primary: saved; backup: received
+    private readonly BitmapBody _bitmapBody = new();
+    private readonly HashesBody _hashesBody = new();
+    private readonly PagesBody _pagesBody = new();
+    private readonly DeviceStateBody _deviceBody = new();
+    private readonly ControlBody _controlBody = new();
+
+    private readonly BlockingCollection<(SyncRequest Request, TaskCompletionSource<SyncStats> Done)> _jobs = new();
+    private readonly Thread _thread;
+    private volatile SyncConnection? _connection;
+    private bool _vmStopped;
+
+    public SyncEngine(SyncRole role, IGuestMemory memory, IVmHost vm, IMainThread main, OutputGuard? guard, SyncOptions? options = null)
+    {
+        Role = role;
+        _memory = memory;
+        _vm = vm;
+        _main = main;
+        _guard = guard;
+        _options = options ?? new SyncOptions();
+        if (_options.PagesPerFrame < 1 || _options.PagesPerFrame > 8192) throw new ArgumentOutOfRangeException(nameof(options), "PagesPerFrame must be 1..8192");
+        if (_options.HashesPerFrame < 1 || _options.HashesPerFrame > 1 << 20) throw new ArgumentOutOfRangeException(nameof(options), "HashesPerFrame must be 1..1048576");
+        _log = _options.Log ?? (m => Console.Error.WriteLine(m));
+        _hasher = new PageHasher(_options.HashThreads);
+        Metrics = new SyncMetrics(_options.HistoryLength);
+        _thread = new Thread(ThreadLoop) { IsBackground = true, Name = $"plover-sync-{role.ToString().ToLowerInvariant()}" };
+        _thread.Start();
+    }
+
+    public SyncRole Role { get; }
+    public SyncMetrics Metrics { get; }
+
+    /// <summary>The authenticated link to the peer engine; null when there is none. Closed and cleared by an abort.</summary>
+    public SyncConnection? Connection
+    {
+        get => _connection;
+        set => _connection = value;
+    }
+
+    /// <summary>Queues a sync on the engine's thread.</summary>
+    public Task<SyncStats> RunAsync(SyncRequest request)
+    {
+        var done = new TaskCompletionSource<SyncStats>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _jobs.Add((request, done));
+        return done.Task;
+    }
+
+    /// <summary>Runs one sync on the calling thread (a library thread, never the host's main thread); never throws
+    /// for protocol or peer failures: the outcome and reason are in the returned stats.</summary>
+    public SyncStats Run(SyncRequest request)
+    {
+        var stats = new SyncStats
+        {
+            Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync,
+            SendAllDirty = _options.SendAllDirty, StartedUtc = DateTime.UtcNow,
+        };
+        long start = Stopwatch.GetTimestamp();
+        var connection = _connection;
+        _vmStopped = false;
+        try
+        {
+            if (connection is null || connection.IsClosed)
+                throw new SyncConnectionException($"no {(Role == SyncRole.Primary ? "backup" : "primary")} connected");
+            _layout ??= new SyncLayout(_memory.Blocks);
+            if (Role == SyncRole.Primary) RunPrimary(connection, request, stats);
+            else RunBackup(connection, request, stats);
+            stats.Outcome = SyncOutcome.Completed;
+        }
+        catch (Exception e)
+        {
+            Abort(connection, request, stats, e);
+        }
+        stats.Pause.Total = Microseconds(start);
+        Metrics.Record(stats);
+        return stats;
+    }
+
+    private void Abort(SyncConnection? connection, SyncRequest request, SyncStats stats, Exception error)
+    {
+        stats.Outcome = SyncOutcome.Aborted;
+        stats.Error = error.Message;
+        if (connection is not null && !connection.IsClosed && error is not SyncConnectionException)
+        {
+            try { stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAbort, new SyncAbort { Epoch = request.Epoch, Reason = error.Message })); }
+            catch (Exception) { /* the peer is gone too */ }
+        }
+        connection?.Dispose();
+        Interlocked.CompareExchange(ref _connection, null, connection);
+        if (_vmStopped)
+        {
+            try { _main.Invoke(_vm.Start); }
+            catch (Exception e) { _log($"sync e{request.Epoch}: vm_start after the abort failed: {e.Message}"); }
+        }
+        _log(Role == SyncRole.Primary
+            ? $"SYNC e{request.Epoch} ABORTED on the primary: {error.Message}. The backup is lost: the VM resumes UNPROTECTED; " +
+              "output of this epoch stays held until a backup acks a sync or a ROLE entry says this primary runs alone."
+            : $"SYNC e{request.Epoch} ABORTED on the backup: {error.Message}. Staged state discarded; the previous state is kept unchanged.");
+    }
+
+    private void ThreadLoop()
+    {
+        foreach (var (request, done) in _jobs.GetConsumingEnumerable())
+        {
+            try { done.SetResult(Run(request)); }
+            catch (Exception e) { done.SetException(e); }
+        }
+    }
+
+    // ---------------------------------------------------------------- steps shared by both roles
+
+    /// <summary>Main thread: stop, cut the output epoch, harvest dirt (and on the primary save the device state).</summary>
+    private void StopVm(SyncRequest request, SyncStats stats)
+    {
+        long start = Stopwatch.GetTimestamp();
+        double saveUs = 0;
+        _main.Invoke(() =>
+        {
+            _vm.Stop();
+            _vmStopped = true;
+            _guard?.CutEpoch(request.Epoch);
+            if (request.FullSync) _vm.DirtyMarkAll();
+            _vm.DirtySync();
+            if (Role == SyncRole.Primary)
+            {
+                long save = Stopwatch.GetTimestamp();
+                _deviceState.Clear();
+                _vm.SaveDeviceState(_deviceState);
+                saveUs = Microseconds(save);
+            }
+        });
+        stats.Pause.Stop = Microseconds(start) - saveUs;
+        stats.Pause.DeviceState = saveUs;
+        stats.DeviceStateBytes = (ulong)_deviceState.Count;
+        Hook(SyncStep.Stopped);
+    }
+
+    /// <summary>Copies the blocks' dirty bitmaps into one global bitmap (padding bits cleared) and seeds the union.</summary>
+    private ulong GatherLocalBitmap()
+    {
+        var layout = _layout!;
+        ulong words = layout.TotalWords;
+        ulong* local = _local.Ensure(words);
+        for (int b = 0; b < layout.BlockCount; b++)
+        {
+            var block = layout.Block(b);
+            ulong* dest = local + layout.WordBase(b);
+            Buffer.MemoryCopy(block.Dirty, dest, block.Words * 8, block.Words * 8);
+            dest[block.Words - 1] &= layout.ValidMask(layout.WordBase(b) + block.Words - 1);
+        }
+        Buffer.MemoryCopy(local, _union.Ensure(words), words * 8, words * 8);
+        return PopCount(local, words);
+    }
+
+    private int SendBitmap(SyncConnection connection, SyncRequest request, ulong setBits, SyncStats stats)
+    {
+        _bitmapBody.Set(request.Epoch, request.LogIndex, _layout!, _local.Pointer, setBits);
+        _bitmapBody.SetSendAll(_options.SendAllDirty);
+        stats.LocalBitmapEncoding = _bitmapBody.Encoding;
+        int n = connection.Send(_bitmapBody);
+        stats.Wire.Bitmaps += n;
+        return n;
+    }
+
+    /// <summary>Receives the peer's bitmap and ORs it into the union; returns the union's page count.</summary>
+    private ulong ReceiveBitmap(SyncConnection connection, SyncRequest request, SyncStats stats)
+    {
+        var layout = _layout!;
+        var frame = connection.Read(_options.Timeout);
+        Expect(frame, FrameType.SyncBitmap);
+        stats.Wire.Bitmaps += WireSize(frame);
+        var header = SyncBitmap.Parser.ParseFrom(frame.Header);
+        if (header.Epoch != request.Epoch || header.LogIndex != request.LogIndex)
+            throw new SyncProtocolException($"peer is at sync e{header.Epoch} (log index {header.LogIndex}), we are at e{request.Epoch} (log index {request.LogIndex})");
+        if (header.TotalWords != layout.TotalWords || header.LayoutHash != layout.Hash)
+            throw new SyncProtocolException($"peer's RAM layout differs ({header.TotalWords} bitmap words, layout {header.LayoutHash:x16}; ours {layout.TotalWords}, {layout.Hash:x16})");
+        if (header.SendAll != _options.SendAllDirty)
+            throw new SyncProtocolException($"peer runs with send-all-dirty={header.SendAll}, we with {_options.SendAllDirty}");
+        ulong* union = _union.Pointer;
+        if (!BitmapCodec.TryDecodeOr(frame.Tail, header.Encoding, union, layout.TotalWords, out ulong bits, out string? error))
+            throw new SyncProtocolException($"bad bitmap from the peer: {error}");
+        if (bits != header.SetBits) throw new SyncProtocolException($"peer's bitmap has {bits} bits set, it claims {header.SetBits}");
+        stats.RemoteBitmapEncoding = header.Encoding;
+        stats.RemoteDirtyPages = bits;
+        for (int b = 0; b < layout.BlockCount; b++)
+        {
+            ulong last = layout.WordBase(b) + layout.Block(b).Words - 1;
+            union[last] &= layout.ValidMask(last);
+        }
+        return PopCount(union, layout.TotalWords);
+    }
+
+    /// <summary>Hashes every union page, block by block, straight from guest RAM; returns hashes written.</summary>
+    private ulong HashUnion(ulong unionPages)
+    {
+        var layout = _layout!;
+        ulong* hashes = _localHashes.Ensure(Math.Max(unionPages, 1));
+        ulong k = 0;
+        for (int b = 0; b < layout.BlockCount; b++)
+        {
+            var block = layout.Block(b);
+            k += (ulong)_hasher.HashPages(block.Host, block.Pages, _union.Pointer + layout.WordBase(b), hashes + k);
+        }
+        if (k != unionPages) throw new InvalidOperationException($"hashed {k} pages, the union has {unionPages}");
+        Hook(SyncStep.Hashed);
+        return k;
+    }
+
+    private void Hook(SyncStep step) => _options.StepHook?.Invoke(Role, step);
+
+    private static void Expect(in Frame frame, FrameType type)
+    {
+        if (frame.Type == type) return;
+        if (frame.Type == FrameType.SyncAbort)
+        {
+            string reason;
+            try { reason = SyncAbort.Parser.ParseFrom(frame.Header).Reason; }
+            catch (InvalidProtocolBufferException) { reason = "(unreadable reason)"; }
+            throw new SyncProtocolException($"the peer aborted the sync: {reason}");
+        }
+        throw new SyncProtocolException($"expected a {type} frame, got {frame.Type}");
+    }
+
+    private static int WireSize(in Frame frame) => FrameFormat.HeaderSize + frame.Body.Length + FrameFormat.MacSize;
+
+    private static ulong PopCount(ulong* words, ulong count)
+    {
+        ulong n = 0;
+        for (ulong w = 0; w < count; w++) n += (ulong)BitOperations.PopCount(words[w]);
+        return n;
+    }
+
+    private static double Microseconds(long since) => Stopwatch.GetElapsedTime(since).TotalMicroseconds;
+
+    public void Dispose()
+    {
+        _jobs.CompleteAdding();
+        _thread.Join();
+        _connection?.Dispose();
+        _hasher.Dispose();
+        _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
+        _deviceState.Dispose();
+    }
+}

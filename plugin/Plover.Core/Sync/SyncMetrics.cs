@@ -1,0 +1,64 @@
+namespace Plover.Sync;
+
+/// <summary>Totals over every sync of one engine (a snapshot).</summary>
+public sealed record SyncTotals(long Syncs, long Completed, long Aborted, ulong UnionPages, ulong IdenticalPages,
+    ulong DivergentPages, SyncWireBytes Wire, double PauseUs, double MaxPauseUs);
+
+/// <summary>
+/// The last N syncs and running totals, for the CLI and the admin socket. Written by the engine thread once per
+/// sync, read from any thread.
+/// </summary>
+public sealed class SyncMetrics
+{
+    private readonly Lock _lock = new();
+    private readonly SyncStats?[] _ring;
+    private long _count;
+    private long _completed;
+    private ulong _union, _identical, _divergent;
+    private SyncWireBytes _wire;
+    private double _pause, _maxPause;
+
+    public SyncMetrics(int history) => _ring = new SyncStats?[Math.Max(1, history)];
+
+    public SyncStats? Last
+    {
+        get { lock (_lock) return _count == 0 ? null : _ring[(_count - 1) % _ring.Length]; }
+    }
+
+    /// <summary>The last syncs, oldest first.</summary>
+    public SyncStats[] Recent()
+    {
+        lock (_lock)
+        {
+            long n = Math.Min(_count, _ring.Length);
+            var result = new SyncStats[n];
+            for (long i = 0; i < n; i++) result[i] = _ring[(_count - n + i) % _ring.Length]!;
+            return result;
+        }
+    }
+
+    public SyncTotals Totals
+    {
+        get
+        {
+            lock (_lock)
+                return new SyncTotals(_count, _completed, _count - _completed, _union, _identical, _divergent, _wire, _pause, _maxPause);
+        }
+    }
+
+    internal void Record(SyncStats stats)
+    {
+        lock (_lock)
+        {
+            _ring[_count % _ring.Length] = stats;
+            _count++;
+            if (stats.Outcome == SyncOutcome.Completed) _completed++;
+            _union += stats.UnionPages;
+            _identical += stats.IdenticalPages;
+            _divergent += stats.DivergentPages;
+            _wire.Add(stats.Wire);
+            _pause += stats.Pause.Total;
+            _maxPause = Math.Max(_maxPause, stats.Pause.Total);
+        }
+    }
+}

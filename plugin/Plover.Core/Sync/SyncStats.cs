@@ -1,0 +1,74 @@
+using Plover.Wire;
+
+namespace Plover.Sync;
+
+/// <summary>Bytes on the wire by kind, both directions, frame header and MAC included.</summary>
+public struct SyncWireBytes
+{
+    public long Bitmaps;
+    public long Hashes;
+    public long Pages;
+    public long DeviceState;
+    public long Control;
+    public readonly long Total => Bitmaps + Hashes + Pages + DeviceState + Control;
+
+    public void Add(in SyncWireBytes o)
+    {
+        Bitmaps += o.Bitmaps; Hashes += o.Hashes; Pages += o.Pages; DeviceState += o.DeviceState; Control += o.Control;
+    }
+}
+
+/// <summary>Where the pause of one sync went, in microseconds, as seen by this side.</summary>
+public struct SyncPause
+{
+    /// <summary>Main-thread stop action: vm_stop, output cut, dirty sync (and mark-all).</summary>
+    public double Stop;
+    /// <summary>Gathering, encoding and exchanging the bitmaps; the union.</summary>
+    public double Bitmap;
+    /// <summary>Hashing the union; primary: plus waiting for the backup's hashes; backup: plus sending them.</summary>
+    public double Hash;
+    /// <summary>Primary: comparing hashes into the divergent list.</summary>
+    public double Compare;
+    /// <summary>Divergent pages on the wire (backup: until the first device state frame arrives).</summary>
+    public double Transfer;
+    /// <summary>Saving (primary) and moving the device state.</summary>
+    public double DeviceState;
+    /// <summary>Backup: copying staged pages into RAM and loading devices. Primary: waiting for the ack.</summary>
+    public double Apply;
+    /// <summary>Main-thread resume action: dirty clear, vm_start, output release or discard.</summary>
+    public double Resume;
+    /// <summary>Stop request to resume done.</summary>
+    public double Total;
+}
+
+/// <summary>Accounting of one sync on one side (immutable once published in <see cref="SyncMetrics"/>).</summary>
+public sealed class SyncStats
+{
+    public SyncRole Role { get; init; }
+    public ulong Epoch { get; init; }
+    public long LogIndex { get; init; }
+    public bool FullSync { get; init; }
+    public bool SendAllDirty { get; init; }
+    public DateTime StartedUtc { get; init; }
+    public SyncOutcome Outcome { get; internal set; }
+    public string? Error { get; internal set; }
+    /// <summary>Pages this side had dirty, pages the peer had dirty, pages in their union.</summary>
+    public ulong LocalDirtyPages { get; internal set; }
+    public ulong RemoteDirtyPages { get; internal set; }
+    public ulong UnionPages { get; internal set; }
+    /// <summary>Union pages whose hashes matched (not sent) and that were sent.</summary>
+    public ulong IdenticalPages { get; internal set; }
+    public ulong DivergentPages { get; internal set; }
+    public ulong DeviceStateBytes { get; internal set; }
+    public BitmapEncoding LocalBitmapEncoding { get; internal set; }
+    public BitmapEncoding RemoteBitmapEncoding { get; internal set; }
+    public SyncWireBytes Wire;
+    public SyncPause Pause;
+
+    public override string ToString() =>
+        $"sync e{Epoch} {Role} {Outcome}{(Error is null ? "" : $" ({Error})")}: union {UnionPages} pages, {IdenticalPages} identical, " +
+        $"{DivergentPages} divergent; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
+        $"device {Wire.DeviceState}, control {Wire.Control}); pause {Pause.Total:F0} us (stop {Pause.Stop:F0}, bitmap {Pause.Bitmap:F0}, " +
+        $"hash {Pause.Hash:F0}, compare {Pause.Compare:F0}, transfer {Pause.Transfer:F0}, device {Pause.DeviceState:F0}, " +
+        $"apply {Pause.Apply:F0}, resume {Pause.Resume:F0})";
+}

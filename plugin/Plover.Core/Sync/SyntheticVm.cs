@@ -1,0 +1,64 @@
+using Plover.Transport;
+
+namespace Plover.Sync;
+
+/// <summary>
+/// A VM for tests and benchmarks over <see cref="SyntheticGuestMemory"/>: run state, device state bytes, and a
+/// record of the host calls. Every call checks it runs on the given main thread, as QEMU requires.
+/// </summary>
+public sealed class SyntheticVm(SyntheticGuestMemory memory, DedicatedMainThread? main = null) : IVmHost
+{
+    public SyntheticGuestMemory Memory { get; } = memory;
+    public bool Running { get; private set; } = true;
+    public byte[] DeviceState { get; set; } = [];
+    public int Stops { get; private set; }
+    public int Starts { get; private set; }
+    public int DeviceStateLoads { get; private set; }
+    public long RamUpdatedCalls { get; private set; }
+    public ulong RamUpdatedBytes { get; private set; }
+    public List<string> Calls { get; } = new();
+    /// <summary>Makes LoadDeviceState fail (tests).</summary>
+    public bool FailDeviceLoad { get; set; }
+
+    private void OnMain(string call)
+    {
+        if (main is not null && !main.IsCurrent) throw new InvalidOperationException($"{call} called off the main thread");
+        lock (Calls) Calls.Add(call);
+    }
+
+    public void Stop() { OnMain("stop"); if (Running) Stops++; Running = false; }
+    public void Start() { OnMain("start"); if (!Running) Starts++; Running = true; }
+
+    public long DirtySync()
+    {
+        OnMain("dirty_sync");
+        if (Running) throw new InvalidOperationException("dirty_sync while the VM runs");
+        return Memory.DirtySync();
+    }
+
+    public void DirtyClear() { OnMain("dirty_clear"); Memory.DirtyClear(); }
+    public void DirtyMarkAll() { OnMain("dirty_mark_all"); Memory.DirtyMarkAll(); }
+
+    public void RamUpdated(int block, ulong offset, ulong length)
+    {
+        if (main is not null && !main.IsCurrent) throw new InvalidOperationException("ram_updated called off the main thread");
+        if (Running) throw new InvalidOperationException("ram_updated while the VM runs");
+        RamUpdatedCalls++;
+        RamUpdatedBytes += length;
+    }
+
+    public void SaveDeviceState(ByteBuffer into)
+    {
+        OnMain("save_device_state");
+        DeviceState.CopyTo(into.Append(DeviceState.Length));
+    }
+
+    public void LoadDeviceState(ReadOnlySpan<byte> state)
+    {
+        OnMain("load_device_state");
+        if (Running) throw new InvalidOperationException("load_device_state while the VM runs");
+        if (FailDeviceLoad) throw new InvalidOperationException("device state rejected (injected)");
+        DeviceState = state.ToArray();
+        DeviceStateLoads++;
+    }
+}
