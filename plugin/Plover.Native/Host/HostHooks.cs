@@ -1,0 +1,118 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Plover.Interop;
+
+namespace Plover.Native.Host;
+
+/// <summary>
+/// The PloverHooks entry points. Each resolves ctx (a GCHandle to the Probe) and wraps its body in try/catch:
+/// an exception escaping into QEMU would kill it, so it is logged through the host instead. The GCHandle is
+/// never freed: a hook called after shutdown finds a stopped probe rather than a dangling handle (one small
+/// object per init).
+/// </summary>
+internal static unsafe class HostHooks
+{
+    public static void Fill(PloverHooks* hooks, Probe probe)
+    {
+        *hooks = default;
+        hooks->struct_size = (uint)sizeof(PloverHooks);
+        hooks->abi_major = PloverAbi.Major;
+        hooks->abi_minor = PloverAbi.Minor;
+        hooks->ctx = (void*)GCHandle.ToIntPtr(GCHandle.Alloc(probe));
+        hooks->machine_ready = &MachineReady;
+        hooks->vm_state_changed = &VmStateChanged;
+        hooks->net_to_guest = &NetToGuest;
+        hooks->net_from_guest = &NetFromGuest;
+        hooks->shutdown = &Shutdown;
+    }
+
+    private static Probe? Resolve(void* ctx)
+    {
+        if (ctx == null)
+            return null;
+        var probe = GCHandle.FromIntPtr((nint)ctx).Target as Probe;
+        return probe is { Stopped: false } ? probe : null;
+    }
+
+    private static void Report(void* ctx, string hook, Exception e)
+    {
+        try
+        {
+            string message = $"plover: hook {hook} failed: {e.GetType().Name}: {e.Message}";
+            if (ctx != null && GCHandle.FromIntPtr((nint)ctx).Target is Probe probe)
+                probe.Host.Error(message);
+            else
+                Console.Error.WriteLine(message);
+        }
+        catch
+        {
+            // nothing may escape into QEMU, not even a failure to report
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void MachineReady(void* ctx)
+    {
+        try
+        {
+            Resolve(ctx)?.OnMachineReady();
+        }
+        catch (Exception e)
+        {
+            Report(ctx, "machine_ready", e);
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void VmStateChanged(void* ctx, int running, byte* runstate)
+    {
+        try
+        {
+            Resolve(ctx)?.OnVmStateChanged(running != 0, NativeText.Read(runstate) ?? "");
+        }
+        catch (Exception e)
+        {
+            Report(ctx, "vm_state_changed", e);
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int NetToGuest(void* ctx, uint nic, uint flags, Iovec* iov, int iovcnt)
+    {
+        try
+        {
+            return Resolve(ctx)?.OnNetToGuest(nic, iov, iovcnt) ?? PloverAbi.NetPass;
+        }
+        catch (Exception e)
+        {
+            Report(ctx, "net_to_guest", e);
+            return PloverAbi.NetPass;
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void NetFromGuest(void* ctx, uint nic, ulong epoch, ulong heldPkts, ulong heldBytes)
+    {
+        try
+        {
+            Resolve(ctx)?.OnNetFromGuest(nic, epoch, heldPkts, heldBytes);
+        }
+        catch (Exception e)
+        {
+            Report(ctx, "net_from_guest", e);
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void Shutdown(void* ctx)
+    {
+        try
+        {
+            Resolve(ctx)?.OnShutdown();
+        }
+        catch (Exception e)
+        {
+            Report(ctx, "shutdown", e);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace Plover.Native.Host;
+
+/// <summary>
+/// Runs work on QEMU's main thread: schedule_main with a static trampoline and a GCHandle to the work item.
+/// Library threads wait for the returned task; the main thread never waits on the library (continuations run
+/// asynchronously, never inside the bottom half). Close() cancels what has not run yet, so a library thread
+/// waiting for the main thread at shutdown is released; a bottom half that fires after that does nothing.
+/// </summary>
+internal sealed unsafe class MainThreadDispatcher
+{
+    private readonly QemuHost _host;
+    private readonly Lock _lock = new();
+    private readonly HashSet<WorkItem> _pending = [];
+    private bool _closed;
+
+    public MainThreadDispatcher(QemuHost host) => _host = host;
+
+    public Task RunOnMainAsync(Action action) => RunOnMainAsync(() =>
+    {
+        action();
+        return true;
+    });
+
+    public Task<T> RunOnMainAsync<T>(Func<T> work)
+    {
+        var item = new WorkItem<T>(this, work);
+        lock (_lock)
+        {
+            if (_closed)
+                return Task.FromException<T>(new OperationCanceledException("the library is shutting down"));
+            _pending.Add(item);
+        }
+        nint handle = GCHandle.ToIntPtr(GCHandle.Alloc(item));
+        int rc;
+        try
+        {
+            rc = _host.ScheduleMain(&Trampoline, (void*)handle);
+        }
+        catch (Exception e)
+        {
+            Forget(item, handle);
+            return Task.FromException<T>(e);
+        }
+        if (rc < 0)
+        {
+            Forget(item, handle);
+            return Task.FromException<T>(new InvalidOperationException($"schedule_main failed: {rc}"));
+        }
+        return item.Task;
+    }
+
+    /// <summary>Runs work on the main thread and waits for it (library threads only).</summary>
+    public T RunOnMain<T>(Func<T> work, TimeSpan timeout)
+    {
+        if (_host.OnMainThread)
+            throw new InvalidOperationException("RunOnMain called on the main thread: it would wait for itself");
+        Task<T> task = RunOnMainAsync(work);
+        if (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(timeout)) // unlike Wait, does not wrap the exception
+            throw new TimeoutException($"QEMU's main thread did not run the work within {timeout.TotalSeconds:0} s");
+        return task.GetAwaiter().GetResult();
+    }
+
+    /// <summary>Refuses new work and cancels what is queued but has not started.</summary>
+    public void Close()
+    {
+        WorkItem[] cancelled;
+        lock (_lock)
+        {
+            _closed = true;
+            cancelled = [.. _pending];
+            _pending.Clear();
+        }
+        foreach (WorkItem item in cancelled)
+            item.Cancel();
+    }
+
+    private void Forget(WorkItem item, nint handle)
+    {
+        lock (_lock)
+            _pending.Remove(item);
+        GCHandle.FromIntPtr(handle).Free();
+    }
+
+    // True when the item may run (it was still pending and nobody cancelled it).
+    private bool Claim(WorkItem item)
+    {
+        lock (_lock)
+            return _pending.Remove(item);
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void Trampoline(void* opaque)
+    {
+        try
+        {
+            GCHandle handle = GCHandle.FromIntPtr((nint)opaque);
+            var item = (WorkItem)handle.Target!;
+            handle.Free();
+            if (item.Owner.Claim(item))
+                item.Run();
+        }
+        catch (Exception e)
+        {
+            // Run() catches the work's own exceptions; this is a bad opaque pointer or a broken item.
+            Console.Error.WriteLine($"plover: main-thread trampoline failed: {e}");
+        }
+    }
+
+    private abstract class WorkItem(MainThreadDispatcher owner)
+    {
+        public MainThreadDispatcher Owner { get; } = owner;
+        public abstract void Run();
+        public abstract void Cancel();
+    }
+
+    private sealed class WorkItem<T>(MainThreadDispatcher owner, Func<T> work) : WorkItem(owner)
+    {
+        private readonly TaskCompletionSource<T> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task<T> Task => _done.Task;
+
+        public override void Run()
+        {
+            try
+            {
+                _done.TrySetResult(work());
+            }
+            catch (Exception e)
+            {
+                _done.TrySetException(e);
+            }
+        }
+
+        public override void Cancel() =>
+            _done.TrySetException(new OperationCanceledException("the library shut down before the main thread ran this"));
+    }
+}

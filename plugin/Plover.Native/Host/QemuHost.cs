@@ -1,0 +1,272 @@
+using System.Buffers;
+using System.Text;
+using Plover.Interop;
+
+namespace Plover.Native.Host;
+
+/// <summary>A RAM block as the host describes it; the pointers stay valid from machine_ready until shutdown.</summary>
+internal sealed unsafe class RamBlockInfo(uint id, string name, nint host, ulong ramAddr, ulong length,
+    ulong hostPageSize, nint dirty)
+{
+    public uint Id { get; } = id;
+    public string Name { get; } = name;
+    public nint Host { get; } = host;
+    public ulong RamAddr { get; } = ramAddr;
+    public ulong Length { get; } = length;
+    public ulong HostPageSize { get; } = hostPageSize;
+    public nint Dirty { get; } = dirty;
+    public byte* HostPtr => (byte*)Host;
+    public ulong* DirtyBitmap => (ulong*)Dirty;
+}
+
+internal sealed record NicInfo(uint Id, string FilterId, string NetdevId, string NicName, byte[] Mac, uint VnetHdrLen)
+{
+    public string MacText => string.Join(":", Mac.Select(b => b.ToString("x2")));
+}
+
+/// <summary>
+/// The QEMU side of the ABI: the only code that calls through PloverHostApi. MAIN calls check that they run on
+/// the thread that called plover_qemu_init (QEMU's main thread), so a library thread that calls one by mistake
+/// gets an exception instead of corrupting QEMU. A missing host function is an InvalidOperationException.
+/// </summary>
+internal sealed unsafe class QemuHost
+{
+    private readonly PloverHostApi _api; // a copy: the host's struct may be larger (newer minor) than ours
+    private readonly int _mainThread;
+
+    public QemuHost(PloverHostApi* api)
+    {
+        _api = *api;
+        _mainThread = Environment.CurrentManagedThreadId;
+        QemuVersion = NativeText.Read(api->qemu_version) ?? "";
+        ObjectId = NativeText.Read(api->object_id) ?? "";
+        Role = NativeText.Read(api->role);
+        ConfigPath = NativeText.Read(api->config);
+        Node = NativeText.Read(api->node);
+    }
+
+    public ushort AbiMajor => _api.abi_major;
+    public ushort AbiMinor => _api.abi_minor;
+    public uint TargetPageSize => _api.target_page_size;
+    public string QemuVersion { get; }
+    public string ObjectId { get; }
+    public string? Role { get; }
+    public string? ConfigPath { get; }
+    public string? Node { get; }
+
+    public bool OnMainThread => Environment.CurrentManagedThreadId == _mainThread;
+
+    // ---- ANY thread ----
+
+    public void Log(int level, string message)
+    {
+        var log = _api.log;
+        if (log == null)
+        {
+            Console.Error.WriteLine($"plover: {message}");
+            return;
+        }
+        int max = Encoding.UTF8.GetMaxByteCount(message.Length) + 1;
+        byte[]? rented = max > 1024 ? ArrayPool<byte>.Shared.Rent(max) : null;
+        Span<byte> buf = rented ?? stackalloc byte[1024];
+        int n = Encoding.UTF8.GetBytes(message, buf);
+        buf[n] = 0;
+        fixed (byte* p = buf)
+            log(level, p);
+        if (rented != null)
+            ArrayPool<byte>.Shared.Return(rented);
+    }
+
+    public void Error(string message) => Log(PloverAbi.LogError, message);
+    public void Warn(string message) => Log(PloverAbi.LogWarn, message);
+    public void Info(string message) => Log(PloverAbi.LogInfo, message);
+    public void Debug(string message) => Log(PloverAbi.LogDebug, message);
+
+    public int ScheduleMain(delegate* unmanaged[Cdecl]<void*, void> fn, void* opaque)
+    {
+        Need(_api.schedule_main, "schedule_main", main: false);
+        return _api.schedule_main(fn, opaque);
+    }
+
+    // ---- MAIN thread only ----
+
+    public string? AccelName()
+    {
+        Need(_api.accel_name, "accel_name");
+        return NativeText.Read(_api.accel_name());
+    }
+
+    public bool VmIsRunning()
+    {
+        Need(_api.vm_is_running, "vm_is_running");
+        return _api.vm_is_running() != 0;
+    }
+
+    public int VmStop()
+    {
+        Need(_api.vm_stop, "vm_stop");
+        return _api.vm_stop();
+    }
+
+    public int VmStart()
+    {
+        Need(_api.vm_start, "vm_start");
+        return _api.vm_start();
+    }
+
+    public RamBlockInfo[] RamBlocks()
+    {
+        PloverRamBlock* blocks = null;
+        uint count = 0;
+        Need(_api.ram_blocks, "ram_blocks");
+        int rc = _api.ram_blocks(&blocks, &count);
+        if (rc < 0)
+            throw new InvalidOperationException($"ram_blocks failed: {rc}");
+        var result = new RamBlockInfo[count];
+        for (uint i = 0; i < count; i++)
+        {
+            PloverRamBlock* b = &blocks[i];
+            result[i] = new RamBlockInfo(b->id, NativeText.Read(b->name) ?? "", (nint)b->host, b->ram_addr, b->length,
+                b->host_page_size, (nint)b->dirty);
+        }
+        return result;
+    }
+
+    public int DirtyLogStart()
+    {
+        Need(_api.dirty_log_start, "dirty_log_start");
+        return _api.dirty_log_start();
+    }
+
+    public void DirtyLogStop()
+    {
+        Need(_api.dirty_log_stop, "dirty_log_stop");
+        _api.dirty_log_stop();
+    }
+
+    public long DirtySync()
+    {
+        Need(_api.dirty_sync, "dirty_sync");
+        return _api.dirty_sync();
+    }
+
+    public void DirtyClear()
+    {
+        Need(_api.dirty_clear, "dirty_clear");
+        _api.dirty_clear();
+    }
+
+    public void DirtyMarkAll()
+    {
+        Need(_api.dirty_mark_all, "dirty_mark_all");
+        _api.dirty_mark_all();
+    }
+
+    public void RamUpdated(uint block, ulong offset, ulong length)
+    {
+        Need(_api.ram_updated, "ram_updated");
+        _api.ram_updated(block, offset, length);
+    }
+
+    /// <summary>Saves the device state; the buffer belongs to the host: give it back with FreeBuf.</summary>
+    public int SaveDeviceState(out byte* buf, out nuint length)
+    {
+        byte* b = null;
+        nuint n = 0;
+        Need(_api.save_device_state, "save_device_state");
+        int rc = _api.save_device_state(&b, &n);
+        buf = b;
+        length = n;
+        return rc;
+    }
+
+    public int LoadDeviceState(byte* buf, nuint length)
+    {
+        Need(_api.load_device_state, "load_device_state");
+        return _api.load_device_state(buf, length);
+    }
+
+    public void FreeBuf(void* buf)
+    {
+        Need(_api.free_buf, "free_buf");
+        _api.free_buf(buf);
+    }
+
+    public NicInfo[] Nics()
+    {
+        PloverNic* nics = null;
+        uint count = 0;
+        Need(_api.nics, "nics");
+        int rc = _api.nics(&nics, &count);
+        if (rc < 0)
+            throw new InvalidOperationException($"nics failed: {rc}");
+        var result = new NicInfo[count];
+        for (uint i = 0; i < count; i++)
+        {
+            PloverNic* n = &nics[i];
+            result[i] = new NicInfo(n->id, NativeText.Read(n->filter_id) ?? "", NativeText.Read(n->netdev_id) ?? "",
+                NativeText.Read(n->nic_name) ?? "", new ReadOnlySpan<byte>(n->mac, 6).ToArray(), n->vnet_hdr_len);
+        }
+        return result;
+    }
+
+    public int NetInject(uint nic, uint flags, ReadOnlySpan<byte> frame)
+    {
+        Need(_api.net_inject, "net_inject");
+        var inject = _api.net_inject;
+        fixed (byte* p = frame)
+            return inject(nic, flags, p, (nuint)frame.Length);
+    }
+
+    public ulong NetOutCut(uint nic)
+    {
+        Need(_api.net_out_cut, "net_out_cut");
+        return _api.net_out_cut(nic);
+    }
+
+    public long NetOutRelease(uint nic, ulong uptoEpoch)
+    {
+        Need(_api.net_out_release, "net_out_release");
+        return _api.net_out_release(nic, uptoEpoch);
+    }
+
+    public long NetOutDiscard(uint nic, ulong uptoEpoch)
+    {
+        Need(_api.net_out_discard, "net_out_discard");
+        return _api.net_out_discard(nic, uptoEpoch);
+    }
+
+    public int NetOutMode(uint nic, int mode)
+    {
+        Need(_api.net_out_mode, "net_out_mode");
+        return _api.net_out_mode(nic, mode);
+    }
+
+    public int NetAnnounce()
+    {
+        Need(_api.net_announce, "net_announce");
+        return _api.net_announce();
+    }
+
+    public int[] VcpuThreadIds()
+    {
+        Need(_api.vcpu_thread_ids, "vcpu_thread_ids");
+        var fn = _api.vcpu_thread_ids;
+        var tids = new int[1024];
+        uint count = 0;
+        int rc;
+        fixed (int* p = tids)
+            rc = fn(p, (uint)tids.Length, &count);
+        if (rc < 0)
+            throw new InvalidOperationException($"vcpu_thread_ids failed: {rc}");
+        return tids.AsSpan(0, (int)Math.Min(count, (uint)tids.Length)).ToArray();
+    }
+
+    private void Need(void* fn, string name, bool main = true)
+    {
+        if (main && !OnMainThread)
+            throw new InvalidOperationException($"host call {name} made off QEMU's main thread (library bug)");
+        if (fn == null)
+            throw new InvalidOperationException($"the host does not provide {name}");
+    }
+}

@@ -1,0 +1,106 @@
+// The C# mirror of plover_abi.h (interop/PloverAbi.cs) must lay out every struct exactly as the C compiler does:
+// for every struct and every field, sizeof/offsetof here equals plover_abi_layout(type, field) from the library
+// (which measures the C# structs on real instances).
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "fake_host.h"
+
+namespace {
+
+struct Field {
+    const char *name;
+    size_t offset;
+};
+struct Type {
+    const char *name;
+    size_t size;
+    std::vector<Field> fields;
+};
+
+#define F(T, f) Field{#f, offsetof(T, f)}
+
+const std::vector<Type> &Types() {
+    static const std::vector<Type> types = {
+        {"struct iovec", sizeof(struct iovec), {F(struct iovec, iov_base), F(struct iovec, iov_len)}},
+        {"PloverRamBlock", sizeof(PloverRamBlock),
+         {F(PloverRamBlock, id), F(PloverRamBlock, flags), F(PloverRamBlock, name), F(PloverRamBlock, host),
+          F(PloverRamBlock, ram_addr), F(PloverRamBlock, length), F(PloverRamBlock, host_page_size),
+          F(PloverRamBlock, dirty)}},
+        {"PloverNic", sizeof(PloverNic),
+         {F(PloverNic, id), F(PloverNic, vnet_hdr_len), F(PloverNic, filter_id), F(PloverNic, netdev_id),
+          F(PloverNic, nic_name), F(PloverNic, mac), F(PloverNic, pad)}},
+        {"PloverHostApi", sizeof(PloverHostApi),
+         {F(PloverHostApi, struct_size), F(PloverHostApi, abi_major), F(PloverHostApi, abi_minor),
+          F(PloverHostApi, qemu_version), F(PloverHostApi, object_id), F(PloverHostApi, role),
+          F(PloverHostApi, config), F(PloverHostApi, node), F(PloverHostApi, target_page_size),
+          F(PloverHostApi, reserved0), F(PloverHostApi, log), F(PloverHostApi, schedule_main),
+          F(PloverHostApi, fence), F(PloverHostApi, accel_name), F(PloverHostApi, vm_is_running),
+          F(PloverHostApi, vm_stop), F(PloverHostApi, vm_start), F(PloverHostApi, ram_blocks),
+          F(PloverHostApi, dirty_log_start), F(PloverHostApi, dirty_log_stop), F(PloverHostApi, dirty_sync),
+          F(PloverHostApi, dirty_clear), F(PloverHostApi, dirty_mark_all), F(PloverHostApi, ram_updated),
+          F(PloverHostApi, save_device_state), F(PloverHostApi, load_device_state), F(PloverHostApi, free_buf),
+          F(PloverHostApi, nics), F(PloverHostApi, net_inject), F(PloverHostApi, net_out_cut),
+          F(PloverHostApi, net_out_release), F(PloverHostApi, net_out_discard), F(PloverHostApi, net_out_mode),
+          F(PloverHostApi, net_announce), F(PloverHostApi, vcpu_thread_ids)}},
+        {"PloverHooks", sizeof(PloverHooks),
+         {F(PloverHooks, struct_size), F(PloverHooks, abi_major), F(PloverHooks, abi_minor), F(PloverHooks, ctx),
+          F(PloverHooks, machine_ready), F(PloverHooks, vm_state_changed), F(PloverHooks, net_to_guest),
+          F(PloverHooks, net_from_guest), F(PloverHooks, shutdown)}},
+    };
+    return types;
+}
+
+#undef F
+
+// The last field of each struct ends where the struct does (less tail padding): a field appended to the C
+// header but missing from this list would leave a gap that this check reports.
+size_t EndOfLastField(const Type &t) {
+    size_t last = 0;
+    for (auto &f : t.fields) last = std::max(last, f.offset);
+    return last;
+}
+
+class AbiLayout : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(AbiLayout, SizeAndEveryFieldOffsetMatchTheCSharpMirror) {
+    if (!RequireLib()) return;
+    const Type &t = Types()[GetParam()];
+    EXPECT_EQ(int64_t(t.size), Lib().abi_layout(t.name, nullptr)) << "sizeof(" << t.name << ")";
+    for (auto &f : t.fields)
+        EXPECT_EQ(int64_t(f.offset), Lib().abi_layout(t.name, f.name)) << "offsetof(" << t.name << ", " << f.name << ")";
+    EXPECT_LT(t.size - EndOfLastField(t), size_t(16)) << t.name << ": fields missing from this test's list?";
+}
+
+std::string TypeName(const ::testing::TestParamInfo<size_t> &info) {
+    std::string n = Types()[info.param].name;
+    for (auto &c : n)
+        if (c == ' ') c = '_';
+    return n;
+}
+
+INSTANTIATE_TEST_SUITE_P(Structs, AbiLayout, ::testing::Range(size_t(0), size_t(5)), TypeName);
+
+TEST(AbiLayoutQuery, UnknownNamesAreMinusOne) {
+    if (!RequireLib()) return;
+    EXPECT_EQ(-1, Lib().abi_layout("PloverNoSuchStruct", nullptr));
+    EXPECT_EQ(-1, Lib().abi_layout("PloverHooks", "no_such_field"));
+    EXPECT_EQ(-1, Lib().abi_layout(nullptr, nullptr));
+}
+
+TEST(AbiLayoutQuery, FunctionPointerFieldsArePointerSized) {
+    if (!RequireLib()) return;
+    EXPECT_EQ(int64_t(sizeof(void *)),
+              Lib().abi_layout("PloverHostApi", "schedule_main") - Lib().abi_layout("PloverHostApi", "log"));
+}
+
+TEST(AbiVersion, ExportEqualsTheHeader) {
+    if (!RequireLib()) return;
+    EXPECT_EQ(PLOVER_ABI_VERSION, Lib().abi_version());
+    EXPECT_EQ(uint32_t(PLOVER_ABI_MAJOR), Lib().abi_version() >> 16);
+}
+
+}  // namespace
