@@ -65,6 +65,12 @@ double Median(std::vector<double> v) {
 // ---------------- read bandwidth ----------------
 // Each returns a value derived from every byte so the loads cannot be dropped.
 
+__attribute__((target("avx512f"))) uint64_t Lanes512(__m512i v) {
+    uint64_t out[8];
+    _mm512_storeu_si512(out, v);
+    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
+}
+
 __attribute__((target("avx512f"))) uint64_t SumPages512(uint8_t *const *pages, size_t n) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0;
     for (size_t i = 0; i < n; i++) {
@@ -74,7 +80,7 @@ __attribute__((target("avx512f"))) uint64_t SumPages512(uint8_t *const *pages, s
             a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + off + 64));
         }
     }
-    return uint64_t(_mm512_reduce_add_epi64(_mm512_add_epi64(a0, a1)));
+    return Lanes512(_mm512_add_epi64(a0, a1));
 }
 
 __attribute__((target("avx2"))) uint64_t SumPages256(uint8_t *const *pages, size_t n) {
@@ -104,7 +110,7 @@ __attribute__((target("avx512f"))) uint64_t Sum8Interleaved512(uint8_t *const *p
             for (int k = 0; k < 8; k++) acc[k] = _mm512_add_epi64(acc[k], _mm512_load_si512(pages[i + k] + off));
     __m512i s = acc[0];
     for (int k = 1; k < 8; k++) s = _mm512_add_epi64(s, acc[k]);
-    return uint64_t(_mm512_reduce_add_epi64(s)) + SumPages512(pages + i, n - i);
+    return Lanes512(s) + SumPages512(pages + i, n - i);
 }
 
 __attribute__((target("avx2"))) uint64_t Sum8Interleaved256(uint8_t *const *pages, size_t n) {
