@@ -15,6 +15,34 @@ internal sealed class AdminError(string message) : Exception(message);
 /// The admin commands (the control and test interface of a QEMU node). They run on the admin thread; whatever
 /// touches the host runs on QEMU's main thread through the dispatcher, and only the gathering of data happens
 /// there: counting, listing, hashing and formatting happen back on the admin thread.
+/// Every reply is one line: {"ok":true,...} or {"ok":false,"error":"..."}. NIC is the 0-based NIC number.
+/// <code>
+/// help                      {commands:["usage",...]}
+/// status                    {cluster,node,role,objectId,accel|null,machineReady,running,runState,qemuVersion,
+///                            abiVersion:"1.0",hostAbiVersion,targetPageSize,hashKernel,hashThreads,config}
+/// ramblocks                 {blocks:[{id,name,ramAddr,length,hostPageSize}]}
+/// dirty-sync [list]         stop if running; dirty_sync; count; dirty_clear; resume if it was running:
+///                           {harvested,wasRunning,blocks:[{id,name,dirtyPages,pages?:[i,...]}],truncated?}
+///                           (pages listed with "list", at most 100000 in all; truncated says if cut)
+/// dirty-mark-all            {}
+/// dirty-clear               {}
+/// devstate-roundtrip        stop; save; load; free; resume: {bytes}
+/// nics                      {nics:[{id,filterId,netdevId,nicName,mac:"52:54:00:..",vnetHdrLen}]}
+/// inject NIC HEX            {rc}                      (ok:false with rc when net_inject fails)
+/// steal NIC on|off          {nic,steal}
+/// stolen NIC                {nic,count,bytes,last:["hex",...]}   (last 8 stolen frames, oldest first)
+/// out-mode NIC hold|pass    {rc}
+/// out-cut NIC               {epoch}
+/// out-release NIC EPOCH     {released}                (ok:false with the -errno when the host refuses)
+/// out-discard NIC EPOCH     {discarded}
+/// net-stats                 {nics:[{id,toGuestFrames,toGuestBytes,steal,stolenFrames,stolenBytes,epoch,heldPkts,
+///                            heldBytes,fromGuestReports,lastCut,released,discarded}]}
+/// hash-ram                  stop; hash every 4 KiB page off the main thread; resume:
+///                           {wasRunning,digest,hashMs,blocks:[{id,name,pages,digest}]}; digests are 16 hex digits:
+///                           block = CityHash64 of its page hashes (u64 little-endian), digest = of the block digests
+/// vcpus                     {tids:[...]}
+/// </code>
+/// Data that needs the machine (ramblocks, dirty-*, devstate-roundtrip, hash-ram) is refused before machine_ready.
 /// </summary>
 internal sealed unsafe class AdminCommands
 {

@@ -48,7 +48,7 @@ internal sealed partial class AdminServer : IDisposable
         catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
         {
             listener.Dispose();
-            throw new InitException(e is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse } ? 98 : Errno.EIO,
+            throw new InitException(e is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse } ? Errno.EADDRINUSE : Errno.EIO,
                 $"admin socket {path}: {e.Message}");
         }
         var server = new AdminServer(path, listener, execute, host);
@@ -68,7 +68,7 @@ internal sealed partial class AdminServer : IDisposable
             try
             {
                 probe.Connect(new UnixDomainSocketEndPoint(path));
-                throw new InitException(98, $"admin socket {path}: another process is serving it");
+                throw new InitException(Errno.EADDRINUSE, $"admin socket {path}: another process is serving it");
             }
             catch (SocketException)
             {

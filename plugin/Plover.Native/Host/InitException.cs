@@ -13,7 +13,6 @@ internal static class Errno
     public const int EIO = 5;
     public const int EEXIST = 17;
     public const int EINVAL = 22;
-    public const int ENOSPC = 28;
     public const int EPROTO = 71;
-    public const int ECANCELED = 125;
+    public const int EADDRINUSE = 98;
 }
