@@ -1,0 +1,128 @@
+using Plover.Sync;
+using Xunit;
+
+namespace Plover.Tests.Sync;
+
+/// <summary>
+/// A replica dies at every step of the protocol (its sync connection closes under it). Whatever the step, the
+/// backup ends with exactly its old state or exactly the new one, never a mix; a primary that loses its backup
+/// resumes without releasing that epoch's output and without clearing its dirt; and the next sync after a
+/// reconnect makes the replicas identical again.
+/// </summary>
+public class SyncCrashTests
+{
+    private static readonly (string, ulong)[] Layout = [("pc.ram", 4UL << 20), ("vga.vram", 1UL << 20)];
+
+    public static TheoryData<SyncRole, SyncStep, int> Crashes()
+    {
+        var data = new TheoryData<SyncRole, SyncStep, int>();
+        foreach (var step in new[] { SyncStep.Stopped, SyncStep.BitmapsExchanged, SyncStep.Hashed, SyncStep.BeforeDeviceState, SyncStep.BeforeApply })
+        {
+            data.Add(SyncRole.Primary, step, 1);
+            data.Add(SyncRole.Backup, step, 1);
+        }
+        data.Add(SyncRole.Primary, SyncStep.HashChunk, 2);   // during the hashes
+        data.Add(SyncRole.Backup, SyncStep.HashChunk, 2);
+        data.Add(SyncRole.Primary, SyncStep.PageBatch, 3);   // mid page transfer
+        data.Add(SyncRole.Backup, SyncStep.PageBatch, 3);
+        data.Add(SyncRole.Backup, SyncStep.BeforeAck, 1);    // applied, ack never sent
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Crashes))]
+    public void CrashAtStep_LeavesBackupOldOrNew_NeverMixed(SyncRole victim, SyncStep step, int occurrence)
+    {
+        SyncPair? pair = null;
+        int seen = 0;
+        bool armed = false;
+        void Hook(SyncRole role, SyncStep at)
+        {
+            if (!armed || role != victim || at != step || ++seen != occurrence) return;
+            var engine = role == SyncRole.Primary ? pair!.Primary : pair!.Backup;
+            engine.Connection?.Dispose();          // the process dies: its socket closes
+            throw new IOException($"injected crash of the {role} at {step}");
+        }
+        SyncOptions Options() => new() { PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook };
+        pair = new SyncPair(Layout, Options(), Options());
+        using var _ = pair;
+        var work = new Workload(pair, seed: (int)step * 10 + (int)victim);
+
+        // a first, clean sync so the backup has a known "old" state with history
+        work.Run(0.05, 0.3);
+        Assert.Equal(SyncOutcome.Completed, pair.Sync(1).Backup.Outcome);
+        work.Reset();
+
+        work.Run(0.1, 0.5);
+        pair.PrimaryVm.DeviceState = [9, 9, 9, 9];
+        pair.PrimaryNic.GuestSends(42);
+        var oldBackup = pair.BackupMemory.Snapshot();
+        var oldDevice = pair.BackupVm.DeviceState;
+        var primaryBefore = pair.PrimaryMemory.Snapshot();
+        int divergent = work.CountDivergent();
+        Assert.True(divergent > 24, $"need several page batches, have {divergent} divergent pages");
+
+        armed = true;
+        var (p, b) = pair.Sync(2);
+        armed = false;
+        Assert.Equal(occurrence, seen);
+        Assert.Equal(SyncOutcome.Aborted, victim == SyncRole.Primary ? p.Outcome : b.Outcome);
+
+        bool everythingSent = victim == SyncRole.Primary && step == SyncStep.BeforeApply;
+        bool applied = everythingSent || (victim == SyncRole.Backup && step == SyncStep.BeforeAck);
+        if (applied)
+        {
+            Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+            Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
+        }
+        else
+        {
+            Assert.True(pair.BackupMemory.Matches(oldBackup), "the backup's memory changed in an aborted sync");
+            Assert.Same(oldDevice, pair.BackupVm.DeviceState);
+            Assert.Equal(SyncOutcome.Aborted, b.Outcome);
+        }
+        // the primary never changes its own memory, resumes, and holds this epoch's output (no ack)
+        Assert.True(pair.PrimaryMemory.Matches(primaryBefore));
+        Assert.True(pair.PrimaryVm.Running);
+        Assert.True(pair.BackupVm.Running);
+        Assert.Equal(SyncOutcome.Aborted, p.Outcome);
+        Assert.DoesNotContain(42, pair.PrimaryNic.Sent);
+        Assert.Null(pair.Primary.Connection);
+
+        // a reconnect and the next sync repair everything: neither side cleared its dirt on the abort
+        pair.Connect();
+        work.Run(0.01, 0.5);
+        var (p3, b3) = pair.Sync(3);
+        Assert.Equal(SyncOutcome.Completed, p3.Outcome);
+        Assert.Equal(SyncOutcome.Completed, b3.Outcome);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+        Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
+        Assert.Contains(42, pair.PrimaryNic.Sent);   // released with the next acked sync
+    }
+
+    [Fact]
+    public void StalledPrimary_BackupTimesOutAndKeepsItsState()
+    {
+        SyncPair? pair = null;
+        bool armed = false;
+        var release = new ManualResetEventSlim();
+        void Hook(SyncRole role, SyncStep at)
+        {
+            if (armed && role == SyncRole.Primary && at == SyncStep.PageBatch) release.Wait(TimeSpan.FromSeconds(5));
+        }
+        var options = new SyncOptions { PagesPerFrame = 8, Timeout = TimeSpan.FromMilliseconds(400), StepHook = Hook };
+        pair = new SyncPair(Layout, options, options);
+        using var _ = pair;
+        var work = new Workload(pair, seed: 99);
+        work.Run(0.05, 0.5);
+        var old = pair.BackupMemory.Snapshot();
+        armed = true;
+        var p = pair.Primary.RunAsync(new SyncRequest(1, 100));
+        var b = pair.Backup.RunAsync(new SyncRequest(1, 100));
+        Assert.Equal(SyncOutcome.Aborted, b.Result.Outcome);
+        Assert.Contains("timed out", b.Result.Error);
+        release.Set();
+        Assert.Equal(SyncOutcome.Aborted, p.Result.Outcome);
+        Assert.True(pair.BackupMemory.Matches(old));
+    }
+}

@@ -1,0 +1,150 @@
+using Plover.Sync;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Plover.Tests.Sync;
+
+public class SyncEngineTests(ITestOutputHelper output)
+{
+    private static readonly (string, ulong)[] SmallLayout = [("pc.ram", 16UL << 20), ("vga.vram", (2UL << 20) + 3 * 4096), ("rom", 12 * 1024)];
+
+    private static void AssertIdentical(SyncPair pair)
+    {
+        var diff = pair.PrimaryMemory.FirstDifference(pair.BackupMemory);
+        Assert.True(diff is null, $"memories differ at block {diff?.Block} page {diff?.Page}");
+        Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
+    }
+
+    [Fact]
+    public void RandomRounds_LeaveMemoriesIdentical_AndSendExactlyTheDivergentPages()
+    {
+        using var pair = new SyncPair(SmallLayout);
+        var work = new Workload(pair, seed: 7);
+        double[] fractions = [0.01, 0.05, 0.2, 0.002, 0.1];
+        double[] shares = [0.25, 0.0, 0.5, 1.0, 0.1];
+        for (int round = 0; round < fractions.Length; round++)
+        {
+            ulong epoch = (ulong)round + 1;
+            pair.PrimaryVm.DeviceState = Enumerable.Range(0, 1000 + round).Select(i => (byte)(i * (round + 3))).ToArray();
+            pair.PrimaryNic.GuestSends(round);
+            pair.BackupNic.GuestSends(100 + round);
+            work.Run(fractions[round], shares[round]);
+            int expected = work.CountDivergent();
+            int dirty = work.DirtyPages;
+            ulong ramBefore = pair.BackupVm.RamUpdatedBytes;
+
+            var (p, b) = pair.Sync(epoch);
+            output.WriteLine(p.ToString());
+            output.WriteLine(b.ToString());
+
+            Assert.Equal(SyncOutcome.Completed, p.Outcome);
+            Assert.Equal(SyncOutcome.Completed, b.Outcome);
+            Assert.Equal((ulong)dirty, p.UnionPages);
+            Assert.Equal(p.UnionPages, b.UnionPages);
+            Assert.Equal((ulong)expected, p.DivergentPages);
+            Assert.Equal((ulong)expected, b.DivergentPages);
+            Assert.Equal((ulong)dirty - (ulong)expected, p.IdenticalPages);
+            Assert.Equal((ulong)expected * 4096, pair.BackupVm.RamUpdatedBytes - ramBefore);
+            Assert.Equal(p.Wire.Total, b.Wire.Total);   // both sides count the same frames
+            AssertIdentical(pair);
+            // primary output of this epoch released after the ack; the backup's own output discarded
+            Assert.Contains(round, pair.PrimaryNic.Sent);
+            Assert.Contains(100 + round, pair.BackupNic.Dropped);
+            Assert.True(pair.PrimaryVm.Running && pair.BackupVm.Running);
+            work.Reset();
+        }
+        Assert.Equal(5, pair.Primary.Metrics.Totals.Completed);
+        Assert.Empty(pair.BackupNic.Sent);
+    }
+
+    [Fact]
+    public void PageBatchesAndHashFrames_SplitCorrectly()
+    {
+        var options = new SyncOptions { PagesPerFrame = 7, HashesPerFrame = 50 };
+        using var pair = new SyncPair(SmallLayout, options, options);
+        var work = new Workload(pair, seed: 11);
+        work.Run(0.03, 0.4);
+        int expected = work.CountDivergent();
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, p.Outcome);
+        Assert.Equal((ulong)expected, b.DivergentPages);
+        AssertIdentical(pair);
+    }
+
+    [Fact]
+    public void FullSync_FindsDifferencesTheDirtyLogNeverSaw()
+    {
+        using var pair = new SyncPair(SmallLayout);
+        var rng = new Random(3);
+        var differing = new HashSet<(int, ulong)>();
+        var blocks = pair.BackupMemory.Blocks;
+        for (int i = 0; i < 300; i++)
+        {
+            int block = rng.Next(blocks.Count);
+            ulong page = (ulong)rng.NextInt64((long)blocks[block].Pages);
+            pair.BackupMemory.Page(block, page)[rng.Next(4096)] ^= 0x5A;   // no dirt logged: a stale backup
+            differing.Add((block, page));
+        }
+        var (p, b) = pair.Sync(1, full: true);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.Equal(pair.PrimaryMemory.TotalPages, p.UnionPages);
+        Assert.Equal((ulong)differing.Count, p.DivergentPages);
+        AssertIdentical(pair);
+    }
+
+    [Fact]
+    public void RemusMode_SendsEveryUnionPage()
+    {
+        var options = new SyncOptions { SendAllDirty = true };
+        using var pair = new SyncPair(SmallLayout, options, options);
+        var work = new Workload(pair, seed: 5);
+        work.Run(0.02, 0.25);
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.Equal(p.UnionPages, p.DivergentPages);
+        Assert.Equal(0, p.Wire.Hashes);
+        AssertIdentical(pair);
+    }
+
+    [Fact]
+    public void SyncWithNoDirt_SendsOnlyBitmapsAndDeviceState()
+    {
+        using var pair = new SyncPair(SmallLayout);
+        pair.PrimaryVm.DeviceState = new byte[5000];
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.Equal(0UL, p.UnionPages);
+        Assert.Equal(0, p.Wire.Pages + p.Wire.Hashes);
+        Assert.True(p.Wire.Bitmaps < 200, $"empty bitmaps took {p.Wire.Bitmaps} bytes");
+        AssertIdentical(pair);
+    }
+
+    [Fact]
+    public void EpochMismatch_AbortsBothWithTheReason()
+    {
+        using var pair = new SyncPair(SmallLayout);
+        var p = pair.Primary.RunAsync(new SyncRequest(5, 500));
+        var b = pair.Backup.RunAsync(new SyncRequest(6, 600));
+        Assert.Equal(SyncOutcome.Aborted, p.Result.Outcome);
+        Assert.Equal(SyncOutcome.Aborted, b.Result.Outcome);
+        Assert.Contains("e6", p.Result.Error);
+        Assert.True(pair.PrimaryVm.Running && pair.BackupVm.Running);
+        Assert.Null(pair.Primary.Connection);
+    }
+
+    [Fact]
+    public void OneGiBEach_SyncsToIdentical()
+    {
+        var options = new SyncOptions { Timeout = TimeSpan.FromSeconds(30) };
+        using var pair = new SyncPair([("pc.ram", 1UL << 30)], options, options);
+        var work = new Workload(pair, seed: 42);
+        work.Run(0.01, 0.25);
+        int expected = work.CountDivergent();
+        var (p, b) = pair.Sync(1);
+        output.WriteLine(p.ToString());
+        Assert.Equal(SyncOutcome.Completed, p.Outcome);
+        Assert.Equal((ulong)expected, p.DivergentPages);
+        AssertIdentical(pair);
+
+    }
+}

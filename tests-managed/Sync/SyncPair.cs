@@ -1,0 +1,85 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Plover.Guard;
+using Plover.Sync;
+using Xunit;
+using Plover.Tests.Guard;
+using Plover.Transport;
+
+namespace Plover.Tests.Sync;
+
+/// <summary>A primary and a backup replica in one process: synthetic guest memory, fake VMs with their own main
+/// threads, output guards, and sync engines joined by a real authenticated loopback TCP connection.</summary>
+public sealed class SyncPair : IDisposable
+{
+    private static readonly byte[] Key = RandomNumberGenerator.GetBytes(32);
+    private readonly Socket _listener;
+
+    public SyncPair((string Name, ulong Bytes)[] blocks, SyncOptions? primaryOptions = null, SyncOptions? backupOptions = null, int seed = 1)
+    {
+        PrimaryMemory = new SyntheticGuestMemory(blocks);
+        BackupMemory = new SyntheticGuestMemory(blocks);
+        PrimaryMemory.FillRandom(seed);
+        BackupMemory.CopyFrom(PrimaryMemory);
+        PrimaryMain = new DedicatedMainThread("primary-main");
+        BackupMain = new DedicatedMainThread("backup-main");
+        PrimaryVm = new SyntheticVm(PrimaryMemory, PrimaryMain) { DeviceState = [1, 2, 3] };
+        BackupVm = new SyntheticVm(BackupMemory, BackupMain);
+        PrimaryGuard = new OutputGuard(GuardRole.Primary, [PrimaryNic], Log);
+        BackupGuard = new OutputGuard(GuardRole.Backup, [BackupNic], Log);
+        Primary = new SyncEngine(SyncRole.Primary, PrimaryMemory, PrimaryVm, PrimaryMain, PrimaryGuard, primaryOptions ?? new SyncOptions { Log = Log });
+        Backup = new SyncEngine(SyncRole.Backup, BackupMemory, BackupVm, BackupMain, BackupGuard, backupOptions ?? new SyncOptions { Log = Log });
+        _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _listener.Listen(4);
+        Connect();
+    }
+
+    public SyntheticGuestMemory PrimaryMemory { get; }
+    public SyntheticGuestMemory BackupMemory { get; }
+    public DedicatedMainThread PrimaryMain { get; }
+    public DedicatedMainThread BackupMain { get; }
+    public SyntheticVm PrimaryVm { get; }
+    public SyntheticVm BackupVm { get; }
+    public FakeOutputPort PrimaryNic { get; } = new();
+    public FakeOutputPort BackupNic { get; } = new();
+    public OutputGuard PrimaryGuard { get; }
+    public OutputGuard BackupGuard { get; }
+    public SyncEngine Primary { get; }
+    public SyncEngine Backup { get; }
+    public List<string> Logs { get; } = new();
+
+    private void Log(string m) { lock (Logs) Logs.Add(m); }
+
+    public static ClusterIdentity Identity(int self) => new("test", Key, self, [1, 2, 3]);
+
+    /// <summary>(Re)connects the engines: node 1 (primary) dials node 2 (backup).</summary>
+    public void Connect()
+    {
+        var accept = Task.Run(() => SyncConnection.Accept(_listener, Identity(2), TimeSpan.FromSeconds(5)));
+        var dialed = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, Identity(1), 2, TimeSpan.FromSeconds(5));
+        Primary.Connection = dialed;
+        Backup.Connection = accept.Result;
+    }
+
+    public (SyncStats Primary, SyncStats Backup) Sync(ulong epoch, bool full = false)
+    {
+        var request = new SyncRequest(epoch, (long)epoch * 100, full);
+        var p = Primary.RunAsync(request);
+        var b = Backup.RunAsync(request);
+        Assert.True(Task.WaitAll([p, b], TimeSpan.FromSeconds(60)), "sync did not finish");
+        return (p.Result, b.Result);
+    }
+
+    public void Dispose()
+    {
+        Primary.Dispose();
+        Backup.Dispose();
+        PrimaryMain.Dispose();
+        BackupMain.Dispose();
+        PrimaryMemory.Dispose();
+        BackupMemory.Dispose();
+        _listener.Dispose();
+    }
+}
