@@ -228,22 +228,27 @@ void FakeHost::FreeRam() {
 void FakeHost::Reset(const std::string &role, const std::string &config, const std::string &node) {
     if (initialized_) Shutdown();
     Pump();  // leftovers of the previous test run against the previous state, then are gone
-    FreeRam();
     main_thread = pthread_self();
     role_ = role;
     config_ = config;
     node_ = node;
     struct Spec { const char *name; uint64_t length, ram_addr; };
-    for (Spec s : {Spec{"pc.ram", 64ULL << 20, 0}, Spec{"vga.vram", 8ULL << 20, 64ULL << 20}}) {
-        FakeBlock b;
-        b.name = s.name;
-        b.length = s.length;
-        b.ram_addr = s.ram_addr;
-        b.mem = (uint8_t *)aligned_alloc(kPage, s.length);
-        memset(b.mem, 0, s.length);
+    const Spec specs[] = {{"pc.ram", 64ULL << 20, 0}, {"vga.vram", 8ULL << 20, 64ULL << 20}};
+    if (blocks.size() != 2) {  // allocated once per process: tests only reset the content
+        FreeRam();
+        for (Spec s : specs) {
+            FakeBlock b;
+            b.name = s.name;
+            b.length = s.length;
+            b.ram_addr = s.ram_addr;
+            b.mem = (uint8_t *)aligned_alloc(kPage, s.length);
+            blocks.push_back(std::move(b));
+        }
+    }
+    for (FakeBlock &b : blocks) {
+        memset(b.mem, 0, b.length);
         b.dirty.assign((b.pages() + 63) / 64, 0);
         b.log.assign((b.pages() + 63) / 64, 0);
-        blocks.push_back(std::move(b));
     }
     nics.clear();
     for (int i = 0; i < 2; i++) {
