@@ -251,11 +251,13 @@ public sealed class ConsensusDriver : IDisposable
         Volatile.Write(ref _lastIndex, _node.LastIndex);
     }
 
+    /// <summary>Stops the consensus thread (idempotent). The transport is the caller's to dispose.</summary>
     public void Dispose()
     {
+        if (_stop) return;
         _stop = true;
         _wakeup.Wake();
-        if (_thread.IsAlive) _thread.Join(TimeSpan.FromSeconds(2));
+        if (_thread.IsAlive && !_thread.Join(TimeSpan.FromSeconds(2))) return;   // a stuck callback: leave the fd open
         _wakeup.Dispose();
     }
 }

@@ -1,0 +1,306 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using Plover.Config;
+using Plover.Consensus;
+using Plover.Hashing;
+using Plover.Node;
+using Plover.Transport;
+using Plover.Wire;
+using Google.Protobuf;
+
+namespace Plover.Cli;
+
+/// <summary>
+/// <c>plover bench-node</c>: a consensus node without a VM, for tests and benchmarks. It applies every committed
+/// entry to a running digest (CityHash64 over the previous digest, index, type and payload hash) and checks that
+/// each client's synthetic inputs arrive in order. Whenever it leads, it runs its workloads (once).
+/// Lines on stdout, one event each (key=value, or JSON after RESULT):
+/// <code>
+///   ROLE node=2 role=leader term=3 leader=2 unix_ns=...     on every role/ballot/leader change
+///   STATUS node=2 role=... term=... commit=N applied=N inputs=N violations=N digest=HEX from=1:100000,2:1000
+///   CHECKPOINT node=2 index=N digest=HEX                    every --checkpoint-every entries
+///   RESULT {json}                                           after each workload
+///   DONE name                                               after each workload
+/// </code>
+/// </summary>
+internal static class BenchNodeCommand
+{
+    public static int Run(ReadOnlySpan<string> args)
+    {
+        var cl = CommandLine.Parse("bench-node", args,
+            ["config", "node", "workload", "json", "report-ms", "checkpoint-every", "connect-timeout-ms"]);
+        cl.NoPositionals();
+        var workloads = cl.All("workload").Select(BenchWorkload.Parse).ToList();
+        var dup = workloads.GroupBy(w => w.Name).FirstOrDefault(g => g.Count() > 1);
+        if (dup is not null) throw new UsageException($"bench-node: workload name '{dup.Key}' used twice");
+        if (workloads.Count > short.MaxValue) throw new UsageException("bench-node: too many workloads");
+        int reportMs = cl.Int("report-ms", 200, 10);
+        int checkpointEvery = cl.Int("checkpoint-every", 10000, 1);
+        int connectTimeoutMs = cl.Int("connect-timeout-ms", 10000, 0);
+        string? json = cl.Optional("json");
+        using var host = NodeHost.FromCommandLine(cl, "bench-node");
+        return new BenchNode(host, workloads, checkpointEvery, json).Run(reportMs, connectTimeoutMs);
+    }
+}
+
+internal sealed class BenchNode
+{
+    private readonly NodeHost _host;
+    private readonly ConsensusDriver _driver;
+    private readonly int _self;
+    private readonly List<BenchWorkload> _workloads;
+    private readonly int _checkpointEvery;
+    private readonly string? _jsonPath;
+    private readonly object _stateLock = new();
+
+    // Applied state (consensus thread; read under _stateLock).
+    private long _applied;
+    private ulong _digest;
+    private long _inputs;
+    private long _violations;
+    private readonly SortedDictionary<int, long> _byProposer = new();
+    private readonly Dictionary<(int Proposer, int Workload, int Client), long> _lastSeq = new();
+
+    private volatile ActiveWorkload? _active;
+    private readonly List<string> _results = new();
+    private int _workloadsFailed;
+    private readonly Ping _pongParsed = new();
+
+    public BenchNode(NodeHost host, List<BenchWorkload> workloads, int checkpointEvery, string? jsonPath)
+    {
+        _host = host;
+        _driver = host.Driver;
+        _self = host.Self.Id;
+        _workloads = workloads;
+        _checkpointEvery = checkpointEvery;
+        _jsonPath = jsonPath;
+        _driver.Committed = OnCommitted;
+        _driver.StateChanged = OnStateChanged;
+        host.Dispatcher.Register(FrameType.Pong, OnPong);
+    }
+
+    public int Run(int reportMs, int connectTimeoutMs)
+    {
+        _host.Start(connectTimeoutMs);
+        Emit($"ROLE node={_self} role={Role(_driver.Role)} term={_driver.Term} leader={_driver.LeaderId} unix_ns={UnixNanos()}");
+        var runner = new Thread(RunWorkloads) { IsBackground = true, Name = "bench-workloads" };
+        runner.Start();
+        string last = "";
+        while (!_host.StopRequested.WaitOne(reportMs))
+        {
+            string status = StatusLine();
+            if (status != last) Emit(last = status);
+        }
+        _driver.Dispose();
+        Emit(StatusLine());
+        return _driver.Failure is null && _workloadsFailed == 0 ? 0 : 1;
+    }
+
+    private static void Emit(string line)
+    {
+        Console.Out.WriteLine(line);
+        Console.Out.Flush();
+    }
+
+    private static long UnixNanos() => (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) * 100;
+
+    private static string Role(ConsensusRole r) => r.ToString().ToLowerInvariant();
+
+    private string StatusLine()
+    {
+        lock (_stateLock)
+        {
+            var from = string.Join(",", _byProposer.Select(kv => $"{kv.Key}:{kv.Value}"));
+            return $"STATUS node={_self} role={Role(_driver.Role)} term={_driver.Term} leader={_driver.LeaderId} commit={_driver.CommitIndex} " +
+                   $"applied={_applied} inputs={_inputs} violations={_violations} digest={_digest:x16} from={(from.Length == 0 ? "-" : from)}";
+        }
+    }
+
+    // ---------------------------------------------------------------- consensus thread
+
+    private void OnStateChanged(ConsensusStatus s) =>
+        Emit($"ROLE node={_self} role={Role(s.Role)} term={s.Ballot.Round} leader={s.LeaderId} unix_ns={UnixNanos()}");
+
+    private void OnCommitted(LogEntry e)
+    {
+        long now = Stopwatch.GetTimestamp();
+        ulong digest;
+        lock (_stateLock)
+        {
+            Span<byte> mix = stackalloc byte[25];
+            BitConverter.TryWriteBytes(mix, _digest);
+            BitConverter.TryWriteBytes(mix[8..], e.Index);
+            mix[16] = (byte)e.Type;
+            BitConverter.TryWriteBytes(mix[17..], CityHash.Hash64(e.Payload.Span));
+            _digest = digest = CityHash.Hash64(mix);
+            if (e.Index != _applied + 1) _violations++;   // the driver must deliver every index once, in order
+            _applied = e.Index;
+            if (e.Type == EntryType.Input && BenchInput.TryRead(e.Payload.Span, out int proposer, out int workload, out int client, out long seq, out long sent))
+            {
+                _inputs++;
+                _byProposer[proposer] = _byProposer.GetValueOrDefault(proposer) + 1;
+                var key = (proposer, workload, client);
+                if (seq != _lastSeq.GetValueOrDefault(key) + 1) _violations++;
+                _lastSeq[key] = seq;
+                if (proposer == _self) _active?.OnCommitted(workload, client, now - sent, now);
+            }
+        }
+        if (e.Index % _checkpointEvery == 0) Emit($"CHECKPOINT node={_self} index={e.Index} digest={digest:x16}");
+    }
+
+    // ---------------------------------------------------------------- workloads
+
+    private void RunWorkloads()
+    {
+        if (_workloads.Count == 0) return;
+        while (!_driver.IsLeader)
+        {
+            if (_host.StopRequested.WaitOne(1)) return;
+        }
+        for (int i = 0; i < _workloads.Count && !_host.Stopping; i++)
+        {
+            var w = _workloads[i];
+            string result = w.Kind == "ping" ? RunPing(w) : RunConsensus(w, i + 1);
+            _results.Add(result);
+            Emit($"RESULT {result}");
+            Emit($"DONE {w.Name}");
+        }
+        if (_jsonPath is not null)
+        {
+            var all = $"{{\"node\":{_self},\"results\":[{string.Join(",", _results)}]}}";
+            File.WriteAllText(_jsonPath, all + "\n");
+        }
+    }
+
+    private sealed class ActiveWorkload(int id, BenchWorkload w)
+    {
+        public readonly int Id = id;
+        public readonly SemaphoreSlim[] Windows = Enumerable.Range(0, w.Clients).Select(_ => new SemaphoreSlim(w.Window, w.Window)).ToArray();
+        public readonly LatencyRecorder Latency = new(w.Count);
+        public readonly ManualResetEventSlim Done = new();
+        public long Committed;
+        public long LastCommit;
+
+        public void OnCommitted(int workload, int client, long latency, long now)
+        {
+            if (workload != Id || (uint)client >= (uint)Windows.Length) return;
+            Latency.Add(latency);
+            Windows[client].Release();
+            if (Interlocked.Increment(ref Committed) == Latency.Capacity)
+            {
+                LastCommit = now;
+                Done.Set();
+            }
+        }
+    }
+
+    private string RunConsensus(BenchWorkload w, int id)
+    {
+        var active = new ActiveWorkload(id, w);
+        _active = active;
+        string? error = null;
+        long start = Stopwatch.GetTimestamp();
+        var clients = Enumerable.Range(0, w.Clients).Select(c => new Thread(() =>
+        {
+            int share = w.Count / w.Clients + (c < w.Count % w.Clients ? 1 : 0);
+            var payload = new byte[w.Size];
+            for (long seq = 1; seq <= share && error is null; seq++)
+            {
+                if (!active.Windows[c].Wait(10_000)) { error ??= $"no commit for 10 s (client {c}, seq {seq})"; return; }
+                BenchInput.Write(payload, _self, id, c, seq, Stopwatch.GetTimestamp());
+                while (!_driver.Propose(EntryType.Input, payload))
+                {
+                    if (!_driver.IsLeader) { error ??= "lost leadership"; return; }
+                    Thread.Yield();
+                }
+            }
+        }) { IsBackground = true, Name = $"bench-client-{c}" }).ToList();
+        foreach (var t in clients) t.Start();
+        foreach (var t in clients) t.Join();
+        if (error is null && !active.Done.Wait(30_000)) error = "not every input committed within 30 s";
+        _active = null;
+        if (error is not null) Interlocked.Increment(ref _workloadsFailed);
+        long end = active.LastCommit != 0 ? active.LastCommit : Stopwatch.GetTimestamp();
+        return ResultJson(w, active.Latency, (end - start) / (double)Stopwatch.Frequency, error);
+    }
+
+    // Transport round trip: same framing and MAC, answered by the peer's reader thread, no consensus.
+    private readonly SemaphoreSlim _pong = new(0);
+    private ulong _pingId;
+    private long _pingRtt;
+
+    private void OnPong(int peer, in Frame frame)
+    {
+        long now = Stopwatch.GetTimestamp();
+        _pongParsed.Id = 0;
+        _pongParsed.SentNs = 0;
+        _pongParsed.MergeFrom(frame.Header);
+        if (_pongParsed.Id != Volatile.Read(ref _pingId)) return;   // a late answer to an abandoned ping
+        _pingRtt = now - _pongParsed.SentNs;
+        _pong.Release();
+    }
+
+    private sealed class PingBody(int tail) : IFrameBody
+    {
+        public readonly Ping Message = new();
+        public FrameType Type => FrameType.Ping;
+        public int Length => FrameBody.Size(Message.CalculateSize(), tail);
+        public void Write(Span<byte> destination)
+        {
+            int h = Message.CalculateSize();
+            FrameBody.WriteHeaderLength(destination, h);
+            Message.WriteTo(destination.Slice(4, h));
+            destination[(4 + h)..].Clear();
+        }
+    }
+
+    private string RunPing(BenchWorkload w)
+    {
+        var roles = new[] { NodeRole.Primary, NodeRole.Backup };
+        int peer = _host.Config.Nodes.First(n => n.Id != _self && roles.Contains(n.Role)).Id;
+        var latency = new LatencyRecorder(w.Count);
+        var body = new PingBody(Math.Max(0, w.Size - 16));
+        string? error = null;
+        long start = Stopwatch.GetTimestamp();
+        for (int i = 0; i < w.Count; i++)
+        {
+            Volatile.Write(ref _pingId, (ulong)i + 1);
+            body.Message.Id = (ulong)i + 1;
+            body.Message.SentNs = Stopwatch.GetTimestamp();
+            if (!_host.Transport.Send(peer, body)) { error = $"node {peer} is not connected"; break; }
+            _host.Transport.Flush(peer);
+            if (!_pong.Wait(5000)) { error = $"no pong from node {peer} within 5 s"; break; }
+            latency.Add(_pingRtt);
+        }
+        if (error is not null) Interlocked.Increment(ref _workloadsFailed);
+        return ResultJson(w, latency, (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency, error);
+    }
+
+    private static string ResultJson(BenchWorkload w, LatencyRecorder latency, double seconds, string? error)
+    {
+        var (p50, p99, p999, max, mean) = latency.Summary();
+        using var ms = new MemoryStream();
+        using (var j = new Utf8JsonWriter(ms))
+        {
+            j.WriteStartObject();
+            j.WriteString("name", w.Name);
+            j.WriteString("kind", w.Kind);
+            j.WriteNumber("size", w.Size);
+            j.WriteNumber("clients", w.Clients);
+            j.WriteNumber("window", w.Window);
+            j.WriteNumber("count", w.Count);
+            j.WriteNumber("completed", latency.Count);
+            j.WriteNumber("seconds", Math.Round(seconds, 6));
+            j.WriteNumber("per_second", seconds > 0 ? Math.Round(latency.Count / seconds, 1) : 0);
+            j.WriteNumber("p50_us", Math.Round(p50, 2));
+            j.WriteNumber("p99_us", Math.Round(p99, 2));
+            j.WriteNumber("p999_us", Math.Round(p999, 2));
+            j.WriteNumber("max_us", Math.Round(max, 2));
+            j.WriteNumber("mean_us", Math.Round(mean, 2));
+            if (error is not null) j.WriteString("error", error);
+            j.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(ms.ToArray());
+    }
+}
