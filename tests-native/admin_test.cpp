@@ -440,6 +440,14 @@ TEST_F(AdminTest, AnOverlongLineClosesOnlyThatConnection) {
     EXPECT_TRUE(Ok(fresh.Request("status")));
 }
 
+TEST_F(AdminTest, AHostThatCannotScheduleGetsAnErrorReplyNotAHang) {
+    host().refuse_schedule = true;
+    std::string r = Request("status");
+    EXPECT_NE(std::string::npos, Error(r).find("schedule_main failed: -11")) << r;
+    host().refuse_schedule = false;
+    EXPECT_TRUE(Ok(Request("status")));
+}
+
 TEST_F(AdminTest, ShutdownReleasesARequestWaitingForTheMainThread) {
     client->Send("status\n");
     // Do not pump: the admin thread is now waiting for the main thread. Shutdown must not hang on it.

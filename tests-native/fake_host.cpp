@@ -268,6 +268,7 @@ void FakeHost::Reset(const std::string &role, const std::string &config, const s
     saves = loads = bad_loads = frees = dirty_syncs = dirty_syncs_running = announces = stops = starts = 0;
     ram_updates.clear();
     off_main_calls = 0;
+    refuse_schedule = false;
     off_main_names.clear();
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -399,6 +400,7 @@ void FakeHost::Log(int32_t level, const char *msg) {
 
 int32_t FakeHost::Schedule(PloverMainFn fn, void *opaque) {
     if (fn == nullptr) return -EINVAL;
+    if (refuse_schedule) return -EAGAIN;
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back({fn, opaque});
     return 0;

@@ -104,6 +104,7 @@ public:
     int saves = 0, loads = 0, bad_loads = 0, frees = 0, dirty_syncs = 0, dirty_syncs_running = 0;
     int announces = 0, stops = 0, starts = 0;
     std::vector<std::pair<uint32_t, std::pair<uint64_t, uint64_t>>> ram_updates;
+    std::atomic<bool> refuse_schedule{false};  // schedule_main fails with -EAGAIN
     std::atomic<int> off_main_calls{0};        // MAIN-only calls made off the main thread
     std::string off_main_names;
     pthread_t main_thread{};

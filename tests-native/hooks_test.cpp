@@ -112,6 +112,21 @@ TEST_F(HooksTest, ShutdownStopsTheLibraryThreads) {
     EXPECT_TRUE(host().LogContains("node 1 stopped")) << host().LogText();
 }
 
+TEST_F(HooksTest, AHookCalledOffTheMainThreadIsRefusedAndLogged) {
+    std::vector<uint8_t> frame(64, 1);
+    int32_t rc = -1;
+    std::thread other([&] {
+        struct iovec iov = {frame.data(), frame.size()};
+        rc = host().hooks.net_to_guest(host().hooks.ctx, 0, 0, &iov, 1);
+        host().hooks.machine_ready(host().hooks.ctx);
+    });
+    other.join();
+    EXPECT_EQ(PLOVER_NET_PASS, rc);
+    EXPECT_FALSE(host().logging) << "machine_ready off the main thread did nothing";
+    EXPECT_TRUE(host().LogContains("hook machine_ready failed: InvalidOperationException: hook called off QEMU's main thread"))
+        << host().LogText();
+}
+
 TEST_F(HooksTest, HooksAfterShutdownAreIgnored) {
     PloverHooks h = host().hooks;
     host().Shutdown();

@@ -31,7 +31,11 @@ internal static unsafe class HostHooks
         if (ctx == null)
             return null;
         var probe = GCHandle.FromIntPtr((nint)ctx).Target as Probe;
-        return probe is { Stopped: false } ? probe : null;
+        if (probe is not { Stopped: false })
+            return null;
+        if (!probe.Host.OnMainThread) // a host bug; QEMU's other threads must never run library code
+            throw new InvalidOperationException("hook called off QEMU's main thread; ignored");
+        return probe;
     }
 
     private static void Report(void* ctx, string hook, Exception e)
