@@ -202,6 +202,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _bitmapBody.Set(request.Epoch, request.LogIndex, _layout!, _local.Pointer, setBits);
         _bitmapBody.SetSendAll(_options.SendAllDirty);
         stats.LocalBitmapEncoding = _bitmapBody.Encoding;
+        stats.LocalBitmapBytes = _bitmapBody.TailLength;
         int n = connection.Send(_bitmapBody);
         stats.Wire.Bitmaps += n;
         return n;
@@ -226,6 +227,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             throw new SyncProtocolException($"bad bitmap from the peer: {error}");
         if (bits != header.SetBits) throw new SyncProtocolException($"peer's bitmap has {bits} bits set, it claims {header.SetBits}");
         stats.RemoteBitmapEncoding = header.Encoding;
+        stats.RemoteBitmapBytes = frame.Tail.Length;
         stats.RemoteDirtyPages = bits;
         for (int b = 0; b < layout.BlockCount; b++)
         {

@@ -60,6 +60,9 @@ public sealed class SyncStats
     public ulong IdenticalPages { get; internal set; }
     public ulong DivergentPages { get; internal set; }
     public ulong DeviceStateBytes { get; internal set; }
+    /// <summary>Encoded bitmap payloads (frame tails) sent and received, for comparing encodings.</summary>
+    public long LocalBitmapBytes { get; internal set; }
+    public long RemoteBitmapBytes { get; internal set; }
     public BitmapEncoding LocalBitmapEncoding { get; internal set; }
     public BitmapEncoding RemoteBitmapEncoding { get; internal set; }
     public SyncWireBytes Wire;
