@@ -103,7 +103,7 @@ internal sealed unsafe class AdminCommands
         }
         catch (Exception e)
         {
-            Host.Error($"plover: admin command '{words[0]}' failed: {e}");
+            Host.Error($"admin command '{words[0]}' failed: {e}");
             return AdminReply.Error($"{words[0]}: {e.GetType().Name}: {e.Message}");
         }
 

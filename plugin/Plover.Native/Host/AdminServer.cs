@@ -82,7 +82,7 @@ internal sealed partial class AdminServer : IDisposable
     {
         _stop = true;
         if (_thread.IsAlive && !_thread.Join(TimeSpan.FromSeconds(3)))
-            _host.Warn("plover: the admin thread did not stop within 3 s");
+            _host.Warn("the admin thread did not stop within 3 s");
         lock (_clients)
         {
             foreach (Client c in _clients)
@@ -119,7 +119,7 @@ internal sealed partial class AdminServer : IDisposable
             }
             catch (Exception e) when (!_stop)
             {
-                _host.Error($"plover: admin server: {e.GetType().Name}: {e.Message}");
+                _host.Error($"admin server: {e.GetType().Name}: {e.Message}");
                 Thread.Sleep(100);
             }
             catch (Exception)

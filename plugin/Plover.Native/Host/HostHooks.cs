@@ -42,11 +42,11 @@ internal static unsafe class HostHooks
     {
         try
         {
-            string message = $"plover: hook {hook} failed: {e.GetType().Name}: {e.Message}";
+            string message = $"hook {hook} failed: {e.GetType().Name}: {e.Message}";
             if (ctx != null && GCHandle.FromIntPtr((nint)ctx).Target is Probe probe)
-                probe.Host.Error(message);
+                probe.Host.Error(message); // the host prefixes its own "plover: "
             else
-                Console.Error.WriteLine(message);
+                Console.Error.WriteLine("plover: " + message);
         }
         catch
         {

@@ -58,7 +58,7 @@ internal sealed class Probe
             probe.Hasher.Dispose();
             throw;
         }
-        host.Info($"plover: node {node.Id} ({node.Role.Name()}) of cluster '{config.Cluster}' started as a probe; " +
+        host.Info($"node {node.Id} ({node.Role.Name()}) of cluster '{config.Cluster}' started as a probe; " +
                   $"admin socket {node.Admin ?? "(none)"}, hash kernel {HashKernels.Name(kernel)} x {probe.Hasher.Threads}");
         return probe;
     }
@@ -79,19 +79,19 @@ internal sealed class Probe
     {
         MachineReady = true;
         foreach (RamBlockInfo b in Host.RamBlocks())
-            Host.Info($"plover: ram block {b.Id} '{b.Name}': {b.Length} bytes at ram_addr 0x{b.RamAddr:x}, " +
+            Host.Info($"ram block {b.Id} '{b.Name}': {b.Length} bytes at ram_addr 0x{b.RamAddr:x}, " +
                       $"host page {b.HostPageSize}");
         foreach (NicInfo n in Host.Nics())
         {
             Nic(n.Id);
-            Host.Info($"plover: nic {n.Id} filter '{n.FilterId}' netdev '{n.NetdevId}' nic '{n.NicName}' " +
+            Host.Info($"nic {n.Id} filter '{n.FilterId}' netdev '{n.NetdevId}' nic '{n.NicName}' " +
                       $"mac {n.MacText} vnet_hdr_len {n.VnetHdrLen}");
         }
         int rc = Host.DirtyLogStart();
         if (rc < 0)
-            Host.Error($"plover: dirty_log_start failed: {rc}");
+            Host.Error($"dirty_log_start failed: {rc}");
         else
-            Host.Info($"plover: dirty logging started (accel {Host.AccelName() ?? "?"})");
+            Host.Info($"dirty logging started (accel {Host.AccelName() ?? "?"})");
     }
 
     public void OnVmStateChanged(bool running, string runState)
@@ -99,7 +99,7 @@ internal sealed class Probe
         Running = running;
         RunState = runState;
         VmStateChanges++;
-        Host.Debug($"plover: vm {(running ? "running" : "stopped")} ({runState})");
+        Host.Debug($"vm {(running ? "running" : "stopped")} ({runState})");
     }
 
     public unsafe int OnNetToGuest(uint nic, Iovec* iov, int iovcnt)
@@ -127,6 +127,6 @@ internal sealed class Probe
         Main.Close();
         _admin?.Dispose();
         Hasher.Dispose();
-        Host.Info($"plover: node {Node.Id} stopped");
+        Host.Info($"node {Node.Id} stopped");
     }
 }
