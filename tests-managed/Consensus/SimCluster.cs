@@ -145,8 +145,10 @@ internal sealed class SimCluster
 
     private void Drain(ConsensusNode n)
     {
-        while (n.HasReady)
+        for (int rounds = 0; n.HasReady; rounds++)
         {
+            // One GetReady/Advance takes everything; a second round only follows a snapshot installed below.
+            if (rounds > 3) Fail($"node {n.Id} keeps reporting HasReady");
             var ready = n.GetReady();
             foreach (var m in ready.Messages) Network.Send(m, Now);
             if (ready.SnapshotInstalled is { } skipped)

@@ -198,7 +198,7 @@ public sealed partial class ConsensusNode
     // ---------------------------------------------------------------- output
 
     /// <summary>True when <see cref="GetReady"/> has something.</summary>
-    public bool HasReady => _handed is null && (!_pending.IsEmpty || _commit > _delivered || HasUnsentEntries());
+    public bool HasReady => _handed is null && (!_pending.IsEmpty || _commit > _delivered || HasSomethingToSend());
 
     /// <summary>
     /// Returns everything produced since the last call: send the messages, apply the committed entries, then

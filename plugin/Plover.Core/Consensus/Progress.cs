@@ -7,6 +7,8 @@ internal sealed class Progress
     public long Match;
     /// <summary>Next index to send (everything in [Match + 1, Next) is in flight).</summary>
     public long Next;
+    /// <summary>Highest commit index sent to this follower.</summary>
+    public long CommitSent;
     public long LastProgressTick;
     public long LastResendTick = long.MinValue / 2;
     public long LastSnapshotTick = long.MinValue / 2;
