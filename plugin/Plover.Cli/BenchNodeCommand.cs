@@ -141,9 +141,11 @@ internal sealed class BenchNode
                 _inputs++;
                 _byProposer[proposer] = _byProposer.GetValueOrDefault(proposer) + 1;
                 var key = (proposer, workload, client);
-                if (seq != _lastSeq.GetValueOrDefault(key) + 1) _violations++;
+                // Barriers (workload 0) may be lost with a leader change: only their order is checked.
+                if (workload == 0 ? seq <= _lastSeq.GetValueOrDefault(key) : seq != _lastSeq.GetValueOrDefault(key) + 1) _violations++;
                 _lastSeq[key] = seq;
-                if (proposer == _self) _active?.OnCommitted(workload, client, now - sent, now);
+                if (proposer == _self && workload == 0) _barrier.Release();
+                else if (proposer == _self) _active?.OnCommitted(workload, client, now - sent, now);
             }
         }
         if (e.Index % _checkpointEvery == 0) Emit($"CHECKPOINT node={_self} index={e.Index} digest={digest:x16}");
@@ -153,24 +155,46 @@ internal sealed class BenchNode
 
     private void RunWorkloads()
     {
-        if (_workloads.Count == 0) return;
-        while (!_driver.IsLeader)
-        {
-            if (_host.StopRequested.WaitOne(1)) return;
-        }
         for (int i = 0; i < _workloads.Count && !_host.Stopping; i++)
         {
+            if (!WaitUntilLeading()) return;
             var w = _workloads[i];
             string result = w.Kind == "ping" ? RunPing(w) : RunConsensus(w, i + 1);
             _results.Add(result);
             Emit($"RESULT {result}");
             Emit($"DONE {w.Name}");
         }
-        if (_jsonPath is not null)
+        if (_jsonPath is not null && _results.Count > 0)
         {
             var all = $"{{\"node\":{_self},\"results\":[{string.Join(",", _results)}]}}";
             File.WriteAllText(_jsonPath, all + "\n");
         }
+    }
+
+    // Barrier inputs (workload 0, client 0): a workload starts only once one of them committed in our ballot,
+    // so it never measures an election or a leader that cannot reach a majority yet.
+    private readonly SemaphoreSlim _barrier = new(0);
+    private long _barrierSeq;
+
+    /// <summary>Waits until this node leads and can commit; false if the process is stopping.</summary>
+    private bool WaitUntilLeading()
+    {
+        var payload = new byte[BenchInput.HeaderSize];
+        while (!_host.Stopping)
+        {
+            if (!_driver.IsLeader)
+            {
+                _host.StopRequested.WaitOne(1);
+                continue;
+            }
+            while (_barrier.CurrentCount > 0) _barrier.Wait(0);   // stale releases
+            BenchInput.Write(payload, _self, 0, 0, Interlocked.Increment(ref _barrierSeq), Stopwatch.GetTimestamp());
+            if (!_driver.Propose(EntryType.Input, payload)) { Interlocked.Decrement(ref _barrierSeq); continue; }
+            if (_barrier.Wait(1000) && _driver.IsLeader) return true;
+            // Not committed in time: leadership was lost, or an earlier barrier will be recovered by a new leader.
+            // Our order check expects consecutive barrier numbers only from committed barriers; a lost one leaves a gap.
+        }
+        return false;
     }
 
     private sealed class ActiveWorkload(int id, BenchWorkload w)

@@ -36,8 +36,18 @@ public sealed class ConsensusDriverOptions
             HeartbeatTicks = heartbeat,
             ElectionMinTicks = electionMin,
             ElectionMaxTicks = electionMax,
-            // Resend after a few heartbeats without progress: long enough for a loaded peer, short next to an election.
-            RetransmitTicks = Math.Max(2, Math.Min(electionMin / 2, Ticks(4))),
+            // TCP loses nothing while a connection lasts, so a resend only repairs what a reconnection dropped.
+            // A short timer would resend the whole pipelining window to a follower that is merely busy, and that
+            // storm (megabytes per follower every few ms) delays the heartbeat replies until the leader loses
+            // quorum: observed at 4 ms with 4096 proposals in flight on a loaded host.
+            RetransmitTicks = electionMin,
+            // Bound what sits in a follower's TCP queue ahead of a heartbeat (head-of-line blocking): at most
+            // 1024 entries / 256 KiB per Accept, 1024 entries in flight. A round trip of 200 us still allows
+            // millions of entries per second; 8192 x 1500-byte inputs queued made heartbeats wait long enough
+            // for the leader to lose quorum on a loaded host.
+            MaxBatchEntries = 256,
+            MaxBatchBytes = 256 << 10,
+            MaxInflightEntries = 1024,
         };
         consensus.Validate();
         return new ConsensusDriverOptions { Consensus = consensus, TickMs = tickMs, Log = log ?? (_ => { }) };
