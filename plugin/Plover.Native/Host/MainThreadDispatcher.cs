@@ -24,43 +24,53 @@ internal sealed unsafe class MainThreadDispatcher
         return true;
     });
 
-    public Task<T> RunOnMainAsync<T>(Func<T> work)
+    public Task<T> RunOnMainAsync<T>(Func<T> work) => Schedule(work).Task;
+
+    /// <summary>Runs work on the main thread and waits for it (library threads only). On timeout the work is
+    /// withdrawn if it has not started, so it never runs later behind the caller's back; if it has started, this
+    /// waits for it to finish.</summary>
+    public T RunOnMain<T>(Func<T> work, TimeSpan timeout)
+    {
+        if (_host.OnMainThread)
+            throw new InvalidOperationException("RunOnMain called on the main thread: it would wait for itself");
+        WorkItem<T> item = Schedule(work);
+        var done = (IAsyncResult)item.Task;
+        if (!done.AsyncWaitHandle.WaitOne(timeout)) // unlike Task.Wait, does not wrap the exception
+        {
+            if (Claim(item))
+                throw new TimeoutException($"QEMU's main thread did not run the work within {timeout.TotalSeconds:0} s");
+            done.AsyncWaitHandle.WaitOne(); // it is running on the main thread right now
+        }
+        return item.Task.GetAwaiter().GetResult();
+    }
+
+    private WorkItem<T> Schedule<T>(Func<T> work)
     {
         var item = new WorkItem<T>(this, work);
         lock (_lock)
         {
             if (_closed)
-                return Task.FromException<T>(new OperationCanceledException("the library is shutting down"));
+            {
+                item.Fail(new OperationCanceledException("the library is shutting down"));
+                return item;
+            }
             _pending.Add(item);
         }
         nint handle = GCHandle.ToIntPtr(GCHandle.Alloc(item));
-        int rc;
         try
         {
-            rc = _host.ScheduleMain(&Trampoline, (void*)handle);
+            int rc = _host.ScheduleMain(&Trampoline, (void*)handle);
+            if (rc < 0)
+                throw new InvalidOperationException($"schedule_main failed: {rc}");
         }
         catch (Exception e)
         {
-            Forget(item, handle);
-            return Task.FromException<T>(e);
+            lock (_lock)
+                _pending.Remove(item);
+            GCHandle.FromIntPtr(handle).Free();
+            item.Fail(e);
         }
-        if (rc < 0)
-        {
-            Forget(item, handle);
-            return Task.FromException<T>(new InvalidOperationException($"schedule_main failed: {rc}"));
-        }
-        return item.Task;
-    }
-
-    /// <summary>Runs work on the main thread and waits for it (library threads only).</summary>
-    public T RunOnMain<T>(Func<T> work, TimeSpan timeout)
-    {
-        if (_host.OnMainThread)
-            throw new InvalidOperationException("RunOnMain called on the main thread: it would wait for itself");
-        Task<T> task = RunOnMainAsync(work);
-        if (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(timeout)) // unlike Wait, does not wrap the exception
-            throw new TimeoutException($"QEMU's main thread did not run the work within {timeout.TotalSeconds:0} s");
-        return task.GetAwaiter().GetResult();
+        return item;
     }
 
     /// <summary>Refuses new work and cancels what is queued but has not started.</summary>
@@ -75,13 +85,6 @@ internal sealed unsafe class MainThreadDispatcher
         }
         foreach (WorkItem item in cancelled)
             item.Cancel();
-    }
-
-    private void Forget(WorkItem item, nint handle)
-    {
-        lock (_lock)
-            _pending.Remove(item);
-        GCHandle.FromIntPtr(handle).Free();
     }
 
     // True when the item may run (it was still pending and nobody cancelled it).
@@ -135,6 +138,8 @@ internal sealed unsafe class MainThreadDispatcher
         }
 
         public override void Cancel() =>
-            _done.TrySetException(new OperationCanceledException("the library shut down before the main thread ran this"));
+            Fail(new OperationCanceledException("the library shut down before the main thread ran this"));
+
+        public void Fail(Exception e) => _done.TrySetException(e);
     }
 }
