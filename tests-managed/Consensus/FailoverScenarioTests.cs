@@ -207,6 +207,31 @@ public sealed class FailoverScenarioTests
     }
 
     [Fact]
+    public void NodesRejoiningWithoutMemory_FollowTheCurrentLeaderAndCatchUp()
+    {
+        var sim = Start();
+        for (int i = 0; i < 5; i++) ProposeAndCommit(sim, $"v{i}", P, B, W);
+        sim.Crash(P);
+        Assert.True(sim.RunUntil(() => sim.Live(B).IsLeader, 200));
+        long x = ProposeAndCommit(sim, "after-failover", B, W);
+
+        // The old primary's process comes back empty: it must not think it still leads ballot 1.
+        sim.RestartEmpty(P);
+        Assert.False(sim.Live(P).IsLeader);
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(P) >= x, 100), "memoryless node did not catch up");
+        Assert.Equal(B, sim.Live(P).LeaderId);
+
+        // Same for the witness, after the leader compacted its log (it skips ahead by itself).
+        sim.Compact(B, sim.Live(B).AppliedIndex);
+        sim.Crash(W);
+        sim.RestartEmpty(W);
+        long y = ProposeAndCommit(sim, "after-witness-restart", B, P, W);
+        Assert.True(sim.Live(B).IsLeader);
+        Assert.True(y > x);
+        sim.CheckLogsAgree();
+    }
+
+    [Fact]
     public void RestartedNodeKeepsItsDurableLogAndPromise()
     {
         var sim = Start();

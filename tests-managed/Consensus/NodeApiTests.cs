@@ -98,7 +98,7 @@ public sealed class NodeApiTests
         Assert.False(p.TryPropose(EntryType.Input, [1], out _));
 
         // Old-ballot traffic is refused from now on.
-        p.Step(new Message { Type = MessageType.Accept, From = 2, To = 1, Ballot = B11, Index = 2, Entries = [E(2, B11, "x")] });
+        p.Step(new Message { Type = MessageType.Accept, From = 2, To = 1, Ballot = new(1, 2), Index = 2, Entries = [E(2, new(1, 2), "x")] });
         var nack = Assert.Single(Drain(p));
         Assert.Equal((MessageType.Nack, B22), (nack.Type, nack.Ballot));
         Assert.Equal(1, p.LastIndex);
@@ -147,6 +147,12 @@ public sealed class NodeApiTests
         w.Step(new Message { Type = MessageType.Prepare, From = 9, To = 3, Ballot = new(5, 9), Index = 1 });
         w.Step(new Message { Type = MessageType.Prepare, From = 2, To = 1, Ballot = new(5, 2), Index = 1 });
         w.Step(new Message { Type = MessageType.Prepare, From = 1, To = 3, Ballot = new(5, 2), Index = 1 });   // not its ballot
+        var b = NewNode(2);
+        b.Step(new Message { Type = MessageType.Prepare, From = 3, To = 2, Ballot = new(5, 3), Index = 1 });   // the witness owns no ballot
+        b.Step(new Message { Type = MessageType.Accept, From = 1, To = 2, Ballot = B11, Index = 1, Entries = [E(1, B11, "a"), E(3, B11, "gap")] });
+        b.Step(new Message { Type = MessageType.Accept, From = 1, To = 2, Ballot = B11, Index = 1, Entries = [E(1, B22, "future ballot")] });
+        Assert.False(b.HasReady);
+        Assert.Equal(0, b.LastIndex);
         Assert.False(w.HasReady);
         Assert.Equal(B11, w.Ballot);
     }

@@ -87,6 +87,13 @@ internal sealed class SimCluster
         Check(n);
     }
 
+    /// <summary>Restarts a node that lost its memory (<see cref="DurableState.Empty"/>); its applied state starts over.</summary>
+    public void RestartEmpty(int id)
+    {
+        _saved[id] = DurableState.Empty;
+        Restart(id);
+    }
+
     /// <summary>Proposes on node id if it leads; returns the index or 0.</summary>
     public long Propose(int id, EntryType type, ReadOnlySpan<byte> payload)
     {

@@ -154,6 +154,9 @@ public sealed partial class ConsensusNode
     public void Step(Message m)
     {
         if (m.To != Id || m.From == Id || !IsPeer(m.From)) return;
+        // Requests are made in the sender's own ballot, and only leader-capable members own ballots.
+        if ((m.Type is MessageType.PreVote or MessageType.Prepare or MessageType.Accept or MessageType.SnapshotRequired) &&
+            (m.Ballot.NodeId != m.From || !_config.Member(m.From).CanLead)) return;
         if (m.Ballot.Round > _maxSeenRound) _maxSeenRound = m.Ballot.Round;
         switch (m.Type)
         {
@@ -239,7 +242,8 @@ public sealed partial class ConsensusNode
         bool gap = false;
         if (m.Entries.Length > 0)
         {
-            if (m.Index > _acceptedThrough + 1 || !EntriesContiguous(m.Entries, m.Index)) gap = true;
+            if (!EntriesContiguous(m.Entries, m.Index) || m.Entries[^1].Ballot > m.Ballot) return;   // malformed: ignore
+            if (m.Index > _acceptedThrough + 1) gap = true;
             else
             {
                 foreach (var e in m.Entries)
@@ -281,8 +285,7 @@ public sealed partial class ConsensusNode
 
     private void OnPrepare(Message m)
     {
-        if (m.Ballot < _promised || (m.Ballot == _promised && m.From != m.Ballot.NodeId)) { SendNack(m.From); return; }
-        if (m.Ballot.NodeId != m.From) return;   // only the ballot's owner may prepare it
+        if (m.Ballot < _promised) { SendNack(m.From); return; }
         if (m.Ballot > _promised)
         {
             StepDown(m.Ballot, leaderId: 0);
