@@ -3,7 +3,13 @@
 // (which measures the C# structs on real instances).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -83,6 +89,50 @@ std::string TypeName(const ::testing::TestParamInfo<size_t> &info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Structs, AbiLayout, ::testing::Range(size_t(0), size_t(5)), TypeName);
+
+// Field names of every `typedef struct NAME { ... } NAME;` in the header text (comments removed; handles
+// "uint16_t a, b;", pointers, arrays and function pointers).
+std::map<std::string, std::set<std::string>> HeaderFields(std::string text) {
+    text = std::regex_replace(text, std::regex(R"(/\*[\s\S]*?\*/)"), " ");
+    text = std::regex_replace(text, std::regex(R"(//[^\n]*)"), " ");
+    std::map<std::string, std::set<std::string>> structs;
+    std::regex def(R"(typedef\s+struct\s+(\w+)\s*\{([^}]*)\})");
+    for (std::sregex_iterator it(text.begin(), text.end(), def), end; it != end; ++it) {
+        auto &fields = structs[(*it)[1]];
+        std::stringstream body((*it)[2].str());
+        std::string decl;
+        while (std::getline(body, decl, ';')) {
+            std::smatch m;
+            if (std::regex_search(decl, m, std::regex(R"(\(\s*\*\s*(\w+)\s*\))"))) {  // function pointer
+                fields.insert(m[1]);
+                continue;
+            }
+            decl = std::regex_replace(decl, std::regex(R"(\[[^\]]*\])"), "");
+            std::stringstream parts(decl);
+            std::string part;
+            while (std::getline(parts, part, ','))
+                if (std::regex_search(part, m, std::regex(R"((\w+)\s*$)"))) fields.insert(m[1]);
+        }
+    }
+    return structs;
+}
+
+// The list above must name every struct and field the header declares, so a field added to plover_abi.h
+// without a C# mirror and a layout check fails here.
+TEST(AbiLayoutHeader, TheCheckedListCoversEveryStructAndFieldOfTheHeader) {
+    std::ifstream in(PLOVER_ABI_HEADER);
+    ASSERT_TRUE(in) << "cannot read " << PLOVER_ABI_HEADER;
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto header = HeaderFields(text);
+    ASSERT_GE(header.size(), 4u) << "the header parser found too few structs";
+    for (auto &[name, fields] : header) {
+        auto t = std::find_if(Types().begin(), Types().end(), [&](const Type &x) { return x.name == name; });
+        ASSERT_NE(Types().end(), t) << "struct " << name << " of plover_abi.h is not checked";
+        std::set<std::string> checked;
+        for (auto &f : t->fields) checked.insert(f.name);
+        EXPECT_EQ(fields, checked) << "fields of " << name;
+    }
+}
 
 TEST(AbiLayoutQuery, UnknownNamesAreMinusOne) {
     if (!RequireLib()) return;
