@@ -148,3 +148,57 @@ public class SyncEngineTests(ITestOutputHelper output)
 
     }
 }
+
+public class SyncGuardIntegrationTests
+{
+    private static readonly (string, ulong)[] Layout = [("pc.ram", 2UL << 20)];
+
+    [Fact]
+    public void PrimaryOutput_IsHeldWhileWaitingForTheAck_AndReleasedAfterResume()
+    {
+        SyncPair? pair = null;
+        bool? sentWhileWaiting = null, runningWhileWaiting = null;
+        void Hook(SyncRole role, SyncStep step)
+        {
+            if (role != SyncRole.Primary || step != SyncStep.BeforeApply) return;
+            sentWhileWaiting = pair!.PrimaryNic.Sent.Contains(7);
+            runningWhileWaiting = pair.PrimaryVm.Running;
+        }
+        pair = new SyncPair(Layout, new SyncOptions { StepHook = Hook });
+        using var _ = pair;
+        pair.PrimaryNic.GuestSends(7);
+        new Workload(pair, 1).Run(0.05, 0.5);
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, p.Outcome);
+        Assert.False(sentWhileWaiting);
+        Assert.False(runningWhileWaiting);
+        Assert.Contains(7, pair.PrimaryNic.Sent);
+        // the release happened on the main thread after vm_start
+        var calls = pair.PrimaryVm.Calls;
+        Assert.Equal("start", calls[^1]);
+    }
+
+    [Fact]
+    public void DeviceStateRefused_AfterRamWasWritten_MarksTheBackupInvalid_UntilTheNextSync()
+    {
+        using var pair = new SyncPair(Layout);
+        var work = new Workload(pair, 2);
+        work.Run(0.05, 0.5);
+        pair.BackupVm.FailDeviceLoad = true;
+        pair.BackupNic.GuestSends(1);
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Aborted, b.Outcome);
+        Assert.Equal(SyncOutcome.Aborted, p.Outcome);
+        Assert.Contains("INVALID", b.Error);
+        Assert.True(pair.Backup.StateInvalid);
+        Assert.Empty(pair.BackupNic.Dropped);      // state 1 was never applied: its own output stays held
+
+        pair.BackupVm.FailDeviceLoad = false;
+        pair.Connect();
+        work.Run(0.01, 0.5);
+        (p, b) = pair.Sync(2);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.False(pair.Backup.StateInvalid);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+    }
+}

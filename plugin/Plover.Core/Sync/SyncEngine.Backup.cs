@@ -131,17 +131,27 @@ public sealed unsafe partial class SyncEngine
         var layout = _layout!;
         ulong* list = _pageList.Pointer;
         byte* staging = _staging.Pointer;
+        if (staged > 0) _stateInvalid = true;   // from the first page copied until devices are loaded
         for (ulong i = 0; i < staged; i++)
             Buffer.MemoryCopy(staging + i * GuestRamBlock.PageSize, layout.PageAddress(list[i]), GuestRamBlock.PageSize, GuestRamBlock.PageSize);
-        _main.Invoke(() =>
+        try
         {
-            ReportUpdatedRanges(staged);
-            _vm.LoadDeviceState(_deviceState.Data);
-            _vm.DirtyClear();
-            _guard?.EpochSynced(request.Epoch);
-            _vm.Start();
-            _vmStopped = false;
-        });
+            _main.Invoke(() =>
+            {
+                ReportUpdatedRanges(staged);
+                _vm.LoadDeviceState(_deviceState.Data);
+                _stateInvalid = false;
+                _vm.DirtyClear();
+                _guard?.EpochSynced(request.Epoch);
+                _vm.Start();
+                _vmStopped = false;
+            });
+        }
+        catch (SyncHostException e) when (_stateInvalid)
+        {
+            throw new SyncHostException($"applying state e{request.Epoch} failed after guest RAM was written ({e.Message}): " +
+                                        "this backup is INVALID until a full sync", e);
+        }
     }
 
     /// <summary>ram_updated once per run of consecutive pages within a block.</summary>

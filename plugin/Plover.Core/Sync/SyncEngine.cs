@@ -54,7 +54,9 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly BlockingCollection<(SyncRequest Request, TaskCompletionSource<SyncStats> Done)> _jobs = new();
     private readonly Thread _thread;
     private volatile SyncConnection? _connection;
+    private readonly Lock _runLock = new();
     private bool _vmStopped;
+    private volatile bool _stateInvalid;
 
     public SyncEngine(SyncRole role, IGuestMemory memory, IVmHost vm, IMainThread main, OutputGuard? guard, SyncOptions? options = null)
     {
@@ -76,6 +78,13 @@ public sealed unsafe partial class SyncEngine : IDisposable
     public SyncRole Role { get; }
     public SyncMetrics Metrics { get; }
 
+    /// <summary>
+    /// Backup only: true once an apply failed after guest RAM had been written (the host refused the device state).
+    /// RAM and devices then belong to different states: this backup must not be promoted until the next completed
+    /// sync (an ordinary one suffices: neither side cleared its dirt, so the union still covers every written page).
+    /// </summary>
+    public bool StateInvalid => _stateInvalid;
+
     /// <summary>The authenticated link to the peer engine; null when there is none. Closed and cleared by an abort.</summary>
     public SyncConnection? Connection
     {
@@ -95,6 +104,11 @@ public sealed unsafe partial class SyncEngine : IDisposable
     /// for protocol or peer failures: the outcome and reason are in the returned stats.</summary>
     public SyncStats Run(SyncRequest request)
     {
+        lock (_runLock) return RunLocked(request);
+    }
+
+    private SyncStats RunLocked(SyncRequest request)
+    {
         var stats = new SyncStats
         {
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync,
@@ -111,6 +125,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             if (Role == SyncRole.Primary) RunPrimary(connection, request, stats);
             else RunBackup(connection, request, stats);
             stats.Outcome = SyncOutcome.Completed;
+            _stateInvalid = false;
         }
         catch (Exception e)
         {
