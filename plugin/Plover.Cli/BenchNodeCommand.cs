@@ -62,6 +62,8 @@ internal sealed class BenchNode
     private readonly SortedDictionary<int, long> _byProposer = new();
     private readonly Dictionary<(int Proposer, int Workload, int Client), long> _lastSeq = new();
 
+    private const long CompactEvery = 10_000;
+    private const long RetainedEntries = 50_000;
     private volatile ActiveWorkload? _active;
     private readonly List<string> _results = new();
     private int _workloadsFailed;
@@ -113,7 +115,9 @@ internal sealed class BenchNode
         {
             var from = string.Join(",", _byProposer.Select(kv => $"{kv.Key}:{kv.Value}"));
             return $"STATUS node={_self} role={Role(_driver.Role)} term={_driver.Term} leader={_driver.LeaderId} commit={_driver.CommitIndex} " +
-                   $"applied={_applied} inputs={_inputs} violations={_violations} digest={_digest:x16} from={(from.Length == 0 ? "-" : from)}";
+                   $"applied={_applied} inputs={_inputs} violations={_violations} digest={_digest:x16} from={(from.Length == 0 ? "-" : from)} " +
+                   $"max_tick_lateness_us={_driver.MaxTickLatenessUs:F0} gc={GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)} " +
+                   $"gc_pause_ms={GC.GetTotalPauseDuration().TotalMilliseconds:F1}";
         }
     }
 
@@ -149,6 +153,8 @@ internal sealed class BenchNode
             }
         }
         if (e.Index % _checkpointEvery == 0) Emit($"CHECKPOINT node={_self} index={e.Index} digest={digest:x16}");
+        // Stand-in for syncvm, which truncates the log after each sync: keep the last RetainedEntries.
+        if (e.Index % CompactEvery == 0 && e.Index > RetainedEntries) _driver.Compact(e.Index - RetainedEntries);
     }
 
     // ---------------------------------------------------------------- workloads

@@ -43,6 +43,7 @@ public sealed class ConsensusDriver : IDisposable
     private long _commitIndex;
     private long _lastIndex;
     private long _messagesSent, _messagesDropped, _messagesReceived, _proposalsRefused, _proposalsDropped;
+    private long _maxTickLatenessTicks;
 
     public ConsensusDriver(ConsensusDriverOptions options, ITransport transport)
     {
@@ -89,6 +90,13 @@ public sealed class ConsensusDriver : IDisposable
     public long ProposalsRefused => Volatile.Read(ref _proposalsRefused);
     /// <summary>Proposals queued while leader but dropped because leadership was lost before the consensus thread took them.</summary>
     public long ProposalsDropped => Volatile.Read(ref _proposalsDropped);
+
+    /// <summary>
+    /// Longest delay seen between a tick falling due and this thread running it, in microseconds: how long the
+    /// consensus thread was kept from running (descheduled, GC, a slow callback). Elections follow when it
+    /// approaches the election timeout.
+    /// </summary>
+    public double MaxTickLatenessUs => Volatile.Read(ref _maxTickLatenessTicks) * 1e6 / Stopwatch.Frequency;
 
     /// <summary>Receives Consensus frames from the transport (register it in the FrameDispatcher).</summary>
     public void Attach(FrameDispatcher dispatcher) => dispatcher.Register(FrameType.Consensus, HandleFrame);
@@ -156,6 +164,7 @@ public sealed class ConsensusDriver : IDisposable
                 {
                     // Catch up on every elapsed tick (the thread may have been descheduled), within reason.
                     long due = (now - nextTick) / _tickStopwatchTicks + 1;
+                    if (now - nextTick > _maxTickLatenessTicks) Volatile.Write(ref _maxTickLatenessTicks, now - nextTick);
                     _node.Tick((int)Math.Min(due, maxCatchUp));
                     nextTick += due * _tickStopwatchTicks;
                 }

@@ -8,13 +8,14 @@ namespace Plover.Transport;
 /// Turns a Consensus frame into a <see cref="Message"/>, checking everything the core would trust: the kind,
 /// that the sender is the authenticated peer and the receiver is us, entry kinds, that the metadata arrays agree
 /// and that the payload lengths add up to the tail exactly. The protobuf header is parsed into one reused
-/// instance (packed arrays keep their storage). Each payload is copied once into its own array, which becomes
-/// the log's copy (the core keeps payloads until compaction). Throws InvalidDataException with the reason.
+/// instance (packed arrays keep their storage). Each payload is copied once, into a <see cref="PayloadSlab"/>;
+/// that copy becomes the log's (the core keeps payloads until compaction). Throws InvalidDataException with the reason.
 /// One instance per reader thread (it is reused and not thread-safe).
 /// </summary>
 public sealed class ConsensusFrameDecoder
 {
     private readonly ConsensusMessage _wire = new();
+    private readonly PayloadSlab _slab = new();
 
     /// <summary>Decodes a frame that arrived from peer at node selfId.</summary>
     public Message Decode(int selfId, int peer, ReadOnlySpan<byte> header, ReadOnlySpan<byte> tail)
@@ -54,7 +55,7 @@ public sealed class ConsensusFrameDecoder
         for (int i = 0; i < n; i++)
         {
             int len = (int)w.EntryLengths[i];
-            var payload = len == 0 ? ReadOnlyMemory<byte>.Empty : tail.Slice(at, len).ToArray();
+            var payload = _slab.Copy(tail.Slice(at, len));
             at += len;
             entries[i] = new LogEntry(w.FirstEntryIndex + i, new Ballot(w.EntryBallotRounds[i], w.EntryBallotNodes[i]),
                                       (EntryType)(int)w.EntryKinds[i], payload);
