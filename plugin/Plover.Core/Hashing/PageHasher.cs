@@ -7,8 +7,8 @@ namespace Plover.Hashing;
 /// Hashes 4 KiB pages with CityHash64 on all cores. A fixed pool of Threads - 1 workers is created once; the
 /// calling thread works too. Work is handed out in batches of whole pages (a multiple of 8, so the SIMD kernels
 /// always get full groups except at the very end), each thread taking its own contiguous region first and then
-/// stealing from the others. Hashes are written in page order, one per
-/// selected page. Calls on one instance are serialised; no allocation per call or per page.
+/// stealing from the others. Hashes are written in page order, one per selected page. Calls on one instance are
+/// serialised; no allocation per call or per page.
 /// </summary>
 public sealed unsafe class PageHasher : IDisposable
 {
@@ -25,7 +25,7 @@ public sealed unsafe class PageHasher : IDisposable
     private HashKernel _kernel;
     private volatile bool _disposed;
 
-    // The current job: written by the caller before it publishes a new _generation; read-only for workers.
+    // The current job: written by the caller before it opens the job (OpenJob); read-only for workers.
     private byte* _base;
     private ulong* _bitmap;
     private ulong* _out;
@@ -34,13 +34,14 @@ public sealed unsafe class PageHasher : IDisposable
     private long _batchCount;
     private bool _prefetch;
     private HashKernel _jobKernel;
+    private Exception? _workerError;
+
     // Work stealing with home regions: the batches are split into Threads contiguous regions, thread t (caller 0,
     // worker i = i+1) claims from its own region first, then from the others. The same thread keeps hashing the same
     // pages call after call (they stay in its core's cache), and a thread that is late or not scheduled has its
     // region taken by the others. Next-batch counters sit 128 bytes apart (no false sharing).
     private const int CounterStride = 16;
     private readonly long[] _regionNext;
-    private Exception? _workerError;
 
     // Job state shared with the workers: generation (high 32 bits) | Closed | workers inside the job (low 31 bits).
     // A worker joins only an open job of the generation it woke for; the caller closes the job when it runs out
@@ -57,7 +58,7 @@ public sealed unsafe class PageHasher : IDisposable
         if (threads < 0 || threads > MaxThreads)
             throw new ArgumentOutOfRangeException(nameof(threads), threads, $"threads must be 0 (all cores) .. {MaxThreads}");
         Kernel = kernel;
-        Threads = threads == 0 ? Environment.ProcessorCount : threads;
+        Threads = threads == 0 ? Math.Min(Environment.ProcessorCount, MaxThreads) : threads;
         _regionNext = new long[Threads * CounterStride];
         _workers = new WorkerSignal[Threads - 1];
         for (int i = 0; i < _workers.Length; i++)
