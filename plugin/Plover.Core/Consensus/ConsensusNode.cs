@@ -280,6 +280,11 @@ public sealed partial class ConsensusNode
             }
             else _pending.Snapshot = new SnapshotNeeded(m.From, m.Index);
         }
+        else
+        {
+            // The leader's idea of our log is out of date: tell it where we are.
+            Send(new Message { Type = MessageType.Accepted, From = Id, To = m.From, Ballot = _promised, Index = _acceptedThrough });
+        }
         ReportState();
     }
 
