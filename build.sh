@@ -27,7 +27,7 @@ QEMU_CONFIGURE=(--target-list=x86_64-softmmu --disable-docs --disable-werror --e
   --disable-install-blobs --python=/usr/bin/python3 --enable-plover)
 
 APT_PACKAGES=(dpkg-dev ninja-build libglib2.0-dev libpixman-1-dev flex bison pkg-config libslirp-dev libfdt-dev
-  python3-venv seabios ipxe-qemu busybox-static linux-image-amd64 cpio iproute2 redis-server redis-tools
+  python3-venv seabios ipxe-qemu qemu-system-data busybox-static linux-image-amd64 cpio iproute2 redis-server redis-tools
   libibverbs-dev librdmacm-dev cmake g++ libgtest-dev libgmock-dev nlohmann-json3-dev)
 APT_BACKPORTS=(meson python3-pycotap)
 

@@ -28,6 +28,9 @@
  *   uint64_t plover_cityhash64(const uint8_t *data, size_t len);
  *   int64_t  plover_hash_pages(const uint8_t *base, uint64_t page_count, const uint64_t *dirty_bitmap,
  *                              uint64_t *hashes_out, int32_t threads);
+ *   int32_t  plover_hash_kernel(void);                 0 scalar, 1 AVX2, 2 AVX-512 (PLOVER_HASH_KERNEL may force)
+ *   int64_t  plover_abi_layout(const char *type, const char *field);
+ *            the C# mirror's sizeof(type) (field NULL) or offsetof(type, field); -1 if unknown
  */
 #define PLOVER_SYM_ABI_VERSION "plover_qemu_abi_version"
 #define PLOVER_SYM_INIT "plover_qemu_init"
@@ -118,6 +121,8 @@ typedef int32_t (*PloverInitFn)(const PloverHostApi *host, PloverHooks *hooks, c
 typedef uint64_t (*PloverCityHash64Fn)(const uint8_t *data, size_t len);
 typedef int64_t (*PloverHashPagesFn)(const uint8_t *base, uint64_t page_count, const uint64_t *dirty_bitmap,
                                      uint64_t *hashes_out, int32_t threads);
+typedef int32_t (*PloverHashKernelFn)(void);
+typedef int64_t (*PloverAbiLayoutFn)(const char *type, const char *field);
 
 /*
  * ISA variants. NativeAOT fixes the instruction set at build time and a library built for AVX-512 aborts
