@@ -191,7 +191,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         });
         stats.Pause.Stop = Microseconds(start) - saveUs;
         stats.Pause.DeviceState = saveUs;
-        stats.DeviceStateBytes = (ulong)_deviceState.Count;
+        if (Role == SyncRole.Primary) stats.DeviceStateBytes = (ulong)_deviceState.Count;
         Hook(SyncStep.Stopped);
     }
 
