@@ -21,7 +21,14 @@ public sealed record ConsensusStatus(ConsensusRole Role, Ballot Ballot, int Lead
 /// messages at once (one flush per peer, normally a direct write to the socket from this thread), deliver
 /// committed entries in order to <see cref="Committed"/>, report role, ballot and fencing changes, and advance.
 /// Between iterations it sleeps until the next tick with microsecond precision, or until a message or proposal
-/// wakes it. Callbacks run on this thread: they must be quick (hand work to another thread).
+/// wakes it.
+///
+/// With <see cref="ConsensusDriverOptions.InlineProcessing"/> (off by default) a transport reader thread that
+/// delivers a message, or a thread that proposes, runs that same pass itself when the core is free (under the
+/// core lock, so the core still sees one caller at a time): a round trip then costs no thread hand-offs beyond
+/// the network's. The consensus thread keeps the clock.
+/// Callbacks therefore run on whichever thread holds the core: never concurrently, always in log order; they
+/// must be quick and must not call back into the driver's Propose (hand work to another thread).
 /// </summary>
 public sealed class ConsensusDriver : IDisposable
 {
@@ -37,6 +44,8 @@ public sealed class ConsensusDriver : IDisposable
     private readonly Thread _thread;
     [ThreadStatic] private static ConsensusFrameDecoder? t_decoder;
 
+    private readonly object _coreLock = new();
+    private long _nextTick;
     private volatile bool _stop;
     private volatile ConsensusStatus _status;
     private volatile Exception? _failure;
@@ -61,13 +70,13 @@ public sealed class ConsensusDriver : IDisposable
 
     public int SelfId => _options.Consensus.SelfId;
 
-    /// <summary>Each committed entry, in log order, exactly once (consensus thread).</summary>
+    /// <summary>Each committed entry, in log order, exactly once (under the core lock; see the class summary).</summary>
     public Action<LogEntry>? Committed { get; set; }
-    /// <summary>Role, ballot or leader changed (consensus thread).</summary>
+    /// <summary>Role, ballot or leader changed (under the core lock).</summary>
     public Action<ConsensusStatus>? StateChanged { get; set; }
-    /// <summary>This node stopped leading: it must stop releasing output for good (consensus thread).</summary>
+    /// <summary>This node stopped leading: it must stop releasing output for good (under the core lock).</summary>
     public Action<Fence>? Fenced { get; set; }
-    /// <summary>This follower needs a VM snapshot covering the index (consensus thread); answer with <see cref="InstallSnapshot"/>.</summary>
+    /// <summary>This follower needs a VM snapshot covering the index (under the core lock); answer with <see cref="InstallSnapshot"/>.</summary>
     public Action<SnapshotNeeded>? SnapshotNeeded { get; set; }
 
     public ConsensusStatus Status => _status;
@@ -114,7 +123,8 @@ public sealed class ConsensusDriver : IDisposable
             Interlocked.Increment(ref _proposalsRefused);
             return false;
         }
-        _wakeup.Wake();
+        if (_options.InlineProcessing) ProcessInline();
+        else _wakeup.Wake();
         return true;
     }
 
@@ -137,7 +147,8 @@ public sealed class ConsensusDriver : IDisposable
         var decoder = t_decoder ??= new ConsensusFrameDecoder();
         var m = decoder.Decode(SelfId, peer, frame.Header, frame.Tail);   // throws InvalidDataException: connection closed
         _incoming.Enqueue(m);
-        _wakeup.Wake();
+        if (_options.InlineProcessing) ProcessInline();
+        else _wakeup.Wake();
     }
 
     // ---------------------------------------------------------------- the consensus thread
@@ -145,54 +156,95 @@ public sealed class ConsensusDriver : IDisposable
     private void Run()
     {
         ConsensusWakeup.UsePreciseTimers();
-        long nextTick = Stopwatch.GetTimestamp() + _tickStopwatchTicks;
-        long maxCatchUp = 4L * _options.Consensus.ElectionMaxTicks;
+        _nextTick = Stopwatch.GetTimestamp() + _tickStopwatchTicks;
+        while (!_stop && _failure is null)
+        {
+            bool worked;
+            lock (_coreLock) worked = ProcessOnce(tick: true);
+            if (worked) continue;
+
+            _wakeup.PrepareToSleep();
+            if (!_incoming.IsEmpty || !_proposals.IsEmpty || !_compactions.IsEmpty || _stop)
+            {
+                _wakeup.CancelSleep();
+                continue;
+            }
+            long waitTicks = _nextTick - Stopwatch.GetTimestamp();
+            if (waitTicks > 0) _wakeup.Sleep(waitTicks * 1_000_000_000 / Stopwatch.Frequency);
+            else _wakeup.CancelSleep();
+        }
+    }
+
+    /// <summary>
+    /// Runs the core on the calling (transport or proposing) thread if nobody else is: the message or proposal
+    /// just queued is handled, and the core's output sent, without waking the consensus thread. Whoever holds the
+    /// core re-checks the queues after letting go, so nothing queued meanwhile waits for the next tick.
+    /// </summary>
+    private void ProcessInline()
+    {
+        if (Monitor.IsEntered(_coreLock))
+        {
+            _wakeup.Wake();   // called from a callback: the pass in progress picks the new work up
+            return;
+        }
+        while (Monitor.TryEnter(_coreLock))
+        {
+            try
+            {
+                if (!_stop && _failure is null) ProcessOnce(tick: false);
+            }
+            finally
+            {
+                Monitor.Exit(_coreLock);
+            }
+            if (_incoming.IsEmpty && _proposals.IsEmpty) return;
+        }
+        _wakeup.Wake();   // costs a syscall only if the consensus thread sleeps
+    }
+
+    /// <summary>One pass over the core (caller holds _coreLock). True if it produced output.</summary>
+    private bool ProcessOnce(bool tick)
+    {
         try
         {
-            while (!_stop)
+            while (_incoming.TryDequeue(out var m))
             {
-                while (_incoming.TryDequeue(out var m))
-                {
-                    _node.Step(m);
-                    _messagesReceived++;
-                }
-                TakeProposals();
-                ApplyCompactions();
+                _node.Step(m);
+                _messagesReceived++;
+            }
+            TakeProposals();
+            ApplyCompactions();
 
+            if (tick)
+            {
                 long now = Stopwatch.GetTimestamp();
-                if (now >= nextTick)
+                if (now >= _nextTick)
                 {
                     // Catch up on every elapsed tick (the thread may have been descheduled), within reason.
-                    long due = (now - nextTick) / _tickStopwatchTicks + 1;
-                    if (now - nextTick > _maxTickLatenessTicks) Volatile.Write(ref _maxTickLatenessTicks, now - nextTick);
-                    _node.Tick((int)Math.Min(due, maxCatchUp));
-                    nextTick += due * _tickStopwatchTicks;
+                    long due = (now - _nextTick) / _tickStopwatchTicks + 1;
+                    if (now - _nextTick > _maxTickLatenessTicks) Volatile.Write(ref _maxTickLatenessTicks, now - _nextTick);
+                    _node.Tick((int)Math.Min(due, 4L * _options.Consensus.ElectionMaxTicks));
+                    _nextTick += due * _tickStopwatchTicks;
                 }
-
-                if (_node.HasReady)
-                {
-                    ProcessReady();
-                    continue;
-                }
-
-                _wakeup.PrepareToSleep();
-                if (!_incoming.IsEmpty || !_proposals.IsEmpty || !_compactions.IsEmpty || _stop)
-                {
-                    _wakeup.CancelSleep();
-                    continue;
-                }
-                long waitTicks = nextTick - Stopwatch.GetTimestamp();
-                if (waitTicks > 0) _wakeup.Sleep(waitTicks * 1_000_000_000 / Stopwatch.Frequency);
-                else _wakeup.CancelSleep();
             }
+
+            bool worked = false;
+            while (_node.HasReady)
+            {
+                ProcessReady();
+                worked = true;
+            }
+            return worked;
         }
         catch (Exception e)
         {
-            // A bug in the core or a callback: the node can no longer take part safely. Say so loudly; stop.
-            // Not rethrown: that would take the whole process (QEMU) down with it.
-            _options.Log($"consensus {SelfId}: FATAL: consensus thread failed: {e}");
+            // A bug in the core or a callback: the node can no longer take part safely. Say so loudly and stop;
+            // not rethrown, which would take the whole process (QEMU) down with it.
+            _options.Log($"consensus {SelfId}: FATAL: consensus failed: {e}");
             _failure = e;
             _status = _status with { Role = ConsensusRole.Follower, LeaderId = 0 };
+            _stop = true;
+            return false;
         }
     }
 
