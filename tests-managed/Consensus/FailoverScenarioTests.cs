@@ -159,6 +159,7 @@ public sealed class FailoverScenarioTests
         sim.Crash(B);
         sim.RunTicks(1000);
         Assert.False(sim.Live(W).IsLeader);
+        Assert.Equal(0, sim.Live(W).LeaderId);   // it no longer names the dead primary
         Assert.Equal(0, campaignMessages);
         Assert.Throws<InvalidOperationException>(() => sim.Live(W).CanCampaign = true);
     }
@@ -185,10 +186,17 @@ public sealed class FailoverScenarioTests
         sim.CheckLogsAgree();
     }
 
-    [Fact]
-    public void HeavyLoss_IsRepairedByRetransmission()
+    [Theory]
+    [InlineData(512, 8192)]
+    [InlineData(1, 1)]     // stop-and-wait
+    [InlineData(2, 6)]
+    public void HeavyLoss_IsRepairedByRetransmission(int batch, int window)
     {
-        var sim = Start();
+        var sim = Start(config: id => new ConsensusConfig
+        {
+            SelfId = id, Members = SimCluster.DefaultConfig(id).Members, InitialLeaderId = P,
+            MaxBatchEntries = batch, MaxInflightEntries = window,
+        });
         sim.Network.DropRate = 0.5;
         sim.Network.DuplicateRate = 0.2;
         sim.Network.MaxDelay = 4;
@@ -201,7 +209,7 @@ public sealed class FailoverScenarioTests
         sim.Network.DropRate = 0;
         var leader = sim.Leader()!;
         long marker = sim.Propose(leader.Id, EntryType.Input, Bytes("marker"));
-        Assert.True(sim.RunUntil(() => SimCluster.Ids.All(id => sim.AppliedBy(id) >= marker), 300), "loss was not repaired");
+        Assert.True(sim.RunUntil(() => SimCluster.Ids.All(id => sim.AppliedBy(id) >= marker), 3000), "loss was not repaired");
         Assert.True(sim.MaxCommitted >= marker);
         sim.CheckLogsAgree();
     }

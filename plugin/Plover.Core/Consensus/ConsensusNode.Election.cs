@@ -11,7 +11,13 @@ public sealed partial class ConsensusNode
     private void OnElectionTimeout()
     {
         _timer.Reset();
-        if (!_canCampaign) return;
+        if (!_canCampaign)
+        {
+            // The witness (or a node told not to campaign) just stops naming a leader it no longer hears.
+            _leaderId = 0;
+            ReportState();
+            return;
+        }
         // Restart with a fresh pre-vote, whether we were following or our previous attempt stalled.
         _candidateBallot = new Ballot(Math.Max(_promised.Round, _maxSeenRound) + 1, Id);
         _role = ConsensusRole.PreCandidate;

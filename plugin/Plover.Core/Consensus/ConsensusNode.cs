@@ -194,6 +194,7 @@ public sealed partial class ConsensusNode
         _commit = Math.Max(_commit, index);
         _acceptedThrough = Math.Max(_acceptedThrough, index);
         _applied = _delivered = index;
+        ReportState();
         if (_role == ConsensusRole.Follower && _leaderId != 0)
             Send(new Message { Type = MessageType.Accepted, From = Id, To = _leaderId, Ballot = _promised, Index = _acceptedThrough });
     }
