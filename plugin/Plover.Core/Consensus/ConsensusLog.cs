@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace Plover.Consensus;
 
 /// <summary>
@@ -55,7 +57,7 @@ public sealed class ConsensusLog
             if (n > 0 && bytes > maxBytes) break;
             n++;
         }
-        return _entries.GetRange(start, n).ToArray();
+        return CollectionsMarshal.AsSpan(_entries).Slice(start, n).ToArray();
     }
 
     /// <summary>Drops entries at or below index (which must be committed: the caller checks).</summary>
