@@ -125,4 +125,32 @@ public class SyncCrashTests
         Assert.Equal(SyncOutcome.Aborted, p.Result.Outcome);
         Assert.True(pair.BackupMemory.Matches(old));
     }
+
+    [Fact]
+    public void StalledBackup_PrimarySendTimesOut_AndResumesUnprotected()
+    {
+        SyncPair? pair = null;
+        bool armed = false;
+        var release = new ManualResetEventSlim();
+        void Hook(SyncRole role, SyncStep at)
+        {
+            if (armed && role == SyncRole.Backup && at == SyncStep.PageBatch) release.Wait(TimeSpan.FromSeconds(10));
+        }
+        var options = new SyncOptions { Timeout = TimeSpan.FromMilliseconds(500), StepHook = Hook };
+        pair = new SyncPair([("pc.ram", 128UL << 20)], options, options);
+        using var _ = pair;
+        new Workload(pair, seed: 5).Run(0.3, 1.0);     // ~33 MiB of divergent pages: far more than the socket buffers hold
+        var old = pair.BackupMemory.Snapshot();
+        pair.PrimaryNic.GuestSends(1);
+        armed = true;
+        var p = pair.Primary.RunAsync(new SyncRequest(1, 100));
+        var b = pair.Backup.RunAsync(new SyncRequest(1, 100));
+        Assert.True(p.Wait(TimeSpan.FromSeconds(8)), "the primary stayed blocked on a backup that stopped reading");
+        Assert.Equal(SyncOutcome.Aborted, p.Result.Outcome);
+        Assert.True(pair.PrimaryVm.Running);
+        Assert.DoesNotContain(1, pair.PrimaryNic.Sent);
+        release.Set();
+        Assert.Equal(SyncOutcome.Aborted, b.Result.Outcome);
+        Assert.True(pair.BackupMemory.Matches(old));
+    }
 }

@@ -33,6 +33,7 @@ public sealed class SyncConnection : IDisposable
         socket.NoDelay = true;
         socket.SendBufferSize = SocketBufferBytes;
         socket.ReceiveBufferSize = SocketBufferBytes;
+        socket.SendTimeout = 10_000;
         try
         {
             var result = Handshake.Run(socket, _recv, _reader, _writer, self, expectedPeer, timeout);
@@ -53,6 +54,13 @@ public sealed class SyncConnection : IDisposable
 
     public int PeerId { get; }
     public bool IsClosed => _closed;
+
+    /// <summary>Longest a send may block on a peer that stopped reading (then the connection is closed).</summary>
+    public TimeSpan SendTimeout
+    {
+        get => TimeSpan.FromMilliseconds(_socket.SendTimeout);
+        set => _socket.SendTimeout = (int)Math.Clamp(value.TotalMilliseconds, 1, int.MaxValue);
+    }
 
     /// <summary>Dials peerId at endpoint and authenticates (only a lower node id dials a higher one).</summary>
     public static SyncConnection Connect(IPEndPoint endpoint, ClusterIdentity self, int peerId, TimeSpan timeout)

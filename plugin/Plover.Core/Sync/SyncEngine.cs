@@ -122,6 +122,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             if (connection is null || connection.IsClosed)
                 throw new SyncConnectionException($"no {(Role == SyncRole.Primary ? "backup" : "primary")} connected");
             _layout ??= new SyncLayout(_memory.Blocks);
+            connection.SendTimeout = _options.Timeout;
             if (Role == SyncRole.Primary) RunPrimary(connection, request, stats);
             else RunBackup(connection, request, stats);
             stats.Outcome = SyncOutcome.Completed;

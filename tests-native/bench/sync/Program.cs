@@ -21,7 +21,7 @@ var total = Stopwatch.StartNew();
 
 foreach (double gib in opts.SizesGiB)
 {
-    using var bench = new Replicas((ulong)(gib * (1UL << 30)), key, opts.DeviceStateBytes);
+    using var bench = new Replicas((ulong)(gib * (1UL << 30)), key, opts.DeviceStateBytes, opts.PagesPerFrame);
     foreach (double dirty in opts.DirtyPct)
     foreach (double divergent in opts.DivergentPct)
     {
@@ -62,6 +62,7 @@ using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = 
     json.WriteNumber("cores", Environment.ProcessorCount);
     json.WriteNumber("reps", opts.Reps);
     json.WriteNumber("device_state_bytes", opts.DeviceStateBytes);
+    json.WriteNumber("pages_per_frame", opts.PagesPerFrame);
     json.WriteString("note", "both replicas in one process on the same cores; pause = primary's stop request to resume done; ratio = wire bytes without device state / (divergent*4096 + both bitmaps + hashes)");
     json.WriteStartArray("rows");
     foreach (var r in rows) r.Write(json);
@@ -89,6 +90,7 @@ sealed class BenchOptions
     public int Reps = 3;
     public int TargetReps = 15;
     public int DeviceStateBytes = 256 * 1024;
+    public int PagesPerFrame = 256;
     public string Json = "artifacts/bench/sync.json";
 
     public static BenchOptions Parse(string[] args)
@@ -106,6 +108,7 @@ sealed class BenchOptions
                 case "--reps": o.Reps = int.Parse(Next()); break;
                 case "--target-reps": o.TargetReps = int.Parse(Next()); break;
                 case "--device-state": o.DeviceStateBytes = int.Parse(Next()); break;
+                case "--pages-per-frame": o.PagesPerFrame = int.Parse(Next()); break;
                 case "--json": o.Json = Next(); break;
                 case "--quick": o.SizesGiB = [1]; o.DirtyPct = [1, 20]; o.DivergentPct = [0, 50]; o.Reps = 1; o.TargetReps = 5; break;
                 default: throw new ArgumentException($"unknown argument {args[i]}");
@@ -154,7 +157,7 @@ sealed unsafe class Replicas : IDisposable
     private readonly Random _rng = new(12345);
     private ulong _epoch;
 
-    public Replicas(ulong bytes, byte[] key, int deviceStateBytes)
+    public Replicas(ulong bytes, byte[] key, int deviceStateBytes, int pagesPerFrame)
     {
         _pm = new SyntheticGuestMemory(("pc.ram", bytes));
         _bm = new SyntheticGuestMemory(("pc.ram", bytes));
@@ -167,7 +170,7 @@ sealed unsafe class Replicas : IDisposable
         listener.Listen(2);
         for (int mode = 0; mode < 2; mode++)
         {
-            var options = new SyncOptions { SendAllDirty = mode == 1, Timeout = TimeSpan.FromSeconds(60), Log = m => Console.Error.WriteLine(m) };
+            var options = new SyncOptions { SendAllDirty = mode == 1, PagesPerFrame = pagesPerFrame, Timeout = TimeSpan.FromSeconds(60), Log = m => Console.Error.WriteLine(m) };
             _primary[mode] = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
             _backup[mode] = new SyncEngine(SyncRole.Backup, _bm, _bVm, _bMain, null, options);
             var accept = Task.Run(() => SyncConnection.Accept(listener, new ClusterIdentity("bench", key, 2, [1, 2, 3]), TimeSpan.FromSeconds(10)));
