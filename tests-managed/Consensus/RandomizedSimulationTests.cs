@@ -14,7 +14,7 @@ namespace Plover.Tests.Consensus;
 /// </summary>
 public sealed class RandomizedSimulationTests(ITestOutputHelper output)
 {
-    private const int DefaultSeedsPerShard = 1500;
+    private const int DefaultSeedsPerShard = 1000;
     private const int ChaosTicks = 500;
     /// <summary>Ticks allowed, after the network heals and all nodes are up, for a proposal to commit everywhere.</summary>
     private const int LivenessBoundTicks = 400;
