@@ -18,7 +18,8 @@ namespace Plover.Cli;
 /// Lines on stdout, one event each (key=value, or JSON after RESULT):
 /// <code>
 ///   ROLE node=2 role=leader term=3 leader=2 unix_ns=...     on every role/ballot/leader change
-///   STATUS node=2 role=... term=... commit=N applied=N inputs=N violations=N digest=HEX from=1:100000,2:1000
+///   STATUS node=2 role=... term=... commit=N applied=N inputs=N violations=N gaps=N digest=HEX from=1:100000,2:1000 ...
+///          (violations: an index or a client's input out of order or twice; gaps: inputs lost with a deposed leader)
 ///   CHECKPOINT node=2 index=N digest=HEX                    every --checkpoint-every entries
 ///   RESULT {json}                                           after each workload
 ///   DONE name                                               after each workload
@@ -59,6 +60,7 @@ internal sealed class BenchNode
     private ulong _digest;
     private long _inputs;
     private long _violations;
+    private long _gaps;
     private readonly SortedDictionary<int, long> _byProposer = new();
     private readonly Dictionary<(int Proposer, int Workload, int Client), long> _lastSeq = new();
 
@@ -115,7 +117,7 @@ internal sealed class BenchNode
         {
             var from = string.Join(",", _byProposer.Select(kv => $"{kv.Key}:{kv.Value}"));
             return $"STATUS node={_self} role={Role(_driver.Role)} term={_driver.Term} leader={_driver.LeaderId} commit={_driver.CommitIndex} " +
-                   $"applied={_applied} inputs={_inputs} violations={_violations} digest={_digest:x16} from={(from.Length == 0 ? "-" : from)} " +
+                   $"applied={_applied} inputs={_inputs} violations={_violations} gaps={_gaps} digest={_digest:x16} from={(from.Length == 0 ? "-" : from)} " +
                    $"max_tick_lateness_us={_driver.MaxTickLatenessUs:F0} gc={GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)} " +
                    $"gc_pause_ms={GC.GetTotalPauseDuration().TotalMilliseconds:F1}";
         }
@@ -145,8 +147,11 @@ internal sealed class BenchNode
                 _inputs++;
                 _byProposer[proposer] = _byProposer.GetValueOrDefault(proposer) + 1;
                 var key = (proposer, workload, client);
-                // Barriers (workload 0) may be lost with a leader change: only their order is checked.
-                if (workload == 0 ? seq <= _lastSeq.GetValueOrDefault(key) : seq != _lastSeq.GetValueOrDefault(key) + 1) _violations++;
+                // A client's inputs must commit in order, each once. A gap is not a violation: proposals still
+                // uncommitted when their leader was deposed are lost (the client would retry); counted apart.
+                long last = _lastSeq.GetValueOrDefault(key);
+                if (seq <= last) _violations++;
+                else if (seq > last + 1 && workload != 0) _gaps++;
                 _lastSeq[key] = seq;
                 if (proposer == _self && workload == 0) _barrier.Release();
                 else if (proposer == _self) _active?.OnCommitted(workload, client, now - sent, now);

@@ -121,6 +121,7 @@ public sealed class ProcessClusterTests(ITestOutputHelper output) : IDisposable
         var final = backup.WaitLine("STATUS", l => Count(l, 2) > 1000);
         Assert.True(final is not null, Transcripts());
         Assert.Equal("0", PloverProcess.Field(final, "violations"));      // every client's inputs in order, every index once
+        Assert.Equal("0", PloverProcess.Field(final, "gaps"));            // and none lost: both workloads ran without a leader change
         Assert.Equal(primaryInputs, Count(final, 1));                    // all of the old primary's committed inputs, nothing more
         Assert.True(long.Parse(PloverProcess.Field(final, "term")!) > 1);
         var backupCheckpoints = Checkpoints(backup);

@@ -66,9 +66,9 @@ nice=()
 
 # The primary runs the workloads whenever it leads (a workload cut short by an election reports an error and
 # the next one waits until the primary leads again); afterwards whoever leads is killed.
-"${nice[@]}" "$cli" witness --config "$work/cluster.json" --node 3 > "$work/n3.out" 2> "$work/n3.err" & pids+=($!)
-"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 2 > "$work/n2.out" 2> "$work/n2.err" & pids+=($!)
-"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 1 --json "$work/n1.json" "${workloads[@]}" > "$work/n1.out" 2> "$work/n1.err" & pids+=($!)
+"${nice[@]}" "$cli" witness --config "$work/cluster.json" --node 3 > "$work/n3.out" 2> "$work/n3.err" & pids+=($!); disown
+"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 2 > "$work/n2.out" 2> "$work/n2.err" & pids+=($!); disown
+"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 1 --json "$work/n1.json" "${workloads[@]}" > "$work/n1.out" 2> "$work/n1.err" & pids+=($!); disown
 declare -A pid=([1]=${pids[2]} [2]=${pids[1]})
 
 for _ in $(seq 1 1200); do
@@ -109,6 +109,7 @@ for line in open(f"{work}/n{other}.out"):
             break
 status = [l for l in open(f"{work}/n{other}.out") if l.startswith("STATUS")]
 violations = int(status[-1].split("violations=")[1].split()[0]) if status else None
+gaps = int(status[-1].split("gaps=")[1].split()[0]) if status else None
 def field(line, key):
     return line.split(key + "=")[1].split()[0] if line and key + "=" in line else None
 last1 = ([l for l in open(f"{work}/n1.out") if l.startswith("STATUS")] or [None])[-1]
@@ -139,6 +140,7 @@ report = {
     "failover_ms": failover_ms,
     "elections_seen_before_failover": int(elections),
     "order_violations_on_new_leader": violations,
+    "inputs_lost_with_deposed_leaders": gaps,
 }
 l1 = report["latency"]["64x1"]
 report["targets"] = {
@@ -168,7 +170,7 @@ line("commit 1500 B, 16 clients", "lat1500x16", rtt1500)
 line("batched 64 B (16x256)", "tput64", None)
 line("batched 1500 B (16x64)", "tput1500", None)
 print(f"failover: kill -9 of the leader (node {leader}) -> node {other} leads after {f(failover_ms)} ms "
-      f"(elections before the kill: {elections}; order violations: {violations})")
+      f"(elections before the kill: {elections}; order violations: {violations}; inputs lost with deposed leaders: {gaps})")
 print(f"primary: longest consensus-thread stall {field(last1, 'max_tick_lateness_us')} us; GC gen0/1/2 {field(last1, 'gc')}, total pause {field(last1, 'gc_pause_ms')} ms")
 for k, t in report["targets"].items():
     print(f"target {k:<20} {'met' if t['met'] else 'NOT met'} (value {t['value']}, target {t['target']})")
