@@ -64,8 +64,9 @@ internal sealed class BenchNode
     private readonly SortedDictionary<int, long> _byProposer = new();
     private readonly Dictionary<(int Proposer, int Workload, int Client), long> _lastSeq = new();
 
-    private const long CompactEvery = 10_000;
-    private const long RetainedEntries = 50_000;
+    // Roughly what syncvm leaves (it truncates after every sync, at most maxEpochMs = 200 ms apart).
+    private const long CompactEvery = 5_000;
+    private const long RetainedEntries = 20_000;
     private volatile ActiveWorkload? _active;
     private readonly List<string> _results = new();
     private int _workloadsFailed;
@@ -236,13 +237,20 @@ internal sealed class BenchNode
         _active = active;
         string? error = null;
         long start = Stopwatch.GetTimestamp();
+        var ballot = _driver.Ballot;
         var clients = Enumerable.Range(0, w.Clients).Select(c => new Thread(() =>
         {
             int share = w.Count / w.Clients + (c < w.Count % w.Clients ? 1 : 0);
             var payload = new byte[w.Size];
             for (long seq = 1; seq <= share && error is null; seq++)
             {
-                if (!active.Windows[c].Wait(10_000)) { error ??= $"no commit for 10 s (client {c}, seq {seq})"; return; }
+                // Proposals in flight when the ballot changes may be lost: stop rather than wait for them.
+                var waited = Stopwatch.StartNew();
+                while (!active.Windows[c].Wait(50))
+                {
+                    if (_driver.Ballot != ballot || !_driver.IsLeader) { error ??= $"lost leadership (ballot {ballot} -> {_driver.Ballot})"; return; }
+                    if (waited.ElapsedMilliseconds > 10_000) { error ??= $"no commit for 10 s (client {c}, seq {seq})"; return; }
+                }
                 BenchInput.Write(payload, _self, id, c, seq, Stopwatch.GetTimestamp());
                 while (!_driver.Propose(EntryType.Input, payload))
                 {
@@ -253,7 +261,12 @@ internal sealed class BenchNode
         }) { IsBackground = true, Name = $"bench-client-{c}" }).ToList();
         foreach (var t in clients) t.Start();
         foreach (var t in clients) t.Join();
-        if (error is null && !active.Done.Wait(30_000)) error = "not every input committed within 30 s";
+        var tail = Stopwatch.StartNew();
+        while (error is null && !active.Done.Wait(50))
+        {
+            if (_driver.Ballot != ballot) error = $"lost leadership (ballot {ballot} -> {_driver.Ballot})";
+            else if (tail.ElapsedMilliseconds > 30_000) error = "not every input committed within 30 s";
+        }
         _active = null;
         if (error is not null) Interlocked.Increment(ref _workloadsFailed);
         long end = active.LastCommit != 0 ? active.LastCommit : Stopwatch.GetTimestamp();
