@@ -60,7 +60,11 @@ struct TempDir {
         if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
         path = tmpl;
     }
-    ~TempDir() { std::string cmd = "rm -rf '" + path + "'"; (void)system(cmd.c_str()); }
+    ~TempDir() {
+        if (getenv("PLOVER_KEEP_TEST_DIRS")) return;  // for debugging: QEMU logs, serial output, configs
+        std::string cmd = "rm -rf '" + path + "'";
+        (void)system(cmd.c_str());
+    }
     std::string operator/(const std::string &name) const { return path + "/" + name; }
 };
 
