@@ -169,7 +169,7 @@ setup_guest() {
   root=$(mktemp -d)
   mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,lib/modules,usr/bin,usr/sbin,run,var}
   cp /bin/busybox "$root/bin/busybox"
-  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net e1000; do
+  for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net e1000; do
     cp "$(modinfo -k "$kver" -n "$m")" "$root/lib/modules/$m.ko" || die "kernel module $m not found for $kver"
   done
   install -m 755 "$ROOT/tests-native/guest/init" "$root/init"
