@@ -1,0 +1,25 @@
+using Plover.Config;
+using Plover.Sync;
+
+namespace Plover.Node;
+
+public enum ReplicaRole { Primary, Backup }
+
+/// <summary>How a <see cref="Replica"/> runs: its role at start, syncvm settings, batching, and the idle trigger.</summary>
+public sealed class ReplicaOptions
+{
+    public required ReplicaRole Role { get; init; }
+    /// <summary>syncvm engine options (timeouts, hashing threads, Remus mode).</summary>
+    public SyncOptions Sync { get; init; } = new();
+    /// <summary>Idle detection and maximum epoch; used only when <see cref="VcpuThreadIds"/> is given.</summary>
+    public SyncConfig? Idle { get; init; }
+    /// <summary>The guest's vCPU thread ids (vcpu_thread_ids at machine_ready); null: no idle monitor (syncs only by <see cref="Replica.ProposeSync"/>).</summary>
+    public int[]? VcpuThreadIds { get; init; }
+    /// <summary>Largest INPUT entry payload; a bigger backlog is split into several entries.</summary>
+    public int MaxInputEntryBytes { get; init; } = 64 << 10;
+    /// <summary>Stolen bytes waiting to be proposed beyond which new frames are dropped (the client retransmits).</summary>
+    public int MaxPendingInputBytes { get; init; } = 16 << 20;
+    /// <summary>The first sync marks every page dirty: two independently booted VMs differ everywhere.</summary>
+    public bool FirstSyncFull { get; init; } = true;
+    public Action<string> Log { get; init; } = m => Console.Error.WriteLine(m);
+}

@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Sockets;
+using Plover.Sync;
+using Plover.Transport;
+
+namespace Plover.Node;
+
+/// <summary>
+/// Keeps the authenticated syncvm connection between the two replicas up: whenever the engine has none (at start,
+/// or after an abort closed it) the node with the lower id dials the peer's sync endpoint and the other accepts on
+/// its own listener, on this object's thread. A sync that starts while the link is down aborts and the next one
+/// (whose union still covers everything, nobody cleared dirt) runs once the link is back.
+/// </summary>
+public sealed class ReplicaSyncLink : IDisposable
+{
+    private readonly SyncEngine _engine;
+    private readonly ClusterIdentity _self;
+    private readonly int _peerId;
+    private readonly IPEndPoint _peerEndpoint;
+    private readonly Socket? _listener;
+    private readonly TimeSpan _timeout;
+    private readonly Action<string> _log;
+    private readonly Thread _thread;
+    private readonly ManualResetEventSlim _stop = new();
+    private string? _lastError;
+    private long _connections;
+
+    /// <param name="listen">This node's own sync endpoint; listened on only when this node accepts (higher id).</param>
+    public ReplicaSyncLink(SyncEngine engine, ClusterIdentity self, int peerId, IPEndPoint listen, IPEndPoint peerEndpoint,
+                           TimeSpan timeout, Action<string> log)
+    {
+        _engine = engine;
+        _self = self;
+        _peerId = peerId;
+        _peerEndpoint = peerEndpoint;
+        _timeout = timeout;
+        _log = log;
+        if (!Dials)
+        {
+            _listener = new Socket(listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            _listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            _listener.Bind(listen);
+            _listener.Listen(4);
+        }
+        _thread = new Thread(Loop) { IsBackground = true, Name = $"plover-sync-link-{self.SelfId}" };
+        _thread.Start();
+    }
+
+    /// <summary>The lower id dials (the rule of the whole cluster).</summary>
+    public bool Dials => _self.SelfId < _peerId;
+    /// <summary>The endpoint actually listened on (a port 0 request gets a real port), or null when dialing.</summary>
+    public IPEndPoint? ListenEndpoint => (IPEndPoint?)_listener?.LocalEndPoint;
+    public bool Connected => _engine.Connection is { IsClosed: false };
+    /// <summary>Connections established so far (reconnections included).</summary>
+    public long Connections => Interlocked.Read(ref _connections);
+
+    /// <summary>A node's sync endpoint by convention: its consensus address, port + 1.</summary>
+    public static IPEndPoint SyncEndpointFor(IPEndPoint consensus) => new(consensus.Address, consensus.Port + 1);
+
+    private void Loop()
+    {
+        while (!_stop.IsSet)
+        {
+            if (_engine.Connection is { IsClosed: false })
+            {
+                _stop.Wait(20);
+                continue;
+            }
+            try
+            {
+                // Accept only once a connection waits: an accept that timed out would stay pending and swallow the next one.
+                if (!Dials && !_listener!.Poll(200_000, SelectMode.SelectRead)) continue;
+                var connection = Dials
+                    ? SyncConnection.Connect(_peerEndpoint, _self, _peerId, _timeout)
+                    : SyncConnection.Accept(_listener!, _self, _timeout);
+                if (connection.PeerId != _peerId)
+                {
+                    _log($"sync link {_self.SelfId}: node {connection.PeerId} connected, expected node {_peerId}; refused");
+                    connection.Dispose();
+                    continue;
+                }
+                _engine.Connection = connection;
+                Interlocked.Increment(ref _connections);
+                _lastError = null;
+                _log($"sync link {_self.SelfId}: connected to node {_peerId}");
+            }
+            catch (Exception e) when (!_stop.IsSet)
+            {
+                string message = e is AggregateException a ? a.GetBaseException().Message : e.Message;
+                if (message != _lastError) _log($"sync link {_self.SelfId}: no connection to node {_peerId} yet: {message}");
+                _lastError = message;
+                _stop.Wait(50);
+            }
+            catch
+            {
+                // shutting down: the listener was closed under Accept
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_stop.IsSet) return;
+        _stop.Set();
+        _listener?.Dispose();
+        _thread.Join(TimeSpan.FromSeconds(2));
+        _engine.Connection?.Dispose();
+    }
+}
