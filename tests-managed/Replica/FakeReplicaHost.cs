@@ -1,0 +1,72 @@
+using System.Buffers.Binary;
+using Plover.Guard;
+using Plover.Hashing;
+using Plover.Node;
+using Plover.Sync;
+using Plover.Tests.Guard;
+
+namespace Plover.Tests.Replica;
+
+/// <summary>
+/// A VM host for one replica: synthetic memory, a fake VM on its own main thread and one fake NIC. The fake guest
+/// handles every injected frame deterministically (writes the frame into a page chosen by the frame's hash and
+/// answers with one output frame carrying its sequence number); with <see cref="Diverge"/> it also writes
+/// pseudo-random bytes to a random page per frame, as a multi-core guest's timing would.
+/// </summary>
+public sealed class FakeReplicaHost : IReplicaHost, IDisposable
+{
+    private readonly Random _noise;
+
+    public FakeReplicaHost(string name, (string Name, ulong Bytes)[] blocks, int seed, bool diverge)
+    {
+        MemoryImpl = new SyntheticGuestMemory(blocks);
+        MemoryImpl.FillRandom(1);
+        MainImpl = new DedicatedMainThread($"{name}-main");
+        VmImpl = new SyntheticVm(MemoryImpl, MainImpl) { DeviceState = [(byte)seed, 2, 3] };
+        Diverge = diverge;
+        _noise = new Random(seed);
+    }
+
+    public SyntheticGuestMemory MemoryImpl { get; }
+    public SyntheticVm VmImpl { get; }
+    public DedicatedMainThread MainImpl { get; }
+    public FakeOutputPort Nic { get; } = new();
+    public bool Diverge { get; }
+
+    public IGuestMemory Memory => MemoryImpl;
+    public IVmHost Vm => VmImpl;
+    public IMainThread Main => MainImpl;
+    public IReadOnlyList<IOutputPort> OutputPorts => [Nic];
+
+    /// <summary>Frames injected, in order (copies).</summary>
+    public List<byte[]> Injected { get; } = new();
+    /// <summary>Injections that came off the main thread or while the VM was stopped (must stay 0).</summary>
+    public int Violations { get; private set; }
+    public int Announces { get; private set; }
+
+    public byte[][] InjectedSnapshot() { lock (Injected) return Injected.ToArray(); }
+
+    public int Inject(int nic, ReadOnlySpan<byte> frame)
+    {
+        if (!MainImpl.IsCurrent || !VmImpl.Running || nic != 0) Violations++;
+        lock (Injected) Injected.Add(frame.ToArray());
+        var block = MemoryImpl.Blocks[0];
+        ulong page = CityHash.Hash64(frame) % block.Pages;
+        MemoryImpl.Write(0, page, 64, frame[..Math.Min(frame.Length, 256)]);
+        if (Diverge)
+        {
+            ulong noisyPage = (ulong)_noise.NextInt64((long)block.Pages);
+            MemoryImpl.Write(0, noisyPage, 8, (ulong)_noise.NextInt64());
+        }
+        Nic.GuestSends(BinaryPrimitives.ReadInt32LittleEndian(frame));   // the guest's reply
+        return 0;
+    }
+
+    public void Announce() => Announces++;
+
+    public void Dispose()
+    {
+        MainImpl.Dispose();
+        MemoryImpl.Dispose();
+    }
+}

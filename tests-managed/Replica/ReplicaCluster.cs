@@ -1,0 +1,123 @@
+using System.Buffers.Binary;
+using System.Net;
+using Plover.Consensus;
+using Plover.Node;
+using Plover.Sync;
+using Plover.Tests.Transport;
+using Plover.Transport;
+using Xunit;
+
+namespace Plover.Tests.Replica;
+
+/// <summary>
+/// A primary (node 1), a backup (node 2) and a witness (node 3) in one process: three consensus drivers over real
+/// loopback TCP, two <see cref="Plover.Node.Replica"/>s on fake hosts, and their syncvm link.
+/// </summary>
+public sealed class ReplicaCluster : IDisposable
+{
+    public static readonly (string, ulong)[] Blocks = [("pc.ram", 4UL << 20), ("vga.vram", 1UL << 20)];
+
+    private readonly List<TcpTransport> _transports = new();
+    private readonly List<ConsensusDriver> _drivers = new();
+    private readonly List<ReplicaSyncLink> _links = new();
+
+    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null)
+    {
+        var ids = new[] { 1, 2, 3 };
+        var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
+        var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
+        foreach (int id in ids)
+        {
+            var transport = new TcpTransport(TransportTestKit.Options(id, eps, Log.Sink));
+            var driver = new ConsensusDriver(new ConsensusDriverOptions
+            {
+                // Generous election timeouts: the test machine is small and shared (this test is about order, not failover).
+                Consensus = new ConsensusConfig
+                {
+                    SelfId = id, Members = members, InitialLeaderId = 1,
+                    ElectionMinTicks = 200, ElectionMaxTicks = 400, RetransmitTicks = 20,
+                },
+                Log = Log.Sink,
+                Seed = id,
+            }, transport);
+            var dispatcher = new FrameDispatcher();
+            driver.Attach(dispatcher);
+            transport.Start(dispatcher);
+            _transports.Add(transport);
+            _drivers.Add(driver);
+        }
+
+        PrimaryHost = new FakeReplicaHost("primary", Blocks, seed: 11, diverge: true);
+        BackupHost = new FakeReplicaHost("backup", Blocks, seed: 22, diverge: false);
+        var syncOptions = new SyncOptions { Log = Log.Sink, HashThreads = 1, StepHook = stepHook, Timeout = TimeSpan.FromSeconds(20) };
+        Primary = new Plover.Node.Replica(new ReplicaOptions { Role = ReplicaRole.Primary, Sync = syncOptions, Log = Log.Sink }, PrimaryHost, _drivers[0]);
+        Backup = new Plover.Node.Replica(new ReplicaOptions { Role = ReplicaRole.Backup, Sync = syncOptions, Log = Log.Sink }, BackupHost, _drivers[1]);
+        Primary.SyncFinished += s => { lock (PrimarySyncs) PrimarySyncs.Add(s); };
+        Backup.SyncFinished += s => { lock (BackupSyncs) BackupSyncs.Add(s); };
+
+        // The backup (higher id) listens, the primary dials.
+        var backupLink = new ReplicaSyncLink(Backup.Engine, TransportTestKit.Options(2, eps, Log.Sink).Identity, 1,
+            new IPEndPoint(IPAddress.Loopback, 0), eps[1], TimeSpan.FromSeconds(5), Log.Sink);
+        _links.Add(backupLink);
+        _links.Add(new ReplicaSyncLink(Primary.Engine, TransportTestKit.Options(1, eps, Log.Sink).Identity, 2,
+            eps[1], backupLink.ListenEndpoint!, TimeSpan.FromSeconds(5), Log.Sink));
+
+        Assert.True(TransportTestKit.WaitUntil(() => _transports.All(t => t.Peers.All(t.IsConnected))), Log.ToString());
+        foreach (var d in _drivers) d.Start();
+        Assert.True(TransportTestKit.WaitUntil(() => _drivers[0].IsLeader, 10000), "node 1 never led\n" + Log);
+        Assert.True(TransportTestKit.WaitUntil(() => _links.All(l => l.Connected), 10000), "sync link down\n" + Log);
+        PrimaryHost.MainImpl.Invoke(Primary.Start);
+        BackupHost.MainImpl.Invoke(Backup.Start);
+    }
+
+    public TestLog Log { get; } = new();
+    public FakeReplicaHost PrimaryHost { get; }
+    public FakeReplicaHost BackupHost { get; }
+    public Plover.Node.Replica Primary { get; }
+    public Plover.Node.Replica Backup { get; }
+    public List<SyncStats> PrimarySyncs { get; } = new();
+    public List<SyncStats> BackupSyncs { get; } = new();
+
+    /// <summary>A client frame: 4-byte sequence number, then bytes derived from it.</summary>
+    public static byte[] Frame(int seq, int length = 200)
+    {
+        var f = new byte[length];
+        for (int i = 4; i < f.Length; i++) f[i] = (byte)(seq * 31 + i);
+        BinaryPrimitives.WriteInt32LittleEndian(f, seq);
+        return f;
+    }
+
+    /// <summary>Frames from the outside world arrive at a replica's netdev (on its main thread, as net_to_guest does).</summary>
+    public static void Arrive(FakeReplicaHost host, Plover.Node.Replica replica, int firstSeq, int count) =>
+        host.MainImpl.Invoke(() =>
+        {
+            for (int s = firstSeq; s < firstSeq + count; s++)
+                Assert.True(replica.OnFrameToGuest(0, Frame(s)));
+        });
+
+    public int CompletedSyncs(List<SyncStats> list)
+    {
+        lock (list) return list.Count(s => s.Outcome == SyncOutcome.Completed);
+    }
+
+    /// <summary>Proposes a SYNC on the primary and waits until both sides completed it.</summary>
+    public void SyncNow()
+    {
+        int before = CompletedSyncs(PrimarySyncs);
+        int beforeBackup = CompletedSyncs(BackupSyncs);
+        Assert.True(Primary.ProposeSync(), "the primary refused to propose a sync\n" + Log);
+        Assert.True(TransportTestKit.WaitUntil(() => CompletedSyncs(PrimarySyncs) > before && CompletedSyncs(BackupSyncs) > beforeBackup, 30000),
+            "sync did not complete on both sides\n" + Log);
+    }
+
+    public void Dispose()
+    {
+        foreach (var l in _links) l.Dispose();
+        Primary.Dispose();
+        Backup.Dispose();
+        foreach (var d in _drivers) d.Dispose();
+        foreach (var t in _transports) t.Dispose();
+        PrimaryHost.Dispose();
+        BackupHost.Dispose();
+    }
+}

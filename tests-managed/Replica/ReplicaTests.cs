@@ -1,0 +1,119 @@
+using System.Buffers.Binary;
+using Plover.Sync;
+using Plover.Tests.Transport;
+using Xunit;
+
+namespace Plover.Tests.Replica;
+
+/// <summary>Two replicas and a witness in one process (see <see cref="ReplicaCluster"/>): the three promises.</summary>
+public sealed class ReplicaTests
+{
+    private static int[] Seqs(byte[][] frames) => frames.Select(f => BinaryPrimitives.ReadInt32LittleEndian(f)).ToArray();
+
+    private static void WaitInjected(ReplicaCluster c, int count) =>
+        Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryHost.InjectedSnapshot().Length >= count && c.BackupHost.InjectedSnapshot().Length >= count, 20000),
+            $"injected {c.PrimaryHost.InjectedSnapshot().Length} on the primary, {c.BackupHost.InjectedSnapshot().Length} on the backup, expected {count}\n{c.Log}");
+
+    [Fact]
+    public void Inputs_are_injected_on_both_in_the_same_order_and_a_sync_makes_memories_identical()
+    {
+        using var c = new ReplicaCluster();
+        for (int chunk = 0; chunk < 4; chunk++)
+            ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1 + chunk * 25, 25);
+        ReplicaCluster.Arrive(c.BackupHost, c.Backup, 1000, 10);   // the backup's own netdev: dropped
+        WaitInjected(c, 100);
+
+        var primary = c.PrimaryHost.InjectedSnapshot();
+        var backup = c.BackupHost.InjectedSnapshot();
+        Assert.Equal(Enumerable.Range(1, 100), Seqs(primary));
+        Assert.Equal(primary.Length, backup.Length);
+        for (int i = 0; i < primary.Length; i++) Assert.True(primary[i].AsSpan().SequenceEqual(backup[i]), $"frame {i} differs");
+        Assert.Equal(10, c.Backup.FramesDropped);
+        Assert.Equal(100, c.Primary.FramesStolen);
+
+        Assert.NotNull(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));   // the primary's guest diverged
+        Assert.Empty(c.PrimaryHost.Nic.Sent);                                                // its replies are held
+        Assert.Equal(100, c.PrimaryHost.Nic.Held);
+
+        c.SyncNow();
+
+        Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
+        Assert.Equal(c.PrimaryHost.VmImpl.DeviceState, c.BackupHost.VmImpl.DeviceState);
+        Assert.Equal(Enumerable.Range(1, 100), c.PrimaryHost.Nic.Sent);      // released after the ack
+        Assert.Equal(Enumerable.Range(1, 100), c.BackupHost.Nic.Dropped);    // the backup's copy is discarded
+        Assert.Empty(c.BackupHost.Nic.Sent);
+        Assert.Equal(0, c.PrimaryHost.Violations);
+        Assert.Equal(0, c.BackupHost.Violations);
+        Assert.True(c.PrimaryHost.VmImpl.Running && c.BackupHost.VmImpl.Running);
+        Assert.Equal(1UL, c.Primary.LastSyncEpoch);
+        Assert.Equal(1UL, c.Backup.LastSyncEpoch);
+    }
+
+    [Fact]
+    public void Output_is_released_only_after_the_backup_acked_the_sync()
+    {
+        ReplicaCluster? cluster = null;
+        var sentAt = new List<(SyncRole, SyncStep, int)>();
+        void Hook(SyncRole role, SyncStep step)
+        {
+            if (step is SyncStep.Stopped or SyncStep.BeforeApply or SyncStep.BeforeAck)
+                lock (sentAt) sentAt.Add((role, step, cluster!.PrimaryHost.Nic.Sent.Count));
+        }
+        using var c = cluster = new ReplicaCluster(Hook);
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1, 40);
+        WaitInjected(c, 40);
+        c.SyncNow();
+        Assert.Equal(40, c.PrimaryHost.Nic.Sent.Count);
+        lock (sentAt)
+        {
+            // Up to the backup's last step before its ack (state applied, VM resumed), nothing left the primary.
+            Assert.Contains(sentAt, s => s.Item1 == SyncRole.Backup && s.Item2 == SyncStep.BeforeAck);
+            Assert.Contains(sentAt, s => s.Item1 == SyncRole.Primary && s.Item2 == SyncStep.BeforeApply);
+            Assert.All(sentAt, s => Assert.Equal(0, s.Item3));
+        }
+
+        // Second epoch: new replies are held again until the next ack.
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 41, 10);
+        WaitInjected(c, 50);
+        Assert.Equal(40, c.PrimaryHost.Nic.Sent.Count);
+        c.SyncNow();
+        Assert.Equal(Enumerable.Range(1, 50), c.PrimaryHost.Nic.Sent);
+    }
+
+    [Fact]
+    public void Both_replicas_stop_at_the_sync_position_and_later_inputs_wait_for_the_resume()
+    {
+        ReplicaCluster? cluster = null;
+        var injectedAtStop = new List<(SyncRole, int)>();
+        void Hook(SyncRole role, SyncStep step)
+        {
+            if (step != SyncStep.Stopped) return;
+            var host = role == SyncRole.Primary ? cluster!.PrimaryHost : cluster!.BackupHost;
+            lock (injectedAtStop) injectedAtStop.Add((role, host.InjectedSnapshot().Length));
+            Thread.Sleep(300);   // keep the VMs stopped while the later inputs commit
+        }
+        using var c = cluster = new ReplicaCluster(Hook);
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1, 60);
+        // Proposed right behind the inputs, before they are known to be committed; more inputs follow at once.
+        Assert.True(TransportTestKit.WaitUntil(() => c.Primary.ProposeSync()), c.Log.ToString());
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 61, 60);
+        WaitInjected(c, 120);
+        Assert.True(TransportTestKit.WaitUntil(() => c.CompletedSyncs(c.PrimarySyncs) == 1 && c.CompletedSyncs(c.BackupSyncs) == 1, 30000), c.Log.ToString());
+
+        lock (injectedAtStop)
+        {
+            Assert.Equal(2, injectedAtStop.Count);
+            Assert.Equal(injectedAtStop[0].Item2, injectedAtStop[1].Item2);   // the same log position on both
+        }
+        Assert.Equal(c.PrimarySyncs[0].LogIndex, c.BackupSyncs[0].LogIndex);
+        Assert.Equal(Enumerable.Range(1, 120), Seqs(c.PrimaryHost.InjectedSnapshot()));
+        Assert.Equal(Seqs(c.PrimaryHost.InjectedSnapshot()), Seqs(c.BackupHost.InjectedSnapshot()));
+        Assert.Equal(0, c.PrimaryHost.Violations);   // nothing injected while a VM was stopped
+        Assert.Equal(0, c.BackupHost.Violations);
+
+        // The inputs after the cut diverged the primary again; the next sync makes the memories equal once more.
+        c.SyncNow();
+        Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
+        Assert.Equal(Enumerable.Range(1, 120), c.PrimaryHost.Nic.Sent);
+    }
+}
