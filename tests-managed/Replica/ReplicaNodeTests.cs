@@ -1,0 +1,91 @@
+using System.Net;
+using System.Security.Cryptography;
+using Plover.Config;
+using Plover.Node;
+using Plover.Sync;
+using Plover.Tests.Transport;
+using Plover.Transport;
+using Xunit;
+
+namespace Plover.Tests.Replica;
+
+/// <summary>Replica nodes built from a cluster config file, as QEMU will build them, with the witness beside them.</summary>
+public sealed class ReplicaNodeTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("plover-replica-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private ClusterConfig Config(int[] ports)
+    {
+        File.WriteAllBytes(Path.Combine(_dir, "cluster.key"), RandomNumberGenerator.GetBytes(32));
+        string json = $$"""
+        {
+          "cluster": "replica-test",
+          "keyFile": "cluster.key",
+          "nodes": [
+            {"id": 1, "role": "primary", "address": "127.0.0.1:{{ports[0]}}"},
+            {"id": 2, "role": "backup",  "address": "127.0.0.1:{{ports[1]}}"},
+            {"id": 3, "role": "witness", "address": "127.0.0.1:{{ports[2]}}"}
+          ],
+          "timeouts": {"heartbeatMs": 1, "electionMinMs": 200, "electionMaxMs": 400},
+          "sync": {"idleWindowUs": 100, "idleThresholdUs": 25, "idleWindows": 3, "maxEpochMs": 200},
+          "hashing": {"threads": 1}
+        }
+        """;
+        return ClusterConfig.Parse(json, _dir);
+    }
+
+    [Fact]
+    public void Nodes_from_a_config_replicate_inputs_and_sync()
+    {
+        var ports = TransportTestKit.FreePorts(5);
+        var config = Config(ports);
+        var log = new TestLog();
+        var syncPorts = new Dictionary<int, int> { [1] = ports[3], [2] = ports[4] };
+        IPEndPoint SyncEndpoint(NodeConfig n) => new(IPAddress.Loopback, syncPorts[n.Id]);
+
+        using var witnessTransport = new TcpTransport(TcpTransportOptions.FromConfig(config, 3, log.Sink));
+        using var witness = new ConsensusDriver(ConsensusDriverOptions.FromConfig(config, 3, log.Sink), witnessTransport);
+        var witnessDispatcher = new FrameDispatcher();
+        witness.Attach(witnessDispatcher);
+        witnessTransport.Start(witnessDispatcher);
+        witness.Start();
+
+        using var primaryHost = new FakeReplicaHost("primary", ReplicaCluster.Blocks, seed: 5, diverge: true);
+        using var backupHost = new FakeReplicaHost("backup", ReplicaCluster.Blocks, seed: 6, diverge: false);
+        ReplicaNode? primary = null, backup = null;
+        try
+        {
+            primaryHost.MainImpl.Invoke(() => primary = ReplicaNode.Start(config, 1, primaryHost, null, log.Sink, syncEndpoint: SyncEndpoint));
+            backupHost.MainImpl.Invoke(() => backup = ReplicaNode.Start(config, 2, backupHost, null, log.Sink, syncEndpoint: SyncEndpoint));
+            Assert.True(TransportTestKit.WaitUntil(() => primary!.Driver.IsLeader && primary.SyncLinkConnected && backup!.SyncLinkConnected, 15000), log.ToString());
+            Assert.Equal(ReplicaRole.Primary, primary!.Replica.Role);
+            Assert.Equal(ReplicaRole.Backup, backup!.Replica.Role);
+
+            ReplicaCluster.Arrive(primaryHost, primary.Replica, 1, 30);
+            Assert.True(TransportTestKit.WaitUntil(() => backupHost.InjectedSnapshot().Length == 30 && primaryHost.InjectedSnapshot().Length == 30, 15000), log.ToString());
+            Assert.Empty(primaryHost.Nic.Sent);
+
+            Assert.True(primary.Replica.ProposeSync());
+            Assert.True(TransportTestKit.WaitUntil(() => primary.Replica.SyncsCompleted == 1 && backup.Replica.SyncsCompleted == 1, 30000), log.ToString());
+            Assert.Null(primaryHost.MemoryImpl.FirstDifference(backupHost.MemoryImpl));
+            Assert.Equal(Enumerable.Range(1, 30), primaryHost.Nic.Sent);
+            Assert.Equal(0, primaryHost.Violations + backupHost.Violations);
+        }
+        finally
+        {
+            primary?.Dispose();
+            backup?.Dispose();
+        }
+    }
+
+    [Fact]
+    public void The_witness_is_not_a_replica()
+    {
+        var config = Config(TransportTestKit.FreePorts(3));
+        using var host = new FakeReplicaHost("w", ReplicaCluster.Blocks, seed: 1, diverge: false);
+        var e = Assert.Throws<ArgumentException>(() => ReplicaNode.Start(config, 3, host, null, _ => { }));
+        Assert.Contains("witness", e.Message);
+    }
+}
