@@ -1,0 +1,58 @@
+using Plover.Config;
+using Plover.Interop;
+using Plover.Node;
+
+namespace Plover.Native.Host;
+
+/// <summary>
+/// A replica inside QEMU: at machine_ready builds the QEMU adapters and a <see cref="ReplicaNode"/> from the
+/// cluster config; net_to_guest goes through <see cref="OnNetToGuest"/>; shutdown through <see cref="Stop"/>.
+/// Not started by plover_qemu_init yet (the Probe still is the library's behaviour in QEMU).
+/// </summary>
+internal sealed unsafe class QemuReplicaNode
+{
+    private readonly QemuHost _host;
+    private readonly MainThreadDispatcher _main;
+    private readonly QemuReplicaHost _replicaHost;
+    private readonly ReplicaNode _node;
+
+    private QemuReplicaNode(QemuHost host, MainThreadDispatcher main, QemuReplicaHost replicaHost, ReplicaNode node)
+    {
+        _host = host;
+        _main = main;
+        _replicaHost = replicaHost;
+        _node = node;
+    }
+
+    public Replica Replica => _node.Replica;
+    public ConsensusDriver Driver => _node.Driver;
+
+    /// <summary>At machine_ready, MAIN thread: dirty logging on, adapters, consensus, sync link; output held from here.</summary>
+    public static QemuReplicaNode Start(QemuHost host, MainThreadDispatcher main, ClusterConfig config, NodeConfig node)
+    {
+        int rc = host.DirtyLogStart();
+        if (rc < 0) throw new InvalidOperationException($"dirty_log_start failed: {rc}");
+        var replicaHost = new QemuReplicaHost(host, main);
+        int[]? vcpus = null;
+        try { vcpus = host.VcpuThreadIds(); }
+        catch (InvalidOperationException e) { host.Warn($"no idle detection ({e.Message}): syncs only at the maximum epoch by request"); }
+        if (vcpus is { Length: 0 }) vcpus = null;
+        var replicaNode = ReplicaNode.Start(config, node.Id, replicaHost, vcpus, host.Info);
+        host.Info($"node {node.Id} runs as {replicaNode.Replica.Role.ToString().ToLowerInvariant()} replica: " +
+                  $"{replicaHost.Memory.Blocks.Count} RAM block(s), {replicaHost.OutputPorts.Count} NIC(s), " +
+                  $"{(vcpus is null ? "no" : vcpus.Length.ToString())} vCPU thread(s) watched for idleness");
+        return new QemuReplicaNode(host, main, replicaHost, replicaNode);
+    }
+
+    /// <summary>net_to_guest (MAIN): the frame is stolen (primary: proposed; backup: dropped).</summary>
+    public int OnNetToGuest(uint nic, Iovec* iov, int iovcnt) => _replicaHost.OnNetToGuest(_node.Replica, nic, iov, iovcnt);
+
+    /// <summary>At shutdown (MAIN): close the dispatcher first so that no library thread can wait for this thread
+    /// while it joins them, then stop the node.</summary>
+    public void Stop()
+    {
+        _main.Close();
+        _node.Dispose();
+        _host.Info("replica stopped");
+    }
+}
