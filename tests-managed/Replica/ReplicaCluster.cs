@@ -110,6 +110,13 @@ public sealed class ReplicaCluster : IDisposable
             "sync did not complete on both sides\n" + Log);
     }
 
+    /// <summary>Cuts the primary off the network (its consensus and sync connections); its VM and driver keep running.</summary>
+    public void IsolatePrimary()
+    {
+        _links[1].Dispose();
+        _transports[0].Dispose();
+    }
+
     public void Dispose()
     {
         foreach (var l in _links) l.Dispose();

@@ -117,3 +117,35 @@ public sealed class ReplicaTests
         Assert.Equal(Enumerable.Range(1, 120), c.PrimaryHost.Nic.Sent);
     }
 }
+
+public sealed class ReplicaFailoverTests
+{
+    [Fact]
+    public void An_isolated_primary_is_fenced_and_the_backup_is_promoted_and_serves()
+    {
+        using var c = new ReplicaCluster();
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1, 20);
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.InjectedSnapshot().Length == 20, 20000), c.Log.ToString());
+        c.SyncNow();
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 21, 5);   // epoch 2: held on both, never synced
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.InjectedSnapshot().Length == 25, 20000), c.Log.ToString());
+        Assert.Equal(20, c.PrimaryHost.Nic.Sent.Count);
+
+        c.IsolatePrimary();
+
+        Assert.True(TransportTestKit.WaitUntil(() => c.Primary.IsFenced && c.Backup.Role == Plover.Node.ReplicaRole.Primary, 20000), c.Log.ToString());
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.Announces == 1, 5000), c.Log.ToString());
+        Assert.Equal(Plover.Guard.GuardState.Fenced, c.Primary.Guard.State);
+        Assert.Equal(Plover.Guard.GuardState.PassThrough, c.Backup.Guard.State);
+        // The deposed primary never releases the epoch the backup did not ack; the new primary released its copy.
+        Assert.Equal(20, c.PrimaryHost.Nic.Sent.Count);
+        Assert.False(c.Primary.ProposeSync());
+        Assert.Equal(Enumerable.Range(21, 5), c.BackupHost.Nic.Sent);
+
+        // The new primary takes inputs through the log (backup and witness are a majority) and answers at once.
+        ReplicaCluster.Arrive(c.BackupHost, c.Backup, 100, 10);
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.InjectedSnapshot().Length == 35, 20000), c.Log.ToString());
+        Assert.Equal(Enumerable.Range(21, 5).Concat(Enumerable.Range(100, 10)), c.BackupHost.Nic.Sent);
+        Assert.Equal(0, c.BackupHost.Violations);
+    }
+}

@@ -277,8 +277,8 @@ public sealed class Replica : IDisposable
     // Any thread (the guard's fence is thread-safe and one-way).
     private void OnFenced(Fence fence)
     {
-        _fenced = true;
         Guard.Fence($"deposed: no longer leader of ballot {fence.Ballot} ({fence.Reason})");
+        _fenced = true;   // after the guard: IsFenced true means nothing can be released any more
     }
 
     private static SyncOptions CopyWithLog(SyncOptions o, Action<string> log) => new()
