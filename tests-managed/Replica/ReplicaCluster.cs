@@ -21,7 +21,14 @@ public sealed class ReplicaCluster : IDisposable
     private readonly List<ConsensusDriver> _drivers = new();
     private readonly List<ReplicaSyncLink> _links = new();
 
-    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null)
+    /// <summary>vCPUs that never run: the idle monitor sees an idle guest at every window.</summary>
+    private sealed class IdleCpu : Plover.Idle.ICpuTimeSource
+    {
+        public bool TryRead(int threadId, out long nanoseconds) { nanoseconds = 0; return true; }
+    }
+
+    /// <param name="idleTrigger">The primary runs the idle monitor (over vCPUs that are always idle) instead of syncing only on request.</param>
+    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false)
     {
         var ids = new[] { 1, 2, 3 };
         var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
@@ -50,7 +57,11 @@ public sealed class ReplicaCluster : IDisposable
         PrimaryHost = new FakeReplicaHost("primary", Blocks, seed: 11, diverge: true);
         BackupHost = new FakeReplicaHost("backup", Blocks, seed: 22, diverge: false);
         var syncOptions = new SyncOptions { Log = Log.Sink, HashThreads = 1, StepHook = stepHook, Timeout = TimeSpan.FromSeconds(20) };
-        Primary = new Plover.Node.Replica(new ReplicaOptions { Role = ReplicaRole.Primary, Sync = syncOptions, Log = Log.Sink }, PrimaryHost, _drivers[0]);
+        Primary = new Plover.Node.Replica(new ReplicaOptions
+        {
+            Role = ReplicaRole.Primary, Sync = syncOptions, Log = Log.Sink,
+            VcpuThreadIds = idleTrigger ? [1001, 1002] : null, Idle = new Plover.Config.SyncConfig(100, 25, 3, 200), CpuTime = new IdleCpu(),
+        }, PrimaryHost, _drivers[0]);
         Backup = new Plover.Node.Replica(new ReplicaOptions { Role = ReplicaRole.Backup, Sync = syncOptions, Log = Log.Sink }, BackupHost, _drivers[1]);
         Primary.SyncFinished += s => { lock (PrimarySyncs) PrimarySyncs.Add(s); };
         Backup.SyncFinished += s => { lock (BackupSyncs) BackupSyncs.Add(s); };

@@ -149,3 +149,26 @@ public sealed class ReplicaFailoverTests
         Assert.Equal(0, c.BackupHost.Violations);
     }
 }
+
+public sealed class ReplicaIdleTriggerTests
+{
+    [Fact]
+    public void An_idle_guest_is_synced_without_being_asked_and_not_again_until_new_input()
+    {
+        using var c = new ReplicaCluster(idleTrigger: true);
+        // The first (full) sync comes on its own.
+        Assert.True(TransportTestKit.WaitUntil(() => c.CompletedSyncs(c.BackupSyncs) >= 1, 20000), c.Log.ToString());
+
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1, 15);
+        // The inputs are followed by a sync that releases their replies, with nobody proposing it by hand.
+        Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryHost.Nic.Sent.Count == 15, 20000), c.Log.ToString());
+        Assert.True(TransportTestKit.WaitUntil(() => c.CompletedSyncs(c.BackupSyncs) == c.CompletedSyncs(c.PrimarySyncs), 20000), c.Log.ToString());
+        Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
+
+        // Idle with no new input: no more stop/start of the VM (the maximum epoch, 200 ms, still syncs now and then).
+        int syncs = c.CompletedSyncs(c.PrimarySyncs);
+        Thread.Sleep(150);
+        Assert.True(c.CompletedSyncs(c.PrimarySyncs) <= syncs + 2, $"{c.CompletedSyncs(c.PrimarySyncs) - syncs} syncs of an idle guest in 150 ms");
+        Assert.Equal(0, c.PrimaryHost.Violations + c.BackupHost.Violations);
+    }
+}

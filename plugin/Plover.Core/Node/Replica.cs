@@ -45,6 +45,7 @@ public sealed class Replica : IDisposable
     private volatile bool _disposed;
     private long _inputsInjected, _framesInjected, _injectFailures, _framesDroppedBackup, _syncsCompleted, _syncsAborted;
     private long _lastAppliedIndex;
+    private long _inputsAtLastSync;   // _inputsInjected when the last sync stopped the VM
 
     public Replica(ReplicaOptions options, IReplicaHost host, ConsensusDriver driver)
     {
@@ -90,7 +91,7 @@ public sealed class Replica : IDisposable
         if (_started) return;
         Guard.Start();
         if (_role == ReplicaRole.Primary && _options.VcpuThreadIds is { } tids && _options.Idle is { } idle)
-            _idle = new IdleMonitor(idle, tids, OnIdleTrigger);
+            _idle = new IdleMonitor(idle, tids, OnIdleTrigger, _options.CpuTime);
         _started = true;
         PostDrain();
         _log($"replica {_driver.SelfId}: started as {_role.ToString().ToLowerInvariant()}, {_host.OutputPorts.Count} NIC(s), " +
@@ -112,11 +113,12 @@ public sealed class Replica : IDisposable
 
     /// <summary>
     /// Proposes a SYNC entry with the next epoch (any thread). False if this replica cannot: not the primary, not
-    /// the consensus leader, fenced, or running alone.
+    /// the consensus leader, fenced, running alone, or without a sync connection to the backup (the sync would abort).
     /// </summary>
     public bool ProposeSync()
     {
         if (_role != ReplicaRole.Primary || _fenced || _runsAlone || _disposed || !_driver.IsLeader) return false;
+        if (Engine.Connection is not { IsClosed: false }) return false;
         ulong epoch;
         lock (_batcher)
         {
@@ -126,9 +128,28 @@ public sealed class Replica : IDisposable
         return _driver.Propose(EntryType.Sync, EntryPayloads.EncodeSync(epoch));
     }
 
+    /// <summary>
+    /// The idle monitor's thread. An idle guest that received no input since the last sync has nothing new to make
+    /// safe, so it is not stopped again (a guest idle for minutes would otherwise be stopped every few hundred
+    /// microseconds); the maximum epoch always syncs. Re-arms itself when no sync will follow.
+    /// </summary>
     private void OnIdleTrigger(SyncTrigger trigger)
     {
-        if (!ProposeSync()) _idle?.EpochStarted();   // re-arm: nothing is in flight that would
+        var idle = _idle;
+        if (idle is null) return;
+        bool nothingNew = trigger == SyncTrigger.Idle && _firstSyncDone &&
+                          Volatile.Read(ref _inputsInjected) == Volatile.Read(ref _inputsAtLastSync);
+        if (nothingNew || !ProposeSync())
+        {
+            idle.EpochStarted();
+            return;
+        }
+        // A proposal can still be lost (leadership lost before it committed): then no sync would ever re-arm the monitor.
+        ulong proposed = Volatile.Read(ref _proposedEpoch);
+        Task.Delay(_options.RetryAfterAbort * 4).ContinueWith(_ =>
+        {
+            if (!_disposed && Volatile.Read(ref _lastSyncEpoch) < proposed) idle.EpochStarted();
+        }, TaskScheduler.Default);
     }
 
     // ------------------------------------------------------------------ committed entries, in log order
@@ -214,6 +235,7 @@ public sealed class Replica : IDisposable
         try { _host.Vm.Stop(); }
         catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop at SYNC e{epoch} failed: {e.Message}"); }
         _syncing = true;
+        Volatile.Write(ref _inputsAtLastSync, _inputsInjected);
         Volatile.Write(ref _lastAppliedIndex, entry.Index);
         var request = new SyncRequest(epoch, entry.Index, FullSync: !_firstSyncDone);
         Engine.RunAsync(request).ContinueWith(t => SyncDone(request, t), TaskScheduler.Default);
@@ -235,7 +257,11 @@ public sealed class Replica : IDisposable
             Interlocked.Increment(ref _syncsAborted);
             _log($"replica {_driver.SelfId}: sync e{request.Epoch} at {request.LogIndex} aborted: {stats?.Error ?? task.Exception?.GetBaseException().Message}");
         }
-        _idle?.EpochStarted();
+        if (_idle is { } idleMonitor)
+        {
+            if (stats is { Outcome: SyncOutcome.Completed }) idleMonitor.EpochStarted();
+            else Task.Delay(_options.RetryAfterAbort).ContinueWith(_ => { if (!_disposed) idleMonitor.EpochStarted(); }, TaskScheduler.Default);
+        }
         if (stats is not null)
         {
             try { SyncFinished?.Invoke(stats); }

@@ -1,4 +1,5 @@
 using Plover.Config;
+using Plover.Idle;
 using Plover.Sync;
 
 namespace Plover.Node;
@@ -15,6 +16,10 @@ public sealed class ReplicaOptions
     public SyncConfig? Idle { get; init; }
     /// <summary>The guest's vCPU thread ids (vcpu_thread_ids at machine_ready); null: no idle monitor (syncs only by <see cref="Replica.ProposeSync"/>).</summary>
     public int[]? VcpuThreadIds { get; init; }
+    /// <summary>Where the idle monitor reads vCPU time (null: /proc schedstat); tests pass a fake.</summary>
+    public ICpuTimeSource? CpuTime { get; init; }
+    /// <summary>After an aborted sync the idle trigger waits this long before it may propose again (no stop/start churn while the backup is away).</summary>
+    public TimeSpan RetryAfterAbort { get; init; } = TimeSpan.FromMilliseconds(500);
     /// <summary>Largest INPUT entry payload; a bigger backlog is split into several entries.</summary>
     public int MaxInputEntryBytes { get; init; } = 64 << 10;
     /// <summary>Stolen bytes waiting to be proposed beyond which new frames are dropped (the client retransmits).</summary>
