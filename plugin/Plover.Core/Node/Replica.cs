@@ -25,6 +25,9 @@ namespace Plover.Node;
 /// </summary>
 public sealed class Replica : IDisposable
 {
+    /// <summary>Committed entries applied per main-thread callback (a backlog must not hold QEMU's main loop).</summary>
+    private const int MaxEntriesPerDrain = 256;
+
     private readonly ReplicaOptions _options;
     private readonly IReplicaHost _host;
     private readonly ConsensusDriver _driver;
@@ -32,11 +35,13 @@ public sealed class Replica : IDisposable
     private readonly ReplicaInputBatcher _batcher;
     private readonly ConcurrentQueue<LogEntry> _committed = new();
     private readonly List<ReadOnlyMemory<byte>> _frames = new();   // main thread: decoded INPUT batch
+    private readonly Action _drain;   // cached: posted once per batch of commits
     private IdleMonitor? _idle;
     private int _drainPosted;
     private bool _syncing;            // main thread: a sync runs; later entries wait
     private ulong _lastSyncEpoch;     // written on the main thread
-    private ulong _proposedEpoch;
+    private ulong _proposedEpoch;     // under _epochLock
+    private readonly Lock _epochLock = new();
     private volatile bool _firstSyncDone;
     private volatile ReplicaRole _role;
     private volatile bool _runsAlone; // a promoted backup: no peer to sync with
@@ -54,6 +59,7 @@ public sealed class Replica : IDisposable
         _driver = driver;
         _log = options.Log;
         _role = options.Role;
+        _drain = Drain;
         bool primary = options.Role == ReplicaRole.Primary;
         Guard = new OutputGuard(primary ? GuardRole.Primary : GuardRole.Backup, host.OutputPorts, _log);
         var syncOptions = options.Sync.Log is null ? CopyWithLog(options.Sync, _log) : options.Sync;
@@ -120,7 +126,7 @@ public sealed class Replica : IDisposable
         if (_role != ReplicaRole.Primary || _fenced || _runsAlone || _disposed || !_driver.IsLeader) return false;
         if (Engine.Connection is not { IsClosed: false }) return false;
         ulong epoch;
-        lock (_batcher)
+        lock (_epochLock)
         {
             epoch = Math.Max(Volatile.Read(ref _lastSyncEpoch), _proposedEpoch) + 1;
             _proposedEpoch = epoch;
@@ -164,7 +170,7 @@ public sealed class Replica : IDisposable
     private void PostDrain()
     {
         if (_disposed) return;
-        if (Interlocked.Exchange(ref _drainPosted, 1) == 0) _host.Main.Post(Drain);
+        if (Interlocked.Exchange(ref _drainPosted, 1) == 0) _host.Main.Post(_drain);
     }
 
     /// <summary>MAIN thread: applies committed entries in order until the queue is empty or a SYNC stops the VM.</summary>
@@ -172,6 +178,7 @@ public sealed class Replica : IDisposable
     {
         Volatile.Write(ref _drainPosted, 0);
         if (!_started || _syncing || _disposed) return;
+        int budget = MaxEntriesPerDrain;
         while (_committed.TryDequeue(out var entry))
         {
             switch (entry.Type)
@@ -187,6 +194,11 @@ public sealed class Replica : IDisposable
                     break;
             }
             Volatile.Write(ref _lastAppliedIndex, entry.Index);
+            if (--budget == 0)
+            {
+                PostDrain();   // give the main loop back; the rest follows in the next callback, in order
+                return;
+            }
         }
     }
 
