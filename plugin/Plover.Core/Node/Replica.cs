@@ -141,7 +141,10 @@ public sealed class Replica : IDisposable
     /// </summary>
     private void OnIdleTrigger(SyncTrigger trigger)
     {
-        var idle = _idle;
+        // The monitor's thread can fire before its constructor returned and _idle was set: wait for it (a trigger
+        // that returned without re-arming would pause the monitor for good).
+        IdleMonitor? idle = null;
+        SpinWait.SpinUntil(() => (idle = Volatile.Read(ref _idle)) is not null || _disposed, 1000);
         if (idle is null) return;
         bool nothingNew = trigger == SyncTrigger.Idle && _firstSyncDone &&
                           Volatile.Read(ref _inputsInjected) == Volatile.Read(ref _inputsAtLastSync);
