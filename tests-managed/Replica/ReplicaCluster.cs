@@ -82,6 +82,7 @@ public sealed class ReplicaCluster : IDisposable
     }
 
     public TestLog Log { get; } = new();
+    public ConsensusDriver PrimaryDriver => _drivers[0];
     public FakeReplicaHost PrimaryHost { get; }
     public FakeReplicaHost BackupHost { get; }
     public Plover.Node.Replica Primary { get; }

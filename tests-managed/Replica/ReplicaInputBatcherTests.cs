@@ -39,11 +39,10 @@ public sealed class ReplicaInputBatcherTests
     public void Frames_beyond_the_backlog_limit_or_refused_proposals_are_counted_as_dropped()
     {
         var gate = new ManualResetEventSlim(false);
-        int calls = 0;
-        using var batcher = new ReplicaInputBatcher(4096, 1000, _ => { gate.Wait(); Interlocked.Increment(ref calls); return false; });
+        var entered = new ManualResetEventSlim(false);
+        using var batcher = new ReplicaInputBatcher(4096, 1000, _ => { entered.Set(); gate.Wait(); return false; });
         Assert.True(batcher.Add(0, Frame(1, 600)));
-        Assert.True(TransportTestKit.WaitUntil(() => batcher.FramesQueued == 1 && !gate.IsSet));
-        Thread.Sleep(20);   // let the thread take the first frame and block in the refusing proposer
+        Assert.True(entered.Wait(10000));   // the thread took the first frame and blocks in the refusing proposer
         Assert.True(batcher.Add(0, Frame(2, 600)));
         Assert.False(batcher.Add(0, Frame(3, 600)));   // 1200 bytes waiting > 1000
         Assert.False(batcher.Add(0, Frame(4, 5000)));  // larger than an entry

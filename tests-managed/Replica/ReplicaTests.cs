@@ -8,7 +8,7 @@ namespace Plover.Tests.Replica;
 /// <summary>Two replicas and a witness in one process (see <see cref="ReplicaCluster"/>): the three promises.</summary>
 public sealed class ReplicaTests
 {
-    private static int[] Seqs(byte[][] frames) => frames.Select(f => BinaryPrimitives.ReadInt32LittleEndian(f)).ToArray();
+    internal static int[] Seqs(byte[][] frames) => frames.Select(f => BinaryPrimitives.ReadInt32LittleEndian(f)).ToArray();
 
     private static void WaitInjected(ReplicaCluster c, int count) =>
         Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryHost.InjectedSnapshot().Length >= count && c.BackupHost.InjectedSnapshot().Length >= count, 20000),
@@ -170,5 +170,54 @@ public sealed class ReplicaIdleTriggerTests
         Thread.Sleep(150);
         Assert.True(c.CompletedSyncs(c.PrimarySyncs) <= syncs + 2, $"{c.CompletedSyncs(c.PrimarySyncs) - syncs} syncs of an idle guest in 150 ms");
         Assert.Equal(0, c.PrimaryHost.Violations + c.BackupHost.Violations);
+    }
+}
+
+public sealed class ReplicaLoadTests
+{
+    [Fact]
+    public void Many_inputs_with_syncs_proposed_concurrently_keep_one_order_and_end_identical()
+    {
+        using var c = new ReplicaCluster();
+        using var stop = new CancellationTokenSource();
+        var syncer = Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                c.Primary.ProposeSync();
+                Thread.Sleep(3);
+            }
+        });
+        for (int chunk = 0; chunk < 40; chunk++)
+        {
+            ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1 + chunk * 20, 20);
+            if (chunk % 8 == 7) Assert.True(TransportTestKit.WaitUntil(() => c.Primary.ProposeSync()), c.Log.ToString());   // besides the syncer's
+        }
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.InjectedSnapshot().Length == 800 && c.PrimaryHost.InjectedSnapshot().Length == 800, 60000),
+            $"{c.PrimaryHost.InjectedSnapshot().Length} / {c.BackupHost.InjectedSnapshot().Length} injected\n{c.Log}");
+        stop.Cancel();
+        syncer.Wait();
+        // Quiet: every proposal committed and applied on both, every sync begun has finished on both.
+        Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryDriver.CommitIndex == c.PrimaryDriver.LastIndex &&
+                                                     c.Primary.LastAppliedIndex == c.PrimaryDriver.CommitIndex &&
+                                                     c.Backup.LastAppliedIndex == c.PrimaryDriver.CommitIndex &&
+                                                     c.Primary.LastSyncEpoch == c.Backup.LastSyncEpoch &&
+                                                     c.CompletedSyncs(c.PrimarySyncs) + c.Primary.SyncsAborted == (long)c.Primary.LastSyncEpoch &&
+                                                     c.CompletedSyncs(c.BackupSyncs) + c.Backup.SyncsAborted == (long)c.Backup.LastSyncEpoch, 30000), c.Log.ToString());
+        Assert.True(c.CompletedSyncs(c.PrimarySyncs) >= 2, $"only {c.CompletedSyncs(c.PrimarySyncs)} syncs ran during the load");
+
+        Assert.Equal(Enumerable.Range(1, 800), ReplicaTests.Seqs(c.PrimaryHost.InjectedSnapshot()));
+        Assert.Equal(ReplicaTests.Seqs(c.PrimaryHost.InjectedSnapshot()), ReplicaTests.Seqs(c.BackupHost.InjectedSnapshot()));
+        Assert.Equal(0, c.PrimaryHost.Violations + c.BackupHost.Violations);
+        long[] primaryCuts, backupCuts;
+        lock (c.PrimarySyncs) primaryCuts = c.PrimarySyncs.Select(s => s.LogIndex).ToArray();
+        lock (c.BackupSyncs) backupCuts = c.BackupSyncs.Select(s => s.LogIndex).ToArray();
+        Assert.True(primaryCuts.SequenceEqual(backupCuts),   // every sync at the same log position on both
+            $"primary cuts {string.Join(",", primaryCuts)}; backup cuts {string.Join(",", backupCuts)}\n{c.Log}");
+
+        c.SyncNow();
+        Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
+        Assert.Equal(Enumerable.Range(1, 800), c.PrimaryHost.Nic.Sent);
+        Assert.Equal(Enumerable.Range(1, 800), c.BackupHost.Nic.Dropped);
     }
 }
