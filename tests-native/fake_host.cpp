@@ -448,9 +448,10 @@ std::string TempCluster::Write(const std::string &name, const std::string &text)
     return path;
 }
 
-std::string TempCluster::Json(const std::string &key_file, const std::string &admin) {
+std::string TempCluster::Json(const std::string &key_file, const std::string &admin, const std::string &mode) {
     return R"({
   "cluster": "nt",
+  "mode": ")" + mode + R"(",
   "keyFile": ")" + key_file + R"(",
   "nodes": [
     {"id": 1, "role": "primary", "address": "127.0.0.1:7401")" +

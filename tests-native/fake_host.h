@@ -130,13 +130,14 @@ private:
     friend int32_t FakeNics(const PloverNic **, uint32_t *);
 };
 
-// A cluster config in a fresh temporary folder: cluster.key (32+ bytes) and cluster.json with node 1 primary
-// (admin socket in the folder), node 2 backup, node 3 witness.
+// A cluster config in a fresh temporary folder: cluster.key (32+ bytes) and cluster.json (mode probe) with node 1
+// primary (admin socket in the folder), node 2 backup, node 3 witness.
 struct TempCluster {
     TempCluster();
     ~TempCluster();
     std::string dir, config, key, admin;
     // Writes text to dir/name and returns the path.
     std::string Write(const std::string &name, const std::string &text) const;
-    static std::string Json(const std::string &key_file, const std::string &admin);
+    // mode "probe" (the hooks tests: the library only observes) or "replicate" (the product).
+    static std::string Json(const std::string &key_file, const std::string &admin, const std::string &mode = "probe");
 };

@@ -68,13 +68,14 @@ struct TempDir {
     std::string operator/(const std::string &name) const { return path + "/" + name; }
 };
 
-// A cluster config with this node as `role`, an admin socket, and a 32-byte key.
+// A probe-mode cluster config (node 1 primary with an admin socket, 2 backup, 3 witness) and a 32-byte key.
 inline std::string write_cluster_config(const TempDir &dir, const std::string &admin_path, int base_port = 17400) {
     std::string key(32, '\0');
     for (size_t i = 0; i < key.size(); i++) key[i] = char(i * 37 + 11);
     write_file(dir / "cluster.key", key);
     json cfg = {
         {"cluster", "test"},
+        {"mode", "probe"},  // these tests drive the VM by hand through the admin socket
         {"keyFile", "cluster.key"},
         {"nodes",
          {{{"id", 1}, {"role", "primary"}, {"address", "127.0.0.1:" + std::to_string(base_port + 1)}, {"admin", admin_path}},

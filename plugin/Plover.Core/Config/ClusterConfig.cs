@@ -11,8 +11,9 @@ public sealed class ClusterConfig
     public const int MinKeyBytes = 32;
 
     internal ClusterConfig(string cluster, string keyFile, IReadOnlyList<NodeConfig> nodes, TimeoutConfig timeouts,
-        SyncConfig sync, HashingConfig hashing)
+        SyncConfig sync, HashingConfig hashing, LibraryMode mode = LibraryMode.Replicate)
     {
+        Mode = mode;
         Cluster = cluster;
         KeyFile = keyFile;
         Nodes = nodes;
@@ -22,6 +23,9 @@ public sealed class ClusterConfig
     }
 
     public string Cluster { get; }
+    /// <summary>What libplover does inside QEMU: replicate (the product) or probe (attach, observe, obey the admin
+    /// socket; for bring-up and tests of the QEMU integration).</summary>
+    public LibraryMode Mode { get; }
     /// <summary>Absolute path (a relative keyFile is taken relative to the config file's folder).</summary>
     public string KeyFile { get; }
     public IReadOnlyList<NodeConfig> Nodes { get; }

@@ -10,6 +10,7 @@ internal sealed class RawConfig
 {
     public string? Cluster { get; set; }
     public string? KeyFile { get; set; }
+    public string? Mode { get; set; }
     public List<RawNode?>? Nodes { get; set; }
     public RawTimeouts? Timeouts { get; set; }
     public RawSync? Sync { get; set; }
@@ -37,6 +38,8 @@ internal sealed class RawSync
     public int? IdleThresholdUs { get; set; }
     public int? IdleWindows { get; set; }
     public int? MaxEpochMs { get; set; }
+    public int? TimeoutMs { get; set; }
+    public bool? RemusMode { get; set; }
 }
 
 internal sealed class RawHashing

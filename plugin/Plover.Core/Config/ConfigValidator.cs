@@ -48,7 +48,7 @@ internal sealed partial class ConfigValidator
                                      $"{string.Join(", ", holders.Select(n => n.Id))}); exactly one is allowed");
         }
         return new ClusterConfig(cluster, keyFile, nodes, ValidateTimeouts(raw.Timeouts), ValidateSync(raw.Sync),
-            ValidateHashing(raw.Hashing));
+            ValidateHashing(raw.Hashing), ValidateMode(raw.Mode));
     }
 
     private RawConfig Deserialize(string json)
@@ -192,10 +192,18 @@ internal sealed partial class ConfigValidator
         int threshold = Positive(raw.IdleThresholdUs ?? d.IdleThresholdUs, "sync.idleThresholdUs");
         int windows = Positive(raw.IdleWindows ?? d.IdleWindows, "sync.idleWindows");
         int maxEpoch = Positive(raw.MaxEpochMs ?? d.MaxEpochMs, "sync.maxEpochMs");
+        int timeout = Positive(raw.TimeoutMs ?? d.TimeoutMs, "sync.timeoutMs");
         if (threshold > window)
             throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
-        return new SyncConfig(window, threshold, windows, maxEpoch);
+        return new SyncConfig(window, threshold, windows, maxEpoch) { TimeoutMs = timeout, RemusMode = raw.RemusMode ?? false };
     }
+
+    private LibraryMode ValidateMode(string? mode) => mode switch
+    {
+        null or "replicate" => LibraryMode.Replicate,
+        "probe" => LibraryMode.Probe,
+        _ => throw Error("mode", $"unknown mode '{mode}' (expected replicate, the default, or probe)"),
+    };
 
     private HashingConfig ValidateHashing(RawHashing? raw)
     {

@@ -83,8 +83,9 @@ public sealed class OutputGuard
         }
     }
 
-    /// <summary>Sync e is complete (primary: acked by the backup, after vm_start; backup: state e applied).</summary>
-    public void EpochSynced(ulong syncEpoch)
+    /// <summary>Sync e is complete (primary: acked by the backup, after vm_start; backup: state e applied).
+    /// Returns the frames released (primary) or discarded (backup).</summary>
+    public long EpochSynced(ulong syncEpoch)
     {
         lock (_lock)
         {
@@ -97,10 +98,9 @@ public sealed class OutputGuard
             if (upto is null)
             {
                 _log($"output guard: sync epoch {syncEpoch} completed but was never cut; nothing to {(Role == GuardRole.Primary ? "release" : "discard")}");
-                return;
+                return 0;
             }
-            if (Role == GuardRole.Primary) ReleaseHeld(upto);
-            else DiscardHeld(upto);
+            return Role == GuardRole.Primary ? ReleaseHeld(upto) : DiscardHeld(upto);
         }
     }
 
@@ -165,25 +165,31 @@ public sealed class OutputGuard
         _state = GuardState.PassThrough;
     }
 
-    /// <summary>The only path to IOutputPort.Release. Caller holds the lock.</summary>
-    private void ReleaseHeld(ulong[] upto)
+    /// <summary>The only path to IOutputPort.Release. Caller holds the lock. Returns the frames released.</summary>
+    private long ReleaseHeld(ulong[] upto)
     {
-        if (_state == GuardState.Fenced) return;
+        if (_state == GuardState.Fenced) return 0;
+        long total = 0;
         for (int i = 0; i < _nics.Length; i++)
         {
             long n = _nics[i].Release(upto[i]);
             if (n < 0) _log($"output guard: release on NIC {i} failed ({n})");
-            else FramesReleased += n;
+            else total += n;
         }
+        FramesReleased += total;
+        return total;
     }
 
-    private void DiscardHeld(ulong[] upto)
+    private long DiscardHeld(ulong[] upto)
     {
+        long total = 0;
         for (int i = 0; i < _nics.Length; i++)
         {
             long n = _nics[i].Discard(upto[i]);
             if (n < 0) _log($"output guard: discard on NIC {i} failed ({n})");
-            else FramesDiscarded += n;
+            else total += n;
         }
+        FramesDiscarded += total;
+        return total;
     }
 }

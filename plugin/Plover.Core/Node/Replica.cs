@@ -1,7 +1,9 @@
 using System.Collections.Concurrent;
 using Plover.Consensus;
 using Plover.Guard;
+using Plover.Hashing;
 using Plover.Idle;
+using Plover.Metrics;
 using Plover.Sync;
 
 namespace Plover.Node;
@@ -50,6 +52,8 @@ public sealed class Replica : IDisposable
     private volatile bool _disposed;
     private long _inputsInjected, _framesInjected, _injectFailures, _framesDroppedBackup, _syncsCompleted, _syncsAborted;
     private long _lastAppliedIndex;
+    private ulong _inputDigest;       // main thread: chain over (index, payload) of every INPUT injected
+    private readonly ProposalClock _proposalClock = new();
     private long _inputsAtLastSync;   // _inputsInjected when the last sync stopped the VM
 
     public Replica(ReplicaOptions options, IReplicaHost host, ConsensusDriver driver)
@@ -65,7 +69,7 @@ public sealed class Replica : IDisposable
         var syncOptions = options.Sync.Log is null ? CopyWithLog(options.Sync, _log) : options.Sync;
         Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, host.Vm, host.Main, Guard, syncOptions);
         _batcher = new ReplicaInputBatcher(options.MaxInputEntryBytes, options.MaxPendingInputBytes,
-            payload => _driver.Propose(EntryType.Input, payload.Span));
+            payload => _proposalClock.Propose(() => _driver.Propose(EntryType.Input, payload.Span)));
         driver.Committed = OnCommitted;
         driver.StateChanged = OnStateChanged;
         driver.Fenced = OnFenced;
@@ -87,6 +91,12 @@ public sealed class Replica : IDisposable
     public long FramesDropped => _batcher.FramesDropped + Volatile.Read(ref _framesDroppedBackup);
     public long SyncsCompleted => Volatile.Read(ref _syncsCompleted);
     public long SyncsAborted => Volatile.Read(ref _syncsAborted);
+    /// <summary>Running digest of every INPUT entry injected so far, in log order (equal on both replicas at equal
+    /// log positions); recorded per sync in <see cref="SyncStats.InputDigest"/>.</summary>
+    public ulong InputDigest => Volatile.Read(ref _inputDigest);
+    /// <summary>Primary: proposal-to-commit latency of INPUT entries.</summary>
+    public LatencyHistogram CommitLatency => _proposalClock.Latency;
+    public long EntriesProposed => _batcher.EntriesProposed;
 
     /// <summary>Every sync's outcome (on the engine's continuation thread, before the VM's next entries are applied).</summary>
     public event Action<SyncStats>? SyncFinished;
@@ -166,6 +176,7 @@ public sealed class Replica : IDisposable
     // Under the consensus core lock: only queue and wake the main thread.
     private void OnCommitted(LogEntry entry)
     {
+        if (entry.Type == EntryType.Input && _role == ReplicaRole.Primary) _proposalClock.Committed();
         _committed.Enqueue(entry);
         PostDrain();
     }
@@ -226,6 +237,7 @@ public sealed class Replica : IDisposable
             _framesInjected++;
         }
         _inputsInjected++;
+        Volatile.Write(ref _inputDigest, ChainDigest(_inputDigest, entry.Index, entry.Payload.Span));
     }
 
     /// <summary>MAIN thread: a committed SYNC. True if the VM was stopped and a sync started (the drain pauses).</summary>
@@ -252,7 +264,7 @@ public sealed class Replica : IDisposable
         _syncing = true;
         Volatile.Write(ref _inputsAtLastSync, _inputsInjected);
         Volatile.Write(ref _lastAppliedIndex, entry.Index);
-        var request = new SyncRequest(epoch, entry.Index, FullSync: !_firstSyncDone);
+        var request = new SyncRequest(epoch, entry.Index, FullSync: !_firstSyncDone && _options.FirstSyncFull, InputDigest: _inputDigest);
         Engine.RunAsync(request).ContinueWith(t => SyncDone(request, t), TaskScheduler.Default);
         return true;
     }
@@ -295,6 +307,7 @@ public sealed class Replica : IDisposable
     // Under the consensus core lock.
     private void OnStateChanged(ConsensusStatus status)
     {
+        if (status.Role != ConsensusRole.Leader) _proposalClock.Clear();
         if (status.Role == ConsensusRole.Leader && _role == ReplicaRole.Backup && !_fenced && !_disposed)
             _host.Main.Post(Promote);
     }
@@ -320,6 +333,13 @@ public sealed class Replica : IDisposable
     {
         Guard.Fence($"deposed: no longer leader of ballot {fence.Ballot} ({fence.Reason})");
         _fenced = true;   // after the guard: IsFenced true means nothing can be released any more
+    }
+
+    /// <summary>digest' = CityHash64(digest | index | CityHash64(payload)), all little-endian u64.</summary>
+    private static ulong ChainDigest(ulong digest, long index, ReadOnlySpan<byte> payload)
+    {
+        Span<ulong> words = [digest, (ulong)index, CityHash.Hash64(payload)];
+        return CityHash.Hash64(System.Runtime.InteropServices.MemoryMarshal.AsBytes(words));
     }
 
     private static SyncOptions CopyWithLog(SyncOptions o, Action<string> log) => new()

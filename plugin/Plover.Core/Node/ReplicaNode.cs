@@ -52,7 +52,11 @@ public sealed class ReplicaNode : IDisposable
             replica = new Replica(new ReplicaOptions
             {
                 Role = self.Role == NodeRole.Primary ? ReplicaRole.Primary : ReplicaRole.Backup,
-                Sync = sync ?? new SyncOptions { HashThreads = config.Hashing.Threads, Log = log },
+                Sync = sync ?? new SyncOptions
+                {
+                    HashThreads = config.Hashing.Threads, Timeout = TimeSpan.FromMilliseconds(config.Sync.TimeoutMs),
+                    SendAllDirty = config.Sync.RemusMode, HistoryLength = 4096, Log = log,
+                },
                 Idle = config.Sync,
                 VcpuThreadIds = vcpuThreadIds,
                 Log = log,

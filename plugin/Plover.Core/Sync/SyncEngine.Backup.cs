@@ -34,7 +34,7 @@ public sealed unsafe partial class SyncEngine
         Hook(SyncStep.BeforeApply);
 
         t = Stopwatch.GetTimestamp();
-        Apply(request, staged);
+        Apply(request, staged, stats);
         stats.Pause.Apply = Microseconds(t);
         Hook(SyncStep.BeforeAck);
 
@@ -126,7 +126,7 @@ public sealed unsafe partial class SyncEngine
     /// <summary>Everything arrived: copy the staged pages into guest RAM (engine thread, VM stopped), then on the
     /// main thread report the written ranges, load the devices (after RAM), clear the dirt, discard this epoch's
     /// own output and resume.</summary>
-    private void Apply(SyncRequest request, ulong staged)
+    private void Apply(SyncRequest request, ulong staged, SyncStats stats)
     {
         var layout = _layout!;
         ulong* list = _pageList.Pointer;
@@ -134,6 +134,7 @@ public sealed unsafe partial class SyncEngine
         if (staged > 0) _stateInvalid = true;   // from the first page copied until devices are loaded
         for (ulong i = 0; i < staged; i++)
             Buffer.MemoryCopy(staging + i * GuestRamBlock.PageSize, layout.PageAddress(list[i]), GuestRamBlock.PageSize, GuestRamBlock.PageSize);
+        var atSyncPoint = Interlocked.Exchange(ref _atSyncPoint, null);
         try
         {
             _main.Invoke(() =>
@@ -142,10 +143,21 @@ public sealed unsafe partial class SyncEngine
                 _vm.LoadDeviceState(_deviceState.Data);
                 _stateInvalid = false;
                 _vm.DirtyClear();
-                _guard?.EpochSynced(request.Epoch);
+                stats.OutputUtc = DateTime.UtcNow;
+                stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;
+                if (atSyncPoint is not null) return;   // resumed below, after the action
                 _vm.Start();
                 _vmStopped = false;
             });
+            if (atSyncPoint is not null)
+            {
+                RunSyncPointAction(request, atSyncPoint);
+                _main.Invoke(() =>
+                {
+                    _vm.Start();
+                    _vmStopped = false;
+                });
+            }
         }
         catch (SyncHostException e) when (_stateInvalid)
         {

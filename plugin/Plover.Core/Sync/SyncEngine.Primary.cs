@@ -54,6 +54,7 @@ public sealed unsafe partial class SyncEngine
         if (ack.Epoch != request.Epoch || ack.PagesApplied != divergent)
             throw new SyncProtocolException($"ack for e{ack.Epoch} with {ack.PagesApplied} pages; expected e{request.Epoch} with {divergent}");
         stats.Pause.Apply = Microseconds(t);
+        RunSyncPointAction(request);
 
         t = Stopwatch.GetTimestamp();
         _main.Invoke(() =>
@@ -61,7 +62,8 @@ public sealed unsafe partial class SyncEngine
             _vm.DirtyClear();
             _vm.Start();
             _vmStopped = false;
-            _guard?.EpochSynced(request.Epoch);   // release after vm_start: frames can leave only while running
+            stats.OutputUtc = DateTime.UtcNow;
+            stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;   // after vm_start: frames leave only while running
         });
         stats.Pause.Resume = Microseconds(t);
     }

@@ -111,7 +111,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     {
         var stats = new SyncStats
         {
-            Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync,
+            Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
             SendAllDirty = _options.SendAllDirty, StartedUtc = DateTime.UtcNow,
         };
         long start = Stopwatch.GetTimestamp();
@@ -270,6 +270,23 @@ public sealed unsafe partial class SyncEngine : IDisposable
     }
 
     private void Hook(SyncStep step) => _options.StepHook?.Invoke(Role, step);
+
+    private Action<SyncRequest>? _atSyncPoint;
+
+    /// <summary>
+    /// Runs action once, on the engine thread, at the next sync point: the VM stopped in the state both replicas
+    /// now share (primary: after the backup's ack, before resuming; backup: after the apply, before resuming).
+    /// For checks (a full-RAM hash on both sides); the pause grows by however long it takes.
+    /// </summary>
+    public void AtNextSyncPoint(Action<SyncRequest> action) => Volatile.Write(ref _atSyncPoint, action);
+
+    private void RunSyncPointAction(SyncRequest request, Action<SyncRequest>? action = null)
+    {
+        action ??= Interlocked.Exchange(ref _atSyncPoint, null);
+        if (action is null) return;
+        try { action(request); }
+        catch (Exception e) { _log($"sync e{request.Epoch}: sync-point action failed: {e.Message}"); }
+    }
 
     private static void Expect(in Frame frame, FrameType type)
     {

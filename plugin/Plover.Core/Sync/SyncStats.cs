@@ -48,6 +48,8 @@ public sealed class SyncStats
     public ulong Epoch { get; init; }
     public long LogIndex { get; init; }
     public bool FullSync { get; init; }
+    /// <summary>The replica's input digest at the cut (see <see cref="SyncRequest.InputDigest"/>).</summary>
+    public ulong InputDigest { get; init; }
     public bool SendAllDirty { get; init; }
     public DateTime StartedUtc { get; init; }
     public SyncOutcome Outcome { get; internal set; }
@@ -65,6 +67,10 @@ public sealed class SyncStats
     public long RemoteBitmapBytes { get; internal set; }
     public BitmapEncoding LocalBitmapEncoding { get; internal set; }
     public BitmapEncoding RemoteBitmapEncoding { get; internal set; }
+    /// <summary>Output frames of this epoch let out (primary) or dropped (backup) when the sync completed, and the
+    /// wall-clock time just before that happened (UTC; for checking captures against the sync log).</summary>
+    public long OutputFrames { get; internal set; }
+    public DateTime? OutputUtc { get; internal set; }
     public SyncWireBytes Wire;
     public SyncPause Pause;
 

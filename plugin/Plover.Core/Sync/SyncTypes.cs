@@ -6,8 +6,10 @@ public enum SyncRole { Primary, Backup }
 /// One sync to run: both replicas stopped (or will stop) their VM right after injecting every log entry before
 /// LogIndex, the index of the committed SYNC entry for Epoch. The engine does not run consensus: it is told.
 /// FullSync marks every page dirty first (a joining or returning backup: the hashes then find what differs).
+/// InputDigest is the replica's running digest of every INPUT entry it injected before LogIndex (recorded in the
+/// stats, so the two replicas' sync logs show they executed the same inputs in the same order).
 /// </summary>
-public sealed record SyncRequest(ulong Epoch, long LogIndex, bool FullSync = false);
+public sealed record SyncRequest(ulong Epoch, long LogIndex, bool FullSync = false, ulong InputDigest = 0);
 
 public enum SyncOutcome { Completed, Aborted }
 

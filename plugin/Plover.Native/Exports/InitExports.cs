@@ -8,7 +8,7 @@ namespace Plover.Native.Exports;
 /// <summary>
 /// The two exports QEMU's loader looks up (interop/plover_abi.h). plover_qemu_init may be called more than once
 /// in a process (a NativeAOT library cannot be unloaded, so a test harness reuses one instance): every successful
-/// call creates an independent Probe with its own threads and hooks ctx, stopped by that ctx's shutdown hook.
+/// call creates an independent QemuNode with its own threads and hooks ctx, stopped by that ctx's shutdown hook.
 /// </summary>
 internal static unsafe class InitExports
 {
@@ -22,8 +22,8 @@ internal static unsafe class InitExports
         {
             NativeText.WriteTruncated("", err, errlen);
             InitCheck.Checked ok = InitCheck.Run(host, hooks);
-            Probe probe = Probe.Start(ok.Host, ok.Config, ok.Node, ok.ConfigPath);
-            HostHooks.Fill(hooks, probe);
+            QemuNode node = QemuNode.Start(ok.Host, ok.Config, ok.Node, ok.ConfigPath);
+            HostHooks.Fill(hooks, node);
             return 0;
         }
         catch (InitException e)

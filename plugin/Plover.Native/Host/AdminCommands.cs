@@ -44,17 +44,17 @@ internal sealed class AdminError(string message) : Exception(message);
 /// </code>
 /// Data that needs the machine (ramblocks, dirty-*, devstate-roundtrip, hash-ram) is refused before machine_ready.
 /// </summary>
-internal sealed unsafe class AdminCommands
+internal sealed unsafe partial class AdminCommands
 {
     private const int MaxListedPages = 100_000;
     private static readonly TimeSpan MainTimeout = TimeSpan.FromSeconds(30);
 
-    private readonly Probe _probe;
+    private readonly QemuNode _probe;
     private readonly Dictionary<string, (string Usage, Func<string[], string> Run)> _commands;
 
-    public AdminCommands(Probe probe)
+    public AdminCommands(QemuNode node)
     {
-        _probe = probe;
+        _probe = node;
         _commands = new()
         {
             ["help"] = ("help", _ => Help()),
@@ -76,7 +76,19 @@ internal sealed unsafe class AdminCommands
             ["hash-ram"] = ("hash-ram", _ => HashRam()),
             ["vcpus"] = ("vcpus", _ => Vcpus()),
         };
+        if (node.Mode == LibraryMode.Replicate)
+        {
+            // Driving the VM or its NICs by hand would break replication: those commands exist only in probe mode.
+            foreach (string name in ProbeOnly)
+                _commands[name] = (_commands[name].Usage + " (probe mode only)", _ => throw new AdminError(
+                    "not available in replicate mode: it would drive the VM behind the replica's back (set \"mode\": \"probe\")"));
+            AddReplicaCommands();
+        }
     }
+
+    private static readonly string[] ProbeOnly =
+        ["dirty-sync", "dirty-mark-all", "dirty-clear", "devstate-roundtrip", "inject", "steal", "out-mode", "out-cut",
+         "out-release", "out-discard"];
 
     private QemuHost Host => _probe.Host;
 
@@ -148,6 +160,7 @@ internal sealed unsafe class AdminCommands
         j.WriteString("cluster", _probe.Config.Cluster);
         j.WriteNumber("node", _probe.Node.Id);
         j.WriteString("role", _probe.Node.Role.Name());
+        j.WriteString("mode", _probe.Mode == LibraryMode.Probe ? "probe" : "replicate");
         j.WriteString("objectId", Host.ObjectId);
         if (s.accel != null) j.WriteString("accel", s.accel); else j.WriteNull("accel");
         j.WriteBoolean("machineReady", s.ready);

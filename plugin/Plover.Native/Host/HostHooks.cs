@@ -5,20 +5,20 @@ using Plover.Interop;
 namespace Plover.Native.Host;
 
 /// <summary>
-/// The PloverHooks entry points. Each resolves ctx (a GCHandle to the Probe) and wraps its body in try/catch:
+/// The PloverHooks entry points. Each resolves ctx (a GCHandle to the QemuNode) and wraps its body in try/catch:
 /// an exception escaping into QEMU would kill it, so it is logged through the host instead. The GCHandle is
-/// never freed: a hook called after shutdown finds a stopped probe rather than a dangling handle (one small
+/// never freed: a hook called after shutdown finds a stopped node rather than a dangling handle (one small
 /// object per init).
 /// </summary>
 internal static unsafe class HostHooks
 {
-    public static void Fill(PloverHooks* hooks, Probe probe)
+    public static void Fill(PloverHooks* hooks, QemuNode node)
     {
         *hooks = default;
         hooks->struct_size = (uint)sizeof(PloverHooks);
         hooks->abi_major = PloverAbi.Major;
         hooks->abi_minor = PloverAbi.Minor;
-        hooks->ctx = (void*)GCHandle.ToIntPtr(GCHandle.Alloc(probe));
+        hooks->ctx = (void*)GCHandle.ToIntPtr(GCHandle.Alloc(node));
         hooks->machine_ready = &MachineReady;
         hooks->vm_state_changed = &VmStateChanged;
         hooks->net_to_guest = &NetToGuest;
@@ -26,16 +26,16 @@ internal static unsafe class HostHooks
         hooks->shutdown = &Shutdown;
     }
 
-    private static Probe? Resolve(void* ctx)
+    private static QemuNode? Resolve(void* ctx)
     {
         if (ctx == null)
             return null;
-        var probe = GCHandle.FromIntPtr((nint)ctx).Target as Probe;
-        if (probe is not { Stopped: false })
+        var node = GCHandle.FromIntPtr((nint)ctx).Target as QemuNode;
+        if (node is not { Stopped: false })
             return null;
-        if (!probe.Host.OnMainThread) // a host bug; QEMU's other threads must never run library code
+        if (!node.Host.OnMainThread) // a host bug; QEMU's other threads must never run library code
             throw new InvalidOperationException("hook called off QEMU's main thread; ignored");
-        return probe;
+        return node;
     }
 
     private static void Report(void* ctx, string hook, Exception e)
@@ -43,8 +43,8 @@ internal static unsafe class HostHooks
         try
         {
             string message = $"hook {hook} failed: {e.GetType().Name}: {e.Message}";
-            if (ctx != null && GCHandle.FromIntPtr((nint)ctx).Target is Probe probe)
-                probe.Host.Error(message); // the host prefixes its own "plover: "
+            if (ctx != null && GCHandle.FromIntPtr((nint)ctx).Target is QemuNode node)
+                node.Host.Error(message); // the host prefixes its own "plover: "
             else
                 Console.Error.WriteLine("plover: " + message);
         }

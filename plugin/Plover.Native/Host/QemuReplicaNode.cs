@@ -1,13 +1,13 @@
 using Plover.Config;
 using Plover.Interop;
 using Plover.Node;
+using Plover.Sync;
 
 namespace Plover.Native.Host;
 
 /// <summary>
 /// A replica inside QEMU: at machine_ready builds the QEMU adapters and a <see cref="ReplicaNode"/> from the
 /// cluster config; net_to_guest goes through <see cref="OnNetToGuest"/>; shutdown through <see cref="Stop"/>.
-/// Not started by plover_qemu_init yet (the Probe still is the library's behaviour in QEMU).
 /// </summary>
 internal sealed unsafe class QemuReplicaNode
 {
@@ -26,6 +26,9 @@ internal sealed unsafe class QemuReplicaNode
 
     public Replica Replica => _node.Replica;
     public ConsensusDriver Driver => _node.Driver;
+    public IGuestMemory Memory => _replicaHost.Memory;
+    public bool SyncLinkConnected => _node.SyncLinkConnected;
+    public SyncPointRamHash RamCheck { get; } = new();
 
     /// <summary>At machine_ready, MAIN thread: dirty logging on, adapters, consensus, sync link; output held from here.</summary>
     public static QemuReplicaNode Start(QemuHost host, MainThreadDispatcher main, ClusterConfig config, NodeConfig node)
@@ -40,7 +43,8 @@ internal sealed unsafe class QemuReplicaNode
         var replicaNode = ReplicaNode.Start(config, node.Id, replicaHost, vcpus, host.Info);
         host.Info($"node {node.Id} runs as {replicaNode.Replica.Role.ToString().ToLowerInvariant()} replica: " +
                   $"{replicaHost.Memory.Blocks.Count} RAM block(s), {replicaHost.OutputPorts.Count} NIC(s), " +
-                  $"{(vcpus is null ? "no" : vcpus.Length.ToString())} vCPU thread(s) watched for idleness");
+                  $"{(vcpus is null ? "no" : vcpus.Length.ToString())} vCPU thread(s) watched for idleness" +
+                  (config.Sync.RemusMode ? "; REMUS MODE: every dirty page is sent, no hashing (benchmark baseline)" : ""));
         return new QemuReplicaNode(host, main, replicaHost, replicaNode);
     }
 

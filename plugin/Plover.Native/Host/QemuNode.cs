@@ -5,17 +5,21 @@ using Plover.Interop;
 namespace Plover.Native.Host;
 
 /// <summary>
-/// The library inside QEMU until the node logic (consensus, syncvm) is wired in: it observes the host through the
-/// hooks, keeps statistics and serves the admin socket. One Probe per successful plover_qemu_init; its hook state
-/// is touched only on the main thread. Threads (admin server, hash workers) are created in Start, never in a hook.
+/// The library inside one QEMU, from plover_qemu_init to the shutdown hook: the hooks land here (main thread).
+/// In <see cref="LibraryMode.Replicate"/> mode (the product) machine_ready starts a <see cref="QemuReplicaNode"/>
+/// (consensus, syncvm, output guard) and the VM; frames into the guest go to it. In <see cref="LibraryMode.Probe"/>
+/// mode the library only observes and obeys the admin socket (bring-up and tests of the QEMU integration).
+/// Both serve the admin socket. Threads (admin server, hash workers) are created in Start, the replica's at
+/// machine_ready (the RAM it works on exists only from then), never on a vCPU thread.
 /// </summary>
-internal sealed class Probe
+internal sealed class QemuNode
 {
     private readonly List<NicCounters> _nics = [];
     private AdminServer? _admin;
     private volatile bool _stopped;
+    private volatile QemuReplicaNode? _replica;
 
-    private Probe(QemuHost host, ClusterConfig config, NodeConfig node, string configPath, HashKernel kernel)
+    private QemuNode(QemuHost host, ClusterConfig config, NodeConfig node, string configPath, HashKernel kernel)
     {
         Host = host;
         Config = config;
@@ -29,9 +33,12 @@ internal sealed class Probe
     public ClusterConfig Config { get; }
     public NodeConfig Node { get; }
     public string ConfigPath { get; }
+    public LibraryMode Mode => Config.Mode;
     public MainThreadDispatcher Main { get; }
     public PageHasher Hasher { get; }
     public bool Stopped => _stopped;
+    /// <summary>The replica (replicate mode, from machine_ready on); null before and in probe mode.</summary>
+    public QemuReplicaNode? Replica => _replica;
 
     // Main-thread state.
     public bool MachineReady { get; private set; }
@@ -39,7 +46,7 @@ internal sealed class Probe
     public string RunState { get; private set; } = "prelaunch";
     public long VmStateChanges { get; private set; }
 
-    public static Probe Start(QemuHost host, ClusterConfig config, NodeConfig node, string configPath)
+    public static QemuNode Start(QemuHost host, ClusterConfig config, NodeConfig node, string configPath)
     {
         string? requested = Environment.GetEnvironmentVariable(HashKernels.EnvironmentVariable);
         if (!HashKernels.TryResolve(requested, out HashKernel kernel, out string? kernelError))
@@ -47,20 +54,21 @@ internal sealed class Probe
             host.Warn($"{kernelError}; using {HashKernels.Name(HashKernels.Best)}");
             kernel = HashKernels.Best;
         }
-        var probe = new Probe(host, config, node, configPath, kernel);
+        var self = new QemuNode(host, config, node, configPath, kernel);
         try
         {
             if (node.Admin != null)
-                probe._admin = AdminServer.Start(node.Admin, new AdminCommands(probe).Execute, host);
+                self._admin = AdminServer.Start(node.Admin, new AdminCommands(self).Execute, host);
         }
         catch
         {
-            probe.Hasher.Dispose();
+            self.Hasher.Dispose();
             throw;
         }
-        host.Info($"node {node.Id} ({node.Role.Name()}) of cluster '{config.Cluster}' started as a probe; " +
-                  $"admin socket {node.Admin ?? "(none)"}, hash kernel {HashKernels.Name(kernel)} x {probe.Hasher.Threads}");
-        return probe;
+        host.Info($"node {node.Id} ({node.Role.Name()}) of cluster '{config.Cluster}' started in " +
+                  $"{(config.Mode == LibraryMode.Probe ? "probe" : "replicate")} mode; admin socket {node.Admin ?? "(none)"}, " +
+                  $"hash kernel {HashKernels.Name(kernel)} x {self.Hasher.Threads}");
+        return self;
     }
 
     /// <summary>The counters of a NIC, created on first sight (main thread).</summary>
@@ -87,11 +95,25 @@ internal sealed class Probe
             Host.Info($"nic {n.Id} filter '{n.FilterId}' netdev '{n.NetdevId}' nic '{n.NicName}' " +
                       $"mac {n.MacText} vnet_hdr_len {n.VnetHdrLen}");
         }
-        int rc = Host.DirtyLogStart();
-        if (rc < 0)
-            Host.Error($"dirty_log_start failed: {rc}");
-        else
-            Host.Info($"dirty logging started (accel {Host.AccelName() ?? "?"})");
+        if (Mode == LibraryMode.Probe)
+        {
+            int rc = Host.DirtyLogStart();
+            if (rc < 0)
+                Host.Error($"dirty_log_start failed: {rc}");
+            else
+                Host.Info($"dirty logging started (accel {Host.AccelName() ?? "?"})");
+            return;
+        }
+        _replica = QemuReplicaNode.Start(Host, Main, Config, Node);
+        // The guest starts once machine creation has finished (QEMU was started with -S): the library owns the
+        // run state from here on.
+        _ = Main.RunOnMainAsync(() =>
+        {
+            if (_stopped) return;
+            int rc = Host.VmStart();
+            if (rc < 0) Host.Error($"vm_start failed: {rc}");
+            else Host.Info($"guest started (accel {Host.AccelName() ?? "?"})");
+        });
     }
 
     public void OnVmStateChanged(bool running, string runState)
@@ -111,7 +133,10 @@ internal sealed class Probe
             bytes += (long)iov[i].iov_len;
         NicCounters counters = Nic(nic);
         counters.CountToGuest(iov, iovcnt, bytes);
-        return counters.Steal ? PloverAbi.NetConsumed : PloverAbi.NetPass;
+        if (Mode == LibraryMode.Probe)
+            return counters.Steal ? PloverAbi.NetConsumed : PloverAbi.NetPass;
+        // Replicate: nothing reaches the guest except through the log (before the replica exists: dropped).
+        return _replica is { } replica ? replica.OnNetToGuest(nic, iov, iovcnt) : PloverAbi.NetConsumed;
     }
 
     public void OnNetFromGuest(uint nic, ulong epoch, ulong heldPkts, ulong heldBytes) =>
@@ -126,6 +151,7 @@ internal sealed class Probe
         _stopped = true;
         Main.Close();
         _admin?.Dispose();
+        _replica?.Stop();
         Hasher.Dispose();
         Host.Info($"node {Node.Id} stopped");
     }

@@ -1,0 +1,236 @@
+using System.Globalization;
+using System.Text.Json;
+using Plover.Config;
+using Plover.Guard;
+using Plover.Metrics;
+using Plover.Node;
+using Plover.Sync;
+
+namespace Plover.Native.Host;
+
+/// <summary>
+/// Admin commands of a replicating node (mode replicate), for operators, the status command, tests and benchmarks:
+/// <code>
+/// replica                   {role,consensusRole,ballot,term,leaderId,commitIndex,lastIndex,lastApplied,protected,
+///                            fenced,guard,syncLink,lastSyncEpoch,syncsCompleted,syncsAborted,inputsInjected,
+///                            framesInjected,framesStolen,framesDropped,injectFailures,inputDigest,framesReleased,
+///                            framesDiscarded,pendingEpochs,commitLatencyUs:{count,mean,p50,p99,p999,max},...}
+/// syncs [SINCE]             {syncs:[...]} every sync kept (at most 1000) whose epoch is above SINCE, oldest first;
+///                            times are Unix microseconds
+/// sync-now                  {proposed:true} a SYNC entry is proposed (primary and leader only)
+/// verify-at-sync            {armed:true} hash all RAM at the next sync point (run it on both replicas)
+/// verify-result             {armed,result:null|{epoch,logIndex,inputDigest,digest,hashMs,blocks:[{id,name,pages,digest}]}}
+/// verify-pages ID           {id,hashes:["16 hex digits",...]} the page hashes of block ID from the last result
+/// metrics-reset             {} clears the commit-latency histogram (a benchmark's measuring window)
+/// </code>
+/// </summary>
+internal sealed unsafe partial class AdminCommands
+{
+    private const int MaxSyncsPerReply = 1000;
+
+    private void AddReplicaCommands()
+    {
+        _commands["replica"] = ("replica", _ => ReplicaStatus());
+        _commands["syncs"] = ("syncs [SINCE_EPOCH]", Syncs);
+        _commands["sync-now"] = ("sync-now", _ => SyncNow());
+        _commands["verify-at-sync"] = ("verify-at-sync", _ => VerifyArm());
+        _commands["verify-result"] = ("verify-result", _ => VerifyResult());
+        _commands["verify-pages"] = ("verify-pages BLOCK_ID", VerifyPages);
+        _commands["metrics-reset"] = ("metrics-reset", _ => MetricsReset());
+    }
+
+    private QemuReplicaNode Node =>
+        _probe.Replica ?? throw new AdminError("the replica has not started yet (machine_ready has not been called)");
+
+    private string ReplicaStatus()
+    {
+        QemuReplicaNode node = Node;
+        Replica r = node.Replica;
+        ConsensusDriver d = node.Driver;
+        GuardState guard = r.Guard.State;
+        using var reply = new AdminReply();
+        Utf8JsonWriter j = reply.Json;
+        j.WriteNumber("node", _probe.Node.Id);
+        j.WriteString("configRole", _probe.Node.Role.Name());
+        j.WriteString("role", r.Role == ReplicaRole.Primary ? "primary" : "backup");
+        j.WriteString("consensusRole", d.Role.ToString().ToLowerInvariant());
+        j.WriteString("ballot", d.Ballot.ToString());
+        j.WriteNumber("term", d.Term);
+        j.WriteNumber("leaderId", d.LeaderId);
+        j.WriteNumber("commitIndex", d.CommitIndex);
+        j.WriteNumber("lastIndex", d.LastIndex);
+        j.WriteNumber("lastApplied", r.LastAppliedIndex);
+        j.WriteBoolean("protected", r.Role == ReplicaRole.Primary && guard == GuardState.Holding && node.SyncLinkConnected && !r.IsFenced);
+        j.WriteBoolean("fenced", r.IsFenced);
+        j.WriteString("guard", guard.ToString().ToLowerInvariant());
+        j.WriteBoolean("syncLink", node.SyncLinkConnected);
+        j.WriteNumber("lastSyncEpoch", r.LastSyncEpoch);
+        j.WriteNumber("syncsCompleted", r.SyncsCompleted);
+        j.WriteNumber("syncsAborted", r.SyncsAborted);
+        j.WriteNumber("inputsInjected", r.InputsInjected);
+        j.WriteNumber("framesInjected", r.FramesInjected);
+        j.WriteNumber("framesStolen", r.FramesStolen);
+        j.WriteNumber("framesDropped", r.FramesDropped);
+        j.WriteNumber("injectFailures", r.InjectFailures);
+        j.WriteNumber("entriesProposed", r.EntriesProposed);
+        j.WriteString("inputDigest", Hex(r.InputDigest));
+        j.WriteNumber("framesReleased", r.Guard.FramesReleased);
+        j.WriteNumber("framesDiscarded", r.Guard.FramesDiscarded);
+        j.WriteNumber("pendingEpochs", r.Guard.PendingEpochs);
+        j.WriteNumber("messagesSent", d.MessagesSent);
+        j.WriteNumber("messagesReceived", d.MessagesReceived);
+        j.WriteNumber("messagesDropped", d.MessagesDropped);
+        j.WriteNumber("maxTickLatenessUs", Math.Round(d.MaxTickLatenessUs, 1));
+        WriteLatency(j, "commitLatencyUs", r.CommitLatency);
+        return reply.Finish();
+    }
+
+    private static void WriteLatency(Utf8JsonWriter j, string name, LatencyHistogram h)
+    {
+        j.WriteStartObject(name);
+        j.WriteNumber("count", h.Count);
+        j.WriteNumber("mean", Math.Round(h.MeanUs, 1));
+        j.WriteNumber("p50", Math.Round(h.PercentileUs(0.50), 1));
+        j.WriteNumber("p99", Math.Round(h.PercentileUs(0.99), 1));
+        j.WriteNumber("p999", Math.Round(h.PercentileUs(0.999), 1));
+        j.WriteNumber("max", h.MaxUs);
+        j.WriteEndObject();
+    }
+
+    private string Syncs(string[] args)
+    {
+        ulong since = 0;
+        if (args.Length > 1 || (args.Length == 1 && !ulong.TryParse(args[0], NumberStyles.None, CultureInfo.InvariantCulture, out since)))
+            throw new AdminError("usage: syncs [SINCE_EPOCH]");
+        SyncStats[] all = Node.Replica.Engine.Metrics.Recent();
+        using var reply = new AdminReply();
+        Utf8JsonWriter j = reply.Json;
+        j.WriteStartArray("syncs");
+        int written = 0;
+        foreach (SyncStats s in all)
+        {
+            if (s.Epoch <= since) continue;
+            if (written++ == MaxSyncsPerReply) break;
+            WriteSync(j, s);
+        }
+        j.WriteEndArray();
+        j.WriteBoolean("truncated", written > MaxSyncsPerReply);
+        return reply.Finish();
+    }
+
+    private static void WriteSync(Utf8JsonWriter j, SyncStats s)
+    {
+        j.WriteStartObject();
+        j.WriteNumber("epoch", s.Epoch);
+        j.WriteNumber("logIndex", s.LogIndex);
+        j.WriteString("outcome", s.Outcome == SyncOutcome.Completed ? "completed" : "aborted");
+        if (s.Error is not null) j.WriteString("error", s.Error);
+        j.WriteBoolean("fullSync", s.FullSync);
+        j.WriteBoolean("remusMode", s.SendAllDirty);
+        j.WriteString("inputDigest", Hex(s.InputDigest));
+        j.WriteNumber("startedUs", UnixMicros(s.StartedUtc));
+        if (s.OutputUtc is { } output) j.WriteNumber("outputUs", UnixMicros(output)); else j.WriteNull("outputUs");
+        j.WriteNumber("outputFrames", s.OutputFrames);
+        j.WriteNumber("localDirty", s.LocalDirtyPages);
+        j.WriteNumber("remoteDirty", s.RemoteDirtyPages);
+        j.WriteNumber("union", s.UnionPages);
+        j.WriteNumber("identical", s.IdenticalPages);
+        j.WriteNumber("divergent", s.DivergentPages);
+        j.WriteNumber("deviceStateBytes", s.DeviceStateBytes);
+        j.WriteStartObject("wire");
+        j.WriteNumber("bitmaps", s.Wire.Bitmaps);
+        j.WriteNumber("hashes", s.Wire.Hashes);
+        j.WriteNumber("pages", s.Wire.Pages);
+        j.WriteNumber("deviceState", s.Wire.DeviceState);
+        j.WriteNumber("control", s.Wire.Control);
+        j.WriteNumber("total", s.Wire.Total);
+        j.WriteEndObject();
+        j.WriteStartObject("pauseUs");
+        j.WriteNumber("stop", Math.Round(s.Pause.Stop, 1));
+        j.WriteNumber("bitmap", Math.Round(s.Pause.Bitmap, 1));
+        j.WriteNumber("hash", Math.Round(s.Pause.Hash, 1));
+        j.WriteNumber("compare", Math.Round(s.Pause.Compare, 1));
+        j.WriteNumber("transfer", Math.Round(s.Pause.Transfer, 1));
+        j.WriteNumber("deviceState", Math.Round(s.Pause.DeviceState, 1));
+        j.WriteNumber("apply", Math.Round(s.Pause.Apply, 1));
+        j.WriteNumber("resume", Math.Round(s.Pause.Resume, 1));
+        j.WriteNumber("total", Math.Round(s.Pause.Total, 1));
+        j.WriteEndObject();
+        j.WriteEndObject();
+    }
+
+    private string SyncNow()
+    {
+        if (!Node.Replica.ProposeSync())
+            throw new AdminError("cannot propose a sync here (only the leading primary with a connected backup can)");
+        using var reply = new AdminReply();
+        reply.Json.WriteBoolean("proposed", true);
+        return reply.Finish();
+    }
+
+    private string VerifyArm()
+    {
+        QemuReplicaNode node = Node;
+        node.RamCheck.Arm(node.Replica.Engine, node.Memory, _probe.Hasher);
+        using var reply = new AdminReply();
+        reply.Json.WriteBoolean("armed", true);
+        return reply.Finish();
+    }
+
+    private string VerifyResult()
+    {
+        QemuReplicaNode node = Node;
+        SyncPointRamHash.Result? r = node.RamCheck.Last;
+        using var reply = new AdminReply();
+        Utf8JsonWriter j = reply.Json;
+        j.WriteBoolean("armed", node.RamCheck.Armed);
+        if (r is null)
+        {
+            j.WriteNull("result");
+            return reply.Finish();
+        }
+        j.WriteStartObject("result");
+        j.WriteNumber("epoch", r.Epoch);
+        j.WriteNumber("logIndex", r.LogIndex);
+        j.WriteString("inputDigest", Hex(r.InputDigest));
+        j.WriteString("digest", Hex(r.Digest));
+        j.WriteNumber("hashMs", Math.Round(r.HashMs, 3));
+        j.WriteStartArray("blocks");
+        for (int i = 0; i < r.Blocks.Length; i++)
+        {
+            j.WriteStartObject();
+            j.WriteNumber("id", i);
+            j.WriteString("name", r.Blocks[i].Name);
+            j.WriteNumber("pages", r.Blocks[i].Hashes.Length);
+            j.WriteString("digest", Hex(r.Blocks[i].Digest));
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+        j.WriteEndObject();
+        return reply.Finish();
+    }
+
+    private string VerifyPages(string[] args)
+    {
+        if (args.Length != 1 || !int.TryParse(args[0], NumberStyles.None, CultureInfo.InvariantCulture, out int id))
+            throw new AdminError("usage: verify-pages BLOCK_ID");
+        SyncPointRamHash.Result r = Node.RamCheck.Last ?? throw new AdminError("no verify result yet (verify-at-sync first)");
+        if (id >= r.Blocks.Length) throw new AdminError($"no block {id} (the result has {r.Blocks.Length})");
+        using var reply = new AdminReply();
+        reply.Json.WriteNumber("id", id);
+        reply.Json.WriteStartArray("hashes");
+        foreach (ulong h in r.Blocks[id].Hashes) reply.Json.WriteStringValue(Hex(h));
+        reply.Json.WriteEndArray();
+        return reply.Finish();
+    }
+
+    private string MetricsReset()
+    {
+        Node.Replica.CommitLatency.Reset();
+        return new AdminReply().Finish();
+    }
+
+    private static string Hex(ulong v) => v.ToString("x16", CultureInfo.InvariantCulture);
+
+    private static long UnixMicros(DateTime utc) => (utc.ToUniversalTime() - DateTime.UnixEpoch).Ticks / 10;
+}

@@ -1,0 +1,87 @@
+// The library in replicate mode (the product) against the fake host: machine_ready starts the replica (output held
+// on every NIC, the guest started by the library), frames on their way into the guest are stolen (never passed
+// straight through), the admin socket answers the replica commands and refuses the probe's manual controls, and
+// shutdown stops it all. Consensus and syncvm themselves are tested in tests-managed and end to end.
+#include <gtest/gtest.h>
+
+#include "admin_client.h"
+#include "fake_host.h"
+
+namespace {
+
+using namespace admin;
+
+class ReplicaHooksTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(Lib().error.empty()) << Lib().error;
+        std::string json = TempCluster::Json("cluster.key", cluster.admin, "replicate");
+        // ports of their own: nothing else listens there
+        for (auto [from, to] : {std::pair{"7401", "27461"}, {"7402", "27463"}, {"7403", "27465"}})
+            json.replace(json.find(from), 4, to);
+        config = cluster.Write("replicate.json", json);
+        host().Reset("primary", config, "1");
+        std::string err;
+        ASSERT_EQ(0, host().Init(&err)) << err;
+    }
+    void TearDown() override {
+        host().Shutdown();
+        host().Pump();
+        EXPECT_EQ(0, host().off_main_calls.load()) << host().off_main_names;
+    }
+    static FakeHost &host() { return FakeHost::Get(); }
+    TempCluster cluster;
+    std::string config;
+};
+
+TEST_F(ReplicaHooksTest, MachineReadyStartsTheReplicaHoldingOutputAndStartsTheGuest) {
+    EXPECT_TRUE(host().LogContains("started in replicate mode")) << host().LogText();
+    host().MachineReady();
+    EXPECT_TRUE(host().logging) << "dirty logging is on from machine_ready";
+    EXPECT_TRUE(host().LogContains("node 1 runs as primary replica: 2 RAM block(s), 2 NIC(s)")) << host().LogText();
+    for (auto &nic : host().nics) EXPECT_EQ(PLOVER_OUT_HOLD, nic.mode) << nic.filter_id;
+    EXPECT_TRUE(host().PumpUntil([&] { return host().running; })) << "the library starts the guest\n" << host().LogText();
+}
+
+TEST_F(ReplicaHooksTest, FramesIntoTheGuestAreStolenNotPassed) {
+    EXPECT_EQ(PLOVER_NET_CONSUMED, host().ToGuest(0, std::vector<uint8_t>(60, 1))) << "before machine_ready: dropped";
+    host().MachineReady();
+    EXPECT_EQ(PLOVER_NET_CONSUMED, host().ToGuest(0, std::vector<uint8_t>(60, 2)));
+    EXPECT_EQ(PLOVER_NET_CONSUMED, host().ToGuest(1, std::vector<uint8_t>(1514, 3), 3));
+    host().Pump();
+    for (auto &nic : host().nics) EXPECT_TRUE(nic.injected.empty()) << "nothing reaches the guest without consensus";
+}
+
+TEST_F(ReplicaHooksTest, AdminAnswersReplicaCommandsAndRefusesManualControls) {
+    host().MachineReady();
+    AdminClient client(cluster.admin);
+    ASSERT_TRUE(client.connected());
+    std::string r = client.Request("replica");
+    ASSERT_TRUE(Ok(r)) << r;
+    EXPECT_EQ("primary", Str(r, "role"));
+    EXPECT_EQ("holding", Str(r, "guard"));
+    EXPECT_FALSE(Bool(r, "protected")) << "no backup is connected: " << r;
+    r = client.Request("status");
+    EXPECT_EQ("replicate", Str(r, "mode")) << r;
+    r = client.Request("syncs");
+    EXPECT_TRUE(Ok(r)) << r;
+    r = client.Request("sync-now");
+    EXPECT_NE(Error(r).find("cannot propose a sync"), std::string::npos) << r;
+    for (const char *manual : {"inject 0 00", "out-release 0 1", "steal 0 on", "dirty-sync", "devstate-roundtrip"}) {
+        r = client.Request(manual);
+        EXPECT_NE(Error(r).find("not available in replicate mode"), std::string::npos) << manual << ": " << r;
+    }
+    r = client.Request("verify-result");
+    EXPECT_TRUE(Ok(r)) << r;
+    EXPECT_NE(r.find("\"result\":null"), std::string::npos) << r;
+}
+
+TEST_F(ReplicaHooksTest, ShutdownStopsTheReplica) {
+    host().MachineReady();
+    host().Pump();
+    host().Shutdown();
+    EXPECT_TRUE(host().PumpUntil([&] { return host().LogContains("node 1 stopped"); })) << host().LogText();
+    EXPECT_TRUE(host().LogContains("replica stopped")) << host().LogText();
+}
+
+}  // namespace
