@@ -27,7 +27,7 @@ QEMU_CONFIGURE=(--target-list=x86_64-softmmu --disable-docs --disable-werror --e
   --disable-install-blobs --python=/usr/bin/python3 --enable-plover)
 
 APT_PACKAGES=(dpkg-dev ninja-build libglib2.0-dev libpixman-1-dev flex bison pkg-config libslirp-dev libfdt-dev
-  python3-venv seabios ipxe-qemu qemu-system-data busybox-static linux-image-amd64 cpio iproute2 redis-server redis-tools
+  python3-venv seabios ipxe-qemu qemu-system-data busybox-static linux-image-amd64 cpio iproute2 redis-server redis-tools tcpdump
   libibverbs-dev librdmacm-dev cmake g++ libgtest-dev libgmock-dev nlohmann-json3-dev)
 APT_BACKPORTS=(meson python3-pycotap)
 
@@ -153,7 +153,17 @@ setup_library() {
 
 # ---------------------------------------------------------------- guest image
 guest_key() {
-  { uname -m; ls /lib/modules; cat "$ROOT/tests-native/guest/init"; } | sha256sum | cut -c1-16
+  { uname -m; ls /lib/modules; cat "$ROOT/tests-native/guest/init"; sha256sum /usr/bin/redis-check-rdb 2>/dev/null; } |
+    sha256sum | cut -c1-16
+}
+
+# Copies a program and every shared library it loads (as ldd resolves them) into the guest root.
+guest_install_program() {
+  local root=$1 src=$2 dest=$3 lib
+  install -D -m 755 "$(readlink -f "$src")" "$root$dest"
+  for lib in $(ldd "$src" | grep -o '/[^ ]*'); do
+    [ -e "$root$lib" ] || install -D -m 755 "$(readlink -f "$lib")" "$root$lib"
+  done
 }
 
 setup_guest() {
@@ -165,7 +175,7 @@ setup_guest() {
   GUEST_KERNEL="$dir/vmlinuz"
   GUEST_INITRD="$dir/initramfs.cpio.gz"
   [ -f "$GUEST_INITRD" ] && return 0
-  log "building the guest initramfs (Debian kernel $kver, busybox, virtio-net)"
+  log "building the guest initramfs (Debian kernel $kver, busybox, virtio-net, redis-server)"
   root=$(mktemp -d)
   mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,lib/modules,usr/bin,usr/sbin,run,var}
   cp /bin/busybox "$root/bin/busybox"
@@ -173,6 +183,8 @@ setup_guest() {
     cp "$(modinfo -k "$kver" -n "$m")" "$root/lib/modules/$m.ko" || die "kernel module $m not found for $kver"
   done
   install -m 755 "$ROOT/tests-native/guest/init" "$root/init"
+  # the replicated service: Debian's redis-server (a copy named redis-server: the binary acts by its name)
+  guest_install_program "$root" /usr/bin/redis-server /usr/bin/redis-server
   mkdir -p "$dir.tmp"
   (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$dir.tmp/initramfs.cpio.gz"
   cp "/boot/vmlinuz-$kver" "$dir.tmp/vmlinuz"

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Plover.Config;
+using Plover.Platform;
 
 namespace Plover.Idle;
 
@@ -23,7 +24,7 @@ public sealed partial class IdleMonitor : IDisposable
         _detector = new IdleDetector(config, cpu ?? new SchedstatCpuTime(), StopwatchClock.Instance);
         _detector.SetThreads(vcpuThreadIds);
         _onTrigger = onTrigger;
-        _thread = new Thread(Loop) { IsBackground = true, Name = "plover-idle" };
+        _thread = ThreadScheduling.Start(Loop, "plover-idle", ThreadScheduling.Priority.High);
         _thread.Start();
     }
 

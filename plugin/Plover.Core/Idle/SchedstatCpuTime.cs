@@ -4,8 +4,11 @@ using Microsoft.Win32.SafeHandles;
 namespace Plover.Idle;
 
 /// <summary>
-/// Per-thread CPU time from /proc/self/task/TID/schedstat (first field: time on CPU in ns; Linux, needs
-/// CONFIG_SCHED_INFO). Reads with pread into a reused buffer: no allocation per sample after a thread's first read.
+/// Per-thread CPU demand from /proc/self/task/TID/schedstat: time on a CPU plus time spent runnable waiting for
+/// one (its first two fields, ns; Linux, CONFIG_SCHED_INFO). The wait counts because a vCPU that wants to run but
+/// is kept off the CPU (the host's cores are busy, with the other replica on the same machine, say) is not idle:
+/// counting only run time would call a starved guest idle and cut it off in the middle of its work.
+/// Reads with pread into a reused buffer: no allocation per sample after a thread's first read.
 /// </summary>
 public sealed class SchedstatCpuTime : ICpuTimeSource, IDisposable
 {
@@ -25,8 +28,13 @@ public sealed class SchedstatCpuTime : ICpuTimeSource, IDisposable
                 _files[threadId] = file;
             }
             int n = RandomAccess.Read(file, _buffer, 0);
-            int space = Array.IndexOf(_buffer, (byte)' ', 0, n);
-            return space > 0 && Utf8Parser.TryParse(_buffer.AsSpan(0, space), out nanoseconds, out _);
+            var text = _buffer.AsSpan(0, n);
+            if (!Utf8Parser.TryParse(text, out long run, out int used) || used >= text.Length || text[used] != ' ')
+                return false;
+            if (!Utf8Parser.TryParse(text[(used + 1)..], out long wait, out _))
+                return false;
+            nanoseconds = run + wait;
+            return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Plover.Consensus;
 using Plover.Transport;
+using Plover.Platform;
 
 namespace Plover.Node;
 
@@ -65,7 +66,7 @@ public sealed class ConsensusDriver : IDisposable
         _proposals = new ConsensusProposalQueue(options.MaxQueuedProposalBytes);
         _tickStopwatchTicks = Math.Max(1, (long)(Stopwatch.Frequency * options.TickMs / 1000.0));
         _status = new ConsensusStatus(_node.Role, _node.Ballot, _node.LeaderId, null);
-        _thread = new Thread(Run) { IsBackground = true, Name = $"plover-consensus-{SelfId}" };
+        _thread = ThreadScheduling.Start(Run, $"plover-consensus-{SelfId}", ThreadScheduling.Priority.Realtime, options.Log);
     }
 
     public int SelfId => _options.Consensus.SelfId;
@@ -160,7 +161,10 @@ public sealed class ConsensusDriver : IDisposable
         while (!_stop && _failure is null)
         {
             bool worked;
+            long passStart = Stopwatch.GetTimestamp();
             lock (_coreLock) worked = ProcessOnce(tick: true);
+            long pass = Stopwatch.GetTimestamp() - passStart;
+            if (pass > _longestPassTicks) _longestPassTicks = pass;
             if (worked) continue;
 
             _wakeup.PrepareToSleep();
@@ -170,7 +174,12 @@ public sealed class ConsensusDriver : IDisposable
                 continue;
             }
             long waitTicks = _nextTick - Stopwatch.GetTimestamp();
-            if (waitTicks > 0) _wakeup.Sleep(waitTicks * 1_000_000_000 / Stopwatch.Frequency);
+            if (waitTicks > 0)
+            {
+                _wakeup.Sleep(waitTicks * 1_000_000_000 / Stopwatch.Frequency);
+                long over = Stopwatch.GetTimestamp() - _nextTick;   // > 0: woke after the deadline
+                if (over > _longestOversleepTicks) _longestOversleepTicks = over;
+            }
             else _wakeup.CancelSleep();
         }
     }
@@ -223,6 +232,7 @@ public sealed class ConsensusDriver : IDisposable
                     // Catch up on every elapsed tick (the thread may have been descheduled), within reason.
                     long due = (now - _nextTick) / _tickStopwatchTicks + 1;
                     if (now - _nextTick > _maxTickLatenessTicks) Volatile.Write(ref _maxTickLatenessTicks, now - _nextTick);
+                    ReportLateness(now - _nextTick, now);
                     _node.Tick((int)Math.Min(due, 4L * _options.Consensus.ElectionMaxTicks));
                     _nextTick += due * _tickStopwatchTicks;
                 }
@@ -246,6 +256,31 @@ public sealed class ConsensusDriver : IDisposable
             _stop = true;
             return false;
         }
+    }
+
+    private long _longestPassTicks, _longestOversleepTicks;   // since the last lateness report
+    private long _lastLatenessReport;
+    private TimeSpan _gcPauseAtReport;
+    private int _gcsAtReport;
+
+    /// <summary>A tick that ran later than half the shortest election timeout can cost an election: say so (at most
+    /// once a second), with the garbage collections since the last report, to tell a GC pause from starvation.</summary>
+    private void ReportLateness(long lateTicks, long now)
+    {
+        double lateMs = lateTicks * 1000.0 / Stopwatch.Frequency;
+        if (lateMs < _options.TickMs * _options.Consensus.ElectionMinTicks / 2.0) return;
+        if (now - _lastLatenessReport < Stopwatch.Frequency) return;
+        _lastLatenessReport = now;
+        int gcs = GC.CollectionCount(0);
+        TimeSpan pause = GC.GetTotalPauseDuration();
+        _options.Log($"consensus {SelfId}: the consensus thread ran {lateMs:F1} ms late (election timeout from " +
+                     $"{_options.TickMs * _options.Consensus.ElectionMinTicks:F0} ms); since the last report: longest " +
+                     $"pass {_longestPassTicks * 1000.0 / Stopwatch.Frequency:F1} ms, longest oversleep " +
+                     $"{_longestOversleepTicks * 1000.0 / Stopwatch.Frequency:F1} ms, {gcs - _gcsAtReport} GCs " +
+                     $"({(pause - _gcPauseAtReport).TotalMilliseconds:F1} ms paused)");
+        _longestPassTicks = _longestOversleepTicks = 0;
+        _gcsAtReport = gcs;
+        _gcPauseAtReport = pause;
     }
 
     private void TakeProposals()

@@ -39,6 +39,7 @@ public sealed class Replica : IDisposable
     private readonly List<ReadOnlyMemory<byte>> _frames = new();   // main thread: decoded INPUT batch
     private readonly Action _drain;   // cached: posted once per batch of commits
     private IdleMonitor? _idle;
+    private long _outputReports, _outputReportsAtCut;   // main thread: "the guest sent frames that are now held"
     private int _drainPosted;
     private bool _syncing;            // main thread: a sync runs; later entries wait
     private ulong _lastSyncEpoch;     // written on the main thread
@@ -55,6 +56,7 @@ public sealed class Replica : IDisposable
     private ulong _inputDigest;       // main thread: chain over (index, payload) of every INPUT injected
     private readonly ProposalClock _proposalClock = new();
     private long _inputsAtLastSync;   // _inputsInjected when the last sync stopped the VM
+    private long _triggersIdle, _triggersMaxEpoch, _triggersNothingNew, _triggersRefused;
 
     public Replica(ReplicaOptions options, IReplicaHost host, ConsensusDriver driver)
     {
@@ -97,6 +99,11 @@ public sealed class Replica : IDisposable
     /// <summary>Primary: proposal-to-commit latency of INPUT entries.</summary>
     public LatencyHistogram CommitLatency => _proposalClock.Latency;
     public long EntriesProposed => _batcher.EntriesProposed;
+    /// <summary>What the idle monitor asked for: syncs proposed because the guest idled or the epoch reached its
+    /// maximum, idle moments skipped because nothing came in since the last sync, proposals refused.</summary>
+    public (long Idle, long MaxEpoch, long NothingNew, long Refused) SyncTriggers =>
+        (Interlocked.Read(ref _triggersIdle), Interlocked.Read(ref _triggersMaxEpoch),
+         Interlocked.Read(ref _triggersNothingNew), Interlocked.Read(ref _triggersRefused));
 
     /// <summary>Every sync's outcome (on the engine's continuation thread, before the VM's next entries are applied).</summary>
     public event Action<SyncStats>? SyncFinished;
@@ -145,8 +152,8 @@ public sealed class Replica : IDisposable
     }
 
     /// <summary>
-    /// The idle monitor's thread. An idle guest that received no input since the last sync has nothing new to make
-    /// safe, so it is not stopped again (a guest idle for minutes would otherwise be stopped every few hundred
+    /// The idle monitor's thread. An idle guest that received no input and sent no output since the last sync has
+    /// nothing new to make safe, so it is not stopped again (a guest idle for minutes would otherwise be stopped every few hundred
     /// microseconds); the maximum epoch always syncs. Re-arms itself when no sync will follow.
     /// </summary>
     private void OnIdleTrigger(SyncTrigger trigger)
@@ -157,12 +164,15 @@ public sealed class Replica : IDisposable
         SpinWait.SpinUntil(() => (idle = Volatile.Read(ref _idle)) is not null || _disposed, 1000);
         if (idle is null) return;
         bool nothingNew = trigger == SyncTrigger.Idle && _firstSyncDone &&
-                          Volatile.Read(ref _inputsInjected) == Volatile.Read(ref _inputsAtLastSync);
+                          Volatile.Read(ref _inputsInjected) == Volatile.Read(ref _inputsAtLastSync) &&
+                          Volatile.Read(ref _outputReports) == Volatile.Read(ref _outputReportsAtCut);
         if (nothingNew || !ProposeSync())
         {
+            Interlocked.Increment(ref nothingNew ? ref _triggersNothingNew : ref _triggersRefused);
             idle.EpochStarted();
             return;
         }
+        Interlocked.Increment(ref trigger == SyncTrigger.Idle ? ref _triggersIdle : ref _triggersMaxEpoch);
         // A proposal can still be lost (leadership lost before it committed): then no sync would ever re-arm the monitor.
         ulong proposed = Volatile.Read(ref _proposedEpoch);
         Task.Delay(_options.RetryAfterAbort * 4).ContinueWith(_ =>
@@ -257,16 +267,31 @@ public sealed class Replica : IDisposable
             _log($"replica {_driver.SelfId}: SYNC e{epoch} at {entry.Index} skipped: running alone");
             return false;
         }
-        // Every entry before this one was injected in this same callback (or an earlier one) and none after it:
-        // stopping here puts both VMs at the same log position. The engine's own stop is then a no-op.
-        try { _host.Vm.Stop(); }
-        catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop at SYNC e{epoch} failed: {e.Message}"); }
+        // Every entry before this one was injected in this same callback (or an earlier one) and none after it
+        // will be until the sync is over: both VMs stop at the same log position.
         _syncing = true;
         Volatile.Write(ref _inputsAtLastSync, _inputsInjected);
+        Volatile.Write(ref _outputReportsAtCut, _outputReports);
         Volatile.Write(ref _lastAppliedIndex, entry.Index);
         var request = new SyncRequest(epoch, entry.Index, FullSync: !_firstSyncDone && _options.FirstSyncFull, InputDigest: _inputDigest);
-        Engine.RunAsync(request).ContinueWith(t => SyncDone(request, t), TaskScheduler.Default);
+        StopAndSync(request);
         return true;
+    }
+
+    /// <summary>MAIN thread: stop the VM at the cut and run the sync (the engine's own stop is then a no-op).</summary>
+    private void StopAndSync(SyncRequest request)
+    {
+        if (_disposed) return;
+        try { _host.Vm.Stop(); }
+        catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop at SYNC e{request.Epoch} failed: {e.Message}"); }
+        Engine.RunAsync(request).ContinueWith(t => SyncDone(request, t), TaskScheduler.Default);
+    }
+
+    /// <summary>MAIN thread (net_from_guest): the guest sent frames that are now held. Output waiting in the open
+    /// epoch needs a sync to be released, even when no input came in.</summary>
+    public void OnOutputHeld(int nic, ulong openEpoch, ulong heldFrames)
+    {
+        if (heldFrames > 0) Volatile.Write(ref _outputReports, _outputReports + 1);
     }
 
     // The engine's thread pool continuation: the VM runs again (the engine restarted it, completed or not).

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using Plover.Consensus;
+using Plover.Platform;
 
 namespace Plover.Node;
 
@@ -40,7 +41,7 @@ internal sealed class ReplicaInputBatcher : IDisposable
         _maxPendingBytes = maxPendingBytes;
         _propose = propose;
         _payload = new byte[maxEntryBytes];
-        _thread = new Thread(Loop) { IsBackground = true, Name = "plover-input-batcher" };
+        _thread = ThreadScheduling.Start(Loop, "plover-input-batcher", ThreadScheduling.Priority.Realtime);
         _thread.Start();
     }
 

@@ -6,6 +6,7 @@ using Plover.Guard;
 using Plover.Hashing;
 using Plover.Transport;
 using Plover.Wire;
+using Plover.Platform;
 
 namespace Plover.Sync;
 
@@ -71,7 +72,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _log = _options.Log ?? (m => Console.Error.WriteLine(m));
         _hasher = new PageHasher(_options.HashThreads);
         Metrics = new SyncMetrics(_options.HistoryLength);
-        _thread = new Thread(ThreadLoop) { IsBackground = true, Name = $"plover-sync-{role.ToString().ToLowerInvariant()}" };
+        _thread = ThreadScheduling.Start(ThreadLoop, $"plover-sync-{role.ToString().ToLowerInvariant()}", ThreadScheduling.Priority.High, _log);
         _thread.Start();
     }
 

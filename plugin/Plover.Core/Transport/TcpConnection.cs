@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Plover.Platform;
 
 namespace Plover.Transport;
 
@@ -44,7 +45,7 @@ internal sealed class TcpConnection
         _recvAuth = new FrameAuthenticator(keys.ReceiveKey);
         _writer.Authenticate(_sendAuth);
         _reader.Authenticate(_recvAuth);
-        var t = new Thread(WriterLoop) { IsBackground = true, Name = $"plover-tcp-write-{peerId}" };
+        var t = ThreadScheduling.Start(WriterLoop, $"plover-tcp-write-{peerId}", ThreadScheduling.Priority.Realtime);
         t.Start();
     }
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Plover.Platform;
 
 namespace Plover.Transport;
 
@@ -102,7 +103,7 @@ public sealed class TcpTransport : ITransport
                 s.Dispose();
                 continue;
             }
-            var t = new Thread(() => ServeAccepted(s)) { IsBackground = true, Name = "plover-tcp-in" };
+            var t = ThreadScheduling.Start(() => ServeAccepted(s), "plover-tcp-in", ThreadScheduling.Priority.Realtime, _options.Log);
             t.Start();
         }
     }
@@ -230,7 +231,7 @@ public sealed class TcpTransport : ITransport
 
     private void StartThread(ThreadStart body, string name)
     {
-        var t = new Thread(body) { IsBackground = true, Name = name };
+        var t = ThreadScheduling.Start(body, name, ThreadScheduling.Priority.Realtime, _options.Log);
         _threads.Add(t);
         t.Start();
     }

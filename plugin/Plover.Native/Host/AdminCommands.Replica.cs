@@ -14,7 +14,8 @@ namespace Plover.Native.Host;
 /// replica                   {role,consensusRole,ballot,term,leaderId,commitIndex,lastIndex,lastApplied,protected,
 ///                            fenced,guard,syncLink,lastSyncEpoch,syncsCompleted,syncsAborted,inputsInjected,
 ///                            framesInjected,framesStolen,framesDropped,injectFailures,inputDigest,framesReleased,
-///                            framesDiscarded,pendingEpochs,commitLatencyUs:{count,mean,p50,p99,p999,max},...}
+///                            framesDiscarded,pendingEpochs,commitLatencyUs:{count,mean,p50,p99,p999,max},
+///                            syncTriggers:{idle,maxEpoch,nothingNew,refused},...}
 /// syncs [SINCE]             {syncs:[...]} every sync kept (at most 1000) whose epoch is above SINCE, oldest first;
 ///                            times are Unix microseconds
 /// sync-now                  {proposed:true} a SYNC entry is proposed (primary and leader only)
@@ -82,6 +83,14 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("messagesDropped", d.MessagesDropped);
         j.WriteNumber("maxTickLatenessUs", Math.Round(d.MaxTickLatenessUs, 1));
         WriteLatency(j, "commitLatencyUs", r.CommitLatency);
+        var triggers = r.SyncTriggers;
+        j.WriteStartObject("syncTriggers");
+        j.WriteNumber("idle", triggers.Idle);
+        j.WriteNumber("maxEpoch", triggers.MaxEpoch);
+        j.WriteNumber("nothingNew", triggers.NothingNew);
+        j.WriteNumber("refused", triggers.Refused);
+        j.WriteEndObject();
+
         return reply.Finish();
     }
 

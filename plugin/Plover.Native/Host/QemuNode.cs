@@ -121,7 +121,8 @@ internal sealed class QemuNode
         Running = running;
         RunState = runState;
         VmStateChanges++;
-        Host.Debug($"vm {(running ? "running" : "stopped")} ({runState})");
+        if (Mode == LibraryMode.Probe)   // a replica stops and starts at every sync: not worth a line each
+            Host.Debug($"vm {(running ? "running" : "stopped")} ({runState})");
     }
 
     public unsafe int OnNetToGuest(uint nic, Iovec* iov, int iovcnt)
@@ -139,8 +140,11 @@ internal sealed class QemuNode
         return _replica is { } replica ? replica.OnNetToGuest(nic, iov, iovcnt) : PloverAbi.NetConsumed;
     }
 
-    public void OnNetFromGuest(uint nic, ulong epoch, ulong heldPkts, ulong heldBytes) =>
+    public void OnNetFromGuest(uint nic, ulong epoch, ulong heldPkts, ulong heldBytes)
+    {
         Nic(nic).RecordHeld(epoch, heldPkts, heldBytes);
+        _replica?.Replica.OnOutputHeld((int)nic, epoch, heldPkts);
+    }
 
     /// <summary>Stops the library's threads. Waiting work is cancelled first so that no thread is left waiting
     /// for the main thread, which is the one stopping them here.</summary>

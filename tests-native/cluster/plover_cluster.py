@@ -1,0 +1,358 @@
+"""Three simulated hosts on one machine, for the end-to-end tests, the demo and the e2e benchmark.
+
+Every host is a network namespace. A switch namespace holds the LAN bridge; each host and the client hang on it
+through a veth pair. The VM hosts (node 1 primary, node 2 backup) bridge a tap device for their guest NIC onto
+their link, exactly like a hypervisor host; node 3 runs the witness; the client namespace runs redis-benchmark and
+the checks. Primary and backup start QEMU with identical command lines apart from role, node and log files, with
+the same MAC and guest IP: only the primary's output ever reaches the LAN.
+
+    10.77.0.1  node 1 (QEMU, primary)  --+
+    10.77.0.2  node 2 (QEMU, backup)   --+-- bridge in the switch namespace
+    10.77.0.3  node 3 (plover witness) --+
+    10.77.0.10 client                  --+      guest (redis-server): 10.77.0.100, MAC 52:54:00:77:00:64
+
+Everything is created with a prefix naming this process (plv<pid>-...), removed by stop() and at interpreter exit
+or SIGINT/SIGTERM; namespaces left by a process that died without cleaning up are removed at the next start.
+Needs root (ip netns) and the artifacts `./build.sh env` prints (PLOVER_QEMU, PLOVER_LIB, PLOVER_CLI,
+PLOVER_KERNEL, PLOVER_INITRD).
+"""
+import atexit
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+GUEST_IP = "10.77.0.100"
+GUEST_MAC = "52:54:00:77:00:64"
+CLIENT_IP = "10.77.0.10"
+SUBNET = 24
+FIRMWARE = ["-L", "/usr/share/seabios", "-L", "/usr/lib/ipxe/qemu", "-L", "/usr/share/qemu"]
+_live = []  # clusters to tear down at exit
+
+
+def sh(*cmd, check=True, capture=False, timeout=60):
+    r = subprocess.run(cmd, check=False, text=True, timeout=timeout,
+                       stdout=subprocess.PIPE if capture else subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r.stdout if capture else r.returncode
+
+
+def remove_stale_namespaces():
+    """Namespaces of earlier harness processes that are gone (killed before they could clean up)."""
+    out = sh("ip", "netns", "list", capture=True, check=False) or ""
+    for line in out.splitlines():
+        m = re.match(r"(plv(\d+)-\w+)", line)
+        if m and not os.path.exists(f"/proc/{m.group(2)}"):
+            sh("ip", "netns", "del", m.group(1), check=False)
+
+
+class AdminClient:
+    """A node's admin socket (libplover in QEMU): one command line in, one JSON line out."""
+
+    def __init__(self, path, timeout=60):
+        self.path = path
+        self.timeout = timeout
+        self.sock = None
+
+    def _connect(self):
+        deadline = time.time() + self.timeout
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(self.timeout)
+                s.connect(self.path)
+                self.sock, self.file = s, s.makefile("rwb")
+                return
+            except OSError:
+                s.close()
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def call(self, command):
+        if self.sock is None:
+            self._connect()
+        self.file.write(command.encode() + b"\n")
+        self.file.flush()
+        line = self.file.readline()
+        if not line:
+            self.close()
+            raise ConnectionError(f"{self.path}: connection closed during '{command}'")
+        return json.loads(line)
+
+    def __call__(self, command):
+        r = self.call(command)
+        if not r.get("ok"):
+            raise RuntimeError(f"{self.path}: {command}: {r.get('error')}")
+        return r
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+
+class Node:
+    def __init__(self, cluster, node_id, role):
+        self.cluster, self.id, self.role = cluster, node_id, role
+        self.ns = f"{cluster.prefix}-n{node_id}"
+        self.ip = f"10.77.0.{node_id}"
+        self.proc = None
+        self.admin_path = os.path.join(cluster.work, f"admin-{node_id}.sock")
+        self.stderr_path = os.path.join(cluster.work, f"node{node_id}.stderr")
+        self.serial_path = os.path.join(cluster.work, f"serial-{node_id}.log")
+        self._admin = None
+
+    @property
+    def admin(self):
+        if self._admin is None:
+            self._admin = AdminClient(self.admin_path)
+        return self._admin
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr(self):
+        try:
+            return open(self.stderr_path, errors="replace").read()
+        except OSError:
+            return ""
+
+    def serial(self):
+        try:
+            return open(self.serial_path, errors="replace").read()
+        except OSError:
+            return ""
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._admin:
+            self._admin.close()
+            self._admin = None
+
+
+class Cluster:
+    """mode: "plover" (the product), "remus" (the same engine sending every dirty page, no hashing) or
+    "unreplicated" (one plain QEMU, no library: the baseline)."""
+
+    def __init__(self, work, mode="plover", mem="256M", smp=2, timeouts=None, sync=None, hashing_threads=0,
+                 log=print, env=None):
+        self.env = dict(env or os.environ)
+        for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
+            if not self.env.get(k):
+                raise RuntimeError(f"{k} is not set (run through ./build.sh, or export the lines of ./build.sh env)")
+        if mode not in ("plover", "remus", "unreplicated"):
+            raise ValueError(f"unknown mode {mode}")
+        self.work, self.mode, self.mem, self.smp = work, mode, mem, smp
+        self.timeouts = timeouts or {}
+        self.sync = dict(sync or {})
+        if mode == "remus":
+            self.sync["remusMode"] = True
+        self.hashing_threads = hashing_threads
+        self.log = log
+        self.prefix = f"plv{os.getpid()}"
+        self.sw = f"{self.prefix}-sw"
+        self.client_ns = f"{self.prefix}-cl"
+        self.nodes = {1: Node(self, 1, "primary"), 2: Node(self, 2, "backup"), 3: Node(self, 3, "witness")}
+        self.config_path = os.path.join(work, "cluster.json")
+        self.key_path = os.path.join(work, "cluster.key")
+        self._namespaces = []
+        self._bg = []
+
+    # ------------------------------------------------------------------ network
+    def _netns(self, name):
+        sh("ip", "netns", "add", name)
+        self._namespaces.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+
+    def _link_to_switch(self, ns, port):
+        """A veth pair: eth0 in ns, `port` on the switch bridge."""
+        sh("ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", self.sw)
+        sh("ip", "-n", self.sw, "link", "set", port, "master", "br0", "up")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up")
+
+    def setup_network(self):
+        remove_stale_namespaces()
+        self._netns(self.sw)
+        sh("ip", "-n", self.sw, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+        sh("ip", "-n", self.sw, "link", "set", "br0", "up")
+        for n in self.nodes.values():
+            self._netns(n.ns)
+            self._link_to_switch(n.ns, f"n{n.id}")
+            if n.role == "witness":
+                sh("ip", "-n", n.ns, "addr", "add", f"{n.ip}/{SUBNET}", "dev", "eth0")
+                continue
+            # a VM host: its guest's tap and its own link on one bridge, the host address on the bridge
+            sh("ip", "-n", n.ns, "link", "add", "br0", "type", "bridge", "stp_state", "0", "forward_delay", "0")
+            sh("ip", "-n", n.ns, "tuntap", "add", "tap0", "mode", "tap")
+            for dev in ("eth0", "tap0"):
+                sh("ip", "-n", n.ns, "link", "set", dev, "master", "br0")
+            sh("ip", "-n", n.ns, "link", "set", "tap0", "up")
+            sh("ip", "-n", n.ns, "link", "set", "br0", "up")
+            sh("ip", "-n", n.ns, "addr", "add", f"{n.ip}/{SUBNET}", "dev", "br0")
+        self._netns(self.client_ns)
+        self._link_to_switch(self.client_ns, "cl")
+        sh("ip", "-n", self.client_ns, "addr", "add", f"{CLIENT_IP}/{SUBNET}", "dev", "eth0")
+
+    def partition(self, node_id, cut=True):
+        """Cuts (or restores) node_id's link to the switch: it can reach nobody and nobody reaches it."""
+        sh("ip", "-n", self.sw, "link", "set", f"n{node_id}", "down" if cut else "up")
+
+    # ------------------------------------------------------------------ processes
+    def write_config(self):
+        with open(self.key_path, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(self.key_path, 0o600)
+        config = {
+            "cluster": "e2e",
+            "keyFile": self.key_path,
+            "nodes": [{"id": n.id, "role": n.role, "address": f"{n.ip}:7400",
+                       **({"admin": n.admin_path} if n.role != "witness" else {})} for n in self.nodes.values()],
+            "hashing": {"threads": self.hashing_threads},
+        }
+        if self.timeouts:
+            config["timeouts"] = self.timeouts
+        if self.sync:
+            config["sync"] = self.sync
+        with open(self.config_path, "w") as f:
+            json.dump(config, f, indent=2)
+
+    def qemu_command(self, node):
+        e = self.env
+        cmd = [e["PLOVER_QEMU"], "-M", "pc", "-m", self.mem, "-smp", str(self.smp), "-accel", "tcg,thread=multi",
+               "-display", "none", "-nodefaults", "-S", "-kernel", e["PLOVER_KERNEL"], "-initrd", e["PLOVER_INITRD"],
+               "-append", f"console=ttyS0 quiet plover.ip={GUEST_IP}/{SUBNET} plover.redis=1",
+               "-serial", f"file:{node.serial_path}",
+               "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off",
+               "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC},romfile=", *FIRMWARE]
+        if self.mode == "unreplicated":
+            return cmd[:cmd.index("-S")] + cmd[cmd.index("-S") + 1:]   # plain QEMU: starts at once
+        return cmd + ["-object", f"plover,id=ft0,lib={e['PLOVER_LIB']},role={node.role},config={self.config_path},"
+                                 f"node={node.id}",
+                      "-object", "filter-plover,id=pf0,netdev=n0,ft=ft0"]
+
+    def start_node(self, node_id):
+        n = self.nodes[node_id]
+        if n.role == "witness":
+            cmd = [self.env["PLOVER_CLI"], "witness", "--config", self.config_path, "--node", str(n.id)]
+        else:
+            cmd = self.qemu_command(n)
+        n.command = cmd
+        with open(n.stderr_path, "w") as err:
+            n.proc = subprocess.Popen(["ip", "netns", "exec", n.ns, *cmd], stdout=err, stderr=err,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        return n
+
+    def start(self, wait=True, boot_timeout=240):
+        os.makedirs(self.work, exist_ok=True)
+        for name in os.listdir(self.work):   # sockets and logs of an earlier run in the same folder
+            if name.endswith((".sock", ".stderr", ".log")):
+                os.unlink(os.path.join(self.work, name))
+        _live.append(self)
+        self.setup_network()
+        if self.mode == "unreplicated":
+            self.start_node(1)
+        else:
+            self.write_config()
+            for node_id in (3, 2, 1):
+                self.start_node(node_id)
+        if wait:
+            self.wait_service(boot_timeout)
+        return self
+
+    def vm_nodes(self):
+        return [self.nodes[1]] if self.mode == "unreplicated" else [self.nodes[1], self.nodes[2]]
+
+    def wait_service(self, timeout=240):
+        """Until redis in the guest answers PING from the client namespace."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for n in self.vm_nodes() + ([self.nodes[3]] if self.mode != "unreplicated" else []):
+                if n.proc is not None and not n.alive():
+                    raise RuntimeError(f"node {n.id} exited with {n.proc.returncode}:\n{n.stderr()[-4000:]}")
+            r = subprocess.run(["ip", "netns", "exec", self.client_ns, "timeout", "5", "redis-cli", "-h", GUEST_IP,
+                                "PING"], capture_output=True, text=True, timeout=30)
+            if r.stdout.strip() == "PONG":
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"the guest's redis did not answer within {timeout} s; primary serial:\n"
+                           f"{self.nodes[1].serial()[-3000:]}\nprimary stderr:\n{self.nodes[1].stderr()[-3000:]}")
+
+    # ------------------------------------------------------------------ the client side
+    def client(self, *cmd, timeout=600, check=True):
+        r = subprocess.run(["ip", "netns", "exec", self.client_ns, *cmd], capture_output=True, text=True,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"client {' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()[-2000:]}")
+        return r.stdout
+
+    def client_popen(self, *cmd, **kw):
+        p = subprocess.Popen(["ip", "netns", "exec", self.client_ns, *cmd], **kw)
+        self._bg.append(p)
+        return p
+
+    def capture(self, path):
+        """tcpdump in the client namespace of every frame from the guest's MAC (stop with stop_capture)."""
+        p = self.client_popen("tcpdump", "-i", "eth0", "-U", "-n", "-w", path, "ether", "src", GUEST_MAC,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 10
+        while time.time() < deadline:   # tcpdump says "listening on" once the socket is open
+            line = p.stderr.readline()
+            if "listening on" in line:
+                return p
+        raise RuntimeError("tcpdump did not start")
+
+    @staticmethod
+    def stop_capture(p):
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=10)
+
+    # ------------------------------------------------------------------ teardown
+    def stop(self):
+        for p in self._bg:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self._bg.clear()
+        for n in self.nodes.values():
+            if n.alive():
+                n.kill(signal.SIGTERM)
+        for ns in reversed(self._namespaces):
+            sh("ip", "netns", "del", ns, check=False)
+        self._namespaces.clear()
+        if self in _live:
+            _live.remove(self)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _teardown_all(*_):
+    for c in list(_live):
+        try:
+            c.stop()
+        except Exception as e:  # noqa: BLE001 - cleanup must go on
+            print(f"cluster cleanup: {e}")
+
+
+def _on_signal(signum, _frame):
+    _teardown_all()
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_teardown_all)
+for _sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_sig, _on_signal)
