@@ -53,9 +53,15 @@ FakeHost &H() { return FakeHost::Get(); }
 
 void FakeLog(int32_t level, const char *msg) { H().Log(level, msg); }
 int32_t FakeSchedule(PloverMainFn fn, void *opaque) { return H().Schedule(fn, opaque); }
+// QEMU's fence ends the process; the fake records the reason and parks the calling thread for good (the
+// contract is only that fence never returns), so a test can check why.
 void FakeFence(const char *why) {
     fprintf(stderr, "fake host: fence: %s\n", why);
-    abort();
+    {
+        std::lock_guard<std::mutex> lock(H().fence_mu);
+        H().fenced = why ? why : "";
+    }
+    for (;;) pause();
 }
 const char *FakeAccel(void) { H().CheckMain("accel_name"); return "fake"; }
 int32_t FakeIsRunning(void) { H().CheckMain("vm_is_running"); return H().running ? 1 : 0; }
@@ -263,6 +269,10 @@ void FakeHost::Reset(const std::string &role, const std::string &config, const s
     }
     running = false;
     logging = false;
+    {
+        std::lock_guard<std::mutex> lock(fence_mu);
+        fenced.clear();
+    }
     device_state.resize(3000);
     for (size_t i = 0; i < device_state.size(); i++) device_state[i] = uint8_t(i * 31 + 7);
     saves = loads = bad_loads = frees = dirty_syncs = dirty_syncs_running = announces = stops = starts = 0;

@@ -105,6 +105,9 @@ public:
     int announces = 0, stops = 0, starts = 0;
     std::vector<std::pair<uint32_t, std::pair<uint64_t, uint64_t>>> ram_updates;
     std::atomic<bool> refuse_schedule{false};  // schedule_main fails with -EAGAIN
+    std::mutex fence_mu;
+    std::string fenced;                        // why the library called fence ("" = never)
+    std::string Fenced() { std::lock_guard<std::mutex> lock(fence_mu); return fenced; }
     std::atomic<int> off_main_calls{0};        // MAIN-only calls made off the main thread
     std::string off_main_names;
     pthread_t main_thread{};

@@ -19,6 +19,8 @@ protected:
         // ports of their own: nothing else listens there
         for (auto [from, to] : {std::pair{"7401", "27461"}, {"7402", "27463"}, {"7403", "27465"}})
             json.replace(json.find(from), 4, to);
+        // no peer ever answers here: give up on the cluster quickly
+        json.replace(json.find("\"hashing\""), 0, "\"timeouts\": {\"startupMs\": 700},\n  ");
         config = cluster.Write("replicate.json", json);
         host().Reset("primary", config, "1");
         std::string err;
@@ -34,13 +36,24 @@ protected:
     std::string config;
 };
 
-TEST_F(ReplicaHooksTest, MachineReadyStartsTheReplicaHoldingOutputAndStartsTheGuest) {
+TEST_F(ReplicaHooksTest, MachineReadyStartsTheReplicaHoldingOutput) {
     EXPECT_TRUE(host().LogContains("started in replicate mode")) << host().LogText();
     host().MachineReady();
     EXPECT_TRUE(host().logging) << "dirty logging is on from machine_ready";
     EXPECT_TRUE(host().LogContains("node 1 runs as primary replica: 2 RAM block(s), 2 NIC(s)")) << host().LogText();
     for (auto &nic : host().nics) EXPECT_EQ(PLOVER_OUT_HOLD, nic.mode) << nic.filter_id;
-    EXPECT_TRUE(host().PumpUntil([&] { return host().running; })) << "the library starts the guest\n" << host().LogText();
+}
+
+// Without its peers the guest never starts: after timeouts.startupMs the library stops QEMU (fence) and says why.
+TEST_F(ReplicaHooksTest, WithoutAClusterTheGuestNeverStartsAndQemuStopsWithTheReason) {
+    host().MachineReady();
+    EXPECT_TRUE(host().PumpUntil([&] { return !host().Fenced().empty(); }, std::chrono::seconds(10))) << host().LogText();
+    std::string why = host().Fenced();
+    EXPECT_NE(why.find("node 1 cannot join cluster 'nt'"), std::string::npos) << why;
+    EXPECT_NE(why.find("no sync connection to node 2"), std::string::npos) << why;
+    EXPECT_NE(why.find("no consensus leader"), std::string::npos) << why;
+    EXPECT_FALSE(host().running) << "the guest must not run outside a working cluster";
+    EXPECT_EQ(0, host().starts);
 }
 
 TEST_F(ReplicaHooksTest, FramesIntoTheGuestAreStolenNotPassed) {

@@ -62,6 +62,23 @@ internal sealed class NodeHost : IDisposable
         Log($"{Self} started (cluster '{Config.Cluster}', consensus tick {ConsensusDriverOptions.FromConfig(Config, Self.Id).TickMs} ms)");
     }
 
+    /// <summary>Waits up to timeouts.startupMs for a majority (with this node) to be connected; null when it is,
+    /// else what is missing, naming each unreachable peer and the last error seen for it.</summary>
+    public string? WaitForMajority()
+    {
+        int needed = (Transport.Peers.Count + 1) / 2;   // peers besides this node
+        var deadline = Environment.TickCount64 + Config.Timeouts.StartupMs;
+        while (Transport.Peers.Count(Transport.IsConnected) < needed)
+        {
+            if (Environment.TickCount64 >= deadline || _stop.IsSet)
+                return $"no majority of cluster '{Config.Cluster}' after {Config.Timeouts.StartupMs} ms: " +
+                       string.Join("; ", Transport.Peers.Where(p => !Transport.IsConnected(p))
+                           .Select(p => $"node {p}: {Transport.Problem(p) ?? "no answer"}"));
+            Thread.Sleep(20);
+        }
+        return null;
+    }
+
     public void WaitForStop() => _stop.Wait();
 
     public void RequestStop() => _stop.Set();

@@ -26,6 +26,12 @@ internal static class WitnessCommand
         host.Driver.StateChanged = s =>
             NodeHost.Log($"witness {host.Self.Id}: leader {(s.LeaderId == 0 ? "unknown" : s.LeaderId.ToString())}, ballot {s.Ballot} (term {s.Ballot.Round})");
         host.Start(waitForPeersMs: 0);
+        if (host.WaitForMajority() is { } problem)
+        {
+            NodeHost.Log($"witness {host.Self.Id}: {problem}");
+            Console.Error.WriteLine($"plover: witness: {problem}");
+            return 1;
+        }
         host.WaitForStop();
         var d = host.Driver;
         d.Dispose();   // stop the consensus thread first, so the counters below are final

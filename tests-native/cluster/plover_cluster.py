@@ -30,6 +30,10 @@ GUEST_MAC = "52:54:00:77:00:64"
 CLIENT_IP = "10.77.0.10"
 SUBNET = 24
 FIRMWARE = ["-L", "/usr/share/seabios", "-L", "/usr/lib/ipxe/qemu", "-L", "/usr/share/qemu"]
+# Consensus timers for these machines: several QEMUs under TCG share 2 cores, and a thread that wants to run can
+# wait tens of milliseconds for one (see ThreadScheduling.cs); the library's defaults (1 ms heartbeat, 10-30 ms
+# election) are for dedicated hosts.
+TCG_TIMEOUTS = {"heartbeatMs": 10, "electionMinMs": 200, "electionMaxMs": 400}
 _live = []  # clusters to tear down at exit
 
 
@@ -39,6 +43,14 @@ def sh(*cmd, check=True, capture=False, timeout=60):
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
     return r.stdout if capture else r.returncode
+
+
+def _read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def remove_stale_namespaces():
@@ -117,16 +129,10 @@ class Node:
         return self.proc is not None and self.proc.poll() is None
 
     def stderr(self):
-        try:
-            return open(self.stderr_path, errors="replace").read()
-        except OSError:
-            return ""
+        return _read(self.stderr_path)
 
     def serial(self):
-        try:
-            return open(self.serial_path, errors="replace").read()
-        except OSError:
-            return ""
+        return _read(self.serial_path)
 
     def kill(self, sig=signal.SIGKILL):
         if self.alive():
@@ -146,7 +152,7 @@ class Cluster:
     "unreplicated" (one plain QEMU, no library: the baseline)."""
 
     def __init__(self, work, mode="plover", mem="256M", smp=2, timeouts=None, sync=None, hashing_threads=0,
-                 log=print, env=None):
+                 log=print, env=None, wrong_key_for=()):
         self.env = dict(env or os.environ)
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
             if not self.env.get(k):
@@ -154,7 +160,8 @@ class Cluster:
         if mode not in ("plover", "remus", "unreplicated"):
             raise ValueError(f"unknown mode {mode}")
         self.work, self.mode, self.mem, self.smp = work, mode, mem, smp
-        self.timeouts = timeouts or {}
+        self.timeouts = dict(TCG_TIMEOUTS if timeouts is None else timeouts)
+        self.wrong_key_for = set(wrong_key_for)   # node ids given a key of their own (authentication tests)
         self.sync = dict(sync or {})
         if mode == "remus":
             self.sync["remusMode"] = True
@@ -209,6 +216,9 @@ class Cluster:
         sh("ip", "-n", self.sw, "link", "set", f"n{node_id}", "down" if cut else "up")
 
     # ------------------------------------------------------------------ processes
+    def config_path_of(self, node):
+        return self.config_path if node.id not in self.wrong_key_for else os.path.join(self.work, f"cluster-{node.id}.json")
+
     def write_config(self):
         with open(self.key_path, "wb") as f:
             f.write(os.urandom(32))
@@ -226,6 +236,13 @@ class Cluster:
             config["sync"] = self.sync
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=2)
+        for node_id in self.wrong_key_for:   # the same config but another key
+            key = os.path.join(self.work, f"other-{node_id}.key")
+            with open(key, "wb") as f:
+                f.write(os.urandom(32))
+            os.chmod(key, 0o600)
+            with open(self.config_path_of(self.nodes[node_id]), "w") as f:
+                json.dump({**config, "keyFile": key}, f, indent=2)
 
     def qemu_command(self, node):
         e = self.env
@@ -237,14 +254,14 @@ class Cluster:
                "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC},romfile=", *FIRMWARE]
         if self.mode == "unreplicated":
             return cmd[:cmd.index("-S")] + cmd[cmd.index("-S") + 1:]   # plain QEMU: starts at once
-        return cmd + ["-object", f"plover,id=ft0,lib={e['PLOVER_LIB']},role={node.role},config={self.config_path},"
+        return cmd + ["-object", f"plover,id=ft0,lib={e['PLOVER_LIB']},role={node.role},config={self.config_path_of(node)},"
                                  f"node={node.id}",
                       "-object", "filter-plover,id=pf0,netdev=n0,ft=ft0"]
 
     def start_node(self, node_id):
         n = self.nodes[node_id]
         if n.role == "witness":
-            cmd = [self.env["PLOVER_CLI"], "witness", "--config", self.config_path, "--node", str(n.id)]
+            cmd = [self.env["PLOVER_CLI"], "witness", "--config", self.config_path_of(n), "--node", str(n.id)]
         else:
             cmd = self.qemu_command(n)
         n.command = cmd
@@ -253,18 +270,20 @@ class Cluster:
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         return n
 
-    def start(self, wait=True, boot_timeout=240):
+    def start(self, wait=True, boot_timeout=240, nodes=(3, 2, 1), before_nodes=None):
         os.makedirs(self.work, exist_ok=True)
         for name in os.listdir(self.work):   # sockets and logs of an earlier run in the same folder
             if name.endswith((".sock", ".stderr", ".log")):
                 os.unlink(os.path.join(self.work, name))
         _live.append(self)
         self.setup_network()
+        if before_nodes:
+            before_nodes(self)   # e.g. a capture that must see the guest's very first frame
         if self.mode == "unreplicated":
             self.start_node(1)
         else:
             self.write_config()
-            for node_id in (3, 2, 1):
+            for node_id in nodes:
                 self.start_node(node_id)
         if wait:
             self.wait_service(boot_timeout)
@@ -296,6 +315,12 @@ class Cluster:
             raise RuntimeError(f"client {' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()[-2000:]}")
         return r.stdout
 
+    def redis_check(self, *args, timeout=600):
+        """tests-native/cluster/redis_check.py in the client namespace; its JSON result."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        return json.loads(self.client("python3", os.path.join(here, "redis_check.py"), args[0], GUEST_IP,
+                                      *map(str, args[1:]), timeout=timeout))
+
     def client_popen(self, *cmd, **kw):
         p = subprocess.Popen(["ip", "netns", "exec", self.client_ns, *cmd], **kw)
         self._bg.append(p)
@@ -314,8 +339,13 @@ class Cluster:
 
     @staticmethod
     def stop_capture(p):
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=10)
+        """Stops a capture; returns the time it stopped (Unix microseconds)."""
+        stopped = int(time.time() * 1e6)
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=10)
+        p.stderr.close()
+        return stopped
 
     # ------------------------------------------------------------------ teardown
     def stop(self):

@@ -1,158 +1,123 @@
 #!/usr/bin/env python3
-"""Foundation demo: boot a guest in the patched QEMU with libplover.so attached and show what the library sees.
+"""./build.sh demo: a replicated Redis. Three simulated hosts (network namespaces), node 1 and node 2 run the
+patched QEMU with libplover.so (primary and backup), node 3 runs `plover witness`; a client namespace runs about
+30 s of redis-benchmark SET load against the guest, then the report: requests served, what every sync did,
+consensus latency, bytes on the wire compared with what Remus-style checkpointing would have sent, and the three
+promises checked (same inputs in the same order, identical memory, no output before the backup applied it).
 
-Run through `./build.sh demo` (which builds everything and exports PLOVER_QEMU, PLOVER_LIB, PLOVER_KERNEL,
-PLOVER_INITRD). Prints the RAM blocks the library was handed, dirty-page counts over a few seconds of guest
-activity, and the frames filter-plover held and released while a peer talked ARP to the guest.
+Environment: what `./build.sh env` prints (build.sh exports it). PLOVER_DEMO_SECONDS changes the load time.
 """
-import json
 import os
-import socket
-import struct
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
 
-GUEST_MAC = bytes.fromhex("525400123456")
-PEER_MAC = bytes.fromhex("525400aabbcc")
-GUEST_IP, PEER_IP = "10.0.2.2", "10.0.2.1"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cluster"))
+import checks  # noqa: E402
+import plover_cluster as pc  # noqa: E402
+
+PAGE = 4096
 
 
-class Admin:
-    """The library's admin socket: one command line in, one JSON line out."""
-
-    def __init__(self, path, timeout=30):
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.1)
-        self.file = self.sock.makefile("rwb")
-
-    def __call__(self, command):
-        self.file.write(command.encode() + b"\n")
-        self.file.flush()
-        reply = json.loads(self.file.readline())
-        if not reply.get("ok"):
-            raise RuntimeError(f"{command}: {reply}")
-        return reply
+def pct(values, q):
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def arp_request():
-    return (b"\xff" * 6 + PEER_MAC + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + PEER_MAC
-            + socket.inet_aton(PEER_IP) + b"\x00" * 6 + socket.inet_aton(GUEST_IP))
+def mib(n):
+    return n / (1 << 20)
 
 
 def main():
-    env = os.environ
+    seconds = float(os.environ.get("PLOVER_DEMO_SECONDS", "30"))
     work = tempfile.mkdtemp(prefix="plover-demo.")
-    admin_path, qmp_path, serial = f"{work}/admin.sock", f"{work}/qmp.sock", f"{work}/serial.log"
-    with open(f"{work}/cluster.key", "wb") as f:
-        f.write(os.urandom(32))
-    config = {
-        "cluster": "demo", "keyFile": "cluster.key",
-        "nodes": [{"id": 1, "role": "primary", "address": "127.0.0.1:17501", "admin": admin_path},
-                  {"id": 2, "role": "backup", "address": "127.0.0.1:17502"},
-                  {"id": 3, "role": "witness", "address": "127.0.0.1:17503"}],
-    }
-    with open(f"{work}/cluster.json", "w") as f:
-        json.dump(config, f)
-
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer.settimeout(0.05)
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    qemu_port = probe.getsockname()[1]
-    probe.close()
-
-    cmd = [env["PLOVER_QEMU"], "-M", "pc", "-m", "512M", "-smp", "2", "-accel", "tcg,thread=multi",
-           "-display", "none", "-nodefaults", "-S",
-           "-L", "/usr/share/seabios", "-L", "/usr/lib/ipxe/qemu", "-L", "/usr/share/qemu",
-           "-kernel", env["PLOVER_KERNEL"], "-initrd", env["PLOVER_INITRD"],
-           "-append", f"console=ttyS0 quiet plover.ip={GUEST_IP}/24 plover.work=dirty",
-           "-serial", f"file:{serial}", "-qmp", f"unix:{qmp_path},server=on,wait=off",
-           "-netdev", f"dgram,id=n0,local.type=inet,local.host=127.0.0.1,local.port={qemu_port},"
-                      f"remote.type=inet,remote.host=127.0.0.1,remote.port={peer.getsockname()[1]}",
-           "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=",
-           "-object", f"plover,id=ft0,lib={env['PLOVER_LIB']},role=primary,config={work}/cluster.json,node=1",
-           "-object", "filter-plover,id=pf0,netdev=n0,ft=ft0"]
-    print("QEMU command line:\n  " + " ".join(cmd) + "\n")
-    qemu = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(f"{work}/qemu.stderr", "w"))
+    capture_path = os.path.join(work, "client.pcap")
+    cluster = pc.Cluster(work)
+    state = {}
+    print(f"starting three nodes in network namespaces (logs in {work}) and booting the guest under TCG ...")
+    t0 = time.time()
+    cluster.start(before_nodes=lambda c: state.update(capture=c.capture(capture_path)))
     try:
-        admin = Admin(admin_path)
-        qmp = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        qmp.connect(qmp_path)
-        qf = qmp.makefile("rwb")
-        qf.readline()
-        for c in ("qmp_capabilities", "cont"):
-            qf.write(json.dumps({"execute": c}).encode() + b"\n")
-            qf.flush()
-            qf.readline()
+        primary, backup = cluster.nodes[1], cluster.nodes[2]
+        print(f"redis in the replicated guest answers at {pc.GUEST_IP} after {time.time() - t0:.0f} s")
+        for n in (primary, backup):
+            r = n.admin("replica")
+            print(f"  node {n.id}: {r['role']}, consensus {r['consensusRole']} in ballot {r['ballot']}, "
+                  f"{r['syncsCompleted']} syncs so far (the first is a full sync of both booted guests)")
+        first_epoch = primary.admin("replica")["lastSyncEpoch"]
+        primary.admin("metrics-reset")
 
-        status = admin("status")
-        print(f"library attached: role {status.get('role')}, accelerator {status.get('accel')}, "
-              f"ABI {status.get('abiVersion', status.get('abi'))}")
-        print("\nRAM blocks handed to the library (zero copy):")
-        print(f"  {'id':>2}  {'name':<24} {'ram_addr':>12} {'length':>12}")
-        for b in admin("ramblocks")["blocks"]:
-            print(f"  {b['id']:>2}  {b['name']:<24} {b['ramAddr']:>#12x} {b['length'] // 1024:>9} KiB")
+        print(f"\nclient: redis-benchmark -t SET -P 16 -r 100000 for about {seconds:.0f} s ...")
+        requests, start = 0, time.time()
+        rates = []
+        while time.time() - start < seconds:
+            out = cluster.client("redis-benchmark", "-h", pc.GUEST_IP, "-t", "SET", "-P", "16", "-r", "100000",
+                                 "-n", "20000", "-q", timeout=600)
+            requests += 20000
+            rates.append(out.strip().splitlines()[-1])
+        elapsed = time.time() - start
+        written = cluster.redis_check("write", "demo", 1000)
+        read = cluster.redis_check("verify", "demo", 1000)
+        p_status = primary.admin("replica")
 
-        deadline = time.time() + 120
-        while "PLOVER-GUEST-READY" not in open(serial, errors="replace").read():
-            if time.time() > deadline or qemu.poll() is not None:
-                raise RuntimeError("guest did not boot; see " + serial)
-            time.sleep(0.2)
-        print("\nguest booted; it rewrites 16 MiB of tmpfs every second")
+        syncs = [s for s in checks.sync_log(primary) if s["epoch"] > first_epoch]
+        print(f"\nrequests served: {requests} SET in {elapsed:.1f} s = {requests / elapsed:.0f} requests/s "
+              f"(redis-benchmark per run: {rates[-1]})")
+        print(f"our own check: {written['acked']} writes acknowledged, read back: "
+              f"{read['checked'] - read['missingCount'] - read['wrongCount']} of {read['checked']} correct")
 
-        print("\ndirty pages per second (dirty-sync stops the VM, harvests the bitmaps, clears them, resumes):")
-        admin("dirty-sync")
-        for second in range(1, 6):
-            time.sleep(1)
-            r = admin("dirty-sync")
-            parts = ", ".join(f"{b['name']}: {b['dirtyPages']}" for b in r["blocks"] if b["dirtyPages"])
-            print(f"  t={second}s  {parts or 'no dirty pages'}")
+        print(f"\nsyncs during the load: {len(syncs)} (triggers since start: {p_status['syncTriggers']})")
+        head = (f"{'epoch':>6} {'union':>6} {'ident%':>6} {'diverg':>6} {'KiB':>7}   pause ms: {'total':>6} "
+                f"{'stop':>5} {'bitmap':>6} {'hash':>5} {'cmp':>5} {'xfer':>5} {'dev':>5} {'apply':>5} {'resume':>6}")
+        print(head)
+        shown = syncs if len(syncs) <= 20 else syncs[:5] + [None] + syncs[-14:]
+        for s in shown:
+            if s is None:
+                print(f"{'...':>6}")
+                continue
+            p = {k: v / 1000 for k, v in s["pauseUs"].items()}
+            ident = 100 * s["identical"] / s["union"] if s["union"] else 100
+            print(f"{s['epoch']:>6} {s['union']:>6} {ident:>6.1f} {s['divergent']:>6} {s['wire']['total'] / 1024:>7.0f}"
+                  f"             {p['total']:>6.2f} {p['stop']:>5.2f} {p['bitmap']:>6.2f} {p['hash']:>5.2f} "
+                  f"{p['compare']:>5.2f} {p['transfer']:>5.2f} {p['deviceState']:>5.2f} {p['apply']:>5.2f} "
+                  f"{p['resume']:>6.2f}")
+        if syncs:
+            union = sum(s["union"] for s in syncs)
+            ident = sum(s["identical"] for s in syncs)
+            pauses = [s["pauseUs"]["total"] / 1000 for s in syncs]
+            print(f"all {len(syncs)}: union {union} pages, {100 * ident / max(union, 1):.1f}% identical (not sent), "
+                  f"pause median {statistics.median(pauses):.2f} ms, p99 {pct(pauses, 0.99):.2f} ms, "
+                  f"max {max(pauses):.2f} ms")
 
-        print("\noutput guard: the peer sends ARP requests; the guest's replies are held per epoch")
-        admin("out-mode 0 hold")
-        received = 0
-        for epoch_round in range(1, 6):
-            for _ in range(3):
-                peer.sendto(arp_request(), ("127.0.0.1", qemu_port))
-                time.sleep(0.1)
-            time.sleep(0.5)
-            before = received
-            received += drain(peer)
-            stats = admin("net-stats")["nics"][0]
-            epoch = admin("out-cut 0")["epoch"]
-            released = admin(f"out-release 0 {epoch}")["released"]
-            time.sleep(0.3)
-            after = drain(peer)
-            received += after
-            print(f"  epoch {epoch}: held {stats['heldPkts']} frames before release "
-                  f"(peer saw {received - after - before}), released {released}, peer then saw {after}")
-        print(f"\nframes that reached the peer: {received} (all after their epoch was released)")
+        lat = p_status["commitLatencyUs"]
+        print(f"\nconsensus (INPUT entries, proposal to commit on the primary, {lat['count']} entries): "
+              f"p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us, p99.9 {lat['p999']:.0f} us, max {lat['max']} us")
+
+        plover_bytes = sum(s["wire"]["total"] for s in syncs)
+        remus_bytes = sum(s["localDirty"] * PAGE + s["deviceStateBytes"] for s in syncs)
+        print(f"\nreplication bytes during the load: Plover {mib(plover_bytes):.1f} MiB "
+              f"({plover_bytes / max(requests, 1):.0f} B per request); Remus-style checkpointing would have sent every "
+              f"page the primary dirtied plus the device state: {mib(remus_bytes):.1f} MiB "
+              f"({remus_bytes / max(requests, 1):.0f} B per request), {remus_bytes / max(plover_bytes, 1):.1f}x more")
+
+        print("\nthe three promises, checked now:")
+        compared, bad = checks.compare_input_order(primary, backup)
+        print(f"  same inputs, same order: {compared} syncs compared, {len(bad)} mismatches")
+        stopped = pc.Cluster.stop_capture(state["capture"])
+        captured, released, problems = checks.check_output_guard(primary, backup, capture_path, stopped)
+        print(f"  output guard: the client saw {captured} frames from the guest, the primary released {released}, "
+              f"each after the backup applied its sync: " + ("yes" if not problems else "NO: " + problems[0]))
+        epoch, diffs = checks.compare_memory(cluster)
+        print(f"  identical memory at the sync point of epoch {epoch}: " + ("yes, every page" if not diffs else
+                                                                            "NO: " + "; ".join(diffs)))
+        ok = not bad and not diffs and not problems and read["missingCount"] + read["wrongCount"] == 0
+        print("\n" + ("demo OK" if ok else "demo FAILED"))
+        return 0 if ok else 1
     finally:
-        qemu.kill()
-        qemu.wait()
-    return 0
-
-
-def drain(sock):
-    n = 0
-    while True:
-        try:
-            frame = sock.recv(65536)
-        except socket.timeout:
-            return n
-        if frame[12:14] == b"\x08\x06" and frame[:6] == PEER_MAC:
-            n += 1
+        cluster.stop()
 
 
 if __name__ == "__main__":

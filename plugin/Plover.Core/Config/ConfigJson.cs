@@ -30,6 +30,7 @@ internal sealed class RawTimeouts
     public double? HeartbeatMs { get; set; }
     public double? ElectionMinMs { get; set; }
     public double? ElectionMaxMs { get; set; }
+    public int? StartupMs { get; set; }
 }
 
 internal sealed class RawSync

@@ -180,7 +180,8 @@ internal sealed partial class ConfigValidator
             throw Error("timeouts.electionMinMs", $"{min} is greater than timeouts.electionMaxMs {max}");
         if (hb >= min)
             throw Error("timeouts.heartbeatMs", $"{hb} must be less than timeouts.electionMinMs {min}");
-        return new TimeoutConfig(hb, min, max);
+        int startup = Positive(raw.StartupMs ?? d.StartupMs, "timeouts.startupMs");
+        return new TimeoutConfig(hb, min, max) { StartupMs = startup };
     }
 
     private SyncConfig ValidateSync(RawSync? raw)

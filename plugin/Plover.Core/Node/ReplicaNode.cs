@@ -15,8 +15,11 @@ public sealed class ReplicaNode : IDisposable
     private readonly TcpTransport _transport;
     private readonly ReplicaSyncLink _link;
 
-    private ReplicaNode(TcpTransport transport, ConsensusDriver driver, Replica replica, ReplicaSyncLink link)
+    private readonly int _peerId;
+
+    private ReplicaNode(TcpTransport transport, ConsensusDriver driver, Replica replica, ReplicaSyncLink link, int peerId)
     {
+        _peerId = peerId;
         _transport = transport;
         Driver = driver;
         Replica = replica;
@@ -26,6 +29,29 @@ public sealed class ReplicaNode : IDisposable
     public ConsensusDriver Driver { get; }
     public Replica Replica { get; }
     public bool SyncLinkConnected => _link.Connected;
+
+    /// <summary>
+    /// Null once this replica has what it needs to run the guest: a consensus leader it can reach (so a majority
+    /// exists) and the sync link to the other replica (so the guest is protected from its first epoch). Otherwise
+    /// what is missing, naming the peers and the last error seen for each ("authentication failed ... wrong
+    /// cluster key?", "connection refused").
+    /// </summary>
+    public string? ReadinessProblem()
+    {
+        var problems = new List<string>();
+        int leader = Driver.LeaderId;
+        int connected = _transport.Peers.Count(_transport.IsConnected);
+        bool majority = connected + 1 >= (_transport.Peers.Count + 1) / 2 + 1;
+        if (leader == 0 || !majority || (leader != Driver.SelfId && !_transport.IsConnected(leader)))
+        {
+            var missing = _transport.Peers.Where(p => !_transport.IsConnected(p))
+                .Select(p => $"node {p}: {_transport.Problem(p) ?? "no answer yet"}").ToList();
+            problems.Add($"no consensus leader{(missing.Count > 0 ? $" (not connected to {string.Join("; ", missing)})" : "")}");
+        }
+        if (!_link.Connected)
+            problems.Add($"no sync connection to node {_peerId}: {_link.Problem ?? "no answer yet"}");
+        return problems.Count == 0 ? null : string.Join("; ", problems);
+    }
 
     /// <summary>
     /// Builds and starts node selfId on host. MAIN thread (the replica starts holding output here); never waits for
@@ -66,7 +92,7 @@ public sealed class ReplicaNode : IDisposable
             transport.Start(dispatcher);
             driver.Start();
             replica.Start();
-            return new ReplicaNode(transport, driver, replica, link);
+            return new ReplicaNode(transport, driver, replica, link, peer.Id);
         }
         catch
         {

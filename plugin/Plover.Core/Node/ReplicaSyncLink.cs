@@ -22,7 +22,7 @@ public sealed class ReplicaSyncLink : IDisposable
     private readonly Action<string> _log;
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _stop = new();
-    private string? _lastError;
+    private volatile string? _lastError;
     private long _connections;
 
     /// <param name="listen">This node's own sync endpoint; listened on only when this node accepts (higher id).</param>
@@ -51,6 +51,8 @@ public sealed class ReplicaSyncLink : IDisposable
     /// <summary>The endpoint actually listened on (a port 0 request gets a real port), or null when dialing.</summary>
     public IPEndPoint? ListenEndpoint => (IPEndPoint?)_listener?.LocalEndPoint;
     public bool Connected => _engine.Connection is { IsClosed: false };
+    /// <summary>Why the link is down, last seen (null when connected or nothing failed yet).</summary>
+    public string? Problem => Connected ? null : _lastError;
     /// <summary>Connections established so far (reconnections included).</summary>
     public long Connections => Interlocked.Read(ref _connections);
 

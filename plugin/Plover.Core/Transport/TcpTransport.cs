@@ -24,6 +24,8 @@ public sealed class TcpTransport : ITransport
     private IFrameSink _sink = null!;
     private int _pendingHandshakes;
     private volatile bool _disposed;
+    private readonly string?[] _problems;          // per peer: why it is not connected, last seen
+    private volatile string? _inboundProblem;      // the last refused incoming connection (peer not yet known)
 
     public TcpTransport(TcpTransportOptions options)
     {
@@ -35,6 +37,7 @@ public sealed class TcpTransport : ITransport
         if (options.MaxFrameBytes < FrameFormat.MaxHandshakeFrameBytes) throw new ArgumentException("MaxFrameBytes too small");
         _peers = options.Endpoints.Keys.Where(id => id != _self.SelfId).Order().ToArray();
         _connections = new TcpConnection?[options.Endpoints.Keys.Max() + 1];
+        _problems = new string?[_connections.Length];
     }
 
     public int SelfId => _self.SelfId;
@@ -65,6 +68,23 @@ public sealed class TcpTransport : ITransport
     }
 
     public bool IsConnected(int peer) => Connection(peer) is { IsClosed: false };
+
+    /// <summary>Why peer is not connected, as far as this node knows (null: connected, or nothing seen yet). A
+    /// refused incoming connection cannot be pinned on a peer before the handshake names it, so it is reported
+    /// for every peer that is not connected.</summary>
+    public string? Problem(int peer)
+    {
+        if (IsConnected(peer)) return null;
+        string? own = (uint)peer < (uint)_problems.Length ? Volatile.Read(ref _problems[peer]) : null;
+        string? inbound = _inboundProblem;
+        return own is null ? inbound : inbound is null ? own : $"{own}; {inbound}";
+    }
+
+    private void NoteProblem(int peer, string problem)
+    {
+        if (peer == 0) _inboundProblem = problem;
+        else if ((uint)peer < (uint)_problems.Length) Volatile.Write(ref _problems[peer], problem);
+    }
 
     public bool Send(int peer, IFrameBody body) => Connection(peer)?.Send(body) ?? false;
 
@@ -143,6 +163,7 @@ public sealed class TcpTransport : ITransport
             {
                 socket.Dispose();
                 // A peer that is down is normal: say so once, then every 100 attempts.
+                NoteProblem(peer, $"cannot connect to {ep}: {Describe(e)}");
                 if (failures++ % 100 == 0 && !_disposed) Log($"cannot connect to node {peer} at {ep}: {Describe(e)} (retrying)");
             }
             if (conn is not null)
@@ -177,6 +198,7 @@ public sealed class TcpTransport : ITransport
         }
         catch (Exception e) when (e is HandshakeException or SocketException or ObjectDisposedException or IOException)
         {
+            NoteProblem(expectedPeer, $"{(expectedPeer != 0 ? "connection to" : "connection from")} {remote} refused: {Describe(e)}");
             if (!_disposed) Log($"refused connection {(expectedPeer != 0 ? $"to node {expectedPeer}" : "from")} {remote}: {Describe(e)}");
             try { socket.Shutdown(SocketShutdown.Both); } catch { /* already closed */ }
             socket.Dispose();
@@ -195,6 +217,7 @@ public sealed class TcpTransport : ITransport
             Volatile.Write(ref _connections[conn.PeerId], conn);
         }
         old?.Close("replaced by a new connection from the same node");
+        _inboundProblem = null;
         Log($"connected to node {conn.PeerId}");
         try { _sink.OnPeerConnected(conn.PeerId); }
         catch (Exception e) { Log($"connection handler failed: {e}"); }
@@ -208,6 +231,7 @@ public sealed class TcpTransport : ITransport
             current = _connections[conn.PeerId] == conn;
             if (current) Volatile.Write(ref _connections[conn.PeerId], null);
         }
+        NoteProblem(conn.PeerId, $"connection closed: {reason}");
         if (!_disposed) Log($"connection to node {conn.PeerId} closed: {reason}");
         if (!current) return;
         try { _sink.OnPeerDisconnected(conn.PeerId, reason); }

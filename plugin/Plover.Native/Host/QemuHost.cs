@@ -82,6 +82,16 @@ internal sealed unsafe class QemuHost
     public void Info(string message) => Log(PloverAbi.LogInfo, message);
     public void Debug(string message) => Log(PloverAbi.LogDebug, message);
 
+    /// <summary>Reports why and ends QEMU at once (_exit: no exit handlers race the main loop). Never returns.</summary>
+    public void Fence(string why)
+    {
+        Need(_api.fence, "fence", main: false);
+        byte[] text = Encoding.UTF8.GetBytes(why + "\0");
+        fixed (byte* p = text)
+            _api.fence(p);
+        Environment.FailFast(why);   // not reached: the host's fence does not return
+    }
+
     public int ScheduleMain(delegate* unmanaged[Cdecl]<void*, void> fn, void* opaque)
     {
         Need(_api.schedule_main, "schedule_main", main: false);

@@ -105,14 +105,35 @@ internal sealed class QemuNode
             return;
         }
         _replica = QemuReplicaNode.Start(Host, Main, Config, Node);
-        // The guest starts once machine creation has finished (QEMU was started with -S): the library owns the
-        // run state from here on.
+        var startupGate = new Thread(() => StartGuestWhenReady(_replica)) { IsBackground = true, Name = "plover-startup" };
+        startupGate.Start();
+    }
+
+    /// <summary>
+    /// The guest runs only inside a working cluster: once consensus has a reachable leader and the sync link to the
+    /// other replica is up, it is started (QEMU was started with -S: the library owns the run state from then on).
+    /// If that does not happen within timeouts.startupMs, QEMU stops with the reason (a wrong cluster key, a peer
+    /// that is not there): better no service than a replica that silently runs alone. Library thread.
+    /// </summary>
+    private void StartGuestWhenReady(QemuReplicaNode replica)
+    {
+        long deadline = Environment.TickCount64 + Config.Timeouts.StartupMs;
+        string? problem;
+        while ((problem = replica.ReadinessProblem()) is not null && Environment.TickCount64 < deadline && !_stopped)
+            Thread.Sleep(20);
+        if (_stopped) return;
+        if (problem is not null)
+        {
+            Host.Error($"node {Node.Id}: the cluster is not ready after {Config.Timeouts.StartupMs} ms: {problem}");
+            Host.Fence($"node {Node.Id} cannot join cluster '{Config.Cluster}': {problem}");
+            return;
+        }
         _ = Main.RunOnMainAsync(() =>
         {
             if (_stopped) return;
             int rc = Host.VmStart();
             if (rc < 0) Host.Error($"vm_start failed: {rc}");
-            else Host.Info($"guest started (accel {Host.AccelName() ?? "?"})");
+            else Host.Info($"cluster ready; guest started (accel {Host.AccelName() ?? "?"})");
         });
     }
 

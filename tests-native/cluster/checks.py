@@ -1,0 +1,107 @@
+"""The three promises of Plover, checked on a running cluster (tests, demo and benchmark use these).
+
+1. Same inputs in the same order: at every sync both replicas stopped at the same log index with the same digest of
+   every INPUT entry they injected before it (the replica's running input digest).
+2. Identical memory: at a sync point both replicas hash every page of every RAM block; the digests must match, and
+   when they do not, the differing pages are named.
+3. No output before the backup can reproduce it: every frame the client saw from the guest was released by the
+   primary after the backup acknowledged the sync covering it: the primary's release of epoch e comes after the
+   backup's apply of e, and at any instant the client has seen at most as many frames as the primary had
+   released by then.
+"""
+import time
+
+from pcap import packet_times_us
+
+
+def sync_log(node, completed_only=True):
+    """Every sync the node's replica kept (its engine keeps the last 4096), oldest first."""
+    syncs, since = [], 0
+    while True:
+        r = node.admin(f"syncs {since}")
+        batch = r["syncs"]
+        syncs += batch
+        if not r.get("truncated") or not batch:
+            break
+        since = batch[-1]["epoch"]
+    return [s for s in syncs if s["outcome"] == "completed"] if completed_only else syncs
+
+
+def compare_input_order(primary, backup):
+    """(epochs compared, mismatches): for every epoch both completed, the log index and input digest must match."""
+    p = {s["epoch"]: s for s in sync_log(primary)}
+    b = {s["epoch"]: s for s in sync_log(backup)}
+    common = sorted(set(p) & set(b))
+    bad = [f"e{e}: primary at log index {p[e]['logIndex']} digest {p[e]['inputDigest']}, "
+           f"backup at {b[e]['logIndex']} digest {b[e]['inputDigest']}"
+           for e in common if (p[e]["logIndex"], p[e]["inputDigest"]) != (b[e]["logIndex"], b[e]["inputDigest"])]
+    return len(common), bad
+
+
+def compare_memory(cluster, timeout=120):
+    """Hashes all RAM of both replicas at the same sync point. Returns (epoch, differences); differences name
+    the blocks and pages that differ (empty: identical)."""
+    primary, backup = cluster.nodes[1], cluster.nodes[2]
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        before = {n.id: (n.admin("verify-result")["result"] or {}).get("epoch", 0) for n in (primary, backup)}
+        for n in (backup, primary):
+            n.admin("verify-at-sync")
+        try:
+            primary.admin("sync-now")
+        except RuntimeError:
+            pass   # the guest may be about to sync anyway; the armed check runs at whichever sync is next
+        results = {}
+        while time.time() < deadline and len(results) < 2:
+            for n in (primary, backup):
+                r = n.admin("verify-result")
+                if r["result"] and r["result"]["epoch"] > before[n.id] and not r["armed"]:
+                    results[n.id] = r["result"]
+            time.sleep(0.05)
+        if len(results) < 2:
+            break
+        p, b = results[1], results[2]
+        if p["epoch"] != b["epoch"]:
+            continue   # a sync slipped in between the two arms: try again
+        diffs = []
+        if p["digest"] != b["digest"]:
+            for bp, bb in zip(p["blocks"], b["blocks"]):
+                if bp["digest"] == bb["digest"]:
+                    continue
+                hp = primary.admin(f"verify-pages {bp['id']}")["hashes"]
+                hb = backup.admin(f"verify-pages {bb['id']}")["hashes"]
+                pages = [i for i, (x, y) in enumerate(zip(hp, hb)) if x != y]
+                diffs.append(f"block '{bp['name']}': {len(pages)} page(s) differ, first: {pages[:20]}")
+        return p["epoch"], diffs
+    raise TimeoutError("no sync point hashed on both replicas in time")
+
+
+def check_output_guard(primary, backup, capture_path, stopped_us=None, in_flight_us=200_000):
+    """Returns (frames captured, frames released, problems). The capture must have run from before the guest
+    could send anything until stopped_us, in the client's namespace, filtered on the guest's MAC. Every frame
+    released more than in_flight_us before the capture stopped must have been captured, and no frame more than
+    was released."""
+    captured = packet_times_us(capture_path)
+    p = [s for s in sync_log(primary) if stopped_us is None or s["outputUs"] <= stopped_us]
+    b = {s["epoch"]: s for s in sync_log(backup)}
+    problems = []
+    for s in p:
+        if s["outputFrames"] and s["epoch"] in b and s["outputUs"] < b[s["epoch"]]["outputUs"]:
+            problems.append(f"e{s['epoch']}: the primary released {s['outputFrames']} frame(s) at {s['outputUs']}, "
+                            f"before the backup applied the sync at {b[s['epoch']]['outputUs']}")
+    releases = sorted((s["outputUs"], s["outputFrames"]) for s in p if s["outputFrames"])
+    released_total = sum(n for _, n in releases)
+    i, released = 0, 0
+    for k, t in enumerate(captured):
+        while i < len(releases) and releases[i][0] <= t:
+            released += releases[i][1]
+            i += 1
+        if k + 1 > released:
+            problems.append(f"frame {k + 1} reached the client at {t} us, when only {released} frame(s) had been "
+                            f"released")
+            break
+    if stopped_us is not None:
+        settled = sum(n for t, n in releases if t <= stopped_us - in_flight_us)
+        if len(captured) < settled:
+            problems.append(f"{settled - len(captured)} released frame(s) never reached the client")
+    return len(captured), released_total, problems

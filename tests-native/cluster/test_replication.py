@@ -1,0 +1,195 @@
+"""End to end: a replicated VM (real patched QEMU under TCG, real guest running redis-server, three nodes in their
+own network namespaces, the witness as `plover witness`), a real client, and the three promises checked.
+
+Run by ctest (e2e.Replication) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
+PLOVER_KEEP_TEST_DIRS=1 keeps the nodes' logs, configs and the capture.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
+import plover_cluster as pc  # noqa: E402
+
+
+def workdir(name):
+    return tempfile.mkdtemp(prefix=f"plover-e2e-{name}.")
+
+
+def cleanup(path):
+    if not os.environ.get("PLOVER_KEEP_TEST_DIRS"):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        print(f"kept {path}", file=sys.stderr)
+
+
+class ReplicatedRedis(unittest.TestCase):
+    """One cluster for the whole class (a TCG boot takes a while): client load first, then every check."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = workdir("replication")
+        cls.capture_path = os.path.join(cls.work, "client.pcap")
+        cls.cluster = pc.Cluster(cls.work)
+        cls.capture = None
+
+        def start_capture(c):
+            cls.capture = c.capture(cls.capture_path)
+
+        try:
+            cls.cluster.start(before_nodes=start_capture)
+            # load, then our own acknowledged writes
+            cls.bench = cls.cluster.client("redis-benchmark", "-h", pc.GUEST_IP, "-t", "SET", "-P", "16", "-r",
+                                           "100000", "-n", "20000", "-q", timeout=900)
+            cls.written = cls.cluster.redis_check("write", "e2e", 2000)
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.stop()
+        cleanup(cls.work)
+
+    def primary(self):
+        return self.cluster.nodes[1]
+
+    def backup(self):
+        return self.cluster.nodes[2]
+
+    def test_1_the_service_answers_through_the_replicated_vm(self):
+        self.assertIn("requests per second", self.bench)
+        self.assertEqual(2000, self.written["acked"], self.written)
+        read = self.cluster.redis_check("verify", "e2e", 2000)
+        self.assertEqual(0, read["missingCount"] + read["wrongCount"], read)
+        p, b = self.primary().admin("replica"), self.backup().admin("replica")
+        self.assertEqual(("primary", "leader", "1.1"), (p["role"], p["consensusRole"], p["ballot"]),
+                         "no failover may happen in this test")
+        self.assertEqual("backup", b["role"])
+        self.assertTrue(p["protected"], p)
+        self.assertGreater(p["syncsCompleted"], 10, p)
+        self.assertGreater(p["framesStolen"], 1000, p)
+
+    def test_2_the_backup_applied_every_input_in_the_same_order(self):
+        compared, bad = checks.compare_input_order(self.primary(), self.backup())
+        self.assertGreater(compared, 10, "too few syncs to compare")
+        self.assertEqual([], bad)
+        p, b = self.primary().admin("replica"), self.backup().admin("replica")
+        if p["lastApplied"] == b["lastApplied"]:
+            self.assertEqual(p["inputDigest"], b["inputDigest"])
+            self.assertEqual(p["inputsInjected"], b["inputsInjected"])
+
+    def test_3_no_output_reached_the_client_before_the_backup_applied_its_sync(self):
+        stopped = pc.Cluster.stop_capture(self.capture)
+        captured, released, problems = checks.check_output_guard(self.primary(), self.backup(), self.capture_path,
+                                                                 stopped)
+        # nothing left before its release, every released frame arrived, and nothing else did (so the backup's
+        # own output never left either)
+        self.assertEqual([], problems)
+        self.assertGreater(captured, 1000, "the capture saw the load")
+        self.assertLessEqual(captured, released)
+
+    def test_4_guest_memory_is_identical_at_a_sync_point(self):
+        epoch, diffs = checks.compare_memory(self.cluster)
+        self.assertEqual([], diffs, f"guest RAM differs at the sync point of epoch {epoch}")
+
+
+class BadClusters(unittest.TestCase):
+    """A wrong key or a missing peer: a clear error, and no replica left running on its own."""
+
+    def run_failing(self, name, **kw):
+        work = workdir(name)
+        cluster = pc.Cluster(work, timeouts={**pc.TCG_TIMEOUTS, "startupMs": 8000}, **kw.pop("cluster", {}))
+        try:
+            cluster.start(wait=False, **kw)
+            deadline = time.time() + 60
+            vms = [n for n in cluster.vm_nodes() if n.proc is not None]
+            while time.time() < deadline and any(n.alive() for n in vms):
+                time.sleep(0.2)
+            return cluster, {n.id: (n.alive(), n.proc.returncode, n.stderr()) for n in vms}
+        finally:
+            cluster.stop()
+            cleanup(work)
+
+    def test_a_backup_with_another_key_is_refused_and_no_vm_keeps_running(self):
+        _, nodes = self.run_failing("wrongkey", cluster={"wrong_key_for": [2]})
+        for node_id, (alive, rc, err) in nodes.items():
+            self.assertFalse(alive, f"node {node_id} still runs")
+            self.assertNotEqual(0, rc)
+            self.assertIn("cannot join cluster", err, err[-3000:])
+            self.assertIn("wrong cluster key", err, err[-3000:])
+            self.assertNotIn("cluster ready; guest started", err)
+
+    def test_a_primary_without_its_backup_never_starts_the_guest(self):
+        _, nodes = self.run_failing("nobackup", nodes=(3, 1))
+        alive, rc, err = nodes[1]
+        self.assertFalse(alive)
+        self.assertNotEqual(0, rc)
+        self.assertIn("no sync connection to node 2", err, err[-3000:])
+        self.assertNotIn("guest started", err)
+
+
+class CheckersCanFail(unittest.TestCase):
+    """The checkers above on made-up data: each one reports the problem it exists to find."""
+
+    class FakeNode:
+        def __init__(self, replies, node_id=0):
+            self.replies, self.id = replies, node_id
+
+        def admin(self, command):
+            reply = self.replies[command.split()[0]]
+            return reply(command) if callable(reply) else reply
+
+    def test_memory_comparison_names_the_differing_page(self):
+        def node(node_id, digest, hashes):
+            result = {"epoch": 7, "digest": digest, "blocks": [{"id": 0, "name": "pc.ram", "digest": digest}]}
+            state = {"armed": False}
+            return self.FakeNode({"verify-result": lambda _: {"armed": state["armed"], "result": result if state.get("hit") else None},
+                                  "verify-at-sync": lambda _: state.update(hit=True) or {},
+                                  "sync-now": {}, "verify-pages": {"hashes": hashes}}, node_id)
+        cluster = type("C", (), {"nodes": {1: node(1, "aa", ["1", "2", "3"]), 2: node(2, "bb", ["1", "9", "3"])}})
+        epoch, diffs = checks.compare_memory(cluster, timeout=5)
+        self.assertEqual(7, epoch)
+        self.assertEqual(["block 'pc.ram': 1 page(s) differ, first: [1]"], diffs)
+
+    def test_output_check_catches_a_frame_seen_before_its_release(self):
+        import struct
+        path = os.path.join(tempfile.mkdtemp(prefix="plover-pcap."), "x.pcap")
+        with open(path, "wb") as f:
+            f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+            for t_us in (1_000_000, 3_000_000):   # the first frame arrives before anything was released
+                f.write(struct.pack("<IIII", t_us // 1_000_000, t_us % 1_000_000, 0, 0))
+        sync = lambda epoch, out_us, frames: {"epoch": epoch, "outcome": "completed", "outputUs": out_us, "outputFrames": frames}
+        primary = self.FakeNode({"syncs": {"syncs": [sync(1, 2_000_000, 2)]}})
+        backup = self.FakeNode({"syncs": {"syncs": [sync(1, 2_500_000, 0)]}})
+        captured, released, problems = checks.check_output_guard(primary, backup, path)
+        self.assertEqual((2, 2), (captured, released))
+        self.assertEqual(2, len(problems), problems)   # released before the backup applied; seen before released
+        self.assertIn("before the backup applied", problems[0])
+        self.assertIn("frame 1 reached the client", problems[1])
+        backup = self.FakeNode({"syncs": {"syncs": [sync(1, 1_500_000, 0)]}})
+        _, _, problems = checks.check_output_guard(primary, backup, path, stopped_us=10_000_000)
+        self.assertEqual(1, len(problems), problems)
+        primary = self.FakeNode({"syncs": {"syncs": [sync(1, 500_000, 3)]}})   # 3 released, 2 arrived
+        backup = self.FakeNode({"syncs": {"syncs": [sync(1, 400_000, 0)]}})
+        _, _, problems = checks.check_output_guard(primary, backup, path, stopped_us=10_000_000)
+        self.assertEqual(["1 released frame(s) never reached the client"], problems)
+        shutil.rmtree(os.path.dirname(path))
+
+    def test_input_order_check_catches_a_different_digest(self):
+        s = lambda e, i, d: {"epoch": e, "outcome": "completed", "logIndex": i, "inputDigest": d}
+        p = self.FakeNode({"syncs": {"syncs": [s(1, 10, "a"), s(2, 20, "b")]}})
+        b = self.FakeNode({"syncs": {"syncs": [s(1, 10, "a"), s(2, 20, "c")]}})
+        compared, bad = checks.compare_input_order(p, b)
+        self.assertEqual(2, compared)
+        self.assertEqual(1, len(bad))
+        self.assertIn("e2:", bad[0])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
