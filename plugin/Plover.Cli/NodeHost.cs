@@ -6,8 +6,9 @@ using Plover.Transport;
 namespace Plover.Cli;
 
 /// <summary>
-/// What every node command shares: load the config, build the TCP transport and the consensus driver for one
-/// node id, log to stderr with timestamps, and stop on SIGTERM/SIGINT.
+/// What the bench-node command needs: load the config, build the TCP transport and the consensus driver for one
+/// node id (always a fresh cluster: benchmarks start all three nodes together), answer status requests, log to
+/// stderr with timestamps, and stop on SIGTERM/SIGINT.
 /// </summary>
 internal sealed class NodeHost : IDisposable
 {
@@ -21,6 +22,12 @@ internal sealed class NodeHost : IDisposable
         Transport = new TcpTransport(TcpTransportOptions.FromConfig(config, self.Id, Log));
         Driver = new ConsensusDriver(ConsensusDriverOptions.FromConfig(config, self.Id, Log), Transport);
         Driver.Attach(Dispatcher);
+        _ = new NodeStatusService(Transport, Dispatcher, () => new Wire.NodeStatus
+        {
+            NodeId = Self.Id, Role = Self.Role.Name(), Term = Driver.Term, LeaderId = Driver.LeaderId,
+            ConsensusRole = Driver.Role.ToString().ToLowerInvariant(), CommitIndex = Driver.CommitIndex,
+            LastIndex = Driver.LastIndex, Fresh = Driver.IsFresh,
+        });
     }
 
     public ClusterConfig Config { get; }
@@ -60,23 +67,6 @@ internal sealed class NodeHost : IDisposable
             Thread.Sleep(1);
         Driver.Start();
         Log($"{Self} started (cluster '{Config.Cluster}', consensus tick {ConsensusDriverOptions.FromConfig(Config, Self.Id).TickMs} ms)");
-    }
-
-    /// <summary>Waits up to timeouts.startupMs for a majority (with this node) to be connected; null when it is,
-    /// else what is missing, naming each unreachable peer and the last error seen for it.</summary>
-    public string? WaitForMajority()
-    {
-        int needed = (Transport.Peers.Count + 1) / 2;   // peers besides this node
-        var deadline = Environment.TickCount64 + Config.Timeouts.StartupMs;
-        while (Transport.Peers.Count(Transport.IsConnected) < needed)
-        {
-            if (Environment.TickCount64 >= deadline || _stop.IsSet)
-                return $"no majority of cluster '{Config.Cluster}' after {Config.Timeouts.StartupMs} ms: " +
-                       string.Join("; ", Transport.Peers.Where(p => !Transport.IsConnected(p))
-                           .Select(p => $"node {p}: {Transport.Problem(p) ?? "no answer"}"));
-            Thread.Sleep(20);
-        }
-        return null;
     }
 
     public void WaitForStop() => _stop.Wait();

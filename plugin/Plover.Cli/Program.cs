@@ -19,8 +19,9 @@ internal static class Program
                        threads with WINDOW proposals outstanding each; commit latency and throughput
                 SPEC = NAME:ping:SIZE:COUNT                       transport round trip to the backup, same framing
               Prints ROLE, STATUS, CHECKPOINT, RESULT and DONE lines on stdout (see BenchNodeCommand.cs).
-          status --admin SOCKET
-              Query a running node (not implemented yet: its own issue adds the admin socket).
+          status --config FILE [--json] [--timeout-ms MS]
+              Ask every node (over its consensus port, with the cluster key) for its role, term, commit index, lag
+              and last sync. Exit code 0: a primary leads with a synced backup; 1: the cluster is unprotected.
           help
         """;
 

@@ -1,16 +1,96 @@
+using System.Globalization;
+using Plover.Config;
+using Plover.Transport;
+using Plover.Wire;
+
 namespace Plover.Cli;
 
 /// <summary>
-/// <c>plover status --admin SOCKET</c>: will query a running node over its admin Unix socket (role, term,
-/// commit index, sync counters). Its own issue adds the admin socket and fills this in.
+/// <c>plover status --config FILE [--json] [--timeout-ms MS]</c>: asks every node of the cluster what it is doing,
+/// over its consensus port, authenticating with the cluster key as an observer, and prints one line per node:
+/// role, term, leader, commit index, lag behind the primary, last sync, protected or not, and what is wrong.
+/// Exit code: 0 when a primary leads with a synced backup (protected), 1 when the cluster is unprotected (no
+/// primary, the primary runs alone, a node is unreachable or not synced), 2 on usage or config errors.
 /// </summary>
 internal static class StatusCommand
 {
     public static int Run(ReadOnlySpan<string> args)
     {
-        var cl = CommandLine.Parse("status", args, ["admin", "config", "node"]);
+        var cl = CommandLine.Parse("status", args, ["config", "timeout-ms"], ["json"]);
         cl.NoPositionals();
-        Console.Error.WriteLine("plover: status: not implemented yet (the admin socket comes with its own issue)");
-        return 3;
+        string path = cl.Required("config");
+        if (!File.Exists(path)) throw new UsageException($"status: config file '{path}' does not exist");
+        int timeoutMs = cl.Int("timeout-ms", 2000, 1);
+        var config = ClusterConfig.Load(path);
+        byte[] key = config.LoadKey();
+        var members = config.Nodes.Select(n => n.Id).ToArray();
+
+        var answers = config.Nodes.AsParallel().AsOrdered().Select(n =>
+        {
+            try { return (Node: n, Status: ObserverLink.Query(n.Endpoint, config.Cluster, key, members, n.Id, TimeSpan.FromMilliseconds(timeoutMs)), Error: (string?)null); }
+            catch (Exception e) when (e is IOException or HandshakeException or System.Net.Sockets.SocketException)
+            { return (Node: n, Status: (NodeStatus?)null, Error: e.Message); }
+        }).ToList();
+
+        var primary = answers.Where(a => a.Status is { Role: "primary", Fenced: false }).Select(a => a.Status!).MaxBy(s => s.Term);
+        bool isProtected = primary is { Protected: true } &&
+                           answers.Any(a => a.Node.Id == primary.BackupId && a.Status is { Role: "backup" });
+        string verdict = primary is null ? "UNPROTECTED: no primary"
+            : isProtected ? $"protected: node {primary.NodeId} is primary in term {primary.Term}, node {primary.BackupId} its backup"
+            : $"UNPROTECTED: node {primary.NodeId} is primary in term {primary.Term} {(primary.Problem.Length > 0 ? $"({primary.Problem})" : "without a synced backup")}";
+
+        if (cl.Flag("json"))
+        {
+            using var stdout = Console.OpenStandardOutput();
+            using var j = new System.Text.Json.Utf8JsonWriter(stdout, new System.Text.Json.JsonWriterOptions { Indented = true });
+            j.WriteStartObject();
+            j.WriteString("cluster", config.Cluster);
+            j.WriteBoolean("protected", isProtected);
+            j.WriteString("verdict", verdict);
+            j.WriteStartArray("nodes");
+            foreach (var (node, s, error) in answers)
+            {
+                j.WriteStartObject();
+                j.WriteNumber("id", node.Id);
+                j.WriteString("configRole", node.Role.Name());
+                j.WriteString("address", node.Address);
+                if (s is null) j.WriteString("error", error);
+                else
+                {
+                    j.WriteString("role", s.Role);
+                    j.WriteNumber("term", s.Term);
+                    j.WriteNumber("leaderId", s.LeaderId);
+                    j.WriteNumber("commitIndex", s.CommitIndex);
+                    j.WriteNumber("lag", primary is null ? 0 : Math.Max(0, primary.CommitIndex - s.CommitIndex));
+                    j.WriteNumber("lastSyncEpoch", s.LastSyncEpoch);
+                    j.WriteNumber("lastSyncUnixUs", s.LastSyncUnixUs);
+                    j.WriteBoolean("protected", s.Protected);
+                    j.WriteBoolean("fenced", s.Fenced);
+                    j.WriteString("problem", s.Problem);
+                }
+                j.WriteEndObject();
+            }
+            j.WriteEndArray();
+            j.WriteEndObject();
+        }
+        else
+        {
+            Console.WriteLine($"cluster '{config.Cluster}': {verdict}");
+            Console.WriteLine($"{"node",4}  {"config",-8} {"role",-8} {"term",5} {"leader",6} {"commit",8} {"lag",6} {"last sync",-22} {"protected",-9}  problem");
+            long nowUs = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks / 10;
+            foreach (var (node, s, error) in answers)
+            {
+                if (s is null)
+                {
+                    Console.WriteLine($"{node.Id,4}  {node.Role.Name(),-8} {"?",-8} {"",5} {"",6} {"",8} {"",6} {"",-22} {"",-9}  unreachable at {node.Address}: {error}");
+                    continue;
+                }
+                string sync = s.LastSyncUnixUs == 0 ? "-" : $"e{s.LastSyncEpoch}, {(nowUs - s.LastSyncUnixUs) / 1e6:F1} s ago";
+                long lag = primary is null ? 0 : Math.Max(0, primary.CommitIndex - s.CommitIndex);
+                Console.WriteLine($"{node.Id,4}  {node.Role.Name(),-8} {s.Role,-8} {s.Term,5} {s.LeaderId,6} {s.CommitIndex,8} {lag,6} {sync,-22} " +
+                                  $"{(s.Role == "primary" ? (s.Protected ? "yes" : "NO") : ""),-9}  {s.Problem}");
+            }
+        }
+        return isProtected ? 0 : 1;
     }
 }

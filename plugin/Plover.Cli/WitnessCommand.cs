@@ -1,12 +1,12 @@
-using Plover.Config;
-using Plover.Consensus;
+using System.Runtime.InteropServices;
+using Plover.Node;
 
 namespace Plover.Cli;
 
 /// <summary>
-/// <c>plover witness --config FILE --node ID</c>: the third member of the cluster. It votes and stores the log
-/// (in memory, in the consensus core, truncated as the leader compacts), runs no VM, logs role changes, and exits
-/// 0 on SIGTERM/SIGINT.
+/// <c>plover witness --config FILE --node ID</c>: the third member of the cluster (<see cref="WitnessNode"/>). It
+/// votes and stores the log, runs no VM, logs role changes, exits 0 on SIGTERM/SIGINT, and exits 1 with the reason
+/// when it finds no majority within timeouts.startupMs.
 /// </summary>
 internal static class WitnessCommand
 {
@@ -14,30 +14,33 @@ internal static class WitnessCommand
     {
         var cl = CommandLine.Parse("witness", args, ["config", "node"]);
         cl.NoPositionals();
-        using var host = NodeHost.FromCommandLine(cl, "witness");
-        if (host.Self.Role != NodeRole.Witness)
-            throw new UsageException($"witness: node {host.Self.Id} is the {host.Self.Role.Name()} in the config, not the witness");
-        long committed = 0, inputs = 0;
-        host.Driver.Committed = e =>
+        string path = cl.Required("config");
+        int id = cl.Int("node", null, 1);
+        if (!File.Exists(path)) throw new UsageException($"witness: config file '{path}' does not exist");
+        var config = Plover.Config.ClusterConfig.Load(path);
+        WitnessNode witness;
+        try { witness = new WitnessNode(config, id, NodeHost.Log); }
+        catch (ArgumentException e) { throw new UsageException($"witness: {e.Message}"); }
+        using var stop = new ManualResetEventSlim();
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
+        using (witness)
         {
-            committed++;
-            if (e.Type == EntryType.Input) inputs++;
-        };
-        host.Driver.StateChanged = s =>
-            NodeHost.Log($"witness {host.Self.Id}: leader {(s.LeaderId == 0 ? "unknown" : s.LeaderId.ToString())}, ballot {s.Ballot} (term {s.Ballot.Round})");
-        host.Start(waitForPeersMs: 0);
-        if (host.WaitForMajority() is { } problem)
-        {
-            NodeHost.Log($"witness {host.Self.Id}: {problem}");
-            Console.Error.WriteLine($"plover: witness: {problem}");
-            return 1;
+            if (witness.Start(() => stop.IsSet) is { } problem)
+            {
+                if (stop.IsSet) return 0;
+                NodeHost.Log($"witness {id}: {problem}");
+                Console.Error.WriteLine($"plover: witness: {problem}");
+                return 1;
+            }
+            stop.Wait();
+            var d = witness.Driver!;
+            d.Dispose();   // stop the consensus thread first, so the counters below are final
+            NodeHost.Log($"witness {id}: stopping; committed index {d.CommitIndex}, last index {d.LastIndex}, " +
+                         $"{witness.Committed} entries applied ({witness.Inputs} inputs), term {d.Term}");
+            Console.WriteLine($"WITNESS node={id} commit={d.CommitIndex} last={d.LastIndex} applied={witness.Committed} " +
+                              $"inputs={witness.Inputs} term={d.Term}");
+            return d.Failure is null ? 0 : 1;
         }
-        host.WaitForStop();
-        var d = host.Driver;
-        d.Dispose();   // stop the consensus thread first, so the counters below are final
-        NodeHost.Log($"witness {host.Self.Id}: stopping; committed index {d.CommitIndex}, last index {d.LastIndex}, " +
-                     $"{committed} entries applied ({inputs} inputs), term {d.Term}");
-        Console.WriteLine($"WITNESS node={host.Self.Id} commit={d.CommitIndex} last={d.LastIndex} applied={committed} inputs={inputs} term={d.Term}");
-        return d.Failure is null ? 0 : 1;
     }
 }

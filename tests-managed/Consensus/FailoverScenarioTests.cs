@@ -52,9 +52,10 @@ public sealed class FailoverScenarioTests
         // The new leader's first own entry is its ROLE entry, right after everything it recovered.
         var role = backup.Log[x + 1];
         Assert.Equal(EntryType.Role, role.Type);
-        var (ballot, primary) = EntryPayloads.DecodeRole(role.Payload.Span);
+        var (ballot, primary, backupOfNewPrimary) = EntryPayloads.DecodeRole(role.Payload.Span);
         Assert.Equal(backup.Ballot, ballot);
         Assert.Equal(B, primary);
+        Assert.Equal(0, backupOfNewPrimary);   // a new leader names no backup: it runs alone until one is synced
 
         Assert.True(sim.RunUntil(() => sim.AppliedBy(B) >= x + 1 && sim.AppliedBy(W) >= x + 1, 50));
         long y = ProposeAndCommit(sim, "after-failover", B, W);

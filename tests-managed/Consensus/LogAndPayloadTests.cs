@@ -62,9 +62,10 @@ public sealed class LogAndPayloadTests
     public void SyncAndRolePayloadsRoundTrip()
     {
         Assert.Equal(42UL, EntryPayloads.DecodeSync(EntryPayloads.EncodeSync(42)));
-        Assert.Equal((new Ballot(9, 2), 2), EntryPayloads.DecodeRole(EntryPayloads.EncodeRole(new Ballot(9, 2), 2)));
+        Assert.Equal((new Ballot(9, 2), 2, 0), EntryPayloads.DecodeRole(EntryPayloads.EncodeRole(new Ballot(9, 2), 2)));
+        Assert.Equal((new Ballot(9, 2), 2, 1), EntryPayloads.DecodeRole(EntryPayloads.EncodeRole(new Ballot(9, 2), 2, 1)));
         Assert.Throws<FormatException>(() => EntryPayloads.DecodeSync(new byte[7]));
-        Assert.Throws<FormatException>(() => EntryPayloads.DecodeRole(new byte[15]));
+        Assert.Throws<FormatException>(() => EntryPayloads.DecodeRole(new byte[16]));
     }
 
     [Fact]

@@ -65,7 +65,7 @@ public sealed class NodeApiTests
         Assert.Equal(["a", "d", "e"], Enumerable.Range(1, 3).Select(i => Encoding.UTF8.GetString(b.Log[i].Payload.Span)));
         Assert.All(Enumerable.Range(1, 4), i => Assert.Equal(B22, b.Log[i].Ballot));
         Assert.Equal(EntryType.Role, b.Log[4].Type);
-        Assert.Equal((B22, 2), EntryPayloads.DecodeRole(b.Log[4].Payload.Span));
+        Assert.Equal((B22, 2, 0), EntryPayloads.DecodeRole(b.Log[4].Payload.Span));
 
         var accepts = Drain(b);
         var toWitness = Assert.Single(accepts, m => m.To == 3 && m.Entries.Length > 0);

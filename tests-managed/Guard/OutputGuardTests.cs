@@ -62,20 +62,43 @@ public class OutputGuardTests
     }
 
     [Fact]
-    public void Promotion_ReleasesEverythingHeld_ThenPassesThrough()
+    public void Promotion_ReleasesEverythingHeld_ThenReleasesOutputAsItComes()
     {
         var nic = new FakeOutputPort();
         var guard = NewGuard(GuardRole.Backup, nic);
         nic.GuestSends(1);
         guard.CutEpoch(1);
         nic.GuestSends(2);                        // the primary died: state 1 never applied
-        guard.Promote();
+        Assert.Equal(0, guard.ReleaseUnprotected());   // a backup never releases
+        Assert.Equal(2, guard.Promote());
         Assert.Equal([1, 2], nic.Sent);
-        Assert.Equal(OutputMode.Pass, nic.Mode);
-        Assert.Equal(GuardState.PassThrough, guard.State);
+        Assert.Equal(OutputMode.Hold, nic.Mode);  // the host always holds: every frame leaves through the guard
+        Assert.Equal(GuardState.Unprotected, guard.State);
         nic.GuestSends(3);
+        Assert.Equal([1, 2], nic.Sent);
+        Assert.Equal(1, guard.ReleaseUnprotected());   // the host's notice that frame 3 is held
         Assert.Equal([1, 2, 3], nic.Sent);
         Assert.Equal(GuardRole.Primary, guard.Role);
+    }
+
+    [Fact]
+    public void Demote_TurnsADeposedPrimaryIntoABackupThatDiscardsWhatItHeld()
+    {
+        var nic = new FakeOutputPort();
+        var guard = NewGuard(GuardRole.Primary, nic);
+        nic.GuestSends(1);
+        guard.CutEpoch(7);
+        guard.Fence("term 3");
+        nic.GuestSends(2);
+        Assert.Equal(2, guard.Demote());
+        Assert.Equal([1, 2], nic.Dropped);
+        Assert.Empty(nic.Sent);
+        Assert.Equal((GuardRole.Backup, GuardState.Holding), (guard.Role, guard.State));
+        nic.GuestSends(3);
+        guard.CutEpoch(1);                        // epochs of the new primary, lower than the deposed one's
+        guard.EpochSynced(1);
+        Assert.Equal([1, 2, 3], nic.Dropped);
+        Assert.Empty(nic.Sent);
     }
 
     [Fact]
@@ -89,7 +112,7 @@ public class OutputGuardTests
         guard.EpochSynced(1);
         guard.RunUnprotected("ROLE");
         guard.CutEpoch(2);
-        Assert.Throws<InvalidOperationException>(guard.Promote);
+        Assert.Throws<InvalidOperationException>(() => guard.Promote());
         Assert.Empty(nic.Sent);
         Assert.Equal(GuardState.Fenced, guard.State);
         Assert.Contains(_log, l => l.Contains("FENCED"));
@@ -133,11 +156,13 @@ public class OutputGuardTests
         guard.RunUnprotected("ROLE entry at index 90: primary runs alone");
         Assert.Equal([1, 2], nic.Sent);
         nic.GuestSends(3);
+        guard.ReleaseUnprotected();
         Assert.Equal([1, 2, 3], nic.Sent);
         Assert.Contains(_log, l => l.Contains("UNPROTECTED"));
 
         guard.Protect();                          // a backup is back
         nic.GuestSends(4);
+        Assert.Equal(0, guard.ReleaseUnprotected());
         guard.CutEpoch(2);
         Assert.Equal([1, 2, 3], nic.Sent);
         guard.EpochSynced(2);

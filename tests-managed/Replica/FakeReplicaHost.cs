@@ -59,10 +59,14 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
             MemoryImpl.Write(0, noisyPage, 8, (ulong)_noise.NextInt64());
         }
         Nic.GuestSends(BinaryPrimitives.ReadInt32LittleEndian(frame));   // the guest's reply
+        OutputHeld?.Invoke();   // as filter-plover's net_from_guest notice (here at once, on the main thread)
         return 0;
     }
 
     public void Announce() => Announces++;
+
+    /// <summary>Called on the main thread after the guest sent a frame (the replica's OnOutputHeld).</summary>
+    public Action? OutputHeld { get; set; }
 
     public void Dispose()
     {

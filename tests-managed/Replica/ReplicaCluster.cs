@@ -59,10 +59,12 @@ public sealed class ReplicaCluster : IDisposable
         var syncOptions = new SyncOptions { Log = Log.Sink, HashThreads = 1, StepHook = stepHook, Timeout = TimeSpan.FromSeconds(20) };
         Primary = new Plover.Node.Replica(new ReplicaOptions
         {
-            Role = ReplicaRole.Primary, Sync = syncOptions, Log = Log.Sink,
+            Role = ReplicaRole.Primary, Sync = syncOptions, Log = Log.Sink, PeerId = 2,
             VcpuThreadIds = idleTrigger ? [1001, 1002] : null, Idle = new Plover.Config.SyncConfig(100, 25, 3, 200), CpuTime = new IdleCpu(),
         }, PrimaryHost, _drivers[0]);
-        Backup = new Plover.Node.Replica(new ReplicaOptions { Role = ReplicaRole.Backup, Sync = syncOptions, Log = Log.Sink }, BackupHost, _drivers[1]);
+        Backup = new Plover.Node.Replica(new ReplicaOptions { Role = ReplicaRole.Backup, Sync = syncOptions, Log = Log.Sink, PeerId = 1 }, BackupHost, _drivers[1]);
+        PrimaryHost.OutputHeld = () => Primary.OnOutputHeld(0, 0, 1);
+        BackupHost.OutputHeld = () => Backup.OnOutputHeld(0, 0, 1);
         Primary.SyncFinished += s => { lock (PrimarySyncs) PrimarySyncs.Add(s); };
         Backup.SyncFinished += s => { lock (BackupSyncs) BackupSyncs.Add(s); };
 

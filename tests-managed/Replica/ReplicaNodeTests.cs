@@ -45,12 +45,8 @@ public sealed class ReplicaNodeTests : IDisposable
         var syncPorts = new Dictionary<int, int> { [1] = ports[3], [2] = ports[4] };
         IPEndPoint SyncEndpoint(NodeConfig n) => new(IPAddress.Loopback, syncPorts[n.Id]);
 
-        using var witnessTransport = new TcpTransport(TcpTransportOptions.FromConfig(config, 3, log.Sink));
-        using var witness = new ConsensusDriver(ConsensusDriverOptions.FromConfig(config, 3, log.Sink), witnessTransport);
-        var witnessDispatcher = new FrameDispatcher();
-        witness.Attach(witnessDispatcher);
-        witnessTransport.Start(witnessDispatcher);
-        witness.Start();
+        using var witness = new WitnessNode(config, 3, log.Sink);
+        var witnessStart = Task.Run(() => witness.Start(() => false));
 
         using var primaryHost = new FakeReplicaHost("primary", ReplicaCluster.Blocks, seed: 5, diverge: true);
         using var backupHost = new FakeReplicaHost("backup", ReplicaCluster.Blocks, seed: 6, diverge: false);
@@ -59,9 +55,14 @@ public sealed class ReplicaNodeTests : IDisposable
         {
             primaryHost.MainImpl.Invoke(() => primary = ReplicaNode.Start(config, 1, primaryHost, null, log.Sink, syncEndpoint: SyncEndpoint));
             backupHost.MainImpl.Invoke(() => backup = ReplicaNode.Start(config, 2, backupHost, null, log.Sink, syncEndpoint: SyncEndpoint));
-            Assert.True(TransportTestKit.WaitUntil(() => primary!.Driver.IsLeader && primary.SyncLinkConnected && backup!.SyncLinkConnected, 15000), log.ToString());
-            Assert.Equal(ReplicaRole.Primary, primary!.Replica.Role);
-            Assert.Equal(ReplicaRole.Backup, backup!.Replica.Role);
+            Assert.True(TransportTestKit.WaitUntil(() => primary!.Driver is { IsLeader: true } && primary.SyncLinkConnected &&
+                                                        backup!.SyncLinkConnected && primary.ReadinessProblem() is null, 15000), log.ToString());
+            Assert.Null(witnessStart.Result);
+            Assert.Equal((StartMode.Fresh, StartMode.Fresh, StartMode.Fresh), (primary!.Mode, backup!.Mode, witness.Mode));
+            Assert.Equal(ReplicaRole.Primary, primary.Replica!.Role);
+            Assert.Equal(ReplicaRole.Backup, backup.Replica!.Role);
+            primaryHost.MainImpl.Invoke(() => { });   // replica.Start was posted before: it ran
+            backupHost.MainImpl.Invoke(() => { });
 
             ReplicaCluster.Arrive(primaryHost, primary.Replica, 1, 30);
             Assert.True(TransportTestKit.WaitUntil(() => backupHost.InjectedSnapshot().Length == 30 && primaryHost.InjectedSnapshot().Length == 30, 15000), log.ToString());

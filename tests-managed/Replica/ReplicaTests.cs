@@ -135,8 +135,13 @@ public sealed class ReplicaFailoverTests
 
         Assert.True(TransportTestKit.WaitUntil(() => c.Primary.IsFenced && c.Backup.Role == Plover.Node.ReplicaRole.Primary, 20000), c.Log.ToString());
         Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.Announces == 1, 5000), c.Log.ToString());
-        Assert.Equal(Plover.Guard.GuardState.Fenced, c.Primary.Guard.State);
-        Assert.Equal(Plover.Guard.GuardState.PassThrough, c.Backup.Guard.State);
+        // The deposed primary stopped its VM and waits, as a backup, for a full sync from the new primary.
+        Assert.True(TransportTestKit.WaitUntil(() => c.Primary.IsJoining, 5000), c.Log.ToString());
+        Assert.Equal(Plover.Guard.GuardRole.Backup, c.Primary.Guard.Role);
+        Assert.False(c.PrimaryHost.VmImpl.Running);
+        Assert.Equal([21, 22, 23, 24, 25], c.PrimaryHost.Nic.Dropped.TakeLast(5));   // what it held never leaves
+        Assert.Equal(Plover.Guard.GuardState.Unprotected, c.Backup.Guard.State);
+        Assert.True(c.Backup.RunsAlone);
         // The deposed primary never releases the epoch the backup did not ack; the new primary released its copy.
         Assert.Equal(20, c.PrimaryHost.Nic.Sent.Count);
         Assert.False(c.Primary.ProposeSync());

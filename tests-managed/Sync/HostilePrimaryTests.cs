@@ -37,6 +37,7 @@ public unsafe class HostilePrimaryTests
         var connection = pair.Primary.Connection!;
         pair.Primary.Connection = null;   // the test speaks for the primary
         var backup = pair.Backup.RunAsync(new SyncRequest(1, 10));
+        connection.Send(new RawBody(FrameType.SyncBegin, new SyncBegin { Epoch = 1, LogIndex = 10 }, []));
 
         var frame = connection.Read(TimeSpan.FromSeconds(5));
         Assert.Equal(FrameType.SyncBitmap, frame.Type);
@@ -68,6 +69,22 @@ public unsafe class HostilePrimaryTests
         for (int i = 0; i < numbers.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(tail.AsSpan(i * 8), numbers[i]);
         tail.AsSpan(numbers.Length * 8).Fill(0xEE);
         return tail;
+    }
+
+    [Fact]
+    public void ABeginForAnotherCut_Aborts()
+    {
+        using var pair = new SyncPair(Layout, backupOptions: new SyncOptions { Timeout = TimeSpan.FromSeconds(5), Log = _ => { } });
+        var old = pair.BackupMemory.Snapshot();
+        var connection = pair.Primary.Connection!;
+        pair.Primary.Connection = null;
+        var backup = pair.Backup.RunAsync(new SyncRequest(1, 10));
+        connection.Send(new RawBody(FrameType.SyncBegin, new SyncBegin { Epoch = 1, LogIndex = 11 }, []));
+        var stats = backup.Result;
+        Assert.Equal(SyncOutcome.Aborted, stats.Outcome);
+        Assert.Contains("the primary runs sync e1 at log index 11", stats.Error);
+        Assert.True(pair.BackupMemory.Matches(old));
+        connection.Dispose();
     }
 
     [Fact]

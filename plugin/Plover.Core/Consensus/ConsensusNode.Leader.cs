@@ -11,7 +11,7 @@ public sealed partial class ConsensusNode
     {
         _progress.Clear();
         foreach (int p in _peers)
-            _progress[p] = new Progress { Match = 0, Next = next, LastProgressTick = _now, RecentActive = true };
+            _progress[p] = new Progress { Match = 0, Next = next, LastProgressTick = _now, RecentActive = true, LastHeardTick = _now };
         _heartbeatElapsed = 0;
         _quorumElapsed = 0;
         _timer.Reset();
@@ -133,6 +133,7 @@ public sealed partial class ConsensusNode
         if (_role != ConsensusRole.Leader || m.Ballot != _promised) return;   // stale: another ballot
         var pr = _progress[m.From];
         pr.RecentActive = true;
+        pr.LastHeardTick = _now;
         long match = Math.Min(m.Index, _log.LastIndex);
         if (match > pr.Match)
         {

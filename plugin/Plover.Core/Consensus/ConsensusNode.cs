@@ -94,6 +94,10 @@ public sealed partial class ConsensusNode
     public long FirstIndex => _log.FirstIndex;
     public long LastIndex => _log.LastIndex;
     public long Now => _now;
+    /// <summary>Leader only: ticks since follower peer last answered (-1 when not leading or unknown).</summary>
+    public long TicksSinceHeard(int peer) =>
+        _role == ConsensusRole.Leader && _progress.TryGetValue(peer, out var pr) ? _now - pr.LastHeardTick : -1;
+
     /// <summary>Read-only view of the log (for tests, status and the snapshot logic).</summary>
     public ConsensusLog Log => _log;
 

@@ -6,12 +6,13 @@ namespace Plover.Consensus;
 /// Little-endian encodings of entry payloads. The core only builds and reads ROLE payloads; INPUT and SYNC
 /// encodings live here so every node agrees on them.
 /// INPUT: u32 nicId, u32 frameCount, frameCount x u32 length, then the frames back to back.
-/// SYNC: u64 epoch. ROLE: i64 ballot round, i32 ballot node, i32 new primary id.
+/// SYNC: u64 epoch. ROLE: i64 ballot round, i32 ballot node, i32 primary id, i32 backup id (0: none; a new
+/// leader's own ROLE entry names no backup).
 /// </summary>
 public static class EntryPayloads
 {
     public const int SyncSize = 8;
-    public const int RoleSize = 16;
+    public const int RoleSize = 20;
 
     public static int InputSize(ReadOnlySpan<int> frameLengths)
     {
@@ -78,19 +79,20 @@ public static class EntryPayloads
         return BinaryPrimitives.ReadUInt64LittleEndian(payload);
     }
 
-    public static byte[] EncodeRole(Ballot ballot, int primaryId)
+    public static byte[] EncodeRole(Ballot ballot, int primaryId, int backupId = 0)
     {
         var b = new byte[RoleSize];
         BinaryPrimitives.WriteInt64LittleEndian(b, ballot.Round);
         BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(8), ballot.NodeId);
         BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(12), primaryId);
+        BinaryPrimitives.WriteInt32LittleEndian(b.AsSpan(16), backupId);
         return b;
     }
 
-    public static (Ballot Ballot, int PrimaryId) DecodeRole(ReadOnlySpan<byte> payload)
+    public static (Ballot Ballot, int PrimaryId, int BackupId) DecodeRole(ReadOnlySpan<byte> payload)
     {
-        if (payload.Length != RoleSize) throw new FormatException("role payload must be 16 bytes");
+        if (payload.Length != RoleSize) throw new FormatException($"role payload must be {RoleSize} bytes");
         return (new Ballot(BinaryPrimitives.ReadInt64LittleEndian(payload), BinaryPrimitives.ReadInt32LittleEndian(payload[8..])),
-                BinaryPrimitives.ReadInt32LittleEndian(payload[12..]));
+                BinaryPrimitives.ReadInt32LittleEndian(payload[12..]), BinaryPrimitives.ReadInt32LittleEndian(payload[16..]));
     }
 }

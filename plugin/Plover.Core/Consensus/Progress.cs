@@ -14,6 +14,8 @@ internal sealed class Progress
     public long LastSnapshotTick = long.MinValue / 2;
     /// <summary>Heard from since the last quorum check.</summary>
     public bool RecentActive;
+    /// <summary>When this follower was last heard from (ticks).</summary>
+    public long LastHeardTick;
     /// <summary>Sent something in the current heartbeat interval (so no empty heartbeat is needed).</summary>
     public bool SentSinceHeartbeat;
 }

@@ -54,6 +54,10 @@ public sealed class ConsensusDriver : IDisposable
     private long _lastIndex;
     private long _messagesSent, _messagesDropped, _messagesReceived, _proposalsRefused, _proposalsDropped;
     private long _maxTickLatenessTicks;
+    private volatile bool _fresh;
+    private long[] _silenceTicks = [];
+    private bool _canCampaign = true;
+    private volatile bool _campaignChanged;
 
     public ConsensusDriver(ConsensusDriverOptions options, ITransport transport)
     {
@@ -62,7 +66,9 @@ public sealed class ConsensusDriver : IDisposable
         if (options.TickMs <= 0) throw new ArgumentException("TickMs must be positive");
         _options = options;
         _transport = transport;
-        _node = new ConsensusNode(options.Consensus, options.Seed is { } s ? new Random(s) : new Random());
+        _node = new ConsensusNode(options.Consensus, options.Seed is { } s ? new Random(s) : new Random(), options.Restored);
+        _fresh = options.Restored is null;
+        _silenceTicks = new long[options.Consensus.Members.Max(m => m.Id) + 1];
         _proposals = new ConsensusProposalQueue(options.MaxQueuedProposalBytes);
         _tickStopwatchTicks = Math.Max(1, (long)(Stopwatch.Frequency * options.TickMs / 1000.0));
         _status = new ConsensusStatus(_node.Role, _node.Ballot, _node.LeaderId, null);
@@ -91,6 +97,26 @@ public sealed class ConsensusDriver : IDisposable
     /// <summary>Set if the consensus thread died of a bug (logged as FATAL); the node then takes no further part.</summary>
     public Exception? Failure => _failure;
     public long CommitIndex => Volatile.Read(ref _commitIndex);
+    /// <summary>True while this node started a fresh cluster and nothing has happened in it yet (nothing accepted,
+    /// still ballot 1): what the start-up probe of a restarting peer asks.</summary>
+    public bool IsFresh => _fresh;
+    /// <summary>Whether this node may start elections (a replica without a usable VM must not).</summary>
+    public bool CanCampaign => Volatile.Read(ref _canCampaign);
+
+    /// <summary>Allows or forbids this node to start elections (any thread; applied on the consensus thread).</summary>
+    public void SetCanCampaign(bool value)
+    {
+        Volatile.Write(ref _canCampaign, value);
+        _campaignChanged = true;
+        _wakeup.Wake();
+    }
+
+    /// <summary>While leading: milliseconds since peer last answered (-1 when not leading). Updated every pass.</summary>
+    public double SilenceMs(int peer) =>
+        (uint)peer < (uint)_silenceTicks.Length ? Volatile.Read(ref _silenceTicks[peer]) * _options.TickMs : -1;
+
+    /// <summary>Consensus frames from the transport, for a dispatcher that registered before this driver existed.</summary>
+    public void OnConsensusFrame(int peer, in Frame frame) => HandleFrame(peer, frame);
     public long LastIndex => Volatile.Read(ref _lastIndex);
     public long MessagesSent => Volatile.Read(ref _messagesSent);
     /// <summary>Messages the core wanted sent to a peer that was not connected.</summary>
@@ -223,6 +249,12 @@ public sealed class ConsensusDriver : IDisposable
             }
             TakeProposals();
             ApplyCompactions();
+            if (_campaignChanged)
+            {
+                _campaignChanged = false;
+                bool allowed = Volatile.Read(ref _canCampaign) && _options.Consensus.Self.CanLead;
+                if (_node.CanCampaign != allowed) _node.CanCampaign = allowed;
+            }
 
             if (tick)
             {
@@ -238,6 +270,9 @@ public sealed class ConsensusDriver : IDisposable
                 }
             }
 
+            if (tick)
+                foreach (var m in _options.Consensus.Members)
+                    if (m.Id != SelfId && m.Id < _silenceTicks.Length) Volatile.Write(ref _silenceTicks[m.Id], _node.TicksSinceHeard(m.Id));
             bool worked = false;
             while (_node.HasReady)
             {
@@ -345,6 +380,7 @@ public sealed class ConsensusDriver : IDisposable
         _node.Advance();
         Volatile.Write(ref _commitIndex, _node.CommitIndex);
         Volatile.Write(ref _lastIndex, _node.LastIndex);
+        if (_fresh && (_node.LastIndex > 0 || _node.Ballot.Round > 1)) _fresh = false;
     }
 
     /// <summary>Stops the consensus thread (idempotent). The transport is the caller's to dispose.</summary>

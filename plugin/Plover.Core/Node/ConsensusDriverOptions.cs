@@ -19,6 +19,9 @@ public sealed class ConsensusDriverOptions
     /// through large batches and elections followed; so it stays off until measured on a quieter host.
     /// </summary>
     public bool InlineProcessing { get; init; }
+    /// <summary>Null: a fresh cluster (the configured primary leads ballot 1). Otherwise the state to resume from,
+    /// <see cref="DurableState.Empty"/> for a node that joins a running cluster with no memory of it.</summary>
+    public DurableState? Restored { get; init; }
     /// <summary>Seed of the election timer's randomness (null: random).</summary>
     public int? Seed { get; init; }
     public Action<string> Log { get; init; } = _ => { };

@@ -9,18 +9,25 @@ using Plover.Sync;
 namespace Plover.Node;
 
 /// <summary>
-/// One VM replica (primary or backup) wired to consensus, syncvm, the output guard and the idle trigger
-/// (design.md section 4):
+/// One VM replica wired to consensus, syncvm, the output guard and the idle trigger (design.md section 4), through
+/// its whole life: primary, backup, and the moves between them.
 /// <list type="bullet">
 /// <item>Frames going into the guest are stolen (<see cref="OnFrameToGuest"/>): the primary batches them into INPUT
-///   proposals, the backup drops them (its guest gets the primary's inputs from the log).</item>
+///   proposals, a backup drops them (its guest gets the primary's inputs from the log).</item>
 /// <item>Committed entries are applied on the main thread in log order, on both replicas: INPUT frames are injected;
 ///   a SYNC entry stops the VM in the same main-thread callback that injected everything before it, so both VMs stop
 ///   at exactly that log position, and then the <see cref="SyncEngine"/> runs (off the main thread). Entries after the
-///   SYNC wait until the VM runs again.</item>
-/// <item>The primary proposes SYNC when the idle monitor says the guest is idle or the epoch is too long.</item>
-/// <item>The engine cuts, releases (primary, after the ack) and discards (backup) output epochs through the guard;
-///   a backup elected leader is promoted (guard releases, announce), a deposed leader is fenced for good.</item>
+///   SYNC wait until the VM runs again. ROLE entries say who the primary is and whether it has a backup.</item>
+/// <item>The primary proposes SYNC when the idle monitor says the guest is idle or the epoch is too long, and a full
+///   SYNC as soon as a backup (re)connects. When the backup has been gone for <see cref="ReplicaOptions.BackupLoss"/>
+///   it proposes ROLE(self, no backup); once that commits its output leaves unprotected (said loudly).</item>
+/// <item>Failover: a backup elected leader is promoted when it applies its own ROLE entry (so it has applied
+///   everything committed before its election, and knows whether it was dropped): output released, MAC announced,
+///   idle trigger started. A deposed primary is fenced at once (no release can follow), then stops its VM, discards
+///   what it held and rejoins as a joining backup.</item>
+/// <item>Joining: a backup without a valid state (restarted, or deposed, or dropped by a ROLE entry) does not campaign
+///   and injects nothing; it waits for the primary's next sync (always full; the primary learns of it when the sync
+///   link connects), takes the cut from the primary, and is a backup again once that sync applied.</item>
 /// </list>
 /// The consensus driver belongs to the caller, who starts it after constructing the replica (its callbacks are
 /// taken here) and disposes it after the replica.
@@ -38,25 +45,41 @@ public sealed class Replica : IDisposable
     private readonly ConcurrentQueue<LogEntry> _committed = new();
     private readonly List<ReadOnlyMemory<byte>> _frames = new();   // main thread: decoded INPUT batch
     private readonly Action _drain;   // cached: posted once per batch of commits
+    private readonly ProposalClock _proposalClock = new();
+    private readonly Thread _watchdog;
+    private readonly ManualResetEventSlim _stop = new();
     private IdleMonitor? _idle;
-    private long _outputReports, _outputReportsAtCut;   // main thread: "the guest sent frames that are now held"
     private int _drainPosted;
-    private bool _syncing;            // main thread: a sync runs; later entries wait
-    private ulong _lastSyncEpoch;     // written on the main thread
+
+    // Main-thread state.
+    private bool _syncing;            // a sync or a join runs; later entries wait
+    private long _skipThrough;        // entries up to here are covered by a joined state: not applied
+    private ulong _inputDigest;       // chain over (index, payload) of every INPUT injected
+    private long _outputReports, _outputReportsAtCut;
+    private bool _demoteWhenIdle;
+
+    // Shared state (volatile or interlocked).
+    private ulong _lastSyncEpoch;
     private ulong _proposedEpoch;     // under _epochLock
     private readonly Lock _epochLock = new();
     private volatile bool _firstSyncDone;
+    private volatile bool _nextSyncFull;
     private volatile ReplicaRole _role;
-    private volatile bool _runsAlone; // a promoted backup: no peer to sync with
-    private volatile bool _fenced;
+    private volatile bool _joining;
+    private volatile bool _runsAlone; // a primary without a backup: output unprotected (or about to be)
+    private volatile bool _fenced;    // deposed as primary, not yet a backup again
+    private volatile int _backupId;   // the primary's backup per the last ROLE entry (0: none)
     private volatile bool _started;
     private volatile bool _disposed;
+    private SyncConnection? _lastConnection;   // watchdog: a new connection means a (re)joined backup
+    private long _linkDownSince;               // watchdog: Environment.TickCount64, 0 while up
+    private bool _aloneProposed;               // watchdog: ROLE(self, 0) proposed for this loss
     private long _inputsInjected, _framesInjected, _injectFailures, _framesDroppedBackup, _syncsCompleted, _syncsAborted;
-    private long _lastAppliedIndex;
-    private ulong _inputDigest;       // main thread: chain over (index, payload) of every INPUT injected
-    private readonly ProposalClock _proposalClock = new();
-    private long _inputsAtLastSync;   // _inputsInjected when the last sync stopped the VM
+    private long _lastAppliedIndex, _inputsAtLastSync;
     private long _triggersIdle, _triggersMaxEpoch, _triggersNothingNew, _triggersRefused;
+    private long _promotions, _demotions, _joins, _framesReleasedUnprotected;
+    private readonly ConcurrentDictionary<long, long> _releasedByTerm = new();
+    private readonly ConcurrentQueue<(long UnixUs, string What)> _events = new();
 
     public Replica(ReplicaOptions options, IReplicaHost host, ConsensusDriver driver)
     {
@@ -65,8 +88,10 @@ public sealed class Replica : IDisposable
         _driver = driver;
         _log = options.Log;
         _role = options.Role;
+        _joining = options.Joining;
         _drain = Drain;
         bool primary = options.Role == ReplicaRole.Primary;
+        if (primary && options.Joining) throw new ArgumentException("a joining replica is a backup");
         Guard = new OutputGuard(primary ? GuardRole.Primary : GuardRole.Backup, host.OutputPorts, _log);
         var syncOptions = options.Sync.Log is null ? CopyWithLog(options.Sync, _log) : options.Sync;
         Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, host.Vm, host.Main, Guard, syncOptions);
@@ -75,13 +100,27 @@ public sealed class Replica : IDisposable
         driver.Committed = OnCommitted;
         driver.StateChanged = OnStateChanged;
         driver.Fenced = OnFenced;
-        driver.SnapshotNeeded = s => _log($"replica {driver.SelfId}: the log before index {s.Index} is gone at leader {s.LeaderId}: this replica needs a full sync (not handled yet)");
+        driver.SnapshotNeeded = s =>
+        {
+            if (!_joining)
+                _log($"replica {driver.SelfId}: the log before index {s.Index} is gone at leader {s.LeaderId}: this replica rejoins with a full sync");
+        };
+        if (_joining) driver.SetCanCampaign(false);
+        _backupId = primary ? options.PeerId : 0;
+        _watchdog = new Thread(Watchdog) { IsBackground = true, Name = "plover-replica-watchdog" };
     }
 
     public OutputGuard Guard { get; }
     public SyncEngine Engine { get; }
     public ReplicaRole Role => _role;
+    /// <summary>A backup without a valid state, waiting for the primary's full sync (it cannot take over).</summary>
+    public bool IsJoining => _joining;
+    /// <summary>Deposed as primary and not (yet) a backup again.</summary>
     public bool IsFenced => _fenced;
+    /// <summary>A primary running without a backup (output unprotected).</summary>
+    public bool RunsAlone => _role == ReplicaRole.Primary && _runsAlone;
+    /// <summary>A primary's backup per the last ROLE entry applied (0: none).</summary>
+    public int BackupId => _backupId;
     public ulong LastSyncEpoch => Volatile.Read(ref _lastSyncEpoch);
     /// <summary>Index of the last committed entry applied to the guest (injected, or the SYNC the VM stopped at).</summary>
     public long LastAppliedIndex => Volatile.Read(ref _lastAppliedIndex);
@@ -104,28 +143,46 @@ public sealed class Replica : IDisposable
     public (long Idle, long MaxEpoch, long NothingNew, long Refused) SyncTriggers =>
         (Interlocked.Read(ref _triggersIdle), Interlocked.Read(ref _triggersMaxEpoch),
          Interlocked.Read(ref _triggersNothingNew), Interlocked.Read(ref _triggersRefused));
+    /// <summary>Promotions to primary, demotions of a deposed primary, completed joins.</summary>
+    public (long Promotions, long Demotions, long Joins) RoleChanges =>
+        (Interlocked.Read(ref _promotions), Interlocked.Read(ref _demotions), Interlocked.Read(ref _joins));
+    /// <summary>Frames this node let out, by consensus term (the split-brain check: one node per term).</summary>
+    public IReadOnlyDictionary<long, long> ReleasedByTerm => _releasedByTerm;
+    /// <summary>Role changes and their causes with Unix-microsecond times, oldest first (the last 64).</summary>
+    public (long UnixUs, string What)[] Events => _events.ToArray();
 
     /// <summary>Every sync's outcome (on the engine's continuation thread, before the VM's next entries are applied).</summary>
     public event Action<SyncStats>? SyncFinished;
 
-    /// <summary>MAIN thread, once, before the guest runs: hold output, start the idle monitor (primary), apply the log.</summary>
+    /// <summary>MAIN thread, once, before the guest runs: hold output, start the idle monitor (primary) or the join
+    /// (a joining backup), apply the log.</summary>
     public void Start()
     {
         if (_started) return;
         Guard.Start();
-        if (_role == ReplicaRole.Primary && _options.VcpuThreadIds is { } tids && _options.Idle is { } idle)
-            _idle = new IdleMonitor(idle, tids, OnIdleTrigger, _options.CpuTime);
+        if (_role == ReplicaRole.Primary) StartIdleMonitor();
         _started = true;
-        PostDrain();
-        _log($"replica {_driver.SelfId}: started as {_role.ToString().ToLowerInvariant()}, {_host.OutputPorts.Count} NIC(s), " +
+        _watchdog.Start();
+        if (_joining) StartJoin();
+        else PostDrain();
+        Event($"started as {Describe()}");
+        _log($"replica {_driver.SelfId}: started as {Describe()}, {_host.OutputPorts.Count} NIC(s), " +
              $"syncs {(_idle is null ? "on request" : "at idle or max epoch")}");
     }
 
-    // ------------------------------------------------------------------ inputs
+    private string Describe() => _joining ? "joining backup (waits for the primary's full sync)" : _role.ToString().ToLowerInvariant();
+
+    private void StartIdleMonitor()
+    {
+        if (_idle is null && _options.VcpuThreadIds is { } tids && _options.Idle is { } idle)
+            _idle = new IdleMonitor(idle, tids, OnIdleTrigger, _options.CpuTime);
+    }
+
+    // ------------------------------------------------------------------ inputs and outputs
 
     /// <summary>
     /// MAIN thread (net_to_guest): a frame on its way into this guest. Always consumed: the primary proposes it (it
-    /// reaches the guest when committed), the backup drops it (its guest gets the primary's inputs from the log).
+    /// reaches the guest when committed), a backup drops it (its guest gets the primary's inputs from the log).
     /// </summary>
     public bool OnFrameToGuest(int nic, ReadOnlySpan<byte> frame)
     {
@@ -134,13 +191,33 @@ public sealed class Replica : IDisposable
         return true;
     }
 
+    /// <summary>MAIN thread (net_from_guest): the guest sent frames that are now held. An unprotected primary lets
+    /// them out at once; otherwise output waiting in the open epoch needs a sync, even when no input came in.</summary>
+    public void OnOutputHeld(int nic, ulong openEpoch, ulong heldFrames)
+    {
+        if (heldFrames == 0) return;
+        long released = Guard.ReleaseUnprotected();
+        if (released > 0)
+        {
+            Interlocked.Add(ref _framesReleasedUnprotected, released);
+            CountRelease(released);
+            return;
+        }
+        Volatile.Write(ref _outputReports, _outputReports + 1);
+    }
+
+    private void CountRelease(long frames)
+    {
+        if (frames > 0) _releasedByTerm.AddOrUpdate(_driver.Term, frames, (_, n) => n + frames);
+    }
+
     /// <summary>
     /// Proposes a SYNC entry with the next epoch (any thread). False if this replica cannot: not the primary, not
-    /// the consensus leader, fenced, running alone, or without a sync connection to the backup (the sync would abort).
+    /// the consensus leader, fenced, or without a sync connection to a backup (the sync would abort).
     /// </summary>
     public bool ProposeSync()
     {
-        if (_role != ReplicaRole.Primary || _fenced || _runsAlone || _disposed || !_driver.IsLeader) return false;
+        if (_role != ReplicaRole.Primary || _fenced || _disposed || !_driver.IsLeader) return false;
         if (Engine.Connection is not { IsClosed: false }) return false;
         ulong epoch;
         lock (_epochLock)
@@ -153,8 +230,8 @@ public sealed class Replica : IDisposable
 
     /// <summary>
     /// The idle monitor's thread. An idle guest that received no input and sent no output since the last sync has
-    /// nothing new to make safe, so it is not stopped again (a guest idle for minutes would otherwise be stopped every few hundred
-    /// microseconds); the maximum epoch always syncs. Re-arms itself when no sync will follow.
+    /// nothing new to make safe, so it is not stopped again (a guest idle for minutes would otherwise be stopped
+    /// every few hundred microseconds); the maximum epoch always syncs. Re-arms itself when no sync will follow.
     /// </summary>
     private void OnIdleTrigger(SyncTrigger trigger)
     {
@@ -166,7 +243,7 @@ public sealed class Replica : IDisposable
         bool nothingNew = trigger == SyncTrigger.Idle && _firstSyncDone &&
                           Volatile.Read(ref _inputsInjected) == Volatile.Read(ref _inputsAtLastSync) &&
                           Volatile.Read(ref _outputReports) == Volatile.Read(ref _outputReportsAtCut);
-        if (nothingNew || !ProposeSync())
+        if (nothingNew || _runsAlone || !ProposeSync())
         {
             Interlocked.Increment(ref nothingNew ? ref _triggersNothingNew : ref _triggersRefused);
             idle.EpochStarted();
@@ -205,6 +282,7 @@ public sealed class Replica : IDisposable
         int budget = MaxEntriesPerDrain;
         while (_committed.TryDequeue(out var entry))
         {
+            if (entry.Index <= _skipThrough) continue;   // covered by the state this replica joined with
             switch (entry.Type)
             {
                 case EntryType.Input:
@@ -214,10 +292,11 @@ public sealed class Replica : IDisposable
                     if (BeginSync(entry)) return;
                     break;
                 case EntryType.Role:
-                    _log($"replica {_driver.SelfId}: ROLE entry at {entry.Index} ignored (role entries are not acted on yet)");
+                    ApplyRole(entry);
                     break;
             }
             Volatile.Write(ref _lastAppliedIndex, entry.Index);
+            if (_syncing) return;   // a role change started a join
             if (--budget == 0)
             {
                 PostDrain();   // give the main loop back; the rest follows in the next callback, in order
@@ -260,11 +339,11 @@ public sealed class Replica : IDisposable
             _log($"replica {_driver.SelfId}: SYNC entry {entry.Index} is malformed ({e.Message}); skipped");
             return false;
         }
-        if (epoch <= _lastSyncEpoch) return false;   // a duplicate proposal: the first one with this epoch counted
+        if (epoch <= Volatile.Read(ref _lastSyncEpoch)) return false;   // a duplicate proposal: the first one with this epoch counted
         Volatile.Write(ref _lastSyncEpoch, epoch);
-        if (_runsAlone)
+        if (Engine.Connection is not { IsClosed: false })
         {
-            _log($"replica {_driver.SelfId}: SYNC e{epoch} at {entry.Index} skipped: running alone");
+            _log($"replica {_driver.SelfId}: SYNC e{epoch} at {entry.Index} skipped: no sync connection to the other replica");
             return false;
         }
         // Every entry before this one was injected in this same callback (or an earlier one) and none after it
@@ -273,45 +352,36 @@ public sealed class Replica : IDisposable
         Volatile.Write(ref _inputsAtLastSync, _inputsInjected);
         Volatile.Write(ref _outputReportsAtCut, _outputReports);
         Volatile.Write(ref _lastAppliedIndex, entry.Index);
-        var request = new SyncRequest(epoch, entry.Index, FullSync: !_firstSyncDone && _options.FirstSyncFull, InputDigest: _inputDigest);
-        StopAndSync(request);
-        return true;
-    }
-
-    /// <summary>MAIN thread: stop the VM at the cut and run the sync (the engine's own stop is then a no-op).</summary>
-    private void StopAndSync(SyncRequest request)
-    {
-        if (_disposed) return;
+        bool full = (!_firstSyncDone && _options.FirstSyncFull) || _nextSyncFull;
+        var request = new SyncRequest(epoch, entry.Index, FullSync: full, InputDigest: _inputDigest);
         try { _host.Vm.Stop(); }
-        catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop at SYNC e{request.Epoch} failed: {e.Message}"); }
+        catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop at SYNC e{epoch} failed: {e.Message}"); }
         Engine.RunAsync(request).ContinueWith(t => SyncDone(request, t), TaskScheduler.Default);
-    }
-
-    /// <summary>MAIN thread (net_from_guest): the guest sent frames that are now held. Output waiting in the open
-    /// epoch needs a sync to be released, even when no input came in.</summary>
-    public void OnOutputHeld(int nic, ulong openEpoch, ulong heldFrames)
-    {
-        if (heldFrames > 0) Volatile.Write(ref _outputReports, _outputReports + 1);
+        return true;
     }
 
     // The engine's thread pool continuation: the VM runs again (the engine restarted it, completed or not).
     private void SyncDone(SyncRequest request, Task<SyncStats> task)
     {
         SyncStats? stats = task.IsCompletedSuccessfully ? task.Result : null;
-        if (stats is { Outcome: SyncOutcome.Completed })
+        bool completed = stats is { Outcome: SyncOutcome.Completed };
+        if (completed)
         {
-            _firstSyncDone = true;
             Interlocked.Increment(ref _syncsCompleted);
-            _driver.Compact(request.LogIndex);   // the VM state now covers everything up to the SYNC entry
+            if (stats!.FullSync) _nextSyncFull = false;
+            _firstSyncDone = true;
+            if (!stats.Joined) _driver.Compact(request.LogIndex);   // the VM state now covers everything up to the SYNC entry
+            if (_role == ReplicaRole.Primary && stats.OutputFrames > 0) CountRelease(stats.OutputFrames);
         }
-        else
+        else if (!request.IsJoin || stats?.Error is not null)
         {
             Interlocked.Increment(ref _syncsAborted);
-            _log($"replica {_driver.SelfId}: sync e{request.Epoch} at {request.LogIndex} aborted: {stats?.Error ?? task.Exception?.GetBaseException().Message}");
+            if (!request.IsJoin)
+                _log($"replica {_driver.SelfId}: sync e{request.Epoch} at {request.LogIndex} aborted: {stats?.Error ?? task.Exception?.GetBaseException().Message}");
         }
-        if (_idle is { } idleMonitor)
+        if (_idle is { } idleMonitor && !request.IsJoin)
         {
-            if (stats is { Outcome: SyncOutcome.Completed }) idleMonitor.EpochStarted();
+            if (completed) idleMonitor.EpochStarted();
             else Task.Delay(_options.RetryAfterAbort).ContinueWith(_ => { if (!_disposed) idleMonitor.EpochStarted(); }, TaskScheduler.Default);
         }
         if (stats is not null)
@@ -323,41 +393,236 @@ public sealed class Replica : IDisposable
         _host.Main.Post(() =>
         {
             _syncing = false;
+            if (request.IsJoin)
+            {
+                if (completed) FinishJoin(stats!);
+                else if (_joining)
+                {
+                    // No primary sync yet (or it failed): keep waiting, the VM stays stopped.
+                    Task.Delay(_options.RetryAfterAbort).ContinueWith(_ => _host.Main.Post(() => { if (_joining && !_syncing && !_disposed) StartJoin(); }),
+                        TaskScheduler.Default);
+                    return;
+                }
+            }
+            else if (completed && _role == ReplicaRole.Primary && stats!.FullSync && _runsAlone)
+                FinishReprotection();
+            if (_demoteWhenIdle) { _demoteWhenIdle = false; BecomeJoining("deposed"); return; }
             Drain();
         });
     }
 
     // ------------------------------------------------------------------ roles
 
+    /// <summary>MAIN thread: a committed ROLE entry (ballot, primary, backup), in log order on every replica.</summary>
+    private void ApplyRole(in LogEntry entry)
+    {
+        (Ballot ballot, int primary, int backup) role;
+        try { role = EntryPayloads.DecodeRole(entry.Payload.Span); }
+        catch (FormatException e)
+        {
+            _log($"replica {_driver.SelfId}: ROLE entry {entry.Index} is malformed ({e.Message}); skipped");
+            return;
+        }
+        int self = _driver.SelfId;
+        if (role.primary == self)
+        {
+            _backupId = role.backup;
+            if (_role == ReplicaRole.Backup)
+            {
+                // Our own election's entry: everything committed before it has been applied. Promote, unless this
+                // replica cannot serve (joining: its state is not the primary's).
+                if (role.ballot == _driver.Ballot && _driver.IsLeader) Promote(role.ballot);
+                return;
+            }
+            if (role.backup == 0 && !_runsAlone)
+            {
+                _runsAlone = true;
+                long n = Guard.RunUnprotected($"ROLE at index {entry.Index}: node {self} runs without a backup in term {role.ballot.Round}");
+                CountRelease(n);
+                Event($"running unprotected (ROLE at {entry.Index})");
+            }
+            else if (role.backup != 0)
+                Event($"protected by node {role.backup} (ROLE at {entry.Index})");
+            return;
+        }
+        // Another node is the primary.
+        if (_role == ReplicaRole.Primary)
+        {
+            Guard.Fence($"ROLE at index {entry.Index} names node {role.primary} primary in term {role.ballot.Round}");
+            _fenced = true;
+            BecomeJoining($"node {role.primary} is primary in term {role.ballot.Round}");
+        }
+        else if (role.backup != self && !_joining)
+            BecomeJoining($"node {role.primary} is primary in term {role.ballot.Round} without this node as its backup");
+    }
+
     // Under the consensus core lock.
     private void OnStateChanged(ConsensusStatus status)
     {
-        if (status.Role != ConsensusRole.Leader) _proposalClock.Clear();
-        if (status.Role == ConsensusRole.Leader && _role == ReplicaRole.Backup && !_fenced && !_disposed)
-            _host.Main.Post(Promote);
+        // A backup elected leader: the primary is gone. A sync still waiting for it would only time out.
+        if (status.Role == ConsensusRole.Leader && _role == ReplicaRole.Backup && !_disposed)
+            _host.Main.Post(() => { if (_syncing && !_joining) Engine.Connection?.Dispose(); });
     }
 
-    /// <summary>MAIN thread: this backup won an election, so the primary is gone: release what it holds and serve.</summary>
-    private void Promote()
+    /// <summary>MAIN thread: this backup won an election and applied its own ROLE entry: release what it holds and serve.</summary>
+    private void Promote(Ballot ballot)
     {
-        if (_role == ReplicaRole.Primary || _fenced || _disposed) return;
-        if (Engine.StateInvalid)
+        if (_role == ReplicaRole.Primary || _disposed) return;
+        if (_joining || Engine.StateInvalid)
         {
-            _log($"replica {_driver.SelfId}: elected leader but its VM state is invalid (a failed apply): output stays held");
+            _log($"replica {_driver.SelfId}: LEADER in ballot {ballot} but this replica has no valid VM state " +
+                 $"({(_joining ? "it was waiting for a full sync" : "its last apply failed")}): it does not serve and output stays held");
             return;
         }
-        _runsAlone = true;
         _role = ReplicaRole.Primary;
-        Guard.Promote();
+        Engine.SetRole(SyncRole.Primary);
+        Engine.Connection?.Dispose();   // it led to the deposed primary; the sync link accepts the next one
+        _runsAlone = true;
+        _backupId = 0;
+        _nextSyncFull = true;
+        long released = Guard.Promote();
+        CountRelease(released);
         _host.Announce();
-        _log($"replica {_driver.SelfId}: promoted to primary in ballot {_driver.Ballot}; running without a backup");
+        StartIdleMonitor();
+        Interlocked.Increment(ref _promotions);
+        Event($"promoted to primary in ballot {ballot}");
+        _log($"replica {_driver.SelfId}: PROMOTED to primary in ballot {ballot}: released {released} held frame(s), " +
+             "announced the guest's MAC; running without a backup until one joins");
     }
 
-    // Any thread (the guard's fence is thread-safe and one-way).
+    // Any thread (the guard's fence is thread-safe and one-way): nothing is released from here on.
     private void OnFenced(Fence fence)
     {
+        if (_role != ReplicaRole.Primary) return;
         Guard.Fence($"deposed: no longer leader of ballot {fence.Ballot} ({fence.Reason})");
         _fenced = true;   // after the guard: IsFenced true means nothing can be released any more
+        Event($"fenced in ballot {fence.Ballot}: {fence.Reason}");
+        if (!_disposed) _host.Main.Post(() => BecomeJoining($"deposed as leader of ballot {fence.Ballot}"));
+    }
+
+    /// <summary>MAIN thread: this replica's VM state is no longer usable (deposed, or dropped as backup): stop the
+    /// VM, discard held output, and wait as a backup for the primary's full sync.</summary>
+    private void BecomeJoining(string why)
+    {
+        if (_joining || _disposed) return;
+        if (_syncing)
+        {
+            _demoteWhenIdle = true;
+            Engine.Connection?.Dispose();   // the sync in flight aborts; SyncDone comes back here
+            return;
+        }
+        bool wasPrimary = _role == ReplicaRole.Primary;
+        _idle?.Dispose();
+        _idle = null;
+        try { _host.Vm.Stop(); }
+        catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop failed: {e.Message}"); }
+        Guard.Demote();
+        _role = ReplicaRole.Backup;
+        Engine.SetRole(SyncRole.Backup);
+        _joining = true;
+        _runsAlone = false;
+        _backupId = 0;
+        _driver.SetCanCampaign(false);
+        if (wasPrimary) Interlocked.Increment(ref _demotions);
+        Event($"joining: {why}");
+        _log($"replica {_driver.SelfId}: {why}: the VM is stopped and its held output discarded; rejoining as backup " +
+             "(waits for the primary's full sync)");
+        StartJoin();
+    }
+
+    /// <summary>MAIN thread: wait (on the engine's thread) for the primary's next sync and take it.</summary>
+    private void StartJoin()
+    {
+        _syncing = true;
+        Engine.RunAsync(SyncRequest.Join).ContinueWith(t => SyncDone(SyncRequest.Join, t), TaskScheduler.Default);
+    }
+
+    /// <summary>MAIN thread: the join sync applied: this replica has the primary's state at the cut.</summary>
+    private void FinishJoin(SyncStats stats)
+    {
+        _joining = false;
+        _fenced = false;
+        _skipThrough = stats.LogIndex;
+        Volatile.Write(ref _lastAppliedIndex, Math.Max(_lastAppliedIndex, stats.LogIndex));
+        Volatile.Write(ref _lastSyncEpoch, Math.Max(_lastSyncEpoch, stats.Epoch));
+        Volatile.Write(ref _inputDigest, stats.InputDigest);
+        Volatile.Write(ref _inputsAtLastSync, _inputsInjected);
+        _driver.InstallSnapshot(stats.LogIndex);   // a node with no log: entries before the cut are not needed
+        _driver.SetCanCampaign(true);
+        Interlocked.Increment(ref _joins);
+        Event($"joined at sync e{stats.Epoch} (log index {stats.LogIndex})");
+        _log($"replica {_driver.SelfId}: JOINED as backup at sync e{stats.Epoch} (log index {stats.LogIndex}): " +
+             $"{stats.DivergentPages} of {stats.UnionPages} pages came from the primary");
+    }
+
+    /// <summary>MAIN thread (primary): the full sync with a (re)joined backup completed: say so in the log.</summary>
+    private void FinishReprotection()
+    {
+        _runsAlone = false;
+        _aloneProposed = false;
+        int peer = _options.PeerId;
+        Event($"protected again by node {peer}");
+        _log($"replica {_driver.SelfId}: PROTECTED again: node {peer} is synced");
+        _driver.Propose(EntryType.Role, EntryPayloads.EncodeRole(_driver.Ballot, _driver.SelfId, peer));
+    }
+
+    /// <summary>
+    /// The primary's link to its backup, every 20 ms: a new sync connection means a (re)joined backup, which gets a
+    /// full sync at once (and protection back); a backup gone for <see cref="ReplicaOptions.BackupLoss"/> is dropped
+    /// by a ROLE entry, after which output leaves unprotected.
+    /// </summary>
+    private void Watchdog()
+    {
+        while (!_stop.Wait(20))
+        {
+            if (_role != ReplicaRole.Primary || _fenced || !_driver.IsLeader) { _linkDownSince = 0; continue; }
+            var connection = Engine.Connection;
+            bool up = connection is { IsClosed: false };
+            if (up && !ReferenceEquals(connection, _lastConnection))
+            {
+                // The backup behind a new connection may have restarted: the next sync compares every page. It
+                // runs at once unless this is the first connection of a fresh cluster (whose first sync is full
+                // anyway and comes with the first idle moment).
+                bool first = _lastConnection is null && !_runsAlone;
+                _lastConnection = connection;
+                _linkDownSince = 0;
+                _nextSyncFull = true;
+                if (first) continue;
+                _host.Main.Post(() =>
+                {
+                    if (_role != ReplicaRole.Primary || _fenced) return;
+                    if (_runsAlone) Guard.Protect();   // from here the output waits for the joining backup's ack
+                    if (!ProposeSync()) _lastConnection = null;   // retried on the next round
+                });
+                continue;
+            }
+            // A partitioned backup leaves its connections looking up: consensus tells whether it still answers.
+            if (up && _driver.SilenceMs(_options.PeerId) < _options.BackupLoss.TotalMilliseconds / 2) { _linkDownSince = 0; continue; }
+            long now = Environment.TickCount64;
+            if (_linkDownSince == 0) { _linkDownSince = now; continue; }
+            if (now - _linkDownSince < _options.BackupLoss.TotalMilliseconds) continue;
+            if (_runsAlone)
+            {
+                // A backup that was joining went away before its full sync: output must not wait for it.
+                if (Guard.State == GuardState.Holding)
+                    _host.Main.Post(() => { if (_runsAlone && _role == ReplicaRole.Primary) CountRelease(Guard.RunUnprotected("the joining backup went away")); });
+                continue;
+            }
+            if (_aloneProposed) continue;
+            _aloneProposed = _driver.Propose(EntryType.Role, EntryPayloads.EncodeRole(_driver.Ballot, _driver.SelfId, 0));
+            if (_aloneProposed)
+            {
+                Event($"backup lost for {now - _linkDownSince} ms: ROLE(no backup) proposed");
+                _log($"replica {_driver.SelfId}: the backup has been unreachable for {now - _linkDownSince} ms: proposing to run " +
+                     "without it (output is released unprotected once that commits)");
+            }
+        }
+    }
+
+    private void Event(string what)
+    {
+        _events.Enqueue(((DateTime.UtcNow - DateTime.UnixEpoch).Ticks / 10, what));
+        while (_events.Count > 64) _events.TryDequeue(out _);
     }
 
     /// <summary>digest' = CityHash64(digest | index | CityHash64(payload)), all little-endian u64.</summary>
@@ -369,15 +634,17 @@ public sealed class Replica : IDisposable
 
     private static SyncOptions CopyWithLog(SyncOptions o, Action<string> log) => new()
     {
-        Timeout = o.Timeout, HashThreads = o.HashThreads, PagesPerFrame = o.PagesPerFrame, HashesPerFrame = o.HashesPerFrame,
-        MaxDeviceStateBytes = o.MaxDeviceStateBytes, SendAllDirty = o.SendAllDirty, HistoryLength = o.HistoryLength,
-        StepHook = o.StepHook, Log = log,
+        Timeout = o.Timeout, JoinTimeout = o.JoinTimeout, HashThreads = o.HashThreads, PagesPerFrame = o.PagesPerFrame,
+        HashesPerFrame = o.HashesPerFrame, MaxDeviceStateBytes = o.MaxDeviceStateBytes, SendAllDirty = o.SendAllDirty,
+        HistoryLength = o.HistoryLength, StepHook = o.StepHook, Log = log,
     };
 
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        _stop.Set();
+        if (_watchdog.IsAlive) _watchdog.Join(TimeSpan.FromSeconds(2));
         _driver.Committed = null;
         _driver.StateChanged = null;
         _driver.Fenced = null;

@@ -1,34 +1,143 @@
 using System.Net;
 using Plover.Config;
+using Plover.Consensus;
+using Plover.Guard;
 using Plover.Sync;
 using Plover.Transport;
+using Plover.Wire;
 
 namespace Plover.Node;
 
 /// <summary>
-/// A whole replica node from a cluster config: TCP transport and consensus driver for this node id, the
-/// <see cref="Replica"/> on the given host, and the syncvm link to the other replica. The witness is not a replica
-/// (it runs as <c>plover witness</c>).
+/// A whole replica node from a cluster config: TCP transport, the start-up probe (a fresh cluster, or join a
+/// running one), the consensus driver for this node id, the <see cref="Replica"/> on the given host, and the syncvm
+/// link to the other replica. <see cref="Start"/> returns at once (it runs on QEMU's main thread); the probe and
+/// everything after it run on a thread of this node, and the replica starts on the host's main thread when ready.
+/// The witness is not a replica (it runs as <c>plover witness</c>, see <see cref="WitnessNode"/>).
 /// </summary>
 public sealed class ReplicaNode : IDisposable
 {
+    private readonly ClusterConfig _config;
+    private readonly NodeConfig _self;
+    private readonly NodeConfig _peer;
+    private readonly IReplicaHost _host;
+    private readonly int[]? _vcpus;
+    private readonly Action<string> _log;
+    private readonly SyncOptions? _sync;
+    private readonly Func<NodeConfig, IPEndPoint> _syncEndpoint;
     private readonly TcpTransport _transport;
-    private readonly ReplicaSyncLink _link;
+    private readonly FrameDispatcher _dispatcher = new();
+    private readonly NodeStatusService _status;
+    private readonly Thread _starter;
+    private volatile bool _disposed;
+    private volatile ConsensusDriver? _driver;
+    private volatile Replica? _replica;
+    private volatile ReplicaSyncLink? _link;
+    private volatile string? _startFailure;
 
-    private readonly int _peerId;
-
-    private ReplicaNode(TcpTransport transport, ConsensusDriver driver, Replica replica, ReplicaSyncLink link, int peerId)
+    private ReplicaNode(ClusterConfig config, NodeConfig self, IReplicaHost host, int[]? vcpus, Action<string> log,
+                        SyncOptions? sync, Func<NodeConfig, IPEndPoint> syncEndpoint)
     {
-        _peerId = peerId;
-        _transport = transport;
-        Driver = driver;
-        Replica = replica;
-        _link = link;
+        _config = config;
+        _self = self;
+        _peer = config.Nodes.Single(n => n.Id != self.Id && n.Role != NodeRole.Witness);
+        _host = host;
+        _vcpus = vcpus;
+        _log = log;
+        _sync = sync;
+        _syncEndpoint = syncEndpoint;
+        _transport = new TcpTransport(TcpTransportOptions.FromConfig(config, self.Id, log));
+        _dispatcher.Register(FrameType.Consensus, (int peer, in Frame frame) => _driver?.OnConsensusFrame(peer, frame));
+        _status = new NodeStatusService(_transport, _dispatcher, Status);
+        _starter = new Thread(StartCluster) { IsBackground = true, Name = $"plover-start-{self.Id}" };
     }
 
-    public ConsensusDriver Driver { get; }
-    public Replica Replica { get; }
-    public bool SyncLinkConnected => _link.Connected;
+    /// <summary>Null until the start-up probe decided how this node enters the cluster.</summary>
+    public ConsensusDriver? Driver => _driver;
+    public Replica? Replica => _replica;
+    public StartMode? Mode { get; private set; }
+    public bool SyncLinkConnected => _link?.Connected ?? false;
+
+    /// <summary>
+    /// Builds node selfId on host and starts its transport (MAIN thread; never waits for peers). syncEndpoint maps
+    /// a node to its sync listener (default: consensus port + 1, <see cref="ReplicaSyncLink.SyncEndpointFor"/>).
+    /// </summary>
+    public static ReplicaNode Start(ClusterConfig config, int selfId, IReplicaHost host, int[]? vcpuThreadIds, Action<string> log,
+                                    SyncOptions? sync = null, Func<NodeConfig, IPEndPoint>? syncEndpoint = null)
+    {
+        var self = config.Node(selfId);
+        if (self.Role == NodeRole.Witness) throw new ArgumentException($"node {selfId} is the witness: it runs no VM");
+        var node = new ReplicaNode(config, self, host, vcpuThreadIds, log, sync,
+            syncEndpoint ?? (n => ReplicaSyncLink.SyncEndpointFor(n.Endpoint)));
+        try
+        {
+            node._transport.Start(node._dispatcher);
+        }
+        catch
+        {
+            node._transport.Dispose();
+            throw;
+        }
+        node._starter.Start();
+        return node;
+    }
+
+    /// <summary>The node's thread: probe, then consensus, replica and sync link; the replica starts on the main thread.</summary>
+    private void StartCluster()
+    {
+        try
+        {
+            long deadline = Environment.TickCount64 + _config.Timeouts.StartupMs;
+            var mode = StartupProbe.Decide(_status, _transport.Peers, deadline, () => _disposed);
+            if (_disposed) return;
+            if (mode is null)
+            {
+                _startFailure = "the start-up probe got no answer from every peer (a fresh cluster needs all three nodes; " +
+                                "joining a running one needs one running member)";
+                return;
+            }
+            Mode = mode;
+            bool join = mode == StartMode.Join;
+            _log($"node {_self.Id}: {(join ? "a cluster is running: joining it as a backup (full sync from its primary)" : "a fresh cluster: starting as " + _self.Role.Name())}");
+            var options = ConsensusDriverOptions.FromConfig(_config, _self.Id, _log);
+            var driver = new ConsensusDriver(join ? CopyWith(options, DurableState.Empty) : options, _transport);
+            var replica = new Replica(new ReplicaOptions
+            {
+                Role = !join && _self.Role == NodeRole.Primary ? ReplicaRole.Primary : ReplicaRole.Backup,
+                Joining = join,
+                PeerId = _peer.Id,
+                BackupLoss = TimeSpan.FromMilliseconds(Math.Max(3 * _config.Timeouts.ElectionMaxMs, 500)),
+                Sync = _sync ?? new SyncOptions
+                {
+                    HashThreads = _config.Hashing.Threads, Timeout = TimeSpan.FromMilliseconds(_config.Sync.TimeoutMs),
+                    JoinTimeout = TimeSpan.FromMilliseconds(Math.Max(_config.Timeouts.StartupMs, _config.Sync.TimeoutMs)),
+                    SendAllDirty = _config.Sync.RemusMode, HistoryLength = 4096, Log = _log,
+                },
+                Idle = _config.Sync,
+                VcpuThreadIds = _vcpus,
+                Log = _log,
+            }, _host, driver);
+            var identity = TcpTransportOptions.FromConfig(_config, _self.Id, _log).Identity;
+            var link = new ReplicaSyncLink(replica.Engine, identity, _peer.Id, _syncEndpoint(_self), _syncEndpoint(_peer),
+                TimeSpan.FromSeconds(5), _log);
+            _driver = driver;
+            _replica = replica;
+            _link = link;
+            driver.Start();
+            _host.Main.Post(() => { if (!_disposed) replica.Start(); });
+        }
+        catch (Exception e) when (!_disposed)
+        {
+            _startFailure = $"{e.GetType().Name}: {e.Message}";
+            _log($"node {_self.Id}: start failed: {_startFailure}");
+        }
+    }
+
+    private static ConsensusDriverOptions CopyWith(ConsensusDriverOptions o, DurableState restored) => new()
+    {
+        Consensus = o.Consensus, TickMs = o.TickMs, MaxQueuedProposalBytes = o.MaxQueuedProposalBytes,
+        InlineProcessing = o.InlineProcessing, Seed = o.Seed, Log = o.Log, Restored = restored,
+    };
 
     /// <summary>
     /// Null once this replica has what it needs to run the guest: a consensus leader it can reach (so a majority
@@ -38,76 +147,70 @@ public sealed class ReplicaNode : IDisposable
     /// </summary>
     public string? ReadinessProblem()
     {
+        if (_startFailure is { } failure) return failure;
         var problems = new List<string>();
-        int leader = Driver.LeaderId;
+        var driver = _driver;
+        int leader = driver?.LeaderId ?? 0;
         int connected = _transport.Peers.Count(_transport.IsConnected);
         bool majority = connected + 1 >= (_transport.Peers.Count + 1) / 2 + 1;
-        if (leader == 0 || !majority || (leader != Driver.SelfId && !_transport.IsConnected(leader)))
+        if (driver is null || leader == 0 || !majority || (leader != driver.SelfId && !_transport.IsConnected(leader)))
         {
             var missing = _transport.Peers.Where(p => !_transport.IsConnected(p))
                 .Select(p => $"node {p}: {_transport.Problem(p) ?? "no answer yet"}").ToList();
-            problems.Add($"no consensus leader{(missing.Count > 0 ? $" (not connected to {string.Join("; ", missing)})" : "")}");
+            problems.Add($"{(driver is null ? "not started: the start-up probe is still waiting" : "no consensus leader")}" +
+                         $"{(missing.Count > 0 ? $" (not connected to {string.Join("; ", missing)})" : "")}");
         }
-        if (!_link.Connected)
-            problems.Add($"no sync connection to node {_peerId}: {_link.Problem ?? "no answer yet"}");
+        if (!SyncLinkConnected)
+            problems.Add($"no sync connection to node {_peer.Id}: {_link?.Problem ?? "no answer yet"}");
         return problems.Count == 0 ? null : string.Join("; ", problems);
     }
 
-    /// <summary>
-    /// Builds and starts node selfId on host. MAIN thread (the replica starts holding output here); never waits for
-    /// peers: consensus and the sync link connect in the background. syncEndpoint maps a node to its sync
-    /// listener (default: consensus port + 1, <see cref="ReplicaSyncLink.SyncEndpointFor"/>).
-    /// </summary>
-    public static ReplicaNode Start(ClusterConfig config, int selfId, IReplicaHost host, int[]? vcpuThreadIds, Action<string> log,
-                                    SyncOptions? sync = null, Func<NodeConfig, IPEndPoint>? syncEndpoint = null)
+    /// <summary>What this node tells peers and observers (<c>plover status</c>).</summary>
+    public NodeStatus Status()
     {
-        var self = config.Node(selfId);
-        if (self.Role == NodeRole.Witness) throw new ArgumentException($"node {selfId} is the witness: it runs no VM");
-        var peer = config.Nodes.Single(n => n.Id != selfId && n.Role != NodeRole.Witness);
-        syncEndpoint ??= n => ReplicaSyncLink.SyncEndpointFor(n.Endpoint);
-
-        var transportOptions = TcpTransportOptions.FromConfig(config, selfId, log);
-        var transport = new TcpTransport(transportOptions);
-        ConsensusDriver? driver = null;
-        Replica? replica = null;
-        try
+        var driver = _driver;
+        var replica = _replica;
+        var s = new NodeStatus { NodeId = _self.Id };
+        if (driver is null || replica is null)
         {
-            driver = new ConsensusDriver(ConsensusDriverOptions.FromConfig(config, selfId, log), transport);
-            var dispatcher = new FrameDispatcher();
-            driver.Attach(dispatcher);
-            replica = new Replica(new ReplicaOptions
-            {
-                Role = self.Role == NodeRole.Primary ? ReplicaRole.Primary : ReplicaRole.Backup,
-                Sync = sync ?? new SyncOptions
-                {
-                    HashThreads = config.Hashing.Threads, Timeout = TimeSpan.FromMilliseconds(config.Sync.TimeoutMs),
-                    SendAllDirty = config.Sync.RemusMode, HistoryLength = 4096, Log = log,
-                },
-                Idle = config.Sync,
-                VcpuThreadIds = vcpuThreadIds,
-                Log = log,
-            }, host, driver);
-            var link = new ReplicaSyncLink(replica.Engine, transportOptions.Identity, peer.Id, syncEndpoint(self), syncEndpoint(peer),
-                TimeSpan.FromSeconds(5), log);
-            transport.Start(dispatcher);
-            driver.Start();
-            replica.Start();
-            return new ReplicaNode(transport, driver, replica, link, peer.Id);
+            s.Role = "starting";
+            s.Fresh = Mode != StartMode.Join;
+            s.Problem = _startFailure ?? "starting";
+            return s;
         }
-        catch
-        {
-            replica?.Dispose();
-            driver?.Dispose();
-            transport.Dispose();
-            throw;
-        }
+        var ballot = driver.Ballot;
+        s.Role = replica.IsJoining ? "joining" : replica.Role == ReplicaRole.Primary ? "primary" : "backup";
+        s.Term = ballot.Round;
+        s.BallotNode = ballot.NodeId;
+        s.LeaderId = driver.LeaderId;
+        s.ConsensusRole = driver.Role.ToString().ToLowerInvariant();
+        s.CommitIndex = driver.CommitIndex;
+        s.LastIndex = driver.LastIndex;
+        s.LastSyncEpoch = replica.LastSyncEpoch;
+        var last = replica.Engine.Metrics.LastCompleted;
+        s.LastSyncUnixUs = last is null ? 0 : (last.StartedUtc - DateTime.UnixEpoch).Ticks / 10;
+        bool linkUp = SyncLinkConnected;
+        s.Protected = replica.Role == ReplicaRole.Primary && !replica.IsFenced && !replica.RunsAlone && linkUp &&
+                      replica.Guard.State == GuardState.Holding;
+        s.BackupId = replica.Role == ReplicaRole.Primary ? replica.BackupId : 0;
+        s.Fresh = driver.IsFresh;
+        s.Fenced = replica.IsFenced;
+        s.Problem = replica.IsFenced ? "deposed: rejoining as backup"
+            : replica.IsJoining ? "waiting for the primary's full sync"
+            : replica.Role == ReplicaRole.Primary && replica.RunsAlone ? "running unprotected (no backup)"
+            : !linkUp ? $"no sync connection to node {_peer.Id}"
+            : "";
+        return s;
     }
 
     public void Dispose()
     {
-        _link.Dispose();
-        Replica.Dispose();
-        Driver.Dispose();
+        if (_disposed) return;
+        _disposed = true;
+        _starter.Join(TimeSpan.FromSeconds(5));
+        _link?.Dispose();
+        _replica?.Dispose();
+        _driver?.Dispose();
         _transport.Dispose();
     }
 }

@@ -10,6 +10,13 @@ public enum ReplicaRole { Primary, Backup }
 public sealed class ReplicaOptions
 {
     public required ReplicaRole Role { get; init; }
+    /// <summary>A backup that joins a running cluster: it has no valid state until the primary's full sync.</summary>
+    public bool Joining { get; init; }
+    /// <summary>The other replica's node id (the backup a primary protects itself with).</summary>
+    public int PeerId { get; init; }
+    /// <summary>How long the primary waits for a lost backup before it proposes to run without it (its output
+    /// is held meanwhile).</summary>
+    public TimeSpan BackupLoss { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>syncvm engine options (timeouts, hashing threads, Remus mode).</summary>
     public SyncOptions Sync { get; init; } = new();
     /// <summary>Idle detection and maximum epoch; used only when <see cref="VcpuThreadIds"/> is given.</summary>

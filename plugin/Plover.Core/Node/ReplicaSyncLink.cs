@@ -66,6 +66,7 @@ public sealed class ReplicaSyncLink : IDisposable
             if (_engine.Connection is { IsClosed: false })
             {
                 _stop.Wait(20);
+                _engine.CheckIdleConnection();
                 continue;
             }
             try

@@ -170,6 +170,15 @@ public sealed class SyncConnection : IDisposable
     }
 
     /// <summary>Closes the socket (any thread). Buffers are kept until the engine thread is done with them.</summary>
+    /// <summary>True if the peer closed the connection (a readable socket with nothing to read). Only meaningful
+    /// while nobody reads it: the engine calls it between syncs.</summary>
+    public bool PeerHasClosed()
+    {
+        if (_closed) return true;
+        try { return _socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0; }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { return true; }
+    }
+
     public void Dispose()
     {
         if (_closed) return;

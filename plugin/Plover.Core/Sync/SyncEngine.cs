@@ -51,6 +51,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly PagesBody _pagesBody = new();
     private readonly DeviceStateBody _deviceBody = new();
     private readonly ControlBody _controlBody = new();
+    private volatile SyncRole _role;
 
     private readonly BlockingCollection<(SyncRequest Request, TaskCompletionSource<SyncStats> Done)> _jobs = new();
     private readonly Thread _thread;
@@ -61,7 +62,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
 
     public SyncEngine(SyncRole role, IGuestMemory memory, IVmHost vm, IMainThread main, OutputGuard? guard, SyncOptions? options = null)
     {
-        Role = role;
+        _role = role;
         _memory = memory;
         _vm = vm;
         _main = main;
@@ -76,7 +77,14 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _thread.Start();
     }
 
-    public SyncRole Role { get; }
+    /// <summary>Primary or backup; changes (failover, demotion) only while no sync runs (see <see cref="SetRole"/>).</summary>
+    public SyncRole Role => _role;
+
+    /// <summary>Switches the side this engine plays in later syncs (a promoted backup, a deposed primary).</summary>
+    public void SetRole(SyncRole role)
+    {
+        lock (_runLock) _role = role;
+    }
     public SyncMetrics Metrics { get; }
 
     /// <summary>
@@ -91,6 +99,28 @@ public sealed unsafe partial class SyncEngine : IDisposable
     {
         get => _connection;
         set => _connection = value;
+    }
+
+    /// <summary>
+    /// Between syncs, whether the peer closed the link (a dead backup is otherwise noticed only by the next sync,
+    /// and a link that looks up is never replaced by the peer's new one). Disposes the connection if so; skipped
+    /// while a sync runs (it reads the connection itself). Any thread.
+    /// </summary>
+    public bool CheckIdleConnection()
+    {
+        if (!_runLock.TryEnter()) return _connection is { IsClosed: false };
+        try
+        {
+            if (_jobs.Count > 0) return _connection is { IsClosed: false };
+            var c = _connection;
+            if (c is null) return false;
+            if (!c.PeerHasClosed()) return true;
+            c.Dispose();
+            Interlocked.CompareExchange(ref _connection, null, c);
+            _log($"sync link: the {(Role == SyncRole.Primary ? "backup" : "primary")} closed the connection");
+            return false;
+        }
+        finally { _runLock.Exit(); }
     }
 
     /// <summary>Queues a sync on the engine's thread.</summary>
@@ -110,6 +140,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
 
     private SyncStats RunLocked(SyncRequest request)
     {
+        if (request.IsJoin) return RunJoin();
         var stats = new SyncStats
         {
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
@@ -124,8 +155,22 @@ public sealed unsafe partial class SyncEngine : IDisposable
                 throw new SyncConnectionException($"no {(Role == SyncRole.Primary ? "backup" : "primary")} connected");
             _layout ??= new SyncLayout(_memory.Blocks);
             connection.SendTimeout = _options.Timeout;
-            if (Role == SyncRole.Primary) RunPrimary(connection, request, stats);
-            else RunBackup(connection, request, stats);
+            if (Role == SyncRole.Primary)
+            {
+                stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncBegin, new SyncBegin
+                    { Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest }));
+                RunPrimary(connection, request, stats);
+            }
+            else
+            {
+                var begin = ReadBegin(connection, _options.Timeout, stats);
+                if (begin.Epoch != request.Epoch || begin.LogIndex != request.LogIndex)
+                    throw new SyncProtocolException($"the primary runs sync e{begin.Epoch} at log index {begin.LogIndex}; " +
+                                                    $"this backup stopped for e{request.Epoch} at {request.LogIndex}");
+                if (begin.FullSync && !request.FullSync) request = request with { FullSync = true };
+                stats.FullSync = request.FullSync;
+                RunBackup(connection, request, stats);
+            }
             stats.Outcome = SyncOutcome.Completed;
             _stateInvalid = false;
         }
@@ -136,6 +181,64 @@ public sealed unsafe partial class SyncEngine : IDisposable
         stats.Pause.Total = Microseconds(start);
         Metrics.Record(stats);
         return stats;
+    }
+
+    /// <summary>A joining backup: wait for the primary's next SyncBegin, then run that sync (always full) as backup.</summary>
+    private SyncStats RunJoin()
+    {
+        var connection = _connection;
+        var placeholder = new SyncStats { Role = Role, StartedUtc = DateTime.UtcNow, FullSync = true };
+        SyncBegin begin;
+        try
+        {
+            if (Role != SyncRole.Backup) throw new InvalidOperationException("only a backup joins");
+            long deadline = Environment.TickCount64 + (long)_options.JoinTimeout.TotalMilliseconds;
+            while ((connection = _connection) is null || connection.IsClosed)
+            {
+                if (Environment.TickCount64 > deadline || _disposing) throw new SyncConnectionException("no primary connected");
+                Thread.Sleep(20);
+            }
+            begin = ReadBegin(connection, TimeSpan.FromMilliseconds(Math.Max(1, deadline - Environment.TickCount64)), placeholder);
+        }
+        catch (Exception e)
+        {
+            Abort(connection, SyncRequest.Join, placeholder, e);
+            Metrics.Record(placeholder);
+            return placeholder;
+        }
+        var request = new SyncRequest(begin.Epoch, begin.LogIndex, FullSync: true, InputDigest: begin.InputDigest);
+        var stats = new SyncStats
+        {
+            Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = true, InputDigest = request.InputDigest,
+            StartedUtc = DateTime.UtcNow, Joined = true,
+        };
+        stats.Wire.Control += placeholder.Wire.Control;
+        long start = Stopwatch.GetTimestamp();
+        _vmStopped = false;
+        try
+        {
+            _layout ??= new SyncLayout(_memory.Blocks);
+            connection.SendTimeout = _options.Timeout;
+            RunBackup(connection, request, stats);
+            stats.Outcome = SyncOutcome.Completed;
+            _stateInvalid = false;
+        }
+        catch (Exception e)
+        {
+            Abort(connection, request, stats, e);
+        }
+        stats.Pause.Total = Microseconds(start);
+        Metrics.Record(stats);
+        return stats;
+    }
+
+    private SyncBegin ReadBegin(SyncConnection connection, TimeSpan timeout, SyncStats stats)
+    {
+        var frame = connection.Read(timeout);
+        Expect(frame, FrameType.SyncBegin);
+        stats.Wire.Control += WireSize(frame);
+        try { return SyncBegin.Parser.ParseFrom(frame.Header); }
+        catch (InvalidProtocolBufferException e) { throw new SyncProtocolException($"malformed SyncBegin: {e.Message}"); }
     }
 
     private void Abort(SyncConnection? connection, SyncRequest request, SyncStats stats, Exception error)
@@ -313,9 +416,13 @@ public sealed unsafe partial class SyncEngine : IDisposable
 
     private static double Microseconds(long since) => Stopwatch.GetElapsedTime(since).TotalMicroseconds;
 
+    private volatile bool _disposing;
+
     public void Dispose()
     {
+        _disposing = true;
         _jobs.CompleteAdding();
+        _connection?.Dispose();   // a sync or a join waiting on the peer gives up at once
         _thread.Join();
         _connection?.Dispose();
         _hasher.Dispose();

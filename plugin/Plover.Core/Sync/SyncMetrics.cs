@@ -25,6 +25,20 @@ public sealed class SyncMetrics
         get { lock (_lock) return _count == 0 ? null : _ring[(_count - 1) % _ring.Length]; }
     }
 
+    /// <summary>The last completed sync (null if none is still in the history).</summary>
+    public SyncStats? LastCompleted
+    {
+        get
+        {
+            lock (_lock)
+            {
+                for (long i = _count - 1; i >= Math.Max(0, _count - _ring.Length); i--)
+                    if (_ring[i % _ring.Length] is { Outcome: SyncOutcome.Completed } s) return s;
+                return null;
+            }
+        }
+    }
+
     /// <summary>The last syncs, oldest first.</summary>
     public SyncStats[] Recent()
     {

@@ -47,7 +47,9 @@ public sealed class SyncStats
     public SyncRole Role { get; init; }
     public ulong Epoch { get; init; }
     public long LogIndex { get; init; }
-    public bool FullSync { get; init; }
+    public bool FullSync { get; internal set; }
+    /// <summary>A joining backup's first sync (it took the cut from the primary's SyncBegin).</summary>
+    public bool Joined { get; init; }
     /// <summary>The replica's input digest at the cut (see <see cref="SyncRequest.InputDigest"/>).</summary>
     public ulong InputDigest { get; init; }
     public bool SendAllDirty { get; init; }

@@ -9,7 +9,14 @@ public enum SyncRole { Primary, Backup }
 /// InputDigest is the replica's running digest of every INPUT entry it injected before LogIndex (recorded in the
 /// stats, so the two replicas' sync logs show they executed the same inputs in the same order).
 /// </summary>
-public sealed record SyncRequest(ulong Epoch, long LogIndex, bool FullSync = false, ulong InputDigest = 0);
+public sealed record SyncRequest(ulong Epoch, long LogIndex, bool FullSync = false, ulong InputDigest = 0)
+{
+    /// <summary>Backup only: a joining backup that has no log waits for the primary's next sync and takes its cut
+    /// (epoch, log index, full, input digest) from the SyncBegin frame; the fields above are ignored.</summary>
+    public static SyncRequest Join { get; } = new(0, 0, FullSync: true) { IsJoin = true };
+
+    public bool IsJoin { get; private init; }
+}
 
 public enum SyncOutcome { Completed, Aborted }
 
@@ -38,6 +45,8 @@ public sealed class SyncOptions
 {
     /// <summary>Longest wait for any one frame from the peer; then the sync is aborted.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>A joining backup's longest wait for the primary to begin a sync (then it gives up and retries).</summary>
+    public TimeSpan JoinTimeout { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>Hashing threads (0 = every core).</summary>
     public int HashThreads { get; init; }
     /// <summary>Divergent pages per frame (1 MiB at 256).</summary>

@@ -8,13 +8,16 @@ public enum FrameType : byte
     Consensus = 8,
     Ping = 9,
     Pong = 10,
-    // 32..63 reserved for syncvm (proto/sync.proto); 38..63 still free.
+    NodeStatusRequest = 11,
+    NodeStatus = 12,
+    // 32..63 reserved for syncvm (proto/sync.proto); 39..63 still free.
     SyncBitmap = 32,
     SyncHashes = 33,
     SyncPages = 34,
     SyncDeviceState = 35,
     SyncAck = 36,
     SyncAbort = 37,
+    SyncBegin = 38,
 }
 
 public static class FrameTypes
@@ -25,5 +28,6 @@ public static class FrameTypes
     /// <summary>Types allowed on an authenticated connection. Anything else closes the connection.</summary>
     public static bool IsAuthenticatedType(byte type) =>
         type is (byte)FrameType.Consensus or (byte)FrameType.Ping or (byte)FrameType.Pong
-            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncAbort);
+            or (byte)FrameType.NodeStatusRequest or (byte)FrameType.NodeStatus
+            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncBegin);
 }

@@ -27,6 +27,9 @@ public sealed record HandshakeResult(int PeerId, byte[] SendKey, byte[] ReceiveK
 public static class Handshake
 {
     public const uint ProtocolVersion = 1;
+    /// <summary>The node id of an observer (<c>plover status</c>): it proves the cluster key like a node, is not a
+    /// member, and a node accepting it answers status requests only.</summary>
+    public const int ObserverId = 0;
     public const int NonceSize = 32;
     public const int ProofSize = 32;
 
@@ -62,12 +65,13 @@ public static class Handshake
     }
 
     /// <summary>Null if the peer's Hello is acceptable, else the reason to refuse it.</summary>
-    public static string? CheckHello(Hello hello, ClusterIdentity self, int expectedPeerId)
+    public static string? CheckHello(Hello hello, ClusterIdentity self, int expectedPeerId, bool allowObserver = false)
     {
         if (hello.ProtocolVersion != ProtocolVersion) return $"protocol version {hello.ProtocolVersion}, expected {ProtocolVersion}";
         if (hello.Cluster != self.Cluster) return $"wrong cluster '{Printable(hello.Cluster)}' (this is '{self.Cluster}')";
         if (hello.NodeId == self.SelfId) return $"peer claims our own node id {hello.NodeId}";
-        if (!self.Members.Contains(hello.NodeId)) return $"unknown node id {hello.NodeId}";
+        bool observer = hello.NodeId == ObserverId && allowObserver && expectedPeerId == 0;
+        if (!observer && !self.Members.Contains(hello.NodeId)) return $"unknown node id {hello.NodeId}";
         if (hello.Nonce.Length != NonceSize) return $"nonce of {hello.Nonce.Length} bytes, expected {NonceSize}";
         if (expectedPeerId != 0)
         {
@@ -86,7 +90,7 @@ public static class Handshake
     /// for the connection's reader. Throws HandshakeException with the reason on any failure.
     /// </summary>
     public static HandshakeResult Run(Socket socket, ByteBuffer recv, FrameReader reader, FrameWriter writer,
-                                      ClusterIdentity self, int expectedPeerId, TimeSpan timeout)
+                                      ClusterIdentity self, int expectedPeerId, TimeSpan timeout, bool allowObserver = false)
     {
         long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         var selfNonce = RandomNumberGenerator.GetBytes(NonceSize);
@@ -104,7 +108,7 @@ public static class Handshake
 
             var peerHello = new Hello();
             ReadMessage(socket, recv, reader, FrameType.Hello, peerHello, deadline);
-            if (CheckHello(peerHello, self, expectedPeerId) is { } error) throw new HandshakeException(error);
+            if (CheckHello(peerHello, self, expectedPeerId, allowObserver) is { } error) throw new HandshakeException(error);
             int peer = peerHello.NodeId;
             var peerNonce = peerHello.Nonce.ToByteArray();
 

@@ -69,6 +69,9 @@ public sealed class TcpTransport : ITransport
 
     public bool IsConnected(int peer) => Connection(peer) is { IsClosed: false };
 
+    /// <summary>What this node tells an observer (<c>plover status</c>) that connects to its port.</summary>
+    public Func<Wire.NodeStatus>? ObserverStatus { get; set; }
+
     /// <summary>Why peer is not connected, as far as this node knows (null: connected, or nothing seen yet). A
     /// refused incoming connection cannot be pinned on a peer before the handshake names it, so it is reported
     /// for every peer that is not connected.</summary>
@@ -189,7 +192,16 @@ public sealed class TcpTransport : ITransport
             socket.SendTimeout = (int)_options.HandshakeTimeout.TotalMilliseconds;
             var reader = new FrameReader(_options.MaxFrameBytes);
             var writer = new FrameWriter(_options.MaxFrameBytes);
-            var result = Handshake.Run(socket, recv, reader, writer, _self, expectedPeer, _options.HandshakeTimeout);
+            var result = Handshake.Run(socket, recv, reader, writer, _self, expectedPeer, _options.HandshakeTimeout,
+                allowObserver: expectedPeer == 0);
+            if (result.PeerId == Handshake.ObserverId)
+            {
+                ObserverLink.Serve(socket, recv, reader, writer, result, ObserverStatus, _options.HandshakeTimeout);
+                socket.Shutdown(SocketShutdown.Both);
+                socket.Dispose();
+                recv.Dispose();
+                return null;
+            }
             socket.SendTimeout = 0;
             socket.ReceiveTimeout = 0;
             var conn = new TcpConnection(this, socket, result.PeerId, reader, writer, recv, result, _options.MaxQueuedBytes);

@@ -11,11 +11,13 @@ namespace Plover.Native.Host;
 /// <summary>
 /// Admin commands of a replicating node (mode replicate), for operators, the status command, tests and benchmarks:
 /// <code>
-/// replica                   {role,consensusRole,ballot,term,leaderId,commitIndex,lastIndex,lastApplied,protected,
+/// replica                   {role (primary|backup|joining),startMode,joining,runsAlone,backupId,problem,
+///                            consensusRole,ballot,term,leaderId,commitIndex,lastIndex,lastApplied,protected,
 ///                            fenced,guard,syncLink,lastSyncEpoch,syncsCompleted,syncsAborted,inputsInjected,
 ///                            framesInjected,framesStolen,framesDropped,injectFailures,inputDigest,framesReleased,
 ///                            framesDiscarded,pendingEpochs,commitLatencyUs:{count,mean,p50,p99,p999,max},
-///                            syncTriggers:{idle,maxEpoch,nothingNew,refused},...}
+///                            syncTriggers:{idle,maxEpoch,nothingNew,refused},roleChanges:{promotions,demotions,joins},
+///                            releasedByTerm:{TERM:frames},events:[{us,what}]}
 /// syncs [SINCE]             {syncs:[...]} every sync kept (at most 1000) whose epoch is above SINCE, oldest first;
 ///                            times are Unix microseconds
 /// sync-now                  {proposed:true} a SYNC entry is proposed (primary and leader only)
@@ -43,17 +45,29 @@ internal sealed unsafe partial class AdminCommands
     private QemuReplicaNode Node =>
         _probe.Replica ?? throw new AdminError("the replica has not started yet (machine_ready has not been called)");
 
+    /// <summary>The replica and its driver, once the start-up probe decided how this node enters the cluster.</summary>
+    private (QemuReplicaNode Node, Replica Replica, ConsensusDriver Driver) Started()
+    {
+        var node = Node;
+        return node.Replica is { } r && node.Driver is { } d ? (node, r, d)
+            : throw new AdminError("the replica is starting: the start-up probe is waiting for its peers");
+    }
+
     private string ReplicaStatus()
     {
-        QemuReplicaNode node = Node;
-        Replica r = node.Replica;
-        ConsensusDriver d = node.Driver;
+        var (node, r, d) = Started();
         GuardState guard = r.Guard.State;
+        var status = node.Status();
         using var reply = new AdminReply();
         Utf8JsonWriter j = reply.Json;
         j.WriteNumber("node", _probe.Node.Id);
         j.WriteString("configRole", _probe.Node.Role.Name());
-        j.WriteString("role", r.Role == ReplicaRole.Primary ? "primary" : "backup");
+        j.WriteString("role", status.Role);
+        j.WriteString("startMode", node.Mode == StartMode.Join ? "join" : "fresh");
+        j.WriteBoolean("joining", r.IsJoining);
+        j.WriteBoolean("runsAlone", r.RunsAlone);
+        j.WriteNumber("backupId", r.BackupId);
+        j.WriteString("problem", status.Problem);
         j.WriteString("consensusRole", d.Role.ToString().ToLowerInvariant());
         j.WriteString("ballot", d.Ballot.ToString());
         j.WriteNumber("term", d.Term);
@@ -61,7 +75,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("commitIndex", d.CommitIndex);
         j.WriteNumber("lastIndex", d.LastIndex);
         j.WriteNumber("lastApplied", r.LastAppliedIndex);
-        j.WriteBoolean("protected", r.Role == ReplicaRole.Primary && guard == GuardState.Holding && node.SyncLinkConnected && !r.IsFenced);
+        j.WriteBoolean("protected", status.Protected);
         j.WriteBoolean("fenced", r.IsFenced);
         j.WriteString("guard", guard.ToString().ToLowerInvariant());
         j.WriteBoolean("syncLink", node.SyncLinkConnected);
@@ -90,6 +104,25 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("nothingNew", triggers.NothingNew);
         j.WriteNumber("refused", triggers.Refused);
         j.WriteEndObject();
+        var changes = r.RoleChanges;
+        j.WriteStartObject("roleChanges");
+        j.WriteNumber("promotions", changes.Promotions);
+        j.WriteNumber("demotions", changes.Demotions);
+        j.WriteNumber("joins", changes.Joins);
+        j.WriteEndObject();
+        j.WriteStartObject("releasedByTerm");
+        foreach (var (term, frames) in r.ReleasedByTerm.OrderBy(kv => kv.Key))
+            j.WriteNumber(term.ToString(CultureInfo.InvariantCulture), frames);
+        j.WriteEndObject();
+        j.WriteStartArray("events");
+        foreach (var (us, what) in r.Events)
+        {
+            j.WriteStartObject();
+            j.WriteNumber("us", us);
+            j.WriteString("what", what);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
 
         return reply.Finish();
     }
@@ -111,7 +144,7 @@ internal sealed unsafe partial class AdminCommands
         ulong since = 0;
         if (args.Length > 1 || (args.Length == 1 && !ulong.TryParse(args[0], NumberStyles.None, CultureInfo.InvariantCulture, out since)))
             throw new AdminError("usage: syncs [SINCE_EPOCH]");
-        SyncStats[] all = Node.Replica.Engine.Metrics.Recent();
+        SyncStats[] all = Started().Replica.Engine.Metrics.Recent();
         using var reply = new AdminReply();
         Utf8JsonWriter j = reply.Json;
         j.WriteStartArray("syncs");
@@ -136,6 +169,7 @@ internal sealed unsafe partial class AdminCommands
         if (s.Error is not null) j.WriteString("error", s.Error);
         j.WriteBoolean("fullSync", s.FullSync);
         j.WriteBoolean("remusMode", s.SendAllDirty);
+        j.WriteBoolean("joined", s.Joined);
         j.WriteString("inputDigest", Hex(s.InputDigest));
         j.WriteNumber("startedUs", UnixMicros(s.StartedUtc));
         if (s.OutputUtc is { } output) j.WriteNumber("outputUs", UnixMicros(output)); else j.WriteNull("outputUs");
@@ -170,7 +204,7 @@ internal sealed unsafe partial class AdminCommands
 
     private string SyncNow()
     {
-        if (!Node.Replica.ProposeSync())
+        if (!Started().Replica.ProposeSync())
             throw new AdminError("cannot propose a sync here (only the leading primary with a connected backup can)");
         using var reply = new AdminReply();
         reply.Json.WriteBoolean("proposed", true);
@@ -179,8 +213,8 @@ internal sealed unsafe partial class AdminCommands
 
     private string VerifyArm()
     {
-        QemuReplicaNode node = Node;
-        node.RamCheck.Arm(node.Replica.Engine, node.Memory, _probe.Hasher);
+        var (node, replica, _) = Started();
+        node.RamCheck.Arm(replica.Engine, node.Memory, _probe.Hasher);
         using var reply = new AdminReply();
         reply.Json.WriteBoolean("armed", true);
         return reply.Finish();
@@ -235,7 +269,7 @@ internal sealed unsafe partial class AdminCommands
 
     private string MetricsReset()
     {
-        Node.Replica.CommitLatency.Reset();
+        Started().Replica.CommitLatency.Reset();
         return new AdminReply().Finish();
     }
 

@@ -1,6 +1,7 @@
 using Plover.Config;
 using Plover.Hashing;
 using Plover.Interop;
+using Plover.Node;
 
 namespace Plover.Native.Host;
 
@@ -128,6 +129,11 @@ internal sealed class QemuNode
             Host.Fence($"node {Node.Id} cannot join cluster '{Config.Cluster}': {problem}");
             return;
         }
+        if (replica.Mode == StartMode.Join)
+        {
+            Host.Info("cluster ready; the guest starts with the primary's state once its full sync arrives");
+            return;
+        }
         _ = Main.RunOnMainAsync(() =>
         {
             if (_stopped) return;
@@ -164,7 +170,7 @@ internal sealed class QemuNode
     public void OnNetFromGuest(uint nic, ulong epoch, ulong heldPkts, ulong heldBytes)
     {
         Nic(nic).RecordHeld(epoch, heldPkts, heldBytes);
-        _replica?.Replica.OnOutputHeld((int)nic, epoch, heldPkts);
+        _replica?.Replica?.OnOutputHeld((int)nic, epoch, heldPkts);
     }
 
     /// <summary>Stops the library's threads. Waiting work is cancelled first so that no thread is left waiting

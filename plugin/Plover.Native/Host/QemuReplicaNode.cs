@@ -24,8 +24,11 @@ internal sealed unsafe class QemuReplicaNode
         _node = node;
     }
 
-    public Replica Replica => _node.Replica;
-    public ConsensusDriver Driver => _node.Driver;
+    /// <summary>Null until the start-up probe decided how this node enters the cluster.</summary>
+    public Replica? Replica => _node.Replica;
+    public ConsensusDriver? Driver => _node.Driver;
+    public StartMode? Mode => _node.Mode;
+    public Plover.Wire.NodeStatus Status() => _node.Status();
     public IGuestMemory Memory => _replicaHost.Memory;
     public bool SyncLinkConnected => _node.SyncLinkConnected;
     public string? ReadinessProblem() => _node.ReadinessProblem();
@@ -42,15 +45,16 @@ internal sealed unsafe class QemuReplicaNode
         catch (InvalidOperationException e) { host.Warn($"no idle detection ({e.Message}): syncs only at the maximum epoch by request"); }
         if (vcpus is { Length: 0 }) vcpus = null;
         var replicaNode = ReplicaNode.Start(config, node.Id, replicaHost, vcpus, host.Info);
-        host.Info($"node {node.Id} runs as {replicaNode.Replica.Role.ToString().ToLowerInvariant()} replica: " +
+        host.Info($"node {node.Id} runs as a replica: " +
                   $"{replicaHost.Memory.Blocks.Count} RAM block(s), {replicaHost.OutputPorts.Count} NIC(s), " +
                   $"{(vcpus is null ? "no" : vcpus.Length.ToString())} vCPU thread(s) watched for idleness" +
                   (config.Sync.RemusMode ? "; REMUS MODE: every dirty page is sent, no hashing (benchmark baseline)" : ""));
         return new QemuReplicaNode(host, main, replicaHost, replicaNode);
     }
 
-    /// <summary>net_to_guest (MAIN): the frame is stolen (primary: proposed; backup: dropped).</summary>
-    public int OnNetToGuest(uint nic, Iovec* iov, int iovcnt) => _replicaHost.OnNetToGuest(_node.Replica, nic, iov, iovcnt);
+    /// <summary>net_to_guest (MAIN): the frame is stolen (primary: proposed; backup or not started yet: dropped).</summary>
+    public int OnNetToGuest(uint nic, Iovec* iov, int iovcnt) =>
+        _node.Replica is { } replica ? _replicaHost.OnNetToGuest(replica, nic, iov, iovcnt) : PloverAbi.NetConsumed;
 
     /// <summary>At shutdown (MAIN): close the dispatcher first so that no library thread can wait for this thread
     /// while it joins them, then stop the node.</summary>
