@@ -141,7 +141,7 @@ public sealed class ReplicaRejoinTests : IDisposable
         Assert.True(TransportTestKit.WaitUntil(() => n1.Replica!.RunsAlone, 20000), _log.ToString());
         Assert.True(TransportTestKit.WaitUntil(() => h1.Nic.Sent.Count == 10, 5000), _log.ToString());
         Assert.Equal(ReplicaRole.Primary, n1.Replica!.Role);
-        Assert.Contains(n1.Replica.Events, e => e.What.Contains("running unprotected"));
+        Assert.True(TransportTestKit.WaitUntil(() => n1.Replica.Events.Any(e => e.What.Contains("running unprotected")), 5000));
         Assert.Contains("running unprotected", n1.Status().Problem);
         Assert.False(n1.Status().Protected);
     }

@@ -108,6 +108,28 @@ class AdminClient:
         self.sock = None
 
 
+class Qmp:
+    """QEMU's monitor (for inspection; the library owns the run state)."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rwb")
+        self.file.readline()
+        self("qmp_capabilities")
+
+    def __call__(self, command, **arguments):
+        self.file.write(json.dumps({"execute": command, **({"arguments": arguments} if arguments else {})}).encode() + b"\n")
+        self.file.flush()
+        while True:
+            r = json.loads(self.file.readline())
+            if "return" in r or "error" in r:
+                return r
+
+    def close(self):
+        self.sock.close()
+
+
 class Node:
     def __init__(self, cluster, node_id, role):
         self.cluster, self.id, self.role = cluster, node_id, role
@@ -115,8 +137,10 @@ class Node:
         self.ip = f"10.77.0.{node_id}"
         self.proc = None
         self.admin_path = os.path.join(cluster.work, f"admin-{node_id}.sock")
+        self.incarnation = 0
         self.stderr_path = os.path.join(cluster.work, f"node{node_id}.stderr")
         self.serial_path = os.path.join(cluster.work, f"serial-{node_id}.log")
+        self.qmp_path = os.path.join(cluster.work, f"qmp-{node_id}.sock")
         self._admin = None
 
     @property
@@ -249,7 +273,7 @@ class Cluster:
         cmd = [e["PLOVER_QEMU"], "-M", "pc", "-m", self.mem, "-smp", str(self.smp), "-accel", "tcg,thread=multi",
                "-display", "none", "-nodefaults", "-S", "-kernel", e["PLOVER_KERNEL"], "-initrd", e["PLOVER_INITRD"],
                "-append", f"console=ttyS0 quiet plover.ip={GUEST_IP}/{SUBNET} plover.redis=1",
-               "-serial", f"file:{node.serial_path}",
+               "-serial", f"file:{node.serial_path}", "-qmp", f"unix:{node.qmp_path},server=on,wait=off",
                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off",
                "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC},romfile=", *FIRMWARE]
         if self.mode == "unreplicated":
@@ -260,6 +284,9 @@ class Cluster:
 
     def start_node(self, node_id):
         n = self.nodes[node_id]
+        n.incarnation += 1
+        if n.incarnation > 1:   # a restart: keep the earlier incarnation's log
+            n.stderr_path = os.path.join(self.work, f"node{node_id}.{n.incarnation}.stderr")
         if n.role == "witness":
             cmd = [self.env["PLOVER_CLI"], "witness", "--config", self.config_path_of(n), "--node", str(n.id)]
         else:

@@ -4,6 +4,9 @@ acknowledged. Run inside the client namespace (ip netns exec ... python3 redis_c
 
     redis_check.py write HOST PREFIX COUNT [--pipeline N]   -> {"acked": n, "errors": [...], "seconds": s}
     redis_check.py verify HOST PREFIX COUNT                  -> {"checked": n, "missing": [...], "wrong": [...]}
+    redis_check.py stream HOST PREFIX THREADS OUT STOP       writes until the file STOP exists; appends one line
+                                                             "unix_us key" to OUT per acknowledged write
+    redis_check.py verify-log HOST OUT                       -> {"checked": n, ...} every key OUT acknowledged
 
 Values are derived from the key (value = "v:" + key), so verify needs no state from write. A write counts as
 acknowledged only when redis answered +OK to it; verify checks the first COUNT keys.
@@ -79,7 +82,67 @@ def verify(host, prefix, count):
             "wrongCount": len(wrong)}
 
 
+def stream(host, prefix, threads, out_path, stop_path):
+    """Client load through failures: each thread writes its own keys one at a time; a write that fails (timeout,
+    reset, refused) is retried on a new connection with the same key until it is acknowledged."""
+    import os
+    import threading
+    out = open(out_path, "a", buffering=1)
+    lock = threading.Lock()
+    counts = [0] * threads
+
+    def worker(t):
+        r, i = None, 0
+        while not os.path.exists(stop_path):
+            key = f"{prefix}:{t}:{i}"
+            try:
+                if r is None:
+                    r = Resp(host, timeout=1)
+                r.send(("SET", key, "v:" + key))
+                if r.reply() == "OK":
+                    with lock:
+                        out.write(f"{int(time.time() * 1e6)} {key}\n")
+                    counts[t] += 1
+                    i += 1
+            except (OSError, ConnectionError, ValueError):
+                if r is not None:
+                    r.sock.close()
+                r = None
+                time.sleep(0.02)
+
+    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out.close()
+    return {"acked": sum(counts)}
+
+
+def verify_log(host, out_path):
+    keys = [line.split()[1] for line in open(out_path) if line.strip()]
+    r = Resp(host)
+    missing, wrong = [], []
+    for first in range(0, len(keys), 64):
+        batch = keys[first:first + 64]
+        r.send(*[("GET", k) for k in batch])
+        for k in batch:
+            v = r.reply()
+            if v is None:
+                missing.append(k)
+            elif v != "v:" + k:
+                wrong.append(k)
+    return {"checked": len(keys), "missing": missing[:50], "missingCount": len(missing), "wrong": wrong[:50],
+            "wrongCount": len(wrong)}
+
+
 def main(argv):
+    if len(argv) >= 4 and argv[1] == "verify-log":
+        print(json.dumps(verify_log(argv[2], argv[3])))
+        return 0
+    if len(argv) >= 7 and argv[1] == "stream":
+        print(json.dumps(stream(argv[2], argv[3], int(argv[4]), argv[5], argv[6])))
+        return 0
     if len(argv) < 5 or argv[1] not in ("write", "verify"):
         print(__doc__, file=sys.stderr)
         return 2

@@ -130,7 +130,7 @@ class BadClusters(unittest.TestCase):
         alive, rc, err = nodes[1]
         self.assertFalse(alive)
         self.assertNotEqual(0, rc)
-        self.assertIn("no sync connection to node 2", err, err[-3000:])
+        self.assertIn("no answer to the start-up probe from node 2", err, err[-3000:])
         self.assertNotIn("guest started", err)
 
 

@@ -70,6 +70,7 @@ public sealed class Replica : IDisposable
     private volatile bool _fenced;    // deposed as primary, not yet a backup again
     private volatile int _backupId;   // the primary's backup per the last ROLE entry (0: none)
     private volatile bool _started;
+    private bool _ownGuestBooted;   // main thread
     private volatile bool _disposed;
     private SyncConnection? _lastConnection;   // watchdog: a new connection means a (re)joined backup
     private long _linkDownSince;               // watchdog: Environment.TickCount64, 0 while up
@@ -163,11 +164,33 @@ public sealed class Replica : IDisposable
         if (_role == ReplicaRole.Primary) StartIdleMonitor();
         _started = true;
         _watchdog.Start();
+        // A backup boots its own guest at once: its state is replaced by its first sync (always a full one) and its
+        // output is discarded, but a VM that never left QEMU's prelaunch state before it received another VM's state
+        // was seen (TCG, QEMU 10.0) to keep its virtio-net queues silent after a later promotion.
+        if (_role == ReplicaRole.Backup || _joining) BootOwnGuest();
         if (_joining) StartJoin();
         else PostDrain();
         Event($"started as {Describe()}");
         _log($"replica {_driver.SelfId}: started as {Describe()}, {_host.OutputPorts.Count} NIC(s), " +
              $"syncs {(_idle is null ? "on request" : "at idle or max epoch")}");
+    }
+
+    /// <summary>
+    /// MAIN thread: starts the guest of a fresh cluster once the cluster is ready (the start-up gate). Not while
+    /// a sync runs (its resume starts the VM: starting it in the middle would break the sync) or while joining
+    /// (the join sync starts it with the primary's state). False if it did not start it.
+    /// </summary>
+    public bool StartGuest()
+    {
+        if (_syncing || _joining || _disposed || _ownGuestBooted) return false;
+        BootOwnGuest();
+        return true;
+    }
+
+    private void BootOwnGuest()
+    {
+        _host.Vm.Start();
+        _ownGuestBooted = true;
     }
 
     private string Describe() => _joining ? "joining backup (waits for the primary's full sync)" : _role.ToString().ToLowerInvariant();
@@ -341,11 +364,13 @@ public sealed class Replica : IDisposable
         }
         if (epoch <= Volatile.Read(ref _lastSyncEpoch)) return false;   // a duplicate proposal: the first one with this epoch counted
         Volatile.Write(ref _lastSyncEpoch, epoch);
-        if (Engine.Connection is not { IsClosed: false })
+        if (_role == ReplicaRole.Primary && Engine.Connection is not { IsClosed: false })
         {
-            _log($"replica {_driver.SelfId}: SYNC e{epoch} at {entry.Index} skipped: no sync connection to the other replica");
+            _log($"replica {_driver.SelfId}: SYNC e{epoch} at {entry.Index} skipped: no sync connection to the backup");
             return false;
         }
+        // A backup always runs it: the primary proposed it with the link up, and this side's end of a link that
+        // has just been established may register a moment later (the engine waits for it).
         // Every entry before this one was injected in this same callback (or an earlier one) and none after it
         // will be until the sync is over: both VMs stop at the same log position.
         _syncing = true;
@@ -459,6 +484,7 @@ public sealed class Replica : IDisposable
     // Under the consensus core lock.
     private void OnStateChanged(ConsensusStatus status)
     {
+        Event($"consensus: {status.Role.ToString().ToLowerInvariant()} in ballot {status.Ballot}, leader {status.LeaderId}");
         // A backup elected leader: the primary is gone. A sync still waiting for it would only time out.
         if (status.Role == ConsensusRole.Leader && _role == ReplicaRole.Backup && !_disposed)
             _host.Main.Post(() => { if (_syncing && !_joining) Engine.Connection?.Dispose(); });
@@ -598,6 +624,8 @@ public sealed class Replica : IDisposable
             }
             // A partitioned backup leaves its connections looking up: consensus tells whether it still answers.
             if (up && _driver.SilenceMs(_options.PeerId) < _options.BackupLoss.TotalMilliseconds / 2) { _linkDownSince = 0; continue; }
+            // A fresh cluster's backup that has not connected yet is not lost (the start-up gate waits for it).
+            if (_lastConnection is null && !_runsAlone) continue;
             long now = Environment.TickCount64;
             if (_linkDownSince == 0) { _linkDownSince = now; continue; }
             if (now - _linkDownSince < _options.BackupLoss.TotalMilliseconds) continue;
@@ -609,6 +637,8 @@ public sealed class Replica : IDisposable
                 continue;
             }
             if (_aloneProposed) continue;
+            // A sync waiting for the lost backup would hold the VM stopped until its frame timeout: abort it now.
+            Engine.Connection?.Dispose();
             _aloneProposed = _driver.Propose(EntryType.Role, EntryPayloads.EncodeRole(_driver.Ballot, _driver.SelfId, 0));
             if (_aloneProposed)
             {

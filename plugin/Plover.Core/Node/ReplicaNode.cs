@@ -92,8 +92,7 @@ public sealed class ReplicaNode : IDisposable
             if (_disposed) return;
             if (mode is null)
             {
-                _startFailure = "the start-up probe got no answer from every peer (a fresh cluster needs all three nodes; " +
-                                "joining a running one needs one running member)";
+                _startFailure = StartupProbe.Unanswered(_status, _transport);
                 return;
             }
             Mode = mode;
@@ -175,7 +174,7 @@ public sealed class ReplicaNode : IDisposable
         {
             s.Role = "starting";
             s.Fresh = Mode != StartMode.Join;
-            s.Problem = _startFailure ?? "starting";
+            s.Problem = ReadinessProblem() ?? "starting";
             return s;
         }
         var ballot = driver.Ballot;

@@ -42,4 +42,13 @@ public static class StartupProbe
         }
         return null;
     }
+
+    /// <summary>Why <see cref="Decide"/> gave up: the peers that never answered, and the last error seen for each.</summary>
+    public static string Unanswered(NodeStatusService status, Transport.TcpTransport transport)
+    {
+        var silent = transport.Peers.Where(p => status.Latest(p) is null)
+            .Select(p => $"node {p} ({transport.Problem(p) ?? "connected, no answer"})");
+        return $"no answer to the start-up probe from {string.Join(", ", silent)}: a fresh cluster starts when all its " +
+               "nodes are up, a restarted node joins through any running member";
+    }
 }

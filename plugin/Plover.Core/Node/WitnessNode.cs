@@ -51,7 +51,7 @@ public sealed class WitnessNode : IDisposable
         Transport.Start(_dispatcher);
         long deadline = Environment.TickCount64 + _config.Timeouts.StartupMs;
         var mode = StartupProbe.Decide(_status, Transport.Peers, deadline, () => stopping() || _disposed);
-        if (mode is null) return Missing("no answer from every peer to the start-up probe");
+        if (mode is null) return StartupProbe.Unanswered(_status, Transport);
         Mode = mode;
         var options = ConsensusDriverOptions.FromConfig(_config, Self.Id, _log);
         var driver = new ConsensusDriver(mode == StartMode.Join ? new ConsensusDriverOptions

@@ -147,7 +147,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             SendAllDirty = _options.SendAllDirty, StartedUtc = DateTime.UtcNow,
         };
         long start = Stopwatch.GetTimestamp();
-        var connection = _connection;
+        var connection = WaitForConnection(Role == SyncRole.Backup ? _options.Timeout : TimeSpan.Zero);
         _vmStopped = false;
         try
         {
@@ -193,11 +193,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         {
             if (Role != SyncRole.Backup) throw new InvalidOperationException("only a backup joins");
             long deadline = Environment.TickCount64 + (long)_options.JoinTimeout.TotalMilliseconds;
-            while ((connection = _connection) is null || connection.IsClosed)
-            {
-                if (Environment.TickCount64 > deadline || _disposing) throw new SyncConnectionException("no primary connected");
-                Thread.Sleep(20);
-            }
+            connection = WaitForConnection(_options.JoinTimeout) ?? throw new SyncConnectionException("no primary connected");
             begin = ReadBegin(connection, TimeSpan.FromMilliseconds(Math.Max(1, deadline - Environment.TickCount64)), placeholder);
         }
         catch (Exception e)
@@ -230,6 +226,19 @@ public sealed unsafe partial class SyncEngine : IDisposable
         stats.Pause.Total = Microseconds(start);
         Metrics.Record(stats);
         return stats;
+    }
+
+    /// <summary>The connection, waiting up to timeout for one to be set (a link being established); null if none.</summary>
+    private SyncConnection? WaitForConnection(TimeSpan timeout)
+    {
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        SyncConnection? c;
+        while ((c = _connection) is null || c.IsClosed)
+        {
+            if (Environment.TickCount64 >= deadline || _disposing) return c;
+            Thread.Sleep(10);
+        }
+        return c;
     }
 
     private SyncBegin ReadBegin(SyncConnection connection, TimeSpan timeout, SyncStats stats)

@@ -55,7 +55,10 @@ internal sealed unsafe partial class AdminCommands
 
     private string ReplicaStatus()
     {
-        var (node, r, d) = Started();
+        var node = Node;
+        if (node.Replica is null || node.Driver is null)
+            return StartingStatus(node);
+        var (_, r, d) = Started();
         GuardState guard = r.Guard.State;
         var status = node.Status();
         using var reply = new AdminReply();
@@ -127,6 +130,21 @@ internal sealed unsafe partial class AdminCommands
         return reply.Finish();
     }
 
+    /// <summary>While the start-up probe runs there is no consensus or replica yet: say so, and what it waits for.</summary>
+    private string StartingStatus(QemuReplicaNode node)
+    {
+        var status = node.Status();
+        using var reply = new AdminReply();
+        Utf8JsonWriter j = reply.Json;
+        j.WriteNumber("node", _probe.Node.Id);
+        j.WriteString("configRole", _probe.Node.Role.Name());
+        j.WriteString("role", status.Role);
+        j.WriteString("problem", status.Problem);
+        j.WriteBoolean("protected", false);
+        j.WriteString("guard", "holding");
+        return reply.Finish();
+    }
+
     private static void WriteLatency(Utf8JsonWriter j, string name, LatencyHistogram h)
     {
         j.WriteStartObject(name);
@@ -144,7 +162,7 @@ internal sealed unsafe partial class AdminCommands
         ulong since = 0;
         if (args.Length > 1 || (args.Length == 1 && !ulong.TryParse(args[0], NumberStyles.None, CultureInfo.InvariantCulture, out since)))
             throw new AdminError("usage: syncs [SINCE_EPOCH]");
-        SyncStats[] all = Started().Replica.Engine.Metrics.Recent();
+        SyncStats[] all = Node.Replica?.Engine.Metrics.Recent() ?? [];
         using var reply = new AdminReply();
         Utf8JsonWriter j = reply.Json;
         j.WriteStartArray("syncs");
@@ -204,7 +222,9 @@ internal sealed unsafe partial class AdminCommands
 
     private string SyncNow()
     {
-        if (!Started().Replica.ProposeSync())
+        if (Node.Replica is not { } replica)
+            throw new AdminError("cannot propose a sync yet: the replica is starting (the start-up probe waits for its peers)");
+        if (!replica.ProposeSync())
             throw new AdminError("cannot propose a sync here (only the leading primary with a connected backup can)");
         using var reply = new AdminReply();
         reply.Json.WriteBoolean("proposed", true);

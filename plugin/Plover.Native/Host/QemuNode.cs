@@ -136,10 +136,13 @@ internal sealed class QemuNode
         }
         _ = Main.RunOnMainAsync(() =>
         {
-            if (_stopped) return;
-            int rc = Host.VmStart();
-            if (rc < 0) Host.Error($"vm_start failed: {rc}");
-            else Host.Info($"cluster ready; guest started (accel {Host.AccelName() ?? "?"})");
+            if (_stopped || replica.Replica is not { } r) return;
+            try
+            {
+                Host.Info(r.StartGuest() ? $"cluster ready; guest started (accel {Host.AccelName() ?? "?"})"
+                                         : "cluster ready; the guest already runs (a backup boots its own at once) or the sync in progress resumes it");
+            }
+            catch (InvalidOperationException e) { Host.Error($"vm_start failed: {e.Message}"); }
         });
     }
 
