@@ -81,7 +81,7 @@ def check_output_guard(primary, backup, capture_path, stopped_us=None, in_flight
     could send anything until stopped_us, in the client's namespace, filtered on the guest's MAC. Every frame
     released more than in_flight_us before the capture stopped must have been captured, and no frame more than
     was released."""
-    captured = packet_times_us(capture_path)
+    captured = [t for t in packet_times_us(capture_path) if stopped_us is None or t <= stopped_us]
     p = [s for s in sync_log(primary) if stopped_us is None or s["outputUs"] <= stopped_us]
     b = {s["epoch"]: s for s in sync_log(backup)}
     problems = []

@@ -355,7 +355,10 @@ class Cluster:
 
     def capture(self, path):
         """tcpdump in the client namespace of every frame from the guest's MAC (stop with stop_capture)."""
-        p = self.client_popen("tcpdump", "-i", "eth0", "-U", "-n", "-w", path, "ether", "src", GUEST_MAC,
+        # a large kernel buffer and short snapshots: under load on two cores a default capture drops frames, and
+        # the output-guard check needs every one (their times, not their contents)
+        p = self.client_popen("tcpdump", "-i", "eth0", "-U", "-n", "-B", "32768", "-s", "96", "-w", path, "ether",
+                              "src", GUEST_MAC,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 10
         while time.time() < deadline:   # tcpdump says "listening on" once the socket is open
@@ -366,12 +369,20 @@ class Cluster:
 
     @staticmethod
     def stop_capture(p):
-        """Stops a capture; returns the time it stopped (Unix microseconds)."""
+        """Stops a capture; returns the time it stopped (Unix microseconds). p.dropped: frames the kernel dropped."""
         stopped = int(time.time() * 1e6)
         if p.poll() is None:
+            # tcpdump stops reading at SIGINT: what the kernel holds for it then is lost, so let it drain first
+            # (frames stamped after `stopped` are the checker's to ignore)
+            time.sleep(1.0)
             p.send_signal(signal.SIGINT)
+        try:
+            rest = p.stderr.read()   # tcpdump's summary: "N packets dropped by kernel"
             p.wait(timeout=10)
-        p.stderr.close()
+        finally:
+            p.stderr.close()
+        m = re.search(r"(\d+) packets? dropped by kernel", rest or "")
+        p.dropped = int(m.group(1)) if m else 0
         return stopped
 
     # ------------------------------------------------------------------ teardown

@@ -261,11 +261,14 @@ public sealed class ConsensusDriver : IDisposable
                 long now = Stopwatch.GetTimestamp();
                 if (now >= _nextTick)
                 {
-                    // Catch up on every elapsed tick (the thread may have been descheduled), within reason.
+                    // A late thread (descheduled, a stopped process) counts at most one heartbeat interval of the
+                    // time it lost: the peers' messages of that time wait unprocessed in _incoming, so ticking
+                    // through it all at once would read as their silence (a leader stepping down for "lost quorum",
+                    // a follower campaigning against a leader whose heartbeats it has not read yet).
                     long due = (now - _nextTick) / _tickStopwatchTicks + 1;
                     if (now - _nextTick > _maxTickLatenessTicks) Volatile.Write(ref _maxTickLatenessTicks, now - _nextTick);
                     ReportLateness(now - _nextTick, now);
-                    _node.Tick((int)Math.Min(due, 4L * _options.Consensus.ElectionMaxTicks));
+                    _node.Tick((int)Math.Min(due, Math.Max(1, _options.Consensus.HeartbeatTicks)));
                     _nextTick += due * _tickStopwatchTicks;
                 }
             }

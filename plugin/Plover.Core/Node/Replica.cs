@@ -164,9 +164,9 @@ public sealed class Replica : IDisposable
         if (_role == ReplicaRole.Primary) StartIdleMonitor();
         _started = true;
         _watchdog.Start();
-        // A backup boots its own guest at once: its state is replaced by its first sync (always a full one) and its
-        // output is discarded, but a VM that never left QEMU's prelaunch state before it received another VM's state
-        // was seen (TCG, QEMU 10.0) to keep its virtio-net queues silent after a later promotion.
+        // A backup boots its own guest at once, so that its VM has run before it first receives the primary's
+        // state whether that first sync or the start-up gate comes first: the sync (always a full one) replaces
+        // everything, and the backup's output is discarded meanwhile.
         if (_role == ReplicaRole.Backup || _joining) BootOwnGuest();
         if (_joining) StartJoin();
         else PostDrain();
