@@ -70,7 +70,6 @@ public sealed class Replica : IDisposable
     private volatile bool _fenced;    // deposed as primary, not yet a backup again
     private volatile int _backupId;   // the primary's backup per the last ROLE entry (0: none)
     private volatile bool _started;
-    private bool _ownGuestBooted;   // main thread
     private volatile bool _disposed;
     private SyncConnection? _lastConnection;   // watchdog: a new connection means a (re)joined backup
     private long _linkDownSince;               // watchdog: Environment.TickCount64, 0 while up
@@ -164,10 +163,6 @@ public sealed class Replica : IDisposable
         if (_role == ReplicaRole.Primary) StartIdleMonitor();
         _started = true;
         _watchdog.Start();
-        // A backup boots its own guest at once, so that its VM has run before it first receives the primary's
-        // state whether that first sync or the start-up gate comes first: the sync (always a full one) replaces
-        // everything, and the backup's output is discarded meanwhile.
-        if (_role == ReplicaRole.Backup || _joining) BootOwnGuest();
         if (_joining) StartJoin();
         else PostDrain();
         Event($"started as {Describe()}");
@@ -182,15 +177,9 @@ public sealed class Replica : IDisposable
     /// </summary>
     public bool StartGuest()
     {
-        if (_syncing || _joining || _disposed || _ownGuestBooted) return false;
-        BootOwnGuest();
-        return true;
-    }
-
-    private void BootOwnGuest()
-    {
+        if (_syncing || _joining || _disposed) return false;
         _host.Vm.Start();
-        _ownGuestBooted = true;
+        return true;
     }
 
     private string Describe() => _joining ? "joining backup (waits for the primary's full sync)" : _role.ToString().ToLowerInvariant();

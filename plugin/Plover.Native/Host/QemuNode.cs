@@ -140,7 +140,7 @@ internal sealed class QemuNode
             try
             {
                 Host.Info(r.StartGuest() ? $"cluster ready; guest started (accel {Host.AccelName() ?? "?"})"
-                                         : "cluster ready; the guest already runs (a backup boots its own at once) or the sync in progress resumes it");
+                                         : "cluster ready; the guest starts when the sync in progress resumes it");
             }
             catch (InvalidOperationException e) { Host.Error($"vm_start failed: {e.Message}"); }
         });
