@@ -160,7 +160,10 @@ class Node:
 
     def kill(self, sig=signal.SIGKILL):
         if self.alive():
-            self.proc.send_signal(sig)
+            try:
+                os.killpg(self.proc.pid, sig)   # its own session: QEMU, or the witness and its reporting shell
+            except ProcessLookupError:
+                pass
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -288,7 +291,9 @@ class Cluster:
         if n.incarnation > 1:   # a restart: keep the earlier incarnation's log
             n.stderr_path = os.path.join(self.work, f"node{node_id}.{n.incarnation}.stderr")
         if n.role == "witness":
-            cmd = [self.env["PLOVER_CLI"], "witness", "--config", self.config_path_of(n), "--node", str(n.id)]
+            # through a shell that reports how the witness ended (a signal shows as 128 + its number)
+            cmd = ["sh", "-c", 'w="$1"; shift; "$w" "$@"; echo "witness exited with status $?" >&2', "sh",
+                   self.env["PLOVER_CLI"], "witness", "--config", self.config_path_of(n), "--node", str(n.id)]
         else:
             cmd = self.qemu_command(n)
         n.command = cmd

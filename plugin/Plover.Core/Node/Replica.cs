@@ -290,7 +290,10 @@ public sealed class Replica : IDisposable
     private void Drain()
     {
         Volatile.Write(ref _drainPosted, 0);
-        if (!_started || _syncing || _disposed) return;
+        // A joining backup applies nothing until its join sync: that state covers every entry up to its cut, and
+        // a SYNC entry run as an ordinary sync in between (the join retries after an abort) would take the
+        // primary's full sync without ending the join.
+        if (!_started || _syncing || _joining || _disposed) return;
         int budget = MaxEntriesPerDrain;
         while (_committed.TryDequeue(out var entry))
         {
@@ -575,6 +578,7 @@ public sealed class Replica : IDisposable
     {
         _runsAlone = false;
         _aloneProposed = false;
+        Guard.Protect();   // normally already holding since the backup connected, unless it went away in between
         int peer = _options.PeerId;
         Event($"protected again by node {peer}");
         _log($"replica {_driver.SelfId}: PROTECTED again: node {peer} is synced");

@@ -198,6 +198,7 @@ public sealed class ReplicaNode : IDisposable
             : replica.IsJoining ? "waiting for the primary's full sync"
             : replica.Role == ReplicaRole.Primary && replica.RunsAlone ? "running unprotected (no backup)"
             : !linkUp ? $"no sync connection to node {_peer.Id}"
+            : replica.Role == ReplicaRole.Primary && replica.Guard.State != GuardState.Holding ? "output is not held (unprotected)"
             : "";
         return s;
     }
