@@ -115,6 +115,8 @@ public sealed class Replica : IDisposable
     public ReplicaRole Role => _role;
     /// <summary>A backup without a valid state, waiting for the primary's full sync (it cannot take over).</summary>
     public bool IsJoining => _joining;
+    /// <summary><see cref="Start"/> ran: output is held and inputs are taken.</summary>
+    public bool IsStarted => _started;
     /// <summary>Deposed as primary and not (yet) a backup again.</summary>
     public bool IsFenced => _fenced;
     /// <summary>A primary running without a backup (output unprotected).</summary>
@@ -618,7 +620,8 @@ public sealed class Replica : IDisposable
             // A partitioned backup leaves its connections looking up: consensus tells whether it still answers.
             if (up && _driver.SilenceMs(_options.PeerId) < _options.BackupLoss.TotalMilliseconds / 2) { _linkDownSince = 0; continue; }
             // A fresh cluster's backup that has not connected yet is not lost (the start-up gate waits for it).
-            if (_lastConnection is null && !_runsAlone) continue;
+            // (Counted by the engine: a backup can connect and die between two of these rounds.)
+            if (Engine.ConnectionsSet == 0 && !_runsAlone) continue;
             long now = Environment.TickCount64;
             if (_linkDownSince == 0) { _linkDownSince = now; continue; }
             if (now - _linkDownSince < _options.BackupLoss.TotalMilliseconds) continue;

@@ -159,6 +159,8 @@ public sealed class ReplicaNode : IDisposable
             problems.Add($"{(driver is null ? "not started: the start-up probe is still waiting" : "no consensus leader")}" +
                          $"{(missing.Count > 0 ? $" (not connected to {string.Join("; ", missing)})" : "")}");
         }
+        if (_replica is { IsStarted: false })
+            problems.Add("the replica has not started yet");
         if (!SyncLinkConnected)
             problems.Add($"no sync connection to node {_peer.Id}: {_link?.Problem ?? "no answer yet"}");
         return problems.Count == 0 ? null : string.Join("; ", problems);

@@ -98,8 +98,16 @@ public sealed unsafe partial class SyncEngine : IDisposable
     public SyncConnection? Connection
     {
         get => _connection;
-        set => _connection = value;
+        set
+        {
+            _connection = value;
+            if (value is not null) Interlocked.Increment(ref _connectionsSet);
+        }
     }
+
+    /// <summary>How many connections were ever attached (0: the peer never connected).</summary>
+    public long ConnectionsSet => Interlocked.Read(ref _connectionsSet);
+    private long _connectionsSet;
 
     /// <summary>
     /// Between syncs, whether the peer closed the link (a dead backup is otherwise noticed only by the next sync,
