@@ -58,6 +58,19 @@ public sealed class ReplicaRejoinTests : IDisposable
         return (node!, host);
     }
 
+    /// <summary>The witness and both replicas of a fresh cluster, ready (the caller owns the replicas' cleanup).</summary>
+    private (ReplicaNode N1, FakeReplicaHost H1, ReplicaNode N2, FakeReplicaHost H2) StartCluster(ClusterConfig config)
+    {
+        var witness = new WitnessNode(config, 3, _log.Sink);
+        _cleanup.Add(witness);
+        var witnessStart = Task.Run(() => witness.Start(() => false));
+        var (n1, h1) = StartNode(config, 1, 5);
+        var (n2, h2) = StartNode(config, 2, 6);
+        Ready(n1, n2);
+        Assert.Null(witnessStart.Result);
+        return (n1, h1, n2, h2);
+    }
+
     private void Ready(params ReplicaNode[] nodes) =>
         Assert.True(TransportTestKit.WaitUntil(() => nodes.All(n => n.ReadinessProblem() is null), 20000),
             string.Join("; ", nodes.Select(n => n.ReadinessProblem())) + "\n" + _log);
@@ -74,14 +87,8 @@ public sealed class ReplicaRejoinTests : IDisposable
     public void A_killed_primary_is_replaced_and_when_restarted_rejoins_as_the_backup()
     {
         var config = Config();
-        var witness = new WitnessNode(config, 3, _log.Sink);
-        _cleanup.Add(witness);
-        var witnessStart = Task.Run(() => witness.Start(() => false));
-        var (n1, h1) = StartNode(config, 1, 5);
-        var (n2, h2) = StartNode(config, 2, 6);
+        var (n1, h1, n2, h2) = StartCluster(config);
         _cleanup.Add(h2); _cleanup.Add(n2);
-        Ready(n1, n2);
-        Assert.Null(witnessStart.Result);
         ReplicaCluster.Arrive(h1, n1.Replica!, 1, 20);
         Assert.True(TransportTestKit.WaitUntil(() => h2.InjectedSnapshot().Length == 20, 15000), _log.ToString());
         SyncNow(n1, n1, n2);
@@ -124,14 +131,8 @@ public sealed class ReplicaRejoinTests : IDisposable
     public void A_lost_backup_is_dropped_by_a_ROLE_entry_and_the_held_output_leaves()
     {
         var config = Config();
-        var witness = new WitnessNode(config, 3, _log.Sink);
-        _cleanup.Add(witness);
-        var witnessStart = Task.Run(() => witness.Start(() => false));
-        var (n1, h1) = StartNode(config, 1, 5);
-        var (n2, h2) = StartNode(config, 2, 6);
+        var (n1, h1, n2, h2) = StartCluster(config);
         _cleanup.Add(h1); _cleanup.Add(n1);
-        Ready(n1, n2);
-        Assert.Null(witnessStart.Result);
         ReplicaCluster.Arrive(h1, n1.Replica!, 1, 10);
         Assert.True(TransportTestKit.WaitUntil(() => h1.InjectedSnapshot().Length == 10, 15000), _log.ToString());
         Assert.Empty(h1.Nic.Sent);   // held: no sync yet

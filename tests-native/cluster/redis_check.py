@@ -66,20 +66,25 @@ def write(host, prefix, count, pipeline=16):
     return {"acked": acked, "errors": errors[:20], "seconds": round(time.time() - start, 3)}
 
 
-def verify(host, prefix, count):
+def verify_keys(host, keys):
+    """Reads keys back in pipelined batches: each must hold "v:" + its name."""
     r = Resp(host)
     missing, wrong = [], []
-    for first in range(0, count, 64):
-        keys = [f"{prefix}:{i}" for i in range(first, min(count, first + 64))]
-        r.send(*[("GET", k) for k in keys])
-        for k in keys:
+    for first in range(0, len(keys), 64):
+        batch = keys[first:first + 64]
+        r.send(*[("GET", k) for k in batch])
+        for k in batch:
             v = r.reply()
             if v is None:
                 missing.append(k)
             elif v != "v:" + k:
                 wrong.append(k)
-    return {"checked": count, "missing": missing[:50], "missingCount": len(missing), "wrong": wrong[:50],
+    return {"checked": len(keys), "missing": missing[:50], "missingCount": len(missing), "wrong": wrong[:50],
             "wrongCount": len(wrong)}
+
+
+def verify(host, prefix, count):
+    return verify_keys(host, [f"{prefix}:{i}" for i in range(count)])
 
 
 def stream(host, prefix, threads, out_path, stop_path):
@@ -120,20 +125,8 @@ def stream(host, prefix, threads, out_path, stop_path):
 
 
 def verify_log(host, out_path):
-    keys = [line.split()[1] for line in open(out_path) if line.strip()]
-    r = Resp(host)
-    missing, wrong = [], []
-    for first in range(0, len(keys), 64):
-        batch = keys[first:first + 64]
-        r.send(*[("GET", k) for k in batch])
-        for k in batch:
-            v = r.reply()
-            if v is None:
-                missing.append(k)
-            elif v != "v:" + k:
-                wrong.append(k)
-    return {"checked": len(keys), "missing": missing[:50], "missingCount": len(missing), "wrong": wrong[:50],
-            "wrongCount": len(wrong)}
+    """Every key the stream logged as acknowledged."""
+    return verify_keys(host, [line.split()[1] for line in open(out_path) if line.strip()])
 
 
 def main(argv):

@@ -56,16 +56,21 @@ internal sealed unsafe partial class AdminCommands
     private string ReplicaStatus()
     {
         var node = Node;
-        if (node.Replica is null || node.Driver is null)
-            return StartingStatus(node);
-        var (_, r, d) = Started();
-        GuardState guard = r.Guard.State;
         var status = node.Status();
         using var reply = new AdminReply();
         Utf8JsonWriter j = reply.Json;
         j.WriteNumber("node", _probe.Node.Id);
         j.WriteString("configRole", _probe.Node.Role.Name());
         j.WriteString("role", status.Role);
+        if (node.Replica is not { } r || node.Driver is not { } d)
+        {
+            // the start-up probe still runs: no consensus or replica yet, only what it waits for
+            j.WriteString("problem", status.Problem);
+            j.WriteBoolean("protected", false);
+            j.WriteString("guard", "holding");
+            return reply.Finish();
+        }
+        GuardState guard = r.Guard.State;
         j.WriteString("startMode", node.Mode == StartMode.Join ? "join" : "fresh");
         j.WriteBoolean("joining", r.IsJoining);
         j.WriteBoolean("runsAlone", r.RunsAlone);
@@ -127,21 +132,6 @@ internal sealed unsafe partial class AdminCommands
         }
         j.WriteEndArray();
 
-        return reply.Finish();
-    }
-
-    /// <summary>While the start-up probe runs there is no consensus or replica yet: say so, and what it waits for.</summary>
-    private string StartingStatus(QemuReplicaNode node)
-    {
-        var status = node.Status();
-        using var reply = new AdminReply();
-        Utf8JsonWriter j = reply.Json;
-        j.WriteNumber("node", _probe.Node.Id);
-        j.WriteString("configRole", _probe.Node.Role.Name());
-        j.WriteString("role", status.Role);
-        j.WriteString("problem", status.Problem);
-        j.WriteBoolean("protected", false);
-        j.WriteString("guard", "holding");
         return reply.Finish();
     }
 
