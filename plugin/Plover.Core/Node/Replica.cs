@@ -425,9 +425,22 @@ public sealed class Replica : IDisposable
             }
             else if (completed && _role == ReplicaRole.Primary && stats!.FullSync && _runsAlone)
                 FinishReprotection();
+            else if (!completed && !_joining && !_fenced)
+                ResumeAfterAbort();
             if (_demoteWhenIdle) { _demoteWhenIdle = false; BecomeJoining("deposed"); return; }
             Drain();
         });
+    }
+
+    /// <summary>
+    /// MAIN thread: this replica stopped the VM at the SYNC entry (BeginSync); the engine restarts it only once its
+    /// own stop step ran, so a sync that failed before (no connection within the timeout) would leave it stopped.
+    /// vm_start is a no-op on a running VM.
+    /// </summary>
+    private void ResumeAfterAbort()
+    {
+        try { _host.Vm.Start(); }
+        catch (Exception e) { _log($"replica {_driver.SelfId}: vm_start after an aborted sync failed: {e.Message}"); }
     }
 
     // ------------------------------------------------------------------ roles
