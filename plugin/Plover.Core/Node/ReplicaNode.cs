@@ -144,6 +144,9 @@ public sealed class ReplicaNode : IDisposable
     /// what is missing, naming the peers and the last error seen for each ("authentication failed ... wrong
     /// cluster key?", "connection refused").
     /// </summary>
+    /// <summary>The start-up probe is still deciding how this node enters the cluster (it gives up at startupMs).</summary>
+    public bool Probing => _driver is null && _startFailure is null && !_disposed;
+
     public string? ReadinessProblem()
     {
         if (_startFailure is { } failure) return failure;

@@ -122,6 +122,13 @@ internal sealed class QemuNode
         string? problem;
         while ((problem = replica.ReadinessProblem()) is not null && Environment.TickCount64 < deadline && !_stopped)
             Thread.Sleep(20);
+        // The probe gives up at the same moment and then names the peers that never answered: wait for its verdict
+        // (bounded) rather than fence with "still waiting".
+        while (problem is not null && replica.Probing && Environment.TickCount64 < deadline + 2000 && !_stopped)
+        {
+            Thread.Sleep(20);
+            problem = replica.ReadinessProblem();
+        }
         if (_stopped) return;
         if (problem is not null)
         {

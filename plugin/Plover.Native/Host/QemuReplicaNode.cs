@@ -32,6 +32,7 @@ internal sealed unsafe class QemuReplicaNode
     public IGuestMemory Memory => _replicaHost.Memory;
     public bool SyncLinkConnected => _node.SyncLinkConnected;
     public string? ReadinessProblem() => _node.ReadinessProblem();
+    public bool Probing => _node.Probing;
     public SyncPointRamHash RamCheck { get; } = new();
 
     /// <summary>At machine_ready, MAIN thread: dirty logging on, adapters, consensus, sync link; output held from here.</summary>
