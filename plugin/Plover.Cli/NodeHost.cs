@@ -25,7 +25,7 @@ internal sealed class NodeHost : IDisposable
         _ = new NodeStatusService(Transport, Dispatcher, () => new Wire.NodeStatus
         {
             NodeId = Self.Id, Role = Self.Role.Name(), Term = Driver.Term, LeaderId = Driver.LeaderId,
-            ConsensusRole = Driver.Role.ToString().ToLowerInvariant(), CommitIndex = Driver.CommitIndex,
+            ConsensusRole = Driver.RoleName, CommitIndex = Driver.CommitIndex,
             LastIndex = Driver.LastIndex, Fresh = Driver.IsFresh,
         });
     }

@@ -7,8 +7,9 @@ using Xunit.Abstractions;
 namespace Plover.Tests.Consensus;
 
 /// <summary>
-/// Thousands of seeded runs of three nodes under message loss, duplication, reordering, delay, partitions,
-/// crashes and restarts, with periodic log compaction. Safety invariants are checked after every step by
+/// Thousands of seeded runs of three nodes under message loss, duplication, reordering, delay, partitions (both
+/// ways and one way), a lagging node, crashes, restarts with and without memory,
+/// with periodic log compaction. Safety invariants are checked after every step by
 /// <see cref="SimCluster"/>; liveness is checked once the network heals and every node is back.
 /// PLOVER_SIM_SEEDS=n runs n seeds per test instead of the default.
 /// </summary>
@@ -40,6 +41,7 @@ public sealed class RandomizedSimulationTests(ITestOutputHelper output)
         output.WriteLine($"shard {shard}: {seeds} seeds in {sw.Elapsed.TotalSeconds:F1}s; {stats}");
         Assert.True(stats.Elections > 0, "no run exercised a failover");
         Assert.True(stats.Committed > seeds, "runs committed almost nothing");
+        Assert.True(stats.EmptyRestarts > seeds / 20, "few runs restarted a node without memory");
     }
 
     /// <summary>Debugging aid: sees each run's cluster before it starts (to trace messages of one seed).</summary>
@@ -89,7 +91,17 @@ public sealed class RandomizedSimulationTests(ITestOutputHelper output)
             int victim = SimCluster.Ids[r.Next(3)];
             int downCount = SimCluster.Ids.Count(id => !sim.IsUp(id));
             if (roll < 0.008 && sim.IsUp(victim) && (downCount == 0 || r.NextDouble() < 0.2)) sim.Crash(victim);
-            else if (roll < 0.025 && !sim.IsUp(victim)) sim.Restart(victim);
+            // A restart without memory counts as that node's failure: at most one node at a time may have lost
+            // its memory and not yet rebuilt it (the model Paxos tolerates), and only while the others are up.
+            else if (roll < 0.025 && !sim.IsUp(victim))
+            {
+                if (downCount == 1 && !SimCluster.Ids.Any(id => sim.Node(id) is { IsRecovering: true }) && r.NextDouble() < 0.4)
+                {
+                    sim.RestartEmpty(victim);
+                    stats.EmptyRestarts++;
+                }
+                else sim.Restart(victim);
+            }
             else if (roll < 0.032)
             {
                 int other = SimCluster.Ids[r.Next(3)];
@@ -99,6 +111,7 @@ public sealed class RandomizedSimulationTests(ITestOutputHelper output)
                 }
                 else net.Isolate(victim, SimCluster.Ids);
             }
+            else if (roll < 0.034) net.SetLag(victim, r.Next(0, 3) * r.Next(5, 40));   // a lagging node
             else if (roll < 0.040) net.HealAll();
             else if (roll < 0.050) CompactAfterSync(sim, r);
             sim.Step();
@@ -169,9 +182,9 @@ public sealed class RandomizedSimulationTests(ITestOutputHelper output)
 internal sealed class SimStats
 {
     public int Runs;
-    public long Committed, Elections, Messages, Snapshots, MaxCommitTicks, MaxConvergeTicks;
+    public long Committed, Elections, Messages, Snapshots, EmptyRestarts, MaxCommitTicks, MaxConvergeTicks;
     public override string ToString() =>
-        $"{Runs} runs, {Committed} entries committed, {Elections} fences, {Snapshots} snapshot requests, " +
+        $"{Runs} runs, {Committed} entries committed, {Elections} fences, {Snapshots} snapshot requests, {EmptyRestarts} restarts without memory, " +
         $"{Messages} messages; worst ticks from healing to a new commit {MaxCommitTicks}, " +
         $"then to every node applying it {MaxConvergeTicks}";
 }

@@ -14,7 +14,8 @@ internal sealed class SimInvariantException(string message) : Exception(message)
 ///  - a node fenced in a ballot never leads (so never proposes or commits) in that ballot again.
 /// Durability model: a node's accepted log and promised ballot are durable. Crashing exports them
 /// (<see cref="ConsensusNode.ExportDurableState"/>) and a restart builds a new node from them; everything
-/// else (in-flight messages to it, timers, leader state, candidacies) is lost.
+/// else (in-flight messages to it, timers, leader state, candidacies) is lost. <see cref="RestartEmpty"/> loses
+/// the durable state too (what a Plover process restart does).
 /// </summary>
 internal sealed class SimCluster
 {
@@ -163,6 +164,7 @@ internal sealed class SimCluster
                 if (n.Config.Self.CanLead) Fail($"node {n.Id} installed a snapshot by itself but runs a VM");
                 _appliedSeen[n.Id] = Math.Max(_appliedSeen[n.Id], skipped);
             }
+            if (ready.Recovered is { } skippedTo) OnRecovered(n, skippedTo);
             foreach (var e in ready.CommittedEntries) OnCommitted(n, e);
             if (ready.Fenced is { } f)
             {
@@ -190,6 +192,16 @@ internal sealed class SimCluster
         if (index <= n.AppliedIndex || index > _maxCommitted) return;
         n.InstallSnapshot(index);
         _appliedSeen[n.Id] = n.AppliedIndex;
+    }
+
+    /// <summary>A node restarted without memory rebuilt its log: what it holds as committed must be what was committed.</summary>
+    private void OnRecovered(ConsensusNode n, long skippedTo)
+    {
+        if (skippedTo > _maxCommitted && skippedTo > 0) Fail($"node {n.Id} recovered past everything committed ({skippedTo} > {_maxCommitted})");
+        _appliedSeen[n.Id] = Math.Max(_appliedSeen[n.Id], skippedTo);   // a VM node would take a full sync here
+        for (long i = n.FirstIndex; i <= n.CommitIndex; i++)
+            if (_committed.TryGetValue(i, out var c) && !n.Log[i].SameValue(c))
+                Fail($"node {n.Id} recovered a different value at committed index {i}");
     }
 
     private void OnCommitted(ConsensusNode n, LogEntry e)

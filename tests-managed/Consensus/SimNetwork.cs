@@ -36,7 +36,17 @@ internal sealed class SimNetwork
     }
 
     private void Enqueue(Message m, long now) =>
-        _inFlight.Enqueue(m, (now + _random.Next(MinDelay, MaxDelay + 1), _seq++));
+        _inFlight.Enqueue(m, (now + _random.Next(MinDelay, MaxDelay + 1) + LagOf(m.From) + LagOf(m.To), _seq++));
+
+    private readonly Dictionary<int, int> _lag = new();
+
+    /// <summary>Extra delay, in ticks, of everything a node sends or receives (a slow host or link); 0 removes it.</summary>
+    public void SetLag(int node, int ticks)
+    {
+        if (ticks > 0) _lag[node] = ticks; else _lag.Remove(node);
+    }
+
+    private int LagOf(int node) => _lag.TryGetValue(node, out int t) ? t : 0;
 
     /// <summary>Removes and returns the next message due at or before now, if any, skipping blocked links.</summary>
     public bool TryDeliver(long now, out Message message)
@@ -64,6 +74,6 @@ internal sealed class SimNetwork
     }
 
     public void CutLink(int a, int b) { Block(a, b); Block(b, a); }
-    public void HealAll() => _blocked.Clear();
+    public void HealAll() { _blocked.Clear(); _lag.Clear(); }
     public bool IsBlocked(int from, int to) => _blocked.Contains((from, to));
 }

@@ -30,9 +30,9 @@ public sealed class ConsensusCodecTests
             }).ToArray();
             var m = new Message
             {
-                Type = (MessageType)rng.Next(1, 9), From = 3, To = 1, Ballot = new Ballot(rng.NextInt64(0, 1L << 40), rng.Next(0, 4)),
+                Type = (MessageType)rng.Next(1, 11), From = 3, To = 1, Ballot = new Ballot(rng.NextInt64(0, 1L << 40), rng.Next(0, 4)),
                 Index = rng.NextInt64(0, 1L << 40), Commit = rng.NextInt64(0, 1L << 40), LogStart = rng.NextInt64(0, 1L << 40),
-                Reject = rng.Next(2) == 0, Entries = entries,
+                Reject = rng.Next(2) == 0, Entries = entries, Nonce = (ulong)rng.NextInt64(), LeaderId = rng.Next(0, 4),
             };
             writer.Write(buf, encoder.Set(m));
             Assert.Equal(FrameStatus.Complete, reader.TryRead(buf.Data, out var frame, out int consumed, out _));
@@ -41,6 +41,7 @@ public sealed class ConsensusCodecTests
             buf.Consume(consumed);
 
             Assert.Equal(m.ToString(), d.ToString());
+            Assert.Equal((m.Nonce, m.LeaderId), (d.Nonce, d.LeaderId));
             Assert.Equal(m.Entries.Length, d.Entries.Length);
             for (int k = 0; k < n; k++)
             {

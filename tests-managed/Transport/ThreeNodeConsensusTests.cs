@@ -33,37 +33,42 @@ public sealed class ThreeNodeConsensusTests : IDisposable
 
     private TestNode[] _nodes = [];
 
+    private Dictionary<int, System.Net.IPEndPoint> _endpoints = new();
+
     private void StartCluster(bool inline)
     {
         var ids = new[] { 1, 2, 3 };
-        var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
-        var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
-        _nodes = ids.Select(id =>
-        {
-            var log = new TestLog();
-            var transport = new TcpTransport(TransportTestKit.Options(id, eps, log.Sink));
-            var driver = new ConsensusDriver(new ConsensusDriverOptions
-            {
-                // Generous election timeouts: the machine running the tests is shared and small, and a thread that is
-                // not scheduled for 30 ms would otherwise start an election (this test is about safety, not speed).
-                Consensus = new ConsensusConfig
-                {
-                    SelfId = id, Members = members, InitialLeaderId = 1,
-                    ElectionMinTicks = 100, ElectionMaxTicks = 300, RetransmitTicks = 10,
-                },
-                Log = log.Sink,
-                Seed = id,
-                InlineProcessing = inline,
-            }, transport);
-            var node = new TestNode { Transport = transport, Driver = driver, Log = log };
-            driver.Committed = e => { lock (node.Committed) node.Committed.Add(e); };
-            var dispatcher = new FrameDispatcher();
-            driver.Attach(dispatcher);
-            transport.Start(dispatcher);
-            return node;
-        }).ToArray();
+        _endpoints = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
+        _nodes = ids.Select(id => StartNode(id, inline, restored: null)).ToArray();
         Assert.True(TransportTestKit.WaitUntil(() => _nodes.All(n => n.Transport.Peers.All(n.Transport.IsConnected))), Logs());
         foreach (var n in _nodes) n.Driver.Start();
+    }
+
+    private TestNode StartNode(int id, bool inline, DurableState? restored)
+    {
+        var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
+        var log = new TestLog();
+        var transport = new TcpTransport(TransportTestKit.Options(id, _endpoints, log.Sink));
+        var driver = new ConsensusDriver(new ConsensusDriverOptions
+        {
+            // Generous election timeouts: the machine running the tests is shared and small, and a thread that is
+            // not scheduled for 30 ms would otherwise start an election (this test is about safety, not speed).
+            Consensus = new ConsensusConfig
+            {
+                SelfId = id, Members = members, InitialLeaderId = 1,
+                ElectionMinTicks = 100, ElectionMaxTicks = 300, RetransmitTicks = 10,
+            },
+            Log = log.Sink,
+            Seed = id,
+            InlineProcessing = inline,
+            Restored = restored,
+        }, transport);
+        var node = new TestNode { Transport = transport, Driver = driver, Log = log };
+        driver.Committed = e => { lock (node.Committed) node.Committed.Add(e); };
+        var dispatcher = new FrameDispatcher();
+        driver.Attach(dispatcher);
+        transport.Start(dispatcher);
+        return node;
     }
 
     public void Dispose()
@@ -166,5 +171,39 @@ public sealed class ThreeNodeConsensusTests : IDisposable
             Assert.Contains(n.Snapshot().Skip(before), e => e.Type == EntryType.Role);
         }
         AssertSameLog(survivors);
+    }
+
+    /// <summary>
+    /// The witness restarts without memory over real TCP: it starts recovering (no vote), rebuilds the log from
+    /// both VM nodes, and then the backup can take over with the recovered witness alone, holding everything.
+    /// </summary>
+    [Fact]
+    public void AWitnessRestartedWithoutMemoryRecoversBeforeItVotes()
+    {
+        StartCluster(inline: false);
+        var (_, tag) = CommitEverywhere(_nodes, 300, firstTag: 100);
+        _nodes[2].Dispose();
+        _nodes[2] = StartNode(3, inline: false, DurableState.Empty);
+        Assert.True(_nodes[2].Driver.IsRecovering);
+        Assert.Equal("recovering", _nodes[2].Driver.RoleName);
+        _nodes[2].Driver.Start();
+        Assert.True(TransportTestKit.WaitUntil(() => !_nodes[2].Driver.IsRecovering, 10000), Logs());
+        Assert.Contains("recovered: ballot", _nodes[2].Log.ToString());
+        var (_, tag2) = CommitEverywhere(_nodes, 100, firstTag: 200);
+
+        // The primary dies: the backup is elected with the recovered witness and holds everything.
+        long term = _nodes[0].Driver.Term;
+        _nodes[0].Dispose();
+        Assert.True(TransportTestKit.WaitUntil(() => _nodes[1].Driver.IsLeader, 10000), Logs());
+        Assert.True(_nodes[1].Driver.Term > term);
+        var (_, tag3) = CommitEverywhere([_nodes[1], _nodes[2]], 50, firstTag: 300);
+        foreach (var n in _nodes[1..])
+        {
+            var inputs = Inputs(n.Snapshot());
+            Assert.Equal(Enumerable.Range(1, 300).Select(s => (tag, s)), inputs.Where(x => x.Proposer == tag));
+            Assert.Equal(Enumerable.Range(1, 100).Select(s => (tag2, s)), inputs.Where(x => x.Proposer == tag2));
+            Assert.Equal(Enumerable.Range(1, 50).Select(s => (tag3, s)), inputs.Where(x => x.Proposer == tag3));
+        }
+        AssertSameLog(_nodes[1..]);
     }
 }

@@ -14,7 +14,9 @@ namespace Plover.Consensus;
 /// appends a ROLE entry. Phase 2 (Accept) doubles as heartbeat, is batched and pipelined, and carries the
 /// commit index; lost messages are repaired by gap replies and by retransmission after a timeout.
 ///
-/// This file holds state, public API and the acceptor side; election and leader logic are in the partial files.
+/// A node restarted without its memory takes no part until it has rebuilt its state from the others
+/// (ConsensusNode.Recovery.cs). This file holds state, public API and the acceptor side; election, leader and
+/// recovery logic are in the partial files.
 /// </summary>
 public sealed partial class ConsensusNode
 {
@@ -79,6 +81,7 @@ public sealed partial class ConsensusNode
         _lastHeardLeader = 0;
         _lastReported = new StateChange(_role, _promised, _leaderId);
         if (_role == ConsensusRole.Leader) InitLeaderState(_log.FirstIndex);
+        if (restored is { MemoryLost: true }) StartRecovery();
     }
 
     public int Id => _config.SelfId;
@@ -116,12 +119,13 @@ public sealed partial class ConsensusNode
     }
 
     /// <summary>Copy of the state a restarted node needs (see <see cref="DurableState"/>).</summary>
-    public DurableState ExportDurableState() => new(_promised, _log.Clone(), _commit, _applied);
+    public DurableState ExportDurableState() =>
+        _recovering ? DurableState.Empty : new(_promised, _log.Clone(), _commit, _applied);
 
     /// <summary>One-line state summary for logs and test failures.</summary>
     public override string ToString()
     {
-        var s = $"node {Id} {_role} b={_promised} leader={_leaderId} log=[{_log.FirstIndex},{_log.LastIndex}] " +
+        var s = $"node {Id} {(_recovering ? "Recovering" : _role)} b={_promised} leader={_leaderId} log=[{_log.FirstIndex},{_log.LastIndex}] " +
                 $"commit={_commit} applied={_applied} acceptedThrough={_acceptedThrough}";
         foreach (var (id, pr) in _progress) s += $" | {id}: match={pr.Match} next={pr.Next}";
         return s;
@@ -133,7 +137,8 @@ public sealed partial class ConsensusNode
     public void Tick()
     {
         _now++;
-        if (_role == ConsensusRole.Leader) TickLeader();
+        if (_recovering) TickRecovery();
+        else if (_role == ConsensusRole.Leader) TickLeader();
         else if (_timer.Tick()) OnElectionTimeout();
     }
 
@@ -158,6 +163,8 @@ public sealed partial class ConsensusNode
     public void Step(Message m)
     {
         if (m.To != Id || m.From == Id || !IsPeer(m.From)) return;
+        // Without its memory this node takes no part (no vote, promise, acceptance or answer) until it recovered.
+        if (_recovering && m.Type != MessageType.RecoveryResponse) return;
         // Requests are made in the sender's own ballot, and only leader-capable members own ballots.
         if ((m.Type is MessageType.PreVote or MessageType.Prepare or MessageType.Accept or MessageType.SnapshotRequired) &&
             (m.Ballot.NodeId != m.From || !_config.Member(m.From).CanLead)) return;
@@ -172,6 +179,8 @@ public sealed partial class ConsensusNode
             case MessageType.Accept: OnAccept(m); break;
             case MessageType.Accepted: OnAccepted(m); break;
             case MessageType.SnapshotRequired: OnSnapshotRequired(m); break;
+            case MessageType.RecoveryRequest: OnRecoveryRequest(m); break;
+            case MessageType.RecoveryResponse: OnRecoveryResponse(m); break;
         }
     }
 

@@ -40,6 +40,17 @@ public enum MessageType : byte
     /// Index = leader's compaction point (the follower needs a VM snapshot at least that recent); Commit = leader commit.
     /// </summary>
     SnapshotRequired = 8,
+    /// <summary>
+    /// A node that restarted without its consensus memory asks what the others hold (see ConsensusNode.Recovery.cs).
+    /// Nonce = a random number fresh for this incarnation; answers carry it back. Ballot = zero (it has none).
+    /// </summary>
+    RecoveryRequest = 9,
+    /// <summary>
+    /// Answer to RecoveryRequest from a node that is not recovering itself; changes nothing at the sender.
+    /// Ballot = sender's promised ballot; Index = sender's first retained log index; Commit = sender's commit index;
+    /// Entries = every entry it holds (from Index on); Nonce = the request's; LeaderId = the leader it knows (0: none).
+    /// </summary>
+    RecoveryResponse = 10,
 }
 
 /// <summary>
@@ -56,8 +67,11 @@ public sealed class Message
     public long Commit { get; init; }
     public long LogStart { get; init; }
     public bool Reject { get; init; }
+    public ulong Nonce { get; init; }
+    public int LeaderId { get; init; }
     public LogEntry[] Entries { get; init; } = [];
 
     public override string ToString() =>
-        $"{Type} {From}->{To} b={Ballot} i={Index} c={Commit} ls={LogStart}{(Reject ? " reject" : "")} n={Entries.Length}";
+        $"{Type} {From}->{To} b={Ballot} i={Index} c={Commit} ls={LogStart}{(Reject ? " reject" : "")} n={Entries.Length}" +
+        (Type is MessageType.RecoveryRequest or MessageType.RecoveryResponse ? $" nonce={Nonce:x} leader={LeaderId}" : "");
 }

@@ -39,8 +39,13 @@ public sealed class Ready
     /// entries up to this index will never appear in <see cref="CommittedEntries"/>.
     /// </summary>
     public long? SnapshotInstalled { get; internal set; }
+    /// <summary>
+    /// A node restarted without memory rebuilt its state and votes again. Entries up to this index are covered by
+    /// the others' snapshots and will never appear in <see cref="CommittedEntries"/> (a VM node takes a full sync).
+    /// </summary>
+    public long? Recovered { get; internal set; }
 
-    public bool IsEmpty => Messages.Count == 0 && CommittedEntries.Count == 0 && Change is null && Fenced is null && Snapshot is null && SnapshotInstalled is null;
+    public bool IsEmpty => Messages.Count == 0 && CommittedEntries.Count == 0 && Change is null && Fenced is null && Snapshot is null && SnapshotInstalled is null && Recovered is null;
 
     internal void Clear()
     {
@@ -50,5 +55,6 @@ public sealed class Ready
         Fenced = null;
         Snapshot = null;
         SnapshotInstalled = null;
+        Recovered = null;
     }
 }

@@ -55,6 +55,7 @@ public sealed class ConsensusDriver : IDisposable
     private long _messagesSent, _messagesDropped, _messagesReceived, _proposalsRefused, _proposalsDropped;
     private long _maxTickLatenessTicks;
     private volatile bool _fresh;
+    private volatile bool _recovering;
     private long[] _silenceTicks = [];
     private bool _canCampaign = true;
     private volatile bool _campaignChanged;
@@ -68,6 +69,7 @@ public sealed class ConsensusDriver : IDisposable
         _transport = transport;
         _node = new ConsensusNode(options.Consensus, options.Seed is { } s ? new Random(s) : new Random(), options.Restored);
         _fresh = options.Restored is null;
+        _recovering = _node.IsRecovering;
         _silenceTicks = new long[options.Consensus.Members.Max(m => m.Id) + 1];
         _proposals = new ConsensusProposalQueue(options.MaxQueuedProposalBytes);
         _tickStopwatchTicks = Math.Max(1, (long)(Stopwatch.Frequency * options.TickMs / 1000.0));
@@ -100,6 +102,10 @@ public sealed class ConsensusDriver : IDisposable
     /// <summary>True while this node started a fresh cluster and nothing has happened in it yet (nothing accepted,
     /// still ballot 1): what the start-up probe of a restarting peer asks.</summary>
     public bool IsFresh => _fresh;
+    /// <summary>True while this node, started without consensus memory, rebuilds it from the others: it does not vote yet.</summary>
+    public bool IsRecovering => _recovering;
+    /// <summary>The consensus role for status reports: "recovering", "follower", "precandidate", "candidate" or "leader".</summary>
+    public string RoleName => _recovering ? "recovering" : Role.ToString().ToLowerInvariant();
     /// <summary>Whether this node may start elections (a replica without a usable VM must not).</summary>
     public bool CanCampaign => Volatile.Read(ref _canCampaign);
 
@@ -137,7 +143,13 @@ public sealed class ConsensusDriver : IDisposable
     /// <summary>Receives Consensus frames from the transport (register it in the FrameDispatcher).</summary>
     public void Attach(FrameDispatcher dispatcher) => dispatcher.Register(FrameType.Consensus, HandleFrame);
 
-    public void Start() => _thread.Start();
+    public void Start()
+    {
+        if (_recovering)
+            _options.Log($"consensus {SelfId}: started without consensus memory: recovering (no vote until " +
+                         "enough other members answered with what they hold)");
+        _thread.Start();
+    }
 
     /// <summary>
     /// Queues an entry for the log (payload copied). Any thread. Returns false if this node is not the leader or
@@ -373,6 +385,12 @@ public sealed class ConsensusDriver : IDisposable
             _status = _status with { LastFence = fence };
             _options.Log($"consensus {SelfId}: fenced: no longer leader of ballot {fence.Ballot} ({fence.Reason})");
             Fenced?.Invoke(fence);
+        }
+        if (ready.Recovered is { } recovered)
+        {
+            _recovering = false;
+            _options.Log($"consensus {SelfId}: recovered: ballot {_node.Ballot}, log [{_node.FirstIndex}, {_node.LastIndex}], " +
+                         $"commit {_node.CommitIndex}{(recovered > 0 ? $"; entries through {recovered} are covered by a snapshot" : "")}");
         }
         if (ready.Change is not null) StateChanged?.Invoke(_status);
 

@@ -187,7 +187,7 @@ public sealed class ReplicaNode : IDisposable
         s.Term = ballot.Round;
         s.BallotNode = ballot.NodeId;
         s.LeaderId = driver.LeaderId;
-        s.ConsensusRole = driver.Role.ToString().ToLowerInvariant();
+        s.ConsensusRole = driver.RoleName;
         s.CommitIndex = driver.CommitIndex;
         s.LastIndex = driver.LastIndex;
         s.LastSyncEpoch = replica.LastSyncEpoch;

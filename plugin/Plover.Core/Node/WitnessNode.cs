@@ -88,8 +88,10 @@ public sealed class WitnessNode : IDisposable
         return new NodeStatus
         {
             NodeId = Self.Id, Role = "witness", Term = d.Ballot.Round, BallotNode = d.Ballot.NodeId, LeaderId = d.LeaderId,
-            ConsensusRole = d.Role.ToString().ToLowerInvariant(), CommitIndex = d.CommitIndex, LastIndex = d.LastIndex,
-            Fresh = d.IsFresh, Problem = d.LeaderId == 0 ? "no leader known" : "",
+            ConsensusRole = d.RoleName, CommitIndex = d.CommitIndex, LastIndex = d.LastIndex,
+            Fresh = d.IsFresh,
+            Problem = d.IsRecovering ? "recovering its consensus state: waits for an answer from every other node"
+                : d.LeaderId == 0 ? "no leader known" : "",
         };
     }
 

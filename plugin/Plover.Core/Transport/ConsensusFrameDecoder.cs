@@ -31,7 +31,7 @@ public sealed class ConsensusFrameDecoder
             throw new InvalidDataException($"malformed consensus header: {e.Message}");
         }
 
-        if (w.Kind is < ConsensusKind.PreVote or > ConsensusKind.SnapshotRequired)
+        if (w.Kind is < ConsensusKind.PreVote or > ConsensusKind.RecoveryResponse)
             throw new InvalidDataException($"unknown consensus message kind {(int)w.Kind}");
         if (w.From != peer) throw new InvalidDataException($"consensus message claims to come from node {w.From}, connection is node {peer}");
         if (w.To != selfId) throw new InvalidDataException($"consensus message addressed to node {w.To}, this is node {selfId}");
@@ -64,6 +64,7 @@ public sealed class ConsensusFrameDecoder
         {
             Type = (MessageType)(int)w.Kind, From = w.From, To = w.To, Ballot = new Ballot(w.BallotRound, w.BallotNode),
             Index = w.Index, Commit = w.Commit, LogStart = w.LogStart, Reject = w.Reject, Entries = entries,
+            Nonce = w.Nonce, LeaderId = w.LeaderId,
         };
     }
 
@@ -74,6 +75,8 @@ public sealed class ConsensusFrameDecoder
         w.From = w.To = w.BallotNode = 0;
         w.BallotRound = w.Index = w.Commit = w.LogStart = w.FirstEntryIndex = 0;
         w.Reject = false;
+        w.Nonce = 0;
+        w.LeaderId = 0;
         w.EntryBallotRounds.Clear();
         w.EntryBallotNodes.Clear();
         w.EntryKinds.Clear();

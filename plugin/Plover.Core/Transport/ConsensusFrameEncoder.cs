@@ -32,6 +32,8 @@ public sealed class ConsensusFrameEncoder : IFrameBody
         w.Commit = m.Commit;
         w.LogStart = m.LogStart;
         w.Reject = m.Reject;
+        w.Nonce = m.Nonce;
+        w.LeaderId = m.LeaderId;
         w.EntryBallotRounds.Clear();
         w.EntryBallotNodes.Clear();
         w.EntryKinds.Clear();
