@@ -272,6 +272,94 @@ public sealed class FailoverScenarioTests
         sim.CheckLogsAgree();
     }
 
+    /// <summary>
+    /// A backup dropped by a committed ROLE entry (the primary ran on alone and released output unprotected) has a
+    /// stale VM: the witness never lets it lead, even with the primary gone; the primary, back or reconnected after
+    /// losing its quorum, is elected again.
+    /// </summary>
+    [Fact]
+    public void ABackupDroppedByARoleEntry_IsNeverElected_ThePrimaryLeadsAgain()
+    {
+        var sim = Start();
+        ProposeAndCommit(sim, "before", P, B, W);
+        sim.Network.CutLink(P, B);
+        var primary = sim.Live(P);
+        long drop = sim.Propose(P, EntryType.Role, EntryPayloads.EncodeRole(primary.Ballot, P, 0));
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(W) >= drop, 50));
+        long x = ProposeAndCommit(sim, "unprotected-write", P, W);
+        Assert.Equal((P, 0), sim.Live(W).LatestRole);
+
+        // The primary is cut off from both: it loses its quorum and steps down; the backup campaigns in vain.
+        sim.Network.Isolate(P, SimCluster.Ids);
+        Assert.True(sim.RunUntil(() => !primary.IsLeader, 100));
+        sim.RunTicks(500);
+        Assert.Null(sim.Leader());
+        Assert.Equal(ConsensusRole.Follower, sim.Live(W).Role);
+
+        sim.Network.HealAll();
+        sim.Network.CutLink(P, B);
+        Assert.True(sim.RunUntil(() => sim.Live(P).IsLeader, 300), "the primary was not elected again");
+        Assert.True(sim.Live(P).Log[x].SameValue(sim.Committed[x]));
+
+        // Gone for good: still nobody but the primary may lead.
+        sim.Crash(P);
+        sim.Network.HealAll();
+        sim.RunTicks(500);
+        Assert.Null(sim.Leader());
+    }
+
+    /// <summary>While the primary is protected by the backup, its answer alone cannot let a witness without memory recover.</summary>
+    [Fact]
+    public void AProtectedPrimary_AloneCannotRecoverAWitnessRestartedWithoutMemory()
+    {
+        var sim = Start();
+        ProposeAndCommit(sim, "before", P, B, W);
+        long protect = sim.Propose(P, EntryType.Role, EntryPayloads.EncodeRole(sim.Live(P).Ballot, P, B));
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(W) >= protect && sim.AppliedBy(B) >= protect, 50));
+        sim.Crash(B);
+        sim.Crash(W);
+        sim.RestartEmpty(W);
+        sim.RunTicks(200);
+        Assert.True(sim.Live(W).IsRecovering);
+        Assert.Null(sim.Leader());
+
+        sim.Restart(B);
+        Assert.True(sim.RunUntil(() => !sim.Live(W).IsRecovering && sim.Leader() is not null, 300), "no recovery with every member back");
+        sim.CheckLogsAgree();
+    }
+
+    /// <summary>
+    /// The backup is dead and the primary runs alone (a committed ROLE without backup): the witness restarts without
+    /// memory. Only the primary can lead from then on, so its answer alone lets the witness recover; the primary,
+    /// which lost its quorum meanwhile, is elected again, and the backup restarted without memory recovers from it.
+    /// </summary>
+    [Fact]
+    public void APrimaryRunningAlone_SurvivesAWitnessRestartWithoutMemory()
+    {
+        var sim = Start();
+        ProposeAndCommit(sim, "before", P, B, W);
+        sim.Crash(B);
+        var primary = sim.Live(P);
+        long drop = sim.Propose(P, EntryType.Role, EntryPayloads.EncodeRole(primary.Ballot, P, 0));
+        Assert.True(sim.RunUntil(() => sim.AppliedBy(W) >= drop && primary.CommitIndex >= drop, 50));
+        long x = ProposeAndCommit(sim, "unprotected-write", P, W);
+
+        // The witness restarts without memory and stays away long enough for the primary to lose its quorum.
+        sim.Crash(W);
+        Assert.True(sim.RunUntil(() => !primary.IsLeader, 100));
+        sim.RestartEmpty(W);
+        Assert.True(sim.RunUntil(() => !sim.Live(W).IsRecovering, 100), "the sole primary's answer was not enough");
+        Assert.True(sim.Live(W).Log[x].SameValue(sim.Committed[x]));
+        Assert.True(sim.RunUntil(() => primary.IsLeader, 300), "the primary was not elected again");
+        long y = ProposeAndCommit(sim, "after-witness-restart", P, W);
+
+        // The backup comes back without memory: it recovers from the sole primary and follows it.
+        sim.RestartEmpty(B);
+        Assert.True(sim.RunUntil(() => !sim.Live(B).IsRecovering && sim.AppliedBy(B) >= y, 200), "backup did not recover");
+        Assert.False(sim.Live(B).IsLeader);
+        sim.CheckLogsAgree();
+    }
+
     /// <summary>The same with the backup restarted empty while the primary and witness moved on without it.</summary>
     [Fact]
     public void EmptyNode_RebuildsFromEveryOtherMember_AndOnlyThenVotes()

@@ -11,9 +11,10 @@ public sealed partial class ConsensusNode
     private void OnElectionTimeout()
     {
         _timer.Reset();
-        if (!_canCampaign)
+        if (!_canCampaign || !MayLead(Id))
         {
-            // The witness (or a node told not to campaign) just stops naming a leader it no longer hears.
+            // The witness (or a node told not to campaign, or one the latest ROLE entry left behind) just stops
+            // naming a leader it no longer hears.
             _leaderId = 0;
             ReportState();
             return;

@@ -18,6 +18,10 @@ namespace Plover.Consensus;
 ///    as well (its candidate among them), and again one of them answers, with that ballot or a higher one.
 ///  - Old answers cannot fool it: only answers carrying this incarnation's nonce count, so each was written after
 ///    the memory was lost, by a node whose promise and accepted ballots only grow.
+/// One answer is enough when it comes from a node X whose last ROLE entry, committed at X, says X runs without a
+/// backup: from then on only X can lead (ConsensusNode.Eligibility.cs), so every chosen entry, and every ballot this
+/// node can have promised, is in X's log and promise. That keeps a primary that runs alone available when the
+/// witness restarts (the dropped backup's answer is not needed), and lets a restarted backup rejoin it.
 /// Every entry it takes was really accepted by someone in that ballot, so claiming it changes nothing Paxos relies
 /// on. Entries below the highest compaction point among the answers are committed and covered by a VM snapshot:
 /// the node skips them (<see cref="Ready.Recovered"/>); a VM node takes a full sync from the primary anyway.
@@ -74,7 +78,16 @@ public sealed partial class ConsensusNode
         if (!_recovering || m.Nonce != _recoveryNonce) return;   // stale: written before this incarnation asked
         if (m.Index < 1 || m.Commit < m.Index - 1 || (m.Entries.Length > 0 && !EntriesContiguous(m.Entries, m.Index))) return;   // malformed
         _recoveryAnswers[m.From] = m;
-        if (_recoveryAnswers.Count >= RecoveryAnswersNeeded) FinishRecovery();
+        if (_recoveryAnswers.Count >= RecoveryAnswersNeeded || RunsAloneCommitted(m)) FinishRecovery();
+    }
+
+    /// <summary>The answer's last ROLE entry names its sender primary without a backup, and the sender knows it committed.</summary>
+    private static bool RunsAloneCommitted(Message answer)
+    {
+        for (int i = answer.Entries.Length - 1; i >= 0; i--)
+            if (RoleOf(answer.Entries[i]) is { } role)
+                return role.Primary == answer.From && role.Backup == 0 && answer.Entries[i].Index <= answer.Commit;
+        return false;
     }
 
     /// <summary>Phase-1 read over the answers: highest promise, highest-ballot entry per slot, highest commit.</summary>
@@ -115,6 +128,7 @@ public sealed partial class ConsensusNode
             if (a.Ballot == promised && a.LeaderId == a.From && a.From == promised.NodeId) leader = a.From;
 
         _log = log;
+        _roleBeforeLog = null;   // entries below the answers' logs were never seen here
         _promised = promised;
         _maxSeenRound = Math.Max(_maxSeenRound, promised.Round);
         _commit = Math.Clamp(commit, first - 1, log.LastIndex);

@@ -191,7 +191,7 @@ public sealed partial class ConsensusNode
     public void Compact(long index)
     {
         if (index > _applied) throw new ArgumentOutOfRangeException(nameof(index), $"cannot compact through {index}: only {_applied} applied");
-        _log.CompactThrough(index);
+        CompactLog(index);
     }
 
     /// <summary>
@@ -203,7 +203,7 @@ public sealed partial class ConsensusNode
         if (index <= _applied) return;
         if (_role == ConsensusRole.Leader) throw new InvalidOperationException("a leader cannot install a snapshot");
         if (_role != ConsensusRole.Follower) { _role = ConsensusRole.Follower; _leaderId = 0; }   // abandon the campaign
-        _log.CompactThrough(index);
+        CompactLog(index);
         _commit = Math.Max(_commit, index);
         _acceptedThrough = Math.Max(_acceptedThrough, index);
         _applied = _delivered = index;
@@ -273,7 +273,7 @@ public sealed partial class ConsensusNode
         if (_followLeaderCompaction)
         {
             long target = Math.Min(m.LogStart - 1, _applied);
-            if (target >= _log.FirstIndex) _log.CompactThrough(target);
+            if (target >= _log.FirstIndex) CompactLog(target);
         }
         Send(new Message { Type = MessageType.Accepted, From = Id, To = m.From, Ballot = _promised, Index = _acceptedThrough, Reject = gap });
         ReportState();
@@ -305,6 +305,7 @@ public sealed partial class ConsensusNode
     private void OnPrepare(Message m)
     {
         if (m.Ballot < _promised) { SendNack(m.From); return; }
+        if (!MayLead(m.From)) return;   // no promise to a node whose VM the latest ROLE entry left behind
         if (m.Ballot > _promised)
         {
             StepDown(m.Ballot, leaderId: 0);
@@ -323,10 +324,11 @@ public sealed partial class ConsensusNode
     private void OnPreVote(Message m)
     {
         if (m.Ballot <= _promised) { SendNack(m.From); return; }
-        // Refuse while a leader is alive: a node cut off from the leader alone must not depose it.
+        // Refuse while a leader is alive (a node cut off from the leader alone must not depose it), and refuse a
+        // node whose VM the latest ROLE entry left behind (ConsensusNode.Eligibility.cs).
         bool leaderAlive = _role == ConsensusRole.Leader ||
                            (_leaderId != 0 && _now - _lastHeardLeader < _config.ElectionMinTicks);
-        Send(new Message { Type = MessageType.PreVoteReply, From = Id, To = m.From, Ballot = m.Ballot, Reject = leaderAlive });
+        Send(new Message { Type = MessageType.PreVoteReply, From = Id, To = m.From, Ballot = m.Ballot, Reject = leaderAlive || !MayLead(m.From) });
     }
 
     private void OnNack(Message m)

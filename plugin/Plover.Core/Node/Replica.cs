@@ -24,7 +24,8 @@ namespace Plover.Node;
 /// <item>Failover: a backup elected leader is promoted when it applies its own ROLE entry (so it has applied
 ///   everything committed before its election, and knows whether it was dropped): output released, MAC announced,
 ///   idle trigger started. A deposed primary is fenced at once (no release can follow), then stops its VM, discards
-///   what it held and rejoins as a joining backup.</item>
+///   what it held and rejoins as a joining backup. A primary that only lost its quorum (nobody need have replaced
+///   it) discards what it held but keeps its VM as a standby backup that may be elected again.</item>
 /// <item>Joining: a backup without a valid state (restarted, or deposed, or dropped by a ROLE entry) does not campaign
 ///   and injects nothing; it waits for the primary's next sync (always full; the primary learns of it when the sync
 ///   link connects), takes the cut from the primary, and is a backup again once that sync applied.</item>
@@ -56,7 +57,7 @@ public sealed class Replica : IDisposable
     private long _skipThrough;        // entries up to here are covered by a joined state: not applied
     private ulong _inputDigest;       // chain over (index, payload) of every INPUT injected
     private long _outputReports, _outputReportsAtCut;
-    private bool _demoteWhenIdle;
+    private Action? _demoteWhenIdle;   // a demotion that waits for the sync in flight to end
 
     // Shared state (volatile or interlocked).
     private ulong _lastSyncEpoch;
@@ -427,7 +428,7 @@ public sealed class Replica : IDisposable
                 FinishReprotection();
             else if (!completed && !_joining && !_fenced)
                 ResumeAfterAbort();
-            if (_demoteWhenIdle) { _demoteWhenIdle = false; BecomeJoining("deposed"); return; }
+            if (_demoteWhenIdle is { } demote) { _demoteWhenIdle = null; demote(); return; }
             Drain();
         });
     }
@@ -530,7 +531,42 @@ public sealed class Replica : IDisposable
         Guard.Fence($"deposed: no longer leader of ballot {fence.Ballot} ({fence.Reason})");
         _fenced = true;   // after the guard: IsFenced true means nothing can be released any more
         Event($"fenced in ballot {fence.Ballot}: {fence.Reason}");
-        if (!_disposed) _host.Main.Post(() => BecomeJoining($"deposed as leader of ballot {fence.Ballot}"));
+        if (_disposed) return;
+        if (fence.Reason == FenceReason.LostQuorum)
+            _host.Main.Post(() => BecomeStandby($"lost its quorum as leader of ballot {fence.Ballot}"));
+        else
+            _host.Main.Post(() => BecomeJoining($"deposed as leader of ballot {fence.Ballot}"));
+    }
+
+    /// <summary>
+    /// MAIN thread: a primary that lost its quorum. Nobody need have replaced it (if it ran alone, nobody could: the
+    /// ROLE entry that dropped its backup bars that node from leading), and its VM has applied every entry it knows
+    /// to be committed. So it stays a backup with its VM state and may campaign: elected again, it serves on at its own
+    /// ROLE entry; a ROLE entry naming another primary makes it join as usual. Held output is discarded either way.
+    /// </summary>
+    private void BecomeStandby(string why)
+    {
+        if (_role != ReplicaRole.Primary || _joining || _disposed) return;
+        if (_syncing)
+        {
+            _demoteWhenIdle = () => BecomeStandby(why);
+            Engine.Connection?.Dispose();   // the sync in flight aborts; SyncDone comes back here
+            return;
+        }
+        _idle?.Dispose();
+        _idle = null;
+        Guard.Demote();
+        _role = ReplicaRole.Backup;
+        Engine.SetRole(SyncRole.Backup);
+        Engine.Connection?.Dispose();   // the link to its backup: whoever leads next syncs that node as a joining one
+        _runsAlone = false;
+        _backupId = 0;
+        _fenced = false;
+        ResumeAfterAbort();   // a sync this primary aborted may have left the VM stopped; its RAM is intact
+        Interlocked.Increment(ref _demotions);
+        Event($"standby: {why}");
+        _log($"replica {_driver.SelfId}: {why}: its held output is discarded; it keeps its VM as a standby backup " +
+             "and may be elected again (a new primary's ROLE entry makes it join instead)");
     }
 
     /// <summary>MAIN thread: this replica's VM state is no longer usable (deposed, or dropped as backup): stop the
@@ -540,7 +576,7 @@ public sealed class Replica : IDisposable
         if (_joining || _disposed) return;
         if (_syncing)
         {
-            _demoteWhenIdle = true;
+            _demoteWhenIdle = () => BecomeJoining(why);
             Engine.Connection?.Dispose();   // the sync in flight aborts; SyncDone comes back here
             return;
         }
