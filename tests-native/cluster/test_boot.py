@@ -1,9 +1,10 @@
 """Replicated boots, many times: every one must reach a serving guest.
 
 Each boot is a fresh three-node cluster (tests-native/cluster/plover_cluster.py) whose guest must answer redis
-PING within PLOVER_BOOT_BOUND_S seconds. A boot fails when a QEMU exits (an abort such as
-`iotlb_to_section: Assertion ... failed`), when either guest's console reports an RCU stall or a soft lockup, or
-when the guest never serves. All boots run; the test then fails naming each failed boot, its kind and the evidence.
+PING within PLOVER_BOOT_BOUND_S seconds. A boot fails when a QEMU exits (an abort such as `iotlb_to_section:
+Assertion ... failed`, or QEMU stopping itself because the cluster did not form), when either guest's console
+reports an RCU stall or a soft lockup, or when the guest never serves. All boots run; the test then fails naming
+each failed boot, its kind and the evidence.
 
 Run by ctest (e2e.Boots) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
 PLOVER_BOOTS (default 5) sets the number of boots; PLOVER_KEEP_TEST_DIRS=1 keeps every boot's logs (a failed
@@ -57,10 +58,15 @@ def boot_once(work):
         while time.time() - t0 < BOUND_S:
             for n in vms + [cluster.nodes[3]]:
                 if n.proc is not None and not n.alive():
-                    err = n.stderr()
-                    return ("qemu-abort" if n.role != "witness" else "witness-exit",
-                            f"node {n.id} exited with {n.proc.returncode}: "
-                            f"{' | '.join(abort_lines(err)) or err.strip()[-600:]}", time.time() - t0)
+                    err, rc = n.stderr(), n.proc.returncode
+                    aborts = abort_lines(err)
+                    if n.role == "witness":
+                        kind = "witness-exit"
+                    else:   # a signal (abort, segfault) or its message; else QEMU stopped itself (fenced)
+                        kind = "qemu-abort" if rc < 0 or aborts else "qemu-exit"
+                    last = [line for line in err.strip().splitlines() if "plover: fenced" in line] or \
+                        err.strip().splitlines()[-1:]
+                    return kind, f"node {n.id} exited with {rc}: {' | '.join(aborts or last)}", time.time() - t0
             for n in vms:
                 stalls = stall_lines(n.serial())
                 if stalls:
