@@ -9,8 +9,9 @@ namespace Plover.Cli;
 /// <c>plover status --config FILE [--json] [--timeout-ms MS]</c>: asks every node of the cluster what it is doing,
 /// over its consensus port, authenticating with the cluster key as an observer, and prints one line per node:
 /// role, term, leader, commit index, lag behind the primary, last sync, protected or not, and what is wrong.
-/// Exit code: 0 when a primary leads with a synced backup (protected), 1 when the cluster is unprotected (no
-/// primary, the primary runs alone, a node is unreachable or not synced), 2 on usage or config errors.
+/// Exit code: 0 when a primary leads with a synced backup and every node can vote (protected), 1 when the cluster is
+/// unprotected (no primary, the primary runs alone, a node is unreachable, recovering or not synced), 2 on usage or
+/// config errors.
 /// </summary>
 internal static class StatusCommand
 {
@@ -33,10 +34,18 @@ internal static class StatusCommand
         }).ToList();
 
         var primary = answers.Where(a => a.Status is { Role: "primary", Fenced: false }).Select(a => a.Status!).MaxBy(s => s.Term);
-        bool isProtected = primary is { Protected: true } &&
-                           answers.Any(a => a.Node.Id == primary.BackupId && a.Status is { Role: "backup" });
+        bool synced = primary is { Protected: true } &&
+                      answers.Any(a => a.Node.Id == primary.BackupId && a.Status is { Role: "backup" });
+        // A failover needs a majority that can vote: a node that is unreachable, or still recovering its consensus
+        // state after a restart, leaves a synced pair unable to survive the loss of the primary.
+        var cannotVote = answers.Where(a => a.Status is null or { ConsensusRole: "" or "recovering" })
+            .Select(a => $"node {a.Node.Id} {(a.Status is null ? "is unreachable" : a.Status.ConsensusRole == "" ? "is starting" : "is recovering its consensus state")}")
+            .ToList();
+        bool isProtected = synced && cannotVote.Count == 0;
         string verdict = primary is null ? "UNPROTECTED: no primary"
             : isProtected ? $"protected: node {primary.NodeId} is primary in term {primary.Term}, node {primary.BackupId} its backup"
+            : synced ? $"UNPROTECTED: node {primary.NodeId} is primary in term {primary.Term} with backup {primary.BackupId}, but " +
+                       $"{string.Join(" and ", cannotVote)}: losing the primary now would stop the service"
             : $"UNPROTECTED: node {primary.NodeId} is primary in term {primary.Term} {(primary.Problem.Length > 0 ? $"({primary.Problem})" : "without a synced backup")}";
 
         if (cl.Flag("json"))
@@ -47,6 +56,8 @@ internal static class StatusCommand
             j.WriteString("cluster", config.Cluster);
             j.WriteBoolean("protected", isProtected);
             j.WriteString("verdict", verdict);
+            // every byte the answering nodes sent, over all channels (each byte sent is also received by a peer)
+            j.WriteNumber("bytesSent", answers.Sum(a => a.Status?.Traffic.Sum(t => t.SentBytes) ?? 0));
             j.WriteStartArray("nodes");
             foreach (var (node, s, error) in answers)
             {
@@ -67,6 +78,22 @@ internal static class StatusCommand
                     j.WriteBoolean("protected", s.Protected);
                     j.WriteBoolean("fenced", s.Fenced);
                     j.WriteString("problem", s.Problem);
+                    j.WriteString("consensusRole", s.ConsensusRole);
+                    j.WriteNumber("bytesSent", s.Traffic.Sum(t => t.SentBytes));
+                    j.WriteNumber("bytesReceived", s.Traffic.Sum(t => t.ReceivedBytes));
+                    j.WriteStartArray("traffic");
+                    foreach (var t in s.Traffic)
+                    {
+                        j.WriteStartObject();
+                        j.WriteString("channel", t.Channel);
+                        j.WriteString("kind", t.Kind);
+                        j.WriteNumber("sentBytes", t.SentBytes);
+                        j.WriteNumber("sentFrames", t.SentFrames);
+                        j.WriteNumber("receivedBytes", t.ReceivedBytes);
+                        j.WriteNumber("receivedFrames", t.ReceivedFrames);
+                        j.WriteEndObject();
+                    }
+                    j.WriteEndArray();
                 }
                 j.WriteEndObject();
             }

@@ -2,8 +2,8 @@
 
 A client in its own namespace writes keys without pause (several connections, each write retried on a new
 connection until redis acknowledges it). Then, on one cluster, in turn: kill -9 of the primary, of the backup, of
-the witness, a partition of each node from the other two, and the old primary coming back, each followed by the
-restart (or heal) that brings the cluster back to protected. After every fault the test asserts that the service
+the witness, a partition of each node from the other two, a restart of the witness while the primary runs alone,
+and the old primary coming back, each followed by the restart (or heal) that brings the cluster back to protected. After every fault the test asserts that the service
 answers again and measures the client-visible gap; at the end, that every acknowledged write is readable, that no
 term had two nodes releasing output, and that `plover status` says protected.
 
@@ -246,6 +246,32 @@ class Failover(unittest.TestCase):
             self.report.append(f"partition of the {victim} (node {target.id}): service back, longest client stall "
                                f"{stall / 1000:.0f} ms")
             self.wait_protected()
+
+    def test_4b_restart_the_witness_while_the_primary_runs_alone(self):
+        """The witness comes back without its consensus memory while the primary runs alone (backup dead). Only the
+        primary may lead then, so its answer lets the witness recover; the primary, which lost its quorum while the
+        witness was down, is elected again and serves the same state. Then the backup rejoins."""
+        primary = self.primary()
+        backup = self.node(3 - primary.id)
+        backup.kill(signal.SIGKILL)
+        deadline = time.time() + 60
+        while time.time() < deadline and not primary.admin("replica")["runsAlone"]:
+            time.sleep(0.05)
+        self.assertTrue(primary.admin("replica")["runsAlone"], "the primary never dropped its dead backup")
+        t0 = int(time.time() * 1e6)
+        self.node(3).kill(signal.SIGKILL)
+        time.sleep(2)   # several election timeouts: the primary loses its quorum and stops serving
+        self.assertIsNotNone(self.event_time(primary, "standby: lost its quorum", t0), "the primary kept leading alone")
+        t_restart = int(time.time() * 1e6)
+        self.cluster.start_node(3)
+        self.wait_role(primary, "primary", timeout=120)
+        first, stall = self.service_back("restart of the witness while the primary runs alone", t_restart)
+        self.report.append(f"witness restarted without memory while the primary ran alone: node {primary.id} (standby "
+                           f"after losing its quorum) serves again; first write {(first - t_restart) / 1000:.0f} ms "
+                           f"after the witness was started, longest client stall {stall / 1000:.0f} ms")
+        self.cluster.start_node(backup.id)
+        self.wait_role(backup, "backup", timeout=180)
+        self.wait_protected()
 
     def test_5_every_acknowledged_write_survived_and_no_term_had_two_primaries(self):
         time.sleep(1)

@@ -99,8 +99,8 @@ public sealed class ConsensusDriver : IDisposable
     /// <summary>Set if the consensus thread died of a bug (logged as FATAL); the node then takes no further part.</summary>
     public Exception? Failure => _failure;
     public long CommitIndex => Volatile.Read(ref _commitIndex);
-    /// <summary>True while this node started a fresh cluster and nothing has happened in it yet (nothing accepted,
-    /// still ballot 1): what the start-up probe of a restarting peer asks.</summary>
+    /// <summary>True while this node started a fresh cluster and nothing is committed in it yet (still ballot 1):
+    /// what the start-up probe of a starting or restarting peer asks.</summary>
     public bool IsFresh => _fresh;
     /// <summary>True while this node, started without consensus memory, rebuilds it from the others: it does not vote yet.</summary>
     public bool IsRecovering => _recovering;
@@ -401,7 +401,10 @@ public sealed class ConsensusDriver : IDisposable
         _node.Advance();
         Volatile.Write(ref _commitIndex, _node.CommitIndex);
         Volatile.Write(ref _lastIndex, _node.LastIndex);
-        if (_fresh && (_node.LastIndex > 0 || _node.Ballot.Round > 1)) _fresh = false;
+        // Fresh until something is committed: a peer still deciding how to start may then take the fresh-cluster
+        // ballot too, instead of joining as a node without memory that has to recover before it votes (two such
+        // nodes would wait for each other's answers while the new primary proposes its first inputs).
+        if (_fresh && (_node.CommitIndex > 0 || _node.Ballot.Round > 1)) _fresh = false;
     }
 
     /// <summary>Stops the consensus thread (idempotent). The transport is the caller's to dispose.</summary>
