@@ -10,7 +10,8 @@
 # Expensive results are cached outside the repository, keyed by what produced them:
 #   $PLOVER_CACHE (default /var/cache/plover)/qemu-<key>/  the QEMU binary (key: source version, patches, ABI header)
 #   $PLOVER_CACHE/guest-<key>/                            kernel + initramfs (key: kernel, init script)
-# Repository-local outputs go to out/ (libraries, CLI, native test build) and artifacts/ (benchmark JSON).
+# Repository-local outputs go to out/ (libraries, CLI, native test build) and artifacts/ (benchmark JSON); the
+# library and CLI are published again only when their inputs changed (out/lib/.key).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -130,9 +131,24 @@ dotnet_env() {
   export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 }
 
+# Everything the library and the CLI are built from (sources, projects, proto, ABI header, SDK version).
+library_key() {
+  { dotnet --version
+    cd "$ROOT" && find plugin proto interop Directory.Build.props -type f -not -path '*/bin/*' -not -path '*/obj/*' \
+      \( -name '*.cs' -o -name '*.csproj' -o -name '*.proto' -o -name '*.h' -o -name '*.props' -o -name '*.json' \) |
+      LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16
+}
+
 setup_library() {
   dotnet_env
   mkdir -p "$OUT/lib" "$OUT/bin"
+  local key
+  key=$(library_key)
+  if [ -f "$OUT/lib/.key" ] && [ "$(cat "$OUT/lib/.key")" = "$key" ] && [ -x "$OUT/bin/plover" ] &&
+     [ -f "$OUT/lib/libplover.so" ] && [ -f "$OUT/lib/libplover.x86-64-v3.so" ] && [ -f "$OUT/lib/libplover.x86-64-v4.so" ]; then
+    return 0   # published from these very inputs already
+  fi
+  rm -f "$OUT/lib/.key"
   log "publishing libplover.so (NativeAOT: x86-64-v2, v3 and v4 variants) and the plover CLI"
   # One intermediate directory per instruction-set variant so that each really gets its own native compile.
   local variant ilc
@@ -149,6 +165,7 @@ setup_library() {
   dotnet publish "$ROOT/plugin/Plover.Cli/Plover.Cli.csproj" -c Release -nologo -v:q -o "$OUT/publish-cli" \
     > "$OUT/publish-cli.log" 2>&1 || { tail -30 "$OUT/publish-cli.log"; die "dotnet publish of the plover CLI failed"; }
   cp "$OUT/publish-cli/plover" "$OUT/bin/plover"
+  echo "$key" > "$OUT/lib/.key"
 }
 
 # ---------------------------------------------------------------- guest image
