@@ -118,7 +118,7 @@ public sealed class ReplicaNode : IDisposable
             }, _host, driver);
             var identity = TcpTransportOptions.FromConfig(_config, _self.Id, _log).Identity;
             var link = new ReplicaSyncLink(replica.Engine, identity, _peer.Id, _syncEndpoint(_self), _syncEndpoint(_peer),
-                TimeSpan.FromSeconds(5), _log);
+                TimeSpan.FromSeconds(5), _log, _transport.Traffic);
             _driver = driver;
             _replica = replica;
             _link = link;
@@ -169,12 +169,16 @@ public sealed class ReplicaNode : IDisposable
         return problems.Count == 0 ? null : string.Join("; ", problems);
     }
 
+    /// <summary>Every frame this node sent and received (consensus, sync link, observers).</summary>
+    public Metrics.WireTraffic Traffic => _transport.Traffic;
+
     /// <summary>What this node tells peers and observers (<c>plover status</c>).</summary>
     public NodeStatus Status()
     {
         var driver = _driver;
         var replica = _replica;
         var s = new NodeStatus { NodeId = _self.Id };
+        s.Traffic.AddRange(_transport.Traffic.ToWire());
         if (driver is null || replica is null)
         {
             s.Role = "starting";

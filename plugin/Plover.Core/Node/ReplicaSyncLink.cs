@@ -20,6 +20,7 @@ public sealed class ReplicaSyncLink : IDisposable
     private readonly Socket? _listener;
     private readonly TimeSpan _timeout;
     private readonly Action<string> _log;
+    private readonly Metrics.WireTraffic? _wire;
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _stop = new();
     private volatile string? _lastError;
@@ -27,8 +28,9 @@ public sealed class ReplicaSyncLink : IDisposable
 
     /// <param name="listen">This node's own sync endpoint; listened on only when this node accepts (higher id).</param>
     public ReplicaSyncLink(SyncEngine engine, ClusterIdentity self, int peerId, IPEndPoint listen, IPEndPoint peerEndpoint,
-                           TimeSpan timeout, Action<string> log)
+                           TimeSpan timeout, Action<string> log, Metrics.WireTraffic? wire = null)
     {
+        _wire = wire;
         _engine = engine;
         _self = self;
         _peerId = peerId;
@@ -74,8 +76,8 @@ public sealed class ReplicaSyncLink : IDisposable
                 // Accept only once a connection waits: an accept that timed out would stay pending and swallow the next one.
                 if (!Dials && !_listener!.Poll(200_000, SelectMode.SelectRead)) continue;
                 var connection = Dials
-                    ? SyncConnection.Connect(_peerEndpoint, _self, _peerId, _timeout)
-                    : SyncConnection.Accept(_listener!, _self, _timeout);
+                    ? SyncConnection.Connect(_peerEndpoint, _self, _peerId, _timeout, _wire)
+                    : SyncConnection.Accept(_listener!, _self, _timeout, _wire);
                 if (connection.PeerId != _peerId)
                 {
                     _log($"sync link {_self.SelfId}: node {connection.PeerId} connected, expected node {_peerId}; refused");

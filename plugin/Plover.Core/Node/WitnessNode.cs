@@ -84,8 +84,7 @@ public sealed class WitnessNode : IDisposable
     public NodeStatus Status()
     {
         var d = _driver;
-        if (d is null) return new NodeStatus { NodeId = Self.Id, Role = "starting", Fresh = Mode != StartMode.Join, Problem = "starting" };
-        return new NodeStatus
+        var s = d is null ? new NodeStatus { NodeId = Self.Id, Role = "starting", Fresh = Mode != StartMode.Join, Problem = "starting" } : new NodeStatus
         {
             NodeId = Self.Id, Role = "witness", Term = d.Ballot.Round, BallotNode = d.Ballot.NodeId, LeaderId = d.LeaderId,
             ConsensusRole = d.RoleName, CommitIndex = d.CommitIndex, LastIndex = d.LastIndex,
@@ -93,6 +92,8 @@ public sealed class WitnessNode : IDisposable
             Problem = d.IsRecovering ? "recovering its consensus state: waits for an answer from every other node"
                 : d.LeaderId == 0 ? "no leader known" : "",
         };
+        s.Traffic.AddRange(Transport.Traffic.ToWire());
+        return s;
     }
 
     public void Dispose()

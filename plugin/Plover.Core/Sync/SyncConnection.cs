@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Plover.Metrics;
 using Plover.Transport;
 
 namespace Plover.Sync;
@@ -27,9 +28,11 @@ public sealed class SyncConnection : IDisposable
     private int _pendingConsume;
     private volatile bool _closed;
 
-    private SyncConnection(Socket socket, ClusterIdentity self, int expectedPeer, TimeSpan timeout)
+    private SyncConnection(Socket socket, ClusterIdentity self, int expectedPeer, TimeSpan timeout, WireTraffic? wire)
     {
         _socket = socket;
+        _reader.Stats = _writer.Stats = wire;
+        _reader.Channel = _writer.Channel = WireChannel.SyncLink;
         socket.NoDelay = true;
         socket.SendBufferSize = SocketBufferBytes;
         socket.ReceiveBufferSize = SocketBufferBytes;
@@ -63,7 +66,7 @@ public sealed class SyncConnection : IDisposable
     }
 
     /// <summary>Dials peerId at endpoint and authenticates (only a lower node id dials a higher one).</summary>
-    public static SyncConnection Connect(IPEndPoint endpoint, ClusterIdentity self, int peerId, TimeSpan timeout)
+    public static SyncConnection Connect(IPEndPoint endpoint, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -81,15 +84,15 @@ public sealed class SyncConnection : IDisposable
             socket.Dispose();
             throw;
         }
-        return new SyncConnection(socket, self, peerId, timeout);
+        return new SyncConnection(socket, self, peerId, timeout, wire);
     }
 
     /// <summary>Accepts one connection on listener and authenticates it (a HandshakeException names the reason to refuse).</summary>
-    public static SyncConnection Accept(Socket listener, ClusterIdentity self, TimeSpan timeout)
+    public static SyncConnection Accept(Socket listener, ClusterIdentity self, TimeSpan timeout, WireTraffic? wire = null)
     {
         var accept = listener.AcceptAsync();
         if (!accept.Wait(timeout)) throw new SyncConnectionException("no sync connection arrived in time");
-        return new SyncConnection(accept.Result, self, 0, timeout);
+        return new SyncConnection(accept.Result, self, 0, timeout, wire);
     }
 
     /// <summary>Bytes this body occupies on the wire as a frame (header and MAC included).</summary>

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Plover.Metrics;
 
 namespace Plover.Transport;
 
@@ -27,6 +28,9 @@ public sealed class FrameReader
     public int MaxFrameBytes => _auth is null ? FrameFormat.MaxHandshakeFrameBytes : _maxFrameBytes;
     public ulong ExpectedSeq => _expectedSeq;
     public string? Error { get; private set; }
+    /// <summary>Where every verified frame is counted (null: not counted), and as which channel.</summary>
+    public WireTraffic? Stats { get; set; }
+    public WireChannel Channel { get; set; }
 
     /// <summary>From now on frames must carry sequence numbers 1, 2, 3... and a valid MAC under auth.</summary>
     public void Authenticate(FrameAuthenticator auth)
@@ -76,6 +80,7 @@ public sealed class FrameReader
         if (_auth is not null) _expectedSeq++;
         frame = new Frame((FrameType)type, seq, body, header, tail);
         consumed = total;
+        Stats?.Received(Channel, WireTraffic.Classify((FrameType)type, body), total);
         return FrameStatus.Complete;
     }
 

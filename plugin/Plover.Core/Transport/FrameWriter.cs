@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Plover.Metrics;
 
 namespace Plover.Transport;
 
@@ -17,6 +18,9 @@ public sealed class FrameWriter
 
     public bool IsAuthenticated => _auth is not null;
     public ulong NextSeq => _nextSeq;
+    /// <summary>Where every frame written is counted (null: not counted), and as which channel.</summary>
+    public WireTraffic? Stats { get; set; }
+    public WireChannel Channel { get; set; }
 
     public void Authenticate(FrameAuthenticator auth)
     {
@@ -68,6 +72,8 @@ public sealed class FrameWriter
 
     private void Finish(Span<byte> frame)
     {
+        int macSize = _auth is null ? 0 : FrameFormat.MacSize;
+        Stats?.Sent(Channel, WireTraffic.Classify((FrameType)frame[4], frame[FrameFormat.HeaderSize..^macSize]), frame.Length);
         if (_auth is null) return;
         int signed = frame.Length - FrameFormat.MacSize;
         _auth.Sign(_nextSeq, frame[..signed], frame[signed..]);

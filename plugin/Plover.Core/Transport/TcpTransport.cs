@@ -38,10 +38,13 @@ public sealed class TcpTransport : ITransport
         _peers = options.Endpoints.Keys.Where(id => id != _self.SelfId).Order().ToArray();
         _connections = new TcpConnection?[options.Endpoints.Keys.Max() + 1];
         _problems = new string?[_connections.Length];
+        Traffic = options.Traffic ?? new Metrics.WireTraffic();
     }
 
     public int SelfId => _self.SelfId;
     public IReadOnlyList<int> Peers => _peers;
+    /// <summary>Every frame this node sent and received on its consensus port (peers and observers).</summary>
+    public Metrics.WireTraffic Traffic { get; }
     /// <summary>The bound listening address (useful with port 0).</summary>
     public IPEndPoint? LocalEndpoint => _listener?.LocalEndPoint as IPEndPoint;
 
@@ -190,12 +193,13 @@ public sealed class TcpTransport : ITransport
         {
             socket.NoDelay = true;
             socket.SendTimeout = (int)_options.HandshakeTimeout.TotalMilliseconds;
-            var reader = new FrameReader(_options.MaxFrameBytes);
-            var writer = new FrameWriter(_options.MaxFrameBytes);
+            var reader = new FrameReader(_options.MaxFrameBytes) { Stats = Traffic, Channel = Metrics.WireChannel.Consensus };
+            var writer = new FrameWriter(_options.MaxFrameBytes) { Stats = Traffic, Channel = Metrics.WireChannel.Consensus };
             var result = Handshake.Run(socket, recv, reader, writer, _self, expectedPeer, _options.HandshakeTimeout,
                 allowObserver: expectedPeer == 0);
             if (result.PeerId == Handshake.ObserverId)
             {
+                reader.Channel = writer.Channel = Metrics.WireChannel.Observer;
                 ObserverLink.Serve(socket, recv, reader, writer, result, ObserverStatus, _options.HandshakeTimeout);
                 socket.Shutdown(SocketShutdown.Both);
                 socket.Dispose();

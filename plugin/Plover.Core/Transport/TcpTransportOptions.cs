@@ -22,6 +22,8 @@ public sealed class TcpTransportOptions
     /// <summary>Most connections in the handshake at once (an unauthenticated flood cannot exhaust threads).</summary>
     public int MaxPendingHandshakes { get; init; } = 16;
     public Action<string> Log { get; init; } = _ => { };
+    /// <summary>Where this node's frames are counted (the sync link counts into the same one); null: a new one.</summary>
+    public Metrics.WireTraffic? Traffic { get; init; }
 
     /// <summary>Options for node selfId of a cluster config (reads the key file: throws ConfigException if it is bad).</summary>
     public static TcpTransportOptions FromConfig(ClusterConfig config, int selfId, Action<string>? log = null)

@@ -29,6 +29,7 @@ internal sealed unsafe class QemuReplicaNode
     public ConsensusDriver? Driver => _node.Driver;
     public StartMode? Mode => _node.Mode;
     public Plover.Wire.NodeStatus Status() => _node.Status();
+    public Plover.Metrics.WireTraffic Traffic => _node.Traffic;
     public IGuestMemory Memory => _replicaHost.Memory;
     public bool SyncLinkConnected => _node.SyncLinkConnected;
     public string? ReadinessProblem() => _node.ReadinessProblem();
