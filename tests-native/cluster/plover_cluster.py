@@ -353,6 +353,22 @@ class Cluster:
         return json.loads(self.client("python3", os.path.join(here, "redis_check.py"), args[0], GUEST_IP,
                                       *map(str, args[1:]), timeout=timeout))
 
+    def status(self, timeout=60):
+        """`plover status --json` from the client namespace (an operator's machine on the cluster's network):
+        (exit code, the JSON report, stderr)."""
+        r = subprocess.run(["ip", "netns", "exec", self.client_ns, self.env["PLOVER_CLI"], "status", "--config",
+                            self.config_path, "--json"], capture_output=True, text=True, timeout=timeout)
+        return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}, r.stderr
+
+    def traffic(self):
+        """Bytes every reachable node has sent so far by (channel, kind), summed over the nodes (whole frames)."""
+        totals = {}
+        for node in self.status()[1].get("nodes", []):
+            for t in node.get("traffic", []):
+                key = (t["channel"], t["kind"])
+                totals[key] = totals.get(key, 0) + t["sentBytes"]
+        return totals
+
     def client_popen(self, *cmd, **kw):
         p = subprocess.Popen(["ip", "netns", "exec", self.client_ns, *cmd], **kw)
         self._bg.append(p)

@@ -10,7 +10,6 @@ term had two nodes releasing output, and that `plover status` says protected.
 Run by ctest (e2e.Failover) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
 PLOVER_FAILOVER_ROUNDS (default 2) repeats the kill-the-primary round. PLOVER_KEEP_TEST_DIRS=1 keeps the logs.
 """
-import json
 import os
 import shutil
 import signal
@@ -137,10 +136,7 @@ class Failover(unittest.TestCase):
         return None
 
     def status(self):
-        # from the client's namespace: an operator's machine on the cluster's network
-        r = subprocess.run(["ip", "netns", "exec", self.cluster.client_ns, self.cluster.env["PLOVER_CLI"], "status",
-                            "--config", self.cluster.config_path, "--json"], capture_output=True, text=True, timeout=60)
-        return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}, r.stderr
+        return self.cluster.status()
 
     def wait_protected(self, timeout=180):
         deadline, last = time.time() + timeout, None

@@ -75,6 +75,19 @@ class ReplicatedRedis(unittest.TestCase):
         self.assertGreater(p["syncsCompleted"], 10, p)
         self.assertGreater(p["framesStolen"], 1000, p)
 
+    def test_1b_every_byte_on_the_wire_is_counted_by_channel_and_kind(self):
+        traffic = self.cluster.traffic()
+        p = self.primary().admin("replica")
+        # the primary sent every input to both followers as log entries, and the pages and hashes of its syncs
+        self.assertGreater(traffic.get(("consensus", "entries"), 0), 0, traffic)
+        self.assertGreater(traffic.get(("synclink", "bitmaps"), 0), 0, traffic)
+        self.assertGreater(traffic.get(("synclink", "pages"), 0), 0, traffic)
+        self.assertGreater(p["bytesSent"], p["framesStolen"] * 60, "every stolen frame travels at least once as an entry")
+        # what the two replicas' sync links carried: each byte one sent, the other received
+        b = self.backup().admin("replica")
+        link = lambda r, field: sum(t[field] for t in r["traffic"] if t["channel"] == "synclink")
+        self.assertAlmostEqual(link(p, "sentBytes"), link(b, "receivedBytes"), delta=64 << 20)
+
     def test_2_the_backup_applied_every_input_in_the_same_order(self):
         compared, bad = checks.compare_input_order(self.primary(), self.backup())
         self.assertGreater(compared, 10, "too few syncs to compare")

@@ -49,6 +49,7 @@ def main():
                   f"{r['syncsCompleted']} syncs so far (the first is a full sync of both booted guests)")
         first_epoch = primary.admin("replica")["lastSyncEpoch"]
         primary.admin("metrics-reset")
+        traffic_before = cluster.traffic()
 
         print(f"\nclient: redis-benchmark -t SET -P 16 -r 100000 for about {seconds:.0f} s ...")
         requests, start = 0, time.time()
@@ -59,6 +60,7 @@ def main():
             requests += 20000
             rates.append(out.strip().splitlines()[-1])
         elapsed = time.time() - start
+        traffic = {k: v - traffic_before.get(k, 0) for k, v in cluster.traffic().items()}
         written = cluster.redis_check("write", "demo", 1000)
         read = cluster.redis_check("verify", "demo", 1000)
         p_status = primary.admin("replica")
@@ -96,12 +98,19 @@ def main():
         print(f"\nconsensus (INPUT entries, proposal to commit on the primary, {lat['count']} entries): "
               f"p50 {lat['p50']:.0f} us, p99 {lat['p99']:.0f} us, p99.9 {lat['p999']:.0f} us, max {lat['max']} us")
 
-        plover_bytes = sum(s["wire"]["total"] for s in syncs)
+        plover_bytes = sum(v for (channel, _), v in traffic.items() if channel != "observer")
+        by_channel = {}
+        for (channel, kind), v in sorted(traffic.items(), key=lambda kv: -kv[1]):
+            if channel != "observer" and v > 0:
+                by_channel.setdefault(channel, []).append(f"{kind} {mib(v):.1f}")
         remus_bytes = sum(s["localDirty"] * PAGE + s["deviceStateBytes"] for s in syncs)
-        print(f"\nreplication bytes during the load: Plover {mib(plover_bytes):.1f} MiB "
-              f"({plover_bytes / max(requests, 1):.0f} B per request); Remus-style checkpointing would have sent every "
-              f"page the primary dirtied plus the device state: {mib(remus_bytes):.1f} MiB "
-              f"({remus_bytes / max(requests, 1):.0f} B per request), {remus_bytes / max(plover_bytes, 1):.1f}x more")
+        print(f"\nbytes the three nodes sent during the load (whole frames, every channel but observers): "
+              f"{mib(plover_bytes):.1f} MiB ({plover_bytes / max(requests, 1):.0f} B per request)")
+        for channel, kinds in by_channel.items():
+            print(f"  {channel}: " + ", ".join(kinds) + " MiB")
+        print(f"Remus-style checkpointing would have sent every page the primary dirtied plus the device state (its "
+              f"inputs go to the primary only): {mib(remus_bytes):.1f} MiB ({remus_bytes / max(requests, 1):.0f} B "
+              f"per request), {remus_bytes / max(plover_bytes, 1):.2f}x Plover's")
 
         print("\nthe three promises, checked now:")
         compared, bad = checks.compare_input_order(primary, backup)
