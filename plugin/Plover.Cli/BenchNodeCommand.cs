@@ -14,15 +14,20 @@ namespace Plover.Cli;
 /// <summary>
 /// <c>plover bench-node</c>: a consensus node without a VM, for tests and benchmarks. It applies every committed
 /// entry to a running digest (CityHash64 over the previous digest, index, type and payload hash) and checks that
-/// each client's synthetic inputs arrive in order. Whenever it leads, it runs its workloads (once).
+/// each client's synthetic inputs arrive in order. Give the same workloads to both replicas: whichever leads runs
+/// the next one not done yet and commits its result to the log, so every node knows what is done and a new leader
+/// resumes where the old one stopped. The leader also names the other replica its backup in a ROLE entry (it has no
+/// VM to sync), so that either replica may lead after a failure.
 /// Lines on stdout, one event each (key=value, or JSON after RESULT):
 /// <code>
 ///   ROLE node=2 role=leader term=3 leader=2 unix_ns=...     on every role/ballot/leader change
 ///   STATUS node=2 role=... term=... commit=N applied=N inputs=N violations=N gaps=N digest=HEX from=1:100000,2:1000 ...
 ///          (violations: an index or a client's input out of order or twice; gaps: inputs lost with a deposed leader)
 ///   CHECKPOINT node=2 index=N digest=HEX                    every --checkpoint-every entries
-///   RESULT {json}                                           after each workload
-///   DONE name                                               after each workload
+///   RESULT {json}                                           when a workload's result commits (on every node;
+///                                                           "node" in the JSON names the leader that ran it)
+///   DONE name                                               right after its RESULT line
+///   WROTE path                                              once every result committed and --json is written
 /// </code>
 /// </summary>
 internal static class BenchNodeCommand
@@ -68,8 +73,14 @@ internal sealed class BenchNode
     private const long CompactEvery = 5_000;
     private const long RetainedEntries = 20_000;
     private volatile ActiveWorkload? _active;
-    private readonly List<string> _results = new();
     private int _workloadsFailed;
+    private int _runs;   // consensus workload runs on this node: each gets its own id, a rerun included
+
+    // Committed results, by workload index (consensus thread; read under _stateLock). A result is an input
+    // (BenchInput header: workload ResultMarker, client = workload index + 1) followed by its JSON.
+    private const int ResultMarker = -1;
+    private readonly string?[] _committedResults;
+    private long _resultSeq;
     private readonly Ping _pongParsed = new();
 
     public BenchNode(NodeHost host, List<BenchWorkload> workloads, int checkpointEvery, string? jsonPath)
@@ -80,6 +91,7 @@ internal sealed class BenchNode
         _workloads = workloads;
         _checkpointEvery = checkpointEvery;
         _jsonPath = jsonPath;
+        _committedResults = new string?[workloads.Count];
         _driver.Committed = OnCommitted;
         _driver.StateChanged = OnStateChanged;
         host.Dispatcher.Register(FrameType.Pong, OnPong);
@@ -133,6 +145,7 @@ internal sealed class BenchNode
     {
         long now = Stopwatch.GetTimestamp();
         ulong digest;
+        int done = -1;
         lock (_stateLock)
         {
             Span<byte> mix = stackalloc byte[25];
@@ -152,11 +165,22 @@ internal sealed class BenchNode
                 // uncommitted when their leader was deposed are lost (the client would retry); counted apart.
                 long last = _lastSeq.GetValueOrDefault(key);
                 if (seq <= last) _violations++;
-                else if (seq > last + 1 && workload != 0) _gaps++;
+                else if (seq > last + 1 && workload > 0) _gaps++;
                 _lastSeq[key] = seq;
                 if (proposer == _self && workload == 0) _barrier.Release();
-                else if (proposer == _self) _active?.OnCommitted(workload, client, now - sent, now);
+                else if (proposer == _self && workload > 0) _active?.OnCommitted(workload, client, now - sent, now);
+                // The first committed result of a workload counts (a second one could only come from a rerun).
+                if (workload == ResultMarker && (uint)(client - 1) < (uint)_committedResults.Length && _committedResults[client - 1] is null)
+                {
+                    done = client - 1;
+                    _committedResults[done] = Encoding.UTF8.GetString(e.Payload.Span[BenchInput.HeaderSize..]);
+                }
             }
+        }
+        if (done >= 0)
+        {
+            Emit($"RESULT {_committedResults[done]}");
+            Emit($"DONE {_workloads[done].Name}");
         }
         if (e.Index % _checkpointEvery == 0) Emit($"CHECKPOINT node={_self} index={e.Index} digest={digest:x16}");
         // Stand-in for syncvm, which truncates the log after each sync: keep the last RetainedEntries.
@@ -165,48 +189,114 @@ internal sealed class BenchNode
 
     // ---------------------------------------------------------------- workloads
 
+    /// <summary>
+    /// Until the process stops: whenever this node leads, it names the other replica its backup (ROLE entry) and
+    /// runs the next workload whose result has not committed yet; once every result has, it writes --json.
+    /// </summary>
     private void RunWorkloads()
     {
-        for (int i = 0; i < _workloads.Count && !_host.Stopping; i++)
+        int peer = OtherReplica();
+        Ballot? roleProposed = null;
+        bool wrote = false;
+        while (!_host.Stopping)
         {
-            if (!WaitUntilLeading()) return;
-            var w = _workloads[i];
-            string result = w.Kind == "ping" ? RunPing(w) : RunConsensus(w, i + 1);
-            _results.Add(result);
-            Emit($"RESULT {result}");
-            Emit($"DONE {w.Name}");
+            // A new leader's own ROLE entry names no backup, which would bar the other replica from ever leading.
+            // Here there is no VM to sync, so the backup is always in sync: name it at once, as Replica does after
+            // its full sync.
+            var ballot = _driver.Ballot;
+            if (_driver.IsLeader && roleProposed != ballot && _driver.Propose(EntryType.Role, EntryPayloads.EncodeRole(ballot, _self, peer)))
+                roleProposed = ballot;
+            int next = NextWorkload();
+            if (next < 0 && !wrote)
+            {
+                wrote = true;
+                WriteJson();
+            }
+            if (next >= 0 && ReadyToMeasure())
+            {
+                RunAndCommit(next);
+                continue;
+            }
+            _host.StopRequested.WaitOne(1);
         }
-        if (_jsonPath is not null && _results.Count > 0)
+    }
+
+    /// <summary>The other VM replica (primary or backup): the ping target and the backup our ROLE entries name.</summary>
+    private int OtherReplica() =>
+        _host.Config.Nodes.First(n => n.Id != _self && (n.Role == NodeRole.Primary || n.Role == NodeRole.Backup)).Id;
+
+    /// <summary>The first workload without a committed result, or -1 when all are done.</summary>
+    private int NextWorkload()
+    {
+        lock (_stateLock) return Array.FindIndex(_committedResults, r => r is null);
+    }
+
+    private bool Committed(int workload)
+    {
+        lock (_stateLock) return _committedResults[workload] is not null;
+    }
+
+    private void RunAndCommit(int i)
+    {
+        var w = _workloads[i];
+        NodeHost.Log($"bench-node {_self}: leader in ballot {_driver.Ballot}: running workload {w.Name} ({i + 1} of {_workloads.Count})");
+        string result;
+        if (w.Kind == "ping") result = RunPing(w);
+        else if (_runs < short.MaxValue) result = RunConsensus(w, ++_runs);
+        else result = ResultJson(w, new LatencyRecorder(0), 0, $"more than {short.MaxValue} runs on node {_self}");
+        // The result goes through the log: every node learns that this workload is done. If it does not commit
+        // (leadership lost), whoever leads next runs the workload again.
+        var text = Encoding.UTF8.GetBytes(result);
+        var payload = new byte[BenchInput.HeaderSize + text.Length];
+        BenchInput.Write(payload, _self, ResultMarker, i + 1, ++_resultSeq, Stopwatch.GetTimestamp());
+        text.CopyTo(payload, BenchInput.HeaderSize);
+        var waited = Stopwatch.StartNew();
+        bool proposed = false;
+        while (!Committed(i) && _driver.IsLeader && waited.ElapsedMilliseconds < 5000)
         {
-            var all = $"{{\"node\":{_self},\"results\":[{string.Join(",", _results)}]}}";
-            File.WriteAllText(_jsonPath, all + "\n");
+            proposed = proposed || _driver.Propose(EntryType.Input, payload);
+            Thread.Sleep(1);
         }
+        if (!Committed(i))
+            NodeHost.Log($"bench-node {_self}: the result of workload {w.Name} did not commit ({(_driver.IsLeader ? "not within 5 s" : "no longer leader")}); " +
+                         "whoever leads runs it again");
+    }
+
+    private void WriteJson()
+    {
+        if (_jsonPath is null) return;
+        string all;
+        lock (_stateLock) all = $"{{\"node\":{_self},\"results\":[{string.Join(",", _committedResults)}]}}";
+        File.WriteAllText(_jsonPath + ".tmp", all + "\n");
+        File.Move(_jsonPath + ".tmp", _jsonPath, overwrite: true);   // whoever waits for the file sees it whole
+        Emit($"WROTE {_jsonPath}");
     }
 
     // Barrier inputs (workload 0, client 0): a workload starts only once one of them committed in our ballot,
     // so it never measures an election or a leader that cannot reach a majority yet.
     private readonly SemaphoreSlim _barrier = new(0);
     private long _barrierSeq;
+    private string _waitingFor = "";
 
-    /// <summary>Waits until this node leads and can commit; false if the process is stopping.</summary>
-    private bool WaitUntilLeading()
+    /// <summary>
+    /// True when this node leads, hears both other nodes (a cluster missing one would measure something else)
+    /// and a barrier input committed in its ballot (within 1 s).
+    /// </summary>
+    private bool ReadyToMeasure()
     {
+        if (!_driver.IsLeader) return false;
+        var silent = _host.Transport.Peers.Where(p => _driver.SilenceMs(p) is < 0 or > 100).ToList();
+        string waiting = silent.Count == 0 ? "" : $"leading, but no answer from node {string.Join(" and node ", silent)} for 100 ms: waiting";
+        if (waiting != _waitingFor && waiting != "") NodeHost.Log($"bench-node {_self}: {waiting}");
+        _waitingFor = waiting;
+        if (silent.Count > 0) return false;
+        while (_barrier.CurrentCount > 0) _barrier.Wait(0);   // stale releases
         var payload = new byte[BenchInput.HeaderSize];
-        while (!_host.Stopping)
-        {
-            if (!_driver.IsLeader)
-            {
-                _host.StopRequested.WaitOne(1);
-                continue;
-            }
-            while (_barrier.CurrentCount > 0) _barrier.Wait(0);   // stale releases
-            BenchInput.Write(payload, _self, 0, 0, Interlocked.Increment(ref _barrierSeq), Stopwatch.GetTimestamp());
-            if (!_driver.Propose(EntryType.Input, payload)) { Interlocked.Decrement(ref _barrierSeq); continue; }
-            if (_barrier.Wait(1000) && _driver.IsLeader) return true;
-            // Not committed in time: leadership was lost, or an earlier barrier will be recovered by a new leader.
-            // Our order check expects consecutive barrier numbers only from committed barriers; a lost one leaves a gap.
-        }
-        return false;
+        BenchInput.Write(payload, _self, 0, 0, Interlocked.Increment(ref _barrierSeq), Stopwatch.GetTimestamp());
+        if (!_driver.Propose(EntryType.Input, payload)) { Interlocked.Decrement(ref _barrierSeq); return false; }
+        // Not committed in time: leadership was lost, or an earlier barrier will be recovered by a new leader.
+        // Our order check expects consecutive barrier numbers only from committed barriers; a lost one leaves a gap.
+        return _barrier.Wait(1000) && _driver.IsLeader;
     }
 
     private sealed class ActiveWorkload(int id, BenchWorkload w)
@@ -305,8 +395,7 @@ internal sealed class BenchNode
 
     private string RunPing(BenchWorkload w)
     {
-        var roles = new[] { NodeRole.Primary, NodeRole.Backup };
-        int peer = _host.Config.Nodes.First(n => n.Id != _self && roles.Contains(n.Role)).Id;
+        int peer = OtherReplica();
         var latency = new LatencyRecorder(w.Count);
         var body = new PingBody(Math.Max(0, w.Size - 16));
         string? error = null;
@@ -325,7 +414,7 @@ internal sealed class BenchNode
         return ResultJson(w, latency, (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency, error);
     }
 
-    private static string ResultJson(BenchWorkload w, LatencyRecorder latency, double seconds, string? error)
+    private string ResultJson(BenchWorkload w, LatencyRecorder latency, double seconds, string? error)
     {
         var (p50, p99, p999, max, mean) = latency.Summary();
         using var ms = new MemoryStream();
@@ -333,6 +422,7 @@ internal sealed class BenchNode
         {
             j.WriteStartObject();
             j.WriteString("name", w.Name);
+            j.WriteNumber("node", _self);
             j.WriteString("kind", w.Kind);
             j.WriteNumber("size", w.Size);
             j.WriteNumber("clients", w.Clients);
