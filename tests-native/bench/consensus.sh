@@ -9,6 +9,12 @@
 # Env: PLOVER_CLI = the published `plover` (NativeAOT); unset: published into a temporary directory first.
 #      PLOVER_ARTIFACTS = output directory (writes $PLOVER_ARTIFACTS/bench/consensus.json).
 #      PLOVER_BENCH_SCALE = multiplier of every workload's count (default 1; 0.2 for a quick run).
+#      PLOVER_BENCH_FIRST_LEADER=2: node 2 wins the first election. Node 1 is paused (SIGSTOP) as soon as the
+#          witness has started (it may have led ballot 1 for a moment) until node 2 leads, as a node still busy with
+#          something else would be; then it follows.
+# Both replicas get the workloads: whichever leads runs the next one and commits its result to the log (see
+# BenchNodeCommand.cs), so the bench does not depend on who wins an election. Every wait below has a deadline, and
+# its failure names what it waited for and each node's last known role.
 # The processes run at nice -10 when we are root: the host is shared, and a consensus thread that is not
 # scheduled for 10 ms starts an election (production would pin or prioritise these threads the same way).
 set -euo pipefail
@@ -60,46 +66,114 @@ workloads=(
   --workload "tput64:consensus:64:16:256:$(n 500000)"
   --workload "tput1500:consensus:1500:16:64:$(n 100000)"
 )
-last=tput1500
+names=()
+for ((i = 1; i < ${#workloads[@]}; i += 2)); do names+=("${workloads[i]%%:*}"); done
+first_leader="${PLOVER_BENCH_FIRST_LEADER:-1}"
+case "$first_leader" in 1|2) ;; *) echo "consensus.sh: PLOVER_BENCH_FIRST_LEADER must be 1 or 2, got '$first_leader'" >&2; exit 1 ;; esac
 nice=()
 [ "$(id -u)" = 0 ] && nice=(nice -n -10)
 
-# The primary runs the workloads whenever it leads (a workload cut short by an election reports an error and
-# the next one waits until the primary leads again); afterwards whoever leads is killed.
 "${nice[@]}" "$cli" witness --config "$work/cluster.json" --node 3 > "$work/n3.out" 2> "$work/n3.err" & pids+=($!); disown
-"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 2 > "$work/n2.out" 2> "$work/n2.err" & pids+=($!); disown
+"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 2 --json "$work/n2.json" "${workloads[@]}" > "$work/n2.out" 2> "$work/n2.err" & pids+=($!); disown
 "${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 1 --json "$work/n1.json" "${workloads[@]}" > "$work/n1.out" 2> "$work/n1.err" & pids+=($!); disown
-declare -A pid=([1]=${pids[2]} [2]=${pids[1]})
+declare -A pid=([1]=${pids[2]} [2]=${pids[1]} [3]=${pids[0]})
 
-for _ in $(seq 1 1200); do
-    grep -q "^DONE $last" "$work/n1.out" 2>/dev/null && break
-    sleep 0.5
+alive() { ps -o stat= -p "$1" 2>/dev/null | grep -qv Z; }
+# The last role each node reported (ROLE lines of the replicas, the witness's log), or that it exited.
+states() {
+    local id line out=()
+    for id in 1 2 3; do
+        if ! alive "${pid[$id]}"; then out+=("node $id exited ($(tail -1 "$work/n$id.err" 2>/dev/null))"); continue; fi
+        if [ "$id" = 3 ]; then
+            line=$(grep -o "witness 3: leader .*" "$work/n3.err" 2>/dev/null | tail -1)
+            out+=("node 3 (witness) ${line:-has no leader yet}"); continue
+        fi
+        line=$(grep "^ROLE" "$work/n$id.out" 2>/dev/null | tail -1)
+        if [ -z "$line" ]; then out+=("node $id not started"); continue; fi
+        out+=("node $id $(sed -e 's/.* role=\([a-z]*\) term=\([0-9]*\) leader=\([0-9]*\).*/\1 in term \2 (leader: node \3)/' \
+                              -e 's/(leader: node 0)/(no leader known)/' <<< "$line")")
+    done
+    local IFS=";"; echo "${out[*]}" | sed 's/;/; /g'
+}
+fail() { echo "consensus.sh: $1: $(states)" >&2; tail -n 5 "$work"/n*.err >&2; exit 1; }
+# The replica whose last ROLE line says it leads, in the highest term if both do (a deposed leader may not know
+# yet); fails if none does.
+leader_now() {
+    local id term best="" best_term=-1
+    for id in 1 2; do
+        term=$(grep "^ROLE" "$work/n$id.out" 2>/dev/null | tail -1 | sed -n 's/.* role=leader term=\([0-9]*\) .*/\1/p')
+        if [ -n "$term" ] && [ "$term" -gt "$best_term" ]; then best=$id; best_term=$term; fi
+    done
+    [ -n "$best" ] && echo "$best"
+}
+# wait_for SECONDS WHAT COMMAND...: polls COMMAND every 50 ms; fails naming WHAT after SECONDS.
+wait_for() {
+    local deadline=$((SECONDS + $1)) what=$2; shift 2
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || fail "$what"
+        sleep 0.05
+    done
+}
+# The witness's start-up probe had answers from both replicas (so node 1 can be paused without blocking it).
+witness_started() { grep -qE "witness 3: (started a fresh cluster|joined)" "$work/n3.err" 2>/dev/null; }
+leads() { grep -q "^ROLE node=$1 role=leader" "$work/n$1.out" 2>/dev/null; }
+
+if [ "$first_leader" = 2 ]; then
+    wait_for 15 "the witness did not start within 15 s" witness_started
+    kill -STOP "${pid[1]}"
+    echo "consensus.sh: node 1 paused until node 2 leads (PLOVER_BENCH_FIRST_LEADER=2)" >&2
+    wait_for 10 "node 2 did not win an election within 10 s of node 1's pause" leads 2
+    kill -CONT "${pid[1]}"
+fi
+wait_for 10 "no node led within 10 s of the start" leader_now > /dev/null
+
+# Each workload: done (its DONE line on either replica) within 120 s, with some node leading at least every 10 s.
+# A leader that cannot finish a workload reports an error itself well before (no commit for 10 s, no pong for 5 s).
+k=0
+for name in "${names[@]}"; do
+    k=$((k + 1))
+    deadline=$((SECONDS + 120)); led=$SECONDS
+    until grep -qx "DONE $name" "$work/n1.out" "$work/n2.out" 2>/dev/null; do
+        for id in 1 2 3; do alive "${pid[$id]}" || fail "node $id exited while waiting for workload $name ($k of ${#names[@]})"; done
+        leader_now > /dev/null && led=$SECONDS
+        [ $((SECONDS - led)) -lt 10 ] || fail "no node led for 10 s while waiting for workload $name ($k of ${#names[@]})"
+        [ "$SECONDS" -lt "$deadline" ] || fail "workload $name ($k of ${#names[@]}) not done within 120 s"
+        sleep 0.2
+    done
 done
-grep -q "^DONE $last" "$work/n1.out" || { echo "consensus.sh: workloads did not finish in 10 minutes" >&2; tail -20 "$work"/n*.err >&2; exit 1; }
+wrote() { grep -h "^WROTE " "$work/n1.out" "$work/n2.out" 2>/dev/null | head -1 | grep -q .; }
+wait_for 10 "no replica wrote the results within 10 s of the last one" wrote
+results=$(grep -h "^WROTE " "$work/n1.out" "$work/n2.out" | head -1 | cut -d' ' -f2-)
 sleep 0.5   # the follower catches up; nothing is in flight any more
-leader=""
-for _ in $(seq 1 100); do
-    for id in 1 2; do grep "^ROLE" "$work/n$id.out" | tail -1 | grep -q "role=leader" && leader=$id; done
-    [ -n "$leader" ] && break
-    sleep 0.05
-done
-[ -n "$leader" ] || { echo "consensus.sh: no leader among nodes 1 and 2" >&2; exit 1; }
+wait_for 5 "no leader among nodes 1 and 2 within 5 s after the workloads" leader_now > /dev/null
+leader=$(leader_now)
 other=$((3 - leader))
 
 kill -9 "${pid[$leader]}"
 killed_ns=$(date +%s%N)
-for _ in $(seq 1 100); do
-    grep -q "^ROLE node=$other role=leader" "$work/n$other.out" && break
+deadline=$((SECONDS + 5))
+until grep "^ROLE" "$work/n$other.out" | tail -1 | grep -q "role=leader"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        # Reported as no failover (target not met) rather than aborting: the other figures stand.
+        echo "consensus.sh: node $other did not lead within 5 s of the kill of node $leader: $(states)" >&2
+        break
+    fi
     sleep 0.05
 done
 sleep 0.2
 elections_during_run=$(grep -c "role=candidate" "$work/n1.out" "$work/n2.out" | awk -F: '{s+=$2} END {print s}')
 
 mkdir -p "$artifacts/bench"
-python3 - "$work" "$leader" "$other" "$killed_ns" "$elections_during_run" "${#nice[@]}" "$artifacts/bench/consensus.json" <<'PY'
+python3 - "$work" "$leader" "$other" "$killed_ns" "$elections_during_run" "${#nice[@]}" "$artifacts/bench/consensus.json" "$results" "$first_leader" <<'PY'
 import json, os, sys
-work, leader, other, killed_ns, elections, niced, out = sys.argv[1:]
-res = {r["name"]: r for r in json.load(open(f"{work}/n1.json"))["results"]}
+work, leader, other, killed_ns, elections, niced, out, results, first_leader = sys.argv[1:]
+order = [r["name"] for r in json.load(open(results))["results"]]
+res = {r["name"]: r for r in json.load(open(results))["results"]}
+# The node that ran the workloads (the last one, if leadership moved during the run): its stall and GC figures.
+runner = res[order[-1]].get("node", 1)
+runs_by = {}
+for name in order:
+    runs_by.setdefault(res[name].get("node"), []).append(name)
 failover_ms = None
 for line in open(f"{work}/n{other}.out"):
     if line.startswith(f"ROLE node={other} role=leader"):
@@ -112,11 +186,11 @@ violations = int(status[-1].split("violations=")[1].split()[0]) if status else N
 gaps = int(status[-1].split("gaps=")[1].split()[0]) if status else None
 def field(line, key):
     return line.split(key + "=")[1].split()[0] if line and key + "=" in line else None
-last1 = ([l for l in open(f"{work}/n1.out") if l.startswith("STATUS")] or [None])[-1]
+last1 = ([l for l in open(f"{work}/n{runner}.out") if l.startswith("STATUS")] or [None])[-1]
 
 def row(name, rtt=None):
     r = res.get(name, {})
-    d = {k: r.get(k) for k in ("size", "clients", "window", "completed", "per_second", "p50_us", "p99_us", "p999_us", "max_us", "error") if k in r}
+    d = {k: r.get(k) for k in ("node", "size", "clients", "window", "completed", "per_second", "p50_us", "p99_us", "p999_us", "max_us", "error") if k in r}
     if rtt and r.get("p50_us"):
         d["p50_over_rtt"] = round(r["p50_us"] / rtt, 2)
         d["p99_over_rtt"] = round(r["p99_us"] / rtt, 2)
@@ -127,6 +201,9 @@ rtt1500 = res.get("rtt1500", {}).get("p50_us")
 report = {
     "host": {"cpus": os.cpu_count(), "loadavg": open("/proc/loadavg").read().split()[:3], "nice": -10 if int(niced) else 0},
     "timeouts_ms": {"heartbeat": 1, "election_min": 10, "election_max": 30},
+    "first_leader_forced": int(first_leader) if first_leader != "1" else None,
+    "workload_node": runner,
+    "workload_nodes": {name: res[name].get("node") for name in order},
     "killed_leader": int(leader),
     "primary_max_tick_lateness_us": field(last1, "max_tick_lateness_us"),
     "primary_gc_counts": field(last1, "gc"),
@@ -171,7 +248,8 @@ line("batched 64 B (16x256)", "tput64", None)
 line("batched 1500 B (16x64)", "tput1500", None)
 print(f"failover: kill -9 of the leader (node {leader}) -> node {other} leads after {f(failover_ms)} ms "
       f"(elections before the kill: {elections}; order violations: {violations}; inputs lost with deposed leaders: {gaps})")
-print(f"primary: longest consensus-thread stall {field(last1, 'max_tick_lateness_us')} us; GC gen0/1/2 {field(last1, 'gc')}, total pause {field(last1, 'gc_pause_ms')} ms")
+print("workloads ran on " + "; ".join(f"node {n} ({', '.join(names)})" for n, names in runs_by.items()))
+print(f"node {runner} (ran the workloads): longest consensus-thread stall {field(last1, 'max_tick_lateness_us')} us; GC gen0/1/2 {field(last1, 'gc')}, total pause {field(last1, 'gc_pause_ms')} ms")
 for k, t in report["targets"].items():
     print(f"target {k:<20} {'met' if t['met'] else 'NOT met'} (value {t['value']}, target {t['target']})")
 print(f"wrote {out}")
