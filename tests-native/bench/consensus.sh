@@ -145,14 +145,24 @@ wrote() { grep -h "^WROTE " "$work/n1.out" "$work/n2.out" 2>/dev/null | head -1 
 wait_for 10 "no replica wrote the results within 10 s of the last one" wrote
 results=$(grep -h "^WROTE " "$work/n1.out" "$work/n2.out" | head -1 | cut -d' ' -f2-)
 sleep 0.5   # the follower catches up; nothing is in flight any more
-wait_for 5 "no leader among nodes 1 and 2 within 5 s after the workloads" leader_now > /dev/null
+# A leader the other replica follows in the same term: under load leadership can move at any moment, and the kill
+# must hit the node that leads, not one deposed a moment ago.
+agreed_leader() {
+    local l term
+    l=$(leader_now) || return 1
+    term=$(grep "^ROLE" "$work/n$l.out" | tail -1 | sed 's/.* term=\([0-9]*\) .*/\1/')
+    grep "^ROLE" "$work/n$((3 - l)).out" | tail -1 | grep -q " role=follower term=$term leader=$l "
+}
+wait_for 5 "no leader that the other replica follows within 5 s after the workloads" agreed_leader
 leader=$(leader_now)
 other=$((3 - leader))
 
 kill -9 "${pid[$leader]}"
 killed_ns=$(date +%s%N)
+# A ROLE line of the other replica saying it leads, stamped after the kill (string comparison: same-length numbers).
+led_after_kill() { awk -v k="$killed_ns" '/^ROLE/ && / role=leader / { split($NF, a, "="); if (a[2] "" > k "") f = 1 } END { exit !f }' "$work/n$other.out"; }
 deadline=$((SECONDS + 5))
-until grep "^ROLE" "$work/n$other.out" | tail -1 | grep -q "role=leader"; do
+until led_after_kill; do
     if [ "$SECONDS" -ge "$deadline" ]; then
         # Reported as no failover (target not met) rather than aborting: the other figures stand.
         echo "consensus.sh: node $other did not lead within 5 s of the kill of node $leader: $(states)" >&2
