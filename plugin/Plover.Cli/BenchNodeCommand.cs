@@ -75,6 +75,8 @@ internal sealed class BenchNode
     private volatile ActiveWorkload? _active;
     private int _workloadsFailed;
     private int _runs;   // consensus workload runs on this node: each gets its own id, a rerun included
+    private const int MaxAttempts = 3;
+    private readonly int[] _attempts;   // failed runs of each workload on this node
 
     // Committed results, by workload index (consensus thread; read under _stateLock). A result is an input
     // (BenchInput header: workload ResultMarker, client = workload index + 1) followed by its JSON.
@@ -92,6 +94,7 @@ internal sealed class BenchNode
         _checkpointEvery = checkpointEvery;
         _jsonPath = jsonPath;
         _committedResults = new string?[workloads.Count];
+        _attempts = new int[workloads.Count];
         _driver.Committed = OnCommitted;
         _driver.StateChanged = OnStateChanged;
         host.Dispatcher.Register(FrameType.Pong, OnPong);
@@ -241,9 +244,17 @@ internal sealed class BenchNode
         var w = _workloads[i];
         NodeHost.Log($"bench-node {_self}: leader in ballot {_driver.Ballot}: running workload {w.Name} ({i + 1} of {_workloads.Count})");
         string result;
-        if (w.Kind == "ping") result = RunPing(w);
-        else if (_runs < short.MaxValue) result = RunConsensus(w, ++_runs);
-        else result = ResultJson(w, new LatencyRecorder(0), 0, $"more than {short.MaxValue} runs on node {_self}");
+        string? error;
+        if (w.Kind == "ping") (result, error) = RunPing(w);
+        else if (_runs < short.MaxValue) (result, error) = RunConsensus(w, ++_runs);
+        else result = ResultJson(w, new LatencyRecorder(0), 0, error = $"more than {short.MaxValue} runs on node {_self}");
+        // A run cut short (mostly by an election on a busy host) runs again, up to MaxAttempts times on this node;
+        // after that its error stands in the results.
+        if (error is not null && ++_attempts[i] < MaxAttempts)
+        {
+            NodeHost.Log($"bench-node {_self}: workload {w.Name} failed ({error}): running it again");
+            return;
+        }
         // The result goes through the log: every node learns that this workload is done. If it does not commit
         // (leadership lost), whoever leads next runs the workload again.
         var text = Encoding.UTF8.GetBytes(result);
@@ -321,7 +332,7 @@ internal sealed class BenchNode
         }
     }
 
-    private string RunConsensus(BenchWorkload w, int id)
+    private (string Json, string? Error) RunConsensus(BenchWorkload w, int id)
     {
         var active = new ActiveWorkload(id, w);
         _active = active;
@@ -360,7 +371,7 @@ internal sealed class BenchNode
         _active = null;
         if (error is not null) Interlocked.Increment(ref _workloadsFailed);
         long end = active.LastCommit != 0 ? active.LastCommit : Stopwatch.GetTimestamp();
-        return ResultJson(w, active.Latency, (end - start) / (double)Stopwatch.Frequency, error);
+        return (ResultJson(w, active.Latency, (end - start) / (double)Stopwatch.Frequency, error), error);
     }
 
     // Transport round trip: same framing and MAC, answered by the peer's reader thread, no consensus.
@@ -393,7 +404,7 @@ internal sealed class BenchNode
         }
     }
 
-    private string RunPing(BenchWorkload w)
+    private (string Json, string? Error) RunPing(BenchWorkload w)
     {
         int peer = OtherReplica();
         var latency = new LatencyRecorder(w.Count);
@@ -411,7 +422,7 @@ internal sealed class BenchNode
             latency.Add(_pingRtt);
         }
         if (error is not null) Interlocked.Increment(ref _workloadsFailed);
-        return ResultJson(w, latency, (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency, error);
+        return (ResultJson(w, latency, (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency, error), error);
     }
 
     private string ResultJson(BenchWorkload w, LatencyRecorder latency, double seconds, string? error)
