@@ -157,8 +157,8 @@ wait_for 5 "no leader that the other replica follows within 5 s after the worklo
 leader=$(leader_now)
 other=$((3 - leader))
 
+killed_ns=$(date +%s%N)   # before the kill: forking date can take milliseconds on a busy host
 kill -9 "${pid[$leader]}"
-killed_ns=$(date +%s%N)
 # A ROLE line of the other replica saying it leads, stamped after the kill (string comparison: same-length numbers).
 led_after_kill() { awk -v k="$killed_ns" '/^ROLE/ && / role=leader / { split($NF, a, "="); if (a[2] "" > k "") f = 1 } END { exit !f }' "$work/n$other.out"; }
 deadline=$((SECONDS + 5))
