@@ -4,6 +4,8 @@
 // shutdown stops it all. Consensus and syncvm themselves are tested in tests-managed and end to end.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "admin_client.h"
 #include "fake_host.h"
 
@@ -65,6 +67,23 @@ TEST_F(ReplicaHooksTest, FramesIntoTheGuestAreStolenNotPassed) {
     for (auto &nic : host().nics) EXPECT_TRUE(nic.injected.empty()) << "nothing reaches the guest without consensus";
 }
 
+// A frame the input hook fails on (a frame over 1 MiB; here a call from the wrong thread, which fails the same way)
+// used to go into the guest past the log: it is dropped and counted.
+TEST_F(ReplicaHooksTest, AFrameTheInputHookFailsOnIsDroppedNotPassed) {
+    host().MachineReady();
+    int32_t rc = 0;
+    std::thread other([&] { rc = host().ToGuest(0, std::vector<uint8_t>(60, 7)); });
+    other.join();
+    EXPECT_EQ(PLOVER_NET_CONSUMED, rc);
+    EXPECT_TRUE(host().LogContains("hook net_to_guest failed")) << host().LogText();
+    host().Pump();
+    for (auto &nic : host().nics) EXPECT_TRUE(nic.injected.empty());
+    AdminClient client(cluster.admin);
+    std::string r = client.Request("replica");
+    ASSERT_TRUE(Ok(r)) << r;
+    EXPECT_EQ(1, Num(r, "inputsDroppedOnError")) << r;
+}
+
 TEST_F(ReplicaHooksTest, AdminAnswersReplicaCommandsAndRefusesManualControls) {
     host().MachineReady();
     AdminClient client(cluster.admin);
@@ -81,7 +100,7 @@ TEST_F(ReplicaHooksTest, AdminAnswersReplicaCommandsAndRefusesManualControls) {
     EXPECT_TRUE(Ok(r)) << r;
     r = client.Request("sync-now");
     EXPECT_NE(Error(r).find("cannot propose a sync"), std::string::npos) << r;
-    for (const char *manual : {"inject 0 00", "out-release 0 1", "steal 0 on", "dirty-sync", "devstate-roundtrip"}) {
+    for (const char *manual : {"inject 0 00", "out-release 0 1", "steal 0 on", "dirty-sync", "devstate-roundtrip", "hash-ram"}) {
         r = client.Request(manual);
         EXPECT_NE(Error(r).find("not available in replicate mode"), std::string::npos) << manual << ": " << r;
     }

@@ -84,6 +84,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteString("configRole", _probe.Node.Role.Name());
         j.WriteString("role", status.Role);
         WriteTraffic(j, node.Traffic);
+        j.WriteNumber("inputsDroppedOnError", _probe.InputsDroppedOnError);
         if (node.Replica is not { } r || node.Driver is not { } d)
         {
             // the start-up probe still runs: no consensus or replica yet, only what it waits for

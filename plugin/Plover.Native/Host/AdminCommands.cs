@@ -88,7 +88,7 @@ internal sealed unsafe partial class AdminCommands
 
     private static readonly string[] ProbeOnly =
         ["dirty-sync", "dirty-mark-all", "dirty-clear", "devstate-roundtrip", "inject", "steal", "out-mode", "out-cut",
-         "out-release", "out-discard"];
+         "out-release", "out-discard", "hash-ram"];
 
     private QemuHost Host => _probe.Host;
 

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Plover.Config;
 using Plover.Interop;
 
 namespace Plover.Native.Host;
@@ -90,8 +91,27 @@ internal static unsafe class HostHooks
         catch (Exception e)
         {
             Report(ctx, "net_to_guest", e);
-            return PloverAbi.NetPass;
+            return FailClosed(ctx);
         }
+    }
+
+    /// <summary>A frame the input hook could not take is dropped and counted, never passed into the guest: in
+    /// replicate mode nothing may reach it without going through the log (only probe mode passes it on).</summary>
+    private static int FailClosed(void* ctx)
+    {
+        try
+        {
+            if (ctx != null && GCHandle.FromIntPtr((nint)ctx).Target is QemuNode node)
+            {
+                if (node.Mode == LibraryMode.Probe) return PloverAbi.NetPass;
+                node.CountInputDroppedOnError();
+            }
+        }
+        catch
+        {
+            // nothing may escape into QEMU
+        }
+        return PloverAbi.NetConsumed;
     }
 
     [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]

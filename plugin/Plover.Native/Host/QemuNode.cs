@@ -35,6 +35,11 @@ internal sealed class QemuNode
     public NodeConfig Node { get; }
     public string ConfigPath { get; }
     public LibraryMode Mode => Config.Mode;
+
+    private long _inputsDroppedOnError;
+    /// <summary>Frames on their way into the guest that the input hook failed on (too large, ...): dropped.</summary>
+    public long InputsDroppedOnError => Interlocked.Read(ref _inputsDroppedOnError);
+    public void CountInputDroppedOnError() => Interlocked.Increment(ref _inputsDroppedOnError);
     public MainThreadDispatcher Main { get; }
     public PageHasher Hasher { get; }
     public bool Stopped => _stopped;
