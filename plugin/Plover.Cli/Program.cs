@@ -14,14 +14,16 @@ internal static class Program
               Write a new 32-byte random cluster key to FILE (mode 0600; refuses to overwrite).
           bench-node --config FILE --node ID [--workload SPEC]... [--json FILE] [--report-ms MS]
                      [--checkpoint-every N] [--connect-timeout-ms MS]
-              Run a consensus node without a VM. When it leads, it runs each workload in turn:
+              Run a consensus node without a VM. Whichever replica leads runs the next workload without a
+              committed result (results commit to the log, so a new leader resumes where the old one stopped):
                 SPEC = NAME:consensus:SIZE:CLIENTS:WINDOW:COUNT   COUNT inputs of SIZE bytes (>= 24) from CLIENTS
                        threads with WINDOW proposals outstanding each; commit latency and throughput
                 SPEC = NAME:ping:SIZE:COUNT                       transport round trip to the backup, same framing
               Prints ROLE, STATUS, CHECKPOINT, RESULT and DONE lines on stdout (see BenchNodeCommand.cs).
           status --config FILE [--json] [--timeout-ms MS]
               Ask every node (over its consensus port, with the cluster key) for its role, term, commit index, lag
-              and last sync. Exit code 0: a primary leads with a synced backup; 1: the cluster is unprotected.
+              and last sync. Exit code 0: a primary leads with a synced backup and every node can vote; 1: the
+              cluster is unprotected (no primary, no synced backup, or a node unreachable, starting or recovering).
           help
         """;
 
