@@ -30,6 +30,7 @@ def run_mode(mode, requests, reps):
                 if mode != "unreplicated":
                     primary.admin("metrics-reset")
                     first = primary.admin("replica")["lastSyncEpoch"]
+                    traffic_before = cluster.traffic()
                 t0 = time.time()
                 out = cluster.client("redis-benchmark", "-h", pc.GUEST_IP, "-t", "SET", "-P", "16", "-r", str(r),
                                      "-n", str(requests), "-q", timeout=1800)
@@ -41,10 +42,15 @@ def run_mode(mode, requests, reps):
                     status = primary.admin("replica")
                     syncs = [s for s in checks.sync_log(primary) if s["epoch"] > first]
                     union = sum(s["union"] for s in syncs)
+                    # every byte the three nodes sent (whole frames, consensus and sync link; not observers)
+                    traffic = {k: v - traffic_before.get(k, 0) for k, v in cluster.traffic().items() if k[0] != "observer"}
+                    sent = sum(traffic.values())
                     row.update({
                         "syncs": len(syncs),
-                        "wireBytes": sum(s["wire"]["total"] for s in syncs),
-                        "bytesPerRequest": sum(s["wire"]["total"] for s in syncs) / requests,
+                        "wireBytes": sent,
+                        "consensusBytes": sum(v for (c, _), v in traffic.items() if c == "consensus"),
+                        "syncLinkBytes": sum(v for (c, _), v in traffic.items() if c == "synclink"),
+                        "bytesPerRequest": sent / requests,
                         "identicalPct": 100 * sum(s["identical"] for s in syncs) / max(union, 1),
                         "unionPages": union,
                         "pauseMedianMs": statistics.median([s["pauseUs"]["total"] / 1000 for s in syncs]) if syncs else 0,
