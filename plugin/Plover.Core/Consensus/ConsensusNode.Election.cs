@@ -84,15 +84,7 @@ public sealed partial class ConsensusNode
 
         for (long i = _recoverFrom; i <= last; i++)
         {
-            bool found = _log.TryGet(i, out var best);
-            foreach (var p in _promises.Values)
-            {
-                if (p.Entries.Length == 0) continue;
-                long offset = i - p.Entries[0].Index;
-                if (offset < 0 || offset >= p.Entries.Length) continue;
-                var e = p.Entries[offset];
-                if (!found || e.Ballot > best.Ballot) { best = e; found = true; }
-            }
+            bool found = HighestBallotAt(i, _promises.Values, _log.TryGet(i, out var best), ref best);
             // Acceptor logs are contiguous, so a hole cannot occur; fill one with a no-op all the same.
             _log.Set(found ? best with { Ballot = _promised } : new LogEntry(i, _promised, EntryType.Noop, ReadOnlyMemory<byte>.Empty));
         }
@@ -110,5 +102,22 @@ public sealed partial class ConsensusNode
         }
         _promises.Clear();
         ReportState();
+    }
+
+    /// <summary>
+    /// Phase 1's choice for slot i: the entry accepted in the highest ballot among the messages' entries (each
+    /// message's contiguous from Entries[0]) and best (when found already). False if nobody had the slot.
+    /// </summary>
+    private static bool HighestBallotAt(long i, IEnumerable<Message> messages, bool found, ref LogEntry best)
+    {
+        foreach (var m in messages)
+        {
+            if (m.Entries.Length == 0) continue;
+            long offset = i - m.Entries[0].Index;
+            if (offset < 0 || offset >= m.Entries.Length) continue;
+            var e = m.Entries[offset];
+            if (!found || e.Ballot > best.Ballot) { best = e; found = true; }
+        }
+        return found;
     }
 }

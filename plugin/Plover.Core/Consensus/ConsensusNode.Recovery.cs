@@ -107,17 +107,8 @@ public sealed partial class ConsensusNode
         log.CompactThrough(first - 1);
         for (long i = first; ; i++)
         {
-            bool found = false;
             LogEntry best = default;
-            foreach (var a in _recoveryAnswers.Values)
-            {
-                if (a.Entries.Length == 0) continue;
-                long offset = i - a.Entries[0].Index;
-                if (offset < 0 || offset >= a.Entries.Length) continue;
-                var e = a.Entries[offset];
-                if (!found || e.Ballot > best.Ballot) { best = e; found = true; }
-            }
-            if (!found) break;   // answers are contiguous from their first index: past the longest one
+            if (!HighestBallotAt(i, _recoveryAnswers.Values, found: false, ref best)) break;   // past the longest answer
             log.Set(best);
         }
 
