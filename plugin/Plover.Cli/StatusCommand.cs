@@ -79,21 +79,7 @@ internal static class StatusCommand
                     j.WriteBoolean("fenced", s.Fenced);
                     j.WriteString("problem", s.Problem);
                     j.WriteString("consensusRole", s.ConsensusRole);
-                    j.WriteNumber("bytesSent", s.Traffic.Sum(t => t.SentBytes));
-                    j.WriteNumber("bytesReceived", s.Traffic.Sum(t => t.ReceivedBytes));
-                    j.WriteStartArray("traffic");
-                    foreach (var t in s.Traffic)
-                    {
-                        j.WriteStartObject();
-                        j.WriteString("channel", t.Channel);
-                        j.WriteString("kind", t.Kind);
-                        j.WriteNumber("sentBytes", t.SentBytes);
-                        j.WriteNumber("sentFrames", t.SentFrames);
-                        j.WriteNumber("receivedBytes", t.ReceivedBytes);
-                        j.WriteNumber("receivedFrames", t.ReceivedFrames);
-                        j.WriteEndObject();
-                    }
-                    j.WriteEndArray();
+                    Metrics.WireTraffic.WriteJson(j, s.Traffic);
                 }
                 j.WriteEndObject();
             }

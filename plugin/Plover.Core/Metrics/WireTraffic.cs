@@ -62,6 +62,26 @@ public sealed class WireTraffic
         SentBytes = r.SentBytes, SentFrames = r.SentFrames, ReceivedBytes = r.ReceivedBytes, ReceivedFrames = r.ReceivedFrames,
     });
 
+    /// <summary>Writes bytesSent, bytesReceived and a "traffic" array of rows (the admin socket, plover status --json).</summary>
+    public static void WriteJson(System.Text.Json.Utf8JsonWriter j, IReadOnlyCollection<Wire.WireCount> rows)
+    {
+        j.WriteNumber("bytesSent", rows.Sum(r => r.SentBytes));
+        j.WriteNumber("bytesReceived", rows.Sum(r => r.ReceivedBytes));
+        j.WriteStartArray("traffic");
+        foreach (var r in rows)
+        {
+            j.WriteStartObject();
+            j.WriteString("channel", r.Channel);
+            j.WriteString("kind", r.Kind);
+            j.WriteNumber("sentBytes", r.SentBytes);
+            j.WriteNumber("sentFrames", r.SentFrames);
+            j.WriteNumber("receivedBytes", r.ReceivedBytes);
+            j.WriteNumber("receivedFrames", r.ReceivedFrames);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+    }
+
     /// <summary>Every channel and kind that carried anything.</summary>
     public List<WireCount> Snapshot()
     {

@@ -53,27 +53,6 @@ internal sealed unsafe partial class AdminCommands
             : throw new AdminError("the replica is starting: the start-up probe is waiting for its peers");
     }
 
-    /// <summary>bytesSent, bytesReceived and a row per channel and kind (whole frames: header, body, MAC).</summary>
-    private static void WriteTraffic(Utf8JsonWriter j, Plover.Metrics.WireTraffic traffic)
-    {
-        var (sent, received) = traffic.Total;
-        j.WriteNumber("bytesSent", sent);
-        j.WriteNumber("bytesReceived", received);
-        j.WriteStartArray("traffic");
-        foreach (var row in traffic.Snapshot())
-        {
-            j.WriteStartObject();
-            j.WriteString("channel", row.Channel.ToString().ToLowerInvariant());
-            j.WriteString("kind", row.Kind.ToString().ToLowerInvariant());
-            j.WriteNumber("sentBytes", row.SentBytes);
-            j.WriteNumber("sentFrames", row.SentFrames);
-            j.WriteNumber("receivedBytes", row.ReceivedBytes);
-            j.WriteNumber("receivedFrames", row.ReceivedFrames);
-            j.WriteEndObject();
-        }
-        j.WriteEndArray();
-    }
-
     private string ReplicaStatus()
     {
         var node = Node;
@@ -83,7 +62,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("node", _probe.Node.Id);
         j.WriteString("configRole", _probe.Node.Role.Name());
         j.WriteString("role", status.Role);
-        WriteTraffic(j, node.Traffic);
+        Plover.Metrics.WireTraffic.WriteJson(j, node.Traffic.ToWire().ToList());
         j.WriteNumber("inputsDroppedOnError", _probe.InputsDroppedOnError);
         if (node.Replica is not { } r || node.Driver is not { } d)
         {
