@@ -92,6 +92,26 @@ public class SyncEngineTests(ITestOutputHelper output)
         AssertIdentical(pair);
     }
 
+    /// <summary>The backup compares the primary's input digest at the cut with its own: on a mismatch the dirty pages
+    /// need not cover the difference, so it compares every page (and reports it).</summary>
+    [Fact]
+    public void DivergedInputs_MakeTheBackupCompareEveryPage()
+    {
+        using var pair = new SyncPair(SmallLayout);
+        pair.BackupMemory.Page(0, 3)[17] ^= 0x5A;   // what a different input did, with no dirt logged
+        var p = pair.Primary.RunAsync(new SyncRequest(1, 100, InputDigest: 0x1111));
+        var b = pair.Backup.RunAsync(new SyncRequest(1, 100, InputDigest: 0x2222));
+        Assert.True(Task.WaitAll([p, b], TimeSpan.FromSeconds(60)));
+        Assert.Equal(SyncOutcome.Completed, b.Result.Outcome);
+        Assert.True(b.Result.InputsDiverged);
+        Assert.Equal(0x1111UL, b.Result.InputDigest);
+        Assert.False(p.Result.InputsDiverged);
+        Assert.Equal(pair.PrimaryMemory.TotalPages, p.Result.UnionPages);
+        Assert.Equal(1UL, p.Result.DivergentPages);
+        Assert.Contains(pair.Logs, l => l.Contains("INPUTS DIVERGED"));
+        AssertIdentical(pair);
+    }
+
     [Fact]
     public void RemusMode_SendsEveryUnionPage()
     {

@@ -78,7 +78,7 @@ public sealed class Replica : IDisposable
     private long _inputsInjected, _framesInjected, _injectFailures, _framesDroppedBackup, _syncsCompleted, _syncsAborted;
     private long _lastAppliedIndex, _inputsAtLastSync;
     private long _triggersIdle, _triggersMaxEpoch, _triggersNothingNew, _triggersRefused;
-    private long _promotions, _demotions, _joins, _framesReleasedUnprotected;
+    private long _promotions, _demotions, _joins, _framesReleasedUnprotected, _inputDivergences;
     private readonly ConcurrentDictionary<long, long> _releasedByTerm = new();
     private readonly ConcurrentQueue<(long UnixUs, string What)> _events = new();
 
@@ -138,6 +138,8 @@ public sealed class Replica : IDisposable
     /// <summary>Running digest of every INPUT entry injected so far, in log order (equal on both replicas at equal
     /// log positions); recorded per sync in <see cref="SyncStats.InputDigest"/>.</summary>
     public ulong InputDigest => Volatile.Read(ref _inputDigest);
+    /// <summary>Backup: syncs whose cut found the primary's input digest different from this replica's (each resynchronised every page).</summary>
+    public long InputDivergences => Interlocked.Read(ref _inputDivergences);
     /// <summary>Primary: proposal-to-commit latency of INPUT entries.</summary>
     public LatencyHistogram CommitLatency => _proposalClock.Latency;
     public long EntriesProposed => _batcher.EntriesProposed;
@@ -413,6 +415,12 @@ public sealed class Replica : IDisposable
         _host.Main.Post(() =>
         {
             _syncing = false;
+            if (completed && stats!.InputsDiverged)
+            {
+                Interlocked.Increment(ref _inputDivergences);
+                Volatile.Write(ref _inputDigest, stats.InputDigest);   // the primary's: the next cut compares equal again
+                Event($"inputs diverged before sync e{stats.Epoch}: resynchronised every page");
+            }
             if (request.IsJoin)
             {
                 if (completed) FinishJoin(stats!);

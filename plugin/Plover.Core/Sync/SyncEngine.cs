@@ -176,6 +176,16 @@ public sealed unsafe partial class SyncEngine : IDisposable
                     throw new SyncProtocolException($"the primary runs sync e{begin.Epoch} at log index {begin.LogIndex}; " +
                                                     $"this backup stopped for e{request.Epoch} at {request.LogIndex}");
                 if (begin.FullSync && !request.FullSync) request = request with { FullSync = true };
+                if (begin.InputDigest != request.InputDigest)
+                {
+                    // Not the same inputs up to the cut: the dirty pages need not cover the difference, so compare
+                    // every page, and follow the primary's digest from here on.
+                    _log($"sync e{request.Epoch}: INPUTS DIVERGED: the primary's input digest at log index {request.LogIndex} " +
+                         $"is {begin.InputDigest:x16}, this backup's {request.InputDigest:x16}: comparing every page");
+                    stats.InputsDiverged = true;
+                    stats.InputDigest = begin.InputDigest;
+                    request = request with { FullSync = true };
+                }
                 stats.FullSync = request.FullSync;
                 RunBackup(connection, request, stats);
             }

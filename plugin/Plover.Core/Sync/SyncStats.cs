@@ -50,8 +50,12 @@ public sealed class SyncStats
     public bool FullSync { get; internal set; }
     /// <summary>A joining backup's first sync (it took the cut from the primary's SyncBegin).</summary>
     public bool Joined { get; init; }
-    /// <summary>The replica's input digest at the cut (see <see cref="SyncRequest.InputDigest"/>).</summary>
-    public ulong InputDigest { get; init; }
+    /// <summary>The replica's input digest at the cut (see <see cref="SyncRequest.InputDigest"/>); on a backup whose
+    /// own digest differed from the primary's (<see cref="InputsDiverged"/>), the primary's.</summary>
+    public ulong InputDigest { get; internal set; }
+    /// <summary>Backup: the primary's input digest at the cut was not this replica's (the two VMs did not get the same
+    /// inputs): the sync compared every page, and the replica takes the primary's digest from here on.</summary>
+    public bool InputsDiverged { get; internal set; }
     public bool SendAllDirty { get; init; }
     public DateTime StartedUtc { get; init; }
     public SyncOutcome Outcome { get; internal set; }

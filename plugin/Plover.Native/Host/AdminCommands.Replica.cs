@@ -14,7 +14,8 @@ namespace Plover.Native.Host;
 /// replica                   {role (primary|backup|joining),startMode,joining,runsAlone,backupId,problem,
 ///                            consensusRole,ballot,term,leaderId,commitIndex,lastIndex,lastApplied,protected,
 ///                            fenced,guard,syncLink,lastSyncEpoch,syncsCompleted,syncsAborted,inputsInjected,
-///                            framesInjected,framesStolen,framesDropped,injectFailures,inputDigest,framesReleased,
+///                            framesInjected,framesStolen,framesDropped,injectFailures,inputDigest,inputDivergences,
+///                            inputsDroppedOnError,bytesSent,bytesReceived,traffic:[...],framesReleased,
 ///                            framesDiscarded,pendingEpochs,commitLatencyUs:{count,mean,p50,p99,p999,max},
 ///                            syncTriggers:{idle,maxEpoch,nothingNew,refused},roleChanges:{promotions,demotions,joins},
 ///                            releasedByTerm:{TERM:frames},events:[{us,what}]}
@@ -99,6 +100,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("injectFailures", r.InjectFailures);
         j.WriteNumber("entriesProposed", r.EntriesProposed);
         j.WriteString("inputDigest", Hex(r.InputDigest));
+        j.WriteNumber("inputDivergences", r.InputDivergences);
         j.WriteNumber("framesReleased", r.Guard.FramesReleased);
         j.WriteNumber("framesDiscarded", r.Guard.FramesDiscarded);
         j.WriteNumber("pendingEpochs", r.Guard.PendingEpochs);
@@ -181,6 +183,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteBoolean("remusMode", s.SendAllDirty);
         j.WriteBoolean("joined", s.Joined);
         j.WriteString("inputDigest", Hex(s.InputDigest));
+        j.WriteBoolean("inputsDiverged", s.InputsDiverged);
         j.WriteNumber("startedUs", UnixMicros(s.StartedUtc));
         if (s.OutputUtc is { } output) j.WriteNumber("outputUs", UnixMicros(output)); else j.WriteNull("outputUs");
         j.WriteNumber("outputFrames", s.OutputFrames);
