@@ -97,6 +97,10 @@ class ReplicatedRedis(unittest.TestCase):
             self.assertEqual(p["inputDigest"], b["inputDigest"])
             if b["roleChanges"]["joins"] == 0:   # a backup that joined took the digest, not the inputs before it
                 self.assertEqual(p["inputsInjected"], b["inputsInjected"])
+        # the backup compared the primary's digest at every cut; every frame of every input reached its guest
+        self.assertEqual(0, b["inputDivergences"], b)
+        self.assertEqual(0, p["injectFailures"] + b["injectFailures"], (p["injectFailures"], b["injectFailures"]))
+        self.assertEqual(0, p["inputsDroppedOnError"] + b["inputsDroppedOnError"])
 
     def test_3_no_output_reached_the_client_before_the_backup_applied_its_sync(self):
         stopped = pc.Cluster.stop_capture(self.capture)
