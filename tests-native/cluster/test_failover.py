@@ -201,7 +201,8 @@ class Failover(unittest.TestCase):
             self.wait_role(old, "backup", timeout=180)
             self.wait_protected()
 
-    def test_2_kill_the_backup_and_bring_it_back(self):
+    def kill_the_backup(self):
+        """kill -9 of the backup; waits until the primary runs alone. Returns (primary, backup, time of the kill)."""
         primary = self.primary()
         backup = self.node(3 - primary.id)
         t0 = int(time.time() * 1e6)
@@ -210,6 +211,10 @@ class Failover(unittest.TestCase):
         while time.time() < deadline and not primary.admin("replica")["runsAlone"]:
             time.sleep(0.05)
         self.assertTrue(primary.admin("replica")["runsAlone"], "the primary never dropped its dead backup")
+        return primary, backup, t0
+
+    def test_2_kill_the_backup_and_bring_it_back(self):
+        primary, backup, t0 = self.kill_the_backup()
         first, stall = self.service_back("kill -9 of the backup", t0)
         self.assertEqual(1, self.status()[0], "status must say unprotected")
         self.report.append(f"kill -9 backup: the primary ran on unprotected; longest client stall {stall / 1000:.0f} ms")
@@ -253,13 +258,7 @@ class Failover(unittest.TestCase):
         """The witness comes back without its consensus memory while the primary runs alone (backup dead). Only the
         primary may lead then, so its answer lets the witness recover; the primary, which lost its quorum while the
         witness was down, is elected again and serves the same state. Then the backup rejoins."""
-        primary = self.primary()
-        backup = self.node(3 - primary.id)
-        backup.kill(signal.SIGKILL)
-        deadline = time.time() + 60
-        while time.time() < deadline and not primary.admin("replica")["runsAlone"]:
-            time.sleep(0.05)
-        self.assertTrue(primary.admin("replica")["runsAlone"], "the primary never dropped its dead backup")
+        primary, backup, _ = self.kill_the_backup()
         t0 = int(time.time() * 1e6)
         self.node(3).kill(signal.SIGKILL)
         time.sleep(2)   # several election timeouts: the primary loses its quorum and stops serving
