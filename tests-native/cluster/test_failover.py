@@ -268,10 +268,9 @@ class Failover(unittest.TestCase):
         self.cluster.start_node(3)
         self.wait_role(primary, "primary", timeout=120)
         first, _ = self.service_back("restart of the witness while the primary runs alone", t_restart)
-        stall = self.load.longest_stall_us(t0, first + 2_000_000)   # from the witness's death on
         self.report.append(f"witness restarted without memory while the primary ran alone: node {primary.id} (standby "
                            f"after losing its quorum) serves again; first write {(first - t_restart) / 1000:.0f} ms "
-                           f"after the witness was started, longest client stall {stall / 1000:.0f} ms")
+                           f"after the witness was started ({(first - t0) / 1000:.0f} ms after it was killed)")
         self.cluster.start_node(backup.id)
         self.wait_role(backup, "backup", timeout=180)
         self.wait_protected()
