@@ -112,6 +112,22 @@ public class SyncEngineTests(ITestOutputHelper output)
         AssertIdentical(pair);
     }
 
+    /// <summary>A full sync (a join) stages up to all of guest RAM; the backup gives that memory back afterwards.</summary>
+    [Fact]
+    public void AFullSyncGivesItsStagingMemoryBack()
+    {
+        using var pair = new SyncPair(SmallLayout);
+        pair.BackupMemory.Page(0, 3)[17] ^= 0x5A;
+        var (_, b) = pair.Sync(1, full: true);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.Equal(0UL, pair.Backup.StagingBytes);
+        pair.PrimaryMemory.Write(0, 5, 1, 0xABCDUL);   // a guest write: logged dirty
+        (_, b) = pair.Sync(2);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.InRange(pair.Backup.StagingBytes, 1UL, 64UL * 4096);   // an ordinary sync keeps what its union needs
+        AssertIdentical(pair);
+    }
+
     [Fact]
     public void RemusMode_SendsEveryUnionPage()
     {

@@ -36,5 +36,8 @@ public sealed unsafe class NativeBuffer<T> : IDisposable where T : unmanaged
         _capacity = 0;
     }
 
+    /// <summary>Gives the memory back (the next <see cref="Ensure"/> allocates again).</summary>
+    public void Release() => Free();
+
     public void Dispose() => Free();
 }

@@ -36,6 +36,8 @@ public sealed unsafe partial class SyncEngine
         t = Stopwatch.GetTimestamp();
         Apply(request, staged, stats);
         stats.Pause.Apply = Microseconds(t);
+        // A full sync staged up to all of guest RAM: give that back instead of keeping it for syncs that need little.
+        if (request.FullSync) { _staging.Release(); _pageList.Release(); }
         Hook(SyncStep.BeforeAck);
 
         stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAck, new SyncAck { Epoch = request.Epoch, PagesApplied = staged }));

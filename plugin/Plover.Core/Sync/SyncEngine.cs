@@ -45,6 +45,9 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly NativeBuffer<ulong> _remoteHashes = new(); // primary: the backup's
     private readonly NativeBuffer<ulong> _pageList = new();     // primary: divergent pages; backup: staged pages
     private readonly NativeBuffer<byte> _staging = new();       // backup: staged page data
+
+    /// <summary>Backup: bytes held for staging pages between syncs (tests).</summary>
+    internal ulong StagingBytes => _staging.Capacity;
     private readonly ByteBuffer _deviceState = new(1 << 20);    // primary: saved; backup: received
     private readonly BitmapBody _bitmapBody = new();
     private readonly HashesBody _hashesBody = new();
