@@ -19,7 +19,11 @@ public sealed class DedicatedMainThread : IMainThread, IDisposable
 
     public bool IsCurrent => Thread.CurrentThread == _thread;
 
-    public void Post(Action action) => _queue.Add(action);
+    public void Post(Action action, Action? cannotRun = null)
+    {
+        try { _queue.Add(action); }
+        catch (InvalidOperationException) { cannotRun?.Invoke(); }   // disposed: nothing runs any more
+    }
 
     public void Dispose()
     {

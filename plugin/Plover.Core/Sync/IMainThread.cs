@@ -7,7 +7,9 @@ namespace Plover.Sync;
 /// </summary>
 public interface IMainThread
 {
-    void Post(Action action);
+    /// <summary>Queues action for the main thread. If it can never run there (the host is shutting down), cannotRun
+    /// runs instead, on whichever thread learns it; action itself never runs anywhere but on the main thread.</summary>
+    void Post(Action action, Action? cannotRun = null);
 }
 
 public static class MainThreadExtensions
@@ -23,6 +25,10 @@ public static class MainThreadExtensions
             try { action(); }
             catch (Exception e) { error = e; }
             finally { done.Set(); }
+        }, () =>
+        {
+            error = new InvalidOperationException("the main thread runs no more work (shutting down)");
+            done.Set();
         });
         done.Wait();
         if (error is not null) throw new SyncHostException(error.Message, error);
