@@ -64,14 +64,21 @@ def compare_memory(cluster, timeout=120):
         if p["epoch"] != b["epoch"]:
             continue   # a sync slipped in between the two arms: try again
         diffs = []
-        if p["digest"] != b["digest"]:
+        names_p, names_b = [x["name"] for x in p["blocks"]], [x["name"] for x in b["blocks"]]
+        if names_p != names_b:   # zip below would compare only the common part
+            diffs.append(f"the RAM blocks differ: primary {names_p}, backup {names_b}")
+        elif p["digest"] != b["digest"]:
             for bp, bb in zip(p["blocks"], b["blocks"]):
                 if bp["digest"] == bb["digest"]:
                     continue
                 hp = primary.admin(f"verify-pages {bp['id']}")["hashes"]
                 hb = backup.admin(f"verify-pages {bb['id']}")["hashes"]
                 pages = [i for i, (x, y) in enumerate(zip(hp, hb)) if x != y]
+                if len(hp) != len(hb):
+                    diffs.append(f"block '{bp['name']}': {len(hp)} pages on the primary, {len(hb)} on the backup")
                 diffs.append(f"block '{bp['name']}': {len(pages)} page(s) differ, first: {pages[:20]}")
+            if not diffs:
+                diffs.append(f"the RAM digests differ ({p['digest']} vs {b['digest']}) but no block does")
         return p["epoch"], diffs
     raise TimeoutError("no sync point hashed on both replicas in time")
 

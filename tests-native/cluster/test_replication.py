@@ -176,6 +176,18 @@ class CheckersCanFail(unittest.TestCase):
         self.assertEqual(7, epoch)
         self.assertEqual(["block 'pc.ram': 1 page(s) differ, first: [1]"], diffs)
 
+    def test_memory_comparison_fails_when_the_block_lists_differ(self):
+        def node(node_id, blocks):
+            result = {"epoch": 7, "digest": "d" * len(blocks), "blocks": [{"id": i, "name": n, "digest": "x"}
+                                                                      for i, n in enumerate(blocks)]}
+            state = {}
+            return self.FakeNode({"verify-result": lambda _: {"armed": False, "result": result if state.get("hit") else None},
+                                  "verify-at-sync": lambda _: state.update(hit=True) or {},
+                                  "sync-now": {}, "verify-pages": {"hashes": []}}, node_id)
+        cluster = type("C", (), {"nodes": {1: node(1, ["pc.ram", "vga.vram"]), 2: node(2, ["pc.ram"])}})
+        _, diffs = checks.compare_memory(cluster, timeout=5)
+        self.assertEqual(["the RAM blocks differ: primary ['pc.ram', 'vga.vram'], backup ['pc.ram']"], diffs)
+
     def test_output_check_catches_a_frame_seen_before_its_release(self):
         import struct
         path = os.path.join(tempfile.mkdtemp(prefix="plover-pcap."), "x.pcap")
