@@ -197,9 +197,13 @@ class Failover(unittest.TestCase):
                                f"{(first - t0) / 1000:.0f} ms after the kill ({parts}); longest client stall "
                                f"{stall / 1000:.0f} ms")
             # the old primary comes back with the same command line: it joins as the backup
-            self.cluster.start_node(old.id)
-            self.wait_role(old, "backup", timeout=180)
-            self.wait_protected()
+            self.rejoin_as_backup(old)
+
+    def rejoin_as_backup(self, n):
+        """Restarts a dead VM node with its unchanged command line: it joins as the backup and protects again."""
+        self.cluster.start_node(n.id)
+        self.wait_role(n, "backup", timeout=180)
+        self.wait_protected()
 
     def kill_the_backup(self):
         """kill -9 of the backup; waits until the primary runs alone. Returns (primary, backup, time of the kill)."""
@@ -218,9 +222,7 @@ class Failover(unittest.TestCase):
         first, stall = self.service_back("kill -9 of the backup", t0)
         self.assertEqual(1, self.status()[0], "status must say unprotected")
         self.report.append(f"kill -9 backup: the primary ran on unprotected; longest client stall {stall / 1000:.0f} ms")
-        self.cluster.start_node(backup.id)
-        self.wait_role(backup, "backup", timeout=180)
-        self.wait_protected()
+        self.rejoin_as_backup(backup)
 
     def test_3_kill_the_witness_and_bring_it_back(self):
         t0 = int(time.time() * 1e6)
@@ -271,9 +273,7 @@ class Failover(unittest.TestCase):
         self.report.append(f"witness restarted without memory while the primary ran alone: node {primary.id} (standby "
                            f"after losing its quorum) serves again; first write {(first - t_restart) / 1000:.0f} ms "
                            f"after the witness was started ({(first - t0) / 1000:.0f} ms after it was killed)")
-        self.cluster.start_node(backup.id)
-        self.wait_role(backup, "backup", timeout=180)
-        self.wait_protected()
+        self.rejoin_as_backup(backup)
 
     def test_5_every_acknowledged_write_survived_and_no_term_had_two_primaries(self):
         time.sleep(1)
