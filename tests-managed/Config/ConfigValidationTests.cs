@@ -194,6 +194,22 @@ public sealed class ConfigValidationTests
         Assert.Equal("config: sync.idleThresholdUs: 101 is greater than sync.idleWindowUs 100",
             Refuse(With(j => j["sync"]!["idleThresholdUs"] = 101)));
 
+    [Fact]
+    public void UnknownSyncMode() =>
+        Assert.Equal("config: sync.mode: unknown mode 'remus' (expected replicate, the default, or checkpoint)",
+            Refuse(With(j => j["sync"]!["mode"] = "remus")));
+
+    [Fact]
+    public void TheOldRemusModeSwitchIsRefused() =>
+        Assert.Contains("remusMode", Refuse(With(j => j["sync"]!["remusMode"] = true)));
+
+    [Theory]
+    [InlineData(null, SyncMode.Replicate)]
+    [InlineData("replicate", SyncMode.Replicate)]
+    [InlineData("checkpoint", SyncMode.Checkpoint)]
+    public void SyncModeIsRead(string? mode, SyncMode expected) =>
+        Assert.Equal(expected, ClusterConfig.Parse(With(j => { if (mode is not null) j["sync"]!["mode"] = mode; }).ToJsonString(), "/x").Sync.Mode);
+
     [Theory]
     [InlineData(-1)]
     [InlineData(1025)]

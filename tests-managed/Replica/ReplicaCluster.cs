@@ -28,7 +28,8 @@ public sealed class ReplicaCluster : IDisposable
     }
 
     /// <param name="idleTrigger">The primary runs the idle monitor (over vCPUs that are always idle) instead of syncing only on request.</param>
-    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false)
+    /// <param name="checkpoint">Checkpoint mode (inputs straight into the primary's guest, a passive backup).</param>
+    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false, bool checkpoint = false)
     {
         var ids = new[] { 1, 2, 3 };
         var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
@@ -56,7 +57,7 @@ public sealed class ReplicaCluster : IDisposable
 
         PrimaryHost = new FakeReplicaHost("primary", Blocks, seed: 11, diverge: true);
         BackupHost = new FakeReplicaHost("backup", Blocks, seed: 22, diverge: false);
-        var syncOptions = new SyncOptions { Log = Log.Sink, HashThreads = 1, StepHook = stepHook, Timeout = TimeSpan.FromSeconds(20) };
+        var syncOptions = new SyncOptions { Log = Log.Sink, HashThreads = 1, StepHook = stepHook, Timeout = TimeSpan.FromSeconds(20), Checkpoint = checkpoint };
         Primary = new Plover.Node.Replica(new ReplicaOptions
         {
             Role = ReplicaRole.Primary, Sync = syncOptions, Log = Log.Sink, PeerId = 2,
@@ -108,6 +109,24 @@ public sealed class ReplicaCluster : IDisposable
             for (int s = firstSeq; s < firstSeq + count; s++)
                 Assert.True(replica.OnFrameToGuest(0, Frame(s)));
         });
+
+    /// <summary>Checkpoint mode: frames arrive at a replica's netdev; those it lets through reach its guest as
+    /// QEMU would deliver them. Returns how many it let through.</summary>
+    public static int ArrivePassThrough(FakeReplicaHost host, Plover.Node.Replica replica, int firstSeq, int count)
+    {
+        int passed = 0;
+        host.MainImpl.Invoke(() =>
+        {
+            for (int s = firstSeq; s < firstSeq + count; s++)
+            {
+                var frame = Frame(s);
+                if (replica.OnFrameToGuest(0, frame)) continue;
+                host.Inject(0, frame);
+                passed++;
+            }
+        });
+        return passed;
+    }
 
     public int CompletedSyncs(List<SyncStats> list)
     {

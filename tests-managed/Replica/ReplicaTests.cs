@@ -230,3 +230,67 @@ public sealed class ReplicaLoadTests
         Assert.Equal(Enumerable.Range(1, 800), c.BackupHost.Nic.Dropped);
     }
 }
+
+public sealed class ReplicaCheckpointModeTests
+{
+    [Fact]
+    public void Inputs_go_to_the_primary_only_the_backup_never_runs_and_each_checkpoint_makes_it_the_primarys_copy()
+    {
+        using var c = new ReplicaCluster(checkpoint: true);
+        Assert.Equal(30, ReplicaCluster.ArrivePassThrough(c.PrimaryHost, c.Primary, 1, 30));
+        Assert.Equal(0, ReplicaCluster.ArrivePassThrough(c.BackupHost, c.Backup, 500, 5));   // a backup drops them
+        Assert.Equal(30, c.Primary.FramesPassed);
+        Assert.Equal(0, c.Primary.EntriesProposed);                 // no INPUT entries
+        Assert.Empty(c.BackupHost.InjectedSnapshot());
+        Assert.Empty(c.PrimaryHost.Nic.Sent);                       // replies held until the checkpoint's ack
+
+        c.SyncNow();   // the first sync is full
+
+        Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
+        Assert.Equal(c.PrimaryHost.VmImpl.DeviceState, c.BackupHost.VmImpl.DeviceState);
+        Assert.Equal(Enumerable.Range(1, 30), c.PrimaryHost.Nic.Sent);
+        Assert.False(c.BackupHost.VmImpl.Running);                  // a passive backup: its VM never runs
+        Assert.True(c.PrimaryHost.VmImpl.Running);
+
+        // An ordinary checkpoint sends every page the primary dirtied, unhashed, and none the backup marked.
+        ReplicaCluster.ArrivePassThrough(c.PrimaryHost, c.Primary, 31, 20);
+        c.SyncNow();
+        SyncStats p;
+        lock (c.PrimarySyncs) p = c.PrimarySyncs[^1];
+        Assert.False(p.FullSync);
+        Assert.True(p.Checkpoint);
+        Assert.Equal(p.LocalDirtyPages, p.UnionPages);
+        Assert.Equal(p.UnionPages, p.DivergentPages);
+        Assert.Equal(0, p.Wire.Hashes);
+        Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
+        Assert.False(c.BackupHost.VmImpl.Running);
+        Assert.Equal(Enumerable.Range(1, 50), c.PrimaryHost.Nic.Sent);
+        Assert.Equal(0, c.PrimaryHost.Violations + c.BackupHost.Violations);
+    }
+
+    [Fact]
+    public void A_promoted_checkpoint_backup_runs_its_guest_from_the_last_checkpoint()
+    {
+        using var c = new ReplicaCluster(checkpoint: true);
+        ReplicaCluster.ArrivePassThrough(c.PrimaryHost, c.Primary, 1, 20);
+        c.SyncNow();
+        using var checkpoint = new SyntheticGuestMemory(ReplicaCluster.Blocks);
+        checkpoint.CopyFrom(c.BackupHost.MemoryImpl);
+        ReplicaCluster.ArrivePassThrough(c.PrimaryHost, c.Primary, 21, 5);   // after the checkpoint: never released
+        Assert.False(c.BackupHost.VmImpl.Running);
+
+        c.IsolatePrimary();
+
+        Assert.True(TransportTestKit.WaitUntil(() => c.Backup.Role == Plover.Node.ReplicaRole.Primary, 20000), c.Log.ToString());
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.VmImpl.Running, 5000), c.Log.ToString());
+        // (compared at once: the guest it runs now may write, the fake one only when fed a frame)
+        Assert.Null(checkpoint.FirstDifference(c.BackupHost.MemoryImpl));
+        Assert.Equal(Enumerable.Range(1, 20), c.PrimaryHost.Nic.Sent);       // epoch 2's replies never left
+        // The deposed primary's standby VM is stopped: a checkpoint backup never runs.
+        Assert.True(TransportTestKit.WaitUntil(() => c.Primary.Role == Plover.Node.ReplicaRole.Backup && !c.PrimaryHost.VmImpl.Running, 5000), c.Log.ToString());
+        // The new primary serves: inputs go straight into its guest and its replies leave (it runs alone).
+        Assert.Equal(10, ReplicaCluster.ArrivePassThrough(c.BackupHost, c.Backup, 100, 10));
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.Nic.Sent.Count == 10, 5000), c.Log.ToString());
+        Assert.Equal(0, c.BackupHost.Violations);
+    }
+}

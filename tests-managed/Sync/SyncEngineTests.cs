@@ -129,17 +129,35 @@ public class SyncEngineTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void RemusMode_SendsEveryUnionPage()
+    public void Checkpoint_SendsEveryPageThePrimaryDirtied_AndNoneOfTheBackups()
     {
-        var options = new SyncOptions { SendAllDirty = true };
+        var options = new SyncOptions { Checkpoint = true };
         using var pair = new SyncPair(SmallLayout, options, options);
-        var work = new Workload(pair, seed: 5);
-        work.Run(0.02, 0.25);
+        for (ulong page = 0; page < 40; page++)
+        {
+            pair.PrimaryMemory.Write(0, page, 8, 0xC0FFEE + page);
+            if (page % 2 == 0) pair.PrimaryMemory.Write(0, page + 100, 16, page);   // same bytes on both: still sent
+            if (page % 2 == 0) pair.BackupMemory.Write(0, page + 100, 16, page);
+        }
+        pair.BackupMemory.Touch(0, 300);   // a passive backup's bitmap holds only what its apply wrote: not sent
         var (p, b) = pair.Sync(1);
         Assert.Equal(SyncOutcome.Completed, b.Outcome);
-        Assert.Equal(p.UnionPages, p.DivergentPages);
-        Assert.Equal(0, p.Wire.Hashes);
+        Assert.Equal(60UL, p.UnionPages);
+        Assert.Equal(60UL, p.DivergentPages);
+        Assert.Equal(0UL, b.LocalDirtyPages);
+        Assert.Equal(0, p.Wire.Hashes + b.Wire.Hashes);
+        Assert.True(p.Checkpoint && b.Checkpoint);
         AssertIdentical(pair);
+    }
+
+    [Fact]
+    public void Checkpoint_OnOneSideOnly_AbortsWithTheReason()
+    {
+        using var pair = new SyncPair(SmallLayout, new SyncOptions { Checkpoint = true }, new SyncOptions());
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Aborted, p.Outcome);
+        Assert.Equal(SyncOutcome.Aborted, b.Outcome);
+        Assert.Contains("sync.mode", p.Error + b.Error);
     }
 
     [Fact]

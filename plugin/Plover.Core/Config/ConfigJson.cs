@@ -40,7 +40,7 @@ internal sealed class RawSync
     public int? IdleWindows { get; set; }
     public int? MaxEpochMs { get; set; }
     public int? TimeoutMs { get; set; }
-    public bool? RemusMode { get; set; }
+    public string? Mode { get; set; }
 }
 
 internal sealed class RawHashing

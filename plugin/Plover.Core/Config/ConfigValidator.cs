@@ -196,8 +196,16 @@ internal sealed partial class ConfigValidator
         int timeout = Positive(raw.TimeoutMs ?? d.TimeoutMs, "sync.timeoutMs");
         if (threshold > window)
             throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
-        return new SyncConfig(window, threshold, windows, maxEpoch) { TimeoutMs = timeout, RemusMode = raw.RemusMode ?? false };
+        return new SyncConfig(window, threshold, windows, maxEpoch) { TimeoutMs = timeout, Mode = ValidateSyncMode(raw.Mode) };
     }
+
+    private SyncMode ValidateSyncMode(string? mode) => mode switch
+    {
+        null or "replicate" => SyncMode.Replicate,
+        "checkpoint" => SyncMode.Checkpoint,
+        _ => throw Error("sync.mode", $"unknown mode '{mode}' (expected replicate, the default, or checkpoint)"),
+    };
+
 
     private LibraryMode ValidateMode(string? mode) => mode switch
     {

@@ -26,6 +26,10 @@ namespace Plover.Node;
 ///   idle trigger started. A deposed primary is fenced at once (no release can follow), then stops its VM, discards
 ///   what it held and rejoins as a joining backup. A primary that only lost its quorum (nobody need have replaced
 ///   it) discards what it held but keeps its VM as a standby backup that may be elected again.</item>
+/// <item>Checkpoint mode (<see cref="SyncOptions.Checkpoint"/>, the Remus baseline and a mode for guests that diverge
+///   too much): frames go straight into the primary's guest (no INPUT entries), the backup's VM never runs (a
+///   <see cref="PassiveVmGate"/> holds it stopped until a promotion), and each sync sends every page the primary
+///   dirtied. SYNC and ROLE entries, the guard and failover work as in replication.</item>
 /// <item>Joining: a backup without a valid state (restarted, or deposed, or dropped by a ROLE entry) does not campaign
 ///   and injects nothing; it waits for the primary's next sync (always full; the primary learns of it when the sync
 ///   link connects), takes the cut from the primary, and is a backup again once that sync applied.</item>
@@ -40,6 +44,8 @@ public sealed class Replica : IDisposable
 
     private readonly ReplicaOptions _options;
     private readonly IReplicaHost _host;
+    private readonly IVmHost _vm;           // the host's VM behind the checkpoint gate
+    private readonly bool _checkpoint;
     private readonly ConsensusDriver _driver;
     private readonly Action<string> _log;
     private readonly ReplicaInputBatcher _batcher;
@@ -75,6 +81,7 @@ public sealed class Replica : IDisposable
     private SyncConnection? _lastConnection;   // watchdog: a new connection means a (re)joined backup
     private long _linkDownSince;               // watchdog: Environment.TickCount64, 0 while up
     private bool _aloneProposed;               // watchdog: ROLE(self, 0) proposed for this loss
+    private long _framesPassed;       // checkpoint mode: frames the primary let into its guest directly
     private long _inputsInjected, _framesInjected, _injectFailures, _framesDroppedBackup, _syncsCompleted, _syncsAborted;
     private long _lastAppliedIndex, _inputsAtLastSync;
     private long _triggersIdle, _triggersMaxEpoch, _triggersNothingNew, _triggersRefused;
@@ -91,11 +98,13 @@ public sealed class Replica : IDisposable
         _role = options.Role;
         _joining = options.Joining;
         _drain = Drain;
+        _checkpoint = options.Sync.Checkpoint;
+        _vm = new PassiveVmGate(host.Vm, () => _checkpoint && _role == ReplicaRole.Backup);
         bool primary = options.Role == ReplicaRole.Primary;
         if (primary && options.Joining) throw new ArgumentException("a joining replica is a backup");
         Guard = new OutputGuard(primary ? GuardRole.Primary : GuardRole.Backup, host.OutputPorts, _log);
         var syncOptions = options.Sync.Log is null ? CopyWithLog(options.Sync, _log) : options.Sync;
-        Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, host.Vm, host.Main, Guard, syncOptions);
+        Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, _vm, host.Main, Guard, syncOptions);
         _batcher = new ReplicaInputBatcher(options.MaxInputEntryBytes, options.MaxPendingInputBytes,
             payload => _proposalClock.Propose(() => _driver.Propose(EntryType.Input, payload.Span)));
         driver.Committed = OnCommitted;
@@ -129,6 +138,10 @@ public sealed class Replica : IDisposable
     public long LastAppliedIndex => Volatile.Read(ref _lastAppliedIndex);
     public long InputsInjected => Volatile.Read(ref _inputsInjected);
     public long FramesInjected => Volatile.Read(ref _framesInjected);
+    /// <summary>Checkpoint mode: frames the primary let straight into its guest.</summary>
+    public long FramesPassed => Volatile.Read(ref _framesPassed);
+    /// <summary>Checkpoint mode (see the class summary).</summary>
+    public bool Checkpoint => _checkpoint;
     public long InjectFailures => Volatile.Read(ref _injectFailures);
     /// <summary>Primary: frames queued for proposal; dropped ones (backlog full, not leader) in <see cref="FramesDropped"/>.</summary>
     public long FramesStolen => _batcher.FramesQueued;
@@ -183,7 +196,7 @@ public sealed class Replica : IDisposable
     public bool StartGuest()
     {
         if (_syncing || _joining || _disposed) return false;
-        _host.Vm.Start();
+        _vm.Start();   // a checkpoint backup's stays stopped: its first state is the primary's first checkpoint
         return true;
     }
 
@@ -198,13 +211,19 @@ public sealed class Replica : IDisposable
     // ------------------------------------------------------------------ inputs and outputs
 
     /// <summary>
-    /// MAIN thread (net_to_guest): a frame on its way into this guest. Always consumed: the primary proposes it (it
-    /// reaches the guest when committed), a backup drops it (its guest gets the primary's inputs from the log).
+    /// MAIN thread (net_to_guest): a frame on its way into this guest. True if consumed: the primary proposes it (it
+    /// reaches the guest when committed), a backup drops it (its guest gets the primary's inputs from the log). In
+    /// checkpoint mode the serving primary lets it through (false); everyone else still drops it.
     /// </summary>
     public bool OnFrameToGuest(int nic, ReadOnlySpan<byte> frame)
     {
-        if (_role == ReplicaRole.Primary && _started && !_fenced && !_disposed) _batcher.Add(nic, frame);
-        else Interlocked.Increment(ref _framesDroppedBackup);
+        if (_role == ReplicaRole.Primary && _started && !_fenced && !_disposed)
+        {
+            if (!_checkpoint) { _batcher.Add(nic, frame); return true; }
+            Volatile.Write(ref _framesPassed, _framesPassed + 1);
+            return false;
+        }
+        Interlocked.Increment(ref _framesDroppedBackup);
         return true;
     }
 
@@ -258,7 +277,7 @@ public sealed class Replica : IDisposable
         SpinWait.SpinUntil(() => (idle = Volatile.Read(ref _idle)) is not null || _disposed, 1000);
         if (idle is null) return;
         bool nothingNew = trigger == SyncTrigger.Idle && _firstSyncDone &&
-                          Volatile.Read(ref _inputsInjected) == Volatile.Read(ref _inputsAtLastSync) &&
+                          InputsTaken == Volatile.Read(ref _inputsAtLastSync) &&
                           Volatile.Read(ref _outputReports) == Volatile.Read(ref _outputReportsAtCut);
         if (nothingNew || _runsAlone || !ProposeSync())
         {
@@ -274,6 +293,9 @@ public sealed class Replica : IDisposable
             if (!_disposed && Volatile.Read(ref _lastSyncEpoch) < proposed) idle.EpochStarted();
         }, TaskScheduler.Default);
     }
+
+    /// <summary>Inputs this guest took so far (INPUT entries, or frames let through in checkpoint mode).</summary>
+    private long InputsTaken => Volatile.Read(ref _inputsInjected) + Volatile.Read(ref _framesPassed);
 
     // ------------------------------------------------------------------ committed entries, in log order
 
@@ -371,12 +393,12 @@ public sealed class Replica : IDisposable
         // Every entry before this one was injected in this same callback (or an earlier one) and none after it
         // will be until the sync is over: both VMs stop at the same log position.
         _syncing = true;
-        Volatile.Write(ref _inputsAtLastSync, _inputsInjected);
+        Volatile.Write(ref _inputsAtLastSync, InputsTaken);
         Volatile.Write(ref _outputReportsAtCut, _outputReports);
         Volatile.Write(ref _lastAppliedIndex, entry.Index);
         bool full = (!_firstSyncDone && _options.FirstSyncFull) || _nextSyncFull;
         var request = new SyncRequest(epoch, entry.Index, FullSync: full, InputDigest: _inputDigest);
-        try { _host.Vm.Stop(); }
+        try { _vm.Stop(); }
         catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop at SYNC e{epoch} failed: {e.Message}"); }
         Engine.RunAsync(request).ContinueWith(t => SyncDone(request, t), TaskScheduler.Default);
         return true;
@@ -448,7 +470,7 @@ public sealed class Replica : IDisposable
     /// </summary>
     private void ResumeAfterAbort()
     {
-        try { _host.Vm.Start(); }
+        try { _vm.Start(); }
         catch (Exception e) { _log($"replica {_driver.SelfId}: vm_start after an aborted sync failed: {e.Message}"); }
     }
 
@@ -524,6 +546,7 @@ public sealed class Replica : IDisposable
         _nextSyncFull = true;
         long released = Guard.Promote();
         CountRelease(released);
+        if (_checkpoint) ResumeAfterAbort();   // the gate is open now: the guest runs on from the last checkpoint
         _host.Announce();
         StartIdleMonitor();
         Interlocked.Increment(ref _promotions);
@@ -570,6 +593,11 @@ public sealed class Replica : IDisposable
         _runsAlone = false;
         _backupId = 0;
         _fenced = false;
+        if (_checkpoint)
+        {
+            try { _vm.Stop(); }   // a checkpoint backup's VM never runs; its RAM (ahead of any checkpoint) is kept
+            catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop failed: {e.Message}"); }
+        }
         ResumeAfterAbort();   // a sync this primary aborted may have left the VM stopped; its RAM is intact
         Interlocked.Increment(ref _demotions);
         Event($"standby: {why}");
@@ -591,7 +619,7 @@ public sealed class Replica : IDisposable
         bool wasPrimary = _role == ReplicaRole.Primary;
         _idle?.Dispose();
         _idle = null;
-        try { _host.Vm.Stop(); }
+        try { _vm.Stop(); }
         catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop failed: {e.Message}"); }
         Guard.Demote();
         _role = ReplicaRole.Backup;
@@ -623,7 +651,7 @@ public sealed class Replica : IDisposable
         Volatile.Write(ref _lastAppliedIndex, Math.Max(_lastAppliedIndex, stats.LogIndex));
         Volatile.Write(ref _lastSyncEpoch, Math.Max(_lastSyncEpoch, stats.Epoch));
         Volatile.Write(ref _inputDigest, stats.InputDigest);
-        Volatile.Write(ref _inputsAtLastSync, _inputsInjected);
+        Volatile.Write(ref _inputsAtLastSync, InputsTaken);
         _driver.InstallSnapshot(stats.LogIndex);   // a node with no log: entries before the cut are not needed
         _driver.SetCanCampaign(true);
         Interlocked.Increment(ref _joins);
@@ -718,7 +746,7 @@ public sealed class Replica : IDisposable
     private static SyncOptions CopyWithLog(SyncOptions o, Action<string> log) => new()
     {
         Timeout = o.Timeout, JoinTimeout = o.JoinTimeout, HashThreads = o.HashThreads, PagesPerFrame = o.PagesPerFrame,
-        HashesPerFrame = o.HashesPerFrame, MaxDeviceStateBytes = o.MaxDeviceStateBytes, SendAllDirty = o.SendAllDirty,
+        HashesPerFrame = o.HashesPerFrame, MaxDeviceStateBytes = o.MaxDeviceStateBytes, Checkpoint = o.Checkpoint,
         HistoryLength = o.HistoryLength, StepHook = o.StepHook, Log = log,
     };
 

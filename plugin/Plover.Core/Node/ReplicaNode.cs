@@ -110,7 +110,7 @@ public sealed class ReplicaNode : IDisposable
                 {
                     HashThreads = _config.Hashing.Threads, Timeout = TimeSpan.FromMilliseconds(_config.Sync.TimeoutMs),
                     JoinTimeout = TimeSpan.FromMilliseconds(Math.Max(_config.Timeouts.StartupMs, _config.Sync.TimeoutMs)),
-                    SendAllDirty = _config.Sync.RemusMode, HistoryLength = 4096, Log = _log,
+                    Checkpoint = _config.Sync.Mode == SyncMode.Checkpoint, HistoryLength = 4096, Log = _log,
                 },
                 Idle = _config.Sync,
                 VcpuThreadIds = _vcpus,

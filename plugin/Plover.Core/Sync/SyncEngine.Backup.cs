@@ -20,7 +20,7 @@ public sealed unsafe partial class SyncEngine
         Hook(SyncStep.BitmapsExchanged);
 
         t = Stopwatch.GetTimestamp();
-        if (!_options.SendAllDirty)
+        if (!_options.Checkpoint)
         {
             HashUnion(unionPages);
             SendHashes(connection, request, unionPages, stats);

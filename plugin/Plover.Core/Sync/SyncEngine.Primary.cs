@@ -22,7 +22,7 @@ public sealed unsafe partial class SyncEngine
 
         // Hashes: ours in parallel with the backup's, then theirs arrive in union page order.
         t = Stopwatch.GetTimestamp();
-        if (!_options.SendAllDirty)
+        if (!_options.Checkpoint)
         {
             HashUnion(unionPages);
             ReceiveHashes(connection, request, unionPages, stats);
@@ -101,7 +101,7 @@ public sealed unsafe partial class SyncEngine
         ulong* list = _pageList.Ensure(Math.Max(unionPages, 1));
         ulong* mine = _localHashes.Pointer;
         ulong* theirs = _remoteHashes.Pointer;
-        bool all = _options.SendAllDirty;
+        bool all = _options.Checkpoint;
         ulong k = 0, n = 0;
         for (ulong w = 0; w < layout.TotalWords; w++)
         {

@@ -155,7 +155,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         var stats = new SyncStats
         {
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
-            SendAllDirty = _options.SendAllDirty, StartedUtc = DateTime.UtcNow,
+            Checkpoint = _options.Checkpoint, StartedUtc = DateTime.UtcNow,
         };
         long start = Stopwatch.GetTimestamp();
         var connection = WaitForConnection(Role == SyncRole.Backup ? _options.Timeout : TimeSpan.Zero);
@@ -336,6 +336,13 @@ public sealed unsafe partial class SyncEngine : IDisposable
         var layout = _layout!;
         ulong words = layout.TotalWords;
         ulong* local = _local.Ensure(words);
+        if (_options.Checkpoint && Role == SyncRole.Backup)
+        {
+            // A checkpoint backup's VM never ran: what its bitmap holds (pages the last apply wrote) is the primary's.
+            new Span<ulong>(local, checked((int)words)).Clear();
+            new Span<ulong>(_union.Ensure(words), checked((int)words)).Clear();
+            return 0;
+        }
         for (int b = 0; b < layout.BlockCount; b++)
         {
             var block = layout.Block(b);
@@ -350,7 +357,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private int SendBitmap(SyncConnection connection, SyncRequest request, ulong setBits, SyncStats stats)
     {
         _bitmapBody.Set(request.Epoch, request.LogIndex, _layout!, _local.Pointer, setBits);
-        _bitmapBody.SetSendAll(_options.SendAllDirty);
+        _bitmapBody.SetSendAll(_options.Checkpoint);
         stats.LocalBitmapEncoding = _bitmapBody.Encoding;
         stats.LocalBitmapBytes = _bitmapBody.TailLength;
         int n = connection.Send(_bitmapBody);
@@ -370,8 +377,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
             throw new SyncProtocolException($"peer is at sync e{header.Epoch} (log index {header.LogIndex}), we are at e{request.Epoch} (log index {request.LogIndex})");
         if (header.TotalWords != layout.TotalWords || header.LayoutHash != layout.Hash)
             throw new SyncProtocolException($"peer's RAM layout differs ({header.TotalWords} bitmap words, layout {header.LayoutHash:x16}; ours {layout.TotalWords}, {layout.Hash:x16})");
-        if (header.SendAll != _options.SendAllDirty)
-            throw new SyncProtocolException($"peer runs with send-all-dirty={header.SendAll}, we with {_options.SendAllDirty}");
+        if (header.SendAll != _options.Checkpoint)
+            throw new SyncProtocolException($"peer runs with checkpoint={header.SendAll}, we with {_options.Checkpoint} (sync.mode must be the same on both replicas)");
         ulong* union = _union.Pointer;
         if (!BitmapCodec.TryDecodeOr(frame.Tail, header.Encoding, union, layout.TotalWords, out ulong bits, out string? error))
             throw new SyncProtocolException($"bad bitmap from the peer: {error}");

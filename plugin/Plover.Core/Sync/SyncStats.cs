@@ -56,7 +56,8 @@ public sealed class SyncStats
     /// <summary>Backup: the primary's input digest at the cut was not this replica's (the two VMs did not get the same
     /// inputs): the sync compared every page, and the replica takes the primary's digest from here on.</summary>
     public bool InputsDiverged { get; internal set; }
-    public bool SendAllDirty { get; init; }
+    /// <summary>A checkpoint (see <see cref="SyncOptions.Checkpoint"/>): every page the primary dirtied was sent.</summary>
+    public bool Checkpoint { get; init; }
     public DateTime StartedUtc { get; init; }
     public SyncOutcome Outcome { get; internal set; }
     public string? Error { get; internal set; }

@@ -55,8 +55,9 @@ public sealed class SyncOptions
     public int HashesPerFrame { get; init; } = 64 * 1024;
     /// <summary>Largest device state accepted from the primary.</summary>
     public long MaxDeviceStateBytes { get; init; } = 256L << 20;
-    /// <summary>Remus mode (benchmark baseline): no hashing, the primary sends every page in the union.</summary>
-    public bool SendAllDirty { get; init; }
+    /// <summary>Checkpointing (as Remus and COLO's periodic mode): no hashing, the primary sends every page it
+    /// dirtied. The backup's VM never runs, so its RAM is the last checkpoint and its own bitmap is left out.</summary>
+    public bool Checkpoint { get; init; }
     /// <summary>Completed and aborted syncs kept in <see cref="SyncMetrics"/>.</summary>
     public int HistoryLength { get; init; } = 64;
     /// <summary>Where warnings and errors go (aborts, running unprotected). Null: stderr.</summary>

@@ -11,10 +11,10 @@ namespace Plover.Native.Host;
 /// <summary>
 /// Admin commands of a replicating node (mode replicate), for operators, the status command, tests and benchmarks:
 /// <code>
-/// replica                   {role (primary|backup|joining),startMode,joining,runsAlone,backupId,problem,
+/// replica                   {role (primary|backup|joining),mode (replicate|checkpoint),startMode,joining,runsAlone,backupId,problem,
 ///                            consensusRole,ballot,term,leaderId,commitIndex,lastIndex,lastApplied,protected,
 ///                            fenced,guard,syncLink,lastSyncEpoch,syncsCompleted,syncsAborted,inputsInjected,
-///                            framesInjected,framesStolen,framesDropped,injectFailures,inputDigest,inputDivergences,
+///                            framesInjected,framesPassed,framesStolen,framesDropped,injectFailures,inputDigest,inputDivergences,
 ///                            inputsDroppedOnError,bytesSent,bytesReceived,traffic:[...],framesReleased,
 ///                            framesDiscarded,pendingEpochs,commitLatencyUs:{count,mean,p50,p99,p999,max},
 ///                            syncTriggers:{idle,maxEpoch,nothingNew,refused},roleChanges:{promotions,demotions,joins},
@@ -74,6 +74,7 @@ internal sealed unsafe partial class AdminCommands
             return reply.Finish();
         }
         GuardState guard = r.Guard.State;
+        j.WriteString("mode", r.Checkpoint ? "checkpoint" : "replicate");
         j.WriteString("startMode", node.Mode == StartMode.Join ? "join" : "fresh");
         j.WriteBoolean("joining", r.IsJoining);
         j.WriteBoolean("runsAlone", r.RunsAlone);
@@ -95,6 +96,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("syncsAborted", r.SyncsAborted);
         j.WriteNumber("inputsInjected", r.InputsInjected);
         j.WriteNumber("framesInjected", r.FramesInjected);
+        j.WriteNumber("framesPassed", r.FramesPassed);
         j.WriteNumber("framesStolen", r.FramesStolen);
         j.WriteNumber("framesDropped", r.FramesDropped);
         j.WriteNumber("injectFailures", r.InjectFailures);
@@ -180,7 +182,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteString("outcome", s.Outcome == SyncOutcome.Completed ? "completed" : "aborted");
         if (s.Error is not null) j.WriteString("error", s.Error);
         j.WriteBoolean("fullSync", s.FullSync);
-        j.WriteBoolean("remusMode", s.SendAllDirty);
+        j.WriteBoolean("checkpoint", s.Checkpoint);
         j.WriteBoolean("joined", s.Joined);
         j.WriteString("inputDigest", Hex(s.InputDigest));
         j.WriteBoolean("inputsDiverged", s.InputsDiverged);

@@ -50,7 +50,7 @@ internal sealed unsafe class QemuReplicaNode
         host.Info($"node {node.Id} runs as a replica: " +
                   $"{replicaHost.Memory.Blocks.Count} RAM block(s), {replicaHost.OutputPorts.Count} NIC(s), " +
                   $"{(vcpus is null ? "no" : vcpus.Length.ToString())} vCPU thread(s) watched for idleness" +
-                  (config.Sync.RemusMode ? "; REMUS MODE: every dirty page is sent, no hashing (benchmark baseline)" : ""));
+                  (config.Sync.Mode == SyncMode.Checkpoint ? "; CHECKPOINT MODE: the backup VM never runs, inputs go to the primary only, every dirty page is sent" : ""));
         return new QemuReplicaNode(host, main, replicaHost, replicaNode);
     }
 
