@@ -447,6 +447,19 @@ internal sealed class BenchNode
             j.WriteNumber("p999_us", Math.Round(p999, 2));
             j.WriteNumber("max_us", Math.Round(max, 2));
             j.WriteNumber("mean_us", Math.Round(mean, 2));
+            // The distribution for a CDF plot: "q" the quantiles, "us" the latency at each (parallel arrays).
+            var cdf = latency.Cdf();
+            if (cdf.Length > 0)
+            {
+                j.WriteStartObject("cdf");
+                j.WriteStartArray("q");
+                foreach (var (q, _) in cdf) j.WriteNumberValue(q);
+                j.WriteEndArray();
+                j.WriteStartArray("us");
+                foreach (var (_, us) in cdf) j.WriteNumberValue(Math.Round(us, 2));
+                j.WriteEndArray();
+                j.WriteEndObject();
+            }
             if (error is not null) j.WriteString("error", error);
             j.WriteEndObject();
         }

@@ -90,4 +90,23 @@ internal sealed class LatencyRecorder
         long At(double q) => s[Math.Clamp((int)Math.Ceiling(q * n) - 1, 0, n - 1)];
         return (us(At(0.50)), us(At(0.99)), us(At(0.999)), us(s[n - 1]), mean / n);
     }
+
+    /// <summary>The quantiles at which <see cref="Cdf"/> reads the samples: 0 (the minimum), 1% to 99% in steps of
+    /// 1%, 99.5%, 99.9%, 99.99% and 1 (the maximum).</summary>
+    public static readonly double[] CdfQuantiles =
+        [0, .. Enumerable.Range(1, 99).Select(i => i / 100.0), 0.995, 0.999, 0.9999, 1];
+
+    /// <summary>
+    /// The samples' distribution as (quantile, microseconds) points at <see cref="CdfQuantiles"/> (the same
+    /// nearest-rank rule as <see cref="Summary"/>), for a CDF plot; empty without samples.
+    /// </summary>
+    public (double Q, double Us)[] Cdf()
+    {
+        int n = Math.Min(Count, _samples.Length);
+        if (n == 0) return [];
+        var s = _samples;
+        Array.Sort(s, 0, n);
+        double us(long t) => t * 1e6 / System.Diagnostics.Stopwatch.Frequency;
+        return CdfQuantiles.Select(q => (q, us(s[Math.Clamp((int)Math.Ceiling(q * n) - 1, 0, n - 1)]))).ToArray();
+    }
 }

@@ -6,6 +6,9 @@
 #   - commit latency p50/p99/p99.9 of 64- and 1500-byte inputs from 1 client with 1 outstanding, and from 16;
 #   - throughput with batching (16 clients, many outstanding each);
 #   - the time from kill -9 of the leader to the backup leading (its ROLE line's wall clock minus the kill's).
+# Every latency row (raw_rtt, latency) carries "cdf": {"q": [...], "us": [...]}, the latency at the quantiles 0 (min),
+# 0.01 .. 0.99, 0.995, 0.999, 0.9999 and 1 (max), for the CDF plot (tests-native/bench/report/).
+# Prints a line per workload as it finishes (and every 15 s while one runs), then the table.
 # Env: PLOVER_CLI = the published `plover` (NativeAOT); unset: published into a temporary directory first.
 #      PLOVER_ARTIFACTS = output directory (writes $PLOVER_ARTIFACTS/bench/consensus.json).
 #      PLOVER_BENCH_SCALE = multiplier of every workload's count (default 1; 0.2 for a quick run).
@@ -126,20 +129,42 @@ if [ "$first_leader" = 2 ]; then
     kill -CONT "${pid[1]}"
 fi
 wait_for 10 "no node led within 10 s of the start" leader_now > /dev/null
+echo "consensus.sh: node $(leader_now) leads; running ${#names[@]} workloads (scale $scale)" >&2
+
+# One progress line per finished workload, from its committed RESULT line (either replica has it).
+progress() {
+    local line
+    line=$(grep -h "^RESULT " "$work/n1.out" "$work/n2.out" 2>/dev/null | grep -F "\"name\":\"$2\"" | head -1 | cut -d' ' -f2- || true)
+    python3 - "$1" "$2" "$line" <<'PY' >&2
+import json, sys
+step, name, line = sys.argv[1:]
+r = json.loads(line) if line else {}
+def f(key, fmt):
+    return "-" if r.get(key) is None else fmt.format(r[key])
+err = "  ERROR: " + r["error"] if "error" in r else ""
+print(f"  [{step}] {name:<11} {f('per_second', '{:.0f}'):>9} /s  p50 {f('p50_us', '{:.1f}'):>8} us  p99 {f('p99_us', '{:.1f}'):>8} us  "
+      f"p99.9 {f('p999_us', '{:.1f}'):>8} us  (node {r.get('node', '?')}, {f('seconds', '{:.1f}')} s){err}")
+PY
+}
 
 # Each workload: done (its DONE line on either replica) within 120 s, with some node leading at least every 10 s.
 # A leader that cannot finish a workload reports an error itself well before (no commit for 10 s, no pong for 5 s).
 k=0
 for name in "${names[@]}"; do
     k=$((k + 1))
-    deadline=$((SECONDS + 120)); led=$SECONDS
+    deadline=$((SECONDS + 120)); led=$SECONDS; started=$SECONDS; said=$SECONDS
     until grep -qx "DONE $name" "$work/n1.out" "$work/n2.out" 2>/dev/null; do
         for id in 1 2 3; do alive "${pid[$id]}" || fail "node $id exited while waiting for workload $name ($k of ${#names[@]})"; done
         leader_now > /dev/null && led=$SECONDS
         [ $((SECONDS - led)) -lt 10 ] || fail "no node led for 10 s while waiting for workload $name ($k of ${#names[@]})"
         [ "$SECONDS" -lt "$deadline" ] || fail "workload $name ($k of ${#names[@]}) not done within 120 s"
+        if [ $((SECONDS - said)) -ge 15 ]; then
+            said=$SECONDS
+            echo "  [$k/${#names[@]}] $name: still running after $((SECONDS - started)) s ($(states))" >&2
+        fi
         sleep 0.2
     done
+    progress "$k/${#names[@]}" "$name" || true
 done
 wrote() { grep -h "^WROTE " "$work/n1.out" "$work/n2.out" 2>/dev/null | head -1 | grep -q .; }
 wait_for 10 "no replica wrote the results within 10 s of the last one" wrote
@@ -200,10 +225,12 @@ last1 = ([l for l in open(f"{work}/n{runner}.out") if l.startswith("STATUS")] or
 
 def row(name, rtt=None):
     r = res.get(name, {})
-    d = {k: r.get(k) for k in ("node", "size", "clients", "window", "completed", "per_second", "p50_us", "p99_us", "p999_us", "max_us", "error") if k in r}
+    d = {k: r.get(k) for k in ("node", "size", "clients", "window", "completed", "per_second", "p50_us", "p99_us", "p999_us", "max_us", "mean_us", "error") if k in r}
     if rtt and r.get("p50_us"):
         d["p50_over_rtt"] = round(r["p50_us"] / rtt, 2)
         d["p99_over_rtt"] = round(r["p99_us"] / rtt, 2)
+    if "cdf" in r:
+        d["cdf"] = r["cdf"]   # {"q": [0, 0.01, ..., 0.999, 0.9999, 1], "us": [...]}: the latency at each quantile
     return d
 
 rtt64 = res.get("rtt64", {}).get("p50_us")
