@@ -112,3 +112,25 @@ def check_output_guard(primary, backup, capture_path, stopped_us=None, in_flight
         if len(captured) < settled:
             problems.append(f"{settled - len(captured)} released frame(s) never reached the client")
     return len(captured), released_total, problems
+
+
+def split_brain(windows_by_node):
+    """Problems found in the nodes' release windows: {node id: [{term, frames, firstUs, lastUs}, ...]} (a killed
+    node's last sample stands for it). Two nodes must never release in the same term, and a node that released in
+    term t must have stopped before another node started releasing in a later term (a deposed primary still
+    releasing while the new one does). Times are Unix microseconds from one clock (the nodes share a machine)."""
+    problems = []
+    spans = [(node, w) for node, windows in windows_by_node.items() for w in windows if w["frames"] > 0]
+    for i, (a, wa) in enumerate(spans):
+        for b, wb in spans[i + 1:]:
+            if a == b:
+                continue
+            if wa["term"] == wb["term"]:
+                problems.append(f"term {wa['term']}: nodes {a} and {b} both released output")
+                continue
+            (early_node, early), (late_node, late) = sorted(((a, wa), (b, wb)), key=lambda x: x[1]["term"])
+            if early["lastUs"] >= late["firstUs"]:
+                problems.append(f"node {early_node} released in term {early['term']} until {early['lastUs']}, after "
+                                f"node {late_node} began releasing in term {late['term']} at {late['firstUs']} "
+                                f"({(early['lastUs'] - late['firstUs']) / 1000:.1f} ms of overlap)")
+    return problems

@@ -188,6 +188,17 @@ class CheckersCanFail(unittest.TestCase):
         _, diffs = checks.compare_memory(cluster, timeout=5)
         self.assertEqual(["the RAM blocks differ: primary ['pc.ram', 'vga.vram'], backup ['pc.ram']"], diffs)
 
+    def test_split_brain_check_catches_overlapping_releases_across_terms(self):
+        w = lambda term, first, last: {"term": term, "frames": 5, "firstUs": first, "lastUs": last}  # noqa: E731
+        # a deposed primary (term 1) still releasing after the new one (term 2) began
+        self.assertEqual(1, len(checks.split_brain({"1.1": [w(1, 100, 900)], "2.1": [w(2, 500, 2000)]})))
+        # two nodes in one term
+        self.assertEqual(["term 3: nodes 1.1 and 2.1 both released output"],
+                         checks.split_brain({"1.1": [w(3, 100, 200)], "2.1": [w(3, 300, 400)]}))
+        # a clean handover, and a node's own terms in sequence
+        self.assertEqual([], checks.split_brain({"1.1": [w(1, 100, 400), w(2, 450, 460)], "2.1": [w(3, 500, 2000)],
+                                                 "1.2": [w(4, 2100, 2200)]}))
+
     def test_output_check_catches_a_frame_seen_before_its_release(self):
         import struct
         path = os.path.join(tempfile.mkdtemp(prefix="plover-pcap."), "x.pcap")

@@ -86,7 +86,7 @@ public sealed class Replica : IDisposable
     private long _lastAppliedIndex, _inputsAtLastSync;
     private long _triggersIdle, _triggersMaxEpoch, _triggersNothingNew, _triggersRefused;
     private long _promotions, _demotions, _joins, _framesReleasedUnprotected, _inputDivergences;
-    private readonly ConcurrentDictionary<long, long> _releasedByTerm = new();
+    private readonly ReleaseLog _released = new();
     private readonly ConcurrentQueue<(long UnixUs, string What)> _events = new();
 
     public Replica(ReplicaOptions options, IReplicaHost host, ConsensusDriver driver)
@@ -165,7 +165,9 @@ public sealed class Replica : IDisposable
     public (long Promotions, long Demotions, long Joins) RoleChanges =>
         (Interlocked.Read(ref _promotions), Interlocked.Read(ref _demotions), Interlocked.Read(ref _joins));
     /// <summary>Frames this node let out, by consensus term (the split-brain check: one node per term).</summary>
-    public IReadOnlyDictionary<long, long> ReleasedByTerm => _releasedByTerm;
+    public IReadOnlyDictionary<long, long> ReleasedByTerm => _released.Windows().ToDictionary(w => w.Term, w => w.Frames);
+    /// <summary>When this node let frames out, per term (the split-brain check across terms).</summary>
+    public ReleaseLog.Window[] ReleaseWindows => _released.Windows();
     /// <summary>Role changes and their causes with Unix-microsecond times, oldest first (the last 64).</summary>
     public (long UnixUs, string What)[] Events => _events.ToArray();
 
@@ -242,9 +244,9 @@ public sealed class Replica : IDisposable
         Volatile.Write(ref _outputReports, _outputReports + 1);
     }
 
-    private void CountRelease(long frames)
+    private void CountRelease(long frames, long? atUnixUs = null)
     {
-        if (frames > 0) _releasedByTerm.AddOrUpdate(_driver.Term, frames, (_, n) => n + frames);
+        _released.Record(_driver.Term, frames, atUnixUs ?? ReleaseLog.NowUnixUs());
     }
 
     /// <summary>
@@ -415,7 +417,8 @@ public sealed class Replica : IDisposable
             if (stats!.FullSync) _nextSyncFull = false;
             _firstSyncDone = true;
             if (!stats.Joined) _driver.Compact(request.LogIndex);   // the VM state now covers everything up to the SYNC entry
-            if (_role == ReplicaRole.Primary && stats.OutputFrames > 0) CountRelease(stats.OutputFrames);
+            if (_role == ReplicaRole.Primary && stats.OutputFrames > 0)
+                CountRelease(stats.OutputFrames, stats.OutputUtc is { } at ? (at - DateTime.UnixEpoch).Ticks / 10 : null);
         }
         else if (!request.IsJoin || stats?.Error is not null)
         {

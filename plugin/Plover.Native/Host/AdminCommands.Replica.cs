@@ -18,7 +18,8 @@ namespace Plover.Native.Host;
 ///                            inputsDroppedOnError,bytesSent,bytesReceived,traffic:[...],framesReleased,
 ///                            framesDiscarded,pendingEpochs,commitLatencyUs:{count,mean,p50,p99,p999,max},
 ///                            syncTriggers:{idle,maxEpoch,nothingNew,refused},roleChanges:{promotions,demotions,joins},
-///                            releasedByTerm:{TERM:frames},events:[{us,what}]}
+///                            releasedByTerm:{TERM:frames},releaseWindows:[{term,frames,firstUs,lastUs}],
+///                            events:[{us,what}]}
 /// syncs [SINCE]             {syncs:[...]} every sync kept (at most 1000) whose epoch is above SINCE, oldest first;
 ///                            times are Unix microseconds
 /// sync-now                  {proposed:true} a SYNC entry is proposed (primary and leader only)
@@ -124,10 +125,21 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("demotions", changes.Demotions);
         j.WriteNumber("joins", changes.Joins);
         j.WriteEndObject();
+        var windows = r.ReleaseWindows;
         j.WriteStartObject("releasedByTerm");
-        foreach (var (term, frames) in r.ReleasedByTerm.OrderBy(kv => kv.Key))
-            j.WriteNumber(term.ToString(CultureInfo.InvariantCulture), frames);
+        foreach (var w in windows) j.WriteNumber(w.Term.ToString(CultureInfo.InvariantCulture), w.Frames);
         j.WriteEndObject();
+        j.WriteStartArray("releaseWindows");
+        foreach (var w in windows)
+        {
+            j.WriteStartObject();
+            j.WriteNumber("term", w.Term);
+            j.WriteNumber("frames", w.Frames);
+            j.WriteNumber("firstUs", w.FirstUnixUs);
+            j.WriteNumber("lastUs", w.LastUnixUs);
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
         j.WriteStartArray("events");
         foreach (var (us, what) in r.Events)
         {
