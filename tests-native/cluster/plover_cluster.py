@@ -174,24 +174,33 @@ class Node:
             self._admin = None
 
 
+# --pin: each simulated host gets its own core, as each replica has its own host in a deployment. The primary
+# (and the unreplicated guest) own core 0; the backup, the witness and the client share core 1.
+PIN_CORES = {1: 0, 2: 1, 3: 1, "client": 1}
+
+
 class Cluster:
-    """mode: "plover" (the product), "remus" (the same engine sending every dirty page, no hashing) or
-    "unreplicated" (one plain QEMU, no library: the baseline)."""
+    """mode: "plover" (the product), "checkpoint" (sync.mode checkpoint: the Remus baseline, a passive backup
+    that receives every dirty page) or "unreplicated" (one plain QEMU, no library: the baseline).
+    pin: run every process on its host's core (PIN_CORES) instead of letting all share every core."""
 
     def __init__(self, work, mode="plover", mem="256M", smp=2, timeouts=None, sync=None, hashing_threads=0,
-                 log=print, env=None, wrong_key_for=()):
+                 log=print, env=None, wrong_key_for=(), pin=False):
         self.env = dict(env or os.environ)
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
             if not self.env.get(k):
                 raise RuntimeError(f"{k} is not set (run through ./build.sh, or export the lines of ./build.sh env)")
-        if mode not in ("plover", "remus", "unreplicated"):
+        if mode not in ("plover", "checkpoint", "unreplicated"):
             raise ValueError(f"unknown mode {mode}")
+        if pin and (os.cpu_count() or 1) < 2:
+            raise ValueError("pin needs at least 2 cores")
+        self.pin = pin
         self.work, self.mode, self.mem, self.smp = work, mode, mem, smp
         self.timeouts = dict(TCG_TIMEOUTS if timeouts is None else timeouts)
         self.wrong_key_for = set(wrong_key_for)   # node ids given a key of their own (authentication tests)
         self.sync = dict(sync or {})
-        if mode == "remus":
-            self.sync["remusMode"] = True
+        if mode == "checkpoint":
+            self.sync["mode"] = "checkpoint"
         self.hashing_threads = hashing_threads
         self.log = log
         self.prefix = f"plv{os.getpid()}"
@@ -298,7 +307,7 @@ class Cluster:
             cmd = self.qemu_command(n)
         n.command = cmd
         with open(n.stderr_path, "w") as err:
-            n.proc = subprocess.Popen(["ip", "netns", "exec", n.ns, *cmd], stdout=err, stderr=err,
+            n.proc = subprocess.Popen(["ip", "netns", "exec", n.ns, *self._pinned(node_id), *cmd], stdout=err, stderr=err,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         return n
 
@@ -339,9 +348,13 @@ class Cluster:
         raise RuntimeError(f"the guest's redis did not answer within {timeout} s; primary serial:\n"
                            f"{self.nodes[1].serial()[-3000:]}\nprimary stderr:\n{self.nodes[1].stderr()[-3000:]}")
 
+    def _pinned(self, who):
+        """taskset prefix for a process of host `who` (a node id or "client"); threads inherit the affinity."""
+        return ["taskset", "-c", str(PIN_CORES[who])] if self.pin else []
+
     # ------------------------------------------------------------------ the client side
     def client(self, *cmd, timeout=600, check=True):
-        r = subprocess.run(["ip", "netns", "exec", self.client_ns, *cmd], capture_output=True, text=True,
+        r = subprocess.run(["ip", "netns", "exec", self.client_ns, *self._pinned("client"), *cmd], capture_output=True, text=True,
                            timeout=timeout)
         if check and r.returncode != 0:
             raise RuntimeError(f"client {' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()[-2000:]}")

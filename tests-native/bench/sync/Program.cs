@@ -170,7 +170,7 @@ sealed unsafe class Replicas : IDisposable
         listener.Listen(2);
         for (int mode = 0; mode < 2; mode++)
         {
-            var options = new SyncOptions { SendAllDirty = mode == 1, PagesPerFrame = pagesPerFrame, Timeout = TimeSpan.FromSeconds(60), Log = m => Console.Error.WriteLine(m) };
+            var options = new SyncOptions { Checkpoint = mode == 1, PagesPerFrame = pagesPerFrame, Timeout = TimeSpan.FromSeconds(60), Log = m => Console.Error.WriteLine(m) };
             _primary[mode] = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
             _backup[mode] = new SyncEngine(SyncRole.Backup, _bm, _bVm, _bMain, null, options);
             var accept = Task.Run(() => SyncConnection.Accept(listener, new ClusterIdentity("bench", key, 2, [1, 2, 3]), TimeSpan.FromSeconds(10)));
