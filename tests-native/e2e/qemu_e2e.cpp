@@ -89,6 +89,10 @@ const BadOption kBadOptions[] = {
      {"-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-netdev", "user,id=n0", "-object",
       "filter-plover,id=f0,netdev=n0,ft=ft0,queue=rx"},
      "queue must be 'all'"},
+    {"filter_created_off",
+     {"-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-netdev", "user,id=n0", "-object",
+      "filter-plover,id=f0,netdev=n0,ft=ft0,status=off"},
+     "filter-plover: cannot be switched off"},
 };
 
 INSTANTIATE_TEST_SUITE_P(BadOptions, Refusal, ::testing::ValuesIn(kBadOptions),
@@ -302,6 +306,23 @@ TEST_F(QemuGuest, DeviceStateRoundTripLeavesTheGuestRunning) {
     EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
     // and the guest still works: it answers ARP
     expect_reply_held_until_release(/*inject=*/true);
+}
+
+TEST_F(QemuGuest, TheFilterRefusesToBeSwitchedOffOrDeleted) {
+    // switched off, QEMU would skip the filter and the guest's output would leave unheld
+    json off = qmp_->execute("qom-set", {{"path", "pf0"}, {"property", "status"}, {"value", "off"}});
+    ASSERT_TRUE(off.contains("error")) << off.dump();
+    EXPECT_NE(off["error"]["desc"].get<std::string>().find("cannot be switched off"), std::string::npos) << off.dump();
+    EXPECT_EQ(qmp_->execute("qom-get", {{"path", "pf0"}, {"property", "status"}})["return"], "on");
+    // deleted, it left a NULL in the NIC table that the next lookup dereferenced
+    json del = qmp_->execute("object-del", {{"id", "pf0"}});
+    ASSERT_TRUE(del.contains("error")) << del.dump();
+    json nics = admin_->ok("nics")["nics"];
+    ASSERT_EQ(nics.size(), 1u) << nics.dump();
+    EXPECT_EQ(nics[0]["mac"], "52:54:00:12:34:56");
+    // and output is still held until released
+    expect_reply_held_until_release(/*inject=*/true);
+    EXPECT_TRUE(qemu_->running());
 }
 
 TEST_F(QemuGuest, DiscardedOutputNeverLeaves) {
