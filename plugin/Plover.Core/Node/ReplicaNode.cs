@@ -46,11 +46,15 @@ public sealed class ReplicaNode : IDisposable
         _log = log;
         _sync = sync;
         _syncEndpoint = syncEndpoint;
+        if (SyncFaultInjection.Enabled) Faults = new SyncFaultInjection(log);
         _transport = new TcpTransport(TcpTransportOptions.FromConfig(config, self.Id, log));
         _dispatcher.Register(FrameType.Consensus, (int peer, in Frame frame) => _driver?.OnConsensusFrame(peer, frame));
         _status = new NodeStatusService(_transport, _dispatcher, Status);
         _starter = new Thread(StartCluster) { IsBackground = true, Name = $"plover-start-{self.Id}" };
     }
+
+    /// <summary>Test-only crashes at a sync step; null unless <see cref="SyncFaultInjection.Enabled"/>.</summary>
+    public SyncFaultInjection? Faults { get; }
 
     /// <summary>Null until the start-up probe decided how this node enters the cluster.</summary>
     public ConsensusDriver? Driver => _driver;
@@ -111,6 +115,7 @@ public sealed class ReplicaNode : IDisposable
                     HashThreads = _config.Hashing.Threads, Timeout = TimeSpan.FromMilliseconds(_config.Sync.TimeoutMs),
                     JoinTimeout = TimeSpan.FromMilliseconds(Math.Max(_config.Timeouts.StartupMs, _config.Sync.TimeoutMs)),
                     Checkpoint = _config.Sync.Mode == SyncMode.Checkpoint, HistoryLength = 4096, Log = _log,
+                    StepHook = Faults is { } faults ? faults.OnStep : null,
                 },
                 Idle = _config.Sync,
                 VcpuThreadIds = _vcpus,

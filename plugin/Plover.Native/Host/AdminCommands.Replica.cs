@@ -27,6 +27,8 @@ namespace Plover.Native.Host;
 /// verify-result             {armed,result:null|{epoch,logIndex,inputDigest,digest,hashMs,blocks:[{id,name,pages,digest}]}}
 /// verify-pages ID           {id,hashes:["16 hex digits",...]} the page hashes of block ID from the last result
 /// metrics-reset             {} clears the commit-latency histogram (a benchmark's measuring window)
+/// fault-at-sync STEP [N]    {armed} test only (QEMU started with PLOVER_FAULT_INJECTION=1): the process kills
+///                            itself (SIGKILL) the Nth time its sync engine reaches STEP (a SyncStep name)
 /// </code>
 /// </summary>
 internal sealed unsafe partial class AdminCommands
@@ -42,6 +44,22 @@ internal sealed unsafe partial class AdminCommands
         _commands["verify-result"] = ("verify-result", _ => VerifyResult());
         _commands["verify-pages"] = ("verify-pages BLOCK_ID", VerifyPages);
         _commands["metrics-reset"] = ("metrics-reset", _ => MetricsReset());
+        if (SyncFaultInjection.Enabled)
+            _commands["fault-at-sync"] = ("fault-at-sync STEP [OCCURRENCE] (test only: PLOVER_FAULT_INJECTION=1)", FaultAtSync);
+    }
+
+    private string FaultAtSync(string[] args)
+    {
+        if (args.Length is < 1 or > 2 || !Enum.TryParse(args[0], ignoreCase: true, out SyncStep step) || !Enum.IsDefined(step))
+            throw new AdminError($"usage: fault-at-sync STEP [OCCURRENCE]; STEP is one of {string.Join(", ", Enum.GetNames<SyncStep>())}");
+        int occurrence = 1;
+        if (args.Length == 2 && (!int.TryParse(args[1], out occurrence) || occurrence < 1))
+            throw new AdminError($"occurrence '{args[1]}' is not a positive integer");
+        var faults = Node.Faults ?? throw new AdminError("fault injection is off");
+        faults.Arm(step, occurrence);
+        using var reply = new AdminReply();
+        reply.Json.WriteString("armed", $"{step} #{occurrence}");
+        return reply.Finish();
     }
 
     private QemuReplicaNode Node =>

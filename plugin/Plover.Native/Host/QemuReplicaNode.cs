@@ -28,6 +28,7 @@ internal sealed unsafe class QemuReplicaNode
     public Replica? Replica => _node.Replica;
     public ConsensusDriver? Driver => _node.Driver;
     public StartMode? Mode => _node.Mode;
+    public SyncFaultInjection? Faults => _node.Faults;
     public Plover.Wire.NodeStatus Status() => _node.Status();
     public Plover.Metrics.WireTraffic Traffic => _node.Traffic;
     public IGuestMemory Memory => _replicaHost.Memory;
