@@ -45,7 +45,7 @@ public unsafe class HostilePrimaryTests
         var union = new ulong[theirs.TotalWords];
         fixed (ulong* u = union)
             Assert.True(BitmapCodec.TryDecodeOr(frame.Tail, theirs.Encoding, u, theirs.TotalWords, out _, out _));
-        var empty = new SyncBitmap { Epoch = 1, LogIndex = 10, Encoding = BitmapEncoding.BitmapRuns, TotalWords = theirs.TotalWords, LayoutHash = theirs.LayoutHash };
+        var empty = new SyncBitmap { Epoch = 1, LogIndex = 10, Encoding = BitmapEncoding.BitmapRuns, TotalWords = theirs.TotalWords, LayoutHash = theirs.LayoutHash, Protocol = SyncProtocol.Version };
         connection.Send(new RawBody(FrameType.SyncBitmap, empty, []));
         ulong unionPages = (ulong)union.Sum(w => (long)ulong.PopCount(w));
         for (ulong got = 0; got < unionPages;)
@@ -137,7 +137,7 @@ public unsafe class HostilePrimaryTests
     public void UnexpectedFrameType_Aborts()
     {
         var stats = RunAgainst((c, _) => c.Send(new RawBody(FrameType.SyncAck, new SyncAck { Epoch = 1 }, [])));
-        Assert.Contains("expected a SyncPages frame", stats.Error);
+        Assert.Contains("expected a SyncPages or SyncDeviceState frame", stats.Error);
     }
 
     [Fact]

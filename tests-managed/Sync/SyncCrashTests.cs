@@ -136,7 +136,8 @@ public class SyncCrashTests
         {
             if (armed && role == SyncRole.Backup && at == SyncStep.PageBatch) release.Wait(TimeSpan.FromSeconds(10));
         }
-        var options = new SyncOptions { Timeout = TimeSpan.FromMilliseconds(500), StepHook = Hook };
+        // whole pages: the transfer must be far larger than the socket buffers (sub-blocks of one word would fit)
+        var options = new SyncOptions { Timeout = TimeSpan.FromMilliseconds(500), StepHook = Hook, SubBlockBytes = 0 };
         pair = new SyncPair([("pc.ram", 128UL << 20)], options, options);
         using var _ = pair;
         new Workload(pair, seed: 5).Run(0.3, 1.0);     // ~33 MiB of divergent pages: far more than the socket buffers hold

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Numerics;
 using Plover.Transport;
 using Plover.Wire;
 
@@ -41,7 +42,11 @@ public sealed unsafe partial class SyncEngine
         Hook(SyncStep.BeforeAck);
 
         stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAck, new SyncAck { Epoch = request.Epoch, PagesApplied = staged }));
+        // The VM runs again and the primary has its ack: now the figures of this sync join the totals.
+        if (RecordsDivergence) Divergence.Record(_layout!, stats, _pageList.Pointer, staged);
     }
+
+    private bool RecordsDivergence => _options.RecordDivergence && !_options.Checkpoint;
 
     private void SendHashes(SyncConnection connection, SyncRequest request, ulong unionPages, SyncStats stats)
     {
@@ -53,89 +58,250 @@ public sealed unsafe partial class SyncEngine
         }
     }
 
-    /// <summary>Receives page batches into staging, then the device state; returns the pages staged. Every page
-    /// number must be valid, in the union and above the previous one.</summary>
+    /// <summary>Receives what the primary sends after the hashes: whole pages, or (sub-block mode) the divergent
+    /// list followed by the lock-step chunks; then the device state. Everything goes to staging; returns the pages
+    /// staged. Nothing from the primary is trusted: page numbers must be valid, in the union and ascending, counts
+    /// and lengths must add up exactly.</summary>
     private ulong ReceiveState(SyncConnection connection, SyncRequest request, ulong unionPages, SyncStats stats)
+    {
+        long t = Stopwatch.GetTimestamp();
+        _deviceState.Clear();
+        _syncSubBlockBytes = 0;
+        ulong staged = 0;
+        double subBlocks = 0;
+        var frame = connection.Read(_options.Timeout);
+        if (frame.Type == FrameType.SyncBitmap && !_options.Checkpoint && unionPages > 0)
+        {
+            staged = ReceiveSubBlocks(connection, request, unionPages, frame, stats);
+            subBlocks = stats.Pause.SubBlocks;
+            frame = connection.Read(_options.Timeout);
+        }
+        else
+        {
+            while (frame.Type == FrameType.SyncPages)
+            {
+                staged = StageWholePages(request, unionPages, frame, staged, stats);
+                frame = connection.Read(_options.Timeout);
+            }
+        }
+        stats.SubBlockBytes = _syncSubBlockBytes;
+        stats.Pause.Transfer = Microseconds(t) - subBlocks;
+        if (frame.Type is not (FrameType.SyncDeviceState or FrameType.SyncAbort))
+            throw new SyncProtocolException($"expected a {(staged == 0 && _syncSubBlockBytes == 0 ? "SyncPages or " : "")}SyncDeviceState frame, got {frame.Type}");
+        Hook(SyncStep.BeforeDeviceState);
+
+        t = Stopwatch.GetTimestamp();
+        ulong deviceReceived = 0;
+        while (true)
+        {
+            Expect(frame, FrameType.SyncDeviceState);
+            stats.Wire.DeviceState += WireSize(frame);
+            var header = SyncDeviceState.Parser.ParseFrom(frame.Header);
+            ulong length = (ulong)frame.Tail.Length;
+            if (header.Epoch != request.Epoch || header.TotalLength > (ulong)_options.MaxDeviceStateBytes
+                || header.Offset != deviceReceived || length > header.TotalLength - deviceReceived)
+                throw new SyncProtocolException($"device state frame e{header.Epoch} [{header.Offset}, +{length}) of {header.TotalLength} " +
+                                                $"(e{request.Epoch}, {deviceReceived} received, limit {_options.MaxDeviceStateBytes})");
+            if (length > 0) frame.Tail.CopyTo(_deviceState.Append((int)length));
+            deviceReceived += length;
+            if (deviceReceived == header.TotalLength)
+            {
+                if (header.PagesSent != staged) throw new SyncProtocolException($"primary sent {header.PagesSent} pages, {staged} arrived");
+                stats.Pause.DeviceState = Microseconds(t);
+                stats.DeviceStateBytes = deviceReceived;
+                return staged;
+            }
+            frame = connection.Read(_options.Timeout);
+        }
+    }
+
+    /// <summary>One frame of whole pages into staging (page numbers ascending, in the union).</summary>
+    private ulong StageWholePages(SyncRequest request, ulong unionPages, in Frame frame, ulong staged, SyncStats stats)
     {
         var layout = _layout!;
         ulong* list = _pageList.Ensure(Math.Max(unionPages, 1));
         byte* staging = _staging.Ensure(Math.Max(unionPages, 1) * GuestRamBlock.PageSize);
         ulong* union = _union.Pointer;
-        ulong staged = 0;
-        ulong deviceReceived = 0;
-        bool pagesDone = false;
-        long t = Stopwatch.GetTimestamp();
-        _deviceState.Clear();
-        while (true)
+        stats.Wire.Pages += WireSize(frame);
+        var header = SyncPages.Parser.ParseFrom(frame.Header);
+        ulong count = header.Count;
+        if (header.Epoch != request.Epoch || header.SubBlockBytes != 0 || count == 0 || count > unionPages - staged
+            || (ulong)frame.Tail.Length != count * (8 + GuestRamBlock.PageSize))
+            throw new SyncProtocolException($"page frame e{header.Epoch} with {count} pages{(header.SubBlockBytes != 0 ? $" of {header.SubBlockBytes}-byte sub-blocks" : "")} " +
+                                            $"and {frame.Tail.Length} bytes (e{request.Epoch}, whole pages, {staged} of at most {unionPages} staged)");
+        var numbers = frame.Tail[..(int)(count * 8)];
+        for (int i = 0; i < (int)count; i++)
         {
-            var frame = connection.Read(_options.Timeout);
-            if (frame.Type == FrameType.SyncPages && !pagesDone)
-            {
-                stats.Wire.Pages += WireSize(frame);
-                var header = SyncPages.Parser.ParseFrom(frame.Header);
-                ulong count = header.Count;
-                if (header.Epoch != request.Epoch || count == 0 || count > unionPages - staged
-                    || (ulong)frame.Tail.Length != count * (8 + GuestRamBlock.PageSize))
-                    throw new SyncProtocolException($"page frame e{header.Epoch} with {count} pages and {frame.Tail.Length} bytes " +
-                                                    $"(e{request.Epoch}, {staged} of at most {unionPages} staged)");
-                var numbers = frame.Tail[..(int)(count * 8)];
-                for (int i = 0; i < (int)count; i++)
-                {
-                    ulong g = BinaryPrimitives.ReadUInt64LittleEndian(numbers[(i * 8)..]);
-                    if ((staged > 0 || i > 0) && g <= list[staged + (ulong)i - 1])
-                        throw new SyncProtocolException($"page {g} is out of order");
-                    if (!layout.IsValidPage(g) || (union[g / 64] & (1UL << (int)(g % 64))) == 0)
-                        throw new SyncProtocolException($"page {g} is not a page of the union");
-                    list[staged + (ulong)i] = g;
-                }
-                frame.Tail[(int)(count * 8)..].CopyTo(new Span<byte>(staging + staged * GuestRamBlock.PageSize, (int)(count * GuestRamBlock.PageSize)));
-                staged += count;
-                Hook(SyncStep.PageBatch);
-            }
-            else if (frame.Type == FrameType.SyncDeviceState)
-            {
-                if (!pagesDone)
-                {
-                    pagesDone = true;
-                    stats.Pause.Transfer = Microseconds(t);
-                    t = Stopwatch.GetTimestamp();
-                    Hook(SyncStep.BeforeDeviceState);
-                }
-                stats.Wire.DeviceState += WireSize(frame);
-                var header = SyncDeviceState.Parser.ParseFrom(frame.Header);
-                ulong length = (ulong)frame.Tail.Length;
-                if (header.Epoch != request.Epoch || header.TotalLength > (ulong)_options.MaxDeviceStateBytes
-                    || header.Offset != deviceReceived || length > header.TotalLength - deviceReceived)
-                    throw new SyncProtocolException($"device state frame e{header.Epoch} [{header.Offset}, +{length}) of {header.TotalLength} " +
-                                                    $"(e{request.Epoch}, {deviceReceived} received, limit {_options.MaxDeviceStateBytes})");
-                if (length > 0) frame.Tail.CopyTo(_deviceState.Append((int)length));
-                deviceReceived += length;
-                if (deviceReceived == header.TotalLength)
-                {
-                    if (header.PagesSent != staged) throw new SyncProtocolException($"primary sent {header.PagesSent} pages, {staged} arrived");
-                    stats.Pause.DeviceState = Microseconds(t);
-                    stats.DeviceStateBytes = deviceReceived;
-                    return staged;
-                }
-            }
-            else
-            {
-                Expect(frame, pagesDone ? FrameType.SyncDeviceState : FrameType.SyncPages);
-            }
+            ulong g = BinaryPrimitives.ReadUInt64LittleEndian(numbers[(i * 8)..]);
+            if ((staged > 0 || i > 0) && g <= list[staged + (ulong)i - 1])
+                throw new SyncProtocolException($"page {g} is out of order");
+            if (!layout.IsValidPage(g) || (union[g / 64] & (1UL << (int)(g % 64))) == 0)
+                throw new SyncProtocolException($"page {g} is not a page of the union");
+            list[staged + (ulong)i] = g;
         }
+        frame.Tail[(int)(count * 8)..].CopyTo(new Span<byte>(staging + staged * GuestRamBlock.PageSize, (int)(count * GuestRamBlock.PageSize)));
+        stats.PageDataBytes += count * GuestRamBlock.PageSize;
+        Hook(SyncStep.PageBatch);
+        return staged + count;
     }
 
-    /// <summary>Everything arrived: copy the staged pages into guest RAM (engine thread, VM stopped), then on the
-    /// main thread report the written ranges, load the devices (after RAM), clear the dirt, discard this epoch's
-    /// own output and resume.</summary>
+    /// <summary>
+    /// Sub-block mode: takes the divergent list from the primary's DIVERGENT bitmap (listFrame), then for each
+    /// chunk hashes its own copies of the chunk's pages, sends the hashes, and stages the primary's answer: a mask
+    /// and the differing sub-blocks of every page of the chunk, in order. Returns the pages staged (the whole
+    /// list). Sets Pause.SubBlocks (the list and the hashes; the sub-blocks' arrival counts as transfer).
+    /// </summary>
+    private ulong ReceiveSubBlocks(SyncConnection connection, SyncRequest request, ulong unionPages, in Frame listFrame, SyncStats stats)
+    {
+        long start = Stopwatch.GetTimestamp();
+        var layout = _layout!;
+        stats.Wire.Bitmaps += WireSize(listFrame);
+        var header = SyncBitmap.Parser.ParseFrom(listFrame.Header);
+        ulong words = (unionPages + 63) / 64;
+        if (header.Kind != BitmapKind.BitmapDivergent || header.Epoch != request.Epoch || header.TotalWords != words
+            || !SyncProtocol.IsValidSubBlockSize(header.SubBlockBytes) || header.ChunkPages < 1 || header.ChunkPages > SyncProtocol.MaxChunkPages
+            || header.SetBits > unionPages)
+            throw new SyncProtocolException($"divergent list e{header.Epoch} ({header.Kind}, {header.TotalWords} words, {header.SetBits} pages, " +
+                                            $"{header.SubBlockBytes}-byte sub-blocks, chunks of {header.ChunkPages}); expected e{request.Epoch}, " +
+                                            $"{words} words for {unionPages} union pages, sub-blocks of {SyncProtocol.MinSubBlockBytes}..{SyncProtocol.MaxSubBlockBytes} " +
+                                            $"bytes (a power of two), chunks of 1..{SyncProtocol.MaxChunkPages}");
+        ulong* marks = _divergentBits.Ensure(Math.Max(words, 1));
+        _divergentBits.Clear(words);
+        if (!BitmapCodec.TryDecodeOr(listFrame.Tail, header.Encoding, marks, words, out ulong bits, out string? error))
+            throw new SyncProtocolException($"bad divergent list from the primary: {error}");
+        if (bits != header.SetBits) throw new SyncProtocolException($"the divergent list has {bits} bits set, it claims {header.SetBits}");
+        if (unionPages % 64 != 0 && (marks[words - 1] >> (int)(unionPages % 64)) != 0)
+            throw new SyncProtocolException($"the divergent list names pages past the {unionPages} of the union");
+
+        // The list: global numbers of the marked union pages, ascending.
+        ulong divergent = bits;
+        ulong* list = _pageList.Ensure(Math.Max(divergent, 1));
+        ulong* union = _union.Pointer;
+        ulong k = 0, n = 0;
+        for (ulong w = 0; w < layout.TotalWords && n < divergent; w++)
+        {
+            for (ulong b = union[w]; b != 0; b &= b - 1, k++)
+                if ((marks[k / 64] & (1UL << (int)(k % 64))) != 0) list[n++] = w * 64 + (ulong)BitOperations.TrailingZeroCount(b);
+        }
+        if (n != divergent) throw new InvalidOperationException($"listed {n} divergent pages, the list has {divergent}");
+        int blockBytes = (int)header.SubBlockBytes;
+        _syncSubBlockBytes = blockBytes;
+        Hook(SyncStep.DivergentListed);
+
+        int perPage = GuestRamBlock.PageSize / blockBytes;
+        int maskBytes = SubBlockPagesBody.MaskBytes(blockBytes);
+        ulong all = perPage == 64 ? ulong.MaxValue : (1UL << perPage) - 1;
+        ulong chunk = header.ChunkPages;
+        ulong* mine = _localSub.Ensure(Math.Max(1, Math.Min(chunk, divergent)) * (ulong)perPage);
+        ulong* masks = _masks.Ensure(Math.Max(divergent, 1));
+        byte* staging = _staging.Ensure(Math.Max(divergent, 1) * GuestRamBlock.PageSize);
+        ulong stagedBytes = 0;
+        ulong pagesPerHashFrame = (ulong)Math.Max(1, _options.HashesPerFrame / perPage);
+        double transfer = 0;
+        ulong staged = 0;
+        for (ulong first = 0; first < divergent; first += chunk)
+        {
+            ulong end = Math.Min(first + chunk, divergent);
+            _subHasher.Hash(layout, list + first, (long)(end - first), blockBytes, mine);
+            Hook(SyncStep.SubBlocksHashed);
+            for (ulong i = first; i < end; i += pagesPerHashFrame)
+            {
+                uint count = (uint)Math.Min(pagesPerHashFrame, end - i);
+                stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, mine + (i - first) * (ulong)perPage, i, count, divergent, blockBytes));
+                Hook(SyncStep.SubBlockHashChunk);
+            }
+
+            long t = Stopwatch.GetTimestamp();
+            while (staged < end)
+            {
+                var frame = connection.Read(_options.Timeout);
+                Expect(frame, FrameType.SyncPages);
+                stats.Wire.Pages += WireSize(frame);
+                var pages = SyncPages.Parser.ParseFrom(frame.Header);
+                ulong count = pages.Count;
+                if (pages.Epoch != request.Epoch || pages.SubBlockBytes != (uint)blockBytes || pages.FirstIndex != staged
+                    || count == 0 || count > end - staged)
+                    throw new SyncProtocolException($"sub-block frame e{pages.Epoch} of {pages.SubBlockBytes}-byte blocks for pages [{pages.FirstIndex}, +{count}); " +
+                                                    $"expected e{request.Epoch}, {blockBytes}-byte blocks from page {staged} to {end} of {divergent}");
+                var tail = frame.Tail;
+                int at = 0;
+                ulong blocks = 0;
+                for (ulong i = 0; i < count; i++)
+                {
+                    if (tail.Length - at < maskBytes) throw new SyncProtocolException($"sub-block frame ends inside the mask of page {staged + i}");
+                    ulong m = 0;
+                    for (int b = 0; b < maskBytes; b++) m |= (ulong)tail[at + b] << (8 * b);
+                    at += maskBytes;
+                    if (m == 0 || (m & ~all) != 0)
+                        throw new SyncProtocolException($"sub-block mask {m:x} of page {staged + i} names no sub-block or one past the {perPage} of a page");
+                    int bytes = BitOperations.PopCount(m) * blockBytes;
+                    if (tail.Length - at < bytes) throw new SyncProtocolException($"sub-block frame ends inside the sub-blocks of page {staged + i}");
+                    tail.Slice(at, bytes).CopyTo(new Span<byte>(staging + stagedBytes, bytes));
+                    stagedBytes += (ulong)bytes;
+                    at += bytes;
+                    masks[staged + i] = m;
+                    blocks += (ulong)BitOperations.PopCount(m);
+                }
+                if (at != tail.Length || blocks != pages.Blocks)
+                    throw new SyncProtocolException($"sub-block frame of {tail.Length} bytes holds {at} bytes of {count} pages, {blocks} sub-blocks; it claims {pages.Blocks}");
+                staged += count;
+                stats.SubBlocks += blocks;
+                stats.PageDataBytes += blocks * (ulong)blockBytes;
+                Hook(SyncStep.PageBatch);
+            }
+            transfer += Microseconds(t);
+        }
+        stats.Pause.SubBlocks = Microseconds(start) - transfer;
+        return staged;
+    }
+
+    /// <summary>Everything arrived: copy the staged pages (or sub-blocks) into guest RAM (engine thread, VM
+    /// stopped), comparing each with the copy it replaces (<see cref="SyncStats.Divergence"/>), then on the main
+    /// thread report the written ranges, load the devices (after RAM), clear the dirt, discard this epoch's own
+    /// output and resume.</summary>
     private void Apply(SyncRequest request, ulong staged, SyncStats stats)
     {
         var layout = _layout!;
         ulong* list = _pageList.Pointer;
         byte* staging = _staging.Pointer;
+        bool compare = RecordsDivergence;
+        var sample = new DivergenceSample();
         if (staged > 0) _stateInvalid = true;   // from the first page copied until devices are loaded
-        for (ulong i = 0; i < staged; i++)
-            Buffer.MemoryCopy(staging + i * GuestRamBlock.PageSize, layout.PageAddress(list[i]), GuestRamBlock.PageSize, GuestRamBlock.PageSize);
+        if (_syncSubBlockBytes == 0)
+        {
+            for (ulong i = 0; i < staged; i++)
+            {
+                byte* page = layout.PageAddress(list[i]);
+                byte* from = staging + i * GuestRamBlock.PageSize;
+                if (compare)
+                {
+                    int bytes = 0, blocks = 0;
+                    DivergenceStats.Compare(page, from, GuestRamBlock.PageSize, ref bytes, ref blocks);
+                    sample.Add(bytes, blocks);
+                }
+                Buffer.MemoryCopy(from, page, GuestRamBlock.PageSize, GuestRamBlock.PageSize);
+            }
+        }
+        else
+        {
+            int blockBytes = _syncSubBlockBytes;
+            ulong* masks = _masks.Pointer;
+            byte* from = staging;
+            for (ulong i = 0; i < staged; i++)
+            {
+                byte* page = layout.PageAddress(list[i]);
+                int bytes = 0, blocks = 0;
+                for (ulong m = masks[i]; m != 0; m &= m - 1)
+                {
+                    byte* to = page + BitOperations.TrailingZeroCount(m) * blockBytes;
+                    if (compare) DivergenceStats.Compare(to, from, blockBytes, ref bytes, ref blocks);
+                    Buffer.MemoryCopy(from, to, blockBytes, blockBytes);
+                    from += blockBytes;
+                }
+                if (compare) sample.Add(bytes, blocks);
+            }
+        }
+        stats.Divergence = sample;
         var atSyncPoint = Interlocked.Exchange(ref _atSyncPoint, null);
         try
         {

@@ -29,15 +29,27 @@ public sealed unsafe partial class SyncEngine
         }
         stats.Pause.Hash = Microseconds(t);
 
+        // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
+        bool subBlocks = _options.SubBlockBytes > 0 && !_options.Checkpoint && !request.FullSync && unionPages > 0;
+        _syncSubBlockBytes = subBlocks ? _options.SubBlockBytes : 0;
+        stats.SubBlockBytes = _syncSubBlockBytes;
+
         t = Stopwatch.GetTimestamp();
-        ulong divergent = CompareHashes(unionPages);
+        ulong divergent = CompareHashes(unionPages, subBlocks);
         stats.DivergentPages = divergent;
         stats.IdenticalPages = unionPages - divergent;
         stats.Pause.Compare = Microseconds(t);
 
-        t = Stopwatch.GetTimestamp();
-        SendPages(connection, request, divergent, stats);
-        stats.Pause.Transfer = Microseconds(t);
+        if (subBlocks)
+        {
+            SendSubBlocks(connection, request, unionPages, divergent, stats);
+        }
+        else
+        {
+            t = Stopwatch.GetTimestamp();
+            SendPages(connection, request, divergent, stats);
+            stats.Pause.Transfer = Microseconds(t);
+        }
         Hook(SyncStep.BeforeDeviceState);
 
         t = Stopwatch.GetTimestamp();
@@ -93,14 +105,22 @@ public sealed unsafe partial class SyncEngine
     private static ulong BinaryPrimitivesReverse(ulong v) => System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(v);
 
     /// <summary>Fills _pageList with the global numbers of the union pages whose hashes differ (all of them in
-    /// send-all mode), in page order; returns how many.</summary>
-    private ulong CompareHashes(ulong unionPages)
+    /// checkpoint mode), in page order; returns how many. With divergentBits, also sets bit k of _divergentBits for
+    /// each differing union page k (the divergent list as the backup receives it).</summary>
+    private ulong CompareHashes(ulong unionPages, bool divergentBits)
     {
         var layout = _layout!;
         ulong* union = _union.Pointer;
         ulong* list = _pageList.Ensure(Math.Max(unionPages, 1));
         ulong* mine = _localHashes.Pointer;
         ulong* theirs = _remoteHashes.Pointer;
+        ulong* marks = null;
+        if (divergentBits)
+        {
+            ulong words = (unionPages + 63) / 64;
+            marks = _divergentBits.Ensure(Math.Max(words, 1));
+            _divergentBits.Clear(words);
+        }
         bool all = _options.Checkpoint;
         ulong k = 0, n = 0;
         for (ulong w = 0; w < layout.TotalWords; w++)
@@ -116,12 +136,96 @@ public sealed unsafe partial class SyncEngine
             while (bits != 0)
             {
                 int bit = BitOperations.TrailingZeroCount(bits);
-                if (all || mine[k] != theirs[k]) list[n++] = w * 64 + (ulong)bit;
+                if (all || mine[k] != theirs[k])
+                {
+                    list[n++] = w * 64 + (ulong)bit;
+                    if (marks != null) marks[k / 64] |= 1UL << (int)(k % 64);
+                }
                 k++;
                 bits &= bits - 1;
             }
         }
         return n;
+    }
+
+    /// <summary>
+    /// Sub-block mode: tells the backup which union pages differ, then, chunk by chunk, receives the backup's
+    /// sub-block hashes of those pages (while hashing its own), and sends of each page the sub-blocks whose hashes
+    /// differ. A page whose hash differed but none of whose sub-block hashes do (a sub-block hash collision) is
+    /// sent whole: the page hash has the last word.
+    /// </summary>
+    private void SendSubBlocks(SyncConnection connection, SyncRequest request, ulong unionPages, ulong divergent, SyncStats stats)
+    {
+        var layout = _layout!;
+        int blockBytes = _syncSubBlockBytes;
+        int perPage = GuestRamBlock.PageSize / blockBytes;
+        ulong all = perPage == 64 ? ulong.MaxValue : (1UL << perPage) - 1;
+        ulong chunk = (ulong)_options.SubBlockChunkPages;
+        long start = Stopwatch.GetTimestamp();
+        double transfer = 0;
+        stats.Wire.Bitmaps += connection.Send(_bitmapBody.SetDivergent(request.Epoch, request.LogIndex, layout, _divergentBits.Pointer,
+            (unionPages + 63) / 64, divergent, blockBytes, (int)chunk));
+        Hook(SyncStep.DivergentListed);
+
+        ulong largest = Math.Max(1, Math.Min(chunk, divergent));
+        ulong* mine = _localSub.Ensure(largest * (ulong)perPage);
+        ulong* theirs = _remoteSub.Ensure(largest * (ulong)perPage);
+        ulong* masks = _masks.Ensure(largest);
+        ulong* list = _pageList.Pointer;
+        for (ulong first = 0; first < divergent; first += chunk)
+        {
+            ulong count = Math.Min(chunk, divergent - first);
+            _subHasher.Hash(layout, list + first, (long)count, blockBytes, mine);
+            Hook(SyncStep.SubBlocksHashed);
+            ReceiveSubBlockHashes(connection, request, first, count, divergent, blockBytes, theirs, stats);
+            for (ulong i = 0; i < count; i++)
+            {
+                ulong* a = mine + i * (ulong)perPage, b = theirs + i * (ulong)perPage;
+                ulong m = 0;
+                for (int j = 0; j < perPage; j++)
+                    if (a[j] != b[j]) m |= 1UL << j;
+                masks[i] = m == 0 ? all : m;
+                stats.SubBlocks += (ulong)BitOperations.PopCount(masks[i]);
+            }
+
+            long t = Stopwatch.GetTimestamp();
+            for (ulong i = 0; i < count; i += (ulong)_options.PagesPerFrame)
+            {
+                uint n = (uint)Math.Min((ulong)_options.PagesPerFrame, count - i);
+                stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, layout, list + first + i, masks + i, first + i, n, blockBytes));
+                stats.PageDataBytes += _subPagesBody.Blocks * (ulong)blockBytes;
+                Hook(SyncStep.PageBatch);
+            }
+            transfer += Microseconds(t);
+        }
+        stats.Pause.Transfer = transfer;
+        stats.Pause.SubBlocks = Microseconds(start) - transfer;
+    }
+
+    /// <summary>The backup's sub-block hashes of divergent pages [first, first + count) into theirs.</summary>
+    private void ReceiveSubBlockHashes(SyncConnection connection, SyncRequest request, ulong first, ulong count, ulong divergent,
+                                       int blockBytes, ulong* theirs, SyncStats stats)
+    {
+        int perPage = GuestRamBlock.PageSize / blockBytes;
+        ulong received = first, end = first + count;
+        while (received < end)
+        {
+            var frame = connection.Read(_options.Timeout);
+            Expect(frame, FrameType.SyncHashes);
+            stats.Wire.Hashes += WireSize(frame);
+            var header = SyncHashes.Parser.ParseFrom(frame.Header);
+            if (header.Epoch != request.Epoch || header.SubBlockBytes != (uint)blockBytes || header.Total != divergent || header.FirstIndex != received
+                || header.Count == 0 || header.Count > end - received || (ulong)frame.Tail.Length != header.Count * (ulong)perPage * 8)
+                throw new SyncProtocolException($"sub-block hash frame e{header.Epoch} of {header.SubBlockBytes}-byte blocks [{header.FirstIndex}, +{header.Count}) " +
+                                                $"of {header.Total} with {frame.Tail.Length} bytes; expected e{request.Epoch}, {blockBytes}-byte blocks from {received} " +
+                                                $"to {end} of {divergent}");
+            ulong* into = theirs + (received - first) * (ulong)perPage;
+            frame.Tail.CopyTo(new Span<byte>(into, frame.Tail.Length));
+            if (!BitConverter.IsLittleEndian)
+                for (ulong i = 0; i < header.Count * (ulong)perPage; i++) into[i] = BinaryPrimitivesReverse(into[i]);
+            received += header.Count;
+            Hook(SyncStep.SubBlockHashChunk);
+        }
     }
 
     private void SendPages(SyncConnection connection, SyncRequest request, ulong divergent, SyncStats stats)
@@ -131,6 +235,7 @@ public sealed unsafe partial class SyncEngine
         {
             uint count = (uint)Math.Min((ulong)_options.PagesPerFrame, divergent - i);
             stats.Wire.Pages += connection.Send(_pagesBody.Set(request.Epoch, _layout!, list + i, count));
+            stats.PageDataBytes += count * (ulong)GuestRamBlock.PageSize;
             Hook(SyncStep.PageBatch);
         }
     }

@@ -44,7 +44,16 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly NativeBuffer<ulong> _localHashes = new();  // hashes of union pages, page order
     private readonly NativeBuffer<ulong> _remoteHashes = new(); // primary: the backup's
     private readonly NativeBuffer<ulong> _pageList = new();     // primary: divergent pages; backup: staged pages
-    private readonly NativeBuffer<byte> _staging = new();       // backup: staged page data
+    private readonly NativeBuffer<byte> _staging = new();       // backup: staged page data (whole pages or sub-blocks)
+    // Sub-block mode (see SyncOptions.SubBlockBytes): the divergent list as a bitmap over union indices, both
+    // sides' sub-block hashes of one chunk, and one mask per divergent page (primary: computed; backup: staged).
+    private readonly NativeBuffer<ulong> _divergentBits = new();
+    private readonly NativeBuffer<ulong> _localSub = new();
+    private readonly NativeBuffer<ulong> _remoteSub = new();
+    private readonly NativeBuffer<ulong> _masks = new();
+    private readonly SubBlockHasher _subHasher;
+    private readonly SubBlockPagesBody _subPagesBody = new();
+    private int _syncSubBlockBytes;                              // this sync's sub-block size (0: whole pages)
 
     /// <summary>Backup: bytes held for staging pages between syncs (tests).</summary>
     internal ulong StagingBytes => _staging.Capacity;
@@ -74,7 +83,13 @@ public sealed unsafe partial class SyncEngine : IDisposable
         if (_options.PagesPerFrame < 1 || _options.PagesPerFrame > 8192) throw new ArgumentOutOfRangeException(nameof(options), "PagesPerFrame must be 1..8192");
         if (_options.HashesPerFrame < 1 || _options.HashesPerFrame > 1 << 20) throw new ArgumentOutOfRangeException(nameof(options), "HashesPerFrame must be 1..1048576");
         _log = _options.Log ?? (m => Console.Error.WriteLine(m));
+        if (_options.SubBlockBytes != 0 && !SyncProtocol.IsValidSubBlockSize(_options.SubBlockBytes))
+            throw new ArgumentOutOfRangeException(nameof(options), $"SubBlockBytes must be 0 (whole pages) or a power of two in " +
+                                                  $"{SyncProtocol.MinSubBlockBytes}..{SyncProtocol.MaxSubBlockBytes}, not {_options.SubBlockBytes}");
+        if (_options.SubBlockChunkPages < 1 || _options.SubBlockChunkPages > SyncProtocol.MaxChunkPages)
+            throw new ArgumentOutOfRangeException(nameof(options), $"SubBlockChunkPages must be 1..{SyncProtocol.MaxChunkPages}");
         _hasher = new PageHasher(_options.HashThreads);
+        _subHasher = new SubBlockHasher(_hasher.Threads);
         Metrics = new SyncMetrics(_options.HistoryLength);
         _thread = ThreadScheduling.Start(ThreadLoop, $"plover-sync-{role.ToString().ToLowerInvariant()}", ThreadScheduling.Priority.High, _log);
         _thread.Start();
@@ -89,6 +104,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
         lock (_runLock) _role = role;
     }
     public SyncMetrics Metrics { get; }
+
+    /// <summary>Backup, replicate mode: what the divergent pages looked like, over every sync (see
+    /// <see cref="DivergenceStats"/>); empty on a primary.</summary>
+    public DivergenceStats Divergence { get; } = new();
 
     /// <summary>
     /// Backup only: true once an apply failed after guest RAM had been written (the host refused the device state).
@@ -373,6 +392,11 @@ public sealed unsafe partial class SyncEngine : IDisposable
         Expect(frame, FrameType.SyncBitmap);
         stats.Wire.Bitmaps += WireSize(frame);
         var header = SyncBitmap.Parser.ParseFrom(frame.Header);
+        if (header.Protocol != SyncProtocol.Version)
+            throw new SyncProtocolException($"the peer speaks sync protocol {header.Protocol}{(header.Protocol == 0 ? " (an older Plover, before sub-blocks)" : "")}, " +
+                                            $"this node {SyncProtocol.Version}: run the same Plover build on both replicas");
+        if (header.Kind != BitmapKind.BitmapDirty)
+            throw new SyncProtocolException($"expected the peer's dirty bitmap, got a {header.Kind} bitmap");
         if (header.Epoch != request.Epoch || header.LogIndex != request.LogIndex)
             throw new SyncProtocolException($"peer is at sync e{header.Epoch} (log index {header.LogIndex}), we are at e{request.Epoch} (log index {request.LogIndex})");
         if (header.TotalWords != layout.TotalWords || header.LayoutHash != layout.Hash)
@@ -463,7 +487,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _thread.Join();
         _connection?.Dispose();
         _hasher.Dispose();
+        _subHasher.Dispose();
         _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
+        _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose();
+        Divergence.Dispose();
         _deviceState.Dispose();
     }
 }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics;
 using Google.Protobuf;
 using Plover.Transport;
 using Plover.Wire;
@@ -40,20 +41,44 @@ internal sealed unsafe class BitmapBody : SyncFrameBody
     protected override IMessage Header => _header;
     public override int TailLength => _tailLength;
 
+    /// <summary>A side's dirty bitmap (kind DIRTY), with this build's protocol version.</summary>
     public BitmapBody Set(ulong epoch, long logIndex, SyncLayout layout, ulong* words, ulong setBits)
     {
-        var encoding = BitmapCodec.Choose(words, layout.TotalWords, out long size);
+        Fill(epoch, logIndex, layout, words, layout.TotalWords, setBits);
+        _header.Kind = BitmapKind.BitmapDirty;
+        _header.Protocol = SyncProtocol.Version;
+        _header.SubBlockBytes = 0;
+        _header.ChunkPages = 0;
+        Seal();
+        return this;
+    }
+
+    /// <summary>The primary's divergent list (kind DIVERGENT): bit k of words = the k-th union page diverges.</summary>
+    public BitmapBody SetDivergent(ulong epoch, long logIndex, SyncLayout layout, ulong* words, ulong wordCount, ulong setBits,
+                                   int subBlockBytes, int chunkPages)
+    {
+        Fill(epoch, logIndex, layout, words, wordCount, setBits);
+        _header.Kind = BitmapKind.BitmapDivergent;
+        _header.Protocol = SyncProtocol.Version;
+        _header.SendAll = false;
+        _header.SubBlockBytes = (uint)subBlockBytes;
+        _header.ChunkPages = (uint)chunkPages;
+        Seal();
+        return this;
+    }
+
+    private void Fill(ulong epoch, long logIndex, SyncLayout layout, ulong* words, ulong wordCount, ulong setBits)
+    {
+        var encoding = BitmapCodec.Choose(words, wordCount, out long size);
         if (size > FrameFormat.DefaultMaxFrameBytes / 2) throw new InvalidOperationException($"bitmap of {size} bytes does not fit in a frame");
         _header.Epoch = epoch;
         _header.LogIndex = logIndex;
         _header.Encoding = encoding;
-        _header.TotalWords = layout.TotalWords;
+        _header.TotalWords = wordCount;
         _header.LayoutHash = layout.Hash;
         _header.SetBits = setBits;
         _words = words;
         _tailLength = (int)size;
-        Seal();
-        return this;
     }
 
     public BitmapEncoding Encoding => _header.Encoding;
@@ -79,15 +104,33 @@ internal sealed unsafe class HashesBody : SyncFrameBody
 
     public override FrameType Type => FrameType.SyncHashes;
     protected override IMessage Header => _header;
-    public override int TailLength => (int)_header.Count * 8;
+    private int _perItem = 1;
+    public override int TailLength => (int)_header.Count * _perItem * 8;
 
+    /// <summary>Page hashes of union pages [first, first + count) of total; hashes points at union page 0's.</summary>
     public HashesBody Set(ulong epoch, ulong* hashes, ulong first, uint count, ulong total)
     {
         _header.Epoch = epoch;
         _header.FirstIndex = first;
         _header.Count = count;
         _header.Total = total;
+        _header.SubBlockBytes = 0;
+        _perItem = 1;
         _hashes = hashes + first;
+        Seal();
+        return this;
+    }
+
+    /// <summary>Sub-block hashes of divergent pages [first, first + count) of total; hashes points at page first's.</summary>
+    public HashesBody SetSubBlocks(ulong epoch, ulong* hashes, ulong first, uint count, ulong total, int subBlockBytes)
+    {
+        _header.Epoch = epoch;
+        _header.FirstIndex = first;
+        _header.Count = count;
+        _header.Total = total;
+        _header.SubBlockBytes = (uint)subBlockBytes;
+        _perItem = GuestRamBlock.PageSize / subBlockBytes;
+        _hashes = hashes;
         Seal();
         return this;
     }
@@ -96,7 +139,7 @@ internal sealed unsafe class HashesBody : SyncFrameBody
     {
         var source = new ReadOnlySpan<byte>(_hashes, TailLength);
         if (BitConverter.IsLittleEndian) source.CopyTo(tail);
-        else for (int i = 0; i < _header.Count; i++) BinaryPrimitives.WriteUInt64LittleEndian(tail[(i * 8)..], _hashes[i]);
+        else for (int i = 0; i < TailLength / 8; i++) BinaryPrimitives.WriteUInt64LittleEndian(tail[(i * 8)..], _hashes[i]);
     }
 }
 
@@ -115,6 +158,9 @@ internal sealed unsafe class PagesBody : SyncFrameBody
     {
         _header.Epoch = epoch;
         _header.Count = count;
+        _header.SubBlockBytes = 0;
+        _header.FirstIndex = 0;
+        _header.Blocks = 0;
         _layout = layout;
         _pages = pageNumbers;
         Seal();
@@ -128,6 +174,70 @@ internal sealed unsafe class PagesBody : SyncFrameBody
         var data = tail[(count * 8)..];
         for (int i = 0; i < count; i++)
             new ReadOnlySpan<byte>(_layout.PageAddress(_pages[i]), GuestRamBlock.PageSize).CopyTo(data[(i * GuestRamBlock.PageSize)..]);
+    }
+}
+
+/// <summary>Frame 34 in sub-block mode: divergent pages [first, first + count) of the divergent list, each as its mask
+/// and the sub-blocks the mask names, copied straight from guest RAM into the send buffer.</summary>
+internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
+{
+    private readonly SyncPages _header = new();
+    private SyncLayout _layout = null!;
+    private ulong* _pages;
+    private ulong* _masks;
+    private int _blockBytes;
+    private int _tailLength;
+
+    public override FrameType Type => FrameType.SyncPages;
+    protected override IMessage Header => _header;
+    public override int TailLength => _tailLength;
+
+    /// <summary>Bytes of one page's mask on the wire: one bit per sub-block, rounded up to whole bytes.</summary>
+    public static int MaskBytes(int blockBytes) => (GuestRamBlock.PageSize / blockBytes + 7) / 8;
+
+    /// <summary>pages and masks point at the first page's entry.</summary>
+    public SubBlockPagesBody Set(ulong epoch, SyncLayout layout, ulong* pages, ulong* masks, ulong first, uint count, int blockBytes)
+    {
+        int maskBytes = MaskBytes(blockBytes);
+        ulong blocks = 0;
+        for (uint i = 0; i < count; i++) blocks += (ulong)BitOperations.PopCount(masks[i]);
+        _header.Epoch = epoch;
+        _header.Count = count;
+        _header.SubBlockBytes = (uint)blockBytes;
+        _header.FirstIndex = first;
+        _header.Blocks = (uint)blocks;
+        _layout = layout;
+        _pages = pages;
+        _masks = masks;
+        _blockBytes = blockBytes;
+        _tailLength = checked((int)(count * (ulong)maskBytes + blocks * (ulong)blockBytes));
+        Seal();
+        return this;
+    }
+
+    public ulong Blocks => _header.Blocks;
+
+    protected override void WriteTail(Span<byte> tail)
+    {
+        int maskBytes = MaskBytes(_blockBytes);
+        int at = 0;
+        Span<byte> mask = stackalloc byte[8];
+        for (uint i = 0; i < _header.Count; i++)
+        {
+            ulong m = _masks[i];
+            BinaryPrimitives.WriteUInt64LittleEndian(mask, m);
+            mask[..maskBytes].CopyTo(tail[at..]);
+            at += maskBytes;
+            byte* page = _layout.PageAddress(_pages[i]);
+            while (m != 0)
+            {
+                int j = BitOperations.TrailingZeroCount(m);
+                m &= m - 1;
+                new ReadOnlySpan<byte>(page + j * _blockBytes, _blockBytes).CopyTo(tail[at..]);
+                at += _blockBytes;
+            }
+        }
+        if (at != _tailLength) throw new InvalidOperationException($"sub-block frame wrote {at} bytes, sized {_tailLength}");
     }
 }
 

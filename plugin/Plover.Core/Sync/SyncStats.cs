@@ -29,6 +29,10 @@ public struct SyncPause
     public double Hash;
     /// <summary>Primary: comparing hashes into the divergent list.</summary>
     public double Compare;
+    /// <summary>Sub-block mode: the divergent list and the sub-block hashes of every chunk (primary: from sending the
+    /// list until the last chunk's masks; backup: from receiving the list until the last chunk's hashes are sent),
+    /// the sub-blocks themselves excluded (those are <see cref="Transfer"/>).</summary>
+    public double SubBlocks;
     /// <summary>Divergent pages on the wire (backup: until the first device state frame arrives).</summary>
     public double Transfer;
     /// <summary>Saving (primary) and moving the device state.</summary>
@@ -78,13 +82,21 @@ public sealed class SyncStats
     /// wall-clock time just before that happened (UTC; for checking captures against the sync log).</summary>
     public long OutputFrames { get; internal set; }
     public DateTime? OutputUtc { get; internal set; }
+    /// <summary>The sub-block size this sync sent divergent pages in (0: whole pages).</summary>
+    public int SubBlockBytes { get; internal set; }
+    /// <summary>Sub-blocks sent (primary) or received (backup) in sub-block mode.</summary>
+    public ulong SubBlocks { get; internal set; }
+    /// <summary>Page data bytes sent or received (whole pages, or the sub-blocks), without numbering and masks.</summary>
+    public ulong PageDataBytes { get; internal set; }
+    /// <summary>Backup, replicate mode: what the divergent pages looked like against the backup's own copies.</summary>
+    public DivergenceSample Divergence;
     public SyncWireBytes Wire;
     public SyncPause Pause;
 
     public override string ToString() =>
         $"sync e{Epoch} {Role} {Outcome}{(Error is null ? "" : $" ({Error})")}: union {UnionPages} pages, {IdenticalPages} identical, " +
-        $"{DivergentPages} divergent; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
+        $"{DivergentPages} divergent{(SubBlockBytes > 0 ? $" ({SubBlocks} sub-blocks of {SubBlockBytes} B)" : "")}; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
         $"device {Wire.DeviceState}, control {Wire.Control}); pause {Pause.Total:F0} us (stop {Pause.Stop:F0}, bitmap {Pause.Bitmap:F0}, " +
-        $"hash {Pause.Hash:F0}, compare {Pause.Compare:F0}, transfer {Pause.Transfer:F0}, device {Pause.DeviceState:F0}, " +
+        $"hash {Pause.Hash:F0}, compare {Pause.Compare:F0}, sub-blocks {Pause.SubBlocks:F0}, transfer {Pause.Transfer:F0}, device {Pause.DeviceState:F0}, " +
         $"apply {Pause.Apply:F0}, resume {Pause.Resume:F0})";
 }

@@ -39,6 +39,30 @@ public enum SyncStep
     BeforeApply,
     /// <summary>Backup: state applied and VM resumed, ack not yet sent.</summary>
     BeforeAck,
+    /// <summary>Sub-block mode. Primary: the divergent list sent. Backup: the divergent list received.</summary>
+    DivergentListed,
+    /// <summary>Sub-block mode, once per chunk: own sub-block hashes of the chunk's pages computed.</summary>
+    SubBlocksHashed,
+    /// <summary>Sub-block mode. Backup: after each sub-block hash frame sent. Primary: after each one received.</summary>
+    SubBlockHashChunk,
+}
+
+/// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a
+/// mismatch. 2: sub-blocks and the divergent list; 1, the protocol before them, sent none (reads as 0).</summary>
+public static class SyncProtocol
+{
+    public const uint Version = 2;
+
+    /// <summary>Sub-block sizes the protocol allows (a power of two, so a page holds a whole number of them and
+    /// the mask of one page fits in a u64).</summary>
+    public const int MinSubBlockBytes = 64, MaxSubBlockBytes = 1024;
+
+    /// <summary>Largest lock-step chunk of divergent pages a backup accepts (bounds its sub-block hash buffers:
+    /// 65536 pages of 64 hashes = 32 MiB).</summary>
+    public const int MaxChunkPages = 65536;
+
+    public static bool IsValidSubBlockSize(long bytes) =>
+        bytes >= MinSubBlockBytes && bytes <= MaxSubBlockBytes && (bytes & (bytes - 1)) == 0;
 }
 
 public sealed class SyncOptions
@@ -58,6 +82,17 @@ public sealed class SyncOptions
     /// <summary>Checkpointing (as Remus and COLO's periodic mode): no hashing, the primary sends every page it
     /// dirtied. The backup's VM never runs, so its RAM is the last checkpoint and its own bitmap is left out.</summary>
     public bool Checkpoint { get; init; }
+    /// <summary>Replicate mode: the primary sends, of each divergent page, only the sub-blocks of this many bytes
+    /// whose hashes differ from the backup's (a second round: the divergent list, the backup's sub-block hashes);
+    /// 0 sends whole pages. A power of two, 64..1024. Full syncs (a joining backup) and checkpoints always send whole
+    /// pages. Only the primary's setting counts (it tells the backup per sync). Chosen by <c>bench sync</c>.</summary>
+    public int SubBlockBytes { get; init; } = DefaultSubBlockBytes;
+    public const int DefaultSubBlockBytes = 64;
+    /// <summary>Divergent pages per lock-step round of sub-block hashes and sub-blocks (bounds memory in large syncs).</summary>
+    public int SubBlockChunkPages { get; init; } = 16384;
+    /// <summary>Backup, replicate mode: compare each divergent page with its own copy before applying it and record
+    /// the figures (<see cref="SyncStats.Divergence"/>, <see cref="SyncEngine.Divergence"/>).</summary>
+    public bool RecordDivergence { get; init; } = true;
     /// <summary>Completed and aborted syncs kept in <see cref="SyncMetrics"/>.</summary>
     public int HistoryLength { get; init; } = 64;
     /// <summary>Where warnings and errors go (aborts, running unprotected). Null: stderr.</summary>

@@ -1,0 +1,159 @@
+using System.Diagnostics;
+using Plover.Hashing;
+
+namespace Plover.Sync;
+
+/// <summary>
+/// Hashes the sub-blocks of a list of pages (the divergent pages of a sync) on every core: CityHash64 of each
+/// B-byte sub-block, 4096 / B hashes per page in address order, pages in list order. A fixed pool of Threads - 1
+/// workers is created once and the calling thread works too; pages are claimed in batches of 16. A worker joins
+/// only a job that is still open and the caller waits only for workers that joined (one that was not scheduled in
+/// time is not waited for), as in <see cref="PageHasher"/>. No allocation per call; calls are serialised.
+/// </summary>
+internal sealed unsafe class SubBlockHasher : IDisposable
+{
+    private const long BatchPages = 16;
+    private const long SpinMicroseconds = 50;
+    private const long Closed = 1L << 31;
+    private const long JoinedMask = Closed - 1;
+
+    private readonly Worker[] _workers;
+    private readonly Lock _callLock = new();
+    private volatile bool _disposed;
+
+    // the current job (written before it is opened, read-only for workers)
+    private SyncLayout _layout = null!;
+    private ulong* _pages;
+    private long _count;
+    private int _blockBytes;
+    private ulong* _out;
+    private long _next;          // next page to claim
+    private long _jobState;      // generation << 32 | Closed | joined workers
+    private int _generation;
+    private Exception? _workerError;
+
+    public SubBlockHasher(int threads)
+    {
+        Threads = threads <= 0 ? Environment.ProcessorCount : threads;
+        _workers = new Worker[Threads - 1];
+        for (int i = 0; i < _workers.Length; i++)
+        {
+            _workers[i] = new Worker();
+            _workers[i].Thread = new Thread(WorkerLoop) { IsBackground = true, Name = $"plover-subhash-{i + 1}" };
+            _workers[i].Thread!.Start(_workers[i]);
+        }
+    }
+
+    public int Threads { get; }
+
+    /// <summary>Writes 4096 / blockBytes hashes per page of pages[0 .. count) into output.</summary>
+    public void Hash(SyncLayout layout, ulong* pages, long count, int blockBytes, ulong* output)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (count <= 0) return;
+        lock (_callLock)
+        {
+            _layout = layout;
+            _pages = pages;
+            _count = count;
+            _blockBytes = blockBytes;
+            _out = output;
+            _next = 0;
+            if (_workers.Length == 0 || count <= BatchPages)
+            {
+                Run();
+                return;
+            }
+            _workerError = null;
+            _generation++;
+            Volatile.Write(ref _jobState, (long)_generation << 32);
+            foreach (var w in _workers)
+                if (Interlocked.CompareExchange(ref w.Sleeping, 0, 1) == 1) w.Wake.Release();
+            Run();
+            long state = Volatile.Read(ref _jobState);
+            while (Interlocked.CompareExchange(ref _jobState, state | Closed, state) is var seen && seen != state) state = seen;
+            var wait = new SpinWait();
+            while ((Volatile.Read(ref _jobState) & JoinedMask) != 0) wait.SpinOnce(sleep1Threshold: -1);
+            if (_workerError is { } e) throw new InvalidOperationException("a sub-block hashing worker failed", e);
+        }
+    }
+
+    /// <summary>One page: hashes of its sub-blocks (also the single-threaded reference the tests use).</summary>
+    public static void HashPage(byte* page, int blockBytes, ulong* output)
+    {
+        for (int o = 0, i = 0; o < GuestRamBlock.PageSize; o += blockBytes, i++)
+            output[i] = CityHash.Hash64(page + o, (nuint)blockBytes);
+    }
+
+    private void Run()
+    {
+        int perPage = GuestRamBlock.PageSize / _blockBytes;
+        while (true)
+        {
+            long start = Interlocked.Add(ref _next, BatchPages) - BatchPages;
+            if (start >= _count) return;
+            long end = Math.Min(start + BatchPages, _count);
+            for (long i = start; i < end; i++)
+                HashPage(_layout.PageAddress(_pages[i]), _blockBytes, _out + i * perPage);
+        }
+    }
+
+    private bool TryJoin(int generation)
+    {
+        long state = Volatile.Read(ref _jobState);
+        while ((int)(state >> 32) == generation && (state & Closed) == 0)
+        {
+            long seen = Interlocked.CompareExchange(ref _jobState, state + 1, state);
+            if (seen == state) return true;
+            state = seen;
+        }
+        return false;
+    }
+
+    private void WorkerLoop(object? o)
+    {
+        var me = (Worker)o!;
+        int seen = 0;
+        while (true)
+        {
+            long spinUntil = Stopwatch.GetTimestamp() + Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
+            while ((int)(Volatile.Read(ref _jobState) >> 32) == seen && !_disposed)
+            {
+                if (Stopwatch.GetTimestamp() < spinUntil) { Thread.SpinWait(20); continue; }
+                Interlocked.Exchange(ref me.Sleeping, 1);
+                if ((int)(Volatile.Read(ref _jobState) >> 32) != seen || _disposed)
+                {
+                    if (Interlocked.CompareExchange(ref me.Sleeping, 0, 1) == 1) break;
+                }
+                me.Wake.Wait();
+            }
+            if (_disposed) return;
+            seen = (int)(Volatile.Read(ref _jobState) >> 32);
+            if (!TryJoin(seen)) continue;
+            try { Run(); }
+            catch (Exception e) { _workerError = e; }
+            Interlocked.Decrement(ref _jobState);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_callLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+        }
+        foreach (var w in _workers)
+        {
+            if (Interlocked.CompareExchange(ref w.Sleeping, 0, 1) == 1) w.Wake.Release();
+            w.Thread?.Join();
+        }
+    }
+
+    private sealed class Worker
+    {
+        public int Sleeping;
+        public readonly SemaphoreSlim Wake = new(0);
+        public Thread? Thread;
+    }
+}
