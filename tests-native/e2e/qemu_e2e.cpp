@@ -309,14 +309,21 @@ TEST_F(QemuGuest, DeviceStateRoundTripLeavesTheGuestRunning) {
 }
 
 TEST_F(QemuGuest, TheFilterRefusesToBeSwitchedOffOrDeleted) {
+    auto qmp_error = [](const std::string &cmd, const json &args) {
+        try {
+            qmp_->execute(cmd, args);
+        } catch (const std::runtime_error &e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
     // switched off, QEMU would skip the filter and the guest's output would leave unheld
-    json off = qmp_->execute("qom-set", {{"path", "pf0"}, {"property", "status"}, {"value", "off"}});
-    ASSERT_TRUE(off.contains("error")) << off.dump();
-    EXPECT_NE(off["error"]["desc"].get<std::string>().find("cannot be switched off"), std::string::npos) << off.dump();
-    EXPECT_EQ(qmp_->execute("qom-get", {{"path", "pf0"}, {"property", "status"}})["return"], "on");
+    std::string off = qmp_error("qom-set", {{"path", "pf0"}, {"property", "status"}, {"value", "off"}});
+    EXPECT_NE(off.find("cannot be switched off"), std::string::npos) << "qom-set status off: '" << off << "'";
+    EXPECT_EQ(qmp_->execute("qom-get", {{"path", "pf0"}, {"property", "status"}}), "on");
     // deleted, it left a NULL in the NIC table that the next lookup dereferenced
-    json del = qmp_->execute("object-del", {{"id", "pf0"}});
-    ASSERT_TRUE(del.contains("error")) << del.dump();
+    std::string del = qmp_error("object-del", {{"id", "pf0"}});
+    EXPECT_NE(del.find("in use"), std::string::npos) << "object-del: '" << del << "'";
     json nics = admin_->ok("nics")["nics"];
     ASSERT_EQ(nics.size(), 1u) << nics.dump();
     EXPECT_EQ(nics[0]["mac"], "52:54:00:12:34:56");
