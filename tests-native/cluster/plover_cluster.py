@@ -307,7 +307,7 @@ class Cluster:
             cmd = self.qemu_command(n)
         n.command = cmd
         with open(n.stderr_path, "w") as err:
-            n.proc = subprocess.Popen(["ip", "netns", "exec", n.ns, *self._pinned(node_id), *cmd], stdout=err, stderr=err,
+            n.proc = subprocess.Popen(["ip", "netns", "exec", n.ns, *self._pinned(node_id), *cmd], env=self.env, stdout=err, stderr=err,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         return n
 

@@ -20,11 +20,16 @@ import plover_cluster as pc  # noqa: E402
 from test_failover import Load, ReleaseSampler  # noqa: E402
 
 
-def vm_running(node):
-    """QEMU's own run state (QMP query-status), not the library's view of it."""
+def vm_running(node, samples=20):
+    """Whether QEMU's own run state (QMP query-status, not the library's view) said running in any of samples
+    readings 50 ms apart (a primary under load is paused for every sync, so one reading may catch it stopped)."""
     qmp = pc.Qmp(node.qmp_path)
     try:
-        return qmp("query-status")["return"]["running"]
+        for _ in range(samples):
+            if qmp("query-status")["return"]["running"]:
+                return True
+            time.sleep(0.05)
+        return False
     finally:
         qmp.close()
 

@@ -7,6 +7,10 @@ and the old primary coming back, each followed by the restart (or heal) that bri
 answers again and measures the client-visible gap; at the end, that every acknowledged write is readable, that no
 term had two nodes releasing output, and that `plover status` says protected.
 
+Crashes timed inside a sync (test_4c) use the test-only fault injection (PLOVER_FAULT_INJECTION=1, admin command
+fault-at-sync): the node kills itself after the cut, during page transfer, with everything sent, or in the
+backup's apply.
+
 Run by ctest (e2e.Failover) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
 PLOVER_FAILOVER_ROUNDS (default 2) repeats the kill-the-primary round. PLOVER_KEEP_TEST_DIRS=1 keeps the logs.
 """
@@ -94,7 +98,8 @@ class Failover(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="plover-e2e-failover.")
-        cls.cluster = pc.Cluster(cls.work, timeouts={**pc.TCG_TIMEOUTS, "startupMs": 60000})
+        cls.cluster = pc.Cluster(cls.work, timeouts={**pc.TCG_TIMEOUTS, "startupMs": 60000},
+                                 env={**os.environ, "PLOVER_FAULT_INJECTION": "1"})   # fault-at-sync, for test_4c
         cls.report = []
         try:
             cls.cluster.start()
@@ -272,6 +277,40 @@ class Failover(unittest.TestCase):
                            f"after losing its quorum) serves again; first write {(first - t_restart) / 1000:.0f} ms "
                            f"after the witness was started ({(first - t0) / 1000:.0f} ms after it was killed)")
         self.rejoin_as_backup(backup)
+
+    def crash_inside_a_sync(self, victim_role, step):
+        """The victim kills itself (SIGKILL) when its sync engine next reaches step; the survivor serves on (the
+        backup promoted with its last applied state, or the primary alone) and the victim rejoins."""
+        primary = self.primary()
+        backup = self.node(3 - primary.id)
+        victim, survivor = (primary, backup) if victim_role == "primary" else (backup, primary)
+        self.wait_protected()
+        t0 = int(time.time() * 1e6)
+        victim.admin(f"fault-at-sync {step}")
+        deadline = time.time() + 60
+        while time.time() < deadline and victim.alive():
+            time.sleep(0.05)
+        self.assertFalse(victim.alive(), f"the {victim_role} never reached sync step {step}")
+        victim.kill()   # closes its admin connection
+        self.assertIn(f"kills itself at sync step {step}", victim.stderr())
+        if victim is primary:
+            self.wait_role(survivor, "primary")
+        else:
+            deadline = time.time() + 60
+            while time.time() < deadline and not survivor.admin("replica")["runsAlone"]:
+                time.sleep(0.05)
+        first, stall = self.service_back(f"crash of the {victim_role} at {step}", t0)
+        self.report.append(f"{victim_role} crashed at sync step {step}: node {survivor.id} serves; first write "
+                           f"{(first - t0) / 1000:.0f} ms after arming; longest client stall {stall / 1000:.0f} ms")
+        self.rejoin_as_backup(victim)
+
+    def test_4c_crashes_inside_a_sync(self):
+        """After the cut, during page transfer, with everything sent but not acknowledged, and in the backup's
+        apply (its RAM half written): each survived, every acknowledged write kept (test_5 reads them back)."""
+        for role, step in (("primary", "Stopped"), ("primary", "PageBatch"), ("primary", "BeforeApply"),
+                           ("backup", "Applying")):
+            with self.subTest(victim=role, step=step):
+                self.crash_inside_a_sync(role, step)
 
     def test_5_every_acknowledged_write_survived_and_no_term_had_two_primaries(self):
         time.sleep(1)
