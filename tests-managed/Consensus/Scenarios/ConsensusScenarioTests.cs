@@ -38,6 +38,9 @@ public sealed class ConsensusScenarioTests
     }
 
     [Fact]
+    public void ThereAreScenarios() => Assert.True(Files().Count >= 8, "the testdata folder lost its scenarios");
+
+    [Fact]
     public void TheFormatRoundTrips()
     {
         const string text = "# comment\n\ncmd 1 k=v l=(a, b) \"x y\"\ninput\n----\nout\n\n# between\nnext\n----\n----\na\n\nb\n----\n----\n\n# trailer\n";
