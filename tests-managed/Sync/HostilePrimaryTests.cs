@@ -140,6 +140,224 @@ public unsafe class HostilePrimaryTests
         Assert.Contains("expected a SyncPages or SyncDeviceState frame", stats.Error);
     }
 
+    // ---------------------------------------------------------------- sub-block mode (protocol 2)
+
+    /// <summary>The divergent list (a DIVERGENT bitmap, raw encoding) naming union indices.</summary>
+    private static RawBody DivergentList(ulong unionPages, ulong[] indices, uint blockBytes = 64, uint chunk = 1024, ulong? setBits = null, ulong? words = null)
+    {
+        ulong w = words ?? (unionPages + 63) / 64;
+        var tail = new byte[w * 8];
+        foreach (ulong k in indices) tail[k / 8] |= (byte)(1 << (int)(k % 8));
+        var header = new SyncBitmap
+        {
+            Epoch = 1, LogIndex = 10, Encoding = BitmapEncoding.BitmapRaw, TotalWords = w, SetBits = setBits ?? (ulong)indices.Length,
+            Kind = BitmapKind.BitmapDivergent, Protocol = SyncProtocol.Version, SubBlockBytes = blockBytes, ChunkPages = chunk,
+        };
+        return new RawBody(FrameType.SyncBitmap, header, tail);
+    }
+
+    /// <summary>Reads the backup's sub-block hash frames for pages divergent pages.</summary>
+    private static void ReadSubBlockHashes(SyncConnection c, ulong pages)
+    {
+        for (ulong got = 0; got < pages;)
+        {
+            var frame = c.Read(TimeSpan.FromSeconds(5));
+            Assert.Equal(FrameType.SyncHashes, frame.Type);
+            var h = SyncHashes.Parser.ParseFrom(frame.Header);
+            Assert.NotEqual(0U, h.SubBlockBytes);
+            got += h.Count;
+        }
+    }
+
+    /// <summary>A sub-block page frame: each page's mask (maskBytes, little-endian) and blocks * blockBytes of 0xEE.</summary>
+    private static RawBody SubBlockPages(ulong first, int blockBytes, (ulong Mask, int Blocks)[] pages, uint? count = null, uint? blocks = null, int extra = 0, int maskBytes = 0)
+    {
+        if (maskBytes == 0) maskBytes = (4096 / blockBytes + 7) / 8;
+        var tail = new List<byte>();
+        foreach (var (mask, n) in pages)
+        {
+            for (int b = 0; b < maskBytes; b++) tail.Add((byte)(mask >> (8 * b)));
+            tail.AddRange(Enumerable.Repeat((byte)0xEE, n * blockBytes));
+        }
+        tail.AddRange(new byte[Math.Max(0, extra)]);
+        var bytes = tail.ToArray();
+        if (extra < 0) bytes = bytes[..^(-extra)];
+        var header = new SyncPages
+        {
+            Epoch = 1, Count = count ?? (uint)pages.Length, SubBlockBytes = (uint)blockBytes, FirstIndex = first,
+            Blocks = blocks ?? (uint)pages.Sum(p => p.Blocks),
+        };
+        return new RawBody(FrameType.SyncPages, header, bytes);
+    }
+
+    private static ulong UnionPages(ulong[] union) => (ulong)union.Sum(w => (long)ulong.PopCount(w));
+
+    /// <summary>Sends the list of union indices (64-byte sub-blocks unless told), reads the backup's sub-block
+    /// hashes, then sends what pages gives.</summary>
+    private static SyncStats RunSubBlocks(ulong[] list, Action<SyncConnection> pages, uint blockBytes = 64, uint chunk = 1024) =>
+        RunAgainst((c, union) =>
+        {
+            c.Send(DivergentList(UnionPages(union), list, blockBytes, chunk));
+            ReadSubBlockHashes(c, Math.Min(chunk, (ulong)list.Length));
+            pages(c);
+        });
+
+    [Fact]
+    public void DivergentList_NamingPagesPastTheUnion_Aborts()
+    {
+        var stats = RunAgainst((c, union) => c.Send(DivergentList(UnionPages(union), [UnionPages(union)])));
+        Assert.Contains("past the", stats.Error);
+    }
+
+    [Fact]
+    public void DivergentList_WithAWrongCount_Aborts()
+    {
+        var stats = RunAgainst((c, union) => c.Send(DivergentList(UnionPages(union), [1, 2], setBits: 3)));
+        Assert.Contains("bits set, it claims 3", stats.Error);
+    }
+
+    [Theory]
+    [InlineData(0u, 1024u)]
+    [InlineData(48u, 1024u)]
+    [InlineData(2048u, 1024u)]
+    [InlineData(64u, 0u)]
+    [InlineData(64u, 65537u)]
+    public void DivergentList_WithABadSubBlockSizeOrChunk_Aborts(uint blockBytes, uint chunk)
+    {
+        var stats = RunAgainst((c, union) => c.Send(DivergentList(UnionPages(union), [1], blockBytes, chunk)));
+        Assert.Contains("divergent list", stats.Error);
+    }
+
+    [Fact]
+    public void DivergentList_ForAnotherUnionSize_Aborts()
+    {
+        var stats = RunAgainst((c, union) => c.Send(DivergentList(UnionPages(union), [1], words: 9)));
+        Assert.Contains("divergent list", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockMask_NamingNoSubBlock_Aborts()
+    {
+        var stats = RunSubBlocks([0, 1], c => c.Send(SubBlockPages(0, 64, [(0UL, 0), (1UL, 1)])));
+        Assert.Contains("names no sub-block", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockMask_NamingASubBlockPastThePage_Aborts()
+    {
+        // 1024-byte sub-blocks: 4 per page, the mask is one byte; bit 4 is past the page
+        var stats = RunSubBlocks([0], c => c.Send(SubBlockPages(0, 1024, [(0x10UL, 1)])), blockBytes: 1024);
+        Assert.Contains("past the 4 of a page", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockFrame_EndingInsideASubBlock_Aborts()
+    {
+        var stats = RunSubBlocks([0], c => c.Send(SubBlockPages(0, 64, [(0b101UL, 2)], extra: -10)));
+        Assert.Contains("ends inside the sub-blocks", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockFrame_EndingInsideAMask_Aborts()
+    {
+        var stats = RunSubBlocks([0, 1], c => c.Send(SubBlockPages(0, 64, [(1UL, 1)], count: 2)));
+        Assert.Contains("ends inside the mask", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockFrame_WithBytesLeftOver_Aborts()
+    {
+        var stats = RunSubBlocks([0], c => c.Send(SubBlockPages(0, 64, [(1UL, 1)], extra: 7)));
+        Assert.Contains("holds", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockFrame_ClaimingOtherBlocks_Aborts()
+    {
+        var stats = RunSubBlocks([0], c => c.Send(SubBlockPages(0, 64, [(1UL, 1)], blocks: 2)));
+        Assert.Contains("it claims 2", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockFrame_OutOfOrder_Aborts()
+    {
+        var stats = RunSubBlocks([0, 1], c => c.Send(SubBlockPages(1, 64, [(1UL, 1)])));
+        Assert.Contains("sub-block frame", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockFrame_PastTheChunk_Aborts()
+    {
+        // chunks of one page: the first chunk's answer may hold only page 0
+        var stats = RunSubBlocks([0, 1], c => c.Send(SubBlockPages(0, 64, [(1UL, 1), (1UL, 1)])), chunk: 1);
+        Assert.Contains("sub-block frame", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlockFrame_OfAnotherSize_Aborts()
+    {
+        var stats = RunSubBlocks([0], c => c.Send(SubBlockPages(0, 128, [(1UL, 1)])));
+        Assert.Contains("sub-block frame", stats.Error);
+    }
+
+    [Fact]
+    public void WholePages_AfterTheDivergentList_Abort()
+    {
+        var stats = RunSubBlocks([0], c => c.Send(new RawBody(FrameType.SyncPages, new SyncPages { Epoch = 1, Count = 1 }, Pages(0))));
+        Assert.Contains("sub-block frame", stats.Error);
+    }
+
+    [Fact]
+    public void SubBlocks_WithoutADivergentList_Abort()
+    {
+        var stats = RunAgainst((c, _) => c.Send(SubBlockPages(0, 64, [(1UL, 1)])));
+        Assert.Contains("page frame", stats.Error);
+    }
+
+    [Fact]
+    public void DeviceState_BeforeEveryListedPage_Aborts()
+    {
+        var stats = RunSubBlocks([0, 1], c =>
+        {
+            c.Send(SubBlockPages(0, 64, [(1UL, 1)]));
+            c.Send(new RawBody(FrameType.SyncDeviceState, new SyncDeviceState { Epoch = 1, TotalLength = 2, PagesSent = 2 }, [1, 2]));
+        });
+        Assert.Contains("expected a SyncPages frame, got SyncDeviceState", stats.Error);
+    }
+
+    [Fact]
+    public void DeviceState_CountingOtherPages_Aborts()
+    {
+        var stats = RunSubBlocks([0], c =>
+        {
+            c.Send(SubBlockPages(0, 64, [(1UL, 1)]));
+            c.Send(new RawBody(FrameType.SyncDeviceState, new SyncDeviceState { Epoch = 1, TotalLength = 2, PagesSent = 2 }, [1, 2]));
+        });
+        Assert.Contains("primary sent 2 pages, 1 arrived", stats.Error);
+    }
+
+    [Fact]
+    public void APrimaryOfAnOlderProtocol_Aborts_NamingBothVersions()
+    {
+        using var pair = new SyncPair(Layout, backupOptions: new SyncOptions { Timeout = TimeSpan.FromSeconds(5), Log = _ => { } });
+        var old = pair.BackupMemory.Snapshot();
+        var connection = pair.Primary.Connection!;
+        pair.Primary.Connection = null;
+        var backup = pair.Backup.RunAsync(new SyncRequest(1, 10));
+        connection.Send(new RawBody(FrameType.SyncBegin, new SyncBegin { Epoch = 1, LogIndex = 10 }, []));
+        var frame = connection.Read(TimeSpan.FromSeconds(5));
+        var theirs = SyncBitmap.Parser.ParseFrom(frame.Header);
+        Assert.Equal(SyncProtocol.Version, theirs.Protocol);
+        // what a build before protocol 2 sends: no protocol field
+        connection.Send(new RawBody(FrameType.SyncBitmap, new SyncBitmap { Epoch = 1, LogIndex = 10, Encoding = BitmapEncoding.BitmapRuns,
+            TotalWords = theirs.TotalWords, LayoutHash = theirs.LayoutHash }, []));
+        var stats = backup.Result;
+        Assert.Equal(SyncOutcome.Aborted, stats.Outcome);
+        Assert.Contains("the peer speaks sync protocol 0 (an older Plover, before sub-blocks), this node 2", stats.Error);
+        Assert.True(pair.BackupMemory.Matches(old));
+        connection.Dispose();
+    }
+
     [Fact]
     public void PrimaryAbortMessage_IsReported()
     {

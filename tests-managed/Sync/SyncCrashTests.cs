@@ -26,12 +26,35 @@ public class SyncCrashTests
         data.Add(SyncRole.Primary, SyncStep.PageBatch, 3);   // mid page transfer
         data.Add(SyncRole.Backup, SyncStep.PageBatch, 3);
         data.Add(SyncRole.Backup, SyncStep.BeforeAck, 1);    // applied, ack never sent
+        foreach (var role in new[] { SyncRole.Primary, SyncRole.Backup })
+        {
+            // sub-block mode (the default; chunks of 16 divergent pages, one page per sub-block hash frame)
+            data.Add(role, SyncStep.DivergentListed, 1);     // the divergent list sent / received
+            data.Add(role, SyncStep.SubBlocksHashed, 1);     // own sub-block hashes of the first chunk
+            data.Add(role, SyncStep.SubBlockHashChunk, 2);   // during the first chunk's sub-block hashes
+            data.Add(role, SyncStep.SubBlocksHashed, 2);     // the second chunk, after the first one's sub-blocks
+            data.Add(role, SyncStep.SubBlockHashChunk, 20);  // during the second chunk's
+        }
+        return data;
+    }
+
+    /// <summary>The same crashes where pages travel whole (SubBlockBytes 0, as in full syncs).</summary>
+    public static TheoryData<SyncRole, SyncStep, int, int> WholePageCrashes()
+    {
+        var data = new TheoryData<SyncRole, SyncStep, int, int>();
+        foreach (var role in new[] { SyncRole.Primary, SyncRole.Backup })
+        {
+            data.Add(role, SyncStep.PageBatch, 3, 0);
+            data.Add(role, SyncStep.BeforeDeviceState, 1, 0);
+            data.Add(role, SyncStep.BeforeApply, 1, 0);
+        }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Crashes))]
-    public void CrashAtStep_LeavesBackupOldOrNew_NeverMixed(SyncRole victim, SyncStep step, int occurrence)
+    [MemberData(nameof(WholePageCrashes))]
+    public void CrashAtStep_LeavesBackupOldOrNew_NeverMixed(SyncRole victim, SyncStep step, int occurrence, int subBlockBytes = SyncOptions.DefaultSubBlockBytes)
     {
         SyncPair? pair = null;
         int seen = 0;
@@ -43,7 +66,11 @@ public class SyncCrashTests
             engine.Connection?.Dispose();          // the process dies: its socket closes
             throw new IOException($"injected crash of the {role} at {step}");
         }
-        SyncOptions Options() => new() { PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook };
+        SyncOptions Options() => new()
+        {
+            PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook,
+            SubBlockBytes = subBlockBytes, SubBlockChunkPages = 16,
+        };
         pair = new SyncPair(Layout, Options(), Options());
         using var _ = pair;
         var work = new Workload(pair, seed: (int)step * 10 + (int)victim);
