@@ -35,6 +35,7 @@ public class SyncCrashTests
             data.Add(role, SyncStep.SubBlocksHashed, 2);     // the second chunk, after the first one's sub-blocks
             data.Add(role, SyncStep.SubBlockHashChunk, 20);  // during the second chunk's
         }
+        data.Add(SyncRole.Backup, SyncStep.Applying, 1);     // half applied: torn, and the engine says so
         return data;
     }
 
@@ -97,7 +98,15 @@ public class SyncCrashTests
 
         bool everythingSent = victim == SyncRole.Primary && step == SyncStep.BeforeApply;
         bool applied = everythingSent || (victim == SyncRole.Backup && step == SyncStep.BeforeAck);
-        if (applied)
+        bool torn = victim == SyncRole.Backup && step == SyncStep.Applying;
+        if (torn)
+        {
+            // neither old nor new: a replica in this state must not be promoted until a sync completes
+            Assert.True(pair.Backup.StateInvalid);
+            Assert.False(pair.BackupMemory.Matches(oldBackup));
+            Assert.NotNull(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+        }
+        else if (applied)
         {
             Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
             Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);

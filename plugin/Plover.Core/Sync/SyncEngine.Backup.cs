@@ -271,6 +271,7 @@ public sealed unsafe partial class SyncEngine
         {
             for (ulong i = 0; i < staged; i++)
             {
+                if (i == staged / 2 && i > 0) Hook(SyncStep.Applying);
                 byte* page = layout.PageAddress(list[i]);
                 byte* from = staging + i * GuestRamBlock.PageSize;
                 if (compare)
@@ -289,6 +290,7 @@ public sealed unsafe partial class SyncEngine
             byte* from = staging;
             for (ulong i = 0; i < staged; i++)
             {
+                if (i == staged / 2 && i > 0) Hook(SyncStep.Applying);
                 byte* page = layout.PageAddress(list[i]);
                 int bytes = 0, blocks = 0;
                 for (ulong m = masks[i]; m != 0; m &= m - 1)

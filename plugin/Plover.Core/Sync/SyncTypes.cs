@@ -39,6 +39,8 @@ public enum SyncStep
     BeforeApply,
     /// <summary>Backup: state applied and VM resumed, ack not yet sent.</summary>
     BeforeAck,
+    /// <summary>Backup: half the staged pages are in guest RAM, devices not loaded (a crash here tears its state).</summary>
+    Applying,
     /// <summary>Sub-block mode. Primary: the divergent list sent. Backup: the divergent list received.</summary>
     DivergentListed,
     /// <summary>Sub-block mode, once per chunk: own sub-block hashes of the chunk's pages computed.</summary>
