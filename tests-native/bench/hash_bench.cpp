@@ -282,9 +282,18 @@ int main(int argc, char **argv) {
     if (!skipped.empty()) printf("| not run: %s", skipped.c_str());
     printf("\n%zu MiB seq, %zu dirty pages (%.1f%%) in the dirty set\n\n", big >> 20, dirtyPages.size(),
            100.0 * double(dirtyPages.size()) / double(bigPages));
+    fflush(stdout);
 
     std::vector<Row> rows;
     bool identical = true;
+    // A progress line per measured point (set x threads: every kernel and the read limit), as it is measured.
+    auto progress = [&rows](size_t first) {
+        const Row &read = rows[first];
+        printf("  %-8s %2d thread%s  read %6.1f GB/s", read.set.c_str(), read.threads, read.threads == 1 ? " " : "s", read.gbps);
+        for (size_t i = first + 1; i < rows.size(); i++) printf("  %s %.1f", rows[i].what.c_str(), rows[i].gbps);
+        printf("\n");
+        fflush(stdout);
+    };
     for (int threads : {1, all}) {
         if (threads == all && all == 1) break;
         int arg = threads == all ? 0 : threads;  // 0 = all cores, as QEMU-side callers pass it
@@ -311,9 +320,11 @@ int main(int argc, char **argv) {
                 series.back().add(double(reps * l2Pages * kPage) / t / 1e9, timer.share(threads));
             }
             double read = series.back().gbps(runsL2);
+            size_t first = rows.size();
             rows.push_back({"l2", threads, "read", read, read, series.back().share(runsL2)});
             for (size_t k = 0; k < kernels.size(); k++)
                 rows.push_back({"l2", threads, kKernelNames[kernels[k].id], series[k].gbps(runsL2), read, series[k].share(runsL2)});
+            progress(first);
         }
         // --- 1 GiB in address order, and 25% dirty via the bitmap ---
         for (int dirty = 0; dirty < 2; dirty++) {
@@ -339,15 +350,17 @@ int main(int argc, char **argv) {
             }
             const char *set = dirty ? "dirty25" : "seq";
             double read = series.back().gbps(runsBig);
+            size_t first = rows.size();
             rows.push_back({set, threads, "read", read, read, series.back().share(runsBig)});
             for (size_t k = 0; k < kernels.size(); k++)
                 rows.push_back({set, threads, kKernelNames[kernels[k].id], series[k].gbps(runsBig), read, series[k].share(runsBig)});
+            progress(first);
         }
         firstOut[0].clear();
         firstOut[1].clear();
     }
 
-    printf("%-8s %7s  %-14s %8s %8s %6s\n", "set", "threads", "kernel", "GB/s", "of read", "cpu");
+    printf("\n%-8s %7s  %-14s %8s %8s %6s\n", "set", "threads", "kernel", "GB/s", "of read", "cpu");
     bool starved = false;
     for (auto &row : rows) {
         bool low = row.cpu_share < 0.9;
