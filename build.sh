@@ -4,7 +4,8 @@
 #   ./build.sh setup        install packages; build the patched QEMU (cached), libplover.so, the CLI, the guest
 #   ./build.sh test         setup, then every test suite (managed, native, end to end)
 #   ./build.sh demo         setup, then boot a guest with the library attached and show what it sees
-#   ./build.sh bench NAME   setup, then tests-native/bench/NAME.sh (hash, consensus, sync, e2e)
+#   ./build.sh bench NAME   setup, then tests-native/bench/NAME.sh (hash, consensus, sync, e2e), then its plots
+#   ./build.sh bench report plots of every benchmark JSON present and one HTML page (artifacts/bench/report.html)
 #   ./build.sh env          print the built artifacts as KEY=VALUE lines
 #
 # Expensive results are cached outside the repository, keyed by what produced them:
@@ -208,6 +209,39 @@ setup_guest() {
   rm -rf "$root" "$dir" && mv "$dir.tmp" "$dir"
 }
 
+# ---------------------------------------------------------------- benchmark plots
+# The plots and the report use Debian's matplotlib, which is for /usr/bin/python3 (not a pyenv python3 on PATH).
+# python3-munkres, -defcon and -unicodedata2 satisfy python3-fonttools' alternatives cheaply (otherwise apt takes
+# python3-scipy, sympy and a C++ toolchain for pythran). Installed once, only by `bench`, never by setup or test:
+# about 35 packages, 34 MB, half a minute.
+PLOT_PYTHON=/usr/bin/python3
+PLOT_PACKAGES=(python3-matplotlib python3-munkres python3-defcon python3-unicodedata2)
+REPORT="$ROOT/tests-native/bench/report/report.py"
+
+setup_plotting() {
+  "$PLOT_PYTHON" -c 'import matplotlib' 2>/dev/null && return 0
+  [ "$(id -u)" = 0 ] || { echo "build.sh: matplotlib missing for $PLOT_PYTHON and not root: apt-get install ${PLOT_PACKAGES[*]}" >&2; return 1; }
+  log "installing Debian's python3-matplotlib for the benchmark plots (once; about 35 packages, half a minute)"
+  apt-get update -q >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 \
+    "${PLOT_PACKAGES[@]}" >/dev/null || { echo "build.sh: apt-get install ${PLOT_PACKAGES[*]} failed" >&2; return 1; }
+  "$PLOT_PYTHON" -c 'import matplotlib'
+}
+
+# After a benchmark: its plots beside its JSON. Never fails the benchmark: a missing library or a plotting error is
+# a warning.
+bench_plots() {
+  local name=$1
+  [ -f "$ARTIFACTS/bench/$name.json" ] || return 0
+  if ! setup_plotting; then
+    echo "build.sh: warning: no plots for $name.json (matplotlib unavailable); the benchmark's results stand" >&2
+    return 0
+  fi
+  "$PLOT_PYTHON" "$REPORT" --dir "$ARTIFACTS/bench" --plot "$name" --no-html ||
+    echo "build.sh: warning: plotting $name.json failed (see above); the benchmark's results stand" >&2
+  return 0
+}
+
 # ---------------------------------------------------------------- env
 resolve_artifacts() {  # sets QEMU, GUEST_* from the cache without building
   local dsc
@@ -294,8 +328,19 @@ case "$cmd" in
   test) setup; run_tests ;;
   demo) setup; exec "$ROOT/tests-native/demo/demo.sh" ;;
   bench)
-    name=${2:-}; [ -n "$name" ] || die "usage: ./build.sh bench NAME (one of: $(ls "$ROOT/tests-native/bench" | sed -n 's/\.sh$//p' | tr '\n' ' '))"
-    [ -f "$ROOT/tests-native/bench/$name.sh" ] || die "no benchmark '$name' (have: $(ls "$ROOT/tests-native/bench" | sed -n 's/\.sh$//p' | tr '\n' ' '))"
-    setup; mkdir -p "$ARTIFACTS/bench"; exec bash "$ROOT/tests-native/bench/$name.sh" ;;
-  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || die "unknown command '$cmd'"; exit 2 ;;
+    name=${2:-}; benches=$(ls "$ROOT/tests-native/bench" | sed -n 's/\.sh$//p' | tr '\n' ' ')
+    [ -n "$name" ] || die "usage: ./build.sh bench NAME [ARGS...] (one of: ${benches}report)"
+    case "$name" in
+      report)   # plots of every JSON present, then the page; --test: the report's own test on fixtures instead
+        setup_plotting || die "the report needs matplotlib for $PLOT_PYTHON (apt-get install ${PLOT_PACKAGES[*]})"
+        if [ "${3:-}" = --test ]; then exec "$PLOT_PYTHON" "$ROOT/tests-native/bench/report/test_report.py"; fi
+        mkdir -p "$ARTIFACTS/bench"
+        exec "$PLOT_PYTHON" "$REPORT" --dir "$ARTIFACTS/bench" "${@:3}" ;;
+    esac
+    [ -f "$ROOT/tests-native/bench/$name.sh" ] || die "no benchmark '$name' (have: ${benches}report)"
+    setup; mkdir -p "$ARTIFACTS/bench"
+    rc=0; bash "$ROOT/tests-native/bench/$name.sh" "${@:3}" || rc=$?
+    [ "$rc" = 0 ] && bench_plots "$name"
+    exit "$rc" ;;
+  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || die "unknown command '$cmd'"; exit 2 ;;
 esac
