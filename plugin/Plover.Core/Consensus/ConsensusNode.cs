@@ -168,7 +168,10 @@ public sealed partial class ConsensusNode
         // Requests are made in the sender's own ballot, and only leader-capable members own ballots.
         if ((m.Type is MessageType.PreVote or MessageType.Prepare or MessageType.Accept or MessageType.SnapshotRequired) &&
             (m.Ballot.NodeId != m.From || !_config.Member(m.From).CanLead)) return;
-        if (m.Ballot.Round > _maxSeenRound) _maxSeenRound = m.Ballot.Round;
+        // A pre-vote's ballot is only proposed, and a refused one must not push later ballots up (a partitioned or
+        // ineligible node retrying would otherwise inflate every node's next round).
+        if (m.Type is not (MessageType.PreVote or MessageType.PreVoteReply) && m.Ballot.Round > _maxSeenRound)
+            _maxSeenRound = m.Ballot.Round;
         switch (m.Type)
         {
             case MessageType.PreVote: OnPreVote(m); break;
