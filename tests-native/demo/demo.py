@@ -49,6 +49,7 @@ def main():
                   f"{r['syncsCompleted']} syncs so far (the first is a full sync of both booted guests)")
         first_epoch = primary.admin("replica")["lastSyncEpoch"]
         primary.admin("metrics-reset")
+        backup.admin("divergence reset")   # the divergence figures of the load only
         traffic_before = cluster.traffic()
 
         print(f"\nclient: redis-benchmark -t SET -P 16 -r 100000 for about {seconds:.0f} s ...")
@@ -93,6 +94,23 @@ def main():
             print(f"all {len(syncs)}: union {union} pages, {100 * ident / max(union, 1):.1f}% identical (not sent), "
                   f"pause median {statistics.median(pauses):.2f} ms, p99 {pct(pauses, 0.99):.2f} ms, "
                   f"max {max(pauses):.2f} ms")
+            whole = sum(s["divergent"] for s in syncs) * PAGE
+            data = sum(s.get("pageDataBytes", 0) for s in syncs)
+            sub = max((s.get("subBlockBytes", 0) for s in syncs), default=0)
+            if sub:
+                print(f"sub-blocks of {sub} bytes: {data / 1024:.0f} KiB of page data sent instead of {whole / 1024:.0f} KiB "
+                      f"of whole divergent pages ({whole / max(data, 1):.1f}x fewer; the sub-block hashes that chose them "
+                      f"are in the sync link's hash bytes below)")
+        d = backup.admin("divergence")
+        if d["pages"]:
+            hist = " | ".join(f"{k} {100 * v / d['pages']:.0f}%" for k, v in d["histogram"].items())
+            regions = ", ".join(f"{r['block']}+{r['offsetMiB']}MiB {r['pages']}" for r in d["topRegions"][:3])
+            print(f"divergence (the backup compared each divergent page with its own copy): {d['pages']} pages in "
+                  f"{d['syncs']} syncs; bytes differing per page: {hist}\n"
+                  f"  {d['meanBytes']:.0f} bytes and {d['meanBlocks64']:.1f} of 64 64-byte blocks differ per page on average; "
+                  f"busiest 1 MiB regions (of {d['regionsWithDivergence']}): {regions}; "
+                  f"{d['recurring']['pages']} pages diverged in >= {d['recurring']['threshold']} of the last "
+                  f"{min(d['syncs'], d['window'])} syncs (admin command 'divergence' on the backup for more)")
 
         lat = p_status["commitLatencyUs"]
         print(f"\nconsensus (INPUT entries, proposal to commit on the primary, {lat['count']} entries): "

@@ -244,6 +244,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("resume", Math.Round(s.Pause.Resume, 1));
         j.WriteNumber("total", Math.Round(s.Pause.Total, 1));
         j.WriteEndObject();
+        WriteSyncDivergence(j, s);   // AdminCommands.Divergence.cs
         j.WriteEndObject();
     }
 

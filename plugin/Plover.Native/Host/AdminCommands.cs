@@ -83,6 +83,7 @@ internal sealed unsafe partial class AdminCommands
                 _commands[name] = (_commands[name].Usage + " (probe mode only)", _ => throw new AdminError(
                     "not available in replicate mode: it would drive the VM behind the replica's back (set \"mode\": \"probe\")"));
             AddReplicaCommands();
+            AddDivergenceCommands();
         }
     }
 
