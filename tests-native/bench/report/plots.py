@@ -19,8 +19,10 @@ DPI = 110
 MODE_COLORS = {"unreplicated": "#7f7f7f", "plover": "#1f77b4", "checkpoint": "#ff7f0e", "remus": "#ff7f0e"}
 MODE_ORDER = ["unreplicated", "plover", "checkpoint", "remus"]
 # Pause components, in the order a sync runs them (sync.json: snake_case, e2e.json: the admin socket's camelCase).
-PAUSE_PARTS = ["stop", "bitmap", "hash", "compare", "transfer", "device_state", "deviceState", "apply", "resume"]
-PART_COLORS = {"stop": "#8c564b", "bitmap": "#e377c2", "hash": "#1f77b4", "compare": "#17becf", "transfer": "#ff7f0e",
+PAUSE_PARTS = ["stop", "bitmap", "hash", "compare", "sub_blocks", "subBlocks", "transfer", "device_state", "deviceState",
+               "apply", "resume"]
+PART_COLORS = {"stop": "#8c564b", "bitmap": "#e377c2", "hash": "#1f77b4", "compare": "#17becf", "sub_blocks": "#aec7e8",
+               "subBlocks": "#aec7e8", "transfer": "#ff7f0e",
                "device_state": "#bcbd22", "deviceState": "#bcbd22", "apply": "#2ca02c", "resume": "#9467bd",
                "other": "#c7c7c7"}
 CHANNEL_COLORS = {"consensus": "#9467bd", "synclink": "#2ca02c", "observer": "#c7c7c7"}
@@ -93,7 +95,8 @@ def pause_parts(breakdown):
 
 
 def part_label(part):
-    return {"device_state": "device state", "deviceState": "device state"}.get(part, part)
+    return {"device_state": "device state", "deviceState": "device state", "sub_blocks": "sub-blocks",
+            "subBlocks": "sub-blocks"}.get(part, part)
 
 
 def fmt_si(v, unit=""):
@@ -204,14 +207,67 @@ def plot_sync(data, out_dir):
         fig.suptitle("syncvm bytes per sync: Plover vs checkpointing (xN: the baseline's multiple)")
         p.save(fig, out_dir, "bytes", "Bytes on the wire per sync (all frames, device state included), Plover vs the "
                                       "checkpointing baseline, per grid step; xN is the baseline over Plover.")
+    _plot_sync_subblocks([r for r in rows if isinstance(r, dict) and r.get("kind") == "subblocks"], out_dir, p)
     _plot_sync_scale(data, out_dir, p)
     return p
+
+
+def _plot_sync_subblocks(rows, out_dir, p):
+    """The target point at each sub-block size: bytes on the wire, and the pause with and without the backup's
+    divergence comparison."""
+    rows = [r for r in rows if num(r.get("sub_block_bytes")) is not None]
+    if not rows:
+        p.skip("subblocks", "no \"subblocks\" rows")
+        return
+    sizes = sorted({num(r["sub_block_bytes"]) for r in rows})
+    labels = ["whole pages" if b == 0 else f"{int(b)} B" for b in sizes]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6), layout="constrained")
+    width = 0.38
+    for x, b in enumerate(sizes):
+        mine = [r for r in rows if num(r["sub_block_bytes"]) == b]
+        r = next((r for r in mine if r.get("record_divergence")), mine[0])
+        parts = [("page data", num(r.get("page_bytes")) or 0, "#ff7f0e"), ("hashes", num(r.get("hash_bytes")) or 0, "#1f77b4"),
+                 ("bitmaps", num(r.get("bitmap_bytes")) or 0, "#e377c2"), ("device state", num(r.get("device_state_bytes")) or 0, "#bcbd22")]
+        rest = (num(r.get("wire_bytes")) or 0) - sum(v for _, v, _ in parts)
+        parts.append(("control, headers", max(0.0, rest), "#c7c7c7"))
+        bottom = 0.0
+        for name, v, color in parts:
+            left.bar(x, v / 2**20, 0.6, bottom=bottom, color=color, label=name if x == 0 else None)
+            bottom += v / 2**20
+        left.text(x, bottom, f"{bottom:.2f}", ha="center", va="bottom", fontsize=8)
+        for j, record in enumerate((True, False)):
+            r = next((r for r in mine if bool(r.get("record_divergence")) == record), None)
+            if r is None:
+                continue
+            bottom = 0.0
+            for part, v in pause_parts(r.get("pause_ms_breakdown")):
+                right.bar(x - 0.2 + 0.4 * j, v, width, bottom=bottom, color=PART_COLORS.get(part, "#aaaaaa"),
+                          hatch="" if record else "//", edgecolor="white", linewidth=0.3,
+                          label=part_label(part) if x == 0 and j == 0 else None)
+                bottom += v
+    for ax in (left, right):
+        ax.set_xticks(range(len(sizes)))
+        ax.set_xticklabels(labels)
+        ax.set_xlabel("sub-block size (divergent pages are sent as the sub-blocks that differ)")
+        ax.grid(axis="y", alpha=0.3)
+    left.set_ylabel("bytes on the wire per sync (MiB)")
+    left.legend(fontsize=8)
+    right.set_ylabel("primary's pause (ms, median)")
+    handles, names = right.get_legend_handles_labels()
+    handles += [Patch(facecolor="white", edgecolor="black", label="backup compares pages"),
+                Patch(facecolor="white", edgecolor="black", hatch="//", label="no comparison")]
+    right.legend(handles=handles, fontsize=7, ncol=2)
+    r0 = rows[0]
+    fig.suptitle(f"the target point ({int(num(r0.get('dirty_pages')) or 0):,} dirty pages, "
+                 f"{num(r0.get('divergent_pct')) or 0:.0f}% divergent) by sub-block size")
+    p.save(fig, out_dir, "subblocks", "Bytes per sync by kind and the primary's pause at each sub-block size, with "
+                                      "and without the backup's divergence comparison (hatched: without).")
 
 
 # Field names of sync.json's "scale" section (see tests-native/bench/sync/Program.cs): rows with the guest memory,
 # the dirty page count, the hashing threads, the mode, the pause and the bytes. Several spellings are accepted.
 SCALE_X = {"memory": ["memory_gib", "ram_gib", "gib", "memory"], "dirty": ["dirty_pages", "dirty"],
-           "threads": ["threads", "hash_threads", "hashing_threads"]}
+           "threads": ["hash_threads", "threads", "hashing_threads"]}
 SCALE_Y = {"pause": ["pause_ms_median", "pause_ms", "pauseMs"], "bytes": ["wire_bytes", "bytes", "wireBytes"]}
 
 
@@ -250,12 +306,18 @@ def _plot_sync_scale(data, out_dir, p):
         pause, wire = num(_field(r, SCALE_Y["pause"])), num(_field(r, SCALE_Y["bytes"]))
         if mem is None or dirty is None:
             continue
-        points.append({"mem": mem, "dirty": dirty, "threads": threads, "mode": r.get("mode", "plover"), "pause": pause,
-                       "bytes": wire})
+        mode = r.get("mode", "plover")
+        if mode in ("checkpoint", "remus"):
+            threads = "no hashing"      # the baseline sends every dirty page: its thread count means nothing
+        elif num(threads) == 0:
+            threads = f"all {int(num(r.get('cores')))} cores" if num(r.get("cores")) else "all cores"
+        elif num(threads) is not None:
+            threads = f"{int(num(threads))} hashing thread{'s' if num(threads) != 1 else ''}"
+        points.append({"mem": mem, "dirty": dirty, "threads": threads, "mode": mode, "pause": pause, "bytes": wire})
     if not points:
         p.skip("scale", "no scale row has a memory size and a dirty page count")
         return
-    threads = sorted({str(x["threads"]) for x in points}, key=lambda t: (num(_gib(t)) is None, _gib(t) or 0, t))
+    threads = sorted({str(x["threads"]) for x in points}, key=lambda t: (t.startswith("no"), t.startswith("all"), t))
     modes = mode_sort({x["mode"] for x in points})
     dirties = sorted({x["dirty"] for x in points})
     mems = sorted({x["mem"] for x in points})
@@ -290,8 +352,7 @@ def _plot_sync_scale(data, out_dir, p):
             ax.grid(alpha=0.3, which="both")
             handles = [Line2D([], [], color=color[sv], label=f"{int(sv):,} dirty pages" if series_key == "dirty" else f"{sv:g} GiB")
                        for sv in series]
-            handles += [Line2D([], [], color="black", linestyle=styles[t], label=f"{t} hashing thread{'s' if t != '1' else ''}")
-                        for t in threads]
+            handles += [Line2D([], [], color="black", linestyle=styles[t], label=t) for t in threads]
             if len(modes) > 1:
                 handles += [Line2D([], [], color="black", marker=markers[m], linestyle="", label=mode_label(m)) for m in modes]
             ax.legend(handles=handles, fontsize=7)

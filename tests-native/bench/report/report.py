@@ -115,28 +115,41 @@ def figures_sync(d):
     out.append(f"<p>{f(d.get('cores'), 0)} cores, {f(d.get('reps'), 0)} reps per point (median), device state "
                f"{f((d.get('device_state_bytes') or 0) / 1024, 0)} KiB. {html.escape(str(d.get('note', '')))}</p>")
 
+    def threads(r):
+        t = r.get("hash_threads")
+        return "-" if t is None or r.get("mode") != "plover" else "all" if t == 0 else f(t, 0)
+
     def line(r):
         b = r.get("pause_ms_breakdown") if isinstance(r.get("pause_ms_breakdown"), dict) else {}
+        sub = r.get("sub_block_bytes")
         return [html.escape(str(r.get("memory", ""))), f(r.get("dirty_pages"), 0), f(r.get("divergent_pct"), 0),
-                html.escape(str(r.get("mode", ""))), f(r.get("union_pages"), 0), f(r.get("sent_pages"), 0),
+                html.escape(str(r.get("mode", ""))), threads(r),
+                "-" if sub is None else "page" if sub == 0 else f(sub, 0, " B"),
+                {True: "yes", False: "no"}.get(r.get("record_divergence"), "-"),
+                f(r.get("union_pages"), 0), f(r.get("sent_pages"), 0),
                 f((r.get("wire_bytes") or 0) / 2**20, 2), f(r.get("ratio_to_essential"), 3) if r.get("mode") == "plover" else "-",
                 f(r.get("pause_ms_median"), 2), f"{f(r.get('pause_ms_p10'), 2)}-{f(r.get('pause_ms_p90'), 2)}",
                 f(b.get("hash"), 2), f(b.get("transfer"), 2), f(b.get("apply"), 2)]
-    headers = ["memory", "dirty pages", "div. %", "mode", "union", "sent", "wire MiB", "ratio", "pause ms",
-               "p10-p90", "hash", "transfer", "apply"]
-    target = [r for r in rows if r.get("kind") == "target"]
+    headers = ["memory", "dirty pages", "div. %", "mode", "hash threads", "sub-block", "backup compares", "union",
+               "sent", "wire MiB", "ratio", "pause ms", "p10-p90", "hash", "transfer", "apply"]
+    target = [r for r in rows if r.get("kind") in ("target", "subblocks")]
     if target:
-        out.append(table(headers, [line(r) for r in target], "the target point (10,000 dirty pages, 25% divergent)"))
+        out.append(table(headers, [line(r) for r in target], "the target point (10,000 dirty pages, 25% divergent), "
+                                                             "then by sub-block size"))
     for r in rows:
         if r.get("kind") == "hash-alone":
-            out.append(f"<p>Hashing {f(r.get('dirty_pages'), 0)} pages on one side alone: {f(r.get('pause_ms_median'), 2)} ms.</p>")
+            ms = r.get("hash_ms", r.get("pause_ms_median"))
+            out.append(f"<p>Hashing {f(r.get('dirty_pages'), 0)} pages on one side with nothing else running: "
+                       f"{f(ms, 2)} ms (in a sync both sides hash at once on the same cores).</p>")
     grid = [r for r in rows if r.get("kind") == "grid"]
     if grid:
         out.append("<details><summary>every grid point</summary>" + table(headers, [line(r) for r in grid]) + "</details>")
     scale = d.get("scale")
-    if scale is not None:
-        out.append("<details><summary>scale section (raw)</summary><pre>" +
-                   html.escape(json.dumps(scale, indent=1)[:20000]) + "</pre></details>")
+    srows = scale.get("rows") if isinstance(scale, dict) else scale
+    if isinstance(srows, list) and srows:
+        note = html.escape(str(scale.get("note", ""))) if isinstance(scale, dict) else ""
+        out.append(f"<details><summary>scale: {len(srows)} points</summary><p>{note}</p>" +
+                   table(headers, [line(r) for r in srows if isinstance(r, dict)]) + "</details>")
     return "\n".join(out)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""The report's own test: report.py on the fixtures (fixtures/: consensus.json and sync.json from real runs, hash.json
-from a real run, e2e.json fabricated by make_e2e.py in e2e.py's schema) in a temporary directory, as
+"""The report's own test: report.py on the fixtures (fixtures/: consensus.json, sync.json and hash.json from real quick
+runs, sync-v1.json from the sync bench before its scale section, e2e.json fabricated by make_e2e.py in e2e.py's schema) in a temporary directory, as
 `./build.sh bench report` runs it; checks that every expected PNG is a real image, that report.html embeds each of
 them and links its file, and that missing fields, old formats and broken files are skipped, not fatal.
 
@@ -35,7 +35,7 @@ NO_MATPLOTLIB = (f"matplotlib is not installed for {sys.executable} (Debian: pyt
 
 EXPECTED = {
     "consensus": ["consensus-cdf.png", "consensus-throughput.png"],
-    "sync": ["sync-pause.png", "sync-bytes.png", "sync-scale-pause.png", "sync-scale-bytes.png"],
+    "sync": ["sync-pause.png", "sync-bytes.png", "sync-subblocks.png", "sync-scale-pause.png", "sync-scale-bytes.png"],
     "hash": ["hash-throughput.png"],
     "e2e": ["e2e-rps.png", "e2e-bytes.png", "e2e-identical.png", "e2e-pause-unpinned.png", "e2e-pause-pinned.png",
             "e2e-latency.png"],
@@ -45,22 +45,6 @@ EXPECTED = {
 def fixture(name):
     with open(os.path.join(FIXTURES, f"{name}.json")) as f:
         return json.load(f)
-
-
-def sync_with_scale():
-    """The real sync.json plus a fabricated "scale" section (RAM 1-8 GiB x dirty 1k/10k/100k x threads 1/all)."""
-    d = fixture("sync")
-    rows = []
-    for gib in (1, 2, 4, 8):
-        for dirty in (1_000, 10_000, 100_000):
-            for threads in (1, 2):
-                for mode in ("plover", "checkpoint"):
-                    hash_ms = 0 if mode == "checkpoint" else dirty * 4096 / (3e9 * threads) * 1e3
-                    rows.append({"mode": mode, "memory_gib": gib, "dirty_pages": dirty, "threads": threads,
-                                 "pause_ms_median": round(0.2 * gib + hash_ms + dirty * 0.002, 3),
-                                 "wire_bytes": dirty * (4096 if mode == "checkpoint" else 1100) + gib * 65536})
-    d["scale"] = {"rows": rows}
-    return d
 
 
 def png_size(path):
@@ -104,7 +88,7 @@ class ReportTest(unittest.TestCase):
 
     def test_every_benchmark_gets_its_plots_and_the_page_shows_them(self):
         self.write("consensus.json", fixture("consensus"))
-        self.write("sync.json", sync_with_scale())
+        self.write("sync.json", fixture("sync"))
         self.write("hash.json", fixture("hash"))
         self.write("e2e.json", fixture("e2e"))
         out = self.run_report()
@@ -132,7 +116,7 @@ class ReportTest(unittest.TestCase):
 
     def test_missing_fields_skip_plots_not_the_report(self):
         # e2e: unreplicated runs only, no syncs, no bytes, no latency rows; consensus: percentiles only (no "cdf");
-        # sync: no scale section
+        # sync: the format before the scale section (modes plover/remus, no sub-blocks)
         e2e = fixture("e2e")
         e2e["runs"] = [{k: r[k] for k in ("mode", "pinned", "round", "keyspace", "rps")} for r in e2e["runs"]
                        if r["mode"] == "unreplicated"]
@@ -143,11 +127,11 @@ class ReportTest(unittest.TestCase):
                 row.pop("cdf", None)
         self.write("e2e.json", e2e)
         self.write("consensus.json", consensus)
-        self.write("sync.json", fixture("sync"))
+        self.write("sync.json", fixture("sync-v1"))
         out = self.run_report()
         for png in ("e2e-rps.png", "consensus-cdf.png", "sync-pause.png", "sync-bytes.png"):
             self.assertTrue(os.path.exists(os.path.join(self.dir, png)), f"{png} missing:\n{out}")
-        for png in ("e2e-bytes.png", "e2e-identical.png", "e2e-latency.png", "sync-scale-pause.png"):
+        for png in ("e2e-bytes.png", "e2e-identical.png", "e2e-latency.png", "sync-scale-pause.png", "sync-subblocks.png"):
             self.assertFalse(os.path.exists(os.path.join(self.dir, png)), f"{png} drawn without its fields")
         html = self.html()
         self.assertIn("skipped e2e-identical", html)
