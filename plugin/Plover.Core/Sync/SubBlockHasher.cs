@@ -1,14 +1,14 @@
 using System.Diagnostics;
-using Plover.Hashing;
 
 namespace Plover.Sync;
 
 /// <summary>
 /// Hashes the sub-blocks of a list of pages (the divergent pages of a sync) on every core: CityHash64 of each
-/// B-byte sub-block, 4096 / B hashes per page in address order, pages in list order. A fixed pool of Threads - 1
+/// B-byte sub-block (<see cref="SubBlockKernel"/>: 8 sub-blocks per AVX-512 pass where the CPU has it), 4096 / B
+/// hashes per page in address order, pages in list order. A fixed pool of Threads - 1
 /// workers is created once and the calling thread works too; pages are claimed in batches of 16. A worker joins
 /// only a job that is still open and the caller waits only for workers that joined (one that was not scheduled in
-/// time is not waited for), as in <see cref="PageHasher"/>. No allocation per call; calls are serialised.
+/// time is not waited for), as in Hashing.PageHasher. No allocation per call; calls are serialised.
 /// </summary>
 internal sealed unsafe class SubBlockHasher : IDisposable
 {
@@ -78,13 +78,6 @@ internal sealed unsafe class SubBlockHasher : IDisposable
         }
     }
 
-    /// <summary>One page: hashes of its sub-blocks (also the single-threaded reference the tests use).</summary>
-    public static void HashPage(byte* page, int blockBytes, ulong* output)
-    {
-        for (int o = 0, i = 0; o < GuestRamBlock.PageSize; o += blockBytes, i++)
-            output[i] = CityHash.Hash64(page + o, (nuint)blockBytes);
-    }
-
     private void Run()
     {
         int perPage = GuestRamBlock.PageSize / _blockBytes;
@@ -94,7 +87,7 @@ internal sealed unsafe class SubBlockHasher : IDisposable
             if (start >= _count) return;
             long end = Math.Min(start + BatchPages, _count);
             for (long i = start; i < end; i++)
-                HashPage(_layout.PageAddress(_pages[i]), _blockBytes, _out + i * perPage);
+                SubBlockKernel.HashPage(_layout.PageAddress(_pages[i]), _blockBytes, _out + i * perPage);
         }
     }
 

@@ -48,6 +48,9 @@ public sealed unsafe partial class SyncEngine
 
     private bool RecordsDivergence => _options.RecordDivergence && !_options.Checkpoint;
 
+    /// <summary>Most divergent pages per sub-block hash frame (128 KiB of hashes at 64-byte sub-blocks).</summary>
+    private const int SubBlockHashFramePages = 256;
+
     private void SendHashes(SyncConnection connection, SyncRequest request, ulong unionPages, SyncStats stats)
     {
         for (ulong first = 0; first < unionPages; first += (ulong)_options.HashesPerFrame)
@@ -196,18 +199,20 @@ public sealed unsafe partial class SyncEngine
         ulong* masks = _masks.Ensure(Math.Max(divergent, 1));
         byte* staging = _staging.Ensure(Math.Max(divergent, 1) * GuestRamBlock.PageSize);
         ulong stagedBytes = 0;
-        ulong pagesPerHashFrame = (ulong)Math.Max(1, _options.HashesPerFrame / perPage);
+        // Hashed and sent frame by frame, so the primary takes in one frame while this side hashes the next.
+        ulong pagesPerHashFrame = (ulong)Math.Clamp(_options.HashesPerFrame / perPage, 1, SubBlockHashFramePages);
         double transfer = 0;
         ulong staged = 0;
         for (ulong first = 0; first < divergent; first += chunk)
         {
             ulong end = Math.Min(first + chunk, divergent);
-            _subHasher.Hash(layout, list + first, (long)(end - first), blockBytes, mine);
-            Hook(SyncStep.SubBlocksHashed);
             for (ulong i = first; i < end; i += pagesPerHashFrame)
             {
                 uint count = (uint)Math.Min(pagesPerHashFrame, end - i);
-                stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, mine + (i - first) * (ulong)perPage, i, count, divergent, blockBytes));
+                ulong* hashes = mine + (i - first) * (ulong)perPage;
+                _subHasher.Hash(layout, list + i, count, blockBytes, hashes);
+                if (i == first) Hook(SyncStep.SubBlocksHashed);
+                stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, hashes, i, count, divergent, blockBytes));
                 Hook(SyncStep.SubBlockHashChunk);
             }
 

@@ -43,7 +43,8 @@ public enum SyncStep
     Applying,
     /// <summary>Sub-block mode. Primary: the divergent list sent. Backup: the divergent list received.</summary>
     DivergentListed,
-    /// <summary>Sub-block mode, once per chunk: own sub-block hashes of the chunk's pages computed.</summary>
+    /// <summary>Sub-block mode, once per chunk. Primary: its own sub-block hashes of the chunk's pages computed.
+    /// Backup: those of the chunk's first frame computed (it hashes and sends frame by frame).</summary>
     SubBlocksHashed,
     /// <summary>Sub-block mode. Backup: after each sub-block hash frame sent. Primary: after each one received.</summary>
     SubBlockHashChunk,
