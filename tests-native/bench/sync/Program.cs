@@ -1,8 +1,41 @@
 // syncvm benchmark: two replicas in one process (synthetic guest memory, fake VMs with their own main threads),
-// joined by an authenticated loopback TCP connection. For each grid point (guest memory, dirty share, divergent
-// share) the same engine runs in Plover mode (hash, send divergent pages) and Remus mode (send every dirty page),
-// and the primary's pause and the bytes on the wire are reported side by side.
-// Note: both replicas share this machine's cores, so the two sides' hashing competes for the same CPUs.
+// joined by an authenticated loopback TCP connection. Both replicas share this machine's cores, so the two sides'
+// hashing competes for the same CPUs (with hashing threads "all", each side runs one thread per core).
+//
+// Phases (each guest memory size is built once, both replicas filled with the same random bytes):
+//   grid    for each size in --sizes, dirty share (--dirty, % of guest pages) and divergent share (--divergent, % of
+//           the dirty pages): Plover (replicate mode, hash, send what differs) and the checkpointing baseline (send
+//           every page the primary dirtied), side by side.
+//   target  on the first grid size: 10,000 dirty pages, 25% divergent, --target-reps syncs: Plover, checkpoint,
+//           and Plover at every sub-block size in --sub-blocks (0 = whole pages), with and without the backup's
+//           divergence comparison (the cost of recording divergence on the apply path).
+//   scale   pause and bytes against guest memory (--scale-sizes GiB) and dirty pages (--scale-dirty), hashing
+//           threads 1 and all, 25% divergent, Plover and checkpoint (issue 11 item 7).
+// Workloads (--workload): "realistic" (default) makes divergent pages differ the way they did under Redis SET load
+// (Plover.Sync.SyntheticDivergence: 57% of pages in 1-8 bytes, 26% in 9-64, 13% in 65-512, 3.7% in 513-4095,
+// 0.3% in all; 5.7 of 64 64-byte blocks on average); "word" changes one 8-byte word per divergent page. Dirty but
+// identical pages get the same 8-byte write on both sides.
+//
+// sync.json (a plotting helper reads it; field names are stable):
+//   bench, date, cores, reps, target_reps, workload, device_state_bytes, pages_per_frame, sub_block_bytes (the
+//   engine default), note
+//   rows[]         one per measured point (the median sync of its reps, by pause):
+//     kind          "grid" | "target" | "subblocks" (the target point at one sub-block size) | "hash-alone"
+//     memory        "1 GiB"; mode "plover" | "checkpoint"; workload; hash_threads (0 = all cores)
+//     sub_block_bytes (0 = whole pages), record_divergence (the backup compared pages before applying)
+//     dirty_pages, divergent_pct, union_pages, sent_pages (divergent pages), sub_blocks (sent), page_data_bytes
+//     wire_bytes (every frame, both directions, headers and MACs), bitmap_bytes, hash_bytes, page_bytes,
+//       device_state_bytes, control_bytes
+//     ratio_to_essential  wire bytes without device state / (divergent * 4096 + both bitmaps + page hashes)
+//     bitmap_encoding, bitmap_payload_bytes, bitmap_raw_bytes
+//     pause_ms_median, pause_ms_p10, pause_ms_p90, pause_ms_breakdown {stop, bitmap, hash, compare, sub_blocks,
+//       transfer, device_state, apply, resume} (the primary's, ms)
+//     backup_apply_ms (the backup's own apply: copy into guest RAM, divergence comparison, device load)
+//     divergence {pages, bytes, blocks64, mean_blocks64, histogram {"1-8","9-64","65-512","513-4095","4096"}}
+//       (the backup's comparison of the median sync)
+//   scale          {note, rows[]}, each row: memory_gib, memory, dirty_pages, hash_threads (1 or 0 = all cores,
+//     with cores beside it), mode, divergent_pct, sub_block_bytes, union_pages, sent_pages, sub_blocks, wire_bytes,
+//     page_bytes, hash_bytes, pause_ms_median, pause_ms_p10, pause_ms_p90, pause_ms_breakdown (as above)
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -14,45 +47,80 @@ using Plover.Transport;
 
 var opts = BenchOptions.Parse(args);
 var rows = new List<Row>();
+var scale = new List<Row>();
 var key = RandomNumberGenerator.GetBytes(32);
-Console.WriteLine($"syncvm bench: {Environment.ProcessorCount} cores, sizes {string.Join(",", opts.SizesGiB)} GiB, dirty {string.Join(",", opts.DirtyPct)}%, " +
-                  $"divergent {string.Join(",", opts.DivergentPct)}%, {opts.Reps} reps (median), device state {opts.DeviceStateBytes / 1024} KiB");
+Console.WriteLine($"syncvm bench: {Environment.ProcessorCount} cores, workload {opts.Workload}, grid sizes {string.Join(",", opts.SizesGiB)} GiB, " +
+                  $"dirty {string.Join(",", opts.DirtyPct)}%, divergent {string.Join(",", opts.DivergentPct)}%, {opts.Reps} reps (median), " +
+                  $"sub-blocks {string.Join(",", opts.SubBlocks)}, scale {string.Join(",", opts.ScaleSizesGiB)} GiB x {string.Join(",", opts.ScaleDirty)} pages, " +
+                  $"device state {opts.DeviceStateBytes / 1024} KiB");
 var total = Stopwatch.StartNew();
 
-foreach (double gib in opts.SizesGiB)
+foreach (double gib in opts.SizesGiB.Concat(opts.ScaleSizesGiB).Distinct().OrderBy(g => g))
 {
-    using var bench = new Replicas((ulong)(gib * (1UL << 30)), key, opts.DeviceStateBytes, opts.PagesPerFrame);
-    foreach (double dirty in opts.DirtyPct)
-    foreach (double divergent in opts.DivergentPct)
+    var phase = Stopwatch.StartNew();
+    Console.WriteLine($"\n=== {gib:0.#} GiB: filling two replicas ...");
+    using var bench = new Replicas((ulong)(gib * (1UL << 30)), key, opts);
+    string memory = $"{gib:0.#} GiB";
+    if (opts.SizesGiB.Contains(gib))
     {
-        var pages = (ulong)(bench.Pages * dirty / 100);
-        foreach (bool remus in new[] { false, true })
-            rows.Add(bench.Measure($"{gib:0.#} GiB", pages, divergent / 100, remus, opts.Reps));
-        PrintRows(rows[^2..]);
+        foreach (double dirty in opts.DirtyPct)
+        foreach (double divergent in opts.DivergentPct)
+        {
+            var pages = (ulong)(bench.Pages * dirty / 100);
+            rows.Add(bench.Measure(memory, pages, divergent / 100, EngineKey.Plover(opts), opts.Reps));
+            rows.Add(bench.Measure(memory, pages, divergent / 100, EngineKey.Baseline, opts.Reps));
+            Row.Print(rows[^2..]);
+        }
     }
-    if (gib == opts.SizesGiB[0])
+    if (gib == opts.SizesGiB.FirstOrDefault(-1))
     {
-        // The target: 10,000 dirty pages, 25% divergent.
-        Console.WriteLine();
-        Console.WriteLine("target point: 10,000 dirty pages, 25% divergent");
-        var target = bench.Measure($"{gib:0.#} GiB", 10_000, 0.25, false, opts.TargetReps, "target");
-        var targetRemus = bench.Measure($"{gib:0.#} GiB", 10_000, 0.25, true, opts.TargetReps, "target");
-        rows.Add(target);
-        rows.Add(targetRemus);
-        PrintRows([target, targetRemus]);
+        Console.WriteLine($"\ntarget point: 10,000 dirty pages, 25% divergent, {opts.TargetReps} syncs each");
+        var target = new List<Row>
+        {
+            bench.Measure(memory, 10_000, 0.25, EngineKey.Plover(opts), opts.TargetReps, "target"),
+            bench.Measure(memory, 10_000, 0.25, EngineKey.Baseline, opts.TargetReps, "target"),
+        };
+        foreach (int b in opts.SubBlocks)
+        {
+            target.Add(bench.Measure(memory, 10_000, 0.25, EngineKey.Plover(opts) with { SubBlockBytes = b }, opts.TargetReps, "subblocks"));
+            target.Add(bench.Measure(memory, 10_000, 0.25, EngineKey.Plover(opts) with { SubBlockBytes = b, RecordDivergence = false }, opts.TargetReps, "subblocks"));
+        }
+        rows.AddRange(target);
+        Row.Print(target);
+        Row.PrintDivergence(target[0]);
         double alone = bench.HashAloneMs(10_000);
         Console.WriteLine($"  hashing 10,000 pages on one side with nothing else running: {alone:F2} ms (in the sync both sides hash at once on the same cores)");
-        rows.Add(new Row { Kind = "hash-alone", Memory = $"{gib:0.#} GiB", DirtyPages = 10_000, PauseMs = alone });
-        Console.WriteLine();
+        rows.Add(new Row { Kind = "hash-alone", Memory = memory, DirtyPages = 10_000, PauseMs = alone });
     }
+    if (opts.ScaleSizesGiB.Contains(gib))
+    {
+        Console.WriteLine($"\nscale: {memory}, 25% divergent, {opts.ScaleReps} syncs each");
+        var mine = new List<Row>();
+        foreach (ulong dirty in opts.ScaleDirty)
+        {
+            foreach (int threads in new[] { 1, 0 })
+                mine.Add(bench.Measure(memory, dirty, 0.25, EngineKey.Plover(opts) with { Threads = threads }, opts.ScaleReps, "scale"));
+            mine.Add(bench.Measure(memory, dirty, 0.25, EngineKey.Baseline, opts.ScaleReps, "scale"));
+            Row.Print(mine[^3..]);
+        }
+        scale.AddRange(mine);
+    }
+    Console.WriteLine($"({memory} took {phase.Elapsed.TotalSeconds:F0} s)");
 }
 
 Console.WriteLine();
-Console.WriteLine("All rows:");
-PrintRows(rows.Where(r => r.Kind == "grid").ToList(), header: true);
+Console.WriteLine("grid:");
+Row.Print(rows.Where(r => r.Kind == "grid").ToList());
+Console.WriteLine("target point (10,000 dirty pages, 25% divergent) by sub-block size (sub 0 = whole pages; cmp = the backup compared pages for the divergence figures):");
+Row.Print(rows.Where(r => r.Kind is "target" or "subblocks").ToList());
+if (scale.Count > 0)
+{
+    Console.WriteLine("scale (25% divergent; threads 0 = all cores):");
+    Row.PrintScale(scale);
+}
 Console.WriteLine($"bench time {total.Elapsed.TotalSeconds:F0} s");
 
-Directory.CreateDirectory(Path.GetDirectoryName(opts.Json)!);
+Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(opts.Json))!);
 using (var stream = File.Create(opts.Json))
 using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
 {
@@ -61,26 +129,26 @@ using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = 
     json.WriteString("date", DateTime.UtcNow.ToString("o"));
     json.WriteNumber("cores", Environment.ProcessorCount);
     json.WriteNumber("reps", opts.Reps);
+    json.WriteNumber("target_reps", opts.TargetReps);
+    json.WriteString("workload", opts.Workload);
     json.WriteNumber("device_state_bytes", opts.DeviceStateBytes);
     json.WriteNumber("pages_per_frame", opts.PagesPerFrame);
-    json.WriteString("note", "both replicas in one process on the same cores; pause = primary's stop request to resume done; ratio = wire bytes without device state / (divergent*4096 + both bitmaps + hashes)");
+    json.WriteNumber("sub_block_bytes", opts.SubBlockBytes);
+    json.WriteString("note", "both replicas in one process on the same cores; pause = primary's stop request to resume done; " +
+                             "ratio = wire bytes without device state / (divergent*4096 + both bitmaps + hashes)");
     json.WriteStartArray("rows");
     foreach (var r in rows) r.Write(json);
     json.WriteEndArray();
+    json.WriteStartObject("scale");
+    json.WriteString("note", "Plover (replicate mode, default sub-blocks) and checkpoint; 25% of the dirty pages divergent; " +
+                             "hash_threads 0 = every core (both replicas share them)");
+    json.WriteStartArray("rows");
+    foreach (var r in scale) r.Write(json, scale: true);
+    json.WriteEndArray();
+    json.WriteEndObject();
     json.WriteEndObject();
 }
 Console.WriteLine($"wrote {opts.Json}");
-
-static void PrintRows(IReadOnlyList<Row> rows, bool header = true)
-{
-    if (header)
-        Console.WriteLine($"{"memory",-7} {"dirty",8} {"div%",5} {"mode",-6} {"union",8} {"sent",8} {"wire MiB",9} {"ratio",6} {"bmp KiB",7} {"raw KiB",7} {"pause ms",9}  " +
-                          $"{"stop",6} {"bitmap",6} {"hash",7} {"cmp",5} {"xfer",7} {"dev",5} {"apply",7} {"resume",6}");
-    foreach (var r in rows)
-        Console.WriteLine($"{r.Memory,-7} {r.DirtyPages,8} {r.DivergentPct,5:0} {r.Mode,-6} {r.UnionPages,8} {r.SentPages,8} {r.WireBytes / 1048576.0,9:F2} " +
-                          $"{(r.Ratio > 0 ? r.Ratio.ToString("F3") : "-"),6} {r.BitmapPayload / 1024.0,7:F1} {r.BitmapRaw / 1024.0,7:F0} {r.PauseMs,9:F2}  {r.Stop,6:F2} {r.Bitmap,6:F2} {r.Hash,7:F2} {r.Compare,5:F2} " +
-                          $"{r.Transfer,7:F2} {r.Device,5:F2} {r.Apply,7:F2} {r.Resume,6:F2}");
-}
 
 sealed class BenchOptions
 {
@@ -89,6 +157,12 @@ sealed class BenchOptions
     public double[] DivergentPct = [0, 25, 50];
     public int Reps = 3;
     public int TargetReps = 15;
+    public int[] SubBlocks = [0, 64, 128, 256, 512];
+    public double[] ScaleSizesGiB = [1, 2, 4, 8];
+    public ulong[] ScaleDirty = [1_000, 10_000, 100_000];
+    public int ScaleReps = 3;
+    public string Workload = "realistic";
+    public int SubBlockBytes = SyncOptions.DefaultSubBlockBytes;
     public int DeviceStateBytes = 256 * 1024;
     public int PagesPerFrame = 256;
     public string Json = "artifacts/bench/sync.json";
@@ -96,7 +170,7 @@ sealed class BenchOptions
     public static BenchOptions Parse(string[] args)
     {
         var o = new BenchOptions();
-        static double[] List(string s) => s.Split(',').Select(double.Parse).ToArray();
+        static double[] List(string s) => s.Length == 0 ? [] : s.Split(',').Select(double.Parse).ToArray();
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -107,10 +181,23 @@ sealed class BenchOptions
                 case "--divergent": o.DivergentPct = List(Next()); break;
                 case "--reps": o.Reps = int.Parse(Next()); break;
                 case "--target-reps": o.TargetReps = int.Parse(Next()); break;
+                case "--sub-blocks": o.SubBlocks = List(Next()).Select(d => (int)d).ToArray(); break;
+                case "--sub-block": o.SubBlockBytes = int.Parse(Next()); break;
+                case "--scale-sizes": o.ScaleSizesGiB = List(Next()); break;
+                case "--scale-dirty": o.ScaleDirty = List(Next()).Select(d => (ulong)d).ToArray(); break;
+                case "--scale-reps": o.ScaleReps = int.Parse(Next()); break;
+                case "--no-scale": o.ScaleSizesGiB = []; break;
+                case "--workload":
+                    o.Workload = Next();
+                    if (o.Workload is not ("realistic" or "word")) throw new ArgumentException("--workload is realistic or word");
+                    break;
                 case "--device-state": o.DeviceStateBytes = int.Parse(Next()); break;
                 case "--pages-per-frame": o.PagesPerFrame = int.Parse(Next()); break;
                 case "--json": o.Json = Next(); break;
-                case "--quick": o.SizesGiB = [1]; o.DirtyPct = [1, 20]; o.DivergentPct = [0, 50]; o.Reps = 1; o.TargetReps = 5; break;
+                case "--quick":
+                    o.SizesGiB = [1]; o.DirtyPct = [1, 20]; o.DivergentPct = [0, 50]; o.Reps = 1; o.TargetReps = 5;
+                    o.SubBlocks = [0, 64, 256]; o.ScaleSizesGiB = [1, 2]; o.ScaleDirty = [1_000, 10_000]; o.ScaleReps = 1;
+                    break;
                 default: throw new ArgumentException($"unknown argument {args[i]}");
             }
         }
@@ -118,70 +205,167 @@ sealed class BenchOptions
     }
 }
 
+/// <summary>Which engine pair a point runs on: Plover (with its hashing threads, sub-block size, divergence
+/// comparison) or the checkpointing baseline.</summary>
+readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence)
+{
+    public static EngineKey Plover(BenchOptions o) => new(false, 0, o.SubBlockBytes, true);
+    public static readonly EngineKey Baseline = new(true, 0, 0, false);
+}
+
 sealed class Row
 {
-    public string Kind = "grid", Memory = "", Mode = "", BitmapEncoding = "";
+    public string Kind = "grid", Memory = "", Mode = "", BitmapEncoding = "", Workload = "";
+    public double MemoryGiB;
+    public int HashThreads, SubBlockBytes;
+    public bool RecordDivergence;
     public long BitmapPayload, BitmapRaw;
-    public ulong DirtyPages, UnionPages, SentPages;
+    public ulong DirtyPages, UnionPages, SentPages, SubBlocks, PageDataBytes;
     public double DivergentPct;
     public long WireBytes, BitmapBytes, HashBytes, PageBytes, DeviceBytes, ControlBytes;
-    public double Ratio, PauseMs, PauseP10, PauseP90, Stop, Bitmap, Hash, Compare, Transfer, Device, Apply, Resume;
+    public double Ratio, PauseMs, PauseP10, PauseP90, Stop, Bitmap, Hash, Compare, SubBlockPhase, Transfer, Device, Apply, Resume, BackupApply;
+    public DivergenceSample Divergence;
 
-    public void Write(Utf8JsonWriter j)
+    public void Write(Utf8JsonWriter j, bool scale = false)
     {
         j.WriteStartObject();
+        if (scale)
+        {
+            j.WriteNumber("memory_gib", MemoryGiB);
+            j.WriteString("memory", Memory);
+            j.WriteNumber("dirty_pages", DirtyPages);
+            j.WriteNumber("hash_threads", HashThreads);
+            j.WriteNumber("cores", Environment.ProcessorCount);
+            j.WriteString("mode", Mode);
+            j.WriteNumber("divergent_pct", DivergentPct);
+            j.WriteNumber("sub_block_bytes", SubBlockBytes);
+            j.WriteNumber("union_pages", UnionPages); j.WriteNumber("sent_pages", SentPages); j.WriteNumber("sub_blocks", SubBlocks);
+            j.WriteNumber("wire_bytes", WireBytes); j.WriteNumber("page_bytes", PageBytes); j.WriteNumber("hash_bytes", HashBytes);
+            WritePause(j);
+            j.WriteEndObject();
+            return;
+        }
         j.WriteString("kind", Kind); j.WriteString("memory", Memory); j.WriteString("mode", Mode);
+        if (Kind == "hash-alone")
+        {
+            j.WriteNumber("dirty_pages", DirtyPages); j.WriteNumber("hash_ms", Math.Round(PauseMs, 3));
+            j.WriteEndObject();
+            return;
+        }
+        j.WriteString("workload", Workload); j.WriteNumber("hash_threads", HashThreads);
+        j.WriteNumber("sub_block_bytes", SubBlockBytes); j.WriteBoolean("record_divergence", RecordDivergence);
         j.WriteNumber("dirty_pages", DirtyPages); j.WriteNumber("divergent_pct", DivergentPct);
         j.WriteNumber("union_pages", UnionPages); j.WriteNumber("sent_pages", SentPages);
+        j.WriteNumber("sub_blocks", SubBlocks); j.WriteNumber("page_data_bytes", PageDataBytes);
         j.WriteNumber("wire_bytes", WireBytes); j.WriteNumber("bitmap_bytes", BitmapBytes); j.WriteNumber("hash_bytes", HashBytes);
         j.WriteNumber("page_bytes", PageBytes); j.WriteNumber("device_state_bytes", DeviceBytes); j.WriteNumber("control_bytes", ControlBytes);
         j.WriteNumber("ratio_to_essential", Math.Round(Ratio, 4));
         j.WriteString("bitmap_encoding", BitmapEncoding); j.WriteNumber("bitmap_payload_bytes", BitmapPayload); j.WriteNumber("bitmap_raw_bytes", BitmapRaw);
-        j.WriteNumber("pause_ms_median", Math.Round(PauseMs, 3)); j.WriteNumber("pause_ms_p10", Math.Round(PauseP10, 3)); j.WriteNumber("pause_ms_p90", Math.Round(PauseP90, 3));
-        j.WriteStartObject("pause_ms_breakdown");
-        j.WriteNumber("stop", Math.Round(Stop, 3)); j.WriteNumber("bitmap", Math.Round(Bitmap, 3)); j.WriteNumber("hash", Math.Round(Hash, 3));
-        j.WriteNumber("compare", Math.Round(Compare, 3)); j.WriteNumber("transfer", Math.Round(Transfer, 3)); j.WriteNumber("device_state", Math.Round(Device, 3));
-        j.WriteNumber("apply", Math.Round(Apply, 3)); j.WriteNumber("resume", Math.Round(Resume, 3));
+        WritePause(j);
+        j.WriteNumber("backup_apply_ms", Math.Round(BackupApply, 3));
+        j.WriteStartObject("divergence");
+        j.WriteNumber("pages", Divergence.Pages); j.WriteNumber("bytes", Divergence.Bytes); j.WriteNumber("blocks64", Divergence.Blocks64);
+        j.WriteNumber("mean_blocks64", Math.Round(Divergence.MeanBlocks64, 3));
+        j.WriteStartObject("histogram");
+        for (int i = 0; i < DivergenceHistogram.Buckets; i++) j.WriteNumber(DivergenceHistogram.Labels[i], Divergence.Histogram[i]);
+        j.WriteEndObject();
         j.WriteEndObject();
         j.WriteEndObject();
     }
+
+    private void WritePause(Utf8JsonWriter j)
+    {
+        j.WriteNumber("pause_ms_median", Math.Round(PauseMs, 3)); j.WriteNumber("pause_ms_p10", Math.Round(PauseP10, 3)); j.WriteNumber("pause_ms_p90", Math.Round(PauseP90, 3));
+        j.WriteStartObject("pause_ms_breakdown");
+        j.WriteNumber("stop", Math.Round(Stop, 3)); j.WriteNumber("bitmap", Math.Round(Bitmap, 3)); j.WriteNumber("hash", Math.Round(Hash, 3));
+        j.WriteNumber("compare", Math.Round(Compare, 3)); j.WriteNumber("sub_blocks", Math.Round(SubBlockPhase, 3));
+        j.WriteNumber("transfer", Math.Round(Transfer, 3)); j.WriteNumber("device_state", Math.Round(Device, 3));
+        j.WriteNumber("apply", Math.Round(Apply, 3)); j.WriteNumber("resume", Math.Round(Resume, 3));
+        j.WriteEndObject();
+    }
+
+    public static void Print(IReadOnlyList<Row> rows)
+    {
+        Console.WriteLine($"{"memory",-7} {"dirty",7} {"div%",4} {"mode",-10} {"thr",3} {"sub",4} {"cmp",3} {"union",7} {"sent",7} {"sub-blk",8} {"wire MiB",9} {"ratio",6} " +
+                          $"{"pause ms",9} {"p10",7} {"p90",7}  {"stop",5} {"bitmap",6} {"hash",6} {"cmp",5} {"subblk",6} {"xfer",7} {"dev",5} {"apply",6} {"resume",6} {"b.apply",7}");
+        foreach (var r in rows)
+            Console.WriteLine($"{r.Memory,-7} {r.DirtyPages,7} {r.DivergentPct,4:0} {r.Mode,-10} {(r.HashThreads == 0 ? "all" : r.HashThreads.ToString()),3} " +
+                              $"{r.SubBlockBytes,4} {(r.RecordDivergence ? "yes" : "no"),3} {r.UnionPages,7} {r.SentPages,7} {r.SubBlocks,8} {r.WireBytes / 1048576.0,9:F3} " +
+                              $"{(r.Ratio > 0 ? r.Ratio.ToString("F3") : "-"),6} {r.PauseMs,9:F2} {r.PauseP10,7:F2} {r.PauseP90,7:F2}  {r.Stop,5:F2} {r.Bitmap,6:F2} " +
+                              $"{r.Hash,6:F2} {r.Compare,5:F2} {r.SubBlockPhase,6:F2} {r.Transfer,7:F2} {r.Device,5:F2} {r.Apply,6:F2} {r.Resume,6:F2} {r.BackupApply,7:F3}");
+    }
+
+    public static void PrintScale(IReadOnlyList<Row> rows)
+    {
+        Console.WriteLine($"{"memory",-7} {"dirty",7} {"mode",-10} {"threads",7} {"union",7} {"sent",7} {"wire MiB",9} {"pause ms",9} {"p10",7} {"p90",7}  " +
+                          $"{"bitmap",6} {"hash",7} {"subblk",6} {"xfer",7} {"apply",6}");
+        foreach (var r in rows)
+            Console.WriteLine($"{r.Memory,-7} {r.DirtyPages,7} {r.Mode,-10} {(r.Mode == "checkpoint" ? "-" : r.HashThreads == 0 ? $"all ({Environment.ProcessorCount})" : r.HashThreads.ToString()),7} " +
+                              $"{r.UnionPages,7} {r.SentPages,7} {r.WireBytes / 1048576.0,9:F3} {r.PauseMs,9:F2} {r.PauseP10,7:F2} {r.PauseP90,7:F2}  " +
+                              $"{r.Bitmap,6:F2} {r.Hash,7:F2} {r.SubBlockPhase,6:F2} {r.Transfer,7:F2} {r.Apply,6:F2}");
+    }
+
+    public static void PrintDivergence(Row r)
+    {
+        var d = r.Divergence;
+        if (d.Pages == 0) return;
+        Console.WriteLine($"  the backup's comparison (median sync): {d.Pages} divergent pages, " +
+                          string.Join(", ", Enumerable.Range(0, DivergenceHistogram.Buckets).Select(i => $"{DivergenceHistogram.Labels[i]} B: {100.0 * d.Histogram[i] / d.Pages:F1}%")) +
+                          $"; {d.MeanBlocks64:F2} of 64 64-byte blocks differ per page");
+    }
 }
 
-/// <summary>A primary and a backup with one memory each and two engine pairs (Plover, Remus) over loopback.</summary>
+/// <summary>A primary and a backup with one memory each, and engine pairs (created on first use) over loopback.</summary>
 sealed unsafe class Replicas : IDisposable
 {
     private readonly SyntheticGuestMemory _pm, _bm;
     private readonly DedicatedMainThread _pMain = new("primary-main"), _bMain = new("backup-main");
     private readonly SyntheticVm _pVm, _bVm;
-    private readonly SyncEngine[] _primary = new SyncEngine[2], _backup = new SyncEngine[2];
+    private readonly Dictionary<EngineKey, (SyncEngine Primary, SyncEngine Backup)> _engines = new();
+    private readonly Socket _listener;
+    private readonly byte[] _key;
+    private readonly BenchOptions _opts;
     private readonly Random _rng = new(12345);
+    private readonly double _gib;
     private ulong _epoch;
 
-    public Replicas(ulong bytes, byte[] key, int deviceStateBytes, int pagesPerFrame)
+    public Replicas(ulong bytes, byte[] key, BenchOptions opts)
     {
+        _key = key;
+        _opts = opts;
+        _gib = bytes / (double)(1UL << 30);
         _pm = new SyntheticGuestMemory(("pc.ram", bytes));
         _bm = new SyntheticGuestMemory(("pc.ram", bytes));
         _pm.FillRandom(1);
         _bm.CopyFrom(_pm);
-        _pVm = new SyntheticVm(_pm, _pMain) { DeviceState = RandomNumberGenerator.GetBytes(deviceStateBytes) };
+        _pVm = new SyntheticVm(_pm, _pMain) { DeviceState = RandomNumberGenerator.GetBytes(opts.DeviceStateBytes) };
         _bVm = new SyntheticVm(_bm, _bMain);
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(2);
-        for (int mode = 0; mode < 2; mode++)
-        {
-            var options = new SyncOptions { Checkpoint = mode == 1, PagesPerFrame = pagesPerFrame, Timeout = TimeSpan.FromSeconds(60), Log = m => Console.Error.WriteLine(m) };
-            _primary[mode] = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
-            _backup[mode] = new SyncEngine(SyncRole.Backup, _bm, _bVm, _bMain, null, options);
-            var accept = Task.Run(() => SyncConnection.Accept(listener, new ClusterIdentity("bench", key, 2, [1, 2, 3]), TimeSpan.FromSeconds(10)));
-            _primary[mode].Connection = SyncConnection.Connect((IPEndPoint)listener.LocalEndPoint!, new ClusterIdentity("bench", key, 1, [1, 2, 3]), 2, TimeSpan.FromSeconds(10));
-            _backup[mode].Connection = accept.Result;
-        }
-        // warm up both engines (JIT, buffers) with a small sync each
-        for (int mode = 0; mode < 2; mode++) { Dirty(2000, 0.25); Sync(mode); }
+        _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _listener.Listen(2);
     }
 
     public ulong Pages => _pm.TotalPages;
+
+    private (SyncEngine Primary, SyncEngine Backup) Engines(EngineKey k)
+    {
+        if (_engines.TryGetValue(k, out var pair)) return pair;
+        var options = new SyncOptions
+        {
+            Checkpoint = k.Checkpoint, HashThreads = k.Threads, SubBlockBytes = k.SubBlockBytes, RecordDivergence = k.RecordDivergence,
+            PagesPerFrame = _opts.PagesPerFrame, Timeout = TimeSpan.FromSeconds(60), Log = m => Console.Error.WriteLine(m),
+        };
+        var primary = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
+        var backup = new SyncEngine(SyncRole.Backup, _bm, _bVm, _bMain, null, options);
+        var accept = Task.Run(() => SyncConnection.Accept(_listener, new ClusterIdentity("bench", _key, 2, [1, 2, 3]), TimeSpan.FromSeconds(10)));
+        primary.Connection = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, new ClusterIdentity("bench", _key, 1, [1, 2, 3]), 2, TimeSpan.FromSeconds(10));
+        backup.Connection = accept.Result;
+        _engines[k] = (primary, backup);
+        // warm up (JIT, buffers) with a small sync
+        Dirty(2000, 0.25);
+        Sync(primary, backup);
+        return (primary, backup);
+    }
 
     /// <summary>Dirties `pages` distinct random pages on both sides; `divergent` of them end up different.</summary>
     private void Dirty(ulong pages, double divergent)
@@ -193,50 +377,75 @@ sealed unsafe class Replicas : IDisposable
         {
             if (_rng.NextDouble() >= p && total - page > pages - chosen) continue;
             chosen++;
-            ulong value = (ulong)_rng.NextInt64();
-            int offset = 8 + _rng.Next(500) * 8;
-            _pm.Write(0, page, offset, value);
-            _bm.Write(0, page, offset, _rng.NextDouble() < divergent ? ~value : value);
+            if (_rng.NextDouble() < divergent)
+            {
+                if (_opts.Workload == "realistic")
+                {
+                    SyntheticDivergence.Apply(_rng, _pm.Page(0, page), _bm.Page(0, page));
+                    _pm.Touch(0, page);
+                    _bm.Touch(0, page);
+                }
+                else
+                {
+                    ulong value = (ulong)_rng.NextInt64();
+                    int offset = 8 + _rng.Next(500) * 8;
+                    _pm.Write(0, page, offset, value);
+                    _bm.Write(0, page, offset, ~value);
+                }
+            }
+            else
+            {
+                ulong value = (ulong)_rng.NextInt64();
+                int offset = 8 + _rng.Next(500) * 8;
+                _pm.Write(0, page, offset, value);
+                _bm.Write(0, page, offset, value);
+            }
         }
     }
 
-    private SyncStats Sync(int mode)
+    private (SyncStats Primary, SyncStats Backup) Sync(SyncEngine primary, SyncEngine backup)
     {
         var request = new SyncRequest(++_epoch, (long)_epoch);
-        var p = _primary[mode].RunAsync(request);
-        var b = _backup[mode].RunAsync(request);
+        var p = primary.RunAsync(request);
+        var b = backup.RunAsync(request);
         Task.WaitAll(p, b);
         if (p.Result.Outcome != SyncOutcome.Completed || b.Result.Outcome != SyncOutcome.Completed)
             throw new InvalidOperationException($"sync failed: {p.Result.Error ?? b.Result.Error}");
-        return p.Result;
+        return (p.Result, b.Result);
     }
 
-    public Row Measure(string memory, ulong dirtyPages, double divergent, bool remus, int reps, string kind = "grid")
+    public Row Measure(string memory, ulong dirtyPages, double divergent, EngineKey engine, int reps, string kind = "grid")
     {
-        var samples = new List<SyncStats>();
+        var (primary, backup) = Engines(engine);
+        var samples = new List<(SyncStats P, SyncStats B)>();
         for (int r = 0; r < reps; r++)
         {
             Dirty(dirtyPages, divergent);
-            samples.Add(Sync(remus ? 1 : 0));
+            samples.Add(Sync(primary, backup));
         }
         var check = _pm.FirstDifference(_bm);
         if (check is not null) throw new InvalidOperationException($"replicas differ after sync at page {check.Value.Page}");
-        var sorted = samples.OrderBy(s => s.Pause.Total).ToList();
-        var med = sorted[sorted.Count / 2];
-        long essential = (long)med.DivergentPages * 4096 + BitmapTails(med) + (remus ? 0 : (long)med.UnionPages * 8);
+        var sorted = samples.OrderBy(s => s.P.Pause.Total).ToList();
+        var (med, medB) = sorted[sorted.Count / 2];
+        bool checkpoint = engine.Checkpoint;
+        long essential = (long)med.DivergentPages * 4096 + BitmapTails(med) + (checkpoint ? 0 : (long)med.UnionPages * 8);
         long wireNoDevice = med.Wire.Total - med.Wire.DeviceState;
         return new Row
         {
-            Kind = kind, Memory = memory, Mode = remus ? "remus" : "plover", DirtyPages = dirtyPages, DivergentPct = divergent * 100,
-            UnionPages = med.UnionPages, SentPages = med.DivergentPages,
+            Kind = kind, Memory = memory, MemoryGiB = _gib, Mode = checkpoint ? "checkpoint" : "plover", Workload = _opts.Workload,
+            HashThreads = engine.Threads, SubBlockBytes = med.SubBlockBytes, RecordDivergence = engine.RecordDivergence,
+            DirtyPages = dirtyPages, DivergentPct = divergent * 100,
+            UnionPages = med.UnionPages, SentPages = med.DivergentPages, SubBlocks = med.SubBlocks, PageDataBytes = med.PageDataBytes,
             WireBytes = med.Wire.Total, BitmapBytes = med.Wire.Bitmaps, HashBytes = med.Wire.Hashes, PageBytes = med.Wire.Pages,
             DeviceBytes = med.Wire.DeviceState, ControlBytes = med.Wire.Control,
-            Ratio = remus ? 0 : (double)wireNoDevice / essential,
+            Ratio = checkpoint ? 0 : (double)wireNoDevice / essential,
             BitmapEncoding = $"{med.LocalBitmapEncoding}/{med.RemoteBitmapEncoding}", BitmapPayload = BitmapTails(med), BitmapRaw = (long)_pm.Blocks[0].Words * 8 * 2,
-            PauseMs = med.Pause.Total / 1000, PauseP10 = sorted[sorted.Count / 10].Pause.Total / 1000,
-            PauseP90 = sorted[Math.Min(sorted.Count - 1, sorted.Count * 9 / 10)].Pause.Total / 1000,
+            PauseMs = med.Pause.Total / 1000, PauseP10 = sorted[sorted.Count / 10].P.Pause.Total / 1000,
+            PauseP90 = sorted[Math.Min(sorted.Count - 1, sorted.Count * 9 / 10)].P.Pause.Total / 1000,
             Stop = med.Pause.Stop / 1000, Bitmap = med.Pause.Bitmap / 1000, Hash = med.Pause.Hash / 1000, Compare = med.Pause.Compare / 1000,
-            Transfer = med.Pause.Transfer / 1000, Device = med.Pause.DeviceState / 1000, Apply = med.Pause.Apply / 1000, Resume = med.Pause.Resume / 1000,
+            SubBlockPhase = med.Pause.SubBlocks / 1000, Transfer = med.Pause.Transfer / 1000, Device = med.Pause.DeviceState / 1000,
+            Apply = med.Pause.Apply / 1000, Resume = med.Pause.Resume / 1000, BackupApply = medB.Pause.Apply / 1000,
+            Divergence = medB.Divergence,
         };
     }
 
@@ -265,7 +474,8 @@ sealed unsafe class Replicas : IDisposable
 
     public void Dispose()
     {
-        foreach (var e in _primary.Concat(_backup)) e.Dispose();
+        foreach (var (p, b) in _engines.Values) { p.Dispose(); b.Dispose(); }
+        _listener.Dispose();
         _pMain.Dispose();
         _bMain.Dispose();
         _pm.Dispose();
