@@ -586,7 +586,7 @@ def _e2e_bytes(runs, out_dir, p):
     pins, keys, modes = _pins(rows), _keyspaces(rows), mode_sort({r["mode"] for r in rows})
     channels = sorted({ch for r in rows for ch in (_per_request_by_channel(r) or {})},
                       key=lambda c: (["consensus", "synclink"].index(c) if c in ("consensus", "synclink") else 2, c))
-    fig, axes = plt.subplots(len(pins), len(keys), figsize=(3.6 * len(keys) + 1, 3.8 * len(pins)), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(len(pins), len(keys), figsize=(max(7.5, 3.6 * len(keys) + 1), 3.8 * len(pins)), squeeze=False, layout="constrained")
     for row_i, pin in enumerate(pins):
         for col, k in enumerate(keys):
             ax = axes[row_i][col]
@@ -648,7 +648,7 @@ def _e2e_identical(runs, data, out_dir, p):
         p.skip("identical", "no Plover run with per-sync \"syncs\" records (union, identical)")
         return
     pins, keys = _pins(rows), _keyspaces(rows)
-    fig, axes = plt.subplots(len(pins), len(keys), figsize=(4.4 * len(keys) + 1, 3.6 * len(pins)), squeeze=False, sharey=True, layout="constrained")
+    fig, axes = plt.subplots(len(pins), len(keys), figsize=(max(8, 4.4 * len(keys) + 1), 3.6 * len(pins)), squeeze=False, sharey=True, layout="constrained")
     band = _paper_band(data)
     for row_i, pin in enumerate(pins):
         for col, k in enumerate(keys):
@@ -687,7 +687,7 @@ def _e2e_pause(runs, out_dir, p):
     for pin in _pins(rows):
         mine_pin = [r for r in rows if r.get("pinned") == pin]
         keys, modes = _keyspaces(mine_pin), mode_sort({r["mode"] for r in mine_pin})
-        fig, axes = plt.subplots(len(modes), len(keys), figsize=(4.6 * len(keys) + 1, 3.4 * len(modes)), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(len(modes), len(keys), figsize=(max(8, 4.6 * len(keys) + 1), 3.4 * len(modes)), squeeze=False, layout="constrained")
         used = []
         for row_i, m in enumerate(modes):
             for col, k in enumerate(keys):

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The report's own test: report.py on the fixtures (fixtures/: consensus.json, sync.json and hash.json from real quick
-runs, sync-v1.json from the sync bench before its scale section, e2e.json fabricated by make_e2e.py in e2e.py's schema) in a temporary directory, as
+runs, sync-v1.json from the sync bench before its scale section, e2e.json fabricated by make_e2e.py in e2e.py's schema,
+e2e-real.json from a short real run) in a temporary directory, as
 `./build.sh bench report` runs it; checks that every expected PNG is a real image, that report.html embeds each of
 them and links its file, and that missing fields, old formats and broken files are skipped, not fatal.
 
@@ -113,6 +114,17 @@ class ReportTest(unittest.TestCase):
         self.assertIn("one client, one request at a time", html)
         self.assertNotIn("Not found", html)
         self.assertNotIn("plotter failed", out)
+
+    def test_a_real_e2e_run(self):
+        # fixtures/e2e-real.json: a short real `bench e2e` (one round, R = 100000, unpinned and pinned)
+        self.write("e2e.json", fixture("e2e-real"))
+        out = self.run_report()
+        html = self.html()
+        for png in EXPECTED["e2e"]:
+            self.assertTrue(os.path.exists(os.path.join(self.dir, png)), f"{png} missing:\n{out}")
+            self.assert_embedded(html, png)
+        self.assertIn("Plover/unrepl.", html)
+        self.assertIn("plover_rps_ge_1.5x_checkpoint_pinned", html)   # e2e.py's targets
 
     def test_missing_fields_skip_plots_not_the_report(self):
         # e2e: unreplicated runs only, no syncs, no bytes, no latency rows; consensus: percentiles only (no "cdf");
