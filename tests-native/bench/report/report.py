@@ -82,7 +82,9 @@ def spread_text(s, digits=0, scale=1.0):
     if not isinstance(s, dict) or not isinstance(s.get("median"), (int, float)):
         return "-"
     lo, hi = s.get("min"), s.get("max")
-    rng = f" ({lo * scale:,.{digits}f}-{hi * scale:,.{digits}f})" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""
+    rng = ""
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and f"{lo * scale:,.{digits}f}" != f"{hi * scale:,.{digits}f}":
+        rng = f" ({lo * scale:,.{digits}f}-{hi * scale:,.{digits}f})"   # one round: no range
     return f"{s['median'] * scale:,.{digits}f}{rng}"
 
 
@@ -183,10 +185,22 @@ def figures_hash(d):
     out = [f"<p>CPU level {f(d.get('cpu_level'), 0)}, variant {html.escape(str(d.get('variant', '?')))}, "
            f"{f(d.get('threads_all'), 0)} threads = all; hashes identical across kernels: "
            f"{html.escape(str(d.get('identical', '?')))}. {html.escape(str(d.get('unit', '')))}</p>"]
-    out.append(table(["set", "threads", "kernel", "GB/s", "% of read", "CPU share"],
-                     [[html.escape(str(r.get("set"))), f(r.get("threads"), 0), html.escape(str(r.get("kernel"))),
-                       f(r.get("gbps"), 1), f(100 * r["ratio"], 0, "%") if isinstance(r.get("ratio"), (int, float)) else "-",
-                       f(100 * r["cpu_share"], 0, "%") if isinstance(r.get("cpu_share"), (int, float)) else "-"] for r in rows]))
+    # one line per (set, threads): the read limit, then each kernel's GB/s and its share of the read limit
+    kernels = list(dict.fromkeys(r.get("kernel") for r in rows if r.get("kernel") != "read"))
+    points = list(dict.fromkeys((r.get("set"), r.get("threads")) for r in rows))
+    pivot = []
+    for st, th in points:
+        by = {r.get("kernel"): r for r in rows if r.get("set") == st and r.get("threads") == th}
+        line = [html.escape(str(st)), f(th, 0), f((by.get("read") or {}).get("gbps"), 1)]
+        for k in kernels:
+            r = by.get(k) or {}
+            ratio = r.get("ratio")
+            line.append(f(r.get("gbps"), 1) + (f" ({100 * ratio:.0f}%)" if isinstance(ratio, (int, float)) else ""))
+        shares = [r.get("cpu_share") for r in by.values() if isinstance(r.get("cpu_share"), (int, float))]
+        line.append(f(100 * min(shares), 0, "%") if shares else "-")
+        pivot.append(line)
+    out.append(table(["set", "threads", "read GB/s"] + [f"{html.escape(str(k))} GB/s (of read)" for k in kernels]
+                     + ["lowest CPU share"], pivot, "median GB/s; a CPU share under 90% means a starved run (shared host)"))
     return "\n".join(out)
 
 
@@ -313,6 +327,9 @@ def build_html(out_dir, captions, notes):
                      ", ".join(f"{b}.json" for b in missing) + "</p>")
     shown = set()
     names = [b for b in BENCHES if f"{b}.json" in jsons] + [x[:-5] for x in jsons if x[:-5] not in BENCHES]
+    if names:
+        parts.insert(1, "<p>Contents: " + " · ".join(f'<a href="#{html.escape(n)}">{html.escape(TITLES.get(n, n + ".json"))}</a>'
+                                                    for n in names) + "</p>")
     for name in names:
         path = os.path.join(out_dir, f"{name}.json")
         data, err = load_json(path)
@@ -328,7 +345,9 @@ def build_html(out_dir, captions, notes):
         for n in notes.get(name, []):
             parts.append(f'<p class="note">{html.escape(n)}</p>')
         json_time = mtime(path)
-        for png in (x for x in pngs if x.startswith(name + "-")):
+        # the plotter's order (it draws the overview first), then any others alphabetically
+        order = {png: i for i, png in enumerate(captions)}
+        for png in sorted((x for x in pngs if x.startswith(name + "-")), key=lambda x: (order.get(x, len(order)), x)):
             p = os.path.join(out_dir, png)
             parts.append(figure_html(p, captions.get(png, ""), mtime(p) < json_time))
             shown.add(png)
