@@ -28,7 +28,7 @@ std::string plover_object(const std::string &config, const std::string &role = "
 
 struct BadOption {
     const char *name;
-    std::vector<std::string> args;  // with {CONFIG}, {LIB}, {BADCONFIG}, {OTHERCONFIG} placeholders
+    std::vector<std::string> args;  // with {CONFIG}, {LIB}, {BADCONFIG}, {OTHERCONFIG}, {DISK} placeholders
     const char *message;            // expected in QEMU's stderr
 };
 
@@ -38,6 +38,7 @@ TEST_P(Refusal, QemuRefusesToStartWithAMessage) {
     TempDir dir;
     std::string config = write_cluster_config(dir, dir / "admin.sock");
     write_file(dir / "bad.json", "{ \"cluster\": \"x\", ");
+    write_file(dir / "disk.img", std::string(1 << 20, '\0'));
     write_file(dir / "noprimary.json", read_file(config).replace(read_file(config).find("\"primary\""), 9, "\"backup\""));
     std::vector<std::string> args = {"-M", "none", "-S", "-display", "none", "-nodefaults"};
     for (std::string a : GetParam().args) {
@@ -49,8 +50,11 @@ TEST_P(Refusal, QemuRefusesToStartWithAMessage) {
         sub("{BADCONFIG}", dir / "bad.json");
         sub("{NOPRIMARY}", dir / "noprimary.json");
         sub("{ABI2LIB}", PLOVER_ABI2_LIBRARY);
+        sub("{DISK}", dir / "disk.img");
         args.push_back(a);
     }
+    auto fw = QemuProcess::firmware_args();   // cases that build a pc machine need its BIOS
+    args.insert(args.end(), fw.begin(), fw.end());
     QemuProcess qemu(dir.path);
     qemu.start(args);
     int status = qemu.wait(60s);
@@ -89,6 +93,14 @@ const BadOption kBadOptions[] = {
      {"-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-netdev", "user,id=n0", "-object",
       "filter-plover,id=f0,netdev=n0,ft=ft0,queue=rx"},
      "queue must be 'all'"},
+    {"writable_drive",
+     {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-drive",
+      "file={DISK},format=raw,if=none,id=data0", "-device", "virtio-blk-pci,drive=data0,id=vd0"},
+     "drive 'data0' (device '/machine/peripheral/vd0/virtio-backend') is writable, and Plover does not replicate disks"},
+    {"writable_blockdev",
+     {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-blockdev",
+      "driver=file,filename={DISK},node-name=disk1", "-device", "virtio-blk-pci,drive=disk1,id=vd1"},
+     "(device '/machine/peripheral/vd1/virtio-backend') is writable"},
     {"filter_created_off",
      {"-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-netdev", "user,id=n0", "-object",
       "filter-plover,id=f0,netdev=n0,ft=ft0,status=off"},
@@ -164,13 +176,17 @@ class QemuGuest : public ::testing::Test {
         qemu_ = new QemuProcess(dir_->path);
         std::string admin_path = *dir_ / "admin.sock", qmp_path = *dir_ / "qmp.sock";
         std::string config = write_cluster_config(*dir_, admin_path);
+        write_file(*dir_ / "ro.img", std::string(1 << 20, '\0'));
         std::vector<std::string> args = {
             "-M", "pc", "-m", "256M", "-smp", "2", "-accel", "tcg,thread=multi", "-display", "none", "-nodefaults",
             "-S", "-kernel", env("PLOVER_KERNEL"), "-initrd", env("PLOVER_INITRD"), "-append",
             "console=ttyS0 quiet plover.ip=10.0.2.2/24 plover.work=dirty", "-serial", "file:" + *dir_ / "serial.log",
             "-qmp", "unix:" + qmp_path + ",server=on,wait=off", "-netdev", peer_->netdev("n0"), "-device",
             "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile=", "-object", plover_object(config), "-object",
-            "filter-plover,id=pf0,netdev=n0,ft=ft0"};
+            "filter-plover,id=pf0,netdev=n0,ft=ft0",
+            // a read-only drive is allowed (Plover refuses writable ones: it does not replicate disks)
+            "-drive", "file=" + *dir_ / "ro.img" + ",format=raw,if=none,id=ro0,readonly=on", "-device",
+            "virtio-blk-pci,drive=ro0,id=vro0"};
         auto fw = QemuProcess::firmware_args();
         args.insert(args.end(), fw.begin(), fw.end());
         qemu_->start(args);
@@ -258,6 +274,17 @@ TEST_F(QemuGuest, LibraryAttachesAndSeesTheRamOfMinusM) {
     json nics = admin_->ok("nics")["nics"];
     ASSERT_EQ(nics.size(), 1u) << nics.dump();
     EXPECT_EQ(nics[0]["mac"], "52:54:00:12:34:56");
+}
+
+TEST_F(QemuGuest, AReadOnlyDriveIsAllowed) {
+    bool found = false;
+    for (auto &b : qmp_->execute("query-block")) {
+        if (b["device"] == "ro0") {
+            found = true;
+            EXPECT_TRUE(b["inserted"]["ro"].get<bool>()) << b.dump();
+        }
+    }
+    EXPECT_TRUE(found) << "the read-only drive is missing";
 }
 
 TEST_F(QemuGuest, GuestActivityShowsAsDirtyPages) {
