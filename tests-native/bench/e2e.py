@@ -82,7 +82,7 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
 def run_cluster(mode, pinned, rnd, cfg):
     """Boots one cluster, measures every R and the closed-loop client, stops it. Returns (runs, latency row)."""
     work = tempfile.mkdtemp(prefix=f"plover-bench-e2e-{mode}.")
-    cluster = pc.Cluster(work, mode=mode, pin=pinned)
+    cluster = pc.Cluster(work, mode=mode, pin=pinned, smp=cfg["smp"], tcg_threads=cfg["tcgThreads"], icount=cfg["icount"])
     tag = f"round {rnd} {'pinned' if pinned else 'unpinned':>8} {mode:<12}"
     t0 = time.time()
     cluster.start()
@@ -234,8 +234,12 @@ def main():
            "warmup": int(os.environ.get("PLOVER_BENCH_WARMUP", "5000")),
            "keyspaces": env_list("PLOVER_BENCH_KEYSPACES", KEYSPACES, int),
            "modes": env_list("PLOVER_BENCH_MODES", MODES),
+           "smp": int(os.environ.get("PLOVER_BENCH_SMP", "2")),
+           "tcgThreads": os.environ.get("PLOVER_BENCH_TCG", "multi"),
+           "icount": os.environ.get("PLOVER_BENCH_ICOUNT") or None,
            "pins": pins}
-    print(f"e2e bench: guest 256 MiB, 2 vCPUs, TCG (multi-threaded), {os.cpu_count()} host cores; "
+    print(f"e2e bench: guest 256 MiB, {cfg['smp']} vCPU(s), TCG ({cfg['tcgThreads']}-threaded"
+          f"{', -icount ' + cfg['icount'] if cfg['icount'] else ''}), {os.cpu_count()} host cores; "
           f"redis-benchmark -t SET -P 16 -n {cfg['requests']} for R in {cfg['keyspaces']}, then -c 1 -P 1 "
           f"-n {cfg['latencyRequests']}; {cfg['rounds']} rounds, each booting {', '.join(cfg['modes'])} in turn, "
           f"{' and '.join('pinned' if p else 'unpinned' for p in pins)}", flush=True)
@@ -256,9 +260,9 @@ def main():
         print(f"target {t['name']:<45} {'met' if t['met'] else 'NOT met'} (value {value}, target {t['target']})")
     out_dir = os.path.join(os.environ.get("PLOVER_ARTIFACTS", os.path.join(os.path.dirname(__file__), "..", "..", "artifacts")), "bench")
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "e2e.json")
+    path = os.path.join(out_dir, os.environ.get("PLOVER_BENCH_OUT", "e2e.json"))
     with open(path, "w") as f:
-        json.dump({"setup": {"guestMemory": "256M", "vcpus": 2, "accel": "tcg", "hostCores": os.cpu_count(),
+        json.dump({"setup": {"guestMemory": "256M", "vcpus": cfg["smp"], "accel": "tcg", "hostCores": os.cpu_count(),
                              "pinCores": {str(k): v for k, v in pc.PIN_CORES.items()}, "timeouts": pc.TCG_TIMEOUTS,
                              "paperIdenticalPct": PAPER_IDENTICAL, **cfg},
                    "runs": runs, "latency": latency, "summary": summary, "latencySummary": lat, "targets": tg},

@@ -6,6 +6,8 @@
 # Ratios are taken within a round; medians with min-max over rounds. Writes $PLOVER_ARTIFACTS/bench/e2e.json.
 # Env: what ./build.sh env prints (build.sh exports it); PLOVER_BENCH_REQUESTS (40000 per run), PLOVER_BENCH_ROUNDS
 #      (3), PLOVER_BENCH_PIN (both | on | off), PLOVER_BENCH_KEYSPACES (e.g. 100000), PLOVER_BENCH_MODES
-#      (e.g. plover,checkpoint), PLOVER_BENCH_LATENCY_REQUESTS (1000), PLOVER_BENCH_WARMUP (5000).
+#      (e.g. plover,checkpoint), PLOVER_BENCH_LATENCY_REQUESTS (1000), PLOVER_BENCH_WARMUP (5000); guest settings
+#      PLOVER_BENCH_SMP (2), PLOVER_BENCH_TCG (multi | single), PLOVER_BENCH_ICOUNT (e.g. shift=auto,sleep=on; needs
+#      single); PLOVER_BENCH_OUT (file name, default e2e.json).
 set -euo pipefail
 exec python3 "$(dirname "${BASH_SOURCE[0]}")/e2e.py" "$@"

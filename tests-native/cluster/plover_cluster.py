@@ -182,10 +182,12 @@ PIN_CORES = {1: 0, 2: 1, 3: 1, "client": 1}
 class Cluster:
     """mode: "plover" (the product), "checkpoint" (sync.mode checkpoint: the Remus baseline, a passive backup
     that receives every dirty page) or "unreplicated" (one plain QEMU, no library: the baseline).
-    pin: run every process on its host's core (PIN_CORES) instead of letting all share every core."""
+    pin: run every process on its host's core (PIN_CORES) instead of letting all share every core.
+    tcg_threads: "multi" (one host thread per vCPU) or "single"; icount: QEMU's -icount value (e.g.
+    "shift=auto,sleep=on": guest time from the instruction count; needs single-threaded TCG) or None."""
 
     def __init__(self, work, mode="plover", mem="256M", smp=2, timeouts=None, sync=None, hashing_threads=0,
-                 log=print, env=None, wrong_key_for=(), pin=False):
+                 log=print, env=None, wrong_key_for=(), pin=False, tcg_threads="multi", icount=None):
         self.env = dict(env or os.environ)
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
             if not self.env.get(k):
@@ -196,6 +198,9 @@ class Cluster:
             raise ValueError("pin needs at least 2 cores")
         self.pin = pin
         self.work, self.mode, self.mem, self.smp = work, mode, mem, smp
+        if tcg_threads not in ("multi", "single") or (icount and tcg_threads != "single"):
+            raise ValueError(f"tcg_threads {tcg_threads!r} with icount {icount!r}: icount needs single-threaded TCG")
+        self.tcg_threads, self.icount = tcg_threads, icount
         self.timeouts = dict(TCG_TIMEOUTS if timeouts is None else timeouts)
         self.wrong_key_for = set(wrong_key_for)   # node ids given a key of their own (authentication tests)
         self.sync = dict(sync or {})
@@ -282,7 +287,8 @@ class Cluster:
 
     def qemu_command(self, node):
         e = self.env
-        cmd = [e["PLOVER_QEMU"], "-M", "pc", "-m", self.mem, "-smp", str(self.smp), "-accel", "tcg,thread=multi",
+        cmd = [e["PLOVER_QEMU"], "-M", "pc", "-m", self.mem, "-smp", str(self.smp), "-accel", f"tcg,thread={self.tcg_threads}",
+               *(["-icount", self.icount] if self.icount else []),
                "-display", "none", "-nodefaults", "-S", "-kernel", e["PLOVER_KERNEL"], "-initrd", e["PLOVER_INITRD"],
                "-append", f"console=ttyS0 quiet plover.ip={GUEST_IP}/{SUBNET} plover.redis=1",
                "-serial", f"file:{node.serial_path}", "-qmp", f"unix:{node.qmp_path},server=on,wait=off",
