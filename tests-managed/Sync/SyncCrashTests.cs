@@ -28,12 +28,12 @@ public class SyncCrashTests
         data.Add(SyncRole.Backup, SyncStep.BeforeAck, 1);    // applied, ack never sent
         foreach (var role in new[] { SyncRole.Primary, SyncRole.Backup })
         {
-            // sub-block mode (the default; chunks of 16 divergent pages, one page per sub-block hash frame)
+            // sub-block mode (the default; chunks of 16 divergent pages, 64 / (4096 / B) pages per sub-block hash frame)
             data.Add(role, SyncStep.DivergentListed, 1);     // the divergent list sent / received
             data.Add(role, SyncStep.SubBlocksHashed, 1);     // own sub-block hashes of the first chunk
             data.Add(role, SyncStep.SubBlockHashChunk, 2);   // during the first chunk's sub-block hashes
             data.Add(role, SyncStep.SubBlocksHashed, 2);     // the second chunk, after the first one's sub-blocks
-            data.Add(role, SyncStep.SubBlockHashChunk, 20);  // during the second chunk's
+            data.Add(role, SyncStep.SubBlockHashChunk, 12);  // during the second chunk's (2 pages per frame at 128 bytes)
         }
         data.Add(SyncRole.Backup, SyncStep.Applying, 1);     // half applied: torn, and the engine says so
         return data;

@@ -31,6 +31,7 @@
 //     pause_ms_median, pause_ms_p10, pause_ms_p90, pause_ms_breakdown {stop, bitmap, hash, compare, sub_blocks,
 //       transfer, device_state, apply, resume} (the primary's, ms)
 //     backup_apply_ms (the backup's own apply: copy into guest RAM, divergence comparison, device load)
+//     backup_pause_ms_breakdown {stop, bitmap, hash, sub_blocks, transfer, device_state, apply, total} (the backup's)
 //     divergence {pages, bytes, blocks64, mean_blocks64, histogram {"1-8","9-64","65-512","513-4095","4096"}}
 //       (the backup's comparison of the median sync)
 //   scale          {note, rows[]}, each row: memory_gib, memory, dirty_pages, hash_threads (1 or 0 = all cores,
@@ -225,6 +226,7 @@ sealed class Row
     public long WireBytes, BitmapBytes, HashBytes, PageBytes, DeviceBytes, ControlBytes;
     public double Ratio, PauseMs, PauseP10, PauseP90, Stop, Bitmap, Hash, Compare, SubBlockPhase, Transfer, Device, Apply, Resume, BackupApply;
     public DivergenceSample Divergence;
+    public SyncPause BackupPause;
 
     public void Write(Utf8JsonWriter j, bool scale = false)
     {
@@ -263,6 +265,12 @@ sealed class Row
         j.WriteString("bitmap_encoding", BitmapEncoding); j.WriteNumber("bitmap_payload_bytes", BitmapPayload); j.WriteNumber("bitmap_raw_bytes", BitmapRaw);
         WritePause(j);
         j.WriteNumber("backup_apply_ms", Math.Round(BackupApply, 3));
+        j.WriteStartObject("backup_pause_ms_breakdown");
+        j.WriteNumber("stop", Math.Round(BackupPause.Stop / 1000, 3)); j.WriteNumber("bitmap", Math.Round(BackupPause.Bitmap / 1000, 3));
+        j.WriteNumber("hash", Math.Round(BackupPause.Hash / 1000, 3)); j.WriteNumber("sub_blocks", Math.Round(BackupPause.SubBlocks / 1000, 3));
+        j.WriteNumber("transfer", Math.Round(BackupPause.Transfer / 1000, 3)); j.WriteNumber("device_state", Math.Round(BackupPause.DeviceState / 1000, 3));
+        j.WriteNumber("apply", Math.Round(BackupPause.Apply / 1000, 3)); j.WriteNumber("total", Math.Round(BackupPause.Total / 1000, 3));
+        j.WriteEndObject();
         j.WriteStartObject("divergence");
         j.WriteNumber("pages", Divergence.Pages); j.WriteNumber("bytes", Divergence.Bytes); j.WriteNumber("blocks64", Divergence.Blocks64);
         j.WriteNumber("mean_blocks64", Math.Round(Divergence.MeanBlocks64, 3));
@@ -287,12 +295,12 @@ sealed class Row
     public static void Print(IReadOnlyList<Row> rows)
     {
         Console.WriteLine($"{"memory",-7} {"dirty",7} {"div%",4} {"mode",-10} {"thr",3} {"sub",4} {"cmp",3} {"union",7} {"sent",7} {"sub-blk",8} {"wire MiB",9} {"ratio",6} " +
-                          $"{"pause ms",9} {"p10",7} {"p90",7}  {"stop",5} {"bitmap",6} {"hash",6} {"cmp",5} {"subblk",6} {"xfer",7} {"dev",5} {"apply",6} {"resume",6} {"b.apply",7}");
+                          $"{"pause ms",9} {"p10",7} {"p90",7}  {"stop",5} {"bitmap",6} {"hash",6} {"cmp",5} {"subblk",6} {"xfer",7} {"dev",5} {"apply",6} {"resume",6} {"b.apply",7} {"b.subblk",7}");
         foreach (var r in rows)
             Console.WriteLine($"{r.Memory,-7} {r.DirtyPages,7} {r.DivergentPct,4:0} {r.Mode,-10} {(r.HashThreads == 0 ? "all" : r.HashThreads.ToString()),3} " +
                               $"{r.SubBlockBytes,4} {(r.RecordDivergence ? "yes" : "no"),3} {r.UnionPages,7} {r.SentPages,7} {r.SubBlocks,8} {r.WireBytes / 1048576.0,9:F3} " +
                               $"{(r.Ratio > 0 ? r.Ratio.ToString("F3") : "-"),6} {r.PauseMs,9:F2} {r.PauseP10,7:F2} {r.PauseP90,7:F2}  {r.Stop,5:F2} {r.Bitmap,6:F2} " +
-                              $"{r.Hash,6:F2} {r.Compare,5:F2} {r.SubBlockPhase,6:F2} {r.Transfer,7:F2} {r.Device,5:F2} {r.Apply,6:F2} {r.Resume,6:F2} {r.BackupApply,7:F3}");
+                              $"{r.Hash,6:F2} {r.Compare,5:F2} {r.SubBlockPhase,6:F2} {r.Transfer,7:F2} {r.Device,5:F2} {r.Apply,6:F2} {r.Resume,6:F2} {r.BackupApply,7:F3} {r.BackupPause.SubBlocks / 1000,7:F2}");
     }
 
     public static void PrintScale(IReadOnlyList<Row> rows)
@@ -361,9 +369,12 @@ sealed unsafe class Replicas : IDisposable
         primary.Connection = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, new ClusterIdentity("bench", _key, 1, [1, 2, 3]), 2, TimeSpan.FromSeconds(10));
         backup.Connection = accept.Result;
         _engines[k] = (primary, backup);
-        // warm up (JIT, buffers) with a small sync
-        Dirty(2000, 0.25);
-        Sync(primary, backup);
+        // warm up (JIT tiers, buffers) with a few small syncs: the first point measured on a fresh pair was slower
+        for (int i = 0; i < 4; i++)
+        {
+            Dirty(2000, 0.25);
+            Sync(primary, backup);
+        }
         return (primary, backup);
     }
 
@@ -445,7 +456,7 @@ sealed unsafe class Replicas : IDisposable
             Stop = med.Pause.Stop / 1000, Bitmap = med.Pause.Bitmap / 1000, Hash = med.Pause.Hash / 1000, Compare = med.Pause.Compare / 1000,
             SubBlockPhase = med.Pause.SubBlocks / 1000, Transfer = med.Pause.Transfer / 1000, Device = med.Pause.DeviceState / 1000,
             Apply = med.Pause.Apply / 1000, Resume = med.Pause.Resume / 1000, BackupApply = medB.Pause.Apply / 1000,
-            Divergence = medB.Divergence,
+            Divergence = medB.Divergence, BackupPause = medB.Pause,
         };
     }
 
