@@ -10,7 +10,7 @@
 # Extra arguments go to the bench: --sizes 1,4 --dirty 1,5,20 --divergent 0,25,50 --reps 3 --target-reps 15
 # --sub-blocks 0,64,128 --sub-block 64 (the engine's) --scale-sizes 1,2,4,8 --scale-dirty 1000,10000,100000
 # --scale-reps 3 --no-scale --workload realistic|word --device-state BYTES --pages-per-frame N --quick (a short run
-# for development: 1 GiB grid, target at 0/64/256, scale 1-2 GiB x 1k/10k).
+# for development: 1 GiB grid, target at 0/64/128, scale 1-2 GiB x 1k/10k).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 artifacts="${PLOVER_ARTIFACTS:-/work/main/artifacts}"

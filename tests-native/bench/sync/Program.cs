@@ -197,7 +197,7 @@ sealed class BenchOptions
                 case "--json": o.Json = Next(); break;
                 case "--quick":
                     o.SizesGiB = [1]; o.DirtyPct = [1, 20]; o.DivergentPct = [0, 50]; o.Reps = 1; o.TargetReps = 5;
-                    o.SubBlocks = [0, 64, 256]; o.ScaleSizesGiB = [1, 2]; o.ScaleDirty = [1_000, 10_000]; o.ScaleReps = 1;
+                    o.SubBlocks = [0, 64, 128]; o.ScaleSizesGiB = [1, 2]; o.ScaleDirty = [1_000, 10_000]; o.ScaleReps = 1;
                     break;
                 default: throw new ArgumentException($"unknown argument {args[i]}");
             }
