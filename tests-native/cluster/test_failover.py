@@ -94,12 +94,16 @@ class ReleaseSampler(threading.Thread):
         return checks.split_brain({f"{node}.{inc}": windows for (node, inc), windows in self.seen.items()})
 
 
-class Failover(unittest.TestCase):
+class ClusterUnderLoad(unittest.TestCase):
+    """One cluster for the whole class, under the Load from the start, with a ReleaseSampler watching it.
+    Subclasses name it (NAME) and may add Cluster arguments (CLUSTER_ARGS)."""
+    NAME = "cluster"
+    CLUSTER_ARGS = {}
+
     @classmethod
     def setUpClass(cls):
-        cls.work = tempfile.mkdtemp(prefix="plover-e2e-failover.")
-        cls.cluster = pc.Cluster(cls.work, timeouts={**pc.TCG_TIMEOUTS, "startupMs": 60000},
-                                 env={**os.environ, "PLOVER_FAULT_INJECTION": "1"})   # fault-at-sync, for test_4c
+        cls.work = tempfile.mkdtemp(prefix=f"plover-e2e-{cls.NAME}.")
+        cls.cluster = pc.Cluster(cls.work, timeouts={**pc.TCG_TIMEOUTS, "startupMs": 60000}, **cls.CLUSTER_ARGS)
         cls.report = []
         try:
             cls.cluster.start()
@@ -121,6 +125,24 @@ class Failover(unittest.TestCase):
             shutil.rmtree(cls.work, ignore_errors=True)
         else:
             print(f"kept {cls.work}", file=sys.stderr)
+
+    def verify_every_acknowledged_write(self):
+        """Stops the load, reads back every acknowledged write and checks that no two nodes released at once;
+        returns how many writes were acknowledged."""
+        time.sleep(1)
+        self.load.stop()
+        acked = len(self.load.acks_us())
+        self.assertGreater(acked, 100)
+        result = self.cluster.redis_check("verify-log", self.load.out)
+        self.assertEqual(0, result["missingCount"] + result["wrongCount"], result)
+        self.sampler.stopped = True
+        self.assertEqual([], self.sampler.split_brain(), "two nodes released output at once")
+        return acked
+
+
+class Failover(ClusterUnderLoad):
+    NAME = "failover"
+    CLUSTER_ARGS = {"env": {**os.environ, "PLOVER_FAULT_INJECTION": "1"}}   # fault-at-sync, for test_4c
 
     # ------------------------------------------------------------------ helpers
     def node(self, i):
@@ -313,15 +335,8 @@ class Failover(unittest.TestCase):
                 self.crash_inside_a_sync(role, step)
 
     def test_5_every_acknowledged_write_survived_and_no_term_had_two_primaries(self):
-        time.sleep(1)
-        self.load.stop()
-        acked = len(self.load.acks_us())
-        self.assertGreater(acked, 100)
-        result = self.cluster.redis_check("verify-log", self.load.out)
-        self.assertEqual(0, result["missingCount"] + result["wrongCount"], result)
+        acked = self.verify_every_acknowledged_write()
         self.report.append(f"{acked} acknowledged writes, all read back after every fault")
-        self.sampler.stopped = True
-        self.assertEqual([], self.sampler.split_brain(), "two nodes released output at once")
         code, status, _ = self.status()
         self.assertEqual(0, code, status)
 
