@@ -14,19 +14,6 @@ public class HostileBackupTests
 {
     private static readonly (string, ulong)[] Layout = [("pc.ram", 1UL << 20)];
 
-    private sealed class RawBody(FrameType type, IMessage header, byte[] tail) : IFrameBody
-    {
-        public FrameType Type => type;
-        public int Length => FrameBody.Size(header.CalculateSize(), tail.Length);
-        public void Write(Span<byte> destination)
-        {
-            int h = header.CalculateSize();
-            FrameBody.WriteHeaderLength(destination, h);
-            header.WriteTo(destination.Slice(4, h));
-            tail.CopyTo(destination[(4 + h)..]);
-        }
-    }
-
     /// <summary>The primary dirtied pages 0..9 (all diverge from the backup's); the test's backup sends an empty
     /// bitmap with protocol, garbage page hashes (so every union page diverges) and then what attack gives.</summary>
     private static SyncStats RunAgainst(uint protocol, Action<SyncConnection, ulong> attack)

@@ -15,19 +15,6 @@ public unsafe class HostilePrimaryTests
 {
     private static readonly (string, ulong)[] Layout = [("pc.ram", 1UL << 20)];
 
-    private sealed class RawBody(FrameType type, IMessage header, byte[] tail) : IFrameBody
-    {
-        public FrameType Type => type;
-        public int Length => FrameBody.Size(header.CalculateSize(), tail.Length);
-        public void Write(Span<byte> destination)
-        {
-            int h = header.CalculateSize();
-            FrameBody.WriteHeaderLength(destination, h);
-            header.WriteTo(destination.Slice(4, h));
-            tail.CopyTo(destination[(4 + h)..]);
-        }
-    }
-
     /// <summary>Runs the backup against the test's primary up to the page transfer, then sends what attack gives.</summary>
     private static SyncStats RunAgainst(Action<SyncConnection, ulong[]> attack)
     {
