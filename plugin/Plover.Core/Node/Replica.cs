@@ -103,7 +103,7 @@ public sealed class Replica : IDisposable
         bool primary = options.Role == ReplicaRole.Primary;
         if (primary && options.Joining) throw new ArgumentException("a joining replica is a backup");
         Guard = new OutputGuard(primary ? GuardRole.Primary : GuardRole.Backup, host.OutputPorts, _log);
-        var syncOptions = options.Sync.Log is null ? CopyWithLog(options.Sync, _log) : options.Sync;
+        var syncOptions = options.Sync.Log is null ? options.Sync with { Log = _log } : options.Sync;
         Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, _vm, host.Main, Guard, syncOptions);
         _batcher = new ReplicaInputBatcher(options.MaxInputEntryBytes, options.MaxPendingInputBytes,
             payload => _proposalClock.Propose(() => _driver.Propose(EntryType.Input, payload.Span)));
@@ -745,13 +745,6 @@ public sealed class Replica : IDisposable
         Span<ulong> words = [digest, (ulong)index, CityHash.Hash64(payload)];
         return CityHash.Hash64(System.Runtime.InteropServices.MemoryMarshal.AsBytes(words));
     }
-
-    private static SyncOptions CopyWithLog(SyncOptions o, Action<string> log) => new()
-    {
-        Timeout = o.Timeout, JoinTimeout = o.JoinTimeout, HashThreads = o.HashThreads, PagesPerFrame = o.PagesPerFrame,
-        HashesPerFrame = o.HashesPerFrame, MaxDeviceStateBytes = o.MaxDeviceStateBytes, Checkpoint = o.Checkpoint,
-        HistoryLength = o.HistoryLength, StepHook = o.StepHook, Log = log,
-    };
 
     public void Dispose()
     {

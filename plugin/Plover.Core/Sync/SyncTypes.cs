@@ -68,7 +68,7 @@ public static class SyncProtocol
         bytes >= MinSubBlockBytes && bytes <= MaxSubBlockBytes && (bytes & (bytes - 1)) == 0;
 }
 
-public sealed class SyncOptions
+public sealed record SyncOptions
 {
     /// <summary>Longest wait for any one frame from the peer; then the sync is aborted.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(10);
