@@ -315,6 +315,12 @@ run_tests() {
     nf=$((nf + 1))
   fi
   [ "$native_rc" = 0 ] || [ "$nf" != 0 ] || nf=1
+  # CI shows only the tail of this output: name the failures again, last.
+  if [ "$mf" != 0 ]; then
+    echo "managed failures (full log: $OUT/managed-tests.log):"
+    grep -E -A4 '^\s+Failed [A-Za-z]' "$OUT/managed-tests.log" | cut -c1-300 | head -40 || true
+  fi
+  [ "$nf" = 0 ] || { echo "native failures:"; grep -E '\*\*\*Failed|\(Failed\)|\(Timeout\)' "$OUT/native-tests.log" | head -20 || true; }
   echo "managed: $mp passed, $mf failed, $ms skipped; native: $np passed, $nf failed, $ns skipped"
   echo "$((mp + np)) passed, $((mf + nf)) failed, $((ms + ns)) skipped"
   [ $((mf + nf)) = 0 ]

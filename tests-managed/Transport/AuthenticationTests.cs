@@ -25,7 +25,7 @@ public sealed class AuthenticationTests : IDisposable
         var ports = TransportTestKit.FreePorts(4);
         var eps = TransportTestKit.Endpoints([1, 2, 3, 4], ports);
         _serverEp = eps[3];
-        _server = new TcpTransport(TransportTestKit.Options(3, eps, _serverLog.Sink, handshakeTimeout: TimeSpan.FromMilliseconds(500)));
+        _server = new TcpTransport(TransportTestKit.Options(3, eps, _serverLog.Sink, handshakeTimeout: TimeSpan.FromSeconds(2)));
         _server.Start(_serverSink);
         _good = new TcpTransport(TransportTestKit.Options(1, eps, _goodLog.Sink));
         _good.Start(_goodSink);

@@ -68,7 +68,7 @@ public sealed class RawPeer : IDisposable
     }
 
     /// <summary>True if the other side closes the connection within the timeout (reads and discards until EOF).</summary>
-    public bool WaitClosed(int timeoutMs = 3000)
+    public bool WaitClosed(int timeoutMs = 10000)
     {
         Socket.ReceiveTimeout = timeoutMs;
         var buf = new byte[4096];

@@ -689,14 +689,14 @@ public sealed class Replica : IDisposable
             bool up = connection is { IsClosed: false };
             if (up && !ReferenceEquals(connection, _lastConnection))
             {
-                // The backup behind a new connection may have restarted: the next sync compares every page. It
-                // runs at once unless this is the first connection of a fresh cluster (whose first sync is full
-                // anyway and comes with the first idle moment).
+                // The backup behind a new connection may have restarted: the next sync compares every page, at
+                // once. Not so for the first connection of a fresh cluster: its first sync is full anyway and comes
+                // with the first idle moment (and this loop may see the connection only after that sync completed).
                 bool first = _lastConnection is null && !_runsAlone;
                 _lastConnection = connection;
                 _linkDownSince = 0;
-                _nextSyncFull = true;
                 if (first) continue;
+                _nextSyncFull = true;
                 _host.Main.Post(() =>
                 {
                     if (_role != ReplicaRole.Primary || _fenced) return;
