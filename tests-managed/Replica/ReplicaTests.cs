@@ -159,6 +159,47 @@ public sealed class ReplicaFailoverTests
     }
 }
 
+public sealed class ReplicaEarlyResumeTests
+{
+    [Fact]
+    public void A_primary_that_resumed_early_takes_later_inputs_while_the_backup_applies_and_the_backup_catches_up()
+    {
+        using var atApply = new ManualResetEventSlim();
+        using var go = new ManualResetEventSlim();
+        bool armed = false;
+        void Hook(SyncRole role, SyncStep step)
+        {
+            if (!armed || role != SyncRole.Backup || step != SyncStep.BeforeApply) return;
+            atApply.Set();
+            go.Wait(TimeSpan.FromSeconds(20));
+        }
+        using var c = new ReplicaCluster(Hook);
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1, 10);
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.InjectedSnapshot().Length == 10, 20000), c.Log.ToString());
+
+        armed = true;
+        Assert.True(c.Primary.ProposeSync());
+        Assert.True(atApply.Wait(TimeSpan.FromSeconds(20)), "the backup never reached its apply\n" + c.Log);
+        // The backup holds at its cut until it applied; the primary's guest already runs and takes the next inputs.
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 11, 5);
+        Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryHost.InjectedSnapshot().Length == 15, 20000), c.Log.ToString());
+        Assert.Equal(10, c.BackupHost.InjectedSnapshot().Length);
+        Assert.Empty(c.PrimaryHost.Nic.Sent);   // the replies of the synced epoch wait for the ack
+        armed = false;
+        go.Set();
+
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.InjectedSnapshot().Length == 15, 20000), c.Log.ToString());
+        Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryHost.Nic.Sent.Count == 10, 20000), c.Log.ToString());
+        Assert.Equal(Enumerable.Range(1, 10), c.PrimaryHost.Nic.Sent);   // not the replies to 11..15: next epoch
+        lock (c.PrimarySyncs) Assert.True(c.PrimarySyncs[^1].ResumedEarly, c.PrimarySyncs[^1].ToString());
+
+        c.SyncNow();
+        Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
+        Assert.Equal(Enumerable.Range(1, 15), c.PrimaryHost.Nic.Sent);
+        Assert.Equal(0, c.PrimaryHost.Violations + c.BackupHost.Violations);
+    }
+}
+
 public sealed class ReplicaIdleTriggerTests
 {
     [Fact]

@@ -190,7 +190,7 @@ public unsafe class SubBlockTests(ITestOutputHelper output)
     [InlineData(2, 64)]
     [InlineData(2, 256)]
     [InlineData(3, 1024)]
-    public void SubBlockHasher_OnEveryThread_EqualsCityHashOfEachSubBlock(int threads, int blockBytes)
+    public void PageWorkers_OnEveryThread_EqualsCityHashOfEachSubBlock(int threads, int blockBytes)
     {
         using var memory = new SyntheticGuestMemory(("a", 3UL << 20), ("b", 1UL << 20));
         memory.FillRandom(9);
@@ -199,7 +199,7 @@ public unsafe class SubBlockTests(ITestOutputHelper output)
         var pages = Enumerable.Range(0, 700).Select(_ => (ulong)rng.NextInt64(768)).Append(layout.PageBase(1) + 5).ToArray();
         int perPage = 4096 / blockBytes;
         var hashes = new ulong[pages.Length * perPage];
-        using var hasher = new SubBlockHasher(threads);
+        using var hasher = new PageWorkers(threads);
         for (int round = 0; round < 3; round++)
         {
             Array.Clear(hashes);

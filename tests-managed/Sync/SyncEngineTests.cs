@@ -218,7 +218,7 @@ public class SyncGuardIntegrationTests
             sentWhileWaiting = pair!.PrimaryNic.Sent.Contains(7);
             runningWhileWaiting = pair.PrimaryVm.Running;
         }
-        pair = new SyncPair(Layout, new SyncOptions { StepHook = Hook });
+        pair = new SyncPair(Layout, new SyncOptions { StepHook = Hook, EarlyResume = false });   // EarlyResumeTests: with it
         using var _ = pair;
         pair.PrimaryNic.GuestSends(7);
         new Workload(pair, 1).Run(0.05, 0.5);

@@ -55,7 +55,9 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
         by_channel[channel] = by_channel.get(channel, 0) + v
         by_kind[kind] = by_kind.get(kind, 0) + v
     union = sum(s["union"] for s in syncs)
-    pauses = [s["pauseUs"]["total"] / 1000 for s in syncs]
+    # the pause is how long the primary's guest stood still (less than the sync when it resumed early)
+    pauses = [s["pauseUs"].get("guest", s["pauseUs"]["total"]) / 1000 for s in syncs]
+    durations = [s["pauseUs"]["total"] / 1000 for s in syncs]
     sent = sum(traffic.values())
     commit = status["commitLatencyUs"]
     return {
@@ -72,6 +74,8 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
         "unionPagesPerSync": union / len(syncs) if syncs else 0,
         "pauseP50Ms": percentile(pauses, 0.5),
         "pauseP99Ms": percentile(pauses, 0.99),
+        "syncP50Ms": percentile(durations, 0.5),
+        "resumedEarlyPct": 100 * sum(1 for s in syncs if s.get("resumedEarly")) / len(syncs) if syncs else None,
         "commitP50Us": commit["p50"] if commit["count"] else None,
         "commitP99Us": commit["p99"] if commit["count"] else None,
         "ballot": status["ballot"],
@@ -82,7 +86,8 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
 def run_cluster(mode, pinned, rnd, cfg):
     """Boots one cluster, measures every R and the closed-loop client, stops it. Returns (runs, latency row)."""
     work = tempfile.mkdtemp(prefix=f"plover-bench-e2e-{mode}.")
-    cluster = pc.Cluster(work, mode=mode, pin=pinned, smp=cfg["smp"], tcg_threads=cfg["tcgThreads"], icount=cfg["icount"])
+    cluster = pc.Cluster(work, mode=mode, pin=pinned, smp=cfg["smp"], tcg_threads=cfg["tcgThreads"], icount=cfg["icount"],
+                         sync=None if cfg["earlyResume"] else {"earlyResume": False})
     tag = f"round {rnd} {'pinned' if pinned else 'unpinned':>8} {mode:<12}"
     t0 = time.time()
     cluster.start()
@@ -237,9 +242,11 @@ def main():
            "smp": int(os.environ.get("PLOVER_BENCH_SMP", "2")),
            "tcgThreads": os.environ.get("PLOVER_BENCH_TCG", "multi"),
            "icount": os.environ.get("PLOVER_BENCH_ICOUNT") or None,
+           "earlyResume": os.environ.get("PLOVER_BENCH_EARLY_RESUME", "on") != "off",
            "pins": pins}
     print(f"e2e bench: guest 256 MiB, {cfg['smp']} vCPU(s), TCG ({cfg['tcgThreads']}-threaded"
           f"{', -icount ' + cfg['icount'] if cfg['icount'] else ''}), {os.cpu_count()} host cores; "
+          f"{'' if cfg['earlyResume'] else 'sync.earlyResume off; '}"
           f"redis-benchmark -t SET -P 16 -n {cfg['requests']} for R in {cfg['keyspaces']}, then -c 1 -P 1 "
           f"-n {cfg['latencyRequests']}; {cfg['rounds']} rounds, each booting {', '.join(cfg['modes'])} in turn, "
           f"{' and '.join('pinned' if p else 'unpinned' for p in pins)}", flush=True)

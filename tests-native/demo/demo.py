@@ -73,7 +73,7 @@ def main():
               f"{read['checked'] - read['missingCount'] - read['wrongCount']} of {read['checked']} correct")
 
         print(f"\nsyncs during the load: {len(syncs)} (triggers since start: {p_status['syncTriggers']})")
-        head = (f"{'epoch':>6} {'union':>6} {'ident%':>6} {'diverg':>6} {'KiB':>7}   pause ms: {'total':>6} "
+        head = (f"{'epoch':>6} {'union':>6} {'ident%':>6} {'diverg':>6} {'KiB':>7}   ms: {'guest':>5} {'sync':>6} "
                 f"{'stop':>5} {'bitmap':>6} {'hash':>5} {'cmp':>5} {'xfer':>5} {'dev':>5} {'apply':>5} {'resume':>6}")
         print(head)
         shown = syncs if len(syncs) <= 20 else syncs[:5] + [None] + syncs[-14:]
@@ -84,13 +84,13 @@ def main():
             p = {k: v / 1000 for k, v in s["pauseUs"].items()}
             ident = 100 * s["identical"] / s["union"] if s["union"] else 100
             print(f"{s['epoch']:>6} {s['union']:>6} {ident:>6.1f} {s['divergent']:>6} {s['wire']['total'] / 1024:>7.0f}"
-                  f"             {p['total']:>6.2f} {p['stop']:>5.2f} {p['bitmap']:>6.2f} {p['hash']:>5.2f} "
+                  f"       {p.get('guest', p['total']):>5.2f} {p['total']:>6.2f} {p['stop']:>5.2f} {p['bitmap']:>6.2f} {p['hash']:>5.2f} "
                   f"{p['compare']:>5.2f} {p['transfer']:>5.2f} {p['deviceState']:>5.2f} {p['apply']:>5.2f} "
                   f"{p['resume']:>6.2f}")
         if syncs:
             union = sum(s["union"] for s in syncs)
             ident = sum(s["identical"] for s in syncs)
-            pauses = [s["pauseUs"]["total"] / 1000 for s in syncs]
+            pauses = [s["pauseUs"].get("guest", s["pauseUs"]["total"]) / 1000 for s in syncs]
             print(f"all {len(syncs)}: union {union} pages, {100 * ident / max(union, 1):.1f}% identical (not sent), "
                   f"pause median {statistics.median(pauses):.2f} ms, p99 {pct(pauses, 0.99):.2f} ms, "
                   f"max {max(pauses):.2f} ms")

@@ -41,6 +41,7 @@ internal sealed class RawSync
     public int? MaxEpochMs { get; set; }
     public int? TimeoutMs { get; set; }
     public string? Mode { get; set; }
+    public bool? EarlyResume { get; set; }
 }
 
 internal sealed class RawHashing

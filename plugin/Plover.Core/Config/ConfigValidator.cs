@@ -196,7 +196,8 @@ internal sealed partial class ConfigValidator
         int timeout = Positive(raw.TimeoutMs ?? d.TimeoutMs, "sync.timeoutMs");
         if (threshold > window)
             throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
-        return new SyncConfig(window, threshold, windows, maxEpoch) { TimeoutMs = timeout, Mode = ValidateSyncMode(raw.Mode) };
+        return new SyncConfig(window, threshold, windows, maxEpoch)
+            { TimeoutMs = timeout, Mode = ValidateSyncMode(raw.Mode), EarlyResume = raw.EarlyResume ?? d.EarlyResume };
     }
 
     private SyncMode ValidateSyncMode(string? mode) => mode switch

@@ -14,4 +14,7 @@ public sealed record SyncConfig(int IdleWindowUs, int IdleThresholdUs, int IdleW
 
     public int TimeoutMs { get; init; } = 10_000;
     public SyncMode Mode { get; init; } = SyncMode.Replicate;
+    /// <summary>The primary's guest resumes once the sync's union is copied, before the backup's ack (see
+    /// Sync.SyncOptions.EarlyResume); output stays held either way.</summary>
+    public bool EarlyResume { get; init; } = true;
 }

@@ -59,7 +59,10 @@ public sealed class Replica : IDisposable
     private int _drainPosted;
 
     // Main-thread state.
-    private bool _syncing;            // a sync or a join runs; later entries wait
+    private bool _syncing;            // a sync or a join runs
+    private bool _heldAtCut;          // the VM stopped at a SYNC entry (or joins): later entries wait
+    private int _syncsInFlight;       // queued on the engine (two when a SYNC commits while an early-resumed sync runs)
+    private long _cutIndex;           // log index of the latest SYNC entry this replica stopped at
     private long _skipThrough;        // entries up to here are covered by a joined state: not applied
     private ulong _inputDigest;       // chain over (index, payload) of every INPUT injected
     private long _outputReports, _outputReportsAtCut;
@@ -105,6 +108,7 @@ public sealed class Replica : IDisposable
         Guard = new OutputGuard(primary ? GuardRole.Primary : GuardRole.Backup, host.OutputPorts, _log);
         var syncOptions = options.Sync.Log is null ? options.Sync with { Log = _log } : options.Sync;
         Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, _vm, host.Main, Guard, syncOptions);
+        Engine.ResumedEarly += OnResumedEarly;
         _batcher = new ReplicaInputBatcher(options.MaxInputEntryBytes, options.MaxPendingInputBytes,
             payload => _proposalClock.Propose(() => _driver.Propose(EntryType.Input, payload.Span)));
         driver.Committed = OnCommitted;
@@ -322,7 +326,7 @@ public sealed class Replica : IDisposable
         // A joining backup applies nothing until its join sync: that state covers every entry up to its cut, and
         // a SYNC entry run as an ordinary sync in between (the join retries after an abort) would take the
         // primary's full sync without ending the join.
-        if (!_started || _syncing || _joining || _disposed) return;
+        if (!_started || _heldAtCut || _joining || _disposed) return;
         int budget = MaxEntriesPerDrain;
         while (_committed.TryDequeue(out var entry))
         {
@@ -340,7 +344,7 @@ public sealed class Replica : IDisposable
                     break;
             }
             Volatile.Write(ref _lastAppliedIndex, entry.Index);
-            if (_syncing) return;   // a role change started a join
+            if (_heldAtCut) return;   // a role change started a join
             if (--budget == 0)
             {
                 PostDrain();   // give the main loop back; the rest follows in the next callback, in order
@@ -394,7 +398,9 @@ public sealed class Replica : IDisposable
         // has just been established may register a moment later (the engine waits for it).
         // Every entry before this one was injected in this same callback (or an earlier one) and none after it
         // will be until the sync is over: both VMs stop at the same log position.
-        _syncing = true;
+        _syncing = _heldAtCut = true;
+        _syncsInFlight++;
+        _cutIndex = entry.Index;
         Volatile.Write(ref _inputsAtLastSync, InputsTaken);
         Volatile.Write(ref _outputReportsAtCut, _outputReports);
         Volatile.Write(ref _lastAppliedIndex, entry.Index);
@@ -439,7 +445,8 @@ public sealed class Replica : IDisposable
         if (_disposed) return;
         _host.Main.Post(() =>
         {
-            _syncing = false;
+            bool last = --_syncsInFlight == 0;   // else a later SYNC entry holds the VM at its cut already
+            if (last) _syncing = _heldAtCut = false;
             if (completed && stats!.InputsDiverged)
             {
                 Interlocked.Increment(ref _inputDivergences);
@@ -459,7 +466,7 @@ public sealed class Replica : IDisposable
             }
             else if (completed && _role == ReplicaRole.Primary && stats!.FullSync && _runsAlone)
                 FinishReprotection();
-            else if (!completed && !_joining && !_fenced)
+            else if (!completed && !_joining && !_fenced && last)
                 ResumeAfterAbort();
             if (_demoteWhenIdle is { } demote) { _demoteWhenIdle = null; demote(); return; }
             Drain();
@@ -471,6 +478,15 @@ public sealed class Replica : IDisposable
     /// own stop step ran, so a sync that failed before (no connection within the timeout) would leave it stopped.
     /// vm_start is a no-op on a running VM.
     /// </summary>
+    /// <summary>MAIN thread (from the engine): the primary's guest resumed while the sync of the latest cut goes on
+    /// from its snapshot; entries after the cut may enter the guest (their output is held for the next sync).</summary>
+    private void OnResumedEarly(SyncRequest request)
+    {
+        if (request.LogIndex != _cutIndex || !_heldAtCut || _joining || _disposed) return;
+        _heldAtCut = false;
+        PostDrain();
+    }
+
     private void ResumeAfterAbort()
     {
         try { _vm.Start(); }
@@ -641,7 +657,8 @@ public sealed class Replica : IDisposable
     /// <summary>MAIN thread: wait (on the engine's thread) for the primary's next sync and take it.</summary>
     private void StartJoin()
     {
-        _syncing = true;
+        _syncing = _heldAtCut = true;
+        _syncsInFlight++;
         Engine.RunAsync(SyncRequest.Join).ContinueWith(t => SyncDone(SyncRequest.Join, t), TaskScheduler.Default);
     }
 

@@ -114,7 +114,8 @@ public sealed class ReplicaNode : IDisposable
                 {
                     HashThreads = _config.Hashing.Threads, Timeout = TimeSpan.FromMilliseconds(_config.Sync.TimeoutMs),
                     JoinTimeout = TimeSpan.FromMilliseconds(Math.Max(_config.Timeouts.StartupMs, _config.Sync.TimeoutMs)),
-                    Checkpoint = _config.Sync.Mode == SyncMode.Checkpoint, HistoryLength = 4096, Log = _log,
+                    Checkpoint = _config.Sync.Mode == SyncMode.Checkpoint, EarlyResume = _config.Sync.EarlyResume,
+                    HistoryLength = 4096, Log = _log,
                     StepHook = Faults is { } faults ? faults.OnStep : null,
                 },
                 Idle = _config.Sync,

@@ -210,7 +210,7 @@ public sealed unsafe partial class SyncEngine
             {
                 uint count = (uint)Math.Min(pagesPerHashFrame, end - i);
                 ulong* hashes = mine + (i - first) * (ulong)perPage;
-                _subHasher.Hash(layout, list + i, count, blockBytes, hashes);
+                _workers.Hash(layout, list + i, count, blockBytes, hashes);
                 if (i == first) Hook(SyncStep.SubBlocksHashed);
                 stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, hashes, i, count, divergent, blockBytes));
                 Hook(SyncStep.SubBlockHashChunk);

@@ -9,6 +9,19 @@ public sealed unsafe partial class SyncEngine
 {
     private void RunPrimary(SyncConnection connection, SyncRequest request, SyncStats stats)
     {
+        // A sync-point action (a check of both replicas' RAM) needs this guest stopped in the shared state until the
+        // ack: it rules out an early resume. Kept for the next sync if this one fails.
+        var atSyncPoint = Interlocked.Exchange(ref _atSyncPoint, null);
+        try { RunPrimary(connection, request, stats, atSyncPoint); }
+        catch
+        {
+            if (atSyncPoint is not null) Interlocked.CompareExchange(ref _atSyncPoint, atSyncPoint, null);
+            throw;
+        }
+    }
+
+    private void RunPrimary(SyncConnection connection, SyncRequest request, SyncStats stats, Action<SyncRequest>? atSyncPoint)
+    {
         StopVm(request, stats);
 
         // Bitmaps: the backup sends first, we OR and answer with ours (one direction at a time: no deadlock).
@@ -19,6 +32,18 @@ public sealed unsafe partial class SyncEngine
         stats.UnionPages = unionPages;
         stats.Pause.Bitmap = Microseconds(t);
         Hook(SyncStep.BitmapsExchanged);
+
+        // Early resume: from here on every page is read from the copy, and the guest runs the next epoch.
+        IPageSource pages = _layout!;
+        if (_options.EarlyResume && atSyncPoint is null && unionPages <= (ulong)Math.Max(_options.EarlyResumeMaxPages, 0))
+        {
+            t = Stopwatch.GetTimestamp();
+            _snapshot.Take(_layout!, _union.Pointer, unionPages, _workers);
+            stats.Pause.Snapshot = Microseconds(t);
+            ResumeEarly(request, stats);
+            pages = _snapshot;
+            Hook(SyncStep.ResumedEarly);
+        }
 
         // Hashes: ours in parallel with the backup's, then theirs arrive in union page order.
         t = Stopwatch.GetTimestamp();
@@ -42,12 +67,12 @@ public sealed unsafe partial class SyncEngine
 
         if (subBlocks)
         {
-            SendSubBlocks(connection, request, unionPages, divergent, stats);
+            SendSubBlocks(connection, request, pages, unionPages, divergent, stats);
         }
         else
         {
             t = Stopwatch.GetTimestamp();
-            SendPages(connection, request, divergent, stats);
+            SendPages(connection, request, pages, divergent, stats);
             stats.Pause.Transfer = Microseconds(t);
         }
         Hook(SyncStep.BeforeDeviceState);
@@ -66,18 +91,40 @@ public sealed unsafe partial class SyncEngine
         if (ack.Epoch != request.Epoch || ack.PagesApplied != divergent)
             throw new SyncProtocolException($"ack for e{ack.Epoch} with {ack.PagesApplied} pages; expected e{request.Epoch} with {divergent}");
         stats.Pause.Apply = Microseconds(t);
-        RunSyncPointAction(request);
+        if (atSyncPoint is not null) RunSyncPointAction(request, atSyncPoint);   // one set since waits for the next sync
 
         t = Stopwatch.GetTimestamp();
+        bool resumed = _resumedEarly;
+        _main.Invoke(() =>
+        {
+            if (!resumed)
+            {
+                _vm.DirtyClear();
+                _vm.Start();
+                _vmStopped = false;
+            }
+            stats.OutputUtc = DateTime.UtcNow;
+            stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;   // after vm_start: frames leave only while running
+        });
+        stats.Pause.Resume += Microseconds(t);
+    }
+
+    /// <summary>Main thread: the guest runs the next epoch while this sync goes on from the snapshot. Its dirt from
+    /// here on belongs to the next sync; output stays held (this epoch's until the ack, the next one's until its sync).</summary>
+    private void ResumeEarly(SyncRequest request, SyncStats stats)
+    {
+        long t = Stopwatch.GetTimestamp();
         _main.Invoke(() =>
         {
             _vm.DirtyClear();
             _vm.Start();
             _vmStopped = false;
-            stats.OutputUtc = DateTime.UtcNow;
-            stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;   // after vm_start: frames leave only while running
+            _resumedEarly = true;
+            stats.ResumedEarly = true;
+            ResumedEarly?.Invoke(request);
         });
         stats.Pause.Resume = Microseconds(t);
+        stats.Pause.Guest = Stopwatch.GetElapsedTime(_syncStartedAt).TotalMicroseconds;
     }
 
     private void ReceiveHashes(SyncConnection connection, SyncRequest request, ulong unionPages, SyncStats stats)
@@ -154,7 +201,7 @@ public sealed unsafe partial class SyncEngine
     /// differ. A page whose hash differed but none of whose sub-block hashes do (a sub-block hash collision) is
     /// sent whole: the page hash has the last word.
     /// </summary>
-    private void SendSubBlocks(SyncConnection connection, SyncRequest request, ulong unionPages, ulong divergent, SyncStats stats)
+    private void SendSubBlocks(SyncConnection connection, SyncRequest request, IPageSource pages, ulong unionPages, ulong divergent, SyncStats stats)
     {
         var layout = _layout!;
         int blockBytes = _syncSubBlockBytes;
@@ -175,7 +222,7 @@ public sealed unsafe partial class SyncEngine
         for (ulong first = 0; first < divergent; first += chunk)
         {
             ulong count = Math.Min(chunk, divergent - first);
-            _subHasher.Hash(layout, list + first, (long)count, blockBytes, mine);
+            _workers.Hash(pages, list + first, (long)count, blockBytes, mine);
             Hook(SyncStep.SubBlocksHashed);
             ReceiveSubBlockHashes(connection, request, first, count, divergent, blockBytes, theirs, stats);
             for (ulong i = 0; i < count; i++)
@@ -192,7 +239,7 @@ public sealed unsafe partial class SyncEngine
             for (ulong i = 0; i < count; i += (ulong)_options.PagesPerFrame)
             {
                 uint n = (uint)Math.Min((ulong)_options.PagesPerFrame, count - i);
-                stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, layout, list + first + i, masks + i, first + i, n, blockBytes));
+                stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + first + i, masks + i, first + i, n, blockBytes));
                 stats.PageDataBytes += _subPagesBody.Blocks * (ulong)blockBytes;
                 Hook(SyncStep.PageBatch);
             }
@@ -228,13 +275,13 @@ public sealed unsafe partial class SyncEngine
         }
     }
 
-    private void SendPages(SyncConnection connection, SyncRequest request, ulong divergent, SyncStats stats)
+    private void SendPages(SyncConnection connection, SyncRequest request, IPageSource pages, ulong divergent, SyncStats stats)
     {
         ulong* list = _pageList.Pointer;
         for (ulong i = 0; i < divergent; i += (ulong)_options.PagesPerFrame)
         {
             uint count = (uint)Math.Min((ulong)_options.PagesPerFrame, divergent - i);
-            stats.Wire.Pages += connection.Send(_pagesBody.Set(request.Epoch, _layout!, list + i, count));
+            stats.Wire.Pages += connection.Send(_pagesBody.Set(request.Epoch, pages, list + i, count));
             stats.PageDataBytes += count * (ulong)GuestRamBlock.PageSize;
             Hook(SyncStep.PageBatch);
         }

@@ -51,7 +51,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly NativeBuffer<ulong> _localSub = new();
     private readonly NativeBuffer<ulong> _remoteSub = new();
     private readonly NativeBuffer<ulong> _masks = new();
-    private readonly SubBlockHasher _subHasher;
+    private readonly PageWorkers _workers;                     // sub-block hashing and the union's copy, on every core
+    private readonly UnionSnapshot _snapshot = new();           // primary, early resume: the union's pages at the cut
     private readonly SubBlockPagesBody _subPagesBody = new();
     private int _syncSubBlockBytes;                              // this sync's sub-block size (0: whole pages)
 
@@ -70,6 +71,9 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private volatile SyncConnection? _connection;
     private readonly Lock _runLock = new();
     private bool _vmStopped;
+    private long _syncStartedAt;       // timestamp of this sync's stop request
+    private bool _resumedEarly;        // this sync's guest runs again although the sync is not over
+    private bool _markAllAtNextStop;   // a sync that resumed early aborted: its union's dirt was cleared
     private volatile bool _stateInvalid;
 
     public SyncEngine(SyncRole role, IGuestMemory memory, IVmHost vm, IMainThread main, OutputGuard? guard, SyncOptions? options = null)
@@ -89,11 +93,15 @@ public sealed unsafe partial class SyncEngine : IDisposable
         if (_options.SubBlockChunkPages < 1 || _options.SubBlockChunkPages > SyncProtocol.MaxChunkPages)
             throw new ArgumentOutOfRangeException(nameof(options), $"SubBlockChunkPages must be 1..{SyncProtocol.MaxChunkPages}");
         _hasher = new PageHasher(_options.HashThreads);
-        _subHasher = new SubBlockHasher(_hasher.Threads);
+        _workers = new PageWorkers(_hasher.Threads);
         Metrics = new SyncMetrics(_options.HistoryLength);
         _thread = ThreadScheduling.Start(ThreadLoop, $"plover-sync-{role.ToString().ToLowerInvariant()}", ThreadScheduling.Priority.High, _log);
         _thread.Start();
     }
+
+    /// <summary>Primary, early resume: raised on the main thread right after the guest resumed while the sync goes on
+    /// (its output stays held until the ack). The replica lets later entries into the guest from here on.</summary>
+    public event Action<SyncRequest>? ResumedEarly;
 
     /// <summary>Primary or backup; changes (failover, demotion) only while no sync runs (see <see cref="SetRole"/>).</summary>
     public SyncRole Role => _role;
@@ -176,9 +184,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
             Checkpoint = _options.Checkpoint, StartedUtc = DateTime.UtcNow,
         };
-        long start = Stopwatch.GetTimestamp();
+        long start = _syncStartedAt = Stopwatch.GetTimestamp();
         var connection = WaitForConnection(Role == SyncRole.Backup ? _options.Timeout : TimeSpan.Zero);
         _vmStopped = false;
+        _resumedEarly = false;
         try
         {
             if (connection is null || connection.IsClosed)
@@ -219,6 +228,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             Abort(connection, request, stats, e);
         }
         stats.Pause.Total = Microseconds(start);
+        if (!stats.ResumedEarly) stats.Pause.Guest = stats.Pause.Total;
         Metrics.Record(stats);
         return stats;
     }
@@ -251,6 +261,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         stats.Wire.Control += placeholder.Wire.Control;
         long start = Stopwatch.GetTimestamp();
         _vmStopped = false;
+        _resumedEarly = false;
         try
         {
             _layout ??= new SyncLayout(_memory.Blocks);
@@ -264,6 +275,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             Abort(connection, request, stats, e);
         }
         stats.Pause.Total = Microseconds(start);
+        stats.Pause.Guest = stats.Pause.Total;
         Metrics.Record(stats);
         return stats;
     }
@@ -301,6 +313,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
         }
         connection?.Dispose();
         Interlocked.CompareExchange(ref _connection, null, connection);
+        // The guest resumed early with its dirt cleared: the union of this sync must be covered by the next one.
+        if (_resumedEarly) _markAllAtNextStop = true;
         if (_vmStopped)
         {
             try { _main.Invoke(_vm.Start); }
@@ -333,7 +347,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
             _vm.Stop();
             _vmStopped = true;
             _guard?.CutEpoch(request.Epoch);
-            if (request.FullSync) _vm.DirtyMarkAll();
+            if (request.FullSync || _markAllAtNextStop) _vm.DirtyMarkAll();
+            _markAllAtNextStop = false;
             _vm.DirtySync();
             if (Role == SyncRole.Primary)
             {
@@ -418,17 +433,21 @@ public sealed unsafe partial class SyncEngine : IDisposable
         return PopCount(union, layout.TotalWords);
     }
 
-    /// <summary>Hashes every union page, block by block, straight from guest RAM; returns hashes written.</summary>
+    /// <summary>Hashes every union page, block by block, straight from guest RAM (or, after an early resume, from the
+    /// snapshot, which holds them in the same order); returns hashes written.</summary>
     private ulong HashUnion(ulong unionPages)
     {
         var layout = _layout!;
         ulong* hashes = _localHashes.Ensure(Math.Max(unionPages, 1));
         ulong k = 0;
-        for (int b = 0; b < layout.BlockCount; b++)
-        {
-            var block = layout.Block(b);
-            k += (ulong)_hasher.HashPages(block.Host, block.Pages, _union.Pointer + layout.WordBase(b), hashes + k);
-        }
+        if (_resumedEarly)
+            k = (ulong)_hasher.HashPages(_snapshot.Data, _snapshot.Pages, _snapshot.AllPages, hashes);
+        else
+            for (int b = 0; b < layout.BlockCount; b++)
+            {
+                var block = layout.Block(b);
+                k += (ulong)_hasher.HashPages(block.Host, block.Pages, _union.Pointer + layout.WordBase(b), hashes + k);
+            }
         if (k != unionPages) throw new InvalidOperationException($"hashed {k} pages, the union has {unionPages}");
         Hook(SyncStep.Hashed);
         return k;
@@ -487,7 +506,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _thread.Join();
         _connection?.Dispose();
         _hasher.Dispose();
-        _subHasher.Dispose();
+        _workers.Dispose();
+        _snapshot.Dispose();
         _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
         _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose();
         Divergence.Dispose();

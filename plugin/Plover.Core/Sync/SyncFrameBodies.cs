@@ -143,25 +143,26 @@ internal sealed unsafe class HashesBody : SyncFrameBody
     }
 }
 
-/// <summary>Frame 34: a batch of divergent pages copied once, straight from guest RAM into the send buffer.</summary>
+/// <summary>Frame 34: a batch of divergent pages copied once, straight from guest RAM (or the primary's snapshot of
+/// the union) into the send buffer.</summary>
 internal sealed unsafe class PagesBody : SyncFrameBody
 {
     private readonly SyncPages _header = new();
-    private SyncLayout _layout = null!;
+    private IPageSource _source = null!;
     private ulong* _pages;
 
     public override FrameType Type => FrameType.SyncPages;
     protected override IMessage Header => _header;
     public override int TailLength => (int)_header.Count * (8 + GuestRamBlock.PageSize);
 
-    public PagesBody Set(ulong epoch, SyncLayout layout, ulong* pageNumbers, uint count)
+    public PagesBody Set(ulong epoch, IPageSource source, ulong* pageNumbers, uint count)
     {
         _header.Epoch = epoch;
         _header.Count = count;
         _header.SubBlockBytes = 0;
         _header.FirstIndex = 0;
         _header.Blocks = 0;
-        _layout = layout;
+        _source = source;
         _pages = pageNumbers;
         Seal();
         return this;
@@ -173,16 +174,16 @@ internal sealed unsafe class PagesBody : SyncFrameBody
         for (int i = 0; i < count; i++) BinaryPrimitives.WriteUInt64LittleEndian(tail[(i * 8)..], _pages[i]);
         var data = tail[(count * 8)..];
         for (int i = 0; i < count; i++)
-            new ReadOnlySpan<byte>(_layout.PageAddress(_pages[i]), GuestRamBlock.PageSize).CopyTo(data[(i * GuestRamBlock.PageSize)..]);
+            new ReadOnlySpan<byte>(_source.PageAddress(_pages[i]), GuestRamBlock.PageSize).CopyTo(data[(i * GuestRamBlock.PageSize)..]);
     }
 }
 
 /// <summary>Frame 34 in sub-block mode: divergent pages [first, first + count) of the divergent list, each as its mask
-/// and the sub-blocks the mask names, copied straight from guest RAM into the send buffer.</summary>
+/// and the sub-blocks the mask names, copied straight from guest RAM (or the snapshot) into the send buffer.</summary>
 internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
 {
     private readonly SyncPages _header = new();
-    private SyncLayout _layout = null!;
+    private IPageSource _source = null!;
     private ulong* _pages;
     private ulong* _masks;
     private int _blockBytes;
@@ -196,7 +197,7 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
     public static int MaskBytes(int blockBytes) => (GuestRamBlock.PageSize / blockBytes + 7) / 8;
 
     /// <summary>pages and masks point at the first page's entry.</summary>
-    public SubBlockPagesBody Set(ulong epoch, SyncLayout layout, ulong* pages, ulong* masks, ulong first, uint count, int blockBytes)
+    public SubBlockPagesBody Set(ulong epoch, IPageSource source, ulong* pages, ulong* masks, ulong first, uint count, int blockBytes)
     {
         int maskBytes = MaskBytes(blockBytes);
         ulong blocks = 0;
@@ -206,7 +207,7 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
         _header.SubBlockBytes = (uint)blockBytes;
         _header.FirstIndex = first;
         _header.Blocks = (uint)blocks;
-        _layout = layout;
+        _source = source;
         _pages = pages;
         _masks = masks;
         _blockBytes = blockBytes;
@@ -228,7 +229,7 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
             BinaryPrimitives.WriteUInt64LittleEndian(mask, m);
             mask[..maskBytes].CopyTo(tail[at..]);
             at += maskBytes;
-            byte* page = _layout.PageAddress(_pages[i]);
+            byte* page = _source.PageAddress(_pages[i]);
             while (m != 0)
             {
                 int j = BitOperations.TrailingZeroCount(m);

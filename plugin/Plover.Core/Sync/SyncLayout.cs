@@ -9,7 +9,7 @@ namespace Plover.Sync;
 /// block's part can be handed to the page hasher as a pointer. Both replicas must have the same layout
 /// (<see cref="Hash"/> over names and lengths is compared at every sync).
 /// </summary>
-public sealed unsafe class SyncLayout
+public sealed unsafe class SyncLayout : IPageSource
 {
     private readonly GuestRamBlock[] _blocks;
     private readonly ulong[] _wordBase;

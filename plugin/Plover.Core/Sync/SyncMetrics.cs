@@ -71,8 +71,8 @@ public sealed class SyncMetrics
             _identical += stats.IdenticalPages;
             _divergent += stats.DivergentPages;
             _wire.Add(stats.Wire);
-            _pause += stats.Pause.Total;
-            _maxPause = Math.Max(_maxPause, stats.Pause.Total);
+            _pause += stats.Pause.Guest;   // what the guest's clients felt (less than the sync when it resumed early)
+            _maxPause = Math.Max(_maxPause, stats.Pause.Guest);
         }
     }
 }

@@ -41,7 +41,12 @@ public struct SyncPause
     public double Apply;
     /// <summary>Main-thread resume action: dirty clear, vm_start, output release or discard.</summary>
     public double Resume;
-    /// <summary>Stop request to resume done.</summary>
+    /// <summary>Primary, early resume: copying the union's pages before the guest resumed.</summary>
+    public double Snapshot;
+    /// <summary>How long this side's guest was stopped: stop request to vm_start (the pause its clients feel).
+    /// Equal to <see cref="Total"/> unless the primary resumed early.</summary>
+    public double Guest;
+    /// <summary>Stop request to the end of the sync (ack received, output released).</summary>
     public double Total;
 }
 
@@ -62,6 +67,8 @@ public sealed class SyncStats
     public bool InputsDiverged { get; internal set; }
     /// <summary>A checkpoint (see <see cref="SyncOptions.Checkpoint"/>): every page the primary dirtied was sent.</summary>
     public bool Checkpoint { get; init; }
+    /// <summary>Primary: the guest resumed once the union was copied, before the backup's ack (<see cref="SyncOptions.EarlyResume"/>).</summary>
+    public bool ResumedEarly { get; internal set; }
     public DateTime StartedUtc { get; init; }
     public SyncOutcome Outcome { get; internal set; }
     public string? Error { get; internal set; }
@@ -98,5 +105,5 @@ public sealed class SyncStats
         $"{DivergentPages} divergent{(SubBlockBytes > 0 ? $" ({SubBlocks} sub-blocks of {SubBlockBytes} B)" : "")}; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
         $"device {Wire.DeviceState}, control {Wire.Control}); pause {Pause.Total:F0} us (stop {Pause.Stop:F0}, bitmap {Pause.Bitmap:F0}, " +
         $"hash {Pause.Hash:F0}, compare {Pause.Compare:F0}, sub-blocks {Pause.SubBlocks:F0}, transfer {Pause.Transfer:F0}, device {Pause.DeviceState:F0}, " +
-        $"apply {Pause.Apply:F0}, resume {Pause.Resume:F0})";
+        $"apply {Pause.Apply:F0}, resume {Pause.Resume:F0}, snapshot {Pause.Snapshot:F0}; guest stopped {Pause.Guest:F0} us{(ResumedEarly ? ", resumed early" : "")})";
 }

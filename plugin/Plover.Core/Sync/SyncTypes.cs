@@ -41,6 +41,8 @@ public enum SyncStep
     BeforeAck,
     /// <summary>Backup: half the staged pages are in guest RAM, devices not loaded (a crash here tears its state).</summary>
     Applying,
+    /// <summary>Primary, early resume: the union copied and the guest running again; nothing hashed or sent yet.</summary>
+    ResumedEarly,
     /// <summary>Sub-block mode. Primary: the divergent list sent. Backup: the divergent list received.</summary>
     DivergentListed,
     /// <summary>Sub-block mode, once per chunk. Primary: its own sub-block hashes of the chunk's pages computed.
@@ -98,6 +100,14 @@ public sealed record SyncOptions
     /// <summary>Backup, replicate mode: compare each divergent page with its own copy before applying it and record
     /// the figures (<see cref="SyncStats.Divergence"/>, <see cref="SyncEngine.Divergence"/>).</summary>
     public bool RecordDivergence { get; init; } = true;
+    /// <summary>Primary: resume the guest as soon as the union is known and copied (<see cref="UnionSnapshot"/>), as
+    /// Remus resumes once dirty pages are in its buffer; hashing, transfer and the backup's apply then run from the copy
+    /// while the guest executes the next epoch, whose output stays held. The guest's pause becomes the bitmap exchange
+    /// plus the copy. Off: the guest waits for the backup's ack.</summary>
+    public bool EarlyResume { get; init; } = true;
+    /// <summary>Largest union copied for an early resume (bounds the copy's memory: 32768 pages = 128 MiB); a larger
+    /// sync (a full one) keeps the guest stopped until the ack.</summary>
+    public long EarlyResumeMaxPages { get; init; } = 32768;
     /// <summary>Completed and aborted syncs kept in <see cref="SyncMetrics"/>.</summary>
     public int HistoryLength { get; init; } = 64;
     /// <summary>Where warnings and errors go (aborts, running unprotected). Null: stderr.</summary>

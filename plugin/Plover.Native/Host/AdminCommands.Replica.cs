@@ -213,6 +213,7 @@ internal sealed unsafe partial class AdminCommands
         if (s.Error is not null) j.WriteString("error", s.Error);
         j.WriteBoolean("fullSync", s.FullSync);
         j.WriteBoolean("checkpoint", s.Checkpoint);
+        j.WriteBoolean("resumedEarly", s.ResumedEarly);
         j.WriteBoolean("joined", s.Joined);
         j.WriteString("inputDigest", Hex(s.InputDigest));
         j.WriteBoolean("inputsDiverged", s.InputsDiverged);
@@ -242,6 +243,8 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("deviceState", Math.Round(s.Pause.DeviceState, 1));
         j.WriteNumber("apply", Math.Round(s.Pause.Apply, 1));
         j.WriteNumber("resume", Math.Round(s.Pause.Resume, 1));
+        j.WriteNumber("snapshot", Math.Round(s.Pause.Snapshot, 1));
+        j.WriteNumber("guest", Math.Round(s.Pause.Guest, 1));
         j.WriteNumber("total", Math.Round(s.Pause.Total, 1));
         j.WriteEndObject();
         WriteSyncDivergence(j, s);   // AdminCommands.Divergence.cs

@@ -19,7 +19,7 @@ DPI = 110
 MODE_COLORS = {"unreplicated": "#7f7f7f", "plover": "#1f77b4", "checkpoint": "#ff7f0e", "remus": "#ff7f0e"}
 MODE_ORDER = ["unreplicated", "plover", "checkpoint", "remus"]
 # Pause components, in the order a sync runs them (sync.json: snake_case, e2e.json: the admin socket's camelCase).
-PAUSE_PARTS = ["stop", "bitmap", "hash", "compare", "sub_blocks", "subBlocks", "transfer", "device_state", "deviceState",
+PAUSE_PARTS = ["stop", "bitmap", "snapshot", "hash", "compare", "sub_blocks", "subBlocks", "transfer", "device_state", "deviceState",
                "apply", "resume"]
 PART_COLORS = {"stop": "#8c564b", "bitmap": "#e377c2", "hash": "#1f77b4", "compare": "#17becf", "sub_blocks": "#aec7e8",
                "subBlocks": "#aec7e8", "transfer": "#ff7f0e",
@@ -90,7 +90,7 @@ def pause_parts(breakdown):
     if not isinstance(breakdown, dict):
         return []
     known = [k for k in PAUSE_PARTS if k in breakdown]
-    rest = sorted(k for k in breakdown if k not in known and k != "total")
+    rest = sorted(k for k in breakdown if k not in known and k not in ("total", "guest"))
     return [(k, num(breakdown[k]) or 0.0) for k in known + rest]
 
 

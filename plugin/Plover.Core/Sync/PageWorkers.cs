@@ -3,14 +3,15 @@ using System.Diagnostics;
 namespace Plover.Sync;
 
 /// <summary>
-/// Hashes the sub-blocks of a list of pages (the divergent pages of a sync) on every core: CityHash64 of each
-/// B-byte sub-block (<see cref="SubBlockKernel"/>: 8 sub-blocks per AVX-512 pass where the CPU has it), 4096 / B
-/// hashes per page in address order, pages in list order. A fixed pool of Threads - 1
+/// Runs one job over a list of pages on every core: <see cref="Hash"/>, CityHash64 of each B-byte sub-block of the
+/// divergent pages (<see cref="SubBlockKernel"/>: 8 sub-blocks per AVX-512 pass where the CPU has it; 4096 / B
+/// hashes per page in address order, pages in list order), or <see cref="Copy"/>, the pages into a buffer (the
+/// primary's snapshot of the union before it resumes early). A fixed pool of Threads - 1
 /// workers is created once and the calling thread works too; pages are claimed in batches of 16. A worker joins
 /// only a job that is still open and the caller waits only for workers that joined (one that was not scheduled in
 /// time is not waited for), as in Hashing.PageHasher. No allocation per call; calls are serialised.
 /// </summary>
-internal sealed unsafe class SubBlockHasher : IDisposable
+internal sealed unsafe class PageWorkers : IDisposable
 {
     private const long BatchPages = 16;
     private const long SpinMicroseconds = 50;
@@ -22,24 +23,25 @@ internal sealed unsafe class SubBlockHasher : IDisposable
     private volatile bool _disposed;
 
     // the current job (written before it is opened, read-only for workers)
-    private SyncLayout _layout = null!;
+    private IPageSource _source = null!;
     private ulong* _pages;
     private long _count;
-    private int _blockBytes;
+    private int _blockBytes;     // 0: copy whole pages to _copyTo
     private ulong* _out;
+    private byte* _copyTo;
     private long _next;          // next page to claim
     private long _jobState;      // generation << 32 | Closed | joined workers
     private int _generation;
     private Exception? _workerError;
 
-    public SubBlockHasher(int threads)
+    public PageWorkers(int threads)
     {
         Threads = threads <= 0 ? Environment.ProcessorCount : threads;
         _workers = new Worker[Threads - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
             _workers[i] = new Worker();
-            _workers[i].Thread = new Thread(WorkerLoop) { IsBackground = true, Name = $"plover-subhash-{i + 1}" };
+            _workers[i].Thread = new Thread(WorkerLoop) { IsBackground = true, Name = $"plover-pages-{i + 1}" };
             _workers[i].Thread!.Start(_workers[i]);
         }
     }
@@ -47,17 +49,28 @@ internal sealed unsafe class SubBlockHasher : IDisposable
     public int Threads { get; }
 
     /// <summary>Writes 4096 / blockBytes hashes per page of pages[0 .. count) into output.</summary>
-    public void Hash(SyncLayout layout, ulong* pages, long count, int blockBytes, ulong* output)
+    public void Hash(IPageSource source, ulong* pages, long count, int blockBytes, ulong* output)
+    {
+        if (blockBytes <= 0) throw new ArgumentOutOfRangeException(nameof(blockBytes));
+        RunJob(source, pages, count, blockBytes, output, null);
+    }
+
+    /// <summary>Copies page pages[i] to destination + i * 4096, for every i in [0, count).</summary>
+    public void Copy(IPageSource source, ulong* pages, long count, byte* destination) =>
+        RunJob(source, pages, count, 0, null, destination);
+
+    private void RunJob(IPageSource source, ulong* pages, long count, int blockBytes, ulong* output, byte* copyTo)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (count <= 0) return;
         lock (_callLock)
         {
-            _layout = layout;
+            _source = source;
             _pages = pages;
             _count = count;
             _blockBytes = blockBytes;
             _out = output;
+            _copyTo = copyTo;
             _next = 0;
             if (_workers.Length == 0 || count <= BatchPages)
             {
@@ -74,20 +87,25 @@ internal sealed unsafe class SubBlockHasher : IDisposable
             while (Interlocked.CompareExchange(ref _jobState, state | Closed, state) is var seen && seen != state) state = seen;
             var wait = new SpinWait();
             while ((Volatile.Read(ref _jobState) & JoinedMask) != 0) wait.SpinOnce(sleep1Threshold: -1);
-            if (_workerError is { } e) throw new InvalidOperationException("a sub-block hashing worker failed", e);
+            if (_workerError is { } e) throw new InvalidOperationException("a page worker failed", e);
         }
     }
 
     private void Run()
     {
-        int perPage = GuestRamBlock.PageSize / _blockBytes;
+        int perPage = _blockBytes == 0 ? 0 : GuestRamBlock.PageSize / _blockBytes;
         while (true)
         {
             long start = Interlocked.Add(ref _next, BatchPages) - BatchPages;
             if (start >= _count) return;
             long end = Math.Min(start + BatchPages, _count);
             for (long i = start; i < end; i++)
-                SubBlockKernel.HashPage(_layout.PageAddress(_pages[i]), _blockBytes, _out + i * perPage);
+            {
+                if (_blockBytes == 0)
+                    Buffer.MemoryCopy(_source.PageAddress(_pages[i]), _copyTo + i * GuestRamBlock.PageSize, GuestRamBlock.PageSize, GuestRamBlock.PageSize);
+                else
+                    SubBlockKernel.HashPage(_source.PageAddress(_pages[i]), _blockBytes, _out + i * perPage);
+            }
         }
     }
 

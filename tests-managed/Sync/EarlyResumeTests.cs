@@ -1,0 +1,131 @@
+using Plover.Sync;
+using Plover.Tests.Transport;
+using Xunit;
+
+namespace Plover.Tests.Sync;
+
+/// <summary>
+/// The primary's early resume (SyncOptions.EarlyResume): its guest runs again once the union is copied, while the
+/// sync goes on from the copy. What the guest writes from then on belongs to the next sync, the epoch's output still
+/// waits for the backup's ack, and an abort after the resume makes the next sync cover every page.
+/// </summary>
+public class EarlyResumeTests
+{
+    private static readonly (string, ulong)[] Layout = [("pc.ram", 4UL << 20), ("vga.vram", 1UL << 20)];
+
+    [Fact]
+    public void TheGuestRunsBeforeTheAck_ItsNewWritesWaitForTheNextSync_AndTheEpochsOutputForTheAck()
+    {
+        using var atApply = new ManualResetEventSlim();
+        using var go = new ManualResetEventSlim();
+        bool armed = false;
+        void BackupHook(SyncRole role, SyncStep step)
+        {
+            if (!armed || step != SyncStep.BeforeApply) return;
+            atApply.Set();
+            go.Wait(TimeSpan.FromSeconds(20));
+        }
+        using var pair = new SyncPair(Layout, new SyncOptions { SubBlockBytes = 128 }, new SyncOptions { StepHook = BackupHook });
+        var work = new Workload(pair, seed: 5);
+        work.Run(0.1, 0.5);
+        pair.PrimaryNic.GuestSends(7);
+        var atCut = pair.PrimaryMemory.Snapshot();
+
+        armed = true;
+        var request = new SyncRequest(1, 100);
+        var p = pair.Primary.RunAsync(request);
+        var b = pair.Backup.RunAsync(request);
+        Assert.True(atApply.Wait(TimeSpan.FromSeconds(20)), "the backup never got to its apply");
+        // The backup has everything but has not applied it: the primary's guest already runs, its output still held.
+        Assert.True(TransportTestKit.WaitUntil(() => pair.PrimaryVm.Running, 5000));
+        Assert.DoesNotContain(7, pair.PrimaryNic.Sent);
+        // The running guest writes pages (some of them in this sync's union) and sends output of the next epoch.
+        for (ulong page = 0; page < 64; page++) pair.PrimaryMemory.Write(0, page, 8, 0xfeed0000UL + page);
+        pair.PrimaryNic.GuestSends(8);
+        go.Set();
+        Assert.True(Task.WaitAll([p, b], TimeSpan.FromSeconds(30)));
+
+        Assert.Equal(SyncOutcome.Completed, p.Result.Outcome);
+        Assert.Equal(SyncOutcome.Completed, b.Result.Outcome);
+        Assert.True(p.Result.ResumedEarly);
+        Assert.False(b.Result.ResumedEarly);
+        Assert.True(p.Result.Pause.Guest < p.Result.Pause.Total, $"guest stopped {p.Result.Pause.Guest} us of a {p.Result.Pause.Total} us sync");
+        Assert.True(pair.BackupMemory.Matches(atCut), "the backup got pages written after the cut");
+        Assert.Contains(7, pair.PrimaryNic.Sent);
+        Assert.DoesNotContain(8, pair.PrimaryNic.Sent);
+
+        // The next sync carries what the guest wrote after the resume, and releases that epoch's output.
+        var (p2, b2) = pair.Sync(2);
+        Assert.Equal(SyncOutcome.Completed, b2.Outcome);
+        Assert.True(p2.LocalDirtyPages >= 64, $"{p2.LocalDirtyPages} dirty pages after the resume, the guest wrote 64");
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+        Assert.Contains(8, pair.PrimaryNic.Sent);
+    }
+
+    [Fact]
+    public void AnAbortAfterTheResume_HoldsTheOutput_AndTheNextSyncCoversEveryPage()
+    {
+        bool armed = false;
+        void BackupHook(SyncRole role, SyncStep step)
+        {
+            if (armed && step == SyncStep.BeforeApply) throw new IOException("injected: the backup fails before applying");
+        }
+        using var pair = new SyncPair(Layout, new SyncOptions(), new SyncOptions { StepHook = BackupHook, Log = _ => { } });
+        var work = new Workload(pair, seed: 6);
+        work.Run(0.05, 0.5);
+        Assert.Equal(SyncOutcome.Completed, pair.Sync(1).Backup.Outcome);
+        work.Reset();
+        work.Run(0.05, 0.5);
+        pair.PrimaryNic.GuestSends(9);
+
+        armed = true;
+        var (p, b) = pair.Sync(2);
+        armed = false;
+        Assert.Equal(SyncOutcome.Aborted, p.Outcome);
+        Assert.Equal(SyncOutcome.Aborted, b.Outcome);
+        Assert.True(p.ResumedEarly);
+        Assert.True(pair.PrimaryVm.Running);
+        Assert.DoesNotContain(9, pair.PrimaryNic.Sent);
+
+        // The resume cleared the primary's dirt: the next sync marks every page and compares them all.
+        pair.Connect();
+        var (p3, b3) = pair.Sync(3);
+        Assert.Equal(SyncOutcome.Completed, b3.Outcome);
+        Assert.Equal(pair.PrimaryMemory.TotalPages, p3.LocalDirtyPages);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+        Assert.Contains(9, pair.PrimaryNic.Sent);
+        // ... and only that one: the mark is not kept.
+        var (p4, _) = pair.Sync(4);
+        Assert.Equal(0UL, p4.LocalDirtyPages);
+    }
+
+    [Fact]
+    public void ACheckAtTheSyncPoint_KeepsTheGuestStoppedUntilTheAck()
+    {
+        using var pair = new SyncPair(Layout);
+        new Workload(pair, seed: 7).Run(0.05, 0.5);
+        bool? runningAtCheck = null;
+        pair.Primary.AtNextSyncPoint(_ => runningAtCheck = pair.PrimaryVm.Running);
+        var (p, _) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, p.Outcome);
+        Assert.False(runningAtCheck);
+        Assert.False(p.ResumedEarly);
+        Assert.Equal(p.Pause.Total, p.Pause.Guest);
+    }
+
+    [Theory]
+    [InlineData(true, 100, true)]
+    [InlineData(true, 10, false)]     // the union is larger than the copy may be
+    [InlineData(false, 100_000, false)]
+    public void EarlyResume_OnlyWhenOnAndTheUnionFits(bool on, long maxPages, bool expected)
+    {
+        using var pair = new SyncPair(Layout, new SyncOptions { EarlyResume = on, EarlyResumeMaxPages = maxPages });
+        var work = new Workload(pair, seed: 8);
+        work.Run(0.05, 0.5);   // 64 of 1280 pages
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.Equal(expected, p.ResumedEarly);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+        if (!expected) Assert.Equal(p.Pause.Total, p.Pause.Guest);
+    }
+}
