@@ -233,6 +233,29 @@ public class SyncGuardIntegrationTests
     }
 
     [Fact]
+    public void TheBackupAcksOnceApplied_AndResumesAfterwards()
+    {
+        SyncPair? pair = null;
+        bool? runningAtAck = null;
+        int loadsAtAck = -1;
+        void Hook(SyncRole role, SyncStep step)
+        {
+            if (step != SyncStep.BeforeAck) return;
+            runningAtAck = pair!.BackupVm.Running;
+            loadsAtAck = pair.BackupVm.DeviceStateLoads;
+        }
+        pair = new SyncPair(Layout, backupOptions: new SyncOptions { StepHook = Hook });
+        using var _ = pair;
+        new Workload(pair, 3).Run(0.05, 0.5);
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.False(runningAtAck);      // the primary's output waits for the ack, not for this VM's vm_start
+        Assert.Equal(1, loadsAtAck);     // ... but the state is in place before it
+        Assert.True(pair.BackupVm.Running);
+        Assert.Equal("start", pair.BackupVm.Calls[^1]);
+    }
+
+    [Fact]
     public void DeviceStateRefused_AfterRamWasWritten_MarksTheBackupInvalid_UntilTheNextSync()
     {
         using var pair = new SyncPair(Layout);

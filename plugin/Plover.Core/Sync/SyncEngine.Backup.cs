@@ -35,15 +35,28 @@ public sealed unsafe partial class SyncEngine
         Hook(SyncStep.BeforeApply);
 
         t = Stopwatch.GetTimestamp();
+        var atSyncPoint = Interlocked.Exchange(ref _atSyncPoint, null);
         Apply(request, staged, stats);
         stats.Pause.Apply = Microseconds(t);
-        // A full sync staged up to all of guest RAM: give that back instead of keeping it for syncs that need little.
-        if (request.FullSync) { _staging.Release(); _pageList.Release(); }
         Hook(SyncStep.BeforeAck);
 
+        // The ack first: the primary's output waits for it, not for this VM to run again.
         stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAck, new SyncAck { Epoch = request.Epoch, PagesApplied = staged }));
+        if (atSyncPoint is not null) RunSyncPointAction(request, atSyncPoint);
+        t = Stopwatch.GetTimestamp();
+        long entered = 0;
+        _main.Invoke(() =>
+        {
+            entered = Stopwatch.GetTimestamp();
+            _vm.Start();
+            _vmStopped = false;
+        });
+        stats.Pause.Resume = Microseconds(t);
+        stats.Pause.MainWait += Stopwatch.GetElapsedTime(t, entered).TotalMicroseconds;
         // The VM runs again and the primary has its ack: now the figures of this sync join the totals.
         if (RecordsDivergence) Divergence.Record(_layout!, stats, _pageList.Pointer, staged);
+        // A full sync staged up to all of guest RAM: give that back instead of keeping it for syncs that need little.
+        if (request.FullSync) { _staging.Release(); _pageList.Release(); }
     }
 
     private bool RecordsDivergence => _options.RecordDivergence && !_options.Checkpoint;
@@ -262,8 +275,8 @@ public sealed unsafe partial class SyncEngine
 
     /// <summary>Everything arrived: copy the staged pages (or sub-blocks) into guest RAM (engine thread, VM
     /// stopped), comparing each with the copy it replaces (<see cref="SyncStats.Divergence"/>), then on the main
-    /// thread report the written ranges, load the devices (after RAM), clear the dirt, discard this epoch's own
-    /// output and resume.</summary>
+    /// thread report the written ranges, load the devices (after RAM), clear the dirt and discard this epoch's own
+    /// output. The VM stays stopped: it resumes once the ack is sent.</summary>
     private void Apply(SyncRequest request, ulong staged, SyncStats stats)
     {
         var layout = _layout!;
@@ -309,30 +322,22 @@ public sealed unsafe partial class SyncEngine
             }
         }
         stats.Divergence = sample;
-        var atSyncPoint = Interlocked.Exchange(ref _atSyncPoint, null);
+        long posted = Stopwatch.GetTimestamp(), entered = 0, loaded = 0;
         try
         {
             _main.Invoke(() =>
             {
+                entered = Stopwatch.GetTimestamp();
                 ReportUpdatedRanges(staged);
                 _vm.LoadDeviceState(_deviceState.Data);
+                loaded = Stopwatch.GetTimestamp();
                 _stateInvalid = false;
                 _vm.DirtyClear();
                 stats.OutputUtc = DateTime.UtcNow;
                 stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;
-                if (atSyncPoint is not null) return;   // resumed below, after the action
-                _vm.Start();
-                _vmStopped = false;
             });
-            if (atSyncPoint is not null)
-            {
-                RunSyncPointAction(request, atSyncPoint);
-                _main.Invoke(() =>
-                {
-                    _vm.Start();
-                    _vmStopped = false;
-                });
-            }
+            stats.Pause.MainWait += Stopwatch.GetElapsedTime(posted, entered).TotalMicroseconds;
+            stats.Pause.DeviceLoad = Stopwatch.GetElapsedTime(entered, loaded).TotalMicroseconds;
         }
         catch (SyncHostException e) when (_stateInvalid)
         {

@@ -95,8 +95,10 @@ public sealed unsafe partial class SyncEngine
 
         t = Stopwatch.GetTimestamp();
         bool resumed = _resumedEarly;
+        long entered = 0;
         _main.Invoke(() =>
         {
+            entered = Stopwatch.GetTimestamp();
             if (!resumed)
             {
                 _vm.DirtyClear();
@@ -107,15 +109,17 @@ public sealed unsafe partial class SyncEngine
             stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;   // after vm_start: frames leave only while running
         });
         stats.Pause.Resume += Microseconds(t);
+        stats.Pause.MainWait += Stopwatch.GetElapsedTime(t, entered).TotalMicroseconds;
     }
 
     /// <summary>Main thread: the guest runs the next epoch while this sync goes on from the snapshot. Its dirt from
     /// here on belongs to the next sync; output stays held (this epoch's until the ack, the next one's until its sync).</summary>
     private void ResumeEarly(SyncRequest request, SyncStats stats)
     {
-        long t = Stopwatch.GetTimestamp();
+        long t = Stopwatch.GetTimestamp(), entered = 0;
         _main.Invoke(() =>
         {
+            entered = Stopwatch.GetTimestamp();
             _vm.DirtyClear();
             _vm.Start();
             _vmStopped = false;
@@ -124,6 +128,7 @@ public sealed unsafe partial class SyncEngine
             ResumedEarly?.Invoke(request);
         });
         stats.Pause.Resume = Microseconds(t);
+        stats.Pause.MainWait += Stopwatch.GetElapsedTime(t, entered).TotalMicroseconds;
         stats.Pause.Guest = Stopwatch.GetElapsedTime(_syncStartedAt).TotalMicroseconds;
     }
 

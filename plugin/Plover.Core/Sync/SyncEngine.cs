@@ -342,8 +342,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         double saveUs = 0;
+        long entered = 0;
         _main.Invoke(() =>
         {
+            entered = Stopwatch.GetTimestamp();
             _vm.Stop();
             _vmStopped = true;
             _guard?.CutEpoch(request.Epoch);
@@ -359,6 +361,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             }
         });
         stats.Pause.Stop = Microseconds(start) - saveUs;
+        stats.Pause.MainWait += Stopwatch.GetElapsedTime(start, entered).TotalMicroseconds;
         stats.Pause.DeviceState = saveUs;
         if (Role == SyncRole.Primary) stats.DeviceStateBytes = (ulong)_deviceState.Count;
         Hook(SyncStep.Stopped);

@@ -43,6 +43,11 @@ public struct SyncPause
     public double Resume;
     /// <summary>Primary, early resume: copying the union's pages before the guest resumed.</summary>
     public double Snapshot;
+    /// <summary>Waiting for the host's main thread to take up this sync's actions (stop, resume, apply), summed:
+    /// the hand-off cost, apart from the work the actions do.</summary>
+    public double MainWait;
+    /// <summary>Backup: loading the device state into the devices (on the main thread; part of <see cref="Apply"/>).</summary>
+    public double DeviceLoad;
     /// <summary>How long this side's guest was stopped: stop request to vm_start (the pause its clients feel).
     /// Equal to <see cref="Total"/> unless the primary resumed early.</summary>
     public double Guest;

@@ -37,7 +37,7 @@ public enum SyncStep
     BeforeDeviceState,
     /// <summary>Primary: everything sent, waiting for the ack. Backup: everything staged, not yet applied.</summary>
     BeforeApply,
-    /// <summary>Backup: state applied and VM resumed, ack not yet sent.</summary>
+    /// <summary>Backup: state applied, ack not yet sent, VM not yet resumed (it resumes after the ack).</summary>
     BeforeAck,
     /// <summary>Backup: half the staged pages are in guest RAM, devices not loaded (a crash here tears its state).</summary>
     Applying,

@@ -239,11 +239,14 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("bitmap", Math.Round(s.Pause.Bitmap, 1));
         j.WriteNumber("hash", Math.Round(s.Pause.Hash, 1));
         j.WriteNumber("compare", Math.Round(s.Pause.Compare, 1));
+        j.WriteNumber("subBlocks", Math.Round(s.Pause.SubBlocks, 1));
         j.WriteNumber("transfer", Math.Round(s.Pause.Transfer, 1));
         j.WriteNumber("deviceState", Math.Round(s.Pause.DeviceState, 1));
         j.WriteNumber("apply", Math.Round(s.Pause.Apply, 1));
         j.WriteNumber("resume", Math.Round(s.Pause.Resume, 1));
         j.WriteNumber("snapshot", Math.Round(s.Pause.Snapshot, 1));
+        j.WriteNumber("mainWait", Math.Round(s.Pause.MainWait, 1));
+        j.WriteNumber("deviceLoad", Math.Round(s.Pause.DeviceLoad, 1));
         j.WriteNumber("guest", Math.Round(s.Pause.Guest, 1));
         j.WriteNumber("total", Math.Round(s.Pause.Total, 1));
         j.WriteEndObject();

@@ -90,7 +90,7 @@ def pause_parts(breakdown):
     if not isinstance(breakdown, dict):
         return []
     known = [k for k in PAUSE_PARTS if k in breakdown]
-    rest = sorted(k for k in breakdown if k not in known and k not in ("total", "guest"))
+    rest = sorted(k for k in breakdown if k not in known and k not in ("total", "guest", "mainWait", "deviceLoad"))
     return [(k, num(breakdown[k]) or 0.0) for k in known + rest]
 
 
