@@ -5,7 +5,7 @@ namespace Plover.Tests.Hashing;
 
 public class CityHashTests
 {
-    /// <summary>Known answers of the C++ reference v1.1.1 for bytes[i] = (i*7+3) &amp; 0xff (hashing-anchors.md section 4).</summary>
+    /// <summary>Known answers of the C++ reference v1.1.1 for bytes[i] = (i*7+3) &amp; 0xff.</summary>
     public static TheoryData<int, ulong> PatternAnswers => new()
     {
         { 0, 0x9ae16a3b2f90404fUL }, { 1, 0xbec09cc447469d8bUL }, { 3, 0x40b4412e33eefd64UL },

@@ -13,7 +13,7 @@ public enum SyncTrigger
 }
 
 /// <summary>
-/// Decides when to propose a SYNC (design.md section 4): after <see cref="SyncConfig.IdleWindows"/> consecutive
+/// Decides when to propose a SYNC (docs/architecture.md section 4): after <see cref="SyncConfig.IdleWindows"/> consecutive
 /// windows of <see cref="SyncConfig.IdleWindowUs"/> in which the vCPU threads together ran less than
 /// <see cref="SyncConfig.IdleThresholdUs"/> (scaled to the actual window length when sampling ran late), or when
 /// the epoch is <see cref="SyncConfig.MaxEpochMs"/> old. Unlike the original (process CPU time via clock(), which

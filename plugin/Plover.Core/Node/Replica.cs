@@ -9,7 +9,7 @@ using Plover.Sync;
 namespace Plover.Node;
 
 /// <summary>
-/// One VM replica wired to consensus, syncvm, the output guard and the idle trigger (design.md section 4), through
+/// One VM replica wired to consensus, syncvm, the output guard and the idle trigger (docs/architecture.md sections 2-4), through
 /// its whole life: primary, backup, and the moves between them.
 /// <list type="bullet">
 /// <item>Frames going into the guest are stolen (<see cref="OnFrameToGuest"/>): the primary batches them into INPUT

@@ -11,7 +11,7 @@ using Plover.Platform;
 namespace Plover.Sync;
 
 /// <summary>
-/// syncvm for one replica (design.md section 4). Given a sync (epoch, log index) that both replicas reached, it
+/// syncvm for one replica (docs/architecture.md section 4). Given a sync (epoch, log index) that both replicas reached, it
 /// stops the VM, exchanges and ORs the dirty bitmaps, hashes the union on every core straight from guest RAM,
 /// and then either (primary) sends the pages whose hashes differ plus the device state and waits for the ack, or
 /// (backup) sends its hashes, stages everything it receives and applies it in one step only once it all arrived.
