@@ -154,7 +154,7 @@ setup_library() {
   # One intermediate directory per instruction-set variant so that each really gets its own native compile.
   local variant ilc
   for variant in v2 v3 v4; do
-    case $variant in v2) ilc="" ;; v3) ilc="-p:IlcInstructionSet=x86-x64-v3" ;; v4) ilc="-p:IlcInstructionSet=x86-x64-v4" ;; esac
+    case $variant in v2) ilc="" ;; v3) ilc="-p:IlcInstructionSet=x86-64-v3" ;; v4) ilc="-p:IlcInstructionSet=x86-64-v4" ;; esac
     dotnet publish "$ROOT/plugin/Plover.Native/Plover.Native.csproj" -c Release -nologo -v:q \
       -p:IntermediateOutputPath="obj/Release/$variant/" -p:OutputPath="bin/Release/$variant/" $ilc \
       -o "$OUT/publish-$variant" > "$OUT/publish-$variant.log" 2>&1 ||

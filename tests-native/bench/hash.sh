@@ -15,7 +15,7 @@ if [ -z "$lib" ]; then
     echo "PLOVER_LIB not set: publishing libplover.so (x86-64-v2, -v3, -v4) into $work" >&2
     for isa in v2 v3 v4; do
         args=()
-        [ "$isa" != v2 ] && args=(-p:IlcInstructionSet=x86-x64-$isa)
+        [ "$isa" != v2 ] && args=(-p:IlcInstructionSet=x86-64-$isa)
         # own artifacts path: never races with builds of the shared tree's obj/ and bin/
         dotnet publish "$root/plugin/Plover.Native" -c Release --artifacts-path "$work/build-$isa" -o "$work/$isa" "${args[@]}" \
             > "$work/publish-$isa.log" 2>&1 \

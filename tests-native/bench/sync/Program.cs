@@ -28,7 +28,8 @@
 //       device_state_bytes, control_bytes
 //     ratio_to_essential  wire bytes without device state / (divergent * 4096 + both bitmaps + page hashes)
 //     bitmap_encoding, bitmap_payload_bytes, bitmap_raw_bytes
-//     pause_ms_median, pause_ms_p10, pause_ms_p90, pause_ms_breakdown {stop, bitmap, hash, compare, sub_blocks,
+//     pause_ms_median, pause_ms_p10, pause_ms_p90 (the whole sync), guest_pause_ms_median (how long the primary's guest
+//     stood still: less when it resumed early), pause_ms_breakdown {stop, bitmap, snapshot, hash, compare, sub_blocks,
 //       transfer, device_state, apply, resume} (the primary's, ms)
 //     backup_apply_ms (the backup's own apply: copy into guest RAM, divergence comparison, device load)
 //     backup_pause_ms_breakdown {stop, bitmap, hash, sub_blocks, transfer, device_state, apply, total} (the backup's)
@@ -224,7 +225,7 @@ sealed class Row
     public ulong DirtyPages, UnionPages, SentPages, SubBlocks, PageDataBytes;
     public double DivergentPct;
     public long WireBytes, BitmapBytes, HashBytes, PageBytes, DeviceBytes, ControlBytes;
-    public double Ratio, PauseMs, PauseP10, PauseP90, Stop, Bitmap, Hash, Compare, SubBlockPhase, Transfer, Device, Apply, Resume, BackupApply;
+    public double Ratio, PauseMs, PauseP10, PauseP90, GuestMs, Snapshot, Stop, Bitmap, Hash, Compare, SubBlockPhase, Transfer, Device, Apply, Resume, BackupApply;
     public DivergenceSample Divergence;
     public SyncPause BackupPause;
 
@@ -284,8 +285,9 @@ sealed class Row
     private void WritePause(Utf8JsonWriter j)
     {
         j.WriteNumber("pause_ms_median", Math.Round(PauseMs, 3)); j.WriteNumber("pause_ms_p10", Math.Round(PauseP10, 3)); j.WriteNumber("pause_ms_p90", Math.Round(PauseP90, 3));
+        j.WriteNumber("guest_pause_ms_median", Math.Round(GuestMs, 3));
         j.WriteStartObject("pause_ms_breakdown");
-        j.WriteNumber("stop", Math.Round(Stop, 3)); j.WriteNumber("bitmap", Math.Round(Bitmap, 3)); j.WriteNumber("hash", Math.Round(Hash, 3));
+        j.WriteNumber("stop", Math.Round(Stop, 3)); j.WriteNumber("bitmap", Math.Round(Bitmap, 3)); j.WriteNumber("snapshot", Math.Round(Snapshot, 3)); j.WriteNumber("hash", Math.Round(Hash, 3));
         j.WriteNumber("compare", Math.Round(Compare, 3)); j.WriteNumber("sub_blocks", Math.Round(SubBlockPhase, 3));
         j.WriteNumber("transfer", Math.Round(Transfer, 3)); j.WriteNumber("device_state", Math.Round(Device, 3));
         j.WriteNumber("apply", Math.Round(Apply, 3)); j.WriteNumber("resume", Math.Round(Resume, 3));
@@ -295,12 +297,12 @@ sealed class Row
     public static void Print(IReadOnlyList<Row> rows)
     {
         Console.WriteLine($"{"memory",-7} {"dirty",7} {"div%",4} {"mode",-10} {"thr",3} {"sub",4} {"cmp",3} {"union",7} {"sent",7} {"sub-blk",8} {"wire MiB",9} {"ratio",6} " +
-                          $"{"pause ms",9} {"p10",7} {"p90",7}  {"stop",5} {"bitmap",6} {"hash",6} {"cmp",5} {"subblk",6} {"xfer",7} {"dev",5} {"apply",6} {"resume",6} {"b.apply",7} {"b.subblk",7}");
+                          $"{"pause ms",9} {"p10",7} {"p90",7} {"guest",6}  {"stop",5} {"bitmap",6} {"snap",5} {"hash",6} {"cmp",5} {"subblk",6} {"xfer",7} {"dev",5} {"apply",6} {"resume",6} {"b.apply",7} {"b.subblk",7}");
         foreach (var r in rows)
             Console.WriteLine($"{r.Memory,-7} {r.DirtyPages,7} {r.DivergentPct,4:0} {r.Mode,-10} {(r.HashThreads == 0 ? "all" : r.HashThreads.ToString()),3} " +
                               $"{r.SubBlockBytes,4} {(r.RecordDivergence ? "yes" : "no"),3} {r.UnionPages,7} {r.SentPages,7} {r.SubBlocks,8} {r.WireBytes / 1048576.0,9:F3} " +
-                              $"{(r.Ratio > 0 ? r.Ratio.ToString("F3") : "-"),6} {r.PauseMs,9:F2} {r.PauseP10,7:F2} {r.PauseP90,7:F2}  {r.Stop,5:F2} {r.Bitmap,6:F2} " +
-                              $"{r.Hash,6:F2} {r.Compare,5:F2} {r.SubBlockPhase,6:F2} {r.Transfer,7:F2} {r.Device,5:F2} {r.Apply,6:F2} {r.Resume,6:F2} {r.BackupApply,7:F3} {r.BackupPause.SubBlocks / 1000,7:F2}");
+                              $"{(r.Ratio > 0 ? r.Ratio.ToString("F3") : "-"),6} {r.PauseMs,9:F2} {r.PauseP10,7:F2} {r.PauseP90,7:F2} {r.GuestMs,6:F2}  {r.Stop,5:F2} {r.Bitmap,6:F2} " +
+                              $"{r.Snapshot,5:F2} {r.Hash,6:F2} {r.Compare,5:F2} {r.SubBlockPhase,6:F2} {r.Transfer,7:F2} {r.Device,5:F2} {r.Apply,6:F2} {r.Resume,6:F2} {r.BackupApply,7:F3} {r.BackupPause.SubBlocks / 1000,7:F2}");
     }
 
     public static void PrintScale(IReadOnlyList<Row> rows)
@@ -451,6 +453,7 @@ sealed unsafe class Replicas : IDisposable
             DeviceBytes = med.Wire.DeviceState, ControlBytes = med.Wire.Control,
             Ratio = checkpoint ? 0 : (double)wireNoDevice / essential,
             BitmapEncoding = $"{med.LocalBitmapEncoding}/{med.RemoteBitmapEncoding}", BitmapPayload = BitmapTails(med), BitmapRaw = (long)_pm.Blocks[0].Words * 8 * 2,
+            GuestMs = med.Pause.Guest / 1000, Snapshot = med.Pause.Snapshot / 1000,
             PauseMs = med.Pause.Total / 1000, PauseP10 = sorted[sorted.Count / 10].P.Pause.Total / 1000,
             PauseP90 = sorted[Math.Min(sorted.Count - 1, sorted.Count * 9 / 10)].P.Pause.Total / 1000,
             Stop = med.Pause.Stop / 1000, Bitmap = med.Pause.Bitmap / 1000, Hash = med.Pause.Hash / 1000, Compare = med.Pause.Compare / 1000,
