@@ -146,13 +146,20 @@ public unsafe class PageHasherTests
             fixed (ulong* outPtr = output)
             {
                 hasher.HashPages(pages.Base, 256, bits, outPtr); // warm up (JIT, first-use growth)
-                long before = GC.GetAllocatedBytesForCurrentThread();
-                for (int i = 0; i < 50; i++)
+                // The fewest bytes of three rounds: a one-time lazy allocation (the runtime's wait object for a first
+                // contended lock, seen once in a loaded full run) shows in one round, an allocation per call in all.
+                long fewest = long.MaxValue;
+                for (int round = 0; round < 3; round++)
                 {
-                    hasher.HashPages(pages.Base, 256, bits, outPtr);
-                    hasher.HashPages(pages.Base, 256, null, outPtr);
+                    long before = GC.GetAllocatedBytesForCurrentThread();
+                    for (int i = 0; i < 50; i++)
+                    {
+                        hasher.HashPages(pages.Base, 256, bits, outPtr);
+                        hasher.HashPages(pages.Base, 256, null, outPtr);
+                    }
+                    fewest = Math.Min(fewest, GC.GetAllocatedBytesForCurrentThread() - before);
                 }
-                Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+                Assert.Equal(0, fewest);
             }
         }
     }
