@@ -13,7 +13,7 @@ namespace Plover.Tests.Cli;
 /// </summary>
 public sealed class WitnessMetricsProcessTests(ITestOutputHelper output) : IDisposable
 {
-    private const int Inputs = 20_000;
+    private const int Inputs = 50_000;
     private readonly string _dir = Directory.CreateTempSubdirectory("plover-wmetrics-").FullName;
     private readonly List<PloverProcess> _processes = new();
 
@@ -74,7 +74,7 @@ public sealed class WitnessMetricsProcessTests(ITestOutputHelper output) : IDisp
             Assert.False(witness.Process.HasExited, "the witness exited\n" + Transcripts());
             try { samples.Add(await PrometheusText.Scrape(http, url)); }
             catch (HttpRequestException) when (samples.Count == 0) { }   // not listening yet
-            await Task.Delay(50);
+            await Task.Delay(25);
         }
         Assert.True(primary.Out.Any(l => l.StartsWith("RESULT", StringComparison.Ordinal)), "the workload did not finish\n" + Transcripts());
 
