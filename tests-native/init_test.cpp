@@ -2,6 +2,8 @@
 // QEMU prints before refusing to start), and that it can be called again in the same process.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -220,6 +222,77 @@ TEST_F(InitTest, ASecondInstanceCannotTakeALiveAdminSocket) {
     EXPECT_NE(first.ctx, second.ctx);
     second.shutdown(second.ctx);
     EXPECT_EQ(0, access(cluster.admin.c_str(), F_OK)) << "the first instance still serves";
+}
+
+// A listening socket on 127.0.0.1 at a free port (its port in *port); the caller closes it.
+int ListenLoopback(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 1) != 0) return -1;
+    socklen_t len = sizeof addr;
+    getsockname(fd, (sockaddr *)&addr, &len);
+    *port = ntohs(addr.sin_port);
+    return fd;
+}
+
+// GET path from 127.0.0.1:port; the whole answer, or "" when nobody listens.
+std::string HttpGet(int port, const std::string &path) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string answer;
+    if (connect(fd, (sockaddr *)&addr, sizeof addr) == 0) {
+        std::string request = "GET " + path + " HTTP/1.1\r\nHost: prometheus.example:9400\r\n\r\n";
+        if (send(fd, request.data(), request.size(), 0) == (ssize_t)request.size()) {
+            char buf[4096];
+            ssize_t n;
+            while ((n = recv(fd, buf, sizeof buf, 0)) > 0) answer.append(buf, n);
+        }
+    }
+    close(fd);
+    return answer;
+}
+
+// The replicate-mode config of TempCluster with node 1's metrics at 127.0.0.1:port.
+std::string MetricsConfig(const TempCluster &cluster, int port) {
+    std::string json = TempCluster::Json("cluster.key", "", "replicate");
+    const std::string at = "\"127.0.0.1:7401\"";
+    json.replace(json.find(at), at.size(), at + ", \"metrics\": \"127.0.0.1:" + std::to_string(port) + "\"");
+    return cluster.Write("metrics.json", json);
+}
+
+// The Prometheus endpoint is served from init (before machine_ready the node is "starting") and gone at shutdown.
+TEST_F(InitTest, ServesPrometheusMetricsFromInitWhenConfigured) {
+    int port = 0;
+    close(ListenLoopback(&port));
+    host().Reset("primary", MetricsConfig(cluster, port), "1");
+    std::string err;
+    ASSERT_EQ(0, host().Init(&err)) << err;
+    std::string reply = HttpGet(port, "/metrics");
+    EXPECT_EQ(0u, reply.find("HTTP/1.1 200 OK\r\n")) << reply;
+    EXPECT_NE(std::string::npos, reply.find("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n")) << reply;
+    EXPECT_NE(std::string::npos, reply.find("\nplover_role{role=\"starting\"} 1\n")) << reply;
+    EXPECT_NE(std::string::npos, reply.find("\nplover_node_info{cluster=\"nt\",node=\"1\",config_role=\"primary\"} 1\n")) << reply;
+    EXPECT_NE(std::string::npos, reply.find("\n# TYPE plover_sync_guest_pause_seconds histogram\n")) << reply;
+    EXPECT_EQ(0u, HttpGet(port, "/").find("HTTP/1.1 404 Not Found\r\n"));
+    EXPECT_TRUE(host().LogContains("metrics at http://127.0.0.1:" + std::to_string(port) + "/metrics")) << host().LogText();
+    host().Shutdown();
+    EXPECT_EQ("", HttpGet(port, "/metrics")) << "served after shutdown";
+}
+
+TEST_F(InitTest, RefusesAMetricsAddressThatIsTaken) {
+    int port = 0;
+    int squatter = ListenLoopback(&port);
+    ASSERT_GE(squatter, 0);
+    host().Reset("primary", MetricsConfig(cluster, port), "1");
+    ExpectRefused(98 /* EADDRINUSE */, {"nodes[0].metrics: cannot serve metrics on 127.0.0.1:" + std::to_string(port)});
+    close(squatter);
 }
 
 }  // namespace

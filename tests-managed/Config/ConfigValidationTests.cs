@@ -149,6 +149,68 @@ public sealed class ConfigValidationTests
         Assert.Equal("config: nodes[0].admin: empty", Refuse(With(j => ConfigFixture.Node(j, 0)["admin"] = "")));
 
     [Fact]
+    public void MetricsIsOffUnlessConfigured()
+    {
+        var config = ClusterConfig.Parse(ConfigFixture.ValidJson, "/x");
+        Assert.All(config.Nodes, n => Assert.Null(n.Metrics));
+        var json = With(j => { ConfigFixture.Node(j, 0)["metrics"] = "127.0.0.1:9400"; ConfigFixture.Node(j, 2)["metrics"] = "[::1]:9400"; });
+        config = ClusterConfig.Parse(json.ToJsonString(), "/x");
+        Assert.Equal(("127.0.0.1:9400", new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 9400)),
+                     (config.Node(1).MetricsAddress, config.Node(1).Metrics));
+        Assert.Equal(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Loopback, 9400), config.Node(3).Metrics);
+        Assert.Null(config.Node(2).Metrics);
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1", "'127.0.0.1' is not host:port")]
+    [InlineData("127.0.0.1:0", "port 0 in '127.0.0.1:0' is out of range 1..65535")]
+    [InlineData("localhost:metrics", "port 'metrics' in 'localhost:metrics' is not a number")]
+    [InlineData("metrics.example:9400", "host 'metrics.example' in 'metrics.example:9400' is not an IPv4 address")]
+    [InlineData("::1:9400", "an IPv6 address must be written [addr]:port")]
+    public void BadMetricsAddress(string address, string problem)
+    {
+        string message = Refuse(With(j => ConfigFixture.Node(j, 1)["metrics"] = address));
+        Assert.StartsWith("config: nodes[1].metrics: ", message);
+        Assert.Contains(problem, message);
+    }
+
+    [Fact]
+    public void EmptyMetrics() =>
+        Assert.Equal("config: nodes[2].metrics: empty", Refuse(With(j => ConfigFixture.Node(j, 2)["metrics"] = " ")));
+
+    [Fact]
+    public void MetricsMustBeAString() =>
+        Assert.StartsWith("config: $.nodes[0].metrics: wrong type, expected a string",
+            Refuse(With(j => ConfigFixture.Node(j, 0)["metrics"] = 9400)));
+
+    [Theory]
+    [InlineData(0, "127.0.0.1:7401", "127.0.0.1:7401 is also the consensus address of node 1 (127.0.0.1:7401)")]
+    [InlineData(2, "127.0.0.1:7401", "127.0.0.1:7401 is also the consensus address of node 1 (127.0.0.1:7401)")]
+    [InlineData(0, "0.0.0.0:7401", "0.0.0.0:7401 is also the consensus address of node 1 (127.0.0.1:7401)")]
+    [InlineData(2, "127.0.0.1:7409", "127.0.0.1:7409 is also the consensus address of node 3 (127.0.0.1:7409)")]
+    [InlineData(1, "0.0.0.0:7403", "0.0.0.0:7403 is the sync link address of node 2 (its address 127.0.0.1:7402 with the port + 1)")]
+    [InlineData(0, "127.0.0.1:7403", "127.0.0.1:7403 is the sync link address of node 2 (its address 127.0.0.1:7402 with the port + 1)")]
+    public void MetricsOnAClusterPort(int node, string address, string problem) =>
+        // the witness moved to 7409: in the fixture it sits on node 2's sync link port
+        Assert.Equal($"config: nodes[{node}].metrics: {problem}",
+            Refuse(With(j => { ConfigFixture.Node(j, 2)["address"] = "127.0.0.1:7409"; ConfigFixture.Node(j, node)["metrics"] = address; })));
+
+    [Fact]
+    public void SharedMetricsAddress() =>
+        Assert.Equal("config: nodes[1].metrics: 127.0.0.1:9400 is also the metrics address of node 1",
+            Refuse(With(j => { ConfigFixture.Node(j, 0)["metrics"] = "127.0.0.1:9400"; ConfigFixture.Node(j, 1)["metrics"] = "127.0.0.1:9400"; })));
+
+    [Fact]
+    public void TheSameWildcardMetricsPortOnEveryHostIsAllowed()
+    {
+        var json = With(j => { foreach (int i in new[] { 0, 1, 2 }) ConfigFixture.Node(j, i)["metrics"] = "0.0.0.0:9400"; });
+        Assert.All(ClusterConfig.Parse(json.ToJsonString(), "/x").Nodes, n => Assert.Equal(9400, n.Metrics!.Port));
+        // the witness has no sync link: its address's port + 1 is free
+        json = With(j => { ConfigFixture.Node(j, 2)["address"] = "127.0.0.1:7409"; ConfigFixture.Node(j, 2)["metrics"] = "127.0.0.1:7410"; });
+        Assert.Equal(7410, ClusterConfig.Parse(json.ToJsonString(), "/x").Node(3).Metrics!.Port);
+    }
+
+    [Fact]
     public void HeartbeatNotBelowElectionMin()
     {
         string message = Refuse(With(j => j["timeouts"]!["heartbeatMs"] = 10));

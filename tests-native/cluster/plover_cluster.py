@@ -34,6 +34,7 @@ FIRMWARE = ["-L", "/usr/share/seabios", "-L", "/usr/lib/ipxe/qemu", "-L", "/usr/
 # wait tens of milliseconds for one (see ThreadScheduling.cs); the library's defaults (1 ms heartbeat, 10-30 ms
 # election) are for dedicated hosts.
 TCG_TIMEOUTS = {"heartbeatMs": 10, "electionMinMs": 200, "electionMaxMs": 400}
+METRICS_PORT = 9400   # each node's Prometheus endpoint, on its own address, with Cluster(metrics=True)
 _live = []  # clusters to tear down at exit
 
 
@@ -187,8 +188,9 @@ class Cluster:
     "shift=auto,sleep=on": guest time from the instruction count; needs single-threaded TCG) or None."""
 
     def __init__(self, work, mode="plover", mem="256M", smp=2, timeouts=None, sync=None, hashing_threads=0,
-                 log=print, env=None, wrong_key_for=(), pin=False, tcg_threads="multi", icount=None):
+                 log=print, env=None, wrong_key_for=(), pin=False, tcg_threads="multi", icount=None, metrics=False):
         self.env = dict(env or os.environ)
+        self.metrics_on = metrics
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
             if not self.env.get(k):
                 raise RuntimeError(f"{k} is not set (run through ./build.sh, or export the lines of ./build.sh env)")
@@ -268,7 +270,8 @@ class Cluster:
             "cluster": "e2e",
             "keyFile": self.key_path,
             "nodes": [{"id": n.id, "role": n.role, "address": f"{n.ip}:7400",
-                       **({"admin": n.admin_path} if n.role != "witness" else {})} for n in self.nodes.values()],
+                       **({"admin": n.admin_path} if n.role != "witness" else {}),
+                       **({"metrics": f"{n.ip}:{METRICS_PORT}"} if self.metrics_on else {})} for n in self.nodes.values()],
             "hashing": {"threads": self.hashing_threads},
         }
         if self.timeouts:
@@ -379,6 +382,13 @@ class Cluster:
                             self.config_path, "--json"], capture_output=True, text=True, timeout=timeout)
         return r.returncode, json.loads(r.stdout) if r.stdout.strip() else {}, r.stderr
 
+    def metrics(self, node_id, timeout=10):
+        """A scrape of node_id's Prometheus endpoint from the client namespace (Cluster(metrics=True)):
+        {series: value}, series as written ('plover_role{role="primary"}')."""
+        text = self.client("curl", "-sS", "--fail", "--max-time", str(timeout),
+                           f"http://{self.nodes[node_id].ip}:{METRICS_PORT}/metrics", timeout=timeout + 5)
+        return parse_metrics(text)
+
     def traffic(self):
         """Bytes every reachable node has sent so far by (channel, kind), summed over the nodes (whole frames)."""
         totals = {}
@@ -446,6 +456,17 @@ class Cluster:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def parse_metrics(text):
+    """The Prometheus text format: {series: value} for every sample line (comments skipped)."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        samples[series] = float(value)
+    return samples
 
 
 def _teardown_all(*_):

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -35,7 +36,7 @@ class ReplicatedRedis(unittest.TestCase):
     def setUpClass(cls):
         cls.work = workdir("replication")
         cls.capture_path = os.path.join(cls.work, "client.pcap")
-        cls.cluster = pc.Cluster(cls.work)
+        cls.cluster = pc.Cluster(cls.work, metrics=True)
         cls.capture = None
 
         def start_capture(c):
@@ -43,10 +44,26 @@ class ReplicatedRedis(unittest.TestCase):
 
         try:
             cls.cluster.start(before_nodes=start_capture)
-            # load, then our own acknowledged writes
-            cls.bench = cls.cluster.client("redis-benchmark", "-h", pc.GUEST_IP, "-t", "SET", "-P", "16", "-r",
-                                           "100000", "-n", "20000", "-q", timeout=900)
+            cls.metrics_before = {n: cls.cluster.metrics(n) for n in (1, 2, 3)}
+            # load (the primary's metrics scraped every 0.2 s meanwhile), then our own acknowledged writes
+            cls.metrics_during, stop = [], threading.Event()
+
+            def scrape():
+                while not stop.wait(0.2):
+                    try:
+                        cls.metrics_during.append(cls.cluster.metrics(1))
+                    except Exception as e:   # noqa: BLE001 - reported by the test
+                        cls.metrics_during.append(e)
+            scraper = threading.Thread(target=scrape, daemon=True)
+            scraper.start()
+            try:
+                cls.bench = cls.cluster.client("redis-benchmark", "-h", pc.GUEST_IP, "-t", "SET", "-P", "16", "-r",
+                                               "100000", "-n", "20000", "-q", timeout=900)
+            finally:
+                stop.set()
+                scraper.join(30)
             cls.written = cls.cluster.redis_check("write", "e2e", 2000)
+            cls.metrics_after = {n: cls.cluster.metrics(n) for n in (1, 2, 3)}
         except Exception:
             cls.tearDownClass()
             raise
@@ -87,6 +104,45 @@ class ReplicatedRedis(unittest.TestCase):
         b = self.backup().admin("replica")
         link = lambda r, field: sum(t[field] for t in r["traffic"] if t["channel"] == "synclink")
         self.assertAlmostEqual(link(p, "sentBytes"), link(b, "receivedBytes"), delta=64 << 20)
+
+    def test_1c_the_prometheus_endpoints_were_scraped_during_the_load(self):
+        before, during, after = self.metrics_before, self.metrics_during, self.metrics_after
+        self.assertEqual([], [e for e in during if isinstance(e, Exception)])
+        p, b, w = after[1], after[2], after[3]
+        completed, commits = p['plover_syncs_total{outcome="completed"}'], p["plover_commit_latency_seconds_count"]
+        pauses = p["plover_sync_guest_pause_seconds_count"]
+        print(f"metrics: {len(during)} scrapes of the primary during the load; after it: {completed:.0f} syncs, identical "
+              f"{p['plover_sync_identical_percent']:.1f}%, {p['plover_input_frames_stolen_total']:.0f} input frames, "
+              f"{commits:.0f} commits timed (mean {1e6 * p['plover_commit_latency_seconds_sum'] / max(1, commits):.0f} us), "
+              f"guest pause mean {1e3 * p['plover_sync_guest_pause_seconds_sum'] / max(1, pauses):.1f} ms", file=sys.stderr)
+        self.assertGreaterEqual(len(during), 2, "the load was scraped at least twice")
+        for node, role in ((p, "primary"), (b, "backup"), (w, "witness")):
+            self.assertEqual(1, node[f'plover_role{{role="{role}"}}'], role)
+            self.assertEqual(p["plover_term"], node["plover_term"])
+        self.assertEqual(1, p["plover_protected"])
+        self.assertEqual(1, p['plover_consensus_role{role="leader"}'])
+        # the figures moved during the load, and the histograms count every sync
+        scrapes = [before[1], *during, p]
+        for series in ("plover_input_frames_stolen_total", "plover_inputs_proposed_total", 'plover_syncs_total{outcome="completed"}',
+                       "plover_sync_guest_pause_seconds_count", "plover_commit_latency_seconds_count",
+                       'plover_wire_sent_bytes_total{channel="consensus",kind="entries"}',
+                       'plover_wire_sent_bytes_total{channel="synclink",kind="pages"}'):
+            values = [s.get(series, 0) for s in scrapes]
+            self.assertEqual(sorted(values), values, f"{series} fell: {values}")
+            self.assertLess(values[1], values[-2], f"{series} did not move during the load: {values}")
+        for node in (p, b):
+            syncs = node['plover_syncs_total{outcome="completed"}'] + node['plover_syncs_total{outcome="aborted"}']
+            self.assertEqual(syncs, node["plover_sync_guest_pause_seconds_count"])
+            self.assertEqual(syncs, node['plover_sync_duration_seconds_bucket{le="+Inf"}'])
+            self.assertGreaterEqual(node["plover_sync_identical_percent"], 0)
+        self.assertGreater(b["plover_inputs_injected_total"], before[2].get("plover_inputs_injected_total", 0))
+        self.assertGreater(w["plover_committed_inputs_total"], before[3].get("plover_committed_inputs_total", 0))
+        self.assertIn('plover_output_frames_held{nic="0"}', p)
+        # the same figures as the admin socket's, read just after the scrape
+        r = self.primary().admin("replica")
+        self.assertLessEqual(p["plover_input_frames_stolen_total"], r["framesStolen"])
+        self.assertGreater(p["plover_input_frames_stolen_total"], 0.9 * r["framesStolen"])
+        self.assertLessEqual(p['plover_syncs_total{outcome="completed"}'], r["syncsCompleted"] + 1)
 
     def test_2_the_backup_applied_every_input_in_the_same_order(self):
         compared, bad = checks.compare_input_order(self.primary(), self.backup())

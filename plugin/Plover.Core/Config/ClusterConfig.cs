@@ -75,6 +75,14 @@ public sealed class ClusterConfig
         return null;
     }
 
+    /// <summary>Where a node's field sits in the config file, for messages: "nodes[2].metrics".</summary>
+    public string NodeField(NodeConfig node, string field)
+    {
+        for (int i = 0; i < Nodes.Count; i++)
+            if (Nodes[i].Id == node.Id) return $"nodes[{i}].{field}";
+        return $"node {node.Id}'s {field}";
+    }
+
     /// <summary>The node with this role (the config has exactly one of each).</summary>
     public NodeConfig NodeWithRole(NodeRole role) => Nodes.First(n => n.Role == role);
 

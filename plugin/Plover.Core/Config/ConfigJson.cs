@@ -23,6 +23,7 @@ internal sealed class RawNode
     public string? Role { get; set; }
     public string? Address { get; set; }
     public string? Admin { get; set; }
+    public string? Metrics { get; set; }
 }
 
 internal sealed class RawTimeouts

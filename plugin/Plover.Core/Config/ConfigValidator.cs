@@ -47,6 +47,8 @@ internal sealed partial class ConfigValidator
                 throw Error("nodes", $"{holders.Count} nodes are {role.Name()} (ids " +
                                      $"{string.Join(", ", holders.Select(n => n.Id))}); exactly one is allowed");
         }
+        for (int i = 0; i < nodes.Count; i++)
+            CheckMetricsClashes(nodes, i);
         return new ClusterConfig(cluster, keyFile, nodes, ValidateTimeouts(raw.Timeouts), ValidateSync(raw.Sync),
             ValidateHashing(raw.Hashing), ValidateMode(raw.Mode));
     }
@@ -134,7 +136,44 @@ internal sealed partial class ConfigValidator
             if (earlier.FirstOrDefault(n => n.Admin == admin) is { } shared)
                 throw Error($"{at}.admin", $"'{admin}' is also the admin socket of node {shared.Id}");
         }
-        return new NodeConfig(id, role, address, endpoint, admin);
+        string? metricsAddress = null;
+        IPEndPoint? metrics = null;
+        if (raw.Metrics != null)
+        {
+            metricsAddress = RequireText(raw.Metrics, $"{at}.metrics");
+            metrics = ParseAddress(metricsAddress, $"{at}.metrics");
+        }
+        return new NodeConfig(id, role, address, endpoint, admin, metricsAddress, metrics);
+    }
+
+    /// <summary>A node's metrics endpoint must not take a port that a node listens on for the cluster: any node's
+    /// consensus address, a replica's sync link (its address's port + 1), another node's metrics. A wildcard
+    /// (0.0.0.0, [::]) is compared by port with the node's own addresses only (they are on the same host; other
+    /// nodes may well use the same wildcard address on theirs).</summary>
+    private void CheckMetricsClashes(List<NodeConfig> nodes, int i)
+    {
+        NodeConfig node = nodes[i];
+        if (node.Metrics is not { } m)
+            return;
+        string field = $"nodes[{i}].metrics";
+        bool wildcard = m.Address.Equals(IPAddress.Any) || m.Address.Equals(IPAddress.IPv6Any);
+        foreach (NodeConfig other in nodes)
+        {
+            bool own = other.Id == node.Id;
+            if (m.Equals(other.Endpoint) || (own && wildcard && m.Port == other.Endpoint.Port))
+                throw Error(field, $"{node.MetricsAddress} is also the consensus address of node {other.Id} ({other.Address})");
+            if (other.Role != NodeRole.Witness && other.Endpoint.Port < 65535)
+            {
+                var sync = new IPEndPoint(other.Endpoint.Address, other.Endpoint.Port + 1);
+                if (m.Equals(sync) || (own && wildcard && m.Port == sync.Port))
+                    throw Error(field, $"{node.MetricsAddress} is the sync link address of node {other.Id} (its address " +
+                                       $"{other.Address} with the port + 1)");
+            }
+        }
+        // against the nodes before it (so the later node is named), and not between wildcards (on different hosts)
+        for (int j = 0; j < i; j++)
+            if (!wildcard && nodes[j].Metrics is { } theirs && m.Equals(theirs))
+                throw Error(field, $"{node.MetricsAddress} is also the metrics address of node {nodes[j].Id}");
     }
 
     /// <summary>"ipv4:port", "[ipv6]:port" or "localhost:port"; host names are not resolved.</summary>

@@ -5,13 +5,16 @@ namespace Plover.Config;
 /// <summary>One node of the cluster.</summary>
 public sealed class NodeConfig
 {
-    internal NodeConfig(int id, NodeRole role, string address, IPEndPoint endpoint, string? admin)
+    internal NodeConfig(int id, NodeRole role, string address, IPEndPoint endpoint, string? admin,
+                        string? metricsAddress = null, IPEndPoint? metrics = null)
     {
         Id = id;
         Role = role;
         Address = address;
         Endpoint = endpoint;
         Admin = admin;
+        MetricsAddress = metricsAddress;
+        Metrics = metrics;
     }
 
     /// <summary>Positive, unique in the cluster.</summary>
@@ -22,6 +25,11 @@ public sealed class NodeConfig
     public IPEndPoint Endpoint { get; }
     /// <summary>Absolute path of the node's admin Unix socket, or null when it has none.</summary>
     public string? Admin { get; }
+    /// <summary>"host:port" of the node's Prometheus text endpoint (GET /metrics) as written in the config, or null:
+    /// no endpoint (the default).</summary>
+    public string? MetricsAddress { get; }
+    /// <summary>Where the metrics endpoint listens, or null when the node has none.</summary>
+    public IPEndPoint? Metrics { get; }
 
     public override string ToString() => $"node {Id} ({Role.Name()}, {Address})";
 }

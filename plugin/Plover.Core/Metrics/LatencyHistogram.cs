@@ -12,7 +12,9 @@ public sealed class LatencyHistogram
     private const int SubBits = 5;                  // 32 sub-buckets per power of two
     private const int Sub = 1 << SubBits;
     private const int Powers = 32;                  // up to 2^(31+1) us
-    private readonly long[] _counts = new long[Sub + Powers * Sub];
+    /// <summary>How many buckets there are (<see cref="CopyCounts"/>, <see cref="BucketMidpointUs"/>).</summary>
+    public const int BucketCount = Sub + Powers * Sub;
+    private readonly long[] _counts = new long[BucketCount];
     private long _total;
     private long _sumUs;
     private long _maxUs;
@@ -45,6 +47,18 @@ public sealed class LatencyHistogram
         }
         return MaxUs;
     }
+
+    /// <summary>Copies every bucket's count into counts (at least <see cref="BucketCount"/> long); returns their sum.
+    /// Any thread; the copy is not atomic against concurrent recording (each count is).</summary>
+    public long CopyCounts(Span<long> counts)
+    {
+        long sum = 0;
+        for (int i = 0; i < _counts.Length; i++) sum += counts[i] = Interlocked.Read(ref _counts[i]);
+        return sum;
+    }
+
+    /// <summary>The middle of bucket index's range, in microseconds (its value for exporters).</summary>
+    public static double BucketMidpointUs(int index) => Midpoint(index);
 
     public void Reset()
     {

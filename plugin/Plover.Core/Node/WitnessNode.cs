@@ -1,5 +1,7 @@
+using System.Net.Sockets;
 using Plover.Config;
 using Plover.Consensus;
+using Plover.Metrics;
 using Plover.Transport;
 using Plover.Wire;
 
@@ -17,6 +19,7 @@ public sealed class WitnessNode : IDisposable
     private readonly FrameDispatcher _dispatcher = new();
     private readonly NodeStatusService _status;
     private volatile ConsensusDriver? _driver;
+    private volatile PrometheusEndpoint? _metrics;
     private volatile bool _disposed;
 
     public WitnessNode(ClusterConfig config, int selfId, Action<string> log)
@@ -35,6 +38,8 @@ public sealed class WitnessNode : IDisposable
     public TcpTransport Transport { get; }
     public ConsensusDriver? Driver => _driver;
     public StartMode? Mode { get; private set; }
+    /// <summary>The Prometheus endpoint (from Start on, when the config gives this node a metrics address).</summary>
+    public PrometheusEndpoint? MetricsEndpoint => _metrics;
 
     private long _committed, _inputs;
 
@@ -48,6 +53,15 @@ public sealed class WitnessNode : IDisposable
     /// </summary>
     public string? Start(Func<bool> stopping)
     {
+        if (Self.Metrics is { } at)
+        {
+            try { _metrics = NodeMetrics.ForWitness(_config, this).Serve(at, _log); }
+            catch (SocketException e)
+            {
+                return $"cannot serve metrics on {Self.MetricsAddress} ({_config.NodeField(Self, "metrics")}): {e.Message}";
+            }
+            _log($"witness {Self.Id}: metrics at http://{Self.MetricsAddress}/metrics");
+        }
         Transport.Start(_dispatcher);
         long deadline = Environment.TickCount64 + _config.Timeouts.StartupMs;
         var mode = StartupProbe.Decide(_status, Transport.Peers, deadline, () => stopping() || _disposed);
@@ -100,6 +114,7 @@ public sealed class WitnessNode : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        _metrics?.Dispose();
         _driver?.Dispose();
         Transport.Dispose();
     }

@@ -1,3 +1,5 @@
+using Plover.Metrics;
+
 namespace Plover.Sync;
 
 /// <summary>Totals over every sync of one engine (a snapshot).</summary>
@@ -17,6 +19,7 @@ public sealed class SyncMetrics
     private ulong _union, _identical, _divergent;
     private SyncWireBytes _wire;
     private double _pause, _maxPause;
+    private readonly LatencyHistogram _guestPause = new(), _duration = new();
 
     public SyncMetrics(int history) => _ring = new SyncStats?[Math.Max(1, history)];
 
@@ -60,6 +63,22 @@ public sealed class SyncMetrics
         }
     }
 
+    /// <summary>
+    /// The totals, and every sync's guest pause (<see cref="SyncPause.Guest"/>) and duration (<see
+    /// cref="SyncPause.Total"/>) as <see cref="LatencyHistogram"/> bucket counts (spans of at least <see
+    /// cref="LatencyHistogram.BucketCount"/>), all taken at one moment: the histograms' counts add up to the
+    /// totals' <see cref="SyncTotals.Syncs"/> (completed and aborted). For exporters; any thread.
+    /// </summary>
+    public SyncTotals Snapshot(Span<long> guestPause, Span<long> duration)
+    {
+        lock (_lock)
+        {
+            _guestPause.CopyCounts(guestPause);
+            _duration.CopyCounts(duration);
+            return new SyncTotals(_count, _completed, _count - _completed, _union, _identical, _divergent, _wire, _pause, _maxPause);
+        }
+    }
+
     internal void Record(SyncStats stats)
     {
         lock (_lock)
@@ -73,6 +92,8 @@ public sealed class SyncMetrics
             _wire.Add(stats.Wire);
             _pause += stats.Pause.Guest;   // what the guest's clients felt (less than the sync when it resumed early)
             _maxPause = Math.Max(_maxPause, stats.Pause.Guest);
+            _guestPause.Record(stats.Pause.Guest);
+            _duration.Record(stats.Pause.Total);
         }
     }
 }

@@ -15,4 +15,5 @@ internal static class Errno
     public const int EINVAL = 22;
     public const int EPROTO = 71;
     public const int EADDRINUSE = 98;
+    public const int EADDRNOTAVAIL = 99;
 }

@@ -1,6 +1,8 @@
+using System.Net.Sockets;
 using Plover.Config;
 using Plover.Hashing;
 using Plover.Interop;
+using Plover.Metrics;
 using Plover.Node;
 
 namespace Plover.Native.Host;
@@ -16,7 +18,9 @@ namespace Plover.Native.Host;
 internal sealed class QemuNode
 {
     private readonly List<NicCounters> _nics = [];
+    private volatile NicCounters[] _nicSnapshot = [];   // _nics for other threads (republished when it grows)
     private AdminServer? _admin;
+    private PrometheusEndpoint? _metrics;
     private volatile bool _stopped;
     private volatile QemuReplicaNode? _replica;
 
@@ -65,23 +69,67 @@ internal sealed class QemuNode
         {
             if (node.Admin != null)
                 self._admin = AdminServer.Start(node.Admin, new AdminCommands(self).Execute, host);
+            if (node.Metrics != null && config.Mode == LibraryMode.Replicate)
+                self._metrics = self.ServeMetrics();
         }
         catch
         {
+            self._admin?.Dispose();
             self.Hasher.Dispose();
             throw;
         }
         host.Info($"node {node.Id} ({node.Role.Name()}) of cluster '{config.Cluster}' started in " +
                   $"{(config.Mode == LibraryMode.Probe ? "probe" : "replicate")} mode; admin socket {node.Admin ?? "(none)"}, " +
+                  $"metrics {(self._metrics is null ? "off" + (node.Metrics != null ? " (not served in probe mode)" : "") : $"at http://{node.MetricsAddress}/metrics")}, " +
                   $"hash kernel {HashKernels.Name(kernel)} x {self.Hasher.Threads}");
         return self;
+    }
+
+    /// <summary>The Prometheus endpoint (from init on: a scrape before machine_ready sees role "starting"): the
+    /// replica's metrics, and what only this host knows (the frames each NIC holds). Failures are InitException:
+    /// QEMU refuses to start, naming the field.</summary>
+    private PrometheusEndpoint ServeMetrics()
+    {
+        var metrics = NodeMetrics.ForReplica(Config, Node, () => _replica?.Node);
+        var held = metrics.Factory.CreateGauge("plover_output_frames_held",
+            "Frames the guest sent in the open epoch on this NIC, held by the output filter (as of QEMU's last report).", "nic");
+        var heldBytes = metrics.Factory.CreateGauge("plover_output_bytes_held",
+            "Bytes the guest sent in the open epoch on this NIC, held by the output filter.", "nic");
+        var dropped = metrics.Factory.CreateCounter("plover_input_frames_dropped_on_error_total",
+            "Frames on their way into the guest that the input hook failed on (too large, ...): dropped.");
+        metrics.OnScrape(() =>
+        {
+            foreach (NicCounters nic in _nicSnapshot)   // written on the main thread: a racy read of whole longs
+            {
+                held.WithLabels(nic.Id.ToString()).Set(nic.HeldPkts);
+                heldBytes.WithLabels(nic.Id.ToString()).Set(nic.HeldBytes);
+            }
+            dropped.IncTo(InputsDroppedOnError);
+        });
+        try
+        {
+            return metrics.Serve(Node.Metrics!, Host.Info);
+        }
+        catch (SocketException e)
+        {
+            throw new InitException(e.SocketErrorCode switch
+                {
+                    SocketError.AddressAlreadyInUse => Errno.EADDRINUSE,
+                    SocketError.AddressNotAvailable => Errno.EADDRNOTAVAIL,
+                    _ => Errno.EIO,
+                }, $"{Config.NodeField(Node, "metrics")}: cannot serve metrics on {Node.MetricsAddress}: {e.Message}");
+        }
     }
 
     /// <summary>The counters of a NIC, created on first sight (main thread).</summary>
     public NicCounters Nic(uint id)
     {
-        while (_nics.Count <= id)
-            _nics.Add(new NicCounters((uint)_nics.Count));
+        if (_nics.Count <= id)
+        {
+            while (_nics.Count <= id)
+                _nics.Add(new NicCounters((uint)_nics.Count));
+            _nicSnapshot = _nics.ToArray();
+        }
         return _nics[(int)id];
     }
 
@@ -197,6 +245,7 @@ internal sealed class QemuNode
         _stopped = true;
         Main.Close();
         _admin?.Dispose();
+        _metrics?.Dispose();
         _replica?.Stop();
         Hasher.Dispose();
         Host.Info($"node {Node.Id} stopped");

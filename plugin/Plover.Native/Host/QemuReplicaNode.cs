@@ -24,6 +24,8 @@ internal sealed unsafe class QemuReplicaNode
         _node = node;
     }
 
+    /// <summary>The node itself (its metrics read it).</summary>
+    public ReplicaNode Node => _node;
     /// <summary>Null until the start-up probe decided how this node enters the cluster.</summary>
     public Replica? Replica => _node.Replica;
     public ConsensusDriver? Driver => _node.Driver;
