@@ -33,6 +33,7 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
     public SyntheticVm VmImpl { get; }
     public DedicatedMainThread MainImpl { get; }
     public FakeOutputPort Nic { get; } = new();
+    private IReadOnlyList<IOutputPort>? _ports;
     public bool Diverge { get; }
     public bool Record { get; }
     /// <summary>Frames injected so far.</summary>
@@ -42,7 +43,7 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
     public IGuestMemory Memory => MemoryImpl;
     public IVmHost Vm => VmImpl;
     public IMainThread Main => MainImpl;
-    public IReadOnlyList<IOutputPort> OutputPorts => [Nic];
+    public IReadOnlyList<IOutputPort> OutputPorts => _ports ??= [Nic];   // one list: the replica asks per INPUT entry
 
     /// <summary>Frames injected, in order (copies).</summary>
     public List<byte[]> Injected { get; } = new();
