@@ -73,7 +73,7 @@ internal sealed class QemuNode
         }
         host.Info($"node {node.Id} ({node.Role.Name()}) of cluster '{config.Cluster}' started in " +
                   $"{(config.Mode == LibraryMode.Probe ? "probe" : "replicate")} mode; admin socket {node.Admin ?? "(none)"}, " +
-                  $"hash kernel {HashKernels.Name(kernel)} x {self.Hasher.Threads}");
+                  $"hash kernel {HashKernels.Name(kernel)} x {self.Hasher.Threads}, {Plover.Platform.GcReport.Describe()}");
         return self;
     }
 
