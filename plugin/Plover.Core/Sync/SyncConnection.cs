@@ -73,19 +73,19 @@ public sealed class SyncConnection : IDisposable
     public static SyncConnection Connect(IPEndPoint endpoint, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        bool timedOut = false;
         try
         {
-            using (new Timer(static s => ((Socket)s!).Dispose(), socket, timeout, Timeout.InfiniteTimeSpan))
+            // The timer closes the socket under a connect that takes too long.
+            using (new Timer(_ => { Volatile.Write(ref timedOut, true); socket.Dispose(); }, null, timeout, Timeout.InfiniteTimeSpan))
                 socket.Connect(endpoint);
         }
-        catch (ObjectDisposedException e)
-        {
-            throw new SyncConnectionException($"connecting to node {peerId} at {endpoint} timed out", e);
-        }
-        catch (SocketException e)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
             socket.Dispose();
-            throw new SyncConnectionException($"cannot connect to node {peerId} at {endpoint}: {e.Message}", e);
+            throw new SyncConnectionException(Volatile.Read(ref timedOut)
+                ? $"connecting to node {peerId} at {endpoint} timed out"
+                : $"cannot connect to node {peerId} at {endpoint}: {e.Message}", e);
         }
         return new SyncConnection(socket, self, peerId, timeout, wire);
     }
