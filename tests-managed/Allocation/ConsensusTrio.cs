@@ -10,8 +10,8 @@ namespace Plover.Tests.Allocation;
 /// <summary>
 /// A primary (node 1), a backup (node 2) and a witness (node 3): three consensus drivers over loopback TCP, as in
 /// production (reader threads decode, the consensus thread steps and sends). The replicas compact their logs as
-/// syncs would, so the log stays bounded; the witness follows the leader's compaction. Inputs are proposed on node 1
-/// with a window of uncommitted ones.
+/// syncs would, so the log stays bounded; the witness follows the leader's compaction. Inputs are proposed on node 1,
+/// with at most a window of them uncommitted.
 /// </summary>
 internal sealed class ConsensusTrio : IDisposable
 {
@@ -21,14 +21,13 @@ internal sealed class ConsensusTrio : IDisposable
     private readonly TcpTransport[] _transports = new TcpTransport[3];
     private readonly ConsensusDriver[] _drivers = new ConsensusDriver[3];
     private readonly long[] _commitIndex = new long[3];
-    private readonly SemaphoreSlim _window;
+    private readonly SemaphoreSlim _commits = new(0);   // a release per input committed on node 1
     private readonly byte[] _payload;
     private long _inputsCommitted;
     private int _seq;
 
-    public ConsensusTrio(int window, int payloadBytes)
+    public ConsensusTrio(int payloadBytes)
     {
-        _window = new SemaphoreSlim(window);
         _payload = new byte[payloadBytes];
         var ids = new[] { 1, 2, 3 };
         var endpoints = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
@@ -67,7 +66,7 @@ internal sealed class ConsensusTrio : IDisposable
     /// <summary>Consensus messages sent by all three nodes so far.</summary>
     public long MessagesSent => _drivers.Sum(d => d.MessagesSent);
 
-    // Under each driver's core lock: count, compact (replicas), open the window (the leader).
+    // Under each driver's core lock: count, compact (replicas), wake the proposer (the leader).
     private void OnCommitted(int slot, LogEntry e)
     {
         Volatile.Write(ref _commitIndex[slot], e.Index);
@@ -75,18 +74,19 @@ internal sealed class ConsensusTrio : IDisposable
         if (slot == 0 && e.Type == EntryType.Input)
         {
             Interlocked.Increment(ref _inputsCommitted);
-            _window.Release();
+            _commits.Release();
         }
     }
 
-    /// <summary>Proposes count inputs on node 1, at most the window uncommitted, and waits until every node applied them.</summary>
-    public void Run(int count)
+    /// <summary>Proposes count inputs on node 1, at most window of them uncommitted, and waits until every node applied them.</summary>
+    public void Run(int count, int window)
     {
         long target = Volatile.Read(ref _inputsCommitted) + count;
         for (int i = 0; i < count; i++)
         {
             // (Messages built only on failure: this loop is measured.)
-            if (!_window.Wait(10_000)) Assert.Fail("no commit for 10 s\n" + Log);
+            while (_seq - Volatile.Read(ref _inputsCommitted) >= window)
+                if (!_commits.Wait(10_000)) Assert.Fail("no commit for 10 s\n" + Log);
             BinaryPrimitives.WriteInt32LittleEndian(_payload, ++_seq);
             if (!_drivers[0].Propose(EntryType.Input, _payload)) Assert.Fail("node 1 refused a proposal\n" + Log);
         }

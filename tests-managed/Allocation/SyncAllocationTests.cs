@@ -6,9 +6,9 @@ using Xunit.Abstractions;
 namespace Plover.Tests.Allocation;
 
 /// <summary>
-/// syncvm allocates nothing per page or frame, and a bounded amount per sync: two engines over loopback TCP run a
-/// hundred syncs with few divergent pages and a hundred with many (small frames, so many frames too), after a
-/// warm-up that grew every buffer. The bytes the process allocated per sync must not grow with the pages, and stay
+/// syncvm allocates nothing per page or frame, and a bounded amount per sync: two engines over loopback TCP run
+/// syncs with few divergent pages and syncs with many (small frames, so many frames too), after a warm-up that grew
+/// every buffer, three rounds of 50 each (the least counts: AllocationMeter.LeastPerUnit). The bytes the process allocated per sync must not grow with the pages, and stay
 /// under a small bound: what a sync publishes (its SyncStats in the metrics history), the task that reports it,
 /// the few main-thread actions and control messages of each sync (about 4 KiB, the test's own waiting included).
 /// Before the allocation work: 4 to 20 bytes more per divergent page (a parsed header per received frame, and per
@@ -17,7 +17,8 @@ namespace Plover.Tests.Allocation;
 [Collection(AllocationCollection.Name)]
 public sealed class SyncAllocationTests(ITestOutputHelper output)
 {
-    private const int Syncs = 100;
+    private const int Rounds = 3;
+    private const int SyncsPerRound = 50;
     private const int FewPages = 16, ManyPages = 2048;
     /// <summary>Bytes per sync, both engines and the test's own waiting together (twice what a sync costs now).</summary>
     private const double BytesPerSync = 8 * 1024;
@@ -41,21 +42,19 @@ public sealed class SyncAllocationTests(ITestOutputHelper output)
         for (int i = 0; i < 20; i++) SyncOnce(pair, ++epoch, ManyPages);   // grows every buffer, tiers the code up
 
         using var sampler = new AllocationSampler();
-        double few = PerSync(pair, ref epoch, FewPages);
-        double many = PerSync(pair, ref epoch, ManyPages);
+        double PerSync(int pages, out string rounds) => AllocationMeter.LeastPerUnit(Rounds, () =>
+        {
+            for (int i = 0; i < SyncsPerRound; i++) SyncOnce(pair, ++epoch, pages);
+            return SyncsPerRound;
+        }, out rounds);
+        double few = PerSync(FewPages, out string fewRounds);
+        double many = PerSync(ManyPages, out string manyRounds);
         double perPage = (many - few) / (ManyPages - FewPages);
-        string report = $"{mode}: {few:F0} bytes per sync of {FewPages} divergent pages, {many:F0} of {ManyPages}: {perPage:F2} bytes per " +
-                        $"extra page; sampled: {sampler.Top()}";
+        string report = $"{mode}: {few:F0} bytes per sync of {FewPages} divergent pages at least ({fewRounds}), {many:F0} of {ManyPages} " +
+                        $"({manyRounds}): {perPage:F2} bytes per extra page; sampled: {sampler.Top()}";
         output.WriteLine(report);
         Assert.True(perPage < BytesPerPage, $"{report}; the bound is {BytesPerPage} byte per page");
         Assert.True(Math.Max(few, many) < BytesPerSync, $"{report}; the bound is {BytesPerSync} bytes per sync");
-    }
-
-    private static double PerSync(SyncPair pair, ref ulong epoch, int pages)
-    {
-        var meter = AllocationMeter.Start();
-        for (int i = 0; i < Syncs; i++) SyncOnce(pair, ++epoch, pages);
-        return (double)meter.Bytes / Syncs;
     }
 
     /// <summary>The primary's guest writes pages distinct pages (so they diverge), then both sides sync.</summary>
