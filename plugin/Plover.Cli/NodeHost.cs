@@ -66,7 +66,8 @@ internal sealed class NodeHost : IDisposable
         while (Environment.TickCount64 < deadline && !Transport.Peers.All(Transport.IsConnected) && !_stop.IsSet)
             Thread.Sleep(1);
         Driver.Start();
-        Log($"{Self} started (cluster '{Config.Cluster}', consensus tick {ConsensusDriverOptions.FromConfig(Config, Self.Id).TickMs} ms)");
+        Log($"{Self} started (cluster '{Config.Cluster}', consensus tick {ConsensusDriverOptions.FromConfig(Config, Self.Id).TickMs} ms, " +
+            $"{Plover.Platform.GcReport.Describe()})");
     }
 
     public void WaitForStop() => _stop.Wait();

@@ -33,6 +33,7 @@ internal static class WitnessCommand
                 Console.Error.WriteLine($"plover: witness: {problem}");
                 return 1;
             }
+            NodeHost.Log($"witness {id}: {Plover.Platform.GcReport.Describe()}");
             stop.Wait();
             var d = witness.Driver!;
             d.Dispose();   // stop the consensus thread first, so the counters below are final

@@ -47,7 +47,7 @@ public sealed class BatchingAndCompactionTests
         });
         sim.RunTicks(3);
         var sizes = new List<int>();
-        sim.Network.OnSend = m => { if (m is { From: P, To: B, Type: MessageType.Accept, Entries.Length: > 0 }) sizes.Add(m.Entries.Sum(e => e.Payload.Length)); };
+        sim.Network.OnSend = m => { if (m is { From: P, To: B, Type: MessageType.Accept, Entries.Length: > 0 }) sizes.Add(m.Entries.ToArray().Sum(e => e.Payload.Length)); };
         long last = 0;
         for (int i = 0; i < 50; i++) last = sim.Propose(P, EntryType.Input, new byte[1000]);
         // Proposals made one by one with a drain in between go out one by one; propose in bulk instead.

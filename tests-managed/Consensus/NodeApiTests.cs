@@ -19,7 +19,7 @@ public sealed class NodeApiTests
         while (n.HasReady)
         {
             var r = n.GetReady();
-            messages.AddRange(r.Messages);
+            foreach (var m in r.Messages) messages.Add(m.Detach());   // their entries are lent until Advance
             committed?.AddRange(r.CommittedEntries);
             if (seen is not null)
             {
@@ -36,7 +36,7 @@ public sealed class NodeApiTests
     {
         var b = NewNode(2);
         // The old primary (ballot 1.1) sent slots 1 and 2 to the backup.
-        b.Step(new Message { Type = MessageType.Accept, From = 1, To = 2, Ballot = B11, Index = 1, Entries = [E(1, B11, "a"), E(2, B11, "c")] });
+        b.Step(new Message { Type = MessageType.Accept, From = 1, To = 2, Ballot = B11, Index = 1, Entries = new LogEntry[] { E(1, B11, "a"), E(2, B11, "c") } });
         var acks = Drain(b);
         var ack = Assert.Single(acks);
         Assert.Equal((MessageType.Accepted, 2L, false), (ack.Type, ack.Index, ack.Reject));
@@ -58,7 +58,7 @@ public sealed class NodeApiTests
         b.Step(new Message
         {
             Type = MessageType.Promise, From = 3, To = 2, Ballot = B22, Index = 1, Commit = 0,
-            Entries = [E(1, B11, "a"), E(2, B21, "d"), E(3, B21, "e")],
+            Entries = new LogEntry[] { E(1, B11, "a"), E(2, B21, "d"), E(3, B21, "e") },
         });
         Assert.True(b.IsLeader);
         Assert.Equal(4, b.LastIndex);
@@ -98,7 +98,7 @@ public sealed class NodeApiTests
         Assert.False(p.TryPropose(EntryType.Input, [1], out _));
 
         // Old-ballot traffic is refused from now on.
-        p.Step(new Message { Type = MessageType.Accept, From = 2, To = 1, Ballot = new(1, 2), Index = 2, Entries = [E(2, new(1, 2), "x")] });
+        p.Step(new Message { Type = MessageType.Accept, From = 2, To = 1, Ballot = new(1, 2), Index = 2, Entries = new LogEntry[] { E(2, new(1, 2), "x") } });
         var nack = Assert.Single(Drain(p));
         Assert.Equal((MessageType.Nack, B22), (nack.Type, nack.Ballot));
         Assert.Equal(1, p.LastIndex);
@@ -108,19 +108,19 @@ public sealed class NodeApiTests
     public void FollowerWithAGap_AsksForAResend_ThenAcceptsInOrder()
     {
         var w = NewNode(3);
-        w.Step(new Message { Type = MessageType.Accept, From = 1, To = 3, Ballot = B11, Index = 3, Commit = 0, Entries = [E(3, B11, "c")] });
+        w.Step(new Message { Type = MessageType.Accept, From = 1, To = 3, Ballot = B11, Index = 3, Commit = 0, Entries = new LogEntry[] { E(3, B11, "c") } });
         var gap = Assert.Single(Drain(w));
         Assert.Equal((MessageType.Accepted, 0L, true), (gap.Type, gap.Index, gap.Reject));
         Assert.Equal(0, w.LastIndex);
 
-        w.Step(new Message { Type = MessageType.Accept, From = 1, To = 3, Ballot = B11, Index = 1, Commit = 2, Entries = [E(1, B11, "a"), E(2, B11, "b"), E(3, B11, "c")] });
+        w.Step(new Message { Type = MessageType.Accept, From = 1, To = 3, Ballot = B11, Index = 1, Commit = 2, Entries = new LogEntry[] { E(1, B11, "a"), E(2, B11, "b"), E(3, B11, "c") } });
         var committed = new List<LogEntry>();
         var ok = Assert.Single(Drain(w, committed));
         Assert.Equal((MessageType.Accepted, 3L, false), (ok.Type, ok.Index, ok.Reject));
         Assert.Equal([1L, 2], committed.Select(e => e.Index));
 
         // A duplicate changes nothing and is acknowledged again.
-        w.Step(new Message { Type = MessageType.Accept, From = 1, To = 3, Ballot = B11, Index = 2, Commit = 2, Entries = [E(2, B11, "b")] });
+        w.Step(new Message { Type = MessageType.Accept, From = 1, To = 3, Ballot = B11, Index = 2, Commit = 2, Entries = new LogEntry[] { E(2, B11, "b") } });
         Assert.Equal(3L, Assert.Single(Drain(w)).Index);
     }
 
@@ -149,8 +149,8 @@ public sealed class NodeApiTests
         w.Step(new Message { Type = MessageType.Prepare, From = 1, To = 3, Ballot = new(5, 2), Index = 1 });   // not its ballot
         var b = NewNode(2);
         b.Step(new Message { Type = MessageType.Prepare, From = 3, To = 2, Ballot = new(5, 3), Index = 1 });   // the witness owns no ballot
-        b.Step(new Message { Type = MessageType.Accept, From = 1, To = 2, Ballot = B11, Index = 1, Entries = [E(1, B11, "a"), E(3, B11, "gap")] });
-        b.Step(new Message { Type = MessageType.Accept, From = 1, To = 2, Ballot = B11, Index = 1, Entries = [E(1, B22, "future ballot")] });
+        b.Step(new Message { Type = MessageType.Accept, From = 1, To = 2, Ballot = B11, Index = 1, Entries = new LogEntry[] { E(1, B11, "a"), E(3, B11, "gap") } });
+        b.Step(new Message { Type = MessageType.Accept, From = 1, To = 2, Ballot = B11, Index = 1, Entries = new LogEntry[] { E(1, B22, "future ballot") } });
         Assert.False(b.HasReady);
         Assert.Equal(0, b.LastIndex);
         Assert.False(w.HasReady);

@@ -158,7 +158,7 @@ internal sealed class SimCluster
             // One GetReady/Advance takes everything; a second round only follows a snapshot installed below.
             if (rounds > 3) Fail($"node {n.Id} keeps reporting HasReady");
             var ready = n.GetReady();
-            foreach (var m in ready.Messages) Network.Send(m, Now);
+            foreach (var m in ready.Messages) Network.Send(m.Detach(), Now);   // entries are lent until Advance
             if (ready.SnapshotInstalled is { } skipped)
             {
                 if (n.Config.Self.CanLead) Fail($"node {n.Id} installed a snapshot by itself but runs a VM");

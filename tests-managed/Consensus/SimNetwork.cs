@@ -59,7 +59,7 @@ internal sealed class SimNetwork
             message = m;
             return true;
         }
-        message = null!;
+        message = default;
         return false;
     }
 

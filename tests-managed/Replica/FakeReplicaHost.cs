@@ -11,14 +11,16 @@ namespace Plover.Tests.Replica;
 /// A VM host for one replica: synthetic memory, a fake VM on its own main thread and one fake NIC. The fake guest
 /// handles every injected frame deterministically (writes the frame into a page chosen by the frame's hash and
 /// answers with one output frame carrying its sequence number); with <see cref="Diverge"/> it also writes
-/// pseudo-random bytes to a random page per frame, as a multi-core guest's timing would.
+/// pseudo-random bytes to a random page per frame, as a multi-core guest's timing would. Without <see cref="Record"/>
+/// (allocation tests) it only counts what it injects: no copies kept, no answer sent.
 /// </summary>
 public sealed class FakeReplicaHost : IReplicaHost, IDisposable
 {
     private readonly Random _noise;
 
-    public FakeReplicaHost(string name, (string Name, ulong Bytes)[] blocks, int seed, bool diverge)
+    public FakeReplicaHost(string name, (string Name, ulong Bytes)[] blocks, int seed, bool diverge, bool record = true)
     {
+        Record = record;
         MemoryImpl = new SyntheticGuestMemory(blocks);
         MemoryImpl.FillRandom(1);
         MainImpl = new DedicatedMainThread($"{name}-main");
@@ -31,12 +33,17 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
     public SyntheticVm VmImpl { get; }
     public DedicatedMainThread MainImpl { get; }
     public FakeOutputPort Nic { get; } = new();
+    private IReadOnlyList<IOutputPort>? _ports;
     public bool Diverge { get; }
+    public bool Record { get; }
+    /// <summary>Frames injected so far.</summary>
+    public int InjectedCount => Volatile.Read(ref _injectedCount);
+    private int _injectedCount;
 
     public IGuestMemory Memory => MemoryImpl;
     public IVmHost Vm => VmImpl;
     public IMainThread Main => MainImpl;
-    public IReadOnlyList<IOutputPort> OutputPorts => [Nic];
+    public IReadOnlyList<IOutputPort> OutputPorts => _ports ??= [Nic];   // one list: the replica asks per INPUT entry
 
     /// <summary>Frames injected, in order (copies).</summary>
     public List<byte[]> Injected { get; } = new();
@@ -49,7 +56,8 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
     public int Inject(int nic, ReadOnlySpan<byte> frame)
     {
         if (!MainImpl.IsCurrent || !VmImpl.Running || nic != 0) Violations++;
-        lock (Injected) Injected.Add(frame.ToArray());
+        Interlocked.Increment(ref _injectedCount);
+        if (Record) lock (Injected) Injected.Add(frame.ToArray());
         var block = MemoryImpl.Blocks[0];
         ulong page = CityHash.Hash64(frame) % block.Pages;
         MemoryImpl.Write(0, page, 64, frame[..Math.Min(frame.Length, 256)]);
@@ -58,6 +66,7 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
             ulong noisyPage = (ulong)_noise.NextInt64((long)block.Pages);
             MemoryImpl.Write(0, noisyPage, 8, (ulong)_noise.NextInt64());
         }
+        if (!Record) return 0;
         Nic.GuestSends(BinaryPrimitives.ReadInt32LittleEndian(frame));   // the guest's reply
         OutputHeld?.Invoke();   // as filter-plover's net_from_guest notice (here at once, on the main thread)
         return 0;

@@ -29,7 +29,8 @@ public sealed class ReplicaCluster : IDisposable
 
     /// <param name="idleTrigger">The primary runs the idle monitor (over vCPUs that are always idle) instead of syncing only on request.</param>
     /// <param name="checkpoint">Checkpoint mode (inputs straight into the primary's guest, a passive backup).</param>
-    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false, bool checkpoint = false)
+    /// <param name="record">The hosts keep a copy of every injected frame and the guests answer (off: they only count).</param>
+    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false, bool checkpoint = false, bool record = true)
     {
         var ids = new[] { 1, 2, 3 };
         var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
@@ -55,8 +56,8 @@ public sealed class ReplicaCluster : IDisposable
             _drivers.Add(driver);
         }
 
-        PrimaryHost = new FakeReplicaHost("primary", Blocks, seed: 11, diverge: true);
-        BackupHost = new FakeReplicaHost("backup", Blocks, seed: 22, diverge: false);
+        PrimaryHost = new FakeReplicaHost("primary", Blocks, seed: 11, diverge: true, record);
+        BackupHost = new FakeReplicaHost("backup", Blocks, seed: 22, diverge: false, record);
         var syncOptions = new SyncOptions { Log = Log.Sink, HashThreads = 1, StepHook = stepHook, Timeout = TimeSpan.FromSeconds(20), Checkpoint = checkpoint };
         Primary = new Plover.Node.Replica(new ReplicaOptions
         {

@@ -45,8 +45,8 @@ public sealed class ConsensusCodecTests
             Assert.Equal(m.Entries.Length, d.Entries.Length);
             for (int k = 0; k < n; k++)
             {
-                Assert.Equal(m.Entries[k].Ballot, d.Entries[k].Ballot);
-                Assert.True(m.Entries[k].SameValue(d.Entries[k]));
+                Assert.Equal(m.Entries.Span[k].Ballot, d.Entries.Span[k].Ballot);
+                Assert.True(m.Entries.Span[k].SameValue(d.Entries.Span[k]));
             }
         }
         Assert.Equal(0, buf.Count);
@@ -58,7 +58,7 @@ public sealed class ConsensusCodecTests
         var m = new Message
         {
             Type = MessageType.Accept, From = 1, To = 2, Ballot = new Ballot(1, 1),
-            Entries = [new LogEntry(5, new Ballot(1, 1), EntryType.Input, new byte[1]), new LogEntry(7, new Ballot(1, 1), EntryType.Input, new byte[1])],
+            Entries = new LogEntry[] { new LogEntry(5, new Ballot(1, 1), EntryType.Input, new byte[1]), new LogEntry(7, new Ballot(1, 1), EntryType.Input, new byte[1]) },
         };
         Assert.Throws<ArgumentException>(() => new ConsensusFrameEncoder().Set(m));
     }
@@ -69,7 +69,7 @@ public sealed class ConsensusCodecTests
         var m = new Message
         {
             Type = MessageType.Accept, From = 1, To = 2, Ballot = new Ballot(1, 1),
-            Entries = [new LogEntry(5, new Ballot(1, 1), EntryType.Input, new byte[10])],
+            Entries = new LogEntry[] { new LogEntry(5, new Ballot(1, 1), EntryType.Input, new byte[10]) },
         };
         var enc = new ConsensusFrameEncoder().Set(m);
         var body = new byte[enc.Length];

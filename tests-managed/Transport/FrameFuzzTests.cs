@@ -200,7 +200,7 @@ public sealed class FrameFuzzTests
                 var m = new ConsensusFrameDecoder().Decode(2, 1, header, tail);
                 Assert.Equal(1, m.From);
                 Assert.Equal(2, m.To);
-                Assert.True(m.Entries.Sum(e => (long)e.Payload.Length) == tail.Length);
+                Assert.True(m.Entries.ToArray().Sum(e => (long)e.Payload.Length) == tail.Length);
             }
             catch (InvalidDataException) { refused++; }
         }

@@ -37,7 +37,8 @@ public sealed class ConsensusConfig
 
     public ConsensusMember Member(int id)
     {
-        foreach (var m in Members) if (m.Id == id) return m;
+        for (int i = 0; i < Members.Count; i++)   // not foreach: an interface's enumerator is an allocation per message
+            if (Members[i].Id == id) return Members[i];
         throw new ArgumentException($"node {id} is not a member");
     }
 

@@ -44,7 +44,10 @@ public sealed class ConsensusLog
     }
 
     /// <summary>Copies up to maxEntries entries starting at from (at least one if any exists, even above maxBytes).</summary>
-    public LogEntry[] Slice(long from, int maxEntries, long maxBytes)
+    public LogEntry[] Slice(long from, int maxEntries, long maxBytes) => Range(from, maxEntries, maxBytes).ToArray();
+
+    /// <summary>The entries <see cref="Slice"/> would copy, in place: valid until the log changes.</summary>
+    public ReadOnlySpan<LogEntry> Range(long from, int maxEntries, long maxBytes)
     {
         if (from < _first) throw new ArgumentOutOfRangeException(nameof(from), $"log index {from} is compacted (first {_first})");
         if (from > LastIndex) return [];
@@ -57,7 +60,7 @@ public sealed class ConsensusLog
             if (n > 0 && bytes > maxBytes) break;
             n++;
         }
-        return CollectionsMarshal.AsSpan(_entries).Slice(start, n).ToArray();
+        return CollectionsMarshal.AsSpan(_entries).Slice(start, n);
     }
 
     /// <summary>Drops entries at or below index (which must be committed: the caller checks).</summary>

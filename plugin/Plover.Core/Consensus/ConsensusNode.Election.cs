@@ -32,7 +32,7 @@ public sealed partial class ConsensusNode
         if (_preVotes.Count >= _config.Majority) Campaign();
     }
 
-    private void OnPreVoteReply(Message m)
+    private void OnPreVoteReply(in Message m)
     {
         if (_role != ConsensusRole.PreCandidate || m.Ballot != _candidateBallot || m.Reject) return;
         _preVotes.Add(m.From);
@@ -56,11 +56,11 @@ public sealed partial class ConsensusNode
         if (1 + _promises.Count >= _config.Majority) BecomeLeader();
     }
 
-    private void OnPromise(Message m)
+    private void OnPromise(in Message m)
     {
         if (_role != ConsensusRole.Candidate || m.Ballot != _promised || _promises.ContainsKey(m.From)) return;
         long first = Math.Max(_recoverFrom, m.Index);
-        if (m.Entries.Length > 0 && !EntriesContiguous(m.Entries, first)) return;   // malformed: ignore
+        if (m.Entries.Length > 0 && !EntriesContiguous(m.Entries.Span, first)) return;   // malformed: ignore
         if (m.Index > _recoverFrom)
         {
             // The acceptor compacted entries we do not have as committed: its promise cannot tell us their
@@ -68,7 +68,7 @@ public sealed partial class ConsensusNode
             _pending.Snapshot = new SnapshotNeeded(m.From, m.Index - 1);
             return;
         }
-        _promises[m.From] = m;
+        _promises[m.From] = m.Detach();   // kept until a majority promised
         if (1 + _promises.Count >= _config.Majority) BecomeLeader();
     }
 
@@ -80,7 +80,7 @@ public sealed partial class ConsensusNode
     {
         long last = _log.LastIndex;
         foreach (var p in _promises.Values)
-            if (p.Entries.Length > 0) last = Math.Max(last, p.Entries[^1].Index);
+            if (p.Entries.Length > 0) last = Math.Max(last, p.Entries.Span[^1].Index);
 
         for (long i = _recoverFrom; i <= last; i++)
         {
@@ -108,14 +108,15 @@ public sealed partial class ConsensusNode
     /// Phase 1's choice for slot i: the entry accepted in the highest ballot among the messages' entries (each
     /// message's contiguous from Entries[0]) and best (when found already). False if nobody had the slot.
     /// </summary>
-    private static bool HighestBallotAt(long i, IEnumerable<Message> messages, bool found, ref LogEntry best)
+    private static bool HighestBallotAt(long i, Dictionary<int, Message>.ValueCollection messages, bool found, ref LogEntry best)
     {
         foreach (var m in messages)
         {
-            if (m.Entries.Length == 0) continue;
-            long offset = i - m.Entries[0].Index;
-            if (offset < 0 || offset >= m.Entries.Length) continue;
-            var e = m.Entries[offset];
+            var entries = m.Entries.Span;
+            if (entries.Length == 0) continue;
+            long offset = i - entries[0].Index;
+            if (offset < 0 || offset >= entries.Length) continue;
+            var e = entries[(int)offset];
             if (!found || e.Ballot > best.Ballot) { best = e; found = true; }
         }
         return found;

@@ -102,7 +102,7 @@ public sealed partial class ConsensusNode
             while (pr.Next <= _log.LastIndex && pr.Next - pr.Match - 1 < _config.MaxInflightEntries)
             {
                 int room = (int)Math.Min(_config.MaxBatchEntries, _config.MaxInflightEntries - (pr.Next - pr.Match - 1));
-                var entries = _log.Slice(pr.Next, room, _config.MaxBatchBytes);
+                var entries = _pending.Lend(_log.Range(pr.Next, room, _config.MaxBatchBytes));
                 if (pr.Next == pr.Match + 1) pr.LastProgressTick = _now;   // nothing was in flight: the wait starts now
                 Send(new Message
                 {
@@ -128,7 +128,7 @@ public sealed partial class ConsensusNode
         }
     }
 
-    private void OnAccepted(Message m)
+    private void OnAccepted(in Message m)
     {
         if (_role != ConsensusRole.Leader || m.Ballot != _promised) return;   // stale: another ballot
         var pr = _progress[m.From];

@@ -62,7 +62,7 @@ public sealed partial class ConsensusNode
             Send(new Message { Type = MessageType.RecoveryRequest, From = Id, To = p, Ballot = Ballot.Zero, Nonce = _recoveryNonce });
     }
 
-    private void OnRecoveryRequest(Message m)
+    private void OnRecoveryRequest(in Message m)
     {
         // A node recovering itself has nothing trustworthy to give (it does not get here: see Step).
         Send(new Message
@@ -73,20 +73,21 @@ public sealed partial class ConsensusNode
         });
     }
 
-    private void OnRecoveryResponse(Message m)
+    private void OnRecoveryResponse(in Message m)
     {
         if (!_recovering || m.Nonce != _recoveryNonce) return;   // stale: written before this incarnation asked
-        if (m.Index < 1 || m.Commit < m.Index - 1 || (m.Entries.Length > 0 && !EntriesContiguous(m.Entries, m.Index))) return;   // malformed
-        _recoveryAnswers[m.From] = m;
+        if (m.Index < 1 || m.Commit < m.Index - 1 || (m.Entries.Length > 0 && !EntriesContiguous(m.Entries.Span, m.Index))) return;   // malformed
+        _recoveryAnswers[m.From] = m.Detach();   // kept until enough members answered
         if (_recoveryAnswers.Count >= RecoveryAnswersNeeded || RunsAloneCommitted(m)) FinishRecovery();
     }
 
     /// <summary>The answer's last ROLE entry names its sender primary without a backup, and the sender knows it committed.</summary>
-    private static bool RunsAloneCommitted(Message answer)
+    private static bool RunsAloneCommitted(in Message answer)
     {
-        for (int i = answer.Entries.Length - 1; i >= 0; i--)
-            if (RoleOf(answer.Entries[i]) is { } role)
-                return role.Primary == answer.From && role.Backup == 0 && answer.Entries[i].Index <= answer.Commit;
+        var entries = answer.Entries.Span;
+        for (int i = entries.Length - 1; i >= 0; i--)
+            if (RoleOf(entries[i]) is { } role)
+                return role.Primary == answer.From && role.Backup == 0 && entries[i].Index <= answer.Commit;
         return false;
     }
 

@@ -159,8 +159,23 @@ public sealed partial class ConsensusNode
         return true;
     }
 
-    /// <summary>Processes one message from a peer. Messages not addressed to this node or from non-members are ignored.</summary>
-    public void Step(Message m)
+    /// <summary>
+    /// <see cref="TryPropose(EntryType, ReadOnlySpan{byte}, out long)"/> with a payload the caller already copied for
+    /// the log (the driver keeps payloads in recycled slabs): it must stay unchanged until the entry is compacted.
+    /// </summary>
+    public bool TryProposeStored(EntryType type, ReadOnlyMemory<byte> payload, out long index)
+    {
+        if (_role != ConsensusRole.Leader) { index = 0; return false; }
+        index = _log.LastIndex + 1;
+        _log.Set(new LogEntry(index, _promised, type, payload));
+        return true;
+    }
+
+    /// <summary>
+    /// Processes one message from a peer. Messages not addressed to this node or from non-members are ignored. Its
+    /// entries are only read during the call (a message kept for later is detached).
+    /// </summary>
+    public void Step(in Message m)
     {
         if (m.To != Id || m.From == Id || !IsPeer(m.From)) return;
         // Without its memory this node takes no part (no vote, promise, acceptance or answer) until it recovered.
@@ -174,16 +189,16 @@ public sealed partial class ConsensusNode
             _maxSeenRound = m.Ballot.Round;
         switch (m.Type)
         {
-            case MessageType.PreVote: OnPreVote(m); break;
-            case MessageType.PreVoteReply: OnPreVoteReply(m); break;
-            case MessageType.Prepare: OnPrepare(m); break;
-            case MessageType.Promise: OnPromise(m); break;
-            case MessageType.Nack: OnNack(m); break;
-            case MessageType.Accept: OnAccept(m); break;
-            case MessageType.Accepted: OnAccepted(m); break;
-            case MessageType.SnapshotRequired: OnSnapshotRequired(m); break;
-            case MessageType.RecoveryRequest: OnRecoveryRequest(m); break;
-            case MessageType.RecoveryResponse: OnRecoveryResponse(m); break;
+            case MessageType.PreVote: OnPreVote(in m); break;
+            case MessageType.PreVoteReply: OnPreVoteReply(in m); break;
+            case MessageType.Prepare: OnPrepare(in m); break;
+            case MessageType.Promise: OnPromise(in m); break;
+            case MessageType.Nack: OnNack(in m); break;
+            case MessageType.Accept: OnAccept(in m); break;
+            case MessageType.Accepted: OnAccepted(in m); break;
+            case MessageType.SnapshotRequired: OnSnapshotRequired(in m); break;
+            case MessageType.RecoveryRequest: OnRecoveryRequest(in m); break;
+            case MessageType.RecoveryResponse: OnRecoveryResponse(in m); break;
         }
     }
 
@@ -249,7 +264,7 @@ public sealed partial class ConsensusNode
 
     // ---------------------------------------------------------------- acceptor side
 
-    private void OnAccept(Message m)
+    private void OnAccept(in Message m)
     {
         if (m.Ballot < _promised) { SendNack(m.From); return; }
         FollowBallot(m.Ballot, m.From);
@@ -257,19 +272,20 @@ public sealed partial class ConsensusNode
         _timer.Reset();
 
         bool gap = false;
-        if (m.Entries.Length > 0)
+        var entries = m.Entries.Span;
+        if (entries.Length > 0)
         {
-            if (!EntriesContiguous(m.Entries, m.Index) || m.Entries[^1].Ballot > m.Ballot) return;   // malformed: ignore
+            if (!EntriesContiguous(entries, m.Index) || entries[^1].Ballot > m.Ballot) return;   // malformed: ignore
             if (m.Index > _acceptedThrough + 1) gap = true;
             else
             {
-                foreach (var e in m.Entries)
+                foreach (ref readonly var e in entries)
                 {
                     if (e.Index < _log.FirstIndex) continue;              // compacted here, hence committed
                     if (_log.TryGet(e.Index, out var existing) && existing.Ballot == e.Ballot) continue;  // duplicate
                     _log.Set(e);
                 }
-                _acceptedThrough = Math.Max(_acceptedThrough, m.Entries[^1].Index);
+                _acceptedThrough = Math.Max(_acceptedThrough, entries[^1].Index);
             }
         }
         AdvanceFollowerCommit(m.Commit);
@@ -282,7 +298,7 @@ public sealed partial class ConsensusNode
         ReportState();
     }
 
-    private void OnSnapshotRequired(Message m)
+    private void OnSnapshotRequired(in Message m)
     {
         if (m.Ballot < _promised) { SendNack(m.From); return; }
         FollowBallot(m.Ballot, m.From);
@@ -305,7 +321,7 @@ public sealed partial class ConsensusNode
         ReportState();
     }
 
-    private void OnPrepare(Message m)
+    private void OnPrepare(in Message m)
     {
         if (m.Ballot < _promised) { SendNack(m.From); return; }
         if (!MayLead(m.From)) return;   // no promise to a node whose VM the latest ROLE entry left behind
@@ -324,7 +340,7 @@ public sealed partial class ConsensusNode
         ReportState();
     }
 
-    private void OnPreVote(Message m)
+    private void OnPreVote(in Message m)
     {
         if (m.Ballot <= _promised) { SendNack(m.From); return; }
         // Refuse while a leader is alive (a node cut off from the leader alone must not depose it), and refuse a
@@ -334,7 +350,7 @@ public sealed partial class ConsensusNode
         Send(new Message { Type = MessageType.PreVoteReply, From = Id, To = m.From, Ballot = m.Ballot, Reject = leaderAlive || !MayLead(m.From) });
     }
 
-    private void OnNack(Message m)
+    private void OnNack(in Message m)
     {
         if (m.Ballot <= _promised) return;   // stale
         // Someone promised a higher ballot: our ballot (as leader or candidate) can no longer win. Promising the
@@ -369,7 +385,7 @@ public sealed partial class ConsensusNode
         if (c > _commit) _commit = c;
     }
 
-    private static bool EntriesContiguous(LogEntry[] entries, long first)
+    private static bool EntriesContiguous(ReadOnlySpan<LogEntry> entries, long first)
     {
         for (int i = 0; i < entries.Length; i++)
             if (entries[i].Index != first + i) return false;
@@ -378,7 +394,7 @@ public sealed partial class ConsensusNode
 
     private bool IsPeer(int id) => Array.IndexOf(_peers, id) >= 0;
 
-    private void Send(Message m) => _pending.Messages.Add(m);
+    private void Send(in Message m) => _pending.Messages.Add(m);
 
     private void SendNack(int to) =>
         Send(new Message { Type = MessageType.Nack, From = Id, To = to, Ballot = _promised });

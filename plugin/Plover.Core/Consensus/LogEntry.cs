@@ -15,8 +15,10 @@ public enum EntryType : byte
 
 /// <summary>
 /// One slot of the replicated log. <see cref="Ballot"/> is the ballot in which this node accepted the value
-/// (a new leader re-proposes recovered values in its own ballot). The payload is immutable once in the log:
-/// it is copied exactly once, on <see cref="ConsensusNode.Propose"/>, and shared afterwards.
+/// (a new leader re-proposes recovered values in its own ballot). The payload is immutable once in the log: it is
+/// copied exactly once, when proposed or received, and shared afterwards. Under a ConsensusDriver it lives in a slab
+/// that is reused once the entry is compacted (Transport.PayloadArena): whoever keeps an entry must be done with its
+/// payload by then.
 /// </summary>
 public readonly record struct LogEntry(long Index, Ballot Ballot, EntryType Type, ReadOnlyMemory<byte> Payload)
 {

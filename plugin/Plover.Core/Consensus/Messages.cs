@@ -54,10 +54,13 @@ public enum MessageType : byte
 }
 
 /// <summary>
-/// One consensus message. Immutable once built (the same instance may be sent, duplicated or retransmitted).
-/// Unused fields are zero / empty. See <see cref="MessageType"/> for the meaning of each field per type.
+/// One consensus message, a value (the same message may be sent, duplicated or retransmitted; building one allocates
+/// nothing). Unused fields are zero / empty. See <see cref="MessageType"/> for the meaning of each field per type.
+/// <see cref="Entries"/> may be lent: a message in a <see cref="Ready"/> borrows the node's buffer until
+/// <see cref="ConsensusNode.Advance"/>, one handed to <see cref="ConsensusNode.Step"/> may borrow the decoder's for
+/// the call. Whoever keeps a message longer keeps <see cref="Detach"/>'s copy.
 /// </summary>
-public sealed class Message
+public readonly struct Message
 {
     public required MessageType Type { get; init; }
     public required int From { get; init; }
@@ -69,7 +72,10 @@ public sealed class Message
     public bool Reject { get; init; }
     public ulong Nonce { get; init; }
     public int LeaderId { get; init; }
-    public LogEntry[] Entries { get; init; } = [];
+    public ReadOnlyMemory<LogEntry> Entries { get; init; }
+
+    /// <summary>This message with entries of its own (not lent), to keep it past the call or Ready that lent them.</summary>
+    public Message Detach() => Entries.IsEmpty ? this : this with { Entries = Entries.ToArray() };
 
     public override string ToString() =>
         $"{Type} {From}->{To} b={Ballot} i={Index} c={Commit} ls={LogStart}{(Reject ? " reject" : "")} n={Entries.Length}" +

@@ -22,10 +22,15 @@ public readonly record struct SnapshotNeeded(int LeaderId, long Index);
 /// <summary>
 /// Output of a <see cref="ConsensusNode"/> since the last <see cref="ConsensusNode.Advance"/> (like raft's Ready).
 /// The caller sends <see cref="Messages"/>, applies <see cref="CommittedEntries"/> in order, reacts to the rest,
-/// then calls Advance. The lists are reused after Advance: do not keep references to them.
+/// then calls Advance. The lists, and the entries the messages carry, are reused after Advance: do not keep
+/// references to them (<see cref="Message.Detach"/> copies a message's entries).
 /// </summary>
 public sealed class Ready
 {
+    // The entries of every Accept in Messages, back to back: lent to the messages until Advance, so a batch costs no array.
+    private LogEntry[] _entries = [];
+    private int _entryCount;
+
     public List<Message> Messages { get; } = new();
     /// <summary>Newly committed entries, contiguous and in index order.</summary>
     public List<LogEntry> CommittedEntries { get; } = new();
@@ -47,8 +52,25 @@ public sealed class Ready
 
     public bool IsEmpty => Messages.Count == 0 && CommittedEntries.Count == 0 && Change is null && Fenced is null && Snapshot is null && SnapshotInstalled is null && Recovered is null;
 
+    /// <summary>A copy of entries that the messages of this Ready may carry (valid until Advance).</summary>
+    internal ReadOnlyMemory<LogEntry> Lend(ReadOnlySpan<LogEntry> entries)
+    {
+        if (_entries.Length - _entryCount < entries.Length)
+        {
+            // A bigger buffer from here on; the messages built so far keep the old one.
+            _entries = new LogEntry[Math.Max(64, Math.Max(2 * _entries.Length, entries.Length))];
+            _entryCount = 0;
+        }
+        var lent = _entries.AsMemory(_entryCount, entries.Length);
+        entries.CopyTo(lent.Span);
+        _entryCount += entries.Length;
+        return lent;
+    }
+
     internal void Clear()
     {
+        Array.Clear(_entries, 0, _entryCount);   // the payloads they point at may go
+        _entryCount = 0;
         Messages.Clear();
         CommittedEntries.Clear();
         Change = null;

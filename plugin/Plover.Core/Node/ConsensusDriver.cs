@@ -16,7 +16,8 @@ public sealed record ConsensusStatus(ConsensusRole Role, Ballot Ballot, int Lead
 /// Runs a <see cref="ConsensusNode"/> (the pure Multi-Paxos core) on a dedicated thread over an
 /// <see cref="ITransport"/> with a real monotonic clock.
 ///
-/// The thread loops: step every message received (decoded on the transport's reader threads), propose
+/// The thread loops: step every message received (checked on the transport's reader threads, which queue the frames'
+/// bytes; decoded here, into storage this thread reuses, and payloads into the log's recycled slabs), propose
 /// everything queued by <see cref="Propose"/> (so proposals that arrived while a round was in flight go out as
 /// one batch), tick the core once per elapsed tick (1 ms by default), and when the core has output send its
 /// messages at once (one flush per peer, normally a direct write to the socket from this thread), deliver
@@ -30,20 +31,27 @@ public sealed record ConsensusStatus(ConsensusRole Role, Ballot Ballot, int Lead
 /// the network's. The consensus thread keeps the clock.
 /// Callbacks therefore run on whichever thread holds the core: never concurrently, always in log order; they
 /// must be quick and must not call back into the driver's Propose (hand work to another thread).
+///
+/// In steady state nothing here allocates per message or entry (tests-managed/Allocation): frames and proposals wait
+/// in byte queues, messages are values whose entries borrow reused buffers, payloads live in slabs reused after
+/// compaction, and strings are built only when something is logged.
 /// </summary>
 public sealed class ConsensusDriver : IDisposable
 {
     private readonly ConsensusNode _node;
     private readonly ITransport _transport;
     private readonly ConsensusDriverOptions _options;
-    private readonly ConcurrentQueue<Message> _incoming = new();
+    private readonly RecordQueue<int> _incoming = new();   // frame bodies, tagged with the peer they came from
     private readonly ConcurrentQueue<(bool Install, long Index)> _compactions = new();
-    private readonly ConsensusProposalQueue _proposals;
+    private readonly RecordQueue<EntryType> _proposals;
     private readonly ConsensusWakeup _wakeup = new();
     private readonly ConsensusFrameEncoder _encoder = new();
+    private readonly PayloadArena _payloads;               // the log's payloads (consensus thread)
+    private readonly ConsensusFrameDecoder _decoder;       // consensus thread
+    private readonly int[] _peerIds;
     private readonly long _tickStopwatchTicks;
     private readonly Thread _thread;
-    [ThreadStatic] private static ConsensusFrameDecoder? t_decoder;
+    [ThreadStatic] private static ConsensusFrameDecoder? t_validator;   // a reader thread's checks
 
     private readonly object _coreLock = new();
     private long _nextTick;
@@ -71,7 +79,10 @@ public sealed class ConsensusDriver : IDisposable
         _fresh = options.Restored is null;
         _recovering = _node.IsRecovering;
         _silenceTicks = new long[options.Consensus.Members.Max(m => m.Id) + 1];
-        _proposals = new ConsensusProposalQueue(options.MaxQueuedProposalBytes);
+        _peerIds = options.Consensus.Members.Select(m => m.Id).Where(id => id != options.Consensus.SelfId).ToArray();
+        _proposals = new RecordQueue<EntryType>(options.MaxQueuedProposalBytes);
+        _payloads = new PayloadArena(() => _node.FirstIndex);
+        _decoder = new ConsensusFrameDecoder(_payloads);
         _tickStopwatchTicks = Math.Max(1, (long)(Stopwatch.Frequency * options.TickMs / 1000.0));
         _status = new ConsensusStatus(_node.Role, _node.Ballot, _node.LeaderId, null);
         _thread = ThreadScheduling.Start(Run, $"plover-consensus-{SelfId}", ThreadScheduling.Priority.Realtime, options.Log);
@@ -183,9 +194,9 @@ public sealed class ConsensusDriver : IDisposable
 
     private void HandleFrame(int peer, in Frame frame)
     {
-        var decoder = t_decoder ??= new ConsensusFrameDecoder();
-        var m = decoder.Decode(SelfId, peer, frame.Header, frame.Tail);   // throws InvalidDataException: connection closed
-        _incoming.Enqueue(m);
+        // Checked here, so that a bad frame closes its connection (InvalidDataException); decoded on the consensus thread.
+        (t_validator ??= new ConsensusFrameDecoder()).Validate(SelfId, peer, frame.Header, frame.Tail.Length);
+        _incoming.TryAdd(peer, frame.Body);
         if (_options.InlineProcessing) ProcessInline();
         else _wakeup.Wake();
     }
@@ -254,11 +265,7 @@ public sealed class ConsensusDriver : IDisposable
     {
         try
         {
-            while (_incoming.TryDequeue(out var m))
-            {
-                _node.Step(m);
-                _messagesReceived++;
-            }
+            StepIncoming();
             TakeProposals();
             ApplyCompactions();
             if (_campaignChanged)
@@ -286,8 +293,7 @@ public sealed class ConsensusDriver : IDisposable
             }
 
             if (tick)
-                foreach (var m in _options.Consensus.Members)
-                    if (m.Id != SelfId && m.Id < _silenceTicks.Length) Volatile.Write(ref _silenceTicks[m.Id], _node.TicksSinceHeard(m.Id));
+                foreach (int peer in _peerIds) Volatile.Write(ref _silenceTicks[peer], _node.TicksSinceHeard(peer));
             bool worked = false;
             while (_node.HasReady)
             {
@@ -333,18 +339,41 @@ public sealed class ConsensusDriver : IDisposable
         _gcPauseAtReport = pause;
     }
 
+    /// <summary>Decodes and steps every frame the reader threads queued (they checked them already).</summary>
+    private void StepIncoming()
+    {
+        var (data, items) = _incoming.TakeAll();
+        int at = 0;
+        foreach (var (peer, length) in items)
+        {
+            var body = data.Data.Slice(at, length);
+            at += length;
+            try
+            {
+                FrameBody.TrySplit(body, out var header, out var tail, out _);
+                _node.Step(_decoder.Decode(SelfId, peer, header, tail));
+                _messagesReceived++;
+            }
+            catch (InvalidDataException e)
+            {
+                // Cannot happen (the reader thread ran the same checks); a lost message is repaired like any other.
+                _options.Log($"consensus {SelfId}: dropped a message from node {peer}: {e.Message}");
+            }
+        }
+        _incoming.Recycle(data, items);
+    }
+
     private void TakeProposals()
     {
         var (data, items) = _proposals.TakeAll();
-        if (items.Count > 0)
+        int at = 0;
+        foreach (var (type, length) in items)
         {
-            var bytes = data.Data;
-            int at = 0;
-            foreach (var (type, length) in items)
-            {
-                if (!_node.TryPropose(type, bytes.Slice(at, length), out _)) _proposalsDropped++;
-                at += length;
-            }
+            var payload = data.Data.Slice(at, length);
+            at += length;
+            // Copied into the log's slabs only when it enters the log, at the index it will have.
+            if (_node.IsLeader) _node.TryProposeStored(type, _payloads.Copy(payload, _node.LastIndex + 1), out _);
+            else _proposalsDropped++;
         }
         _proposals.Recycle(data, items);
     }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Plover.Consensus;
 using Plover.Metrics;
 
 namespace Plover.Node;
@@ -16,15 +17,15 @@ internal sealed class ProposalClock
 
     public LatencyHistogram Latency { get; } = new();
 
-    /// <summary>Runs propose with the proposal's time queued first (so a commit racing the return still finds it);
+    /// <summary>Proposes an INPUT entry with its time queued first (so a commit racing the return still finds it);
     /// a refused proposal takes its time back.</summary>
-    public bool Propose(Func<bool> propose)
+    public bool ProposeInput(ConsensusDriver driver, ReadOnlySpan<byte> payload)
     {
         lock (_lock)
         {
             if (_tail - _head == _ring.Length) _head++;   // overflow: forget the oldest
             _ring[_tail++ & (_ring.Length - 1)] = Stopwatch.GetTimestamp();
-            if (propose()) return true;
+            if (driver.Propose(EntryType.Input, payload)) return true;
             _tail--;
             return false;
         }

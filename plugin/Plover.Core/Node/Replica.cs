@@ -110,7 +110,7 @@ public sealed class Replica : IDisposable
         Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, _vm, host.Main, Guard, syncOptions);
         Engine.ResumedEarly += OnResumedEarly;
         _batcher = new ReplicaInputBatcher(options.MaxInputEntryBytes, options.MaxPendingInputBytes,
-            payload => _proposalClock.Propose(() => _driver.Propose(EntryType.Input, payload.Span)));
+            payload => _proposalClock.ProposeInput(_driver, payload.Span));   // one delegate, made here: nothing per entry
         driver.Committed = OnCommitted;
         driver.StateChanged = OnStateChanged;
         driver.Fenced = OnFenced;
@@ -316,7 +316,7 @@ public sealed class Replica : IDisposable
     private void PostDrain()
     {
         if (_disposed) return;
-        if (Interlocked.Exchange(ref _drainPosted, 1) == 0) _host.Main.Post(_drain);
+        if (Interlocked.Exchange(ref _drainPosted, 1) == 0) _host.Main.PostRecurring(_drain);
     }
 
     /// <summary>MAIN thread: applies committed entries in order until the queue is empty or a SYNC stops the VM.</summary>

@@ -10,6 +10,14 @@ public interface IMainThread
     /// <summary>Queues action for the main thread. If it can never run there (the host is shutting down), cannotRun
     /// runs instead, on whichever thread learns it; action itself never runs anywhere but on the main thread.</summary>
     void Post(Action action, Action? cannotRun = null);
+
+    /// <summary>
+    /// Queues action, one instance the caller posts again and again (the replica's drain of committed entries), so
+    /// that a host may keep one queued item for it instead of allocating one per post: a post while it is still
+    /// queued may then add nothing, and it counts as not queued from just before it runs (a post from inside it, or
+    /// during it, queues it again). Once the host shuts down it no longer runs.
+    /// </summary>
+    void PostRecurring(Action action) => Post(action);
 }
 
 public static class MainThreadExtensions

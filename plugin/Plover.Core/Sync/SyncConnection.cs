@@ -65,24 +65,27 @@ public sealed class SyncConnection : IDisposable
         set => _socket.SendTimeout = (int)Math.Clamp(value.TotalMilliseconds, 1, int.MaxValue);
     }
 
+    // Connect and Accept are the blocking calls (a timer, a poll for the timeouts), never the async ones: a socket that
+    // has seen an async operation is non-blocking for good, and .NET then emulates every blocking Receive that has to
+    // wait with an operation object and an event, an allocation per frame.
+
     /// <summary>Dials peerId at endpoint and authenticates (only a lower node id dials a higher one).</summary>
     public static SyncConnection Connect(IPEndPoint endpoint, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        bool timedOut = false;
         try
         {
-            var connect = socket.ConnectAsync(endpoint);
-            if (!connect.Wait(timeout)) throw new SyncConnectionException($"connecting to node {peerId} at {endpoint} timed out");
+            // The timer closes the socket under a connect that takes too long.
+            using (new Timer(_ => { Volatile.Write(ref timedOut, true); socket.Dispose(); }, null, timeout, Timeout.InfiniteTimeSpan))
+                socket.Connect(endpoint);
         }
-        catch (AggregateException e)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
             socket.Dispose();
-            throw new SyncConnectionException($"cannot connect to node {peerId} at {endpoint}: {e.InnerException?.Message}", e);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
+            throw new SyncConnectionException(Volatile.Read(ref timedOut)
+                ? $"connecting to node {peerId} at {endpoint} timed out"
+                : $"cannot connect to node {peerId} at {endpoint}: {e.Message}", e);
         }
         return new SyncConnection(socket, self, peerId, timeout, wire);
     }
@@ -90,9 +93,8 @@ public sealed class SyncConnection : IDisposable
     /// <summary>Accepts one connection on listener and authenticates it (a HandshakeException names the reason to refuse).</summary>
     public static SyncConnection Accept(Socket listener, ClusterIdentity self, TimeSpan timeout, WireTraffic? wire = null)
     {
-        var accept = listener.AcceptAsync();
-        if (!accept.Wait(timeout)) throw new SyncConnectionException("no sync connection arrived in time");
-        return new SyncConnection(accept.Result, self, 0, timeout, wire);
+        if (!listener.Poll(timeout, SelectMode.SelectRead)) throw new SyncConnectionException("no sync connection arrived in time");
+        return new SyncConnection(listener.Accept(), self, 0, timeout, wire);
     }
 
     /// <summary>Bytes this body occupies on the wire as a frame (header and MAC included).</summary>

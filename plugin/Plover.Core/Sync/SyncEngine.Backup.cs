@@ -112,7 +112,7 @@ public sealed unsafe partial class SyncEngine
         {
             Expect(frame, FrameType.SyncDeviceState);
             stats.Wire.DeviceState += WireSize(frame);
-            var header = SyncDeviceState.Parser.ParseFrom(frame.Header);
+            var header = _headers.DeviceState(frame.Header);
             ulong length = (ulong)frame.Tail.Length;
             if (header.Epoch != request.Epoch || header.TotalLength > (ulong)_options.MaxDeviceStateBytes
                 || header.Offset != deviceReceived || length > header.TotalLength - deviceReceived)
@@ -139,7 +139,7 @@ public sealed unsafe partial class SyncEngine
         byte* staging = _staging.Ensure(Math.Max(unionPages, 1) * GuestRamBlock.PageSize);
         ulong* union = _union.Pointer;
         stats.Wire.Pages += WireSize(frame);
-        var header = SyncPages.Parser.ParseFrom(frame.Header);
+        var header = _headers.Pages(frame.Header);
         ulong count = header.Count;
         if (header.Epoch != request.Epoch || header.SubBlockBytes != 0 || count == 0 || count > unionPages - staged
             || (ulong)frame.Tail.Length != count * (8 + GuestRamBlock.PageSize))
@@ -172,7 +172,7 @@ public sealed unsafe partial class SyncEngine
         long start = Stopwatch.GetTimestamp();
         var layout = _layout!;
         stats.Wire.Bitmaps += WireSize(listFrame);
-        var header = SyncBitmap.Parser.ParseFrom(listFrame.Header);
+        var header = _headers.Bitmap(listFrame.Header);
         ulong words = (unionPages + 63) / 64;
         if (header.Kind != BitmapKind.BitmapDivergent || header.Epoch != request.Epoch || header.TotalWords != words
             || !SyncProtocol.IsValidSubBlockSize(header.SubBlockBytes) || header.ChunkPages < 1 || header.ChunkPages > SyncProtocol.MaxChunkPages
@@ -235,7 +235,7 @@ public sealed unsafe partial class SyncEngine
                 var frame = connection.Read(_options.Timeout);
                 Expect(frame, FrameType.SyncPages);
                 stats.Wire.Pages += WireSize(frame);
-                var pages = SyncPages.Parser.ParseFrom(frame.Header);
+                var pages = _headers.Pages(frame.Header);
                 ulong count = pages.Count;
                 if (pages.Epoch != request.Epoch || pages.SubBlockBytes != (uint)blockBytes || pages.FirstIndex != staged
                     || count == 0 || count > end - staged)

@@ -87,7 +87,7 @@ public sealed unsafe partial class SyncEngine
         var frame = connection.Read(_options.Timeout);
         Expect(frame, FrameType.SyncAck);
         stats.Wire.Control += WireSize(frame);
-        var ack = SyncAck.Parser.ParseFrom(frame.Header);
+        var ack = _headers.Ack(frame.Header);
         if (ack.Epoch != request.Epoch || ack.PagesApplied != divergent)
             throw new SyncProtocolException($"ack for e{ack.Epoch} with {ack.PagesApplied} pages; expected e{request.Epoch} with {divergent}");
         stats.Pause.Apply = Microseconds(t);
@@ -141,7 +141,7 @@ public sealed unsafe partial class SyncEngine
             var frame = connection.Read(_options.Timeout);
             Expect(frame, FrameType.SyncHashes);
             stats.Wire.Hashes += WireSize(frame);
-            var header = SyncHashes.Parser.ParseFrom(frame.Header);
+            var header = _headers.Hashes(frame.Header);
             if (header.Epoch != request.Epoch || header.Total != unionPages || header.FirstIndex != received || header.Count == 0
                 || header.Count > unionPages - received || (ulong)frame.Tail.Length != header.Count * 8UL)
                 throw new SyncProtocolException($"hash frame e{header.Epoch} [{header.FirstIndex}, +{header.Count}) of {header.Total} with {frame.Tail.Length} bytes; " +
@@ -265,7 +265,7 @@ public sealed unsafe partial class SyncEngine
             var frame = connection.Read(_options.Timeout);
             Expect(frame, FrameType.SyncHashes);
             stats.Wire.Hashes += WireSize(frame);
-            var header = SyncHashes.Parser.ParseFrom(frame.Header);
+            var header = _headers.Hashes(frame.Header);
             if (header.Epoch != request.Epoch || header.SubBlockBytes != (uint)blockBytes || header.Total != divergent || header.FirstIndex != received
                 || header.Count == 0 || header.Count > end - received || (ulong)frame.Tail.Length != header.Count * (ulong)perPage * 8)
                 throw new SyncProtocolException($"sub-block hash frame e{header.Epoch} of {header.SubBlockBytes}-byte blocks [{header.FirstIndex}, +{header.Count}) " +

@@ -64,6 +64,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly PagesBody _pagesBody = new();
     private readonly DeviceStateBody _deviceBody = new();
     private readonly ControlBody _controlBody = new();
+    private readonly SyncHeaders _headers = new();              // received headers, parsed into reused instances
     private volatile SyncRole _role;
 
     private readonly BlockingCollection<(SyncRequest Request, TaskCompletionSource<SyncStats> Done)> _jobs = new();
@@ -409,7 +410,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         var frame = connection.Read(_options.Timeout);
         Expect(frame, FrameType.SyncBitmap);
         stats.Wire.Bitmaps += WireSize(frame);
-        var header = SyncBitmap.Parser.ParseFrom(frame.Header);
+        var header = _headers.Bitmap(frame.Header);
         if (header.Protocol != SyncProtocol.Version)
             throw new SyncProtocolException($"the peer speaks sync protocol {header.Protocol}{(header.Protocol == 0 ? " (an older Plover, before sub-blocks)" : "")}, " +
                                             $"this node {SyncProtocol.Version}: run the same Plover build on both replicas");

@@ -12,14 +12,14 @@ namespace Plover.Transport;
 public sealed class ConsensusFrameEncoder : IFrameBody
 {
     private readonly ConsensusMessage _wire = new();
-    private Message _message = null!;
+    private Message _message;
     private int _headerSize;
     private int _tailSize;
 
     public FrameType Type => FrameType.Consensus;
     public int Length => FrameBody.Size(_headerSize, _tailSize);
 
-    public ConsensusFrameEncoder Set(Message m)
+    public ConsensusFrameEncoder Set(in Message m)
     {
         _message = m;
         var w = _wire;
@@ -38,14 +38,14 @@ public sealed class ConsensusFrameEncoder : IFrameBody
         w.EntryBallotNodes.Clear();
         w.EntryKinds.Clear();
         w.EntryLengths.Clear();
-        var entries = m.Entries;
+        var entries = m.Entries.Span;
         w.FirstEntryIndex = entries.Length > 0 ? entries[0].Index : 0;
         long tail = 0;
         for (int i = 0; i < entries.Length; i++)
         {
             ref readonly var e = ref entries[i];
             if (e.Index != w.FirstEntryIndex + i)
-                throw new ArgumentException($"consensus message entries are not contiguous at {e.Index}: {m}");
+                throw new ArgumentException($"consensus message entries are not contiguous at {e.Index}: {m.ToString()}");
             w.EntryBallotRounds.Add(e.Ballot.Round);
             w.EntryBallotNodes.Add(e.Ballot.NodeId);
             w.EntryKinds.Add((EntryKind)(int)e.Type);
@@ -63,7 +63,7 @@ public sealed class ConsensusFrameEncoder : IFrameBody
         FrameBody.WriteHeaderLength(destination, _headerSize);
         _wire.WriteTo(destination.Slice(4, _headerSize));
         var tail = destination[(4 + _headerSize)..];
-        foreach (var e in _message.Entries)
+        foreach (var e in _message.Entries.Span)
         {
             e.Payload.Span.CopyTo(tail);
             tail = tail[e.Payload.Length..];

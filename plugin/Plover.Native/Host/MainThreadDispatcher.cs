@@ -8,6 +8,8 @@ namespace Plover.Native.Host;
 /// Library threads wait for the returned task; the main thread never waits on the library (continuations run
 /// asynchronously, never inside the bottom half). Close() cancels what has not run yet, so a library thread
 /// waiting for the main thread at shutdown is released; a bottom half that fires after that does nothing.
+/// Work posted again and again (<see cref="Recurring"/>) keeps one item and one GCHandle for good, so scheduling it
+/// allocates nothing.
 /// </summary>
 internal sealed unsafe class MainThreadDispatcher
 {
@@ -73,6 +75,21 @@ internal sealed unsafe class MainThreadDispatcher
         return item;
     }
 
+    /// <summary>An action scheduled over and over (IMainThread.PostRecurring): queued at most once at a time.</summary>
+    public Recurring CreateRecurring(Action action) => new(this, action);
+
+    /// <summary>Queues recurring work unless it is queued already (nothing after Close).</summary>
+    public void Schedule(Recurring work)
+    {
+        if (Volatile.Read(ref _closed) || Interlocked.Exchange(ref work.Queued, 1) == 1) return;
+        int rc = _host.ScheduleMain(&RecurringTrampoline, (void*)work.Handle);
+        if (rc < 0)
+        {
+            Volatile.Write(ref work.Queued, 0);
+            _host.Error($"schedule_main failed: {rc}: a recurring main-thread action did not run");
+        }
+    }
+
     /// <summary>Refuses new work and cancels what is queued but has not started.</summary>
     public void Close()
     {
@@ -85,6 +102,16 @@ internal sealed unsafe class MainThreadDispatcher
         }
         foreach (WorkItem item in cancelled)
             item.Cancel();
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void RecurringTrampoline(void* opaque)
+    {
+        var work = (Recurring)GCHandle.FromIntPtr((nint)opaque).Target!;
+        Volatile.Write(ref work.Queued, 0);   // before it runs: a post meanwhile queues it again
+        if (Volatile.Read(ref work.Owner._closed)) return;
+        try { work.Action(); }
+        catch (Exception e) { work.Owner._host.Error($"main-thread action failed: {e.GetType().Name}: {e.Message}"); }
     }
 
     // True when the item may run (it was still pending and nobody cancelled it).
@@ -109,6 +136,22 @@ internal sealed unsafe class MainThreadDispatcher
         {
             // Run() catches the work's own exceptions; this is a bad opaque pointer or a broken item.
             Console.Error.WriteLine($"plover: main-thread trampoline failed: {e}");
+        }
+    }
+
+    /// <summary>See <see cref="CreateRecurring"/>. Its handle is never freed: a bottom half may still hold it at shutdown.</summary>
+    public sealed class Recurring
+    {
+        public readonly MainThreadDispatcher Owner;
+        public readonly Action Action;
+        public readonly nint Handle;
+        public int Queued;
+
+        public Recurring(MainThreadDispatcher owner, Action action)
+        {
+            Owner = owner;
+            Action = action;
+            Handle = GCHandle.ToIntPtr(GCHandle.Alloc(this));
         }
     }
 

@@ -12,6 +12,17 @@ namespace Plover.Native.Host;
 /// </summary>
 internal sealed class QemuMainThread(MainThreadDispatcher dispatcher, QemuHost host) : IMainThread
 {
+    private readonly Dictionary<Action, MainThreadDispatcher.Recurring> _recurring = new();
+
+    /// <summary>One item per recurring action, kept (no task, closure or handle per post).</summary>
+    public void PostRecurring(Action action)
+    {
+        MainThreadDispatcher.Recurring? work;
+        lock (_recurring)
+            if (!_recurring.TryGetValue(action, out work)) _recurring[action] = work = dispatcher.CreateRecurring(action);
+        dispatcher.Schedule(work);
+    }
+
     public void Post(Action action, Action? cannotRun = null)
     {
         bool ran = false;

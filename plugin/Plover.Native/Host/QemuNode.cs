@@ -81,7 +81,7 @@ internal sealed class QemuNode
         host.Info($"node {node.Id} ({node.Role.Name()}) of cluster '{config.Cluster}' started in " +
                   $"{(config.Mode == LibraryMode.Probe ? "probe" : "replicate")} mode; admin socket {node.Admin ?? "(none)"}, " +
                   $"metrics {(self._metrics is null ? "off" + (node.Metrics != null ? " (not served in probe mode)" : "") : $"at http://{node.MetricsAddress}/metrics")}, " +
-                  $"hash kernel {HashKernels.Name(kernel)} x {self.Hasher.Threads}");
+                  $"hash kernel {HashKernels.Name(kernel)} x {self.Hasher.Threads}, {Plover.Platform.GcReport.Describe()}");
         return self;
     }
 

@@ -302,7 +302,7 @@ internal sealed class ConsensusScenarioEnv
         var need = r.Snapshot;
         long? installed = r.SnapshotInstalled, recovered = r.Recovered;
         var committed = r.CommittedEntries.ToArray();
-        var messages = r.Messages.ToArray();
+        var messages = r.Messages.Select(m => m.Detach()).ToArray();   // entries are lent until Advance
         n.Advance();
 
         if (change is { } ch) lines.Add(($"state: {ch.Role} ballot={ch.Ballot} leader={ScenarioFormat.Leader(ch.LeaderId)}", false));

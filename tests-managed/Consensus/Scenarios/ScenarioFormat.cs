@@ -104,7 +104,7 @@ internal sealed class ScenarioFormat
                 break;
         }
         if (m.Entries.Length > 0 || m.Type is MessageType.Promise or MessageType.RecoveryResponse)
-            sb.Append(" entries=").Append(Entries(m.Entries));
+            sb.Append(" entries=").Append(Entries(m.Entries.ToArray()));
         return sb.ToString();
     }
 
