@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Plover.Consensus;
 using Plover.Guard;
 using Plover.Hashing;
@@ -405,7 +406,7 @@ public sealed class Replica : IDisposable
         Volatile.Write(ref _outputReportsAtCut, _outputReports);
         Volatile.Write(ref _lastAppliedIndex, entry.Index);
         bool full = (!_firstSyncDone && _options.FirstSyncFull) || _nextSyncFull;
-        var request = new SyncRequest(epoch, entry.Index, FullSync: full, InputDigest: _inputDigest);
+        var request = new SyncRequest(epoch, entry.Index, FullSync: full, InputDigest: _inputDigest) { StoppedAt = Stopwatch.GetTimestamp() };
         try { _vm.Stop(); }
         catch (Exception e) { _log($"replica {_driver.SelfId}: vm_stop at SYNC e{epoch} failed: {e.Message}"); }
         Engine.RunAsync(request).ContinueWith(t => SyncDone(request, t), TaskScheduler.Default);

@@ -129,7 +129,7 @@ public sealed unsafe partial class SyncEngine
         });
         stats.Pause.Resume = Microseconds(t);
         stats.Pause.MainWait += Stopwatch.GetElapsedTime(t, entered).TotalMicroseconds;
-        stats.Pause.Guest = Stopwatch.GetElapsedTime(_syncStartedAt).TotalMicroseconds;
+        stats.Pause.Guest = Microseconds(_guestStoppedAt);
     }
 
     private void ReceiveHashes(SyncConnection connection, SyncRequest request, ulong unionPages, SyncStats stats)

@@ -72,7 +72,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private volatile SyncConnection? _connection;
     private readonly Lock _runLock = new();
     private bool _vmStopped;
-    private long _syncStartedAt;       // timestamp of this sync's stop request
+    private long _guestStoppedAt;      // timestamp of this sync's vm_stop (the replica's, or this engine's request)
     private bool _resumedEarly;        // this sync's guest runs again although the sync is not over
     private bool _markAllAtNextStop;   // a sync that resumed early aborted: its union's dirt was cleared
     private volatile bool _stateInvalid;
@@ -185,7 +185,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
             Checkpoint = _options.Checkpoint, StartedUtc = DateTime.UtcNow,
         };
-        long start = _syncStartedAt = Stopwatch.GetTimestamp();
+        long start = Stopwatch.GetTimestamp();
+        _guestStoppedAt = request.StoppedAt != 0 && request.StoppedAt < start ? request.StoppedAt : start;
         var connection = WaitForConnection(Role == SyncRole.Backup ? _options.Timeout : TimeSpan.Zero);
         _vmStopped = false;
         _resumedEarly = false;
@@ -229,7 +230,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             Abort(connection, request, stats, e);
         }
         stats.Pause.Total = Microseconds(start);
-        if (!stats.ResumedEarly) stats.Pause.Guest = stats.Pause.Total;
+        if (!stats.ResumedEarly) stats.Pause.Guest = Microseconds(_guestStoppedAt);
         Metrics.Record(stats);
         return stats;
     }

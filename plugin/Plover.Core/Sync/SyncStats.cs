@@ -48,8 +48,9 @@ public struct SyncPause
     public double MainWait;
     /// <summary>Backup: loading the device state into the devices (on the main thread; part of <see cref="Apply"/>).</summary>
     public double DeviceLoad;
-    /// <summary>How long this side's guest was stopped: stop request to vm_start (the pause its clients feel).
-    /// Equal to <see cref="Total"/> unless the primary resumed early.</summary>
+    /// <summary>How long this side's guest was stopped: from the replica's vm_stop at the SYNC entry (or the engine's
+    /// stop request) to vm_start, the pause its clients feel. At least <see cref="Total"/> unless the primary resumed
+    /// early.</summary>
     public double Guest;
     /// <summary>Stop request to the end of the sync (ack received, output released).</summary>
     public double Total;

@@ -16,6 +16,10 @@ public sealed record SyncRequest(ulong Epoch, long LogIndex, bool FullSync = fal
     public static SyncRequest Join { get; } = new(0, 0, FullSync: true) { IsJoin = true };
 
     public bool IsJoin { get; private init; }
+
+    /// <summary>Stopwatch timestamp of the replica's vm_stop at the SYNC entry (0: none; the engine's own stop counts).
+    /// The guest's pause is measured from it: a sync queued behind an earlier one keeps the VM stopped meanwhile.</summary>
+    public long StoppedAt { get; init; }
 }
 
 public enum SyncOutcome { Completed, Aborted }
