@@ -31,27 +31,12 @@ internal sealed class ConsensusTrio : IDisposable
         _payload = new byte[payloadBytes];
         var ids = new[] { 1, 2, 3 };
         var endpoints = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
-        var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
         for (int i = 0; i < 3; i++)
         {
-            int id = ids[i];
-            var transport = new TcpTransport(TransportTestKit.Options(id, endpoints, Log.Sink));
-            var driver = new ConsensusDriver(new ConsensusDriverOptions
-            {
-                // Generous election timeouts: the machine is small and shared, and an election is not what is measured.
-                Consensus = new ConsensusConfig
-                {
-                    SelfId = id, Members = members, InitialLeaderId = 1,
-                    ElectionMinTicks = 500, ElectionMaxTicks = 1000, RetransmitTicks = 500,
-                },
-                Log = Log.Sink,
-                Seed = id,
-            }, transport);
+            // (an election is not what is measured)
             int slot = i;
-            driver.Committed = e => OnCommitted(slot, e);
-            var dispatcher = new FrameDispatcher();
-            driver.Attach(dispatcher);
-            transport.Start(dispatcher);
+            var (transport, driver) = TransportTestKit.StartConsensusNode(ids[i], endpoints, Log.Sink, electionMinTicks: 500, electionMaxTicks: 1000,
+                                                                          retransmitTicks: 500, committed: e => OnCommitted(slot, e));
             _transports[i] = transport;
             _drivers[i] = driver;
         }

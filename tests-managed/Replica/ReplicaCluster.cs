@@ -34,24 +34,10 @@ public sealed class ReplicaCluster : IDisposable
     {
         var ids = new[] { 1, 2, 3 };
         var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
-        var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
         foreach (int id in ids)
         {
-            var transport = new TcpTransport(TransportTestKit.Options(id, eps, Log.Sink));
-            var driver = new ConsensusDriver(new ConsensusDriverOptions
-            {
-                // Generous election timeouts: the test machine is small and shared (this test is about order, not failover).
-                Consensus = new ConsensusConfig
-                {
-                    SelfId = id, Members = members, InitialLeaderId = 1,
-                    ElectionMinTicks = 200, ElectionMaxTicks = 400, RetransmitTicks = 20,
-                },
-                Log = Log.Sink,
-                Seed = id,
-            }, transport);
-            var dispatcher = new FrameDispatcher();
-            driver.Attach(dispatcher);
-            transport.Start(dispatcher);
+            // (this test is about order, not failover)
+            var (transport, driver) = TransportTestKit.StartConsensusNode(id, eps, Log.Sink, electionMinTicks: 200, electionMaxTicks: 400, retransmitTicks: 20);
             _transports.Add(transport);
             _drivers.Add(driver);
         }

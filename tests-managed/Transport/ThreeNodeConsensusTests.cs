@@ -13,7 +13,7 @@ public sealed class ThreeNodeConsensusTests : IDisposable
     {
         public required TcpTransport Transport;
         public required ConsensusDriver Driver;
-        public readonly List<LogEntry> Committed = new();
+        public required List<LogEntry> Committed;
         public required TestLog Log;
         public bool Disposed;
 
@@ -46,29 +46,12 @@ public sealed class ThreeNodeConsensusTests : IDisposable
 
     private TestNode StartNode(int id, bool inline, DurableState? restored)
     {
-        var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
         var log = new TestLog();
-        var transport = new TcpTransport(TransportTestKit.Options(id, _endpoints, log.Sink));
-        var driver = new ConsensusDriver(new ConsensusDriverOptions
-        {
-            // Generous election timeouts: the machine running the tests is shared and small, and a thread that is
-            // not scheduled for 30 ms would otherwise start an election (this test is about safety, not speed).
-            Consensus = new ConsensusConfig
-            {
-                SelfId = id, Members = members, InitialLeaderId = 1,
-                ElectionMinTicks = 100, ElectionMaxTicks = 300, RetransmitTicks = 10,
-            },
-            Log = log.Sink,
-            Seed = id,
-            InlineProcessing = inline,
-            Restored = restored,
-        }, transport);
-        var node = new TestNode { Transport = transport, Driver = driver, Log = log };
-        driver.Committed = e => { lock (node.Committed) node.Committed.Add(e); };
-        var dispatcher = new FrameDispatcher();
-        driver.Attach(dispatcher);
-        transport.Start(dispatcher);
-        return node;
+        // (this test is about safety, not speed)
+        var committed = new List<LogEntry>();
+        var (transport, driver) = TransportTestKit.StartConsensusNode(id, _endpoints, log.Sink, electionMinTicks: 100, electionMaxTicks: 300,
+                                                                      retransmitTicks: 10, inline, restored, e => { lock (committed) committed.Add(e); });
+        return new TestNode { Transport = transport, Driver = driver, Log = log, Committed = committed };
     }
 
     public void Dispose()

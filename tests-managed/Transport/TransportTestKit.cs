@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using Plover.Consensus;
+using Plover.Node;
 using Plover.Transport;
 
 namespace Plover.Tests.Transport;
@@ -80,6 +82,34 @@ public static class TransportTestKit
             HandshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(2),
             MaxFrameBytes = maxFrameBytes,
         };
+
+    /// <summary>Node id of the test cluster (1 and 2 run VMs, 3 is the witness; node 1 leads first): a consensus driver
+    /// over a real TCP transport, the transport started, the driver not yet. Election ticks are generous: the test
+    /// machines are small and shared, and a thread not scheduled for tens of milliseconds must not start elections.
+    /// committed is attached before the transport starts (an inline-processing node may commit from a reader thread).</summary>
+    public static (TcpTransport Transport, ConsensusDriver Driver) StartConsensusNode(
+        int id, Dictionary<int, IPEndPoint> endpoints, Action<string> log, int electionMinTicks, int electionMaxTicks,
+        int retransmitTicks, bool inline = false, DurableState? restored = null, Action<LogEntry>? committed = null)
+    {
+        var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
+        var transport = new TcpTransport(Options(id, endpoints, log));
+        var driver = new ConsensusDriver(new ConsensusDriverOptions
+        {
+            Consensus = new ConsensusConfig
+            {
+                SelfId = id, Members = members, InitialLeaderId = 1,
+                ElectionMinTicks = electionMinTicks, ElectionMaxTicks = electionMaxTicks, RetransmitTicks = retransmitTicks,
+            },
+            Log = log,
+            Seed = id,
+            InlineProcessing = inline,
+            Restored = restored,
+        }, transport) { Committed = committed };
+        var dispatcher = new FrameDispatcher();
+        driver.Attach(dispatcher);
+        transport.Start(dispatcher);
+        return (transport, driver);
+    }
 
     public static bool WaitUntil(Func<bool> condition, int timeoutMs = 10000)
     {

@@ -474,11 +474,6 @@ public sealed class Replica : IDisposable
         });
     }
 
-    /// <summary>
-    /// MAIN thread: this replica stopped the VM at the SYNC entry (BeginSync); the engine restarts it only once its
-    /// own stop step ran, so a sync that failed before (no connection within the timeout) would leave it stopped.
-    /// vm_start is a no-op on a running VM.
-    /// </summary>
     /// <summary>MAIN thread (from the engine): the primary's guest resumed while the sync of the latest cut goes on
     /// from its snapshot; entries after the cut may enter the guest (their output is held for the next sync).</summary>
     private void OnResumedEarly(SyncRequest request)
@@ -488,6 +483,11 @@ public sealed class Replica : IDisposable
         PostDrain();
     }
 
+    /// <summary>
+    /// MAIN thread: this replica stopped the VM at the SYNC entry (BeginSync); the engine restarts it only once its
+    /// own stop step ran, so a sync that failed before (no connection within the timeout) would leave it stopped.
+    /// vm_start is a no-op on a running VM.
+    /// </summary>
     private void ResumeAfterAbort()
     {
         try { _vm.Start(); }

@@ -42,17 +42,14 @@ public sealed unsafe partial class SyncEngine
 
         // The ack first: the primary's output waits for it, not for this VM to run again.
         stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAck, new SyncAck { Epoch = request.Epoch, PagesApplied = staged }));
-        if (atSyncPoint is not null) RunSyncPointAction(request, atSyncPoint);
+        RunSyncPointAction(request, atSyncPoint);
         t = Stopwatch.GetTimestamp();
-        long entered = 0;
-        _main.Invoke(() =>
+        OnMain(stats, () =>
         {
-            entered = Stopwatch.GetTimestamp();
             _vm.Start();
             _vmStopped = false;
         });
         stats.Pause.Resume = Microseconds(t);
-        stats.Pause.MainWait += Stopwatch.GetElapsedTime(t, entered).TotalMicroseconds;
         // The VM runs again and the primary has its ack: now the figures of this sync join the totals.
         if (RecordsDivergence) Divergence.Record(_layout!, stats, _pageList.Pointer, staged);
         // A full sync staged up to all of guest RAM: give that back instead of keeping it for syncs that need little.
@@ -322,22 +319,19 @@ public sealed unsafe partial class SyncEngine
             }
         }
         stats.Divergence = sample;
-        long posted = Stopwatch.GetTimestamp(), entered = 0, loaded = 0;
         try
         {
-            _main.Invoke(() =>
+            OnMain(stats, () =>
             {
-                entered = Stopwatch.GetTimestamp();
+                long load = Stopwatch.GetTimestamp();
                 ReportUpdatedRanges(staged);
                 _vm.LoadDeviceState(_deviceState.Data);
-                loaded = Stopwatch.GetTimestamp();
+                stats.Pause.DeviceLoad = Microseconds(load);
                 _stateInvalid = false;
                 _vm.DirtyClear();
                 stats.OutputUtc = DateTime.UtcNow;
                 stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;
             });
-            stats.Pause.MainWait += Stopwatch.GetElapsedTime(posted, entered).TotalMicroseconds;
-            stats.Pause.DeviceLoad = Stopwatch.GetElapsedTime(entered, loaded).TotalMicroseconds;
         }
         catch (SyncHostException e) when (_stateInvalid)
         {

@@ -91,14 +91,12 @@ public sealed unsafe partial class SyncEngine
         if (ack.Epoch != request.Epoch || ack.PagesApplied != divergent)
             throw new SyncProtocolException($"ack for e{ack.Epoch} with {ack.PagesApplied} pages; expected e{request.Epoch} with {divergent}");
         stats.Pause.Apply = Microseconds(t);
-        if (atSyncPoint is not null) RunSyncPointAction(request, atSyncPoint);   // one set since waits for the next sync
+        RunSyncPointAction(request, atSyncPoint);   // one set since waits for the next sync
 
         t = Stopwatch.GetTimestamp();
         bool resumed = _resumedEarly;
-        long entered = 0;
-        _main.Invoke(() =>
+        OnMain(stats, () =>
         {
-            entered = Stopwatch.GetTimestamp();
             if (!resumed)
             {
                 _vm.DirtyClear();
@@ -109,17 +107,15 @@ public sealed unsafe partial class SyncEngine
             stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;   // after vm_start: frames leave only while running
         });
         stats.Pause.Resume += Microseconds(t);
-        stats.Pause.MainWait += Stopwatch.GetElapsedTime(t, entered).TotalMicroseconds;
     }
 
     /// <summary>Main thread: the guest runs the next epoch while this sync goes on from the snapshot. Its dirt from
     /// here on belongs to the next sync; output stays held (this epoch's until the ack, the next one's until its sync).</summary>
     private void ResumeEarly(SyncRequest request, SyncStats stats)
     {
-        long t = Stopwatch.GetTimestamp(), entered = 0;
-        _main.Invoke(() =>
+        long t = Stopwatch.GetTimestamp();
+        OnMain(stats, () =>
         {
-            entered = Stopwatch.GetTimestamp();
             _vm.DirtyClear();
             _vm.Start();
             _vmStopped = false;
@@ -128,7 +124,6 @@ public sealed unsafe partial class SyncEngine
             ResumedEarly?.Invoke(request);
         });
         stats.Pause.Resume = Microseconds(t);
-        stats.Pause.MainWait += Stopwatch.GetElapsedTime(t, entered).TotalMicroseconds;
         stats.Pause.Guest = Microseconds(_guestStoppedAt);
     }
 

@@ -344,10 +344,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
     {
         long start = Stopwatch.GetTimestamp();
         double saveUs = 0;
-        long entered = 0;
-        _main.Invoke(() =>
+        OnMain(stats, () =>
         {
-            entered = Stopwatch.GetTimestamp();
             _vm.Stop();
             _vmStopped = true;
             _guard?.CutEpoch(request.Epoch);
@@ -363,7 +361,6 @@ public sealed unsafe partial class SyncEngine : IDisposable
             }
         });
         stats.Pause.Stop = Microseconds(start) - saveUs;
-        stats.Pause.MainWait += Stopwatch.GetElapsedTime(start, entered).TotalMicroseconds;
         stats.Pause.DeviceState = saveUs;
         if (Role == SyncRole.Primary) stats.DeviceStateBytes = (ulong)_deviceState.Count;
         Hook(SyncStep.Stopped);
@@ -469,9 +466,9 @@ public sealed unsafe partial class SyncEngine : IDisposable
     /// </summary>
     public void AtNextSyncPoint(Action<SyncRequest> action) => Volatile.Write(ref _atSyncPoint, action);
 
-    private void RunSyncPointAction(SyncRequest request, Action<SyncRequest>? action = null)
+    /// <summary>Runs a sync-point action the sync took from <see cref="AtNextSyncPoint"/> (none: nothing to do).</summary>
+    private void RunSyncPointAction(SyncRequest request, Action<SyncRequest>? action)
     {
-        action ??= Interlocked.Exchange(ref _atSyncPoint, null);
         if (action is null) return;
         try { action(request); }
         catch (Exception e) { _log($"sync e{request.Epoch}: sync-point action failed: {e.Message}"); }
@@ -500,6 +497,19 @@ public sealed unsafe partial class SyncEngine : IDisposable
     }
 
     private static double Microseconds(long since) => Stopwatch.GetElapsedTime(since).TotalMicroseconds;
+
+    /// <summary>Runs action on the host's main thread and waits for it; the wait before it started is this sync's
+    /// <see cref="SyncPause.MainWait"/> (the hand-off, apart from the work).</summary>
+    private void OnMain(SyncStats stats, Action action)
+    {
+        long posted = Stopwatch.GetTimestamp(), entered = 0;
+        _main.Invoke(() =>
+        {
+            entered = Stopwatch.GetTimestamp();
+            action();
+        });
+        stats.Pause.MainWait += Stopwatch.GetElapsedTime(posted, entered).TotalMicroseconds;
+    }
 
     private volatile bool _disposing;
 
