@@ -78,7 +78,7 @@ class AdminClient:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.settimeout(self.timeout)
                 s.connect(self.path)
-                self.sock, self.file = s, s.makefile("rwb")
+                self.sock, self.pending = s, b""
                 return
             except OSError:
                 s.close()
@@ -89,12 +89,15 @@ class AdminClient:
     def call(self, command):
         if self.sock is None:
             self._connect()
-        self.file.write(command.encode() + b"\n")
-        self.file.flush()
-        line = self.file.readline()
-        if not line:
-            self.close()
-            raise ConnectionError(f"{self.path}: connection closed during '{command}'")
+        self.sock.sendall(command.encode() + b"\n")
+        # recv, not a makefile() reader: with a socket timeout its buffer can lose part of a long reply
+        while b"\n" not in self.pending:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                self.close()
+                raise ConnectionError(f"{self.path}: connection closed during '{command}'")
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
         return json.loads(line)
 
     def __call__(self, command):
