@@ -23,6 +23,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 GUEST_IP = "10.77.0.100"
@@ -70,6 +71,7 @@ class AdminClient:
         self.path = path
         self.timeout = timeout
         self.sock = None
+        self.lock = threading.Lock()   # one request and its reply at a time: tests poll from threads too
 
     def _connect(self):
         deadline = time.time() + self.timeout
@@ -87,10 +89,13 @@ class AdminClient:
                 time.sleep(0.1)
 
     def call(self, command):
+        with self.lock:
+            return self._call(command)
+
+    def _call(self, command):
         if self.sock is None:
             self._connect()
         self.sock.sendall(command.encode() + b"\n")
-        # recv, not a makefile() reader: with a socket timeout its buffer can lose part of a long reply
         while b"\n" not in self.pending:
             chunk = self.sock.recv(1 << 16)
             if not chunk:
