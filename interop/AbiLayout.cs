@@ -100,6 +100,7 @@ public static unsafe class AbiLayout
             [nameof(host.net_out_mode)] = (byte*)&host.net_out_mode - h,
             [nameof(host.net_announce)] = (byte*)&host.net_announce - h,
             [nameof(host.vcpu_thread_ids)] = (byte*)&host.vcpu_thread_ids - h,
+            [nameof(host.save_device_sections)] = (byte*)&host.save_device_sections - h,
         };
 
         PloverHooks hooks;

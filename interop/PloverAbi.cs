@@ -10,7 +10,7 @@ namespace Plover.Interop;
 public static class PloverAbi
 {
     public const ushort Major = 1;
-    public const ushort Minor = 0;
+    public const ushort Minor = 1;
     public const uint Version = (uint)Major << 16 | Minor;
 
     public const string SymAbiVersion = "plover_qemu_abi_version";
@@ -105,6 +105,8 @@ public unsafe struct PloverHostApi
     public delegate* unmanaged[Cdecl]<uint, int, int> net_out_mode;
     public delegate* unmanaged[Cdecl]<int> net_announce;
     public delegate* unmanaged[Cdecl]<int*, uint, uint*, int> vcpu_thread_ids;
+    // since 1.1
+    public delegate* unmanaged[Cdecl]<byte**, nuint*, uint**, uint*, int> save_device_sections;
 }
 
 /// <summary>What the library gives the host; a null hook is never called. All hooks: main thread, BQL held.</summary>

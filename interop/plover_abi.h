@@ -17,7 +17,7 @@
 #include <sys/uio.h>
 
 #define PLOVER_ABI_MAJOR 1 /* incompatible change: the host refuses a library with another major */
-#define PLOVER_ABI_MINOR 0 /* compatible change: fields appended at struct ends; check struct_size */
+#define PLOVER_ABI_MINOR 1 /* compatible change: fields appended at struct ends; check struct_size */
 #define PLOVER_ABI_VERSION ((uint32_t)((PLOVER_ABI_MAJOR << 16) | PLOVER_ABI_MINOR))
 
 /* Library exports (functions only):
@@ -101,6 +101,10 @@ typedef struct PloverHostApi {
     int32_t (*net_out_mode)(uint32_t nic, int32_t mode);           /* PLOVER_OUT_HOLD or _PASS */
     int32_t (*net_announce)(void);          /* gratuitous ARP/RARP for every NIC */
     int32_t (*vcpu_thread_ids)(int32_t *tids, uint32_t max, uint32_t *count); /* for idle detection */
+    /* ---- since 1.1 (check struct_size) ---- */
+    /* save_device_state, and where each section starts: starts[count - 1] is the offset of the final EOF
+     * byte; a section not saved (not needed) starts where the next one does. Free both with free_buf */
+    int32_t (*save_device_sections)(uint8_t **buf, size_t *len, uint32_t **starts, uint32_t *count);
 } PloverHostApi;
 
 typedef struct PloverHooks {     /* filled by the library; a NULL hook is never called */

@@ -26,6 +26,7 @@ public class HostileBackupTests
         var primary = pair.Primary.RunAsync(new SyncRequest(1, 10));
         var frame = connection.Read(TimeSpan.FromSeconds(5));
         Assert.Equal(FrameType.SyncBegin, frame.Type);
+        bool deviceDelta = SyncBegin.Parser.ParseFrom(frame.Header).DeviceDelta;
         var words = (ulong)pair.PrimaryMemory.Blocks[0].Words;
         var layout = new SyncLayout(pair.BackupMemory.Blocks);
         connection.Send(new RawBody(FrameType.SyncBitmap, new SyncBitmap { Epoch = 1, LogIndex = 10, Encoding = BitmapEncoding.BitmapRuns,
@@ -37,6 +38,7 @@ public class HostileBackupTests
             ulong union = SyncBitmap.Parser.ParseFrom(frame.Header).SetBits;
             connection.Send(new RawBody(FrameType.SyncHashes, new SyncHashes { Epoch = 1, FirstIndex = 0, Count = (uint)union, Total = union },
                 Enumerable.Repeat((byte)0x11, (int)union * 8).ToArray()));
+            if (deviceDelta) connection.Send(new RawBody(FrameType.SyncDeviceHashes, new SyncDeviceHashes { Epoch = 1 }, []));
             attack(connection, union);
         }
         var stats = primary.Result;
@@ -51,14 +53,14 @@ public class HostileBackupTests
     public void ABackupOfAnOlderProtocol_Aborts_NamingBothVersions()
     {
         var stats = RunAgainst(0, (_, _) => { });
-        Assert.Contains("the peer speaks sync protocol 0 (an older Plover, before sub-blocks), this node 2", stats.Error);
+        Assert.Contains($"the peer speaks sync protocol 0 (an older Plover, before sub-blocks), this node {SyncProtocol.Version}", stats.Error);
     }
 
     [Fact]
     public void ABackupOfANewerProtocol_Aborts()
     {
-        var stats = RunAgainst(3, (_, _) => { });
-        Assert.Contains("the peer speaks sync protocol 3, this node 2", stats.Error);
+        var stats = RunAgainst(SyncProtocol.Version + 1, (_, _) => { });
+        Assert.Contains($"the peer speaks sync protocol {SyncProtocol.Version + 1}, this node {SyncProtocol.Version}", stats.Error);
     }
 
     private static void ReadDivergentList(SyncConnection c, ulong expected)

@@ -340,7 +340,7 @@ public unsafe class HostilePrimaryTests
             TotalWords = theirs.TotalWords, LayoutHash = theirs.LayoutHash }, []));
         var stats = backup.Result;
         Assert.Equal(SyncOutcome.Aborted, stats.Outcome);
-        Assert.Contains("the peer speaks sync protocol 0 (an older Plover, before sub-blocks), this node 2", stats.Error);
+        Assert.Contains($"the peer speaks sync protocol 0 (an older Plover, before sub-blocks), this node {SyncProtocol.Version}", stats.Error);
         Assert.True(pair.BackupMemory.Matches(old));
         connection.Dispose();
     }

@@ -94,6 +94,12 @@ def main():
             print(f"all {len(syncs)}: union {union} pages, {100 * ident / max(union, 1):.1f}% identical (not sent), "
                   f"pause median {statistics.median(pauses):.2f} ms, p99 {pct(pauses, 0.99):.2f} ms, "
                   f"max {max(pauses):.2f} ms")
+            sent = [s.get("deviceSectionsSent", 0) for s in syncs]
+            saved = [s.get("deviceSections", 0) for s in syncs]
+            if max(saved, default=0):
+                print(f"device state: median {statistics.median(sent):.0f} of {statistics.median(saved):.0f} sections sent "
+                      f"(the others equal the backup's), {statistics.median(s['deviceStateBytes'] for s in syncs) / 1024:.1f} KiB "
+                      f"of {statistics.median(s['deviceStateSavedBytes'] for s in syncs) / 1024:.1f} KiB per sync")
             whole = sum(s["divergent"] for s in syncs) * PAGE
             data = sum(s.get("pageDataBytes", 0) for s in syncs)
             sub = max((s.get("subBlockBytes", 0) for s in syncs), default=0)
@@ -121,7 +127,7 @@ def main():
         for (channel, kind), v in sorted(traffic.items(), key=lambda kv: -kv[1]):
             if channel != "observer" and v > 0:
                 by_channel.setdefault(channel, []).append(f"{kind} {mib(v):.1f}")
-        remus_bytes = sum(s["localDirty"] * PAGE + s["deviceStateBytes"] for s in syncs)
+        remus_bytes = sum(s["localDirty"] * PAGE + s["deviceStateSavedBytes"] for s in syncs)
         print(f"\nbytes the three nodes sent during the load (whole frames, every channel but observers): "
               f"{mib(plover_bytes):.1f} MiB ({plover_bytes / max(requests, 1):.0f} B per request)")
         for channel, kinds in by_channel.items():

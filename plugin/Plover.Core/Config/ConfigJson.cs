@@ -43,6 +43,7 @@ internal sealed class RawSync
     public int? TimeoutMs { get; set; }
     public string? Mode { get; set; }
     public bool? EarlyResume { get; set; }
+    public bool? DeviceStateDelta { get; set; }
 }
 
 internal sealed class RawHashing

@@ -236,7 +236,8 @@ internal sealed partial class ConfigValidator
         if (threshold > window)
             throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
         return new SyncConfig(window, threshold, windows, maxEpoch)
-            { TimeoutMs = timeout, Mode = ValidateSyncMode(raw.Mode), EarlyResume = raw.EarlyResume ?? d.EarlyResume };
+            { TimeoutMs = timeout, Mode = ValidateSyncMode(raw.Mode), EarlyResume = raw.EarlyResume ?? d.EarlyResume,
+              DeviceStateDelta = raw.DeviceStateDelta ?? d.DeviceStateDelta };
     }
 
     private SyncMode ValidateSyncMode(string? mode) => mode switch

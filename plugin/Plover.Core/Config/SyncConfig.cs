@@ -17,4 +17,7 @@ public sealed record SyncConfig(int IdleWindowUs, int IdleThresholdUs, int IdleW
     /// <summary>The primary's guest resumes once the sync's union is copied, before the backup's ack (see
     /// Sync.SyncOptions.EarlyResume); output stays held either way.</summary>
     public bool EarlyResume { get; init; } = true;
+    /// <summary>Only the device state sections that differ from the backup's travel (see
+    /// Sync.SyncOptions.DeviceStateDelta).</summary>
+    public bool DeviceStateDelta { get; init; } = true;
 }

@@ -108,7 +108,7 @@ public sealed class WireTraffic
         FrameType.SyncBitmap => WireKind.Bitmaps,
         FrameType.SyncHashes => WireKind.Hashes,
         FrameType.SyncPages => WireKind.Pages,
-        FrameType.SyncDeviceState => WireKind.DeviceState,
+        FrameType.SyncDeviceState or FrameType.SyncDeviceHashes => WireKind.DeviceState,
         FrameType.SyncAck or FrameType.SyncAbort or FrameType.SyncBegin => WireKind.SyncControl,
         FrameType.Consensus => ClassifyConsensus(body),
         _ => WireKind.SyncControl,

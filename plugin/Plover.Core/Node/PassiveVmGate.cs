@@ -20,6 +20,6 @@ public sealed class PassiveVmGate(IVmHost vm, Func<bool> holdStopped) : IVmHost
     public void DirtyClear() => vm.DirtyClear();
     public void DirtyMarkAll() => vm.DirtyMarkAll();
     public void RamUpdated(int block, ulong offset, ulong length) => vm.RamUpdated(block, offset, length);
-    public void SaveDeviceState(ByteBuffer into) => vm.SaveDeviceState(into);
+    public void SaveDeviceState(ByteBuffer into, DeviceStateSections sections) => vm.SaveDeviceState(into, sections);
     public void LoadDeviceState(ReadOnlySpan<byte> state) => vm.LoadDeviceState(state);
 }

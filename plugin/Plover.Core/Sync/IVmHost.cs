@@ -21,8 +21,10 @@ public interface IVmHost
     void DirtyMarkAll();
     /// <summary>ram_updated: the library wrote [offset, offset+length) of block (TCG drops translated code there).</summary>
     void RamUpdated(int block, ulong offset, ulong length);
-    /// <summary>save_device_state: append the full non-RAM device state to into (the host copies it once).</summary>
-    void SaveDeviceState(ByteBuffer into);
+    /// <summary>save_device_state: append the full non-RAM device state to into (the host copies it once) and, if the
+    /// host knows them, where its sections start (<see cref="DeviceStateSections.AddStart"/>, offsets into what was
+    /// appended; both come in empty).</summary>
+    void SaveDeviceState(ByteBuffer into, DeviceStateSections sections);
     /// <summary>load_device_state (VM stopped, after RAM).</summary>
     void LoadDeviceState(ReadOnlySpan<byte> state);
 }

@@ -27,6 +27,7 @@ public sealed unsafe partial class SyncEngine
             SendHashes(connection, request, unionPages, stats);
         }
         stats.Pause.Hash = Microseconds(t);
+        if (_syncDeviceDelta) SendDeviceHashes(connection, request, stats);
 
         // Stage everything; guest RAM and devices are not touched until the transfer is complete.
         ulong staged = ReceiveState(connection, request, unionPages, stats);
@@ -69,6 +70,26 @@ public sealed unsafe partial class SyncEngine
             stats.Wire.Hashes += connection.Send(_hashesBody.Set(request.Epoch, _localHashes.Pointer, first, count, unionPages));
             Hook(SyncStep.HashChunk);
         }
+    }
+
+    /// <summary>Saves this VM's own device state (stopped at the cut, as the primary's) and sends the key and hash of
+    /// each section: the primary then sends only the sections that differ. Sections unknown: none (all travel).</summary>
+    private void SendDeviceHashes(SyncConnection connection, SyncRequest request, SyncStats stats)
+    {
+        long t = Stopwatch.GetTimestamp();
+        OnMain(stats, () =>
+        {
+            _deviceState.Clear();
+            _deviceSections.Clear();
+            _vm.SaveDeviceState(_deviceState, _deviceSections);
+        });
+        if (!_deviceSections.Parse(_deviceState.Data, out string? error) && !_sectionsWarned)
+        {
+            _sectionsWarned = true;
+            _log($"sync e{request.Epoch}: no device state sections to compare ({error}): the primary sends them all");
+        }
+        stats.Wire.DeviceState += connection.Send(_deviceHashesBody.Set(request.Epoch, _deviceSections));
+        stats.Pause.DeviceSave = Microseconds(t);
     }
 
     /// <summary>Receives what the primary sends after the hashes: whole pages, or (sub-block mode) the divergent
@@ -122,6 +143,8 @@ public sealed unsafe partial class SyncEngine
                 if (header.PagesSent != staged) throw new SyncProtocolException($"primary sent {header.PagesSent} pages, {staged} arrived");
                 stats.Pause.DeviceState = Microseconds(t);
                 stats.DeviceStateBytes = deviceReceived;
+                stats.DeviceSections = header.SectionsSaved;
+                stats.DeviceSectionsSent = header.Sections;
                 return staged;
             }
             frame = connection.Read(_options.Timeout);

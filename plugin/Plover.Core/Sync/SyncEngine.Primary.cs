@@ -53,6 +53,7 @@ public sealed unsafe partial class SyncEngine
             ReceiveHashes(connection, request, unionPages, stats);
         }
         stats.Pause.Hash = Microseconds(t);
+        if (_syncDeviceDelta) ReceiveDeviceHashes(connection, request, stats);
 
         // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
         bool subBlocks = _options.SubBlockBytes > 0 && !_options.Checkpoint && !request.FullSync && unionPages > 0;
@@ -287,16 +288,46 @@ public sealed unsafe partial class SyncEngine
         }
     }
 
-    /// <summary>The full device state in chunks; the last chunk (possibly empty) closes the transfer.</summary>
+    /// <summary>The backup's (key, hash) per section of its own device state, saved at the cut.</summary>
+    private void ReceiveDeviceHashes(SyncConnection connection, SyncRequest request, SyncStats stats)
+    {
+        var frame = connection.Read(_options.Timeout);
+        Expect(frame, FrameType.SyncDeviceHashes);
+        stats.Wire.DeviceState += WireSize(frame);
+        var header = _headers.DeviceHashes(frame.Header);
+        if (header.Epoch != request.Epoch || (ulong)frame.Tail.Length != header.Count * (ulong)DeviceStateSections.PairBytes)
+            throw new SyncProtocolException($"device section hashes e{header.Epoch}, {header.Count} with {frame.Tail.Length} bytes; expected e{request.Epoch}");
+        _peerSectionPairs.Clear();
+        frame.Tail.CopyTo(_peerSectionPairs.Append(frame.Tail.Length));
+    }
+
+    /// <summary>The device state in chunks (with a delta, the sections the backup lacks or holds with other bytes);
+    /// the last chunk (possibly empty) closes the transfer.</summary>
     private void SendDeviceState(SyncConnection connection, SyncRequest request, ulong divergent, SyncStats stats)
     {
         var state = _deviceState.Memory;
+        bool parsed = _deviceSections.Parse(state.Span, out string? error);
+        if (!parsed && _syncDeviceDelta && !_sectionsWarned)
+        {
+            _sectionsWarned = true;
+            _log($"sync e{request.Epoch}: the device state is sent whole ({error})");
+        }
+        uint saved = (uint)_deviceSections.Count, sent = saved;
+        if (parsed && _syncDeviceDelta && _peerSectionPairs.Count > 0)
+        {
+            _deviceDelta.Clear();
+            sent = (uint)_deviceSections.WriteDelta(state.Span, _peerSectionPairs.Data, _deviceDelta);
+            state = _deviceDelta.Memory;
+        }
+        stats.DeviceSections = saved;
+        stats.DeviceSectionsSent = sent;
+        stats.DeviceStateBytes = (ulong)state.Length;
         ulong total = (ulong)state.Length;
         int offset = 0;
         do
         {
             int n = Math.Min(DeviceStateChunk, state.Length - offset);
-            stats.Wire.DeviceState += connection.Send(_deviceBody.Set(request.Epoch, total, (ulong)offset, divergent, state.Slice(offset, n)));
+            stats.Wire.DeviceState += connection.Send(_deviceBody.Set(request.Epoch, total, (ulong)offset, divergent, sent, saved, state.Slice(offset, n)));
             offset += n;
         } while (offset < state.Length);
     }

@@ -58,7 +58,13 @@ public sealed unsafe partial class SyncEngine : IDisposable
 
     /// <summary>Backup: bytes held for staging pages between syncs (tests).</summary>
     internal ulong StagingBytes => _staging.Capacity;
-    private readonly ByteBuffer _deviceState = new(1 << 20);    // primary: saved; backup: received
+    private readonly ByteBuffer _deviceState = new(1 << 20);    // primary: saved; backup: its own (delta), then received
+    private readonly DeviceStateSections _deviceSections = new(); // where _deviceState's sections are, as saved
+    private readonly ByteBuffer _deviceDelta = new(1 << 16);    // primary: the sections the backup lacks
+    private readonly ByteBuffer _peerSectionPairs = new(4096);  // primary: the backup's (key, hash) per section
+    private readonly DeviceHashesBody _deviceHashesBody = new();
+    private bool _syncDeviceDelta;                               // this sync compares device state sections
+    private bool _sectionsWarned;
     private readonly BitmapBody _bitmapBody = new();
     private readonly HashesBody _hashesBody = new();
     private readonly PagesBody _pagesBody = new();
@@ -198,8 +204,12 @@ public sealed unsafe partial class SyncEngine : IDisposable
             connection.SendTimeout = _options.Timeout;
             if (Role == SyncRole.Primary)
             {
+                _syncDeviceDelta = _options.DeviceStateDelta && !_options.Checkpoint && !request.FullSync;
                 stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncBegin, new SyncBegin
-                    { Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest }));
+                {
+                    Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
+                    DeviceDelta = _syncDeviceDelta,
+                }));
                 RunPrimary(connection, request, stats);
             }
             else
@@ -209,6 +219,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
                     throw new SyncProtocolException($"the primary runs sync e{begin.Epoch} at log index {begin.LogIndex}; " +
                                                     $"this backup stopped for e{request.Epoch} at {request.LogIndex}");
                 if (begin.FullSync && !request.FullSync) request = request with { FullSync = true };
+                _syncDeviceDelta = begin.DeviceDelta;   // the primary's choice: it waits for the section hashes
                 if (begin.InputDigest != request.InputDigest)
                 {
                     // Not the same inputs up to the cut: the dirty pages need not cover the difference, so compare
@@ -255,6 +266,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             return placeholder;
         }
         var request = new SyncRequest(begin.Epoch, begin.LogIndex, FullSync: true, InputDigest: begin.InputDigest);
+        _syncDeviceDelta = begin.DeviceDelta;
         var stats = new SyncStats
         {
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = true, InputDigest = request.InputDigest,
@@ -356,13 +368,14 @@ public sealed unsafe partial class SyncEngine : IDisposable
             {
                 long save = Stopwatch.GetTimestamp();
                 _deviceState.Clear();
-                _vm.SaveDeviceState(_deviceState);
+                _deviceSections.Clear();
+                _vm.SaveDeviceState(_deviceState, _deviceSections);
                 saveUs = Microseconds(save);
             }
         });
         stats.Pause.Stop = Microseconds(start) - saveUs;
         stats.Pause.DeviceState = saveUs;
-        if (Role == SyncRole.Primary) stats.DeviceStateBytes = (ulong)_deviceState.Count;
+        if (Role == SyncRole.Primary) stats.DeviceStateSavedBytes = (ulong)_deviceState.Count;
         Hook(SyncStep.Stopped);
     }
 

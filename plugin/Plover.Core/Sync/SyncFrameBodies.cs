@@ -252,18 +252,42 @@ internal sealed class DeviceStateBody : SyncFrameBody
     protected override IMessage Header => _header;
     public override int TailLength => _chunk.Length;
 
-    public DeviceStateBody Set(ulong epoch, ulong total, ulong offset, ulong pagesSent, ReadOnlyMemory<byte> chunk)
+    public DeviceStateBody Set(ulong epoch, ulong total, ulong offset, ulong pagesSent, uint sections, uint sectionsSaved, ReadOnlyMemory<byte> chunk)
     {
         _header.Epoch = epoch;
         _header.TotalLength = total;
         _header.Offset = offset;
         _header.PagesSent = pagesSent;
+        _header.Sections = sections;
+        _header.SectionsSaved = sectionsSaved;
         _chunk = chunk;
         Seal();
         return this;
     }
 
     protected override void WriteTail(Span<byte> tail) => _chunk.Span.CopyTo(tail);
+}
+
+/// <summary>Frame 39: the backup's (key, hash) per device state section.</summary>
+internal sealed class DeviceHashesBody : SyncFrameBody
+{
+    private readonly SyncDeviceHashes _header = new();
+    private DeviceStateSections _sections = null!;
+
+    public override FrameType Type => FrameType.SyncDeviceHashes;
+    protected override IMessage Header => _header;
+    public override int TailLength => _sections.Count * DeviceStateSections.PairBytes;
+
+    public DeviceHashesBody Set(ulong epoch, DeviceStateSections sections)
+    {
+        _header.Epoch = epoch;
+        _header.Count = (uint)sections.Count;
+        _sections = sections;
+        Seal();
+        return this;
+    }
+
+    protected override void WriteTail(Span<byte> tail) => _sections.WritePairs(tail);
 }
 
 /// <summary>Frames 36 and 37: small control messages with no tail.</summary>

@@ -17,6 +17,7 @@ internal sealed class SyncHeaders
     private readonly SyncPages _pages = new();
     private readonly SyncDeviceState _deviceState = new();
     private readonly SyncAck _ack = new();
+    private readonly SyncDeviceHashes _deviceHashes = new();
 
     public SyncBitmap Bitmap(ReadOnlySpan<byte> header)
     {
@@ -46,7 +47,15 @@ internal sealed class SyncHeaders
     public SyncDeviceState DeviceState(ReadOnlySpan<byte> header)
     {
         var h = _deviceState;
-        h.Epoch = 0; h.TotalLength = 0; h.Offset = 0; h.PagesSent = 0;
+        h.Epoch = 0; h.TotalLength = 0; h.Offset = 0; h.PagesSent = 0; h.Sections = 0; h.SectionsSaved = 0;
+        h.MergeFrom(header);
+        return h;
+    }
+
+    public SyncDeviceHashes DeviceHashes(ReadOnlySpan<byte> header)
+    {
+        var h = _deviceHashes;
+        h.Epoch = 0; h.Count = 0;
         h.MergeFrom(header);
         return h;
     }

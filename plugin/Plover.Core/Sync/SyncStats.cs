@@ -48,6 +48,8 @@ public struct SyncPause
     public double MainWait;
     /// <summary>Backup: loading the device state into the devices (on the main thread; part of <see cref="Apply"/>).</summary>
     public double DeviceLoad;
+    /// <summary>Backup, device state delta: saving its own device state and sending the section hashes.</summary>
+    public double DeviceSave;
     /// <summary>How long this side's guest was stopped: from the replica's vm_stop at the SYNC entry (or the engine's
     /// stop request) to vm_start, the pause its clients feel. At least <see cref="Total"/> unless the primary resumed
     /// early.</summary>
@@ -85,7 +87,14 @@ public sealed class SyncStats
     /// <summary>Union pages whose hashes matched (not sent) and that were sent.</summary>
     public ulong IdenticalPages { get; internal set; }
     public ulong DivergentPages { get; internal set; }
+    /// <summary>Device state bytes sent (primary) or received (backup): all of it, or the sections that differ.</summary>
     public ulong DeviceStateBytes { get; internal set; }
+    /// <summary>Primary: the whole device state as saved at the cut (what a checkpoint sends).</summary>
+    public ulong DeviceStateSavedBytes { get; internal set; }
+    /// <summary>Device state sections the primary saved (0: unknown, sent whole) and those that travelled (all, or
+    /// with <see cref="SyncOptions.DeviceStateDelta"/> the ones that differ and the CPUs and virtio devices).</summary>
+    public uint DeviceSections { get; internal set; }
+    public uint DeviceSectionsSent { get; internal set; }
     /// <summary>Encoded bitmap payloads (frame tails) sent and received, for comparing encodings.</summary>
     public long LocalBitmapBytes { get; internal set; }
     public long RemoteBitmapBytes { get; internal set; }

@@ -57,10 +57,11 @@ public enum SyncStep
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a
-/// mismatch. 2: sub-blocks and the divergent list; 1, the protocol before them, sent none (reads as 0).</summary>
+/// mismatch. 3: the device state delta; 2: sub-blocks and the divergent list; 1, the protocol before them, sent
+/// none (reads as 0).</summary>
 public static class SyncProtocol
 {
-    public const uint Version = 2;
+    public const uint Version = 3;
 
     /// <summary>Sub-block sizes the protocol allows (a power of two, so a page holds a whole number of them and
     /// the mask of one page fits in a u64).</summary>
@@ -109,6 +110,10 @@ public sealed record SyncOptions
     /// while the guest executes the next epoch, whose output stays held. The guest's pause becomes the bitmap exchange
     /// plus the copy. Off: the guest waits for the backup's ack.</summary>
     public bool EarlyResume { get; init; } = true;
+    /// <summary>Primary, replicate mode: the backup saves its own device state at the cut and sends a hash of each
+    /// section; only the sections that differ (and CPUs and virtio devices, see <see cref="DeviceStateSections"/>)
+    /// travel and are loaded. Off, or in a full sync or a checkpoint: the whole device state travels.</summary>
+    public bool DeviceStateDelta { get; init; } = true;
     /// <summary>Largest union copied for an early resume (bounds the copy's memory: 32768 pages = 128 MiB); a larger
     /// sync (a full one) keeps the guest stopped until the ack.</summary>
     public long EarlyResumeMaxPages { get; init; } = 32768;

@@ -47,10 +47,21 @@ public sealed class SyntheticVm(SyntheticGuestMemory memory, DedicatedMainThread
         RamUpdatedBytes += length;
     }
 
-    public void SaveDeviceState(ByteBuffer into)
+    /// <summary>Where DeviceState's sections start (<see cref="SyntheticDeviceState"/>); null: an opaque state, which
+    /// save reports without sections and load replaces whole.</summary>
+    public int[]? DeviceSectionStarts { get; set; }
+    /// <summary>Sections in the last state loaded (all of them for an opaque state).</summary>
+    public int LastLoadSections { get; private set; }
+
+    /// <summary>A device state of these sections (see <see cref="SyntheticDeviceState"/>).</summary>
+    public void SetDeviceSections(IReadOnlyList<(string Name, byte[] Data)> sections) =>
+        (DeviceState, DeviceSectionStarts) = SyntheticDeviceState.Build(sections);
+
+    public void SaveDeviceState(ByteBuffer into, DeviceStateSections sections)
     {
         OnMain("save_device_state");
         DeviceState.CopyTo(into.Append(DeviceState.Length));
+        foreach (int start in DeviceSectionStarts ?? []) sections.AddStart(start);
     }
 
     public void LoadDeviceState(ReadOnlySpan<byte> state)
@@ -58,7 +69,16 @@ public sealed class SyntheticVm(SyntheticGuestMemory memory, DedicatedMainThread
         OnMain("load_device_state");
         if (Running) throw new InvalidOperationException("load_device_state while the VM runs");
         if (FailDeviceLoad) throw new InvalidOperationException("device state rejected (injected)");
-        DeviceState = state.ToArray();
+        if (DeviceSectionStarts is null)
+        {
+            DeviceState = state.ToArray();
+            LastLoadSections = 1;
+        }
+        else
+        {
+            LastLoadSections = SyntheticDeviceState.Sections(state).Count;
+            (DeviceState, DeviceSectionStarts) = SyntheticDeviceState.Merge(DeviceState, state);
+        }
         DeviceStateLoads++;
     }
 }

@@ -10,7 +10,7 @@ public enum FrameType : byte
     Pong = 10,
     NodeStatusRequest = 11,
     NodeStatus = 12,
-    // 32..63 reserved for syncvm (proto/sync.proto); 39..63 still free.
+    // 32..63 reserved for syncvm (proto/sync.proto); 40..63 still free.
     SyncBitmap = 32,
     SyncHashes = 33,
     SyncPages = 34,
@@ -18,6 +18,7 @@ public enum FrameType : byte
     SyncAck = 36,
     SyncAbort = 37,
     SyncBegin = 38,
+    SyncDeviceHashes = 39,
 }
 
 public static class FrameTypes
@@ -29,5 +30,5 @@ public static class FrameTypes
     public static bool IsAuthenticatedType(byte type) =>
         type is (byte)FrameType.Consensus or (byte)FrameType.Ping or (byte)FrameType.Pong
             or (byte)FrameType.NodeStatusRequest or (byte)FrameType.NodeStatus
-            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncBegin);
+            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncDeviceHashes);
 }

@@ -226,6 +226,9 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("identical", s.IdenticalPages);
         j.WriteNumber("divergent", s.DivergentPages);
         j.WriteNumber("deviceStateBytes", s.DeviceStateBytes);
+        j.WriteNumber("deviceStateSavedBytes", s.DeviceStateSavedBytes);
+        j.WriteNumber("deviceSections", s.DeviceSections);
+        j.WriteNumber("deviceSectionsSent", s.DeviceSectionsSent);
         j.WriteStartObject("wire");
         j.WriteNumber("bitmaps", s.Wire.Bitmaps);
         j.WriteNumber("hashes", s.Wire.Hashes);
@@ -247,6 +250,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("snapshot", Math.Round(s.Pause.Snapshot, 1));
         j.WriteNumber("mainWait", Math.Round(s.Pause.MainWait, 1));
         j.WriteNumber("deviceLoad", Math.Round(s.Pause.DeviceLoad, 1));
+        j.WriteNumber("deviceSave", Math.Round(s.Pause.DeviceSave, 1));
         j.WriteNumber("guest", Math.Round(s.Pause.Guest, 1));
         j.WriteNumber("total", Math.Round(s.Pause.Total, 1));
         j.WriteEndObject();

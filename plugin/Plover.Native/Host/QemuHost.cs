@@ -190,6 +190,28 @@ internal sealed unsafe class QemuHost
         return rc;
     }
 
+    /// <summary>Saves the device state and where its sections start (both buffers belong to the host: give them back
+    /// with FreeBuf); a host without save_device_sections saves the state alone (count 0).</summary>
+    public int SaveDeviceSections(out byte* buf, out nuint length, out uint* starts, out uint count)
+    {
+        byte* b = null;
+        nuint n = 0;
+        uint* s = null;
+        uint c = 0;
+        int rc;
+        if (_api.save_device_sections != null)
+        {
+            Need(_api.save_device_sections, "save_device_sections");
+            rc = _api.save_device_sections(&b, &n, &s, &c);
+        }
+        else rc = SaveDeviceState(out b, out n);
+        buf = b;
+        length = n;
+        starts = s;
+        count = c;
+        return rc;
+    }
+
     public int LoadDeviceState(byte* buf, nuint length)
     {
         Need(_api.load_device_state, "load_device_state");

@@ -23,18 +23,21 @@ internal sealed unsafe class QemuVmHost(QemuHost host) : IVmHost
 
     public void RamUpdated(int block, ulong offset, ulong length) => host.RamUpdated(checked((uint)block), offset, length);
 
-    /// <summary>save_device_state into the host's buffer, one copy into the engine's, then free_buf.</summary>
-    public void SaveDeviceState(ByteBuffer into)
+    /// <summary>save_device_sections (or save_device_state on a host without it) into the host's buffer, one copy
+    /// into the engine's, then free_buf.</summary>
+    public void SaveDeviceState(ByteBuffer into, DeviceStateSections sections)
     {
-        Check(host.SaveDeviceState(out byte* buf, out nuint length), "save_device_state");
+        Check(host.SaveDeviceSections(out byte* buf, out nuint length, out uint* starts, out uint count), "save_device_sections");
         try
         {
             if (length > int.MaxValue) throw new InvalidOperationException($"device state of {length} bytes is too large");
             if (length > 0) new ReadOnlySpan<byte>(buf, (int)length).CopyTo(into.Append((int)length));
+            for (uint i = 0; i < count; i++) sections.AddStart(checked((int)starts[i]));
         }
         finally
         {
             if (buf != null) host.FreeBuf(buf);
+            if (starts != null) host.FreeBuf(starts);
         }
     }
 
