@@ -79,8 +79,19 @@ def compare_memory(cluster, timeout=120):
                 diffs.append(f"block '{bp['name']}': {len(pages)} page(s) differ, first: {pages[:20]}")
             if not diffs:
                 diffs.append(f"the RAM digests differ ({p['digest']} vs {b['digest']}) but no block does")
+        diffs += compare_devices(p.get("devices", []), b.get("devices", []))
         return p["epoch"], diffs
     raise TimeoutError("no sync point hashed on both replicas in time")
+
+
+def compare_devices(primary, backup):
+    """Differences between two replicas' device state sections at one sync point ({name, hash} each, in save
+    order): after the backup applied the sync, every device's state must be byte-equal to the primary's."""
+    if [d["name"] for d in primary] != [d["name"] for d in backup]:
+        return [f"the device state sections differ: primary {[d['name'] for d in primary]}, "
+                f"backup {[d['name'] for d in backup]}"]
+    differ = [p["name"] for p, b in zip(primary, backup) if p["hash"] != b["hash"]]
+    return [f"{len(differ)} of {len(primary)} device state section(s) differ: {differ}"] if differ else []
 
 
 def check_output_guard(primary, backup, capture_path, stopped_us=None, in_flight_us=200_000):

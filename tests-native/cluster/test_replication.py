@@ -244,6 +244,14 @@ class CheckersCanFail(unittest.TestCase):
         _, diffs = checks.compare_memory(cluster, timeout=5)
         self.assertEqual(["the RAM blocks differ: primary ['pc.ram', 'vga.vram'], backup ['pc.ram']"], diffs)
 
+    def test_device_comparison_names_the_differing_sections(self):
+        d = lambda name, h: {"name": name, "hash": h}  # noqa: E731
+        self.assertEqual([], checks.compare_devices([d("cpu", "1"), d("apic", "2")], [d("cpu", "1"), d("apic", "2")]))
+        self.assertEqual(["1 of 2 device state section(s) differ: ['apic']"],
+                         checks.compare_devices([d("cpu", "1"), d("apic", "2")], [d("cpu", "1"), d("apic", "3")]))
+        self.assertEqual(["the device state sections differ: primary ['cpu', 'apic'], backup ['cpu']"],
+                         checks.compare_devices([d("cpu", "1"), d("apic", "2")], [d("cpu", "1")]))
+
     def test_split_brain_check_catches_overlapping_releases_across_terms(self):
         w = lambda term, first, last: {"term": term, "frames": 5, "firstUs": first, "lastUs": last}  # noqa: E731
         # a deposed primary (term 1) still releasing after the new one (term 2) began

@@ -24,7 +24,7 @@ namespace Plover.Native.Host;
 ///                            times are Unix microseconds
 /// sync-now                  {proposed:true} a SYNC entry is proposed (primary and leader only)
 /// verify-at-sync            {armed:true} hash all RAM at the next sync point (run it on both replicas)
-/// verify-result             {armed,result:null|{epoch,logIndex,inputDigest,digest,hashMs,blocks:[{id,name,pages,digest}]}}
+/// verify-result             {armed,result:null|{epoch,logIndex,inputDigest,digest,hashMs,blocks:[{id,name,pages,digest}],devices:[{name,hash}]}}
 /// verify-pages ID           {id,hashes:["16 hex digits",...]} the page hashes of block ID from the last result
 /// metrics-reset             {} clears the commit-latency histogram (a benchmark's measuring window)
 /// fault-at-sync STEP [N]    {armed} test only (QEMU started with PLOVER_FAULT_INJECTION=1): the process kills
@@ -272,7 +272,8 @@ internal sealed unsafe partial class AdminCommands
     private string VerifyArm()
     {
         var (node, replica, _) = Started();
-        node.RamCheck.Arm(replica.Engine, node.Memory, _probe.Hasher);
+        var vm = new QemuVmHost(Host);
+        node.RamCheck.Arm(replica.Engine, node.Memory, _probe.Hasher, () => OnMain(() => SyncPointRamHash.SaveDevices(vm)));
         using var reply = new AdminReply();
         reply.Json.WriteBoolean("armed", true);
         return reply.Finish();
@@ -304,6 +305,15 @@ internal sealed unsafe partial class AdminCommands
             j.WriteString("name", r.Blocks[i].Name);
             j.WriteNumber("pages", r.Blocks[i].Hashes.Length);
             j.WriteString("digest", Hex(r.Blocks[i].Digest));
+            j.WriteEndObject();
+        }
+        j.WriteEndArray();
+        j.WriteStartArray("devices");
+        foreach (var d in r.Devices)
+        {
+            j.WriteStartObject();
+            j.WriteString("name", d.Name);
+            j.WriteString("hash", Hex(d.Hash));
             j.WriteEndObject();
         }
         j.WriteEndArray();

@@ -13,7 +13,22 @@ internal sealed unsafe class SyncPointRamHash
 {
     public sealed record Block(string Name, ulong[] Hashes, ulong Digest);
 
-    public sealed record Result(ulong Epoch, long LogIndex, ulong InputDigest, ulong Digest, double HashMs, Block[] Blocks);
+    /// <summary>A device state section: its name and the CityHash64 of its bytes.</summary>
+    public sealed record Device(string Name, ulong Hash);
+
+    /// <summary>The sections of a device state saved through vm (main thread, VM stopped).</summary>
+    public static Device[] SaveDevices(IVmHost vm)
+    {
+        using var state = new Plover.Transport.ByteBuffer(1 << 20);
+        var sections = new DeviceStateSections();
+        vm.SaveDeviceState(state, sections);
+        if (!sections.Parse(state.Data, out string? error)) return [new Device($"(no sections: {error})", CityHash.Hash64(state.Data))];
+        var devices = new Device[sections.Count];
+        for (int i = 0; i < devices.Length; i++) devices[i] = new Device(sections.Name(i, state.Data), sections[i].Hash);
+        return devices;
+    }
+
+    public sealed record Result(ulong Epoch, long LogIndex, ulong InputDigest, ulong Digest, double HashMs, Block[] Blocks, Device[] Devices);
 
     private readonly Lock _lock = new();
     private Result? _last;
@@ -22,8 +37,9 @@ internal sealed unsafe class SyncPointRamHash
     public Result? Last { get { lock (_lock) return _last; } }
     public bool Armed { get { lock (_lock) return _armed; } }
 
-    /// <summary>Hash all RAM at the engine's next sync point.</summary>
-    public void Arm(SyncEngine engine, IGuestMemory memory, PageHasher hasher)
+    /// <summary>Hash all RAM and every device state section (saveDevices runs on the main thread) at the engine's next
+    /// sync point.</summary>
+    public void Arm(SyncEngine engine, IGuestMemory memory, PageHasher hasher, Func<Device[]> saveDevices)
     {
         lock (_lock) _armed = true;
         engine.AtNextSyncPoint(request =>
@@ -44,8 +60,11 @@ internal sealed unsafe class SyncPointRamHash
             }
             ulong digest;
             fixed (ulong* d = digests) digest = CityHash.Hash64((byte*)d, (nuint)(digests.Length * sizeof(ulong)));
+            Device[] devices;
+            try { devices = saveDevices(); }
+            catch (Exception e) { devices = [new Device($"(device state not saved: {e.Message})", 0)]; }
             var result = new Result(request.Epoch, request.LogIndex, request.InputDigest, digest,
-                Stopwatch.GetElapsedTime(start).TotalMilliseconds, blocks);
+                Stopwatch.GetElapsedTime(start).TotalMilliseconds, blocks, devices);
             lock (_lock)
             {
                 _last = result;
