@@ -35,7 +35,7 @@ internal static class BenchNodeCommand
     public static int Run(ReadOnlySpan<string> args)
     {
         var cl = CommandLine.Parse("bench-node", args,
-            ["config", "node", "workload", "json", "report-ms", "checkpoint-every", "connect-timeout-ms"]);
+            ["config", "node", "workload", "json", "report-ms", "checkpoint-every", "connect-timeout-ms", "trace-hops", "hops-json"]);
         cl.NoPositionals();
         var workloads = cl.All("workload").Select(BenchWorkload.Parse).ToList();
         var dup = workloads.GroupBy(w => w.Name).FirstOrDefault(g => g.Count() > 1);
@@ -45,8 +45,11 @@ internal static class BenchNodeCommand
         int checkpointEvery = cl.Int("checkpoint-every", 10000, 1);
         int connectTimeoutMs = cl.Int("connect-timeout-ms", 10000, 0);
         string? json = cl.Optional("json");
-        using var host = NodeHost.FromCommandLine(cl, "bench-node");
-        return new BenchNode(host, workloads, checkpointEvery, json).Run(reportMs, connectTimeoutMs);
+        int traceHops = cl.Int("trace-hops", 0, 0);
+        string? hopsJson = cl.Optional("hops-json");
+        if (hopsJson is not null && traceHops == 0) throw new UsageException("bench-node: --hops-json needs --trace-hops N");
+        using var host = NodeHost.FromCommandLine(cl, "bench-node", o => o with { TraceHopsEvery = traceHops });
+        return new BenchNode(host, workloads, checkpointEvery, json, hopsJson).Run(reportMs, connectTimeoutMs);
     }
 }
 
@@ -58,6 +61,7 @@ internal sealed class BenchNode
     private readonly List<BenchWorkload> _workloads;
     private readonly int _checkpointEvery;
     private readonly string? _jsonPath;
+    private readonly string? _hopsPath;
     private readonly object _stateLock = new();
 
     // Applied state (consensus thread; read under _stateLock).
@@ -85,8 +89,9 @@ internal sealed class BenchNode
     private long _resultSeq;
     private readonly Ping _pongParsed = new();
 
-    public BenchNode(NodeHost host, List<BenchWorkload> workloads, int checkpointEvery, string? jsonPath)
+    public BenchNode(NodeHost host, List<BenchWorkload> workloads, int checkpointEvery, string? jsonPath, string? hopsPath)
     {
+        _hopsPath = hopsPath;
         _host = host;
         _driver = host.Driver;
         _self = host.Self.Id;
@@ -171,7 +176,7 @@ internal sealed class BenchNode
                 else if (seq > last + 1 && workload > 0) _gaps++;
                 _lastSeq[key] = seq;
                 if (proposer == _self && workload == 0) _barrier.Release();
-                else if (proposer == _self && workload > 0) _active?.OnCommitted(workload, client, now - sent, now);
+                else if (proposer == _self && workload > 0) _active?.OnCommitted(workload, client, now - sent, now, e.Index);
                 // The first committed result of a workload counts (a second one could only come from a rerun).
                 if (workload == ResultMarker && (uint)(client - 1) < (uint)_committedResults.Length && _committedResults[client - 1] is null)
                 {
@@ -280,7 +285,37 @@ internal sealed class BenchNode
         lock (_stateLock) all = $"{{\"node\":{_self},\"results\":[{string.Join(",", _committedResults)}]}}";
         File.WriteAllText(_jsonPath + ".tmp", all + "\n");
         File.Move(_jsonPath + ".tmp", _jsonPath, overwrite: true);   // whoever waits for the file sees it whole
+        WriteHops();
         Emit($"WROTE {_jsonPath}");
+    }
+
+    /// <summary>--hops-json: this node's hand-off timestamps of the sampled entries (see CommitHops), in microseconds
+    /// of the host's monotonic clock: {"node", "stages": [...], "entries": [[index, ackFrom, us...], ...]}.</summary>
+    private void WriteHops()
+    {
+        if (_hopsPath is null || _driver.Hops is not { } hops) return;
+        using var ms = new MemoryStream();
+        using (var j = new Utf8JsonWriter(ms))
+        {
+            j.WriteStartObject();
+            j.WriteNumber("node", _self);
+            j.WriteStartArray("stages");
+            foreach (var s in Enum.GetNames<CommitHops.Stage>()) j.WriteStringValue(s);
+            j.WriteEndArray();
+            j.WriteStartArray("entries");
+            foreach (var (index, ackFrom, ticks) in hops.Snapshot())
+            {
+                j.WriteStartArray();
+                j.WriteNumberValue(index);
+                j.WriteNumberValue(ackFrom);
+                foreach (long t in ticks) j.WriteNumberValue(t == 0 ? 0 : Math.Round(t * CommitHops.MicrosecondsPerTick, 3));
+                j.WriteEndArray();
+            }
+            j.WriteEndArray();
+            j.WriteEndObject();
+        }
+        File.WriteAllBytes(_hopsPath + ".tmp", ms.ToArray());
+        File.Move(_hopsPath + ".tmp", _hopsPath, overwrite: true);
     }
 
     // Barrier inputs (workload 0, client 0): a workload starts only once one of them committed in our ballot,
@@ -318,10 +353,13 @@ internal sealed class BenchNode
         public readonly ManualResetEventSlim Done = new();
         public long Committed;
         public long LastCommit;
+        public long FirstIndex, LastIndex;   // the log indices its inputs took
 
-        public void OnCommitted(int workload, int client, long latency, long now)
+        public void OnCommitted(int workload, int client, long latency, long now, long index)
         {
             if (workload != Id || (uint)client >= (uint)Windows.Length) return;
+            if (FirstIndex == 0) FirstIndex = index;
+            LastIndex = index;
             Latency.Add(latency);
             Windows[client].Release();
             if (Interlocked.Increment(ref Committed) == Latency.Capacity)
@@ -372,7 +410,7 @@ internal sealed class BenchNode
         _active = null;
         if (error is not null) Interlocked.Increment(ref _workloadsFailed);
         long end = active.LastCommit != 0 ? active.LastCommit : Stopwatch.GetTimestamp();
-        return (ResultJson(w, active.Latency, (end - start) / (double)Stopwatch.Frequency, error), error);
+        return (ResultJson(w, active.Latency, (end - start) / (double)Stopwatch.Frequency, error, (active.FirstIndex, active.LastIndex)), error);
     }
 
     // Transport round trip: same framing and MAC, answered by the peer's reader thread, no consensus.
@@ -426,7 +464,7 @@ internal sealed class BenchNode
         return (ResultJson(w, latency, (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency, error), error);
     }
 
-    private string ResultJson(BenchWorkload w, LatencyRecorder latency, double seconds, string? error)
+    private string ResultJson(BenchWorkload w, LatencyRecorder latency, double seconds, string? error, (long First, long Last) indices = default)
     {
         var (p50, p99, p999, max, mean) = latency.Summary();
         using var ms = new MemoryStream();
@@ -460,6 +498,11 @@ internal sealed class BenchNode
                 foreach (var (_, us) in cdf) j.WriteNumberValue(Math.Round(us, 2));
                 j.WriteEndArray();
                 j.WriteEndObject();
+            }
+            if (indices.First > 0)
+            {
+                j.WriteNumber("first_index", indices.First);
+                j.WriteNumber("last_index", indices.Last);
             }
             if (error is not null) j.WriteString("error", error);
             j.WriteEndObject();

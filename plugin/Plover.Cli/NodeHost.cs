@@ -15,12 +15,12 @@ internal sealed class NodeHost : IDisposable
     private readonly ManualResetEventSlim _stop = new();
     private readonly List<PosixSignalRegistration> _signals = new();
 
-    private NodeHost(ClusterConfig config, NodeConfig self)
+    private NodeHost(ClusterConfig config, NodeConfig self, Func<ConsensusDriverOptions, ConsensusDriverOptions> tune)
     {
         Config = config;
         Self = self;
         Transport = new TcpTransport(TcpTransportOptions.FromConfig(config, self.Id, Log));
-        Driver = new ConsensusDriver(ConsensusDriverOptions.FromConfig(config, self.Id, Log), Transport);
+        Driver = new ConsensusDriver(tune(ConsensusDriverOptions.FromConfig(config, self.Id, Log)), Transport);
         Driver.Attach(Dispatcher);
         _ = new NodeStatusService(Transport, Dispatcher, () => new Wire.NodeStatus
         {
@@ -38,14 +38,15 @@ internal sealed class NodeHost : IDisposable
     public WaitHandle StopRequested => _stop.WaitHandle;
     public bool Stopping => _stop.IsSet;
 
-    /// <summary>Reads --config and --node; throws UsageException / ConfigException naming the problem.</summary>
-    public static NodeHost FromCommandLine(CommandLine cl, string command)
+    /// <summary>Reads --config and --node; throws UsageException / ConfigException naming the problem. tune may change
+    /// the consensus driver's options (benchmarks).</summary>
+    public static NodeHost FromCommandLine(CommandLine cl, string command, Func<ConsensusDriverOptions, ConsensusDriverOptions>? tune = null)
     {
         string path = cl.Required("config");
         int id = cl.Int("node", null, 1);
         if (!File.Exists(path)) throw new UsageException($"{command}: config file '{path}' does not exist");
         var config = ClusterConfig.Load(path);
-        return new NodeHost(config, config.Node(id));
+        return new NodeHost(config, config.Node(id), tune ?? (o => o));
     }
 
     public static void Log(string message) =>

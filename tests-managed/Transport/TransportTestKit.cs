@@ -89,7 +89,7 @@ public static class TransportTestKit
     /// committed is attached before the transport starts (an inline-processing node may commit from a reader thread).</summary>
     public static (TcpTransport Transport, ConsensusDriver Driver) StartConsensusNode(
         int id, Dictionary<int, IPEndPoint> endpoints, Action<string> log, int electionMinTicks, int electionMaxTicks,
-        int retransmitTicks, bool inline = false, DurableState? restored = null, Action<LogEntry>? committed = null)
+        int retransmitTicks, bool inline = false, DurableState? restored = null, Action<LogEntry>? committed = null, int traceHopsEvery = 0)
     {
         var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
         var transport = new TcpTransport(Options(id, endpoints, log));
@@ -104,6 +104,7 @@ public static class TransportTestKit
             Seed = id,
             InlineProcessing = inline,
             Restored = restored,
+            TraceHopsEvery = traceHopsEvery,
         }, transport) { Committed = committed };
         var dispatcher = new FrameDispatcher();
         driver.Attach(dispatcher);

@@ -5,13 +5,17 @@
 #     reader threads, no consensus), 64 and 1500 bytes;
 #   - commit latency p50/p99/p99.9 of 64- and 1500-byte inputs from 1 client with 1 outstanding, and from 16;
 #   - throughput with batching (16 clients, many outstanding each);
-#   - the time from kill -9 of the leader to the backup leading (its ROLE line's wall clock minus the kill's).
+#   - the time from kill -9 of the leader to the backup leading (its ROLE line's wall clock minus the kill's);
+#   - where a 1-client commit's time goes: every hand-off from Propose to the commit callback, timestamped on the
+#     leader and the backup (CommitHops, every 16th index), as medians per hop ("hops" in the JSON).
 # Every latency row (raw_rtt, latency) carries "cdf": {"q": [...], "us": [...]}, the latency at the quantiles 0 (min),
 # 0.01 .. 0.99, 0.995, 0.999, 0.9999 and 1 (max), for the CDF plot (tests-native/bench/report/).
 # Prints a line per workload as it finishes (and every 15 s while one runs), then the table.
 # Env: PLOVER_CLI = the published `plover` (NativeAOT); unset: published into a temporary directory first.
 #      PLOVER_ARTIFACTS = output directory (writes $PLOVER_ARTIFACTS/bench/consensus.json).
 #      PLOVER_BENCH_SCALE = multiplier of every workload's count (default 1; 0.2 for a quick run).
+#      PLOVER_CONSENSUS_INLINE=1: every node runs its consensus core on the thread that delivers a message or a
+#          proposal when the core is free (ConsensusDriverOptions.InlineProcessing), instead of the consensus thread.
 #      PLOVER_BENCH_FIRST_LEADER=2: node 2 wins the first election. Node 1 is paused (SIGSTOP) as soon as the
 #          witness has started (it may have led ballot 1 for a moment) until node 2 leads, as a node still busy with
 #          something else would be; then it follows.
@@ -77,8 +81,10 @@ nice=()
 [ "$(id -u)" = 0 ] && nice=(nice -n -10)
 
 "${nice[@]}" "$cli" witness --config "$work/cluster.json" --node 3 > "$work/n3.out" 2> "$work/n3.err" & pids+=($!); disown
-"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 2 --json "$work/n2.json" "${workloads[@]}" > "$work/n2.out" 2> "$work/n2.err" & pids+=($!); disown
-"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 1 --json "$work/n1.json" "${workloads[@]}" > "$work/n1.out" 2> "$work/n1.err" & pids+=($!); disown
+# Every 16th log index's hand-offs (CommitHops) from the start of the log: the 1-client workloads come first.
+trace=(--trace-hops 16)
+"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 2 --json "$work/n2.json" "${trace[@]}" --hops-json "$work/hops2.json" "${workloads[@]}" > "$work/n2.out" 2> "$work/n2.err" & pids+=($!); disown
+"${nice[@]}" "$cli" bench-node --config "$work/cluster.json" --node 1 --json "$work/n1.json" "${trace[@]}" --hops-json "$work/hops1.json" "${workloads[@]}" > "$work/n1.out" 2> "$work/n1.err" & pids+=($!); disown
 declare -A pid=([1]=${pids[2]} [2]=${pids[1]} [3]=${pids[0]})
 
 alive() { ps -o stat= -p "$1" 2>/dev/null | grep -qv Z; }
@@ -255,7 +261,48 @@ report = {
     "elections_seen_before_failover": int(elections),
     "order_violations_on_new_leader": violations,
     "inputs_lost_with_deposed_leaders": gaps,
+    "inline_processing": os.environ.get("PLOVER_CONSENSUS_INLINE") == "1",
 }
+
+# Hops of the 1-client workloads: the leader's and the backup's timestamps of the same sampled entries.
+HOPS = [("proposal waits for the core", "L", "Proposed", "L", "Taken"),
+        ("leader core: step, Accept built", "L", "Taken", "L", "AcceptSent"),
+        ("Accept: write, wire, backup reader", "L", "AcceptSent", "F", "AcceptReceived"),
+        ("backup: frame waits for its core", "F", "AcceptReceived", "F", "AcceptStepped"),
+        ("backup core: step, Accepted built", "F", "AcceptStepped", "F", "AcceptedSent"),
+        ("Accepted: write, wire, leader reader", "F", "AcceptedSent", "L", "AcceptedReceived"),
+        ("leader: ack waits for its core", "L", "AcceptedReceived", "L", "AcceptedStepped"),
+        ("commit decided -> callback", "L", "AcceptedStepped", "L", "Committed")]
+def load_hops(node):
+    try:
+        h = json.load(open(f"{work}/hops{node}.json"))
+    except (OSError, ValueError):
+        return None
+    col = {s: i + 2 for i, s in enumerate(h["stages"])}
+    return {e[0]: (e[1], {s: e[c] for s, c in col.items()}) for e in h["entries"]}
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
+hops = {}
+for name in ("lat64x1", "lat1500x1"):
+    r = res.get(name, {})
+    lead = r.get("node")
+    if not r.get("first_index") or lead not in (1, 2):
+        continue
+    L, F = load_hops(lead), load_hops(3 - lead)
+    if not L or not F:
+        continue
+    ids = [i for i in L if r["first_index"] <= i <= r["last_index"] and i in F and L[i][0] == 3 - lead]
+    stage = {"L": lambda i, s: L[i][1][s], "F": lambda i, s: F[i][1][s]}
+    rows = []
+    for label, a, sa, b, sb in HOPS:
+        d = [stage[b](i, sb) - stage[a](i, sa) for i in ids if stage[a](i, sa) and stage[b](i, sb)]
+        rows.append({"hop": label, "p50_us": round(median(d), 1) if d else None, "samples": len(d)})
+    total = [L[i][1]["Committed"] - L[i][1]["Proposed"] for i in ids if L[i][1]["Committed"] and L[i][1]["Proposed"]]
+    sampled = [i for i in L if r["first_index"] <= i <= r["last_index"]]
+    hops[name] = {"hops": rows, "total_p50_us": round(median(total), 1) if total else None, "entries": len(ids),
+                  "acked_first_by_witness": sum(1 for i in sampled if L[i][0] == 3)}
+report["hops"] = hops
 l1 = report["latency"]["64x1"]
 report["targets"] = {
     "p50_le_2x_rtt": {"value": l1.get("p50_over_rtt"), "target": 2, "met": (l1.get("p50_over_rtt") or 99) <= 2},
@@ -287,6 +334,12 @@ print(f"failover: kill -9 of the leader (node {leader}) -> node {other} leads af
       f"(elections before the kill: {elections}; order violations: {violations}; inputs lost with deposed leaders: {gaps})")
 print("workloads ran on " + "; ".join(f"node {n} ({', '.join(names)})" for n, names in runs_by.items()))
 print(f"node {runner} (ran the workloads): longest consensus-thread stall {field(last1, 'max_tick_lateness_us')} us; GC gen0/1/2 {field(last1, 'gc')}, total pause {field(last1, 'gc_pause_ms')} ms")
+for name, h in hops.items():
+    print(f"where a commit's time goes ({name}, medians of {h['entries']} sampled entries the backup acked first; "
+          f"the witness acked {h['acked_first_by_witness']} others first):")
+    for row_ in h["hops"]:
+        print(f"  {row_['hop']:<40}{f(row_['p50_us']):>8} us")
+    print(f"  {'Propose -> callback':<40}{f(h['total_p50_us']):>8} us")
 for k, t in report["targets"].items():
     print(f"target {k:<20} {'met' if t['met'] else 'NOT met'} (value {t['value']}, target {t['target']})")
 print(f"wrote {out}")

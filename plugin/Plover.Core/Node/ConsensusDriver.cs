@@ -41,9 +41,11 @@ public sealed class ConsensusDriver : IDisposable
     private readonly ConsensusNode _node;
     private readonly ITransport _transport;
     private readonly ConsensusDriverOptions _options;
-    private readonly RecordQueue<int> _incoming = new();   // frame bodies, tagged with the peer they came from
+    private readonly RecordQueue<(int Peer, long At)> _incoming = new();   // frame bodies, tagged with the peer (and, tracing, when)
     private readonly ConcurrentQueue<(bool Install, long Index)> _compactions = new();
-    private readonly RecordQueue<EntryType> _proposals;
+    private readonly RecordQueue<(EntryType Type, long At)> _proposals;
+    private readonly CommitHops? _hops;                    // options.TraceHopsEvery > 0
+    private long _hopsAckSentThrough, _hopsAckReceivedThrough;
     private readonly ConsensusWakeup _wakeup = new();
     private readonly ConsensusFrameEncoder _encoder = new();
     private readonly PayloadArena _payloads;               // the log's payloads (consensus thread)
@@ -80,7 +82,8 @@ public sealed class ConsensusDriver : IDisposable
         _recovering = _node.IsRecovering;
         _silenceTicks = new long[options.Consensus.Members.Max(m => m.Id) + 1];
         _peerIds = options.Consensus.Members.Select(m => m.Id).Where(id => id != options.Consensus.SelfId).ToArray();
-        _proposals = new RecordQueue<EntryType>(options.MaxQueuedProposalBytes);
+        _proposals = new RecordQueue<(EntryType, long)>(options.MaxQueuedProposalBytes);
+        if (options.TraceHopsEvery > 0) _hops = new CommitHops(options.TraceHopsEvery);
         _payloads = new PayloadArena(() => _node.FirstIndex);
         _decoder = new ConsensusFrameDecoder(_payloads);
         _tickStopwatchTicks = Math.Max(1, (long)(Stopwatch.Frequency * options.TickMs / 1000.0));
@@ -168,7 +171,7 @@ public sealed class ConsensusDriver : IDisposable
     /// </summary>
     public bool Propose(EntryType type, ReadOnlySpan<byte> payload)
     {
-        if (!IsLeader || !_proposals.TryAdd(type, payload))
+        if (!IsLeader || !_proposals.TryAdd((type, _hops is null ? 0 : Stopwatch.GetTimestamp()), payload))
         {
             Interlocked.Increment(ref _proposalsRefused);
             return false;
@@ -196,7 +199,7 @@ public sealed class ConsensusDriver : IDisposable
     {
         // Checked here, so that a bad frame closes its connection (InvalidDataException); decoded on the consensus thread.
         (t_validator ??= new ConsensusFrameDecoder()).Validate(SelfId, peer, frame.Header, frame.Tail.Length);
-        _incoming.TryAdd(peer, frame.Body);
+        _incoming.TryAdd((peer, _hops is null ? 0 : Stopwatch.GetTimestamp()), frame.Body);
         if (_options.InlineProcessing) ProcessInline();
         else _wakeup.Wake();
     }
@@ -344,14 +347,17 @@ public sealed class ConsensusDriver : IDisposable
     {
         var (data, items) = _incoming.TakeAll();
         int at = 0;
-        foreach (var (peer, length) in items)
+        foreach (var ((peer, receivedAt), length) in items)
         {
             var body = data.Data.Slice(at, length);
             at += length;
             try
             {
                 FrameBody.TrySplit(body, out var header, out var tail, out _);
-                _node.Step(_decoder.Decode(SelfId, peer, header, tail));
+                var m = _decoder.Decode(SelfId, peer, header, tail);
+                if (_hops is not null) TraceReceived(m, receivedAt, CommitHops.Stage.AcceptReceived, CommitHops.Stage.AcceptedReceived);
+                _node.Step(m);
+                if (_hops is not null) TraceReceived(m, Stopwatch.GetTimestamp(), CommitHops.Stage.AcceptStepped, CommitHops.Stage.AcceptedStepped);
                 _messagesReceived++;
             }
             catch (InvalidDataException e)
@@ -367,13 +373,17 @@ public sealed class ConsensusDriver : IDisposable
     {
         var (data, items) = _proposals.TakeAll();
         int at = 0;
-        foreach (var (type, length) in items)
+        foreach (var ((type, proposedAt), length) in items)
         {
             var payload = data.Data.Slice(at, length);
             at += length;
             // Copied into the log's slabs only when it enters the log, at the index it will have.
-            if (_node.IsLeader) _node.TryProposeStored(type, _payloads.Copy(payload, _node.LastIndex + 1), out _);
-            else _proposalsDropped++;
+            if (_node.IsLeader && _node.TryProposeStored(type, _payloads.Copy(payload, _node.LastIndex + 1), out long index) && _hops is not null)
+            {
+                _hops.Record(index, CommitHops.Stage.Proposed, proposedAt);
+                _hops.Record(index, CommitHops.Stage.Taken, Stopwatch.GetTimestamp());
+            }
+            else if (!_node.IsLeader) _proposalsDropped++;
         }
         _proposals.Recycle(data, items);
     }
@@ -397,6 +407,7 @@ public sealed class ConsensusDriver : IDisposable
     private void ProcessReady()
     {
         var ready = _node.GetReady();
+        if (_hops is not null) TraceSent(ready.Messages);   // handed to the transport now (a reply may beat the flush)
         foreach (var m in ready.Messages)
         {
             if (_transport.Send(m.To, _encoder.Set(m))) _messagesSent++;
@@ -424,7 +435,11 @@ public sealed class ConsensusDriver : IDisposable
         if (ready.Change is not null) StateChanged?.Invoke(_status);
 
         var committed = Committed;
-        foreach (var e in ready.CommittedEntries) committed?.Invoke(e);
+        foreach (var e in ready.CommittedEntries)
+        {
+            _hops?.Record(e.Index, CommitHops.Stage.Committed, Stopwatch.GetTimestamp());
+            committed?.Invoke(e);
+        }
         if (ready.CommittedEntries.Count > 0) Volatile.Write(ref _commitIndex, ready.CommittedEntries[^1].Index);
         if (ready.Snapshot is { } snap) SnapshotNeeded?.Invoke(snap);
         _node.Advance();
@@ -434,6 +449,36 @@ public sealed class ConsensusDriver : IDisposable
         // ballot too, instead of joining as a node without memory that has to recover before it votes (two such
         // nodes would wait for each other's answers while the new primary proposes its first inputs).
         if (_fresh && (_node.CommitIndex > 0 || _node.Ballot.Round > 1)) _fresh = false;
+    }
+
+    /// <summary>Hand-off timestamps of sampled entries (null unless <see cref="ConsensusDriverOptions.TraceHopsEvery"/>);
+    /// read it once the node is idle or stopped.</summary>
+    public CommitHops? Hops => _hops;
+
+    private void TraceReceived(in Message m, long at, CommitHops.Stage accept, CommitHops.Stage accepted)
+    {
+        if (m.Type == MessageType.Accept && !m.Entries.IsEmpty)
+            _hops!.RecordRange(m.Index, m.Index + m.Entries.Length - 1, accept, at);
+        else if (m.Type == MessageType.Accepted && !m.Reject && m.Index > _hopsAckReceivedThrough)
+        {
+            _hops!.RecordRange(Math.Max(_hopsAckReceivedThrough + 1, m.Index - 1024L * _hops.Every), m.Index, accepted, at, m.From);
+            if (accepted == CommitHops.Stage.AcceptedStepped) _hopsAckReceivedThrough = m.Index;
+        }
+    }
+
+    private void TraceSent(List<Message> messages)
+    {
+        long now = Stopwatch.GetTimestamp();
+        foreach (var m in messages)
+        {
+            if (m.Type == MessageType.Accept && !m.Entries.IsEmpty)
+                _hops!.RecordRange(m.Index, m.Index + m.Entries.Length - 1, CommitHops.Stage.AcceptSent, now);
+            else if (m.Type == MessageType.Accepted && !m.Reject && m.Index > _hopsAckSentThrough)
+            {
+                _hops!.RecordRange(Math.Max(_hopsAckSentThrough + 1, m.Index - 1024L * _hops.Every), m.Index, CommitHops.Stage.AcceptedSent, now);
+                _hopsAckSentThrough = m.Index;
+            }
+        }
     }
 
     /// <summary>Stops the consensus thread (idempotent). The transport is the caller's to dispose.</summary>

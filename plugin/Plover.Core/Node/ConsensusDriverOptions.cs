@@ -4,7 +4,7 @@ using Plover.Consensus;
 namespace Plover.Node;
 
 /// <summary>How a <see cref="ConsensusDriver"/> maps the core's logical ticks to time, plus its limits.</summary>
-public sealed class ConsensusDriverOptions
+public sealed record ConsensusDriverOptions
 {
     public required ConsensusConfig Consensus { get; init; }
     /// <summary>Length of one core tick in milliseconds (the heartbeat granularity).</summary>
@@ -19,6 +19,9 @@ public sealed class ConsensusDriverOptions
     /// through large batches and elections followed; so it stays off until measured on a quieter host.
     /// </summary>
     public bool InlineProcessing { get; init; }
+    /// <summary>Record the commit path's hand-offs of every n-th log index (<see cref="CommitHops"/>, for benchmarks);
+    /// 0: off.</summary>
+    public int TraceHopsEvery { get; init; }
     /// <summary>Null: a fresh cluster (the configured primary leads ballot 1). Otherwise the state to resume from,
     /// <see cref="DurableState.Empty"/> for a node that joins a running cluster with no memory of it.</summary>
     public DurableState? Restored { get; init; }
@@ -61,6 +64,8 @@ public sealed class ConsensusDriverOptions
             MaxInflightEntries = 1024,
         };
         consensus.Validate();
-        return new ConsensusDriverOptions { Consensus = consensus, TickMs = tickMs, Log = log ?? (_ => { }) };
+        // PLOVER_CONSENSUS_INLINE=1: an experiment switch for benchmarks (bench consensus compares both), not a setting.
+        bool inline = Environment.GetEnvironmentVariable("PLOVER_CONSENSUS_INLINE") == "1";
+        return new ConsensusDriverOptions { Consensus = consensus, TickMs = tickMs, Log = log ?? (_ => { }), InlineProcessing = inline };
     }
 }
