@@ -51,7 +51,7 @@ TEST_F(AdminTest, StatusReportsTheNodeAndTheHost) {
     EXPECT_EQ(1, Num(r, "node"));
     EXPECT_EQ("nt", Str(r, "cluster"));
     EXPECT_EQ("10.0.13-fake", Str(r, "qemuVersion"));
-    EXPECT_EQ("1.0", Str(r, "abiVersion"));
+    EXPECT_EQ("1." + std::to_string(PLOVER_ABI_MINOR), Str(r, "abiVersion"));
     EXPECT_NE(std::string::npos, r.find("\"accel\":null")) << "no accel before machine_ready: " << r;
     EXPECT_FALSE(Bool(r, "machineReady"));
     EXPECT_FALSE(Bool(r, "running"));

@@ -144,8 +144,13 @@ def main():
         print(f"  output guard: the client saw {captured} frames from the guest, the primary released {released}, "
               f"each after the backup applied its sync: " + ("yes" if not problems else "NO: " + problems[0]))
         epoch, diffs = checks.compare_memory(cluster)
-        print(f"  identical memory at the sync point of epoch {epoch}: " + ("yes, every page" if not diffs else
+        print(f"  identical memory and devices at the sync point of epoch {epoch}: " + ("yes, every page and device" if not diffs else
                                                                             "NO: " + "; ".join(diffs)))
+        devices = (primary.admin("verify-result")["result"] or {}).get("devices", [])
+        if devices:
+            big = sorted(devices, key=lambda d: -d.get("bytes", 0))[:6]
+            print("  largest device state sections (* always sent: CPUs, virtio): " +
+                  ", ".join(f"{d['name']}{'*' if d.get('alwaysSent') else ''} {d.get('bytes', 0) / 1024:.1f} KiB" for d in big))
         ok = not bad and not diffs and not problems and read["missingCount"] + read["wrongCount"] == 0
         print("\n" + ("demo OK" if ok else "demo FAILED"))
         return 0 if ok else 1

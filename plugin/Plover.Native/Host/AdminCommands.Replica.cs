@@ -24,7 +24,7 @@ namespace Plover.Native.Host;
 ///                            times are Unix microseconds
 /// sync-now                  {proposed:true} a SYNC entry is proposed (primary and leader only)
 /// verify-at-sync            {armed:true} hash all RAM at the next sync point (run it on both replicas)
-/// verify-result             {armed,result:null|{epoch,logIndex,inputDigest,digest,hashMs,blocks:[{id,name,pages,digest}],devices:[{name,hash}]}}
+/// verify-result             {armed,result:null|{epoch,logIndex,inputDigest,digest,hashMs,blocks:[{id,name,pages,digest}],devices:[{name,hash,bytes,alwaysSent}]}}
 /// verify-pages ID           {id,hashes:["16 hex digits",...]} the page hashes of block ID from the last result
 /// metrics-reset             {} clears the commit-latency histogram (a benchmark's measuring window)
 /// fault-at-sync STEP [N]    {armed} test only (QEMU started with PLOVER_FAULT_INJECTION=1): the process kills
@@ -314,6 +314,8 @@ internal sealed unsafe partial class AdminCommands
             j.WriteStartObject();
             j.WriteString("name", d.Name);
             j.WriteString("hash", Hex(d.Hash));
+            j.WriteNumber("bytes", d.Bytes);
+            j.WriteBoolean("alwaysSent", d.AlwaysSent);
             j.WriteEndObject();
         }
         j.WriteEndArray();

@@ -14,7 +14,7 @@ internal sealed unsafe class SyncPointRamHash
     public sealed record Block(string Name, ulong[] Hashes, ulong Digest);
 
     /// <summary>A device state section: its name and the CityHash64 of its bytes.</summary>
-    public sealed record Device(string Name, ulong Hash);
+    public sealed record Device(string Name, ulong Hash, int Bytes, bool AlwaysSent);
 
     /// <summary>The sections of a device state saved through vm (main thread, VM stopped).</summary>
     public static Device[] SaveDevices(IVmHost vm)
@@ -22,9 +22,10 @@ internal sealed unsafe class SyncPointRamHash
         using var state = new Plover.Transport.ByteBuffer(1 << 20);
         var sections = new DeviceStateSections();
         vm.SaveDeviceState(state, sections);
-        if (!sections.Parse(state.Data, out string? error)) return [new Device($"(no sections: {error})", CityHash.Hash64(state.Data))];
+        if (!sections.Parse(state.Data, out string? error)) return [new Device($"(no sections: {error})", CityHash.Hash64(state.Data), state.Count, true)];
         var devices = new Device[sections.Count];
-        for (int i = 0; i < devices.Length; i++) devices[i] = new Device(sections.Name(i, state.Data), sections[i].Hash);
+        for (int i = 0; i < devices.Length; i++)
+            devices[i] = new Device(sections.Name(i, state.Data), sections[i].Hash, sections[i].Length, sections[i].AlwaysSend);
         return devices;
     }
 
@@ -62,7 +63,7 @@ internal sealed unsafe class SyncPointRamHash
             fixed (ulong* d = digests) digest = CityHash.Hash64((byte*)d, (nuint)(digests.Length * sizeof(ulong)));
             Device[] devices;
             try { devices = saveDevices(); }
-            catch (Exception e) { devices = [new Device($"(device state not saved: {e.Message})", 0)]; }
+            catch (Exception e) { devices = [new Device($"(device state not saved: {e.Message})", 0, 0, true)]; }
             var result = new Result(request.Epoch, request.LogIndex, request.InputDigest, digest,
                 Stopwatch.GetElapsedTime(start).TotalMilliseconds, blocks, devices);
             lock (_lock)
