@@ -137,30 +137,121 @@ public class DeviceStateDeltaTests
         Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
     }
 
-    [Fact]
-    public void ASectionTheBackupLacks_Travels()
+    private static DeviceStateSections Parsed(byte[] state, int[] starts)
     {
         var sections = new DeviceStateSections();
-        var (state, starts) = SyntheticDeviceState.Build(Devices("cpu", "apic"));
         foreach (int s in starts) sections.AddStart(s);
-        Assert.True(sections.Parse(state, out _));
+        Assert.True(sections.Parse(state, out string? error), error);
+        return sections;
+    }
 
-        // The backup's pairs without the timer's (a section not needed there): the timer is sent.
-        var (backupState, backupStarts) = SyntheticDeviceState.Build(Devices());
-        var backup = new DeviceStateSections();
-        foreach (int s in backupStarts) backup.AddStart(s);
-        Assert.True(backup.Parse(backupState, out _));
-        var pairs = new byte[backup.Count * DeviceStateSections.PairBytes];
-        backup.WritePairs(pairs);
-        var withoutTimer = pairs[..DeviceStateSections.PairBytes].Concat(pairs[(2 * DeviceStateSections.PairBytes)..]).ToArray();
-        using var delta = new ByteBuffer(1024);
-        Assert.Equal(4, sections.WriteDelta(state, withoutTimer, delta));   // cpu, timer, apic, virtio
-        Assert.Equal(["cpu", "timer", "apic", "0000:00:03.0/virtio-net"], SyntheticDeviceState.Sections(delta.Data).Select(s => s.Name));
+    /// <summary>What the backup loads after the primary's delta against the backup's summary.</summary>
+    private static (byte[] Loaded, int Records, int DeltaBytes) RoundTrip((string, byte[])[] primary, (string, byte[])[] backup, string? backupLacks = null)
+    {
+        var (pState, pStarts) = SyntheticDeviceState.Build(primary);
+        var (bState, bStarts) = SyntheticDeviceState.Build(backup);
+        if (backupLacks is not null)
+        {
+            // A section QEMU did not save there (not needed): gone from the stream, the others keep their ids.
+            int i = Array.FindIndex(backup, d => d.Item1 == backupLacks), length = bStarts[i + 1] - bStarts[i];
+            bState = [.. bState[..bStarts[i]], .. bState[bStarts[i + 1]..]];
+            bStarts = [.. bStarts[..(i + 1)], .. bStarts[(i + 1)..].Select(x => x - length)];
+        }
+        var pSections = Parsed(pState, pStarts);
+        var bSections = Parsed(bState, bStarts);
+        var summary = new byte[DeviceStateDelta.SummaryLength(bSections)];
+        DeviceStateDelta.WriteSummary(bState, bSections, summary);
+        var delta = new DeviceStateDelta();
+        Assert.True(delta.ReadSummary(summary, bSections.Count, out string? error), error);
+        using var wire = new ByteBuffer(1024);
+        int records = delta.WriteDelta(pState, pSections, summary, wire);
+        using var loaded = new ByteBuffer(1024);
+        Assert.True(DeviceStateDelta.Rebuild(bState, bSections, wire.Data, records, loaded, out error), error);
+        return (loaded.Data.ToArray(), records, wire.Count);
+    }
 
-        // And with every pair but in another order, the same three as in a sync.
-        var reversed = Enumerable.Range(0, backup.Count).Reverse().SelectMany(i => pairs.Skip(i * DeviceStateSections.PairBytes).Take(DeviceStateSections.PairBytes)).ToArray();
-        delta.Clear();
-        Assert.Equal(3, sections.WriteDelta(state, reversed, delta));
+    [Fact]
+    public void APatch_CarriesOnlyTheBlocksThatDiffer_AndRebuildsThePrimarysBytes()
+    {
+        var primary = Devices();
+        primary[3].Item2[1000] = 9;   // one byte of the 4 KB PCI host: one 256-byte block
+        var (loaded, records, bytes) = RoundTrip(primary, Devices());
+        var sections = SyntheticDeviceState.Sections(loaded);
+        Assert.Equal(["cpu", "i440FX", "0000:00:03.0/virtio-net"], sections.Select(x => x.Name));
+        Assert.Equal(3, records);
+        Assert.Equal(primary[3].Item2, sections[1].Data);
+        Assert.True(bytes < 256 + 200, $"{bytes} bytes for one changed block and two equal sections always loaded");
+    }
+
+    [Fact]
+    public void ASectionTheBackupLacksOrHoldsWithAnotherLength_TravelsWhole()
+    {
+        var backup = Devices();
+        backup[3] = (backup[3].Item1, Bytes(4000, 1));   // i440FX, shorter
+        var (loaded, _, bytes) = RoundTrip(Devices("cpu"), backup, backupLacks: "timer");
+        var sections = SyntheticDeviceState.Sections(loaded);
+        Assert.Equal(["cpu", "timer", "i440FX", "0000:00:03.0/virtio-net"], sections.Select(x => x.Name));
+        Assert.Equal(Devices("cpu").Select(d => d.Item2).Where((_, i) => i != 2), sections.Select(x => x.Data));
+        Assert.True(bytes > 4096, "the resized section travelled whole");
+
+        // The backup's sections in another order (so with other ids, and other bytes): found by name, all sent, and
+        // what the backup loads is the primary's.
+        var (reordered, records, _) = RoundTrip(Devices("apic"), Devices().Reverse().ToArray());
+        Assert.Equal(5, records);
+        Assert.Equal(Devices("apic").Select(d => d.Item2), SyntheticDeviceState.Sections(reordered).Select(x => x.Data));
+    }
+
+    [Theory]
+    [InlineData(2, 0, 300, "kind 2")]           // unknown kind
+    [InlineData(1, 7, 300, "section 7")]        // no such section of the backup
+    [InlineData(1, 0, 321, "that one of 322")]  // length differs from the backup's copy (300 bytes of data, 22 framing)
+    [InlineData(0, 0, 5000, "5000 bytes")]      // a whole section past the end
+    public void ABadDeltaIsRefused_NamingTheRecord(byte kind, int index, int length, string expected)
+    {
+        var (state, starts) = SyntheticDeviceState.Build(Devices());
+        var sections = Parsed(state, starts);
+        var delta = new byte[9 + 1 + 300];
+        delta[0] = kind;
+        BitConverter.TryWriteBytes(delta.AsSpan(1), index);
+        BitConverter.TryWriteBytes(delta.AsSpan(5), length);
+        using var into = new ByteBuffer(1024);
+        Assert.False(DeviceStateDelta.Rebuild(state, sections, delta, 1, into, out string? error));
+        Assert.Contains(expected, error);
+    }
+
+    [Fact]
+    public void AMaskNamingBlocksPastTheSection_OrTrailingBytes_AreRefused()
+    {
+        var (state, starts) = SyntheticDeviceState.Build(Devices());
+        var sections = Parsed(state, starts);
+        int cpu = sections[0].Length;   // 2 blocks: a mask byte with bit 2 set names a third
+        var delta = new byte[9 + 1];
+        delta[0] = 1;
+        BitConverter.TryWriteBytes(delta.AsSpan(5), cpu);
+        delta[9] = 0b100;
+        using var into = new ByteBuffer(1024);
+        Assert.False(DeviceStateDelta.Rebuild(state, sections, delta, 1, into, out string? error));
+        Assert.Contains("past the 2 blocks", error);
+        delta[9] = 0;
+        Assert.True(DeviceStateDelta.Rebuild(state, sections, delta, 1, into, out error), error);
+        Assert.False(DeviceStateDelta.Rebuild(state, sections, [.. delta, 7], 1, into, out error));
+        Assert.Contains("1 bytes past", error);
+    }
+
+    [Fact]
+    public void ASummaryThatDoesNotAddUp_IsRefused()
+    {
+        var (state, starts) = SyntheticDeviceState.Build(Devices());
+        var sections = Parsed(state, starts);
+        var summary = new byte[DeviceStateDelta.SummaryLength(sections)];
+        DeviceStateDelta.WriteSummary(state, sections, summary);
+        var delta = new DeviceStateDelta();
+        Assert.True(delta.ReadSummary(summary, sections.Count, out _));
+        Assert.False(delta.ReadSummary(summary, sections.Count + 1, out string? error));
+        Assert.Contains("the summary ends", error);
+        Assert.False(delta.ReadSummary(summary[..^8], sections.Count, out error));
+        Assert.False(delta.ReadSummary(summary, sections.Count - 1, out error));
+        Assert.Contains("past its 4 sections", error);
     }
 
     [Fact]

@@ -1,14 +1,13 @@
 using System.Buffers.Binary;
 using System.Text;
 using Plover.Hashing;
-using Plover.Transport;
 
 namespace Plover.Sync;
 
 /// <summary>
 /// The sections of one saved device state (QEMU's vmstate stream: an 8-byte header, one FULL section per device,
-/// an EOF byte), found from the offsets the host reported, each with a key (its header: section id, name, instance,
-/// version) and a hash of all its bytes. A backup loads only the sections whose hash differs from its own: equal
+/// an EOF byte), found from the offsets the host reported, each with a key (its name, instance and version) and a
+/// hash of all its bytes. A backup loads only the sections whose hash differs from its own: equal
 /// bytes are an equal device state, so loading them would change nothing. Reused across syncs; engine thread only.
 /// </summary>
 public sealed class DeviceStateSections
@@ -60,7 +59,8 @@ public sealed class DeviceStateSections
                 return false;
             }
             if (Count == _sections.Length) Array.Resize(ref _sections, _sections.Length * 2);
-            _sections[Count++] = new Section(start, length, CityHash.Hash64(bytes[..headerLength]), CityHash.Hash64(bytes), always);
+            // Key: name, instance and version (QEMU finds a section by name and instance), not the numeric id.
+            _sections[Count++] = new Section(start, length, CityHash.Hash64(bytes[5..headerLength]), CityHash.Hash64(bytes), always);
         }
         return true;
     }
@@ -93,53 +93,13 @@ public sealed class DeviceStateSections
     }
 
     /// <summary>
-    /// Sections sent even when equal. CPUs: the rule, registers are what always moves. virtio devices: their
-    /// load also recomputes what they cache from guest RAM (ring indices), which the page transfer may just have
-    /// changed; a device left unloaded would keep indices from the backup's own RAM.
+    /// Sections loaded even when equal (they travel as a patch of the blocks that differ, often none). CPUs: the
+    /// issue's rule, registers are what always moves. virtio devices: their load also recomputes what they cache
+    /// from guest RAM (ring indices), which the page transfer may just have changed; a device left unloaded would
+    /// keep indices read from the backup's own RAM.
     /// </summary>
     public static bool AlwaysSent(ReadOnlySpan<byte> name) =>
         name.SequenceEqual("cpu"u8) || name.IndexOf("virtio"u8) >= 0;
-
-    public const int PairBytes = 16;
-
-    /// <summary>Backup: (key, hash) of every section, u64 little-endian each, for the primary to compare.</summary>
-    public void WritePairs(Span<byte> into)
-    {
-        for (int i = 0; i < Count; i++)
-        {
-            BinaryPrimitives.WriteUInt64LittleEndian(into[(i * PairBytes)..], _sections[i].Key);
-            BinaryPrimitives.WriteUInt64LittleEndian(into[(i * PairBytes + 8)..], _sections[i].Hash);
-        }
-    }
-
-    /// <summary>
-    /// Primary: appends to into a stream of this state's header, the sections the backup lacks or holds with other
-    /// bytes (peerPairs from <see cref="WritePairs"/>) and those always sent, and the EOF byte. Returns the sections
-    /// written. Sections come in this state's order, and the peer's usually in the same: a cursor finds each key.
-    /// </summary>
-    public int WriteDelta(ReadOnlySpan<byte> state, ReadOnlySpan<byte> peerPairs, ByteBuffer into)
-    {
-        int peerCount = peerPairs.Length / PairBytes, cursor = 0, sent = 0;
-        state[..HeaderBytes].CopyTo(into.Append(HeaderBytes));
-        for (int i = 0; i < Count; i++)
-        {
-            ref readonly var s = ref _sections[i];
-            bool same = false;
-            for (int n = 0; n < peerCount && !s.AlwaysSend; n++)
-            {
-                int j = (cursor + n) % peerCount;
-                if (BinaryPrimitives.ReadUInt64LittleEndian(peerPairs[(j * PairBytes)..]) != s.Key) continue;
-                same = BinaryPrimitives.ReadUInt64LittleEndian(peerPairs[(j * PairBytes + 8)..]) == s.Hash;
-                cursor = j + 1;
-                break;
-            }
-            if (same) continue;
-            state.Slice(s.Offset, s.Length).CopyTo(into.Append(s.Length));
-            sent++;
-        }
-        into.Append(1)[0] = Eof;
-        return sent;
-    }
 
     /// <summary>The section's name (idstr), for logs and tests.</summary>
     public string Name(int i, ReadOnlySpan<byte> state) =>

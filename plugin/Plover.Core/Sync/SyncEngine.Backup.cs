@@ -79,16 +79,16 @@ public sealed unsafe partial class SyncEngine
         long t = Stopwatch.GetTimestamp();
         OnMain(stats, () =>
         {
-            _deviceState.Clear();
+            _ownDeviceState.Clear();
             _deviceSections.Clear();
-            _vm.SaveDeviceState(_deviceState, _deviceSections);
+            _vm.SaveDeviceState(_ownDeviceState, _deviceSections);
         });
-        if (!_deviceSections.Parse(_deviceState.Data, out string? error) && !_sectionsWarned)
+        if (!_deviceSections.Parse(_ownDeviceState.Data, out string? error) && !_sectionsWarned)
         {
             _sectionsWarned = true;
             _log($"sync e{request.Epoch}: no device state sections to compare ({error}): the primary sends them all");
         }
-        stats.Wire.DeviceState += connection.Send(_deviceHashesBody.Set(request.Epoch, _deviceSections));
+        stats.Wire.DeviceState += connection.Send(_deviceHashesBody.Set(request.Epoch, _ownDeviceState.Memory, _deviceSections));
         stats.Pause.DeviceSave = Microseconds(t);
     }
 
@@ -141,6 +141,17 @@ public sealed unsafe partial class SyncEngine
             if (deviceReceived == header.TotalLength)
             {
                 if (header.PagesSent != staged) throw new SyncProtocolException($"primary sent {header.PagesSent} pages, {staged} arrived");
+                _deviceToLoad = _deviceState.Memory;
+                if (header.Patched)
+                {
+                    // A patch names this backup's own sections: only valid against the summary it sent.
+                    if (!_syncDeviceDelta || _deviceSections.Count == 0)
+                        throw new SyncProtocolException("a patched device state, but this backup sent no section hashes");
+                    if (!DeviceStateDelta.Rebuild(_ownDeviceState.Data, _deviceSections, _deviceState.Data, checked((int)Math.Min(header.Sections, int.MaxValue)),
+                                                  _deviceDelta, out string? error))
+                        throw new SyncProtocolException($"bad device state delta from the primary: {error}");
+                    _deviceToLoad = _deviceDelta.Memory;
+                }
                 stats.Pause.DeviceState = Microseconds(t);
                 stats.DeviceStateBytes = deviceReceived;
                 stats.DeviceSections = header.SectionsSaved;
@@ -348,7 +359,7 @@ public sealed unsafe partial class SyncEngine
             {
                 long load = Stopwatch.GetTimestamp();
                 ReportUpdatedRanges(staged);
-                _vm.LoadDeviceState(_deviceState.Data);
+                _vm.LoadDeviceState(_deviceToLoad.Span);
                 stats.Pause.DeviceLoad = Microseconds(load);
                 _stateInvalid = false;
                 _vm.DirtyClear();

@@ -53,6 +53,7 @@ public sealed unsafe partial class SyncEngine
             ReceiveHashes(connection, request, unionPages, stats);
         }
         stats.Pause.Hash = Microseconds(t);
+        _peerSections = 0;
         if (_syncDeviceDelta) ReceiveDeviceHashes(connection, request, stats);
 
         // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
@@ -295,10 +296,13 @@ public sealed unsafe partial class SyncEngine
         Expect(frame, FrameType.SyncDeviceHashes);
         stats.Wire.DeviceState += WireSize(frame);
         var header = _headers.DeviceHashes(frame.Header);
-        if (header.Epoch != request.Epoch || (ulong)frame.Tail.Length != header.Count * (ulong)DeviceStateSections.PairBytes)
-            throw new SyncProtocolException($"device section hashes e{header.Epoch}, {header.Count} with {frame.Tail.Length} bytes; expected e{request.Epoch}");
-        _peerSectionPairs.Clear();
-        frame.Tail.CopyTo(_peerSectionPairs.Append(frame.Tail.Length));
+        if (header.Epoch != request.Epoch)
+            throw new SyncProtocolException($"device section hashes for e{header.Epoch}; expected e{request.Epoch}");
+        if (!_delta.ReadSummary(frame.Tail, checked((int)Math.Min(header.Count, int.MaxValue)), out string? error))
+            throw new SyncProtocolException($"bad device section hashes from the backup: {error}");
+        _peerSections = header.Count;
+        _peerSummary.Clear();
+        frame.Tail.CopyTo(_peerSummary.Append(frame.Tail.Length));
     }
 
     /// <summary>The device state in chunks (with a delta, the sections the backup lacks or holds with other bytes);
@@ -313,10 +317,11 @@ public sealed unsafe partial class SyncEngine
             _log($"sync e{request.Epoch}: the device state is sent whole ({error})");
         }
         uint saved = (uint)_deviceSections.Count, sent = saved;
-        if (parsed && _syncDeviceDelta && _peerSectionPairs.Count > 0)
+        bool patched = parsed && _syncDeviceDelta && _peerSections > 0;
+        if (patched)
         {
             _deviceDelta.Clear();
-            sent = (uint)_deviceSections.WriteDelta(state.Span, _peerSectionPairs.Data, _deviceDelta);
+            sent = (uint)_delta.WriteDelta(state.Span, _deviceSections, _peerSummary.Data, _deviceDelta);
             state = _deviceDelta.Memory;
         }
         stats.DeviceSections = saved;
@@ -327,7 +332,7 @@ public sealed unsafe partial class SyncEngine
         do
         {
             int n = Math.Min(DeviceStateChunk, state.Length - offset);
-            stats.Wire.DeviceState += connection.Send(_deviceBody.Set(request.Epoch, total, (ulong)offset, divergent, sent, saved, state.Slice(offset, n)));
+            stats.Wire.DeviceState += connection.Send(_deviceBody.Set(request.Epoch, total, (ulong)offset, divergent, sent, saved, patched, state.Slice(offset, n)));
             offset += n;
         } while (offset < state.Length);
     }

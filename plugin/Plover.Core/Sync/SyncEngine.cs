@@ -58,10 +58,14 @@ public sealed unsafe partial class SyncEngine : IDisposable
 
     /// <summary>Backup: bytes held for staging pages between syncs (tests).</summary>
     internal ulong StagingBytes => _staging.Capacity;
-    private readonly ByteBuffer _deviceState = new(1 << 20);    // primary: saved; backup: its own (delta), then received
-    private readonly DeviceStateSections _deviceSections = new(); // where _deviceState's sections are, as saved
-    private readonly ByteBuffer _deviceDelta = new(1 << 16);    // primary: the sections the backup lacks
-    private readonly ByteBuffer _peerSectionPairs = new(4096);  // primary: the backup's (key, hash) per section
+    private readonly ByteBuffer _deviceState = new(1 << 20);    // primary: saved; backup: received
+    private readonly DeviceStateSections _deviceSections = new(); // this side's own saved sections
+    private readonly ByteBuffer _ownDeviceState = new(1 << 16); // backup, delta: its own state, saved at the cut
+    private readonly ByteBuffer _deviceDelta = new(1 << 16);    // primary: the delta; backup: the stream rebuilt from it
+    private readonly ByteBuffer _peerSummary = new(1 << 14);    // primary: the backup's section summary
+    private uint _peerSections;
+    private readonly DeviceStateDelta _delta = new();
+    private ReadOnlyMemory<byte> _deviceToLoad;                 // backup: what Apply loads
     private readonly DeviceHashesBody _deviceHashesBody = new();
     private bool _syncDeviceDelta;                               // this sync compares device state sections
     private bool _sectionsWarned;

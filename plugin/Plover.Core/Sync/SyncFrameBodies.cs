@@ -252,8 +252,10 @@ internal sealed class DeviceStateBody : SyncFrameBody
     protected override IMessage Header => _header;
     public override int TailLength => _chunk.Length;
 
-    public DeviceStateBody Set(ulong epoch, ulong total, ulong offset, ulong pagesSent, uint sections, uint sectionsSaved, ReadOnlyMemory<byte> chunk)
+    public DeviceStateBody Set(ulong epoch, ulong total, ulong offset, ulong pagesSent, uint sections, uint sectionsSaved, bool patched,
+                               ReadOnlyMemory<byte> chunk)
     {
+        _header.Patched = patched;
         _header.Epoch = epoch;
         _header.TotalLength = total;
         _header.Offset = offset;
@@ -268,26 +270,30 @@ internal sealed class DeviceStateBody : SyncFrameBody
     protected override void WriteTail(Span<byte> tail) => _chunk.Span.CopyTo(tail);
 }
 
-/// <summary>Frame 39: the backup's (key, hash) per device state section.</summary>
+/// <summary>Frame 39: the backup's summary of its device state sections (<see cref="DeviceStateDelta"/>).</summary>
 internal sealed class DeviceHashesBody : SyncFrameBody
 {
     private readonly SyncDeviceHashes _header = new();
     private DeviceStateSections _sections = null!;
+    private ReadOnlyMemory<byte> _state;
+    private int _tailLength;
 
     public override FrameType Type => FrameType.SyncDeviceHashes;
     protected override IMessage Header => _header;
-    public override int TailLength => _sections.Count * DeviceStateSections.PairBytes;
+    public override int TailLength => _tailLength;
 
-    public DeviceHashesBody Set(ulong epoch, DeviceStateSections sections)
+    public DeviceHashesBody Set(ulong epoch, ReadOnlyMemory<byte> state, DeviceStateSections sections)
     {
         _header.Epoch = epoch;
         _header.Count = (uint)sections.Count;
+        _state = state;
         _sections = sections;
+        _tailLength = DeviceStateDelta.SummaryLength(sections);
         Seal();
         return this;
     }
 
-    protected override void WriteTail(Span<byte> tail) => _sections.WritePairs(tail);
+    protected override void WriteTail(Span<byte> tail) => DeviceStateDelta.WriteSummary(_state.Span, _sections, tail);
 }
 
 /// <summary>Frames 36 and 37: small control messages with no tail.</summary>

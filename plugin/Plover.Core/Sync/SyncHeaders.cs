@@ -47,7 +47,7 @@ internal sealed class SyncHeaders
     public SyncDeviceState DeviceState(ReadOnlySpan<byte> header)
     {
         var h = _deviceState;
-        h.Epoch = 0; h.TotalLength = 0; h.Offset = 0; h.PagesSent = 0; h.Sections = 0; h.SectionsSaved = 0;
+        h.Epoch = 0; h.TotalLength = 0; h.Offset = 0; h.PagesSent = 0; h.Sections = 0; h.SectionsSaved = 0; h.Patched = false;
         h.MergeFrom(header);
         return h;
     }
