@@ -408,13 +408,11 @@ public sealed class ConsensusDriver : IDisposable
     private void ProcessReady()
     {
         var ready = _node.GetReady();
-        if (_hops is not null) TraceSent(ready.Messages);   // handed to the transport now (a reply may beat the flush)
-        foreach (var m in ready.Messages)
-        {
-            if (_transport.Send(m.To, _encoder.Set(m))) _messagesSent++;
-            else _messagesDropped++;
-        }
-        if (ready.Messages.Count > 0) _transport.Flush();
+        // A leader's commit callback is what its client waits for: it runs before this Ready's messages are written
+        // (commit notices and heartbeats, or later proposals; measured: writing them first cost the callback 20 us
+        // of a 94 us commit). A follower writes first: its acknowledgement is what the leader waits for.
+        bool callbackFirst = ready.CommittedEntries.Count > 0 && _node.IsLeader;
+        if (!callbackFirst) SendMessages(ready);
 
         if (ready.Change is { } change)
         {
@@ -442,6 +440,7 @@ public sealed class ConsensusDriver : IDisposable
             committed?.Invoke(e);
         }
         if (ready.CommittedEntries.Count > 0) Volatile.Write(ref _commitIndex, ready.CommittedEntries[^1].Index);
+        if (callbackFirst) SendMessages(ready);
         if (ready.Snapshot is { } snap) SnapshotNeeded?.Invoke(snap);
         _node.Advance();
         Volatile.Write(ref _commitIndex, _node.CommitIndex);
@@ -480,6 +479,17 @@ public sealed class ConsensusDriver : IDisposable
                 _hopsAckSentThrough = m.Index;
             }
         }
+    }
+
+    private void SendMessages(Ready ready)
+    {
+        if (_hops is not null) TraceSent(ready.Messages);   // handed to the transport now (a reply may beat the flush)
+        foreach (var m in ready.Messages)
+        {
+            if (_transport.Send(m.To, _encoder.Set(m))) _messagesSent++;
+            else _messagesDropped++;
+        }
+        if (ready.Messages.Count > 0) _transport.Flush();
     }
 
     /// <summary>Stops the consensus thread (idempotent). The transport is the caller's to dispose.</summary>
