@@ -6,8 +6,10 @@ namespace Plover.Config;
 public sealed class NodeConfig
 {
     internal NodeConfig(int id, NodeRole role, string address, IPEndPoint endpoint, string? admin,
-                        string? metricsAddress = null, IPEndPoint? metrics = null)
+                        string? metricsAddress, IPEndPoint? metrics, byte[] publicKey, string? keyFile)
     {
+        PublicKey = publicKey;
+        KeyFile = keyFile;
         Id = id;
         Role = role;
         Address = address;
@@ -30,6 +32,12 @@ public sealed class NodeConfig
     public string? MetricsAddress { get; }
     /// <summary>Where the metrics endpoint listens, or null when the node has none.</summary>
     public IPEndPoint? Metrics { get; }
+
+    /// <summary>The node's identity: its P-256 public key (X | Y), which its handshakes must prove.</summary>
+    public byte[] PublicKey { get; }
+    /// <summary>Absolute path of this node's private key file when the config names one for it (several nodes on
+    /// one host); null: the top-level keyFile.</summary>
+    public string? KeyFile { get; }
 
     public override string ToString() => $"node {Id} ({Role.Name()}, {Address})";
 }

@@ -77,7 +77,7 @@ public sealed class ReplicaSyncLink : IDisposable
                 if (!Dials && !_listener!.Poll(200_000, SelectMode.SelectRead)) continue;
                 var connection = Dials
                     ? SyncConnection.Connect(_peerEndpoint, _self, _peerId, _timeout, _wire)
-                    : SyncConnection.Accept(_listener!, _self, _timeout, _wire);
+                    : SyncConnection.Accept(_listener!, _self, _peerId, _timeout, _wire);
                 if (connection.PeerId != _peerId)
                 {
                     _log($"sync link {_self.SelfId}: node {connection.PeerId} connected, expected node {_peerId}; refused");

@@ -6,8 +6,9 @@ namespace Plover.Transport;
 
 /// <summary>
 /// <see cref="ITransport"/> over TCP: one connection per pair of nodes, the lower id dials the higher one
-/// (so there is never a duplicate to break ties on), TCP_NODELAY, mutual authentication
-/// (<see cref="Handshake"/>) and a MAC on every frame. Dialers reconnect with exponential backoff. Threads:
+/// (so there is never a duplicate to break ties on), TCP_NODELAY, mutual authentication of the node ids
+/// (<see cref="Handshake"/>, purpose consensus; observers get status only) and an AES-GCM tag on every frame, whose
+/// body is encrypted unless the config says authentication only. Dialers reconnect with exponential backoff. Threads:
 /// one acceptor, one dialer per higher peer, and per connection one reader (the thread that ran its handshake)
 /// and one writer. Anything a peer does wrong closes that connection with a logged reason; nothing here throws
 /// into the caller after <see cref="Start"/>.
@@ -195,9 +196,10 @@ public sealed class TcpTransport : ITransport
             socket.SendTimeout = (int)_options.HandshakeTimeout.TotalMilliseconds;
             var reader = new FrameReader(_options.MaxFrameBytes) { Stats = Traffic, Channel = Metrics.WireChannel.Consensus };
             var writer = new FrameWriter(_options.MaxFrameBytes) { Stats = Traffic, Channel = Metrics.WireChannel.Consensus };
-            var result = Handshake.Run(socket, recv, reader, writer, _self, expectedPeer, _options.HandshakeTimeout,
-                allowObserver: expectedPeer == 0);
-            if (result.PeerId == Handshake.ObserverId)
+            var result = expectedPeer != 0
+                ? Handshake.Dial(socket, recv, reader, writer, _self, ChannelPurpose.Consensus, expectedPeer, _options.HandshakeTimeout)
+                : Handshake.Accept(socket, recv, reader, writer, _self, ChannelPurpose.Consensus, 0, _options.HandshakeTimeout, allowObserver: true);
+            if (result.Purpose == ChannelPurpose.Observer)
             {
                 reader.Channel = writer.Channel = Metrics.WireChannel.Observer;
                 ObserverLink.Serve(socket, recv, reader, writer, result, ObserverStatus, _options.HandshakeTimeout);
