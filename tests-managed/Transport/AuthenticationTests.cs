@@ -153,7 +153,7 @@ public sealed class AuthenticationTests : IDisposable
     {
         using var peer = RawPeer.Connect(_serverEp);
         Assert.Throws<HandshakeException>(() => peer.Authenticate(Identity(2), 3, ChannelPurpose.Sync));
-        AssertRefused(peer, "peer wants a sync channel, this is a consensus channel");
+        AssertRefused(peer, "peer wants the sync channel, this is the consensus channel");
     }
 
     [Fact]

@@ -96,7 +96,7 @@ public static class Handshake
         if (!ChannelPurposes.TryParse(hello.Purpose, out var theirs)) return $"unknown purpose '{Printable(hello.Purpose)}'";
         bool observer = theirs == ChannelPurpose.Observer && allowObserver && !weDial;
         if (theirs != purpose && !observer)
-            return $"peer wants a {theirs.Name()} channel, this is a {purpose.Name()} channel";
+            return $"peer wants the {theirs.Name()} channel, this is the {purpose.Name()} channel";
         if (hello.Encrypt != self.Encrypt)
             return $"peer {(hello.Encrypt ? "encrypts" : "only authenticates")} frames, this node {(self.Encrypt ? "encrypts" : "only authenticates")} " +
                    "(\"encrypt\" must be the same in every node's config)";
