@@ -48,6 +48,15 @@ public sealed class ConfigValidationTests
     }
 
     [Fact]
+    public void PreviousPublicKeyIsOptionalAndChecked()
+    {
+        var config = ClusterConfig.Parse(With(j => ConfigFixture.Node(j, 1)["previousPublicKey"] = TestKeys.PublicKey(9)).ToJsonString(), "/x");
+        Assert.Equal(TestKeys.Node(9).PublicKey, config.Node(2).PreviousPublicKey);
+        Assert.Null(config.Node(1).PreviousPublicKey);
+        Assert.Equal("config: nodes[1].previousPublicKey: not base64", Refuse(With(j => ConfigFixture.Node(j, 1)["previousPublicKey"] = "?")));
+    }
+
+    [Fact]
     public void MissingPublicKeyIsNamed() =>
         Assert.Equal("config: nodes[1].publicKey: missing", Refuse(With(j => ConfigFixture.Node(j, 1).Remove("publicKey"))));
 

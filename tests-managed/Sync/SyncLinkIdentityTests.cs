@@ -48,6 +48,26 @@ public sealed class SyncLinkIdentityTests : IDisposable
     }
 
     [Fact]
+    public void DuringARotationANodesPreviousKeyIsAccepted()
+    {
+        // Node 2's config already lists node 1's new key, with the old one as previousPublicKey; node 1 still runs
+        // with its old key. Without previousPublicKey the same handshake is refused.
+        var keys = TestKeys.NodeKeys(Members);
+        keys[1] = IdentityKey.Generate().PublicKey;
+        var rotating = new ClusterIdentity("test", 2, TestKeys.Node(2), keys) { PreviousNodeKeys = new Dictionary<int, byte[]> { [1] = TestKeys.Node(1).PublicKey } };
+        var accept = Task.Run(() => SyncConnection.Accept(_listener, rotating, 1, TimeSpan.FromSeconds(3)));
+        using var dialed = SyncConnection.Connect(Endpoint, TestKeys.Identity(1, Members), 2, TimeSpan.FromSeconds(3));
+        using var accepted = accept.GetAwaiter().GetResult();
+        Assert.Equal(1, accepted.PeerId);
+
+        var strict = rotating with { PreviousNodeKeys = null };
+        accept = Task.Run(() => SyncConnection.Accept(_listener, strict, 1, TimeSpan.FromSeconds(3)));
+        using var refused = RawPeer.Connect(Endpoint);
+        refused.Authenticate(TestKeys.Identity(1, Members), 2, ChannelPurpose.Sync);
+        Assert.Contains("node 1's signature does not verify", Assert.ThrowsAny<Exception>(() => accept.GetAwaiter().GetResult()).Message);
+    }
+
+    [Fact]
     public void TheWitnessIsRefused() =>
         Assert.Contains("node 3 may not open a sync channel here (only node 1 may)",
             Refusal(p => p.Authenticate(TestKeys.Identity(3, Members), 2, ChannelPurpose.Sync)));

@@ -27,6 +27,7 @@ internal sealed class RawNode
     public string? Admin { get; set; }
     public string? Metrics { get; set; }
     public string? PublicKey { get; set; }
+    public string? PreviousPublicKey { get; set; }
     public string? KeyFile { get; set; }
 }
 

@@ -178,7 +178,8 @@ internal sealed partial class ConfigValidator
         if (earlier.FindIndex(n => n.PublicKey.AsSpan().SequenceEqual(publicKey)) is var twin and >= 0)
             throw Error($"{at}.publicKey", $"is also the public key of nodes[{twin}]; each node needs a key of its own (plover keygen)");
         string? keyFile = raw.KeyFile == null ? null : Path.GetFullPath(RequireText(raw.KeyFile, $"{at}.keyFile"), _baseDir);
-        return new NodeConfig(id, role, address, endpoint, admin, metricsAddress, metrics, publicKey, keyFile);
+        byte[]? previous = raw.PreviousPublicKey == null ? null : ValidatePublicKey(raw.PreviousPublicKey, $"{at}.previousPublicKey");
+        return new NodeConfig(id, role, address, endpoint, admin, metricsAddress, metrics, publicKey, keyFile, previous);
     }
 
     /// <summary>A node's metrics endpoint must not take a port that a node listens on for the cluster: any node's

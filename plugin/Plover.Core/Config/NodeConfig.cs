@@ -6,8 +6,9 @@ namespace Plover.Config;
 public sealed class NodeConfig
 {
     internal NodeConfig(int id, NodeRole role, string address, IPEndPoint endpoint, string? admin,
-                        string? metricsAddress, IPEndPoint? metrics, byte[] publicKey, string? keyFile)
+                        string? metricsAddress, IPEndPoint? metrics, byte[] publicKey, string? keyFile, byte[]? previousPublicKey = null)
     {
+        PreviousPublicKey = previousPublicKey;
         PublicKey = publicKey;
         KeyFile = keyFile;
         Id = id;
@@ -35,6 +36,8 @@ public sealed class NodeConfig
 
     /// <summary>The node's identity: its P-256 public key (X | Y), which its handshakes must prove.</summary>
     public byte[] PublicKey { get; }
+    /// <summary>The key the node had before a rotation, still accepted from it until the entry is removed (null: none).</summary>
+    public byte[]? PreviousPublicKey { get; }
     /// <summary>Absolute path of this node's private key file when the config names one for it (several nodes on
     /// one host); null: the top-level keyFile.</summary>
     public string? KeyFile { get; }

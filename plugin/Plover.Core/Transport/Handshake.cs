@@ -17,6 +17,9 @@ public sealed class HandshakeException(string message) : Exception(message);
 public sealed record ClusterIdentity(string Cluster, int SelfId, IdentityKey Key, IReadOnlyDictionary<int, byte[]> NodeKeys,
                                      IReadOnlyDictionary<string, byte[]>? ObserverKeys = null, bool Encrypt = true)
 {
+    /// <summary>A node's key before its rotation, also accepted while the rotation is under way (see the README).</summary>
+    public IReadOnlyDictionary<int, byte[]>? PreviousNodeKeys { get; init; }
+
     public IReadOnlyCollection<int> Members => (IReadOnlyCollection<int>)NodeKeys.Keys;
     /// <summary>Set when this party is an observer (SelfId 0).</summary>
     public string? ObserverName { get; init; }
@@ -149,7 +152,7 @@ public static class Handshake
             var peerProof = new AuthProof();
             ReadMessage(socket, recv, reader, FrameType.AuthProof, peerProof, deadline);
             var transcript = Transcript(hello, peerHello);
-            CheckSignature(self.NodeKeys[peerId], transcript, peerProof, peerIsDialer: false, $"node {peerId}");
+            CheckSignature(KeysOf(self, peerId), transcript, peerProof, peerIsDialer: false, $"node {peerId}");
 
             writer.Write(output, new ProtobufBody(FrameType.AuthProof, Proof(self, transcript, weDial: true)));
             SendAll(socket, output.Data);
@@ -175,7 +178,7 @@ public static class Handshake
         if (CheckHello(peerHello, self, purpose, expectedPeerId, weDial: false, allowObserver) is { } error) throw new HandshakeException(error);
         ChannelPurposes.TryParse(peerHello.Purpose, out var theirs);
         bool observer = theirs == ChannelPurpose.Observer;
-        byte[] peerKey = observer ? self.ObserverKeys![peerHello.Observer] : self.NodeKeys[peerHello.NodeId];
+        byte[][] peerKeys = observer ? [self.ObserverKeys![peerHello.Observer]] : KeysOf(self, peerHello.NodeId);
         string who = observer ? $"observer '{peerHello.Observer}'" : $"node {peerHello.NodeId}";
 
         using var ephemeral = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
@@ -190,7 +193,7 @@ public static class Handshake
 
             var peerProof = new AuthProof();
             ReadMessage(socket, recv, reader, FrameType.AuthProof, peerProof, deadline);
-            CheckSignature(peerKey, transcript, peerProof, peerIsDialer: true, who);
+            CheckSignature(peerKeys, transcript, peerProof, peerIsDialer: true, who);
             var secret = Agree(ephemeral, peerHello);
             return new HandshakeResult(peerHello.NodeId, SessionKey(secret, transcript, fromDialer: false),
                 SessionKey(secret, transcript, fromDialer: true), self.Encrypt, theirs, observer ? peerHello.Observer : null);
@@ -215,9 +218,14 @@ public static class Handshake
     private static AuthProof Proof(ClusterIdentity self, byte[] transcript, bool weDial) =>
         new() { Signature = ByteString.CopyFrom(self.Key.Sign(SignedData(transcript, weDial))) };
 
-    private static void CheckSignature(byte[] peerKey, byte[] transcript, AuthProof proof, bool peerIsDialer, string who)
+    /// <summary>The public keys node id may prove: its publicKey, and its previousPublicKey during a rotation.</summary>
+    private static byte[][] KeysOf(ClusterIdentity self, int id) =>
+        self.PreviousNodeKeys?.TryGetValue(id, out var previous) == true ? [self.NodeKeys[id], previous] : [self.NodeKeys[id]];
+
+    private static void CheckSignature(byte[][] peerKeys, byte[] transcript, AuthProof proof, bool peerIsDialer, string who)
     {
-        if (!IdentityKey.Verify(peerKey, SignedData(transcript, peerIsDialer), proof.Signature.Span))
+        var signed = SignedData(transcript, peerIsDialer);
+        if (!peerKeys.Any(k => IdentityKey.Verify(k, signed, proof.Signature.Span)))
             throw new HandshakeException($"authentication failed: {who}'s signature does not verify with its publicKey in the config " +
                                          "(wrong key file, or a stale config?)");
     }

@@ -29,7 +29,10 @@ public sealed class TcpTransportOptions
     /// if it is bad or is not the node's).</summary>
     public static ClusterIdentity IdentityFromConfig(ClusterConfig config, int selfId) =>
         new(config.Cluster, selfId, config.LoadIdentityKey(selfId), config.Nodes.ToDictionary(n => n.Id, n => n.PublicKey),
-            config.Observers.ToDictionary(o => o.Name, o => o.PublicKey), config.Encrypt);
+            config.Observers.ToDictionary(o => o.Name, o => o.PublicKey), config.Encrypt)
+        {
+            PreviousNodeKeys = config.Nodes.Where(n => n.PreviousPublicKey is not null).ToDictionary(n => n.Id, n => n.PreviousPublicKey!),
+        };
 
     /// <summary>Options for node selfId of a cluster config (reads the key file: throws ConfigException if it is bad).</summary>
     public static TcpTransportOptions FromConfig(ClusterConfig config, int selfId, Action<string>? log = null)
