@@ -268,7 +268,9 @@ public static class Handshake
             catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut || e.SocketErrorCode == SocketError.WouldBlock)
             { throw new HandshakeException("handshake timed out"); }
             catch (SocketException e) { throw new HandshakeException($"connection lost during handshake: {e.SocketErrorCode}"); }
-            if (n == 0) throw new HandshakeException("peer closed the connection during the handshake");
+            // The acceptor checks the dialer's signature last and says nothing to a peer it refuses: its log has the reason.
+            if (n == 0) throw new HandshakeException("peer closed the connection during the handshake (it refused us: does its config " +
+                                                     "list this node's publicKey and the same cluster and encrypt? see its log)");
             recv.Commit(n);
         }
     }
