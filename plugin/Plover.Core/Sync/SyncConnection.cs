@@ -99,8 +99,12 @@ public sealed class SyncConnection : IDisposable
     public static SyncConnection Accept(Socket listener, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null)
     {
         if (!listener.Poll(timeout, SelectMode.SelectRead)) throw new SyncConnectionException("no sync connection arrived in time");
-        return new SyncConnection(listener.Accept(), self, dial: false, peerId, timeout, wire);
+        return AcceptFrom(listener.Accept(), self, peerId, timeout, wire);
     }
+
+    /// <summary>Authenticates an accepted socket as node peerId (closes it and throws on refusal).</summary>
+    public static SyncConnection AcceptFrom(Socket accepted, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null) =>
+        new(accepted, self, dial: false, peerId, timeout, wire);
 
     /// <summary>Bytes this body occupies on the wire as a frame (header and MAC included).</summary>
     public int WireSize(IFrameBody body) => _writer.FrameSize(body.Length);

@@ -52,6 +52,9 @@ public static class Handshake
     /// <summary>The node id of an observer (<c>plover status</c>): not a member; its Hello names it instead.</summary>
     public const int ObserverId = 0;
     public const int NonceSize = 32;
+    /// <summary>An accepted connection must deliver its Hello this soon (a genuine dialer sends it at once): a silent
+    /// stranger holds a handshake slot this long, not the whole handshake timeout.</summary>
+    public static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(1);
 
     /// <summary>SHA-256 of everything both Hellos said that the signatures must cover.</summary>
     public static byte[] Transcript(Hello dialer, Hello acceptor)
@@ -174,7 +177,8 @@ public static class Handshake
     {
         long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         var peerHello = new Hello();
-        ReadMessage(socket, recv, reader, FrameType.Hello, peerHello, deadline);
+        ReadMessage(socket, recv, reader, FrameType.Hello, peerHello,
+            Math.Min(deadline, Environment.TickCount64 + (long)HelloTimeout.TotalMilliseconds));
         if (CheckHello(peerHello, self, purpose, expectedPeerId, weDial: false, allowObserver) is { } error) throw new HandshakeException(error);
         ChannelPurposes.TryParse(peerHello.Purpose, out var theirs);
         bool observer = theirs == ChannelPurpose.Observer;

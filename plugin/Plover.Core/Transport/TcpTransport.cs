@@ -23,10 +23,12 @@ public sealed class TcpTransport : ITransport
     private readonly List<Thread> _threads = new();
     private Socket? _listener;
     private IFrameSink _sink = null!;
-    private int _pendingHandshakes;
+    private readonly HandshakeSlots _slots;
     private volatile bool _disposed;
     private readonly string?[] _problems;          // per peer: why it is not connected, last seen
     private volatile string? _inboundProblem;      // the last refused incoming connection (peer not yet known)
+    // Refused connections are logged at most 10 per 10 s: strangers must not be able to fill the log.
+    private readonly LogRateLimiter _refusals = new(10, TimeSpan.FromSeconds(10));
 
     public TcpTransport(TcpTransportOptions options)
     {
@@ -40,6 +42,7 @@ public sealed class TcpTransport : ITransport
         _connections = new TcpConnection?[options.Endpoints.Keys.Max() + 1];
         _problems = new string?[_connections.Length];
         Traffic = options.Traffic ?? new Metrics.WireTraffic();
+        _slots = new HandshakeSlots(options.MaxPendingHandshakes, options.MaxPendingHandshakesPerSource);
     }
 
     public int SelfId => _self.SelfId;
@@ -123,19 +126,20 @@ public sealed class TcpTransport : ITransport
                 Thread.Sleep(10);
                 continue;
             }
-            if (Interlocked.Increment(ref _pendingHandshakes) > _options.MaxPendingHandshakes)
+            var source = (s.RemoteEndPoint as IPEndPoint)?.Address ?? IPAddress.None;
+            if (_slots.TryTake(source) is { } full)
             {
-                Interlocked.Decrement(ref _pendingHandshakes);
-                Log($"refused connection from {s.RemoteEndPoint}: too many handshakes in progress");
+                LogRefusal($"refused connection from {s.RemoteEndPoint}: {full}");
                 s.Dispose();
                 continue;
             }
-            var t = ThreadScheduling.Start(() => ServeAccepted(s), "plover-tcp-in", ThreadScheduling.Priority.Realtime, _options.Log);
+            // Normal priority until the peer is authenticated: a stranger's connection must not get a real-time thread.
+            var t = ThreadScheduling.Start(() => ServeAccepted(s, source), "plover-tcp-in", ThreadScheduling.Priority.Normal, _options.Log);
             t.Start();
         }
     }
 
-    private void ServeAccepted(Socket socket)
+    private void ServeAccepted(Socket socket, IPAddress source)
     {
         var remote = socket.RemoteEndPoint?.ToString() ?? "?";
         TcpConnection? conn;
@@ -145,9 +149,11 @@ public sealed class TcpTransport : ITransport
         }
         finally
         {
-            Interlocked.Decrement(ref _pendingHandshakes);
+            _slots.Release(source);
         }
-        conn?.RunReader();
+        if (conn is null) return;
+        ThreadScheduling.RaiseCurrentThread(ThreadScheduling.Priority.Realtime, _options.Log);   // a node now: its reader is latency-critical
+        conn.RunReader();
     }
 
     private void DialLoop(int peer)
@@ -217,7 +223,12 @@ public sealed class TcpTransport : ITransport
         catch (Exception e) when (e is HandshakeException or SocketException or ObjectDisposedException or IOException)
         {
             NoteProblem(expectedPeer, $"{(expectedPeer != 0 ? "connection to" : "connection from")} {remote} refused: {Describe(e)}");
-            if (!_disposed) Log($"refused connection {(expectedPeer != 0 ? $"to node {expectedPeer}" : "from")} {remote}: {Describe(e)}");
+            string message = $"refused connection {(expectedPeer != 0 ? $"to node {expectedPeer}" : "from")} {remote}: {Describe(e)}";
+            if (!_disposed)
+            {
+                if (expectedPeer != 0) Log(message);   // our own dial: paced by the backoff, not by strangers
+                else LogRefusal(message);
+            }
             try { socket.Shutdown(SocketShutdown.Both); } catch { /* already closed */ }
             socket.Dispose();
             recv.Dispose();
@@ -263,6 +274,8 @@ public sealed class TcpTransport : ITransport
         try { _options.Log($"transport {_self.SelfId}: {message}"); }
         catch { /* a broken logger must not take the transport down */ }
     }
+
+    private void LogRefusal(string message) => _refusals.Log(Log, message);
 
     private static string Describe(Exception e) => e switch
     {

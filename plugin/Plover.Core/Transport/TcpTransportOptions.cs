@@ -21,6 +21,8 @@ public sealed class TcpTransportOptions
     public TimeSpan ReconnectMax { get; init; } = TimeSpan.FromMilliseconds(500);
     /// <summary>Most connections in the handshake at once (an unauthenticated flood cannot exhaust threads).</summary>
     public int MaxPendingHandshakes { get; init; } = 16;
+    /// <summary>Most connections in the handshake at once from one address (a flood from one host leaves room for the peers).</summary>
+    public int MaxPendingHandshakesPerSource { get; init; } = 4;
     public Action<string> Log { get; init; } = _ => { };
     /// <summary>Where this node's frames are counted (the sync link counts into the same one); null: a new one.</summary>
     public Metrics.WireTraffic? Traffic { get; init; }
