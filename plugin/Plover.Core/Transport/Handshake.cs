@@ -20,7 +20,6 @@ public sealed record ClusterIdentity(string Cluster, int SelfId, IdentityKey Key
     /// <summary>A node's key before its rotation, also accepted while the rotation is under way (see the README).</summary>
     public IReadOnlyDictionary<int, byte[]>? PreviousNodeKeys { get; init; }
 
-    public IReadOnlyCollection<int> Members => (IReadOnlyCollection<int>)NodeKeys.Keys;
     /// <summary>Set when this party is an observer (SelfId 0).</summary>
     public string? ObserverName { get; init; }
 }
