@@ -1,4 +1,5 @@
 #include "fake_host.h"
+#include "test_keys.h"
 
 #include <dlfcn.h>
 #include <unistd.h>
@@ -439,11 +440,9 @@ std::string FakeHost::LogText() const {
 TempCluster::TempCluster() {
     char tmpl[] = "/tmp/plover-nt-XXXXXX";
     dir = mkdtemp(tmpl);
-    key = dir + "/cluster.key";
+    key = dir + "/node1.key";
     admin = dir + "/n1.sock";
-    std::string k(48, '\0');
-    for (size_t i = 0; i < k.size(); i++) k[i] = char(i * 7 + 1);
-    Write("cluster.key", k);
+    for (int id = 1; id <= 3; id++) plover_test::WriteNodeKey(dir + "/node" + std::to_string(id) + ".key", id);
     config = Write("cluster.json", Json("cluster.key", admin));
 }
 
@@ -464,10 +463,10 @@ std::string TempCluster::Json(const std::string &key_file, const std::string &ad
   "mode": ")" + mode + R"(",
   "keyFile": ")" + key_file + R"(",
   "nodes": [
-    {"id": 1, "role": "primary", "address": "127.0.0.1:7401")" +
+    {"id": 1, "role": "primary", "address": "127.0.0.1:7401", )" + plover_test::NodeIdentityJson(1) +
            (admin.empty() ? "" : R"(, "admin": ")" + admin + "\"") + R"(},
-    {"id": 2, "role": "backup",  "address": "127.0.0.1:7402"},
-    {"id": 3, "role": "witness", "address": "127.0.0.1:7403"}
+    {"id": 2, "role": "backup",  "address": "127.0.0.1:7402", )" + plover_test::NodeIdentityJson(2) + R"(},
+    {"id": 3, "role": "witness", "address": "127.0.0.1:7403", )" + plover_test::NodeIdentityJson(3) + R"(}
   ],
   "hashing": {"threads": 2}
 })";

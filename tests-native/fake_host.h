@@ -133,7 +133,7 @@ private:
     friend int32_t FakeNics(const PloverNic **, uint32_t *);
 };
 
-// A cluster config in a fresh temporary folder: cluster.key (32+ bytes) and cluster.json (mode probe) with node 1
+// A cluster config in a fresh temporary folder: node1.key..node3.key (test_keys.h, each node's own) and cluster.json (mode probe) with node 1
 // primary (admin socket in the folder), node 2 backup, node 3 witness.
 struct TempCluster {
     TempCluster();

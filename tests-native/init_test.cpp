@@ -14,6 +14,7 @@
 #include <string>
 
 #include "fake_host.h"
+#include "test_keys.h"
 
 namespace {
 
@@ -156,8 +157,20 @@ TEST_F(InitTest, RefusesRoleThatContradictsTheConfig) {
 }
 
 TEST_F(InitTest, RefusesShortKey) {
-    cluster.Write("cluster.key", std::string(16, 'k'));
-    ExpectRefused(EINVAL, {"keyFile", "holds 16 bytes", "at least 32"});
+    std::string key = cluster.Write("node1.key", std::string(16, 'k'));
+    chmod(key.c_str(), 0600);
+    ExpectRefused(EINVAL, {"nodes[0].keyFile", key, "holds 16 bytes", "holds 96"});
+}
+
+TEST_F(InitTest, RefusesAKeyOthersCanRead) {
+    std::string key = cluster.dir + "/node1.key";
+    chmod(key.c_str(), 0644);
+    ExpectRefused(EINVAL, {"nodes[0].keyFile", key, "mode 0644"});
+}
+
+TEST_F(InitTest, RefusesAnotherNodesKey) {
+    plover_test::WriteNodeKey(cluster.dir + "/node1.key", 2);
+    ExpectRefused(EINVAL, {"nodes[0].keyFile", "is not node 1's key"});
 }
 
 TEST_F(InitTest, RefusesNullPointers) {

@@ -1,8 +1,9 @@
-using System.Security.Cryptography;
+using Plover.Transport;
 
 namespace Plover.Cli;
 
-/// <summary><c>plover keygen FILE</c>: a fresh cluster key, readable by its owner only.</summary>
+/// <summary><c>plover keygen FILE</c>: a fresh identity key pair (for a node or an observer). The private key goes
+/// to FILE, readable by its owner only; the public key is printed, for the config's publicKey.</summary>
 internal static class KeygenCommand
 {
     public static int Run(ReadOnlySpan<string> args)
@@ -11,21 +12,21 @@ internal static class KeygenCommand
         if (cl.Positionals.Count != 1) throw new UsageException("keygen: expected exactly one argument, the key file to create");
         string path = Path.GetFullPath(cl.Positionals[0]);
         if (OperatingSystem.IsWindows()) throw new IOException("keygen: needs Unix file modes");
-        var key = RandomNumberGenerator.GetBytes(32);
+        var key = IdentityKey.Generate();
         var options = new FileStreamOptions
         {
-            Mode = FileMode.CreateNew,   // never overwrite a key: that would split the cluster
+            Mode = FileMode.CreateNew,   // never overwrite a key: that would lock the node out of its cluster
             Access = FileAccess.Write,
             UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
         };
         try
         {
             using var f = new FileStream(path, options);
-            f.Write(key);
+            f.Write(key.ToFileBytes());
         }
         catch (IOException) when (File.Exists(path))
         {
-            throw new IOException($"keygen: {path} already exists (remove it first if you really mean to replace the cluster key)");
+            throw new IOException($"keygen: {path} already exists (remove it first if you really mean to replace this identity)");
         }
         catch (UnauthorizedAccessException e)
         {
@@ -35,7 +36,10 @@ internal static class KeygenCommand
         {
             throw new IOException($"keygen: directory of {path} does not exist");
         }
-        Console.WriteLine($"wrote a 32-byte cluster key to {path} (mode 0600)");
+        // stdout: the public key alone, so scripts can capture it; the explanation goes to stderr.
+        Console.WriteLine(key.PublicKeyText);
+        Console.Error.WriteLine($"wrote a P-256 private key to {path} (mode 0600); put the public key above in the config " +
+                                "as this node's (or observer's) \"publicKey\"");
         return 0;
     }
 }

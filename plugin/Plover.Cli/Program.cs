@@ -11,7 +11,8 @@ internal static class Program
           witness --config FILE --node ID
               Run a witness: votes and stores the consensus log in memory, no VM. Stops on SIGTERM/SIGINT.
           keygen FILE
-              Write a new 32-byte random cluster key to FILE (mode 0600; refuses to overwrite).
+              Write a new P-256 identity key pair (for a node or an observer): the private key to FILE (mode 0600;
+              refuses to overwrite), the public key (base64, for the config's "publicKey") to stdout.
           bench-node --config FILE --node ID [--workload SPEC]... [--json FILE] [--report-ms MS]
                      [--checkpoint-every N] [--connect-timeout-ms MS]
               Run a consensus node without a VM. Whichever replica leads runs the next workload without a
@@ -20,8 +21,9 @@ internal static class Program
                        threads with WINDOW proposals outstanding each; commit latency and throughput
                 SPEC = NAME:ping:SIZE:COUNT                       transport round trip to the backup, same framing
               Prints ROLE, STATUS, CHECKPOINT, RESULT and DONE lines on stdout (see BenchNodeCommand.cs).
-          status --config FILE [--json] [--timeout-ms MS]
-              Ask every node (over its consensus port, with the cluster key) for its role, term, commit index, lag
+          status --config FILE [--key FILE] [--json] [--timeout-ms MS]
+              Ask every node (over its consensus port, with an observer's key: --key, default the config's keyFile)
+              for its role, term, commit index, lag
               and last sync. Exit code 0: a primary leads with a synced backup and every node can vote; 1: the
               cluster is unprotected (no primary, no synced backup, or a node unreachable, starting or recovering).
           help

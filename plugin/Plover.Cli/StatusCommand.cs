@@ -6,8 +6,9 @@ using Plover.Wire;
 namespace Plover.Cli;
 
 /// <summary>
-/// <c>plover status --config FILE [--json] [--timeout-ms MS]</c>: asks every node of the cluster what it is doing,
-/// over its consensus port, authenticating with the cluster key as an observer, and prints one line per node:
+/// <c>plover status --config FILE [--key FILE] [--json] [--timeout-ms MS]</c>: asks every node of the cluster what it
+/// is doing, over its consensus port, authenticating as an observer listed in the config (its key: --key, default
+/// the config's keyFile; an observer's key can read status and nothing else), and prints one line per node:
 /// role, term, leader, commit index, lag behind the primary, last sync, protected or not, and what is wrong.
 /// Exit code: 0 when a primary leads with a synced backup and every node can vote (protected), 1 when the cluster is
 /// unprotected (no primary, the primary runs alone, a node is unreachable, recovering or not synced), 2 on usage or
@@ -17,18 +18,22 @@ internal static class StatusCommand
 {
     public static int Run(ReadOnlySpan<string> args)
     {
-        var cl = CommandLine.Parse("status", args, ["config", "timeout-ms"], ["json"]);
+        var cl = CommandLine.Parse("status", args, ["config", "key", "timeout-ms"], ["json"]);
         cl.NoPositionals();
         string path = cl.Required("config");
         if (!File.Exists(path)) throw new UsageException($"status: config file '{path}' does not exist");
         int timeoutMs = cl.Int("timeout-ms", 2000, 1);
         var config = ClusterConfig.Load(path);
-        byte[] key = config.LoadKey();
-        var members = config.Nodes.Select(n => n.Id).ToArray();
+        var (keyPath, keyField) = cl.Optional("key") is { } given ? (Path.GetFullPath(given), "--key")
+            : config.KeyFile is { } k ? (k, "keyFile")
+            : throw new UsageException("status: no key: give --key FILE (an observer's key) or a top-level keyFile in the config");
+        var (key, observer) = config.LoadObserverKey(keyPath, keyField);
+        var self = new ClusterIdentity(config.Cluster, Handshake.ObserverId, key, config.Nodes.ToDictionary(n => n.Id, n => n.PublicKey),
+            Encrypt: config.Encrypt) { ObserverName = observer.Name };
 
         var answers = config.Nodes.AsParallel().AsOrdered().Select(n =>
         {
-            try { return (Node: n, Status: ObserverLink.Query(n.Endpoint, config.Cluster, key, members, n.Id, TimeSpan.FromMilliseconds(timeoutMs)), Error: (string?)null); }
+            try { return (Node: n, Status: ObserverLink.Query(n.Endpoint, self, n.Id, TimeSpan.FromMilliseconds(timeoutMs)), Error: (string?)null); }
             catch (Exception e) when (e is IOException or HandshakeException or System.Net.Sockets.SocketException)
             { return (Node: n, Status: (NodeStatus?)null, Error: e.Message); }
         }).ToList();

@@ -38,9 +38,11 @@ public sealed class CommandLineTests : IDisposable
     public void KeygenWritesAPrivateKeyAndNeverOverwrites()
     {
         var key = Path.Combine(_dir, "cluster.key");
-        var (code, _, err) = PloverCli.Run("keygen", key);
+        var (code, stdout, err) = PloverCli.Run("keygen", key);
         Assert.True(code == 0, err);
-        Assert.Equal(32, new FileInfo(key).Length);
+        Assert.Equal(Plover.Transport.IdentityKey.FileSize, new FileInfo(key).Length);
+        // stdout is the public key alone, and it is the key file's
+        Assert.Equal(Plover.Transport.IdentityKey.Load(key).PublicKeyText, stdout.Trim());
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(key));
         var first = File.ReadAllBytes(key);
         (code, _, err) = PloverCli.Run("keygen", key);

@@ -5,8 +5,8 @@ namespace Plover.Tests.Cli;
 
 /// <summary>
 /// Finds or builds the <c>plover</c> command for process tests. PLOVER_CLI may name a published binary (NativeAOT);
-/// otherwise the CLI is built framework-dependent into /tmp/plover-test-cli-HASH (own artifacts path per checkout, so
-/// it never races with builds of the shared tree or of another worktree) and run with <c>dotnet plover.dll</c>, rolled forward to the installed runtime.
+/// otherwise the CLI is built framework-dependent into /tmp/plover-test-cli-HASH, one per checkout (own artifacts path, so it never
+/// races with builds of the shared tree) and run with <c>dotnet plover.dll</c>, rolled forward to the installed runtime.
 /// </summary>
 public static class PloverCli
 {
@@ -27,11 +27,13 @@ public static class PloverCli
             if (!File.Exists(env)) throw new InvalidOperationException($"PLOVER_CLI={env} does not exist");
             return (env, "");
         }
-        // One folder per checkout: two worktrees building at once must not share generated code.
-        string work = $"/tmp/plover-test-cli-{Plover.Hashing.CityHash.Hash64(System.Text.Encoding.UTF8.GetBytes(RepoRoot())):x16}";
+        // One folder per checkout: worktrees of different branches must not share build outputs (a stale generated
+        // protobuf file from another branch's build was taken as up to date).
+        string root = RepoRoot();
+        string work = $"/tmp/plover-test-cli-{Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(root)))[..12].ToLowerInvariant()}";
         var psi = new ProcessStartInfo("dotnet")
         {
-            ArgumentList = { "build", Path.Combine(RepoRoot(), "plugin/Plover.Cli"), "-c", "Release", "-nologo", "-v:q",
+            ArgumentList = { "build", Path.Combine(root, "plugin/Plover.Cli"), "-c", "Release", "-nologo", "-v:q",
                              "-p:PublishAot=false", "--artifacts-path", $"{work}/artifacts", "-o", $"{work}/bin" },
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -25,18 +25,19 @@ public sealed class ProcessClusterTests(ITestOutputHelper output) : IDisposable
     private string WriteCluster()
     {
         var ports = TransportTestKit.FreePorts(3);
-        File.WriteAllBytes(Path.Combine(_dir, "cluster.key"), TransportTestKit.Key);
+        TestKeys.WriteKeyFiles(_dir, [1, 2, 3]);
         var path = Path.Combine(_dir, "cluster.json");
         // Election timeouts well above the defaults (10-30 ms): the test host is small and shared, and this
         // test is about what survives a failover, not about how fast it is (the benchmark measures that).
         File.WriteAllText(path, $$"""
             {
               "cluster": "proc-test",
-              "keyFile": "cluster.key",
+              "keyFile": "observer.key",
+              {{TestKeys.ObserversJson}},
               "nodes": [
-                {"id": 1, "role": "primary", "address": "127.0.0.1:{{ports[0]}}"},
-                {"id": 2, "role": "backup",  "address": "127.0.0.1:{{ports[1]}}"},
-                {"id": 3, "role": "witness", "address": "127.0.0.1:{{ports[2]}}"}
+                {"id": 1, "role": "primary", "address": "127.0.0.1:{{ports[0]}}", {{TestKeys.NodeJson(1)}}},
+                {"id": 2, "role": "backup",  "address": "127.0.0.1:{{ports[1]}}", {{TestKeys.NodeJson(2)}}},
+                {"id": 3, "role": "witness", "address": "127.0.0.1:{{ports[2]}}", {{TestKeys.NodeJson(3)}}}
               ],
               "timeouts": {"heartbeatMs": 1, "electionMinMs": 100, "electionMaxMs": 300}
             }

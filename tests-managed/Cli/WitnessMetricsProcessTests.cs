@@ -29,16 +29,17 @@ public sealed class WitnessMetricsProcessTests(ITestOutputHelper output) : IDisp
         int[] ports;
         do ports = TransportTestKit.FreePorts(4);
         while (ports[3] == ports[0] + 1 || ports[3] == ports[1] + 1);   // a replica's sync port: the config refuses it
-        File.WriteAllBytes(Path.Combine(_dir, "cluster.key"), TransportTestKit.Key);
+        TestKeys.WriteKeyFiles(_dir, [1, 2, 3]);
         var path = Path.Combine(_dir, "cluster.json");
         File.WriteAllText(path, $$"""
             {
               "cluster": "wmetrics-test",
-              "keyFile": "cluster.key",
+              "keyFile": "observer.key",
+              {{TestKeys.ObserversJson}},
               "nodes": [
-                {"id": 1, "role": "primary", "address": "127.0.0.1:{{ports[0]}}"},
-                {"id": 2, "role": "backup",  "address": "127.0.0.1:{{ports[1]}}"},
-                {"id": 3, "role": "witness", "address": "127.0.0.1:{{ports[2]}}", "metrics": "127.0.0.1:{{ports[3]}}"}
+                {"id": 1, "role": "primary", "address": "127.0.0.1:{{ports[0]}}", {{TestKeys.NodeJson(1)}}},
+                {"id": 2, "role": "backup",  "address": "127.0.0.1:{{ports[1]}}", {{TestKeys.NodeJson(2)}}},
+                {"id": 3, "role": "witness", "address": "127.0.0.1:{{ports[2]}}", {{TestKeys.NodeJson(3)}}, "metrics": "127.0.0.1:{{ports[3]}}"}
               ],
               "timeouts": {"heartbeatMs": 1, "electionMinMs": 100, "electionMaxMs": 300}
             }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Text.Json.Nodes;
 using Plover.Config;
+using Plover.Tests.Transport;
 using Xunit;
 
 namespace Plover.Tests.Config;
@@ -82,29 +83,77 @@ public sealed class ClusterConfigTests : IDisposable
     }
 
     [Fact]
-    public void LoadKeyReturnsTheFileBytes()
+    public void LoadIdentityKeyReadsTheNodesKeyPair()
     {
-        string key = _files.WriteKey("cluster.key", 40);
+        TestKeys.WriteKeyFile(Path.Combine(_files.Dir, "cluster.key"), TestKeys.Node(2));
         ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
-        Assert.Equal(File.ReadAllBytes(key), config.LoadKey());
+        Assert.Equal(TestKeys.Node(2).PublicKey, config.LoadIdentityKey(2).PublicKey);
     }
 
     [Fact]
-    public void KeyShorterThan32BytesIsRefused()
+    public void ANodesOwnKeyFileOverridesTheTopLevelOne()
     {
-        _files.WriteKey("cluster.key", 31);
+        JsonObject json = ConfigFixture.Valid();
+        ConfigFixture.Node(json, 0)["keyFile"] = "n1.key";
+        TestKeys.WriteKeyFile(Path.Combine(_files.Dir, "n1.key"), TestKeys.Node(1));
+        ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", json.ToJsonString()));
+        Assert.Equal(Path.Combine(_files.Dir, "n1.key"), config.KeyFileOf(1).Path);
+        Assert.Equal(TestKeys.Node(1).PublicKey, config.LoadIdentityKey(1).PublicKey);
+    }
+
+    [Fact]
+    public void KeyOfAnotherNodeIsRefusedNamingTheFileAndField()
+    {
+        string key = TestKeys.WriteKeyFile(Path.Combine(_files.Dir, "cluster.key"), TestKeys.Node(1));
         ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
-        var e = Assert.Throws<ConfigException>(() => config.LoadKey());
-        Assert.Contains("keyFile", e.Message);
-        Assert.Contains("31 bytes", e.Message);
-        Assert.Contains("at least 32", e.Message);
+        var e = Assert.Throws<ConfigException>(() => config.LoadIdentityKey(2));
+        Assert.StartsWith("keyFile: ", e.Message);
+        Assert.Contains(key, e.Message);
+        Assert.Contains("is not node 2's key", e.Message);
+        Assert.Contains("nodes[1].publicKey", e.Message);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void KeyFileReadableByOthersIsRefusedNamingTheFile()
+    {
+        string key = TestKeys.WriteKeyFile(Path.Combine(_files.Dir, "cluster.key"), TestKeys.Node(2));
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
+        var e = Assert.Throws<ConfigException>(() => config.LoadIdentityKey(2));
+        Assert.StartsWith("keyFile: ", e.Message);
+        Assert.Contains($"'{key}' is accessible by group or others (mode 0644)", e.Message);
+    }
+
+    [Theory]
+    [InlineData(32)]    // an old shared cluster key
+    [InlineData(95)]
+    [InlineData(97)]
+    public void KeyFileOfTheWrongSizeIsRefusedNamingTheFile(int bytes)
+    {
+        string key = _files.WriteKey("cluster.key", bytes);
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
+        var e = Assert.Throws<ConfigException>(() => config.LoadIdentityKey(2));
+        Assert.Contains($"keyFile: '{key}' holds {bytes} bytes", e.Message);
+        Assert.Contains("holds 96", e.Message);
+    }
+
+    [Fact]
+    public void KeyFileThatIsNotAKeyPairIsRefused()
+    {
+        string key = _files.WriteKey("cluster.key", 96);
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
+        var e = Assert.Throws<ConfigException>(() => config.LoadIdentityKey(2));
+        Assert.Contains($"keyFile: '{key}' is not a P-256 key pair", e.Message);
     }
 
     [Fact]
     public void MissingKeyFileIsRefused()
     {
         ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
-        var e = Assert.Throws<ConfigException>(() => config.LoadKey());
+        var e = Assert.Throws<ConfigException>(() => config.LoadIdentityKey(1));
         Assert.Contains("keyFile", e.Message);
         Assert.Contains(Path.Combine(_files.Dir, "cluster.key"), e.Message);
         Assert.Contains("not found", e.Message);
@@ -115,8 +164,35 @@ public sealed class ClusterConfigTests : IDisposable
     {
         Directory.CreateDirectory(Path.Combine(_files.Dir, "cluster.key")); // a folder cannot be read as a key
         ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
-        var e = Assert.Throws<ConfigException>(() => config.LoadKey());
-        Assert.Contains("keyFile: cannot read", e.Message);
+        var e = Assert.Throws<ConfigException>(() => config.LoadIdentityKey(1));
+        Assert.Contains("keyFile: ", e.Message);
+    }
+
+    [Fact]
+    public void ObserverKeyIsFoundByItsPublicKey()
+    {
+        string key = TestKeys.WriteKeyFile(Path.Combine(_files.Dir, "observer.key"), TestKeys.Observer);
+        ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
+        Assert.Equal("ops", config.LoadObserverKey(key, "--key").Observer.Name);
+    }
+
+    [Fact]
+    public void ANodeKeyIsNoObserverKey()
+    {
+        string key = TestKeys.WriteKeyFile(Path.Combine(_files.Dir, "n1.key"), TestKeys.Node(1));
+        ClusterConfig config = ClusterConfig.Load(_files.Write("c.json", ConfigFixture.ValidJson));
+        var e = Assert.Throws<ConfigException>(() => config.LoadObserverKey(key, "--key"));
+        Assert.Contains("--key: the key in", e.Message);
+        Assert.Contains("is not an observer's in the config (observers: ops)", e.Message);
+    }
+
+    [Fact]
+    public void EncryptionIsOnByDefaultAndCanBeTurnedOff()
+    {
+        Assert.True(ClusterConfig.Parse(ConfigFixture.ValidJson, "/x").Encrypt);
+        JsonObject json = ConfigFixture.Valid();
+        json["encrypt"] = false;
+        Assert.False(ClusterConfig.Parse(json.ToJsonString(), "/x").Encrypt);
     }
 
     [Fact]

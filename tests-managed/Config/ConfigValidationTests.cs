@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Plover.Config;
+using Plover.Tests.Transport;
 using Xunit;
 
 namespace Plover.Tests.Config;
@@ -29,9 +30,72 @@ public sealed class ConfigValidationTests
     [InlineData("keyFile")]
     public void MissingTopLevelTextIsNamed(string field)
     {
-        Assert.Equal($"config: {field}: missing", Refuse(With(j => j.Remove(field))));
+        Assert.StartsWith($"config: {field}: missing", Refuse(With(j => j.Remove(field))));
         Assert.Equal($"config: {field}: empty", Refuse(With(j => j[field] = " ")));
     }
+
+    [Fact]
+    public void KeyFileMayBeLeftOutWhenEveryNodeNamesItsOwn()
+    {
+        var json = With(j =>
+        {
+            j.Remove("keyFile");
+            for (int i = 0; i < 3; i++) ConfigFixture.Node(j, i)["keyFile"] = $"n{i}.key";
+        });
+        Assert.Null(ClusterConfig.Parse(json.ToJsonString(), "/etc/plover").KeyFile);
+        Assert.Equal("config: keyFile: missing (nodes[2] has no keyFile of its own)",
+            Refuse(With(j => { j.Remove("keyFile"); ConfigFixture.Node(j, 0)["keyFile"] = "n0.key"; ConfigFixture.Node(j, 1)["keyFile"] = "n1.key"; })));
+    }
+
+    [Fact]
+    public void PreviousPublicKeyIsOptionalAndChecked()
+    {
+        var config = ClusterConfig.Parse(With(j => ConfigFixture.Node(j, 1)["previousPublicKey"] = TestKeys.PublicKey(9)).ToJsonString(), "/x");
+        Assert.Equal(TestKeys.Node(9).PublicKey, config.Node(2).PreviousPublicKey);
+        Assert.Null(config.Node(1).PreviousPublicKey);
+        Assert.Equal("config: nodes[1].previousPublicKey: not base64", Refuse(With(j => ConfigFixture.Node(j, 1)["previousPublicKey"] = "?")));
+    }
+
+    [Fact]
+    public void MissingPublicKeyIsNamed() =>
+        Assert.Equal("config: nodes[1].publicKey: missing", Refuse(With(j => ConfigFixture.Node(j, 1).Remove("publicKey"))));
+
+    [Fact]
+    public void PublicKeyThatIsNotBase64IsNamed() =>
+        Assert.Equal("config: nodes[0].publicKey: not base64", Refuse(With(j => ConfigFixture.Node(j, 0)["publicKey"] = "not a key!")));
+
+    [Fact]
+    public void PublicKeyOfTheWrongSizeIsNamed() =>
+        Assert.StartsWith("config: nodes[2].publicKey: 32 bytes, expected 64",
+            Refuse(With(j => ConfigFixture.Node(j, 2)["publicKey"] = Convert.ToBase64String(new byte[32]))));
+
+    [Fact]
+    public void PublicKeyOffTheCurveIsNamed() =>
+        Assert.Equal("config: nodes[2].publicKey: not a point on the P-256 curve",
+            Refuse(With(j => ConfigFixture.Node(j, 2)["publicKey"] = Convert.ToBase64String(Enumerable.Repeat((byte)7, 64).ToArray()))));
+
+    [Fact]
+    public void TwoNodesWithOneKeyAreRefused() =>
+        Assert.StartsWith("config: nodes[1].publicKey: is also the public key of nodes[0]",
+            Refuse(With(j => ConfigFixture.Node(j, 1)["publicKey"] = ConfigFixture.Node(j, 0)["publicKey"]!.GetValue<string>())));
+
+    [Fact]
+    public void ObserverWithANodesKeyIsRefused() =>
+        Assert.StartsWith("config: observers[0].publicKey: is the public key of nodes[2]",
+            Refuse(With(j => j["observers"]![0]!["publicKey"] = ConfigFixture.Node(j, 2)["publicKey"]!.GetValue<string>())));
+
+    [Fact]
+    public void ObserverFieldsAreNamed()
+    {
+        Assert.Equal("config: observers[0].name: missing", Refuse(With(j => j["observers"]![0]!.AsObject().Remove("name"))));
+        Assert.Equal("config: observers[0].publicKey: missing", Refuse(With(j => j["observers"]![0]!.AsObject().Remove("publicKey"))));
+        Assert.Equal("config: observers[1].name: duplicate name 'ops' (observers[0] has it too)",
+            Refuse(With(j => j["observers"]!.AsArray().Add(JsonNode.Parse(j["observers"]![0]!.ToJsonString())))));
+    }
+
+    [Fact]
+    public void EncryptMustBeABoolean() =>
+        Assert.StartsWith("config: $.encrypt: wrong type", Refuse(With(j => j["encrypt"] = "yes")));
 
     [Fact]
     public void MissingNodes() =>
@@ -101,7 +165,7 @@ public sealed class ConfigValidationTests
     public void FourthNodeIsADuplicateRole()
     {
         string message = Refuse(With(j => j["nodes"]!.AsArray().Add(
-            new JsonObject { ["id"] = 4, ["role"] = "witness", ["address"] = "127.0.0.1:7404" })));
+            new JsonObject { ["id"] = 4, ["role"] = "witness", ["address"] = "127.0.0.1:7404", ["publicKey"] = TestKeys.PublicKey(4) })));
         Assert.StartsWith("config: nodes: 2 nodes are witness (ids 3, 4)", message);
     }
 

@@ -36,16 +36,17 @@ public sealed class NodeMetricsTests(ITestOutputHelper output) : IDisposable
 
     private ClusterConfig Config(int[] p, bool metrics = true)
     {
-        File.WriteAllBytes(Path.Combine(_dir, "cluster.key"), RandomNumberGenerator.GetBytes(32));
+        TestKeys.WriteKeyFiles(_dir, [1, 2, 3]);
         string M(int i) => metrics ? $", \"metrics\": \"127.0.0.1:{p[5 + i]}\"" : "";
         return ClusterConfig.Parse($$"""
         {
           "cluster": "metrics-test",
-          "keyFile": "cluster.key",
+          "keyFile": "observer.key",
+          {{TestKeys.ObserversJson}},
           "nodes": [
-            {"id": 1, "role": "primary", "address": "127.0.0.1:{{p[0]}}"{{M(0)}}},
-            {"id": 2, "role": "backup",  "address": "127.0.0.1:{{p[1]}}"{{M(1)}}},
-            {"id": 3, "role": "witness", "address": "127.0.0.1:{{p[2]}}"{{M(2)}}}
+            {"id": 1, "role": "primary", "address": "127.0.0.1:{{p[0]}}", {{TestKeys.NodeJson(1)}}{{M(0)}}},
+            {"id": 2, "role": "backup",  "address": "127.0.0.1:{{p[1]}}", {{TestKeys.NodeJson(2)}}{{M(1)}}},
+            {"id": 3, "role": "witness", "address": "127.0.0.1:{{p[2]}}", {{TestKeys.NodeJson(3)}}{{M(2)}}}
           ],
           "timeouts": {"heartbeatMs": 1, "electionMinMs": 200, "electionMaxMs": 400},
           "hashing": {"threads": 1}

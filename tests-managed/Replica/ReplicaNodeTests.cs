@@ -18,15 +18,16 @@ public sealed class ReplicaNodeTests : IDisposable
 
     private ClusterConfig Config(int[] ports)
     {
-        File.WriteAllBytes(Path.Combine(_dir, "cluster.key"), RandomNumberGenerator.GetBytes(32));
+        TestKeys.WriteKeyFiles(_dir, [1, 2, 3]);
         string json = $$"""
         {
           "cluster": "replica-test",
-          "keyFile": "cluster.key",
+          "keyFile": "observer.key",
+          {{TestKeys.ObserversJson}},
           "nodes": [
-            {"id": 1, "role": "primary", "address": "127.0.0.1:{{ports[0]}}"},
-            {"id": 2, "role": "backup",  "address": "127.0.0.1:{{ports[1]}}"},
-            {"id": 3, "role": "witness", "address": "127.0.0.1:{{ports[2]}}"}
+            {"id": 1, "role": "primary", "address": "127.0.0.1:{{ports[0]}}", {{TestKeys.NodeJson(1)}}},
+            {"id": 2, "role": "backup",  "address": "127.0.0.1:{{ports[1]}}", {{TestKeys.NodeJson(2)}}},
+            {"id": 3, "role": "witness", "address": "127.0.0.1:{{ports[2]}}", {{TestKeys.NodeJson(3)}}}
           ],
           "timeouts": {"heartbeatMs": 1, "electionMinMs": 200, "electionMaxMs": 400},
           "sync": {"idleWindowUs": 100, "idleThresholdUs": 25, "idleWindows": 3, "maxEpochMs": 200},

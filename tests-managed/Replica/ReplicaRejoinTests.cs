@@ -30,15 +30,16 @@ public sealed class ReplicaRejoinTests : IDisposable
 
     private ClusterConfig Config()
     {
-        File.WriteAllBytes(Path.Combine(_dir, "cluster.key"), RandomNumberGenerator.GetBytes(32));
+        TestKeys.WriteKeyFiles(_dir, [1, 2, 3]);
         string json = $$"""
         {
           "cluster": "rejoin-test",
-          "keyFile": "cluster.key",
+          "keyFile": "observer.key",
+          {{TestKeys.ObserversJson}},
           "nodes": [
-            {"id": 1, "role": "primary", "address": "127.0.0.1:{{_ports[0]}}"},
-            {"id": 2, "role": "backup",  "address": "127.0.0.1:{{_ports[1]}}"},
-            {"id": 3, "role": "witness", "address": "127.0.0.1:{{_ports[2]}}"}
+            {"id": 1, "role": "primary", "address": "127.0.0.1:{{_ports[0]}}", {{TestKeys.NodeJson(1)}}},
+            {"id": 2, "role": "backup",  "address": "127.0.0.1:{{_ports[1]}}", {{TestKeys.NodeJson(2)}}},
+            {"id": 3, "role": "witness", "address": "127.0.0.1:{{_ports[2]}}", {{TestKeys.NodeJson(3)}}}
           ],
           "timeouts": {"heartbeatMs": 5, "electionMinMs": 150, "electionMaxMs": 300, "startupMs": 20000},
           "hashing": {"threads": 1}

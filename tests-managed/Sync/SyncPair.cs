@@ -13,7 +13,6 @@ namespace Plover.Tests.Sync;
 /// threads, output guards, and sync engines joined by a real authenticated loopback TCP connection.</summary>
 public sealed class SyncPair : IDisposable
 {
-    private static readonly byte[] Key = RandomNumberGenerator.GetBytes(32);
     private readonly Socket _listener;
 
     public SyncPair((string Name, ulong Bytes)[] blocks, SyncOptions? primaryOptions = null, SyncOptions? backupOptions = null, int seed = 1)
@@ -52,12 +51,12 @@ public sealed class SyncPair : IDisposable
 
     private void Log(string m) { lock (Logs) Logs.Add(m); }
 
-    public static ClusterIdentity Identity(int self) => new("test", Key, self, [1, 2, 3]);
+    public static ClusterIdentity Identity(int self) => Plover.Tests.Transport.TestKeys.Identity(self, [1, 2, 3]);
 
     /// <summary>(Re)connects the engines: node 1 (primary) dials node 2 (backup).</summary>
     public void Connect()
     {
-        var accept = Task.Run(() => SyncConnection.Accept(_listener, Identity(2), TimeSpan.FromSeconds(5)));
+        var accept = Task.Run(() => SyncConnection.Accept(_listener, Identity(2), 1, TimeSpan.FromSeconds(5)));
         var dialed = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, Identity(1), 2, TimeSpan.FromSeconds(5));
         Primary.Connection = dialed;
         Backup.Connection = accept.Result;

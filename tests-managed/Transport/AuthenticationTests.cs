@@ -38,8 +38,8 @@ public sealed class AuthenticationTests : IDisposable
         _server.Dispose();
     }
 
-    private static ClusterIdentity Identity(int self, byte[]? key = null, string cluster = TransportTestKit.Cluster, int[]? members = null) =>
-        new(cluster, key ?? TransportTestKit.Key, self, members ?? [1, 2, 3, 4]);
+    private static ClusterIdentity Identity(int self, IdentityKey? key = null, string cluster = TransportTestKit.Cluster, int[]? members = null) =>
+        TestKeys.Identity(self, members ?? [1, 2, 3, 4], cluster, key: key);
 
     /// <summary>The genuine peer still gets answers: a ping from node 1 to node 3 comes back as a pong.</summary>
     private void AssertGoodPeerServed()
@@ -66,12 +66,102 @@ public sealed class AuthenticationTests : IDisposable
     public void GoodPeerExchangesPingPong() => AssertGoodPeerServed();
 
     [Fact]
-    public void WrongKeyIsRefused()
+    public void NodeWithKeyOfNode1CannotAuthenticateAsNode2()
     {
         using var peer = RawPeer.Connect(_serverEp);
-        var wrongKey = TransportTestKit.Key.Select(b => (byte)(b ^ 0x5a)).ToArray();
-        Assert.Throws<HandshakeException>(() => peer.Authenticate(Identity(2, key: wrongKey), 3));
-        AssertRefused(peer, "authentication failed: bad proof from node 2");
+        // The acceptor checks the dialer's signature last, so the dialer's side completes; the acceptor refuses.
+        peer.Authenticate(Identity(2, key: TestKeys.Node(1)), 3);
+        AssertRefused(peer, "authentication failed: node 2's signature does not verify");
+    }
+
+    [Fact]
+    public void AFreshKeyCannotAuthenticateAsAMember()
+    {
+        using var peer = RawPeer.Connect(_serverEp);
+        peer.Authenticate(Identity(2, key: IdentityKey.Generate()), 3);
+        AssertRefused(peer, "authentication failed: node 2's signature does not verify");
+    }
+
+    [Fact]
+    public void DialerRefusesAnAcceptorThatIsNotTheNodeItClaims()
+    {
+        // Node 2 dials node 3 but believes node 3's public key is another one: the acceptor's signature fails.
+        using var peer = RawPeer.Connect(_serverEp);
+        var keys = TestKeys.NodeKeys([1, 2, 3, 4]);
+        keys[3] = IdentityKey.Generate().PublicKey;
+        var self = new ClusterIdentity(TransportTestKit.Cluster, 2, TestKeys.Node(2), keys);
+        var e = Assert.Throws<HandshakeException>(() => peer.Authenticate(self, 3));
+        Assert.Contains("node 3's signature does not verify", e.Message);
+    }
+
+    [Fact]
+    public void ObserverReadsStatus()
+    {
+        var status = ObserverLink.Query(_serverEp, TestKeys.ObserverIdentity([1, 2, 3, 4]), 3, TimeSpan.FromSeconds(3));
+        Assert.Equal("starting", status.Role);
+        AssertGoodPeerServed();
+    }
+
+    [Fact]
+    public void ObserverCannotOpenAConsensusChannel()
+    {
+        using var peer = RawPeer.Connect(_serverEp);
+        Assert.Throws<HandshakeException>(() => peer.Authenticate(TestKeys.ObserverIdentity([1, 2, 3, 4]), 3));
+        AssertRefused(peer, "observer 'ops' asked for a consensus channel");
+    }
+
+    [Fact]
+    public void ObserverKeyCannotActAsANode()
+    {
+        using var peer = RawPeer.Connect(_serverEp);
+        peer.Authenticate(Identity(2, key: TestKeys.Observer), 3);
+        AssertRefused(peer, "node 2's signature does not verify");
+    }
+
+    [Fact]
+    public void ObserverOnlyGetsStatus()
+    {
+        // Authenticated as the observer, a consensus frame instead of a status request closes the connection.
+        using var peer = RawPeer.Connect(_serverEp);
+        peer.Authenticate(TestKeys.ObserverIdentity([1, 2, 3, 4]), 3, ChannelPurpose.Observer);
+        peer.SendBytes(peer.Encode(FrameType.Consensus, new byte[8]));
+        Assert.True(peer.WaitClosed(), "an observer's consensus frame did not close the connection");
+        Assert.True(_serverLog.WaitFor("expected a NodeStatusRequest frame, got Consensus"), _serverLog.ToString());
+        Assert.Empty(_serverSink.Frames.Where(f => f.Peer == 0));
+        AssertGoodPeerServed();
+    }
+
+    [Fact]
+    public void UnknownObserverIsRefused()
+    {
+        using var peer = RawPeer.Connect(_serverEp);
+        var stranger = TestKeys.ObserverIdentity([1, 2, 3, 4]) with { ObserverName = "stranger" };
+        Assert.Throws<HandshakeException>(() => peer.Authenticate(stranger, 3, ChannelPurpose.Observer));
+        AssertRefused(peer, "unknown observer 'stranger'");
+    }
+
+    [Fact]
+    public void ObserverWithAnotherKeyIsRefused()
+    {
+        using var peer = RawPeer.Connect(_serverEp);
+        peer.Authenticate(TestKeys.ObserverIdentity([1, 2, 3, 4], key: IdentityKey.Generate()), 3, ChannelPurpose.Observer);
+        AssertRefused(peer, "observer 'ops''s signature does not verify");
+    }
+
+    [Fact]
+    public void SyncHandshakeOnTheConsensusPortIsRefused()
+    {
+        using var peer = RawPeer.Connect(_serverEp);
+        Assert.Throws<HandshakeException>(() => peer.Authenticate(Identity(2), 3, ChannelPurpose.Sync));
+        AssertRefused(peer, "peer wants the sync channel, this is the consensus channel");
+    }
+
+    [Fact]
+    public void EncryptionMismatchIsRefused()
+    {
+        using var peer = RawPeer.Connect(_serverEp);
+        Assert.Throws<HandshakeException>(() => peer.Authenticate(TestKeys.Identity(2, [1, 2, 3, 4], encrypt: false), 3));
+        AssertRefused(peer, "peer only authenticates frames, this node encrypts");
     }
 
     [Fact]
@@ -148,23 +238,23 @@ public sealed class AuthenticationTests : IDisposable
     }
 
     [Fact]
-    public void BadMacIsRefused()
+    public void BadTagIsRefused()
     {
         using var peer = AuthenticatedPeer();
         var frame = peer.Encode(FrameType.Ping, TransportTestKit.RawBody([9, 9, 9]));
         frame[^3] ^= 0x01;
         peer.SendBytes(frame);
-        AssertRefused(peer, "bad MAC on frame 2");
+        AssertRefused(peer, "bad authentication tag on encrypted frame 2");
     }
 
     [Fact]
-    public void TamperedBodyIsRefused()
+    public void TamperedCiphertextIsRefused()
     {
         using var peer = AuthenticatedPeer();
         var frame = peer.Encode(FrameType.Ping, TransportTestKit.RawBody([9, 9, 9]));
         frame[FrameFormat.HeaderSize + 4] ^= 0x80;
         peer.SendBytes(frame);
-        AssertRefused(peer, "bad MAC on frame 2");
+        AssertRefused(peer, "bad authentication tag on encrypted frame 2");
     }
 
     [Fact]

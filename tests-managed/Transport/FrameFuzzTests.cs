@@ -211,7 +211,7 @@ public sealed class FrameFuzzTests
     public void RandomHellosAreJudgedWithoutThrowing()
     {
         var rng = new Random(3);
-        var self = new ClusterIdentity("c", SessionKey, 2, [1, 2, 3]);
+        var self = TestKeys.Identity(2, [1, 2, 3], cluster: "c");
         int accepted = 0;
         for (int i = 0; i < 3000; i++)
         {
@@ -219,10 +219,15 @@ public sealed class FrameFuzzTests
             var hello = new Hello();
             try { hello.MergeFrom(bytes); }
             catch (InvalidProtocolBufferException) { continue; }
-            if (Handshake.CheckHello(hello, self, rng.Next(2) == 0 ? 0 : 3) is null) accepted++;
+            bool dial = rng.Next(2) == 0;
+            if (Handshake.CheckHello(hello, self, ChannelPurpose.Consensus, dial ? 3 : 0, dial, allowObserver: !dial) is null) accepted++;
         }
         Assert.Equal(0, accepted);
-        var good = new Hello { ProtocolVersion = 1, Cluster = "c", NodeId = 1, ExpectedPeerId = 2, Nonce = ByteString.CopyFrom(new byte[32]) };
-        Assert.Null(Handshake.CheckHello(good, self, 0));
+        var good = new Hello
+        {
+            ProtocolVersion = Handshake.ProtocolVersion, Cluster = "c", NodeId = 1, ExpectedPeerId = 2, Nonce = ByteString.CopyFrom(new byte[32]),
+            Purpose = "consensus", Encrypt = true, EphemeralKey = ByteString.CopyFrom(new byte[64]),
+        };
+        Assert.Null(Handshake.CheckHello(good, self, ChannelPurpose.Consensus, 0, weDial: false));
     }
 }

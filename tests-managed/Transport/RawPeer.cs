@@ -21,12 +21,13 @@ public sealed class RawPeer : IDisposable
         return new RawPeer(s);
     }
 
-    /// <summary>Runs the real handshake as the given identity; on success switches to authenticated frames.</summary>
-    public HandshakeResult Authenticate(ClusterIdentity identity, int expectedPeer)
+    /// <summary>Runs the real handshake (dialing) as the given identity; on success switches to authenticated
+    /// frames. The acceptor checks our signature last: a refusal of it shows as the connection closing afterwards.</summary>
+    public HandshakeResult Authenticate(ClusterIdentity identity, int expectedPeer, ChannelPurpose purpose = ChannelPurpose.Consensus)
     {
-        var r = Handshake.Run(Socket, Recv, Reader, Writer, identity, expectedPeer, TimeSpan.FromSeconds(2));
-        Writer.Authenticate(new FrameAuthenticator(r.SendKey));
-        Reader.Authenticate(new FrameAuthenticator(r.ReceiveKey));
+        var r = Handshake.Dial(Socket, Recv, Reader, Writer, identity, purpose, expectedPeer, TimeSpan.FromSeconds(2));
+        Writer.Authenticate(new FrameAuthenticator(r.SendKey, r.Encrypt));
+        Reader.Authenticate(new FrameAuthenticator(r.ReceiveKey, r.Encrypt));
         return r;
     }
 

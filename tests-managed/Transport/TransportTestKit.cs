@@ -52,7 +52,6 @@ public sealed class RecordingSink : IFrameSink
 public static class TransportTestKit
 {
     public const string Cluster = "test";
-    public static readonly byte[] Key = Enumerable.Range(0, 32).Select(i => (byte)(i * 7 + 1)).ToArray();
 
     /// <summary>Free loopback ports (bound then released: fine for tests on one machine).</summary>
     public static int[] FreePorts(int n)
@@ -72,11 +71,11 @@ public static class TransportTestKit
         ids.Select((id, i) => (id, ep: new IPEndPoint(IPAddress.Loopback, ports[i]))).ToDictionary(x => x.id, x => x.ep);
 
     public static TcpTransportOptions Options(int self, Dictionary<int, IPEndPoint> endpoints, Action<string> log,
-                                              byte[]? key = null, string cluster = Cluster, TimeSpan? handshakeTimeout = null,
-                                              int maxFrameBytes = FrameFormat.DefaultMaxFrameBytes) =>
+                                              IdentityKey? key = null, string cluster = Cluster, TimeSpan? handshakeTimeout = null,
+                                              int maxFrameBytes = FrameFormat.DefaultMaxFrameBytes, bool encrypt = true) =>
         new()
         {
-            Identity = new ClusterIdentity(cluster, key ?? Key, self, endpoints.Keys.ToArray()),
+            Identity = TestKeys.Identity(self, endpoints.Keys, cluster, encrypt, key),
             Endpoints = endpoints,
             Log = log,
             HandshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(2),

@@ -8,6 +8,9 @@
 #   - the time from kill -9 of the leader to the backup leading (its ROLE line's wall clock minus the kill's);
 #   - where a 1-client commit's time goes: every hand-off from Propose to the commit callback, timestamped on the
 #     leader and the backup (CommitHops, every 16th index), as medians per hop ("hops" in the JSON).
+# The whole run happens twice, one after the other: frames authenticated only ("encrypt": false), then encrypted
+# (AES-GCM, the default; its figures are consensus.json's main ones); consensus.json's "encryption" puts the two side
+# by side and the table at the end prints them (the cost of encryption). PLOVER_BENCH_ENCRYPT=true|false: one mode only.
 # Every latency row (raw_rtt, latency) carries "cdf": {"q": [...], "us": [...]}, the latency at the quantiles 0 (min),
 # 0.01 .. 0.99, 0.995, 0.999, 0.9999 and 1 (max), for the CDF plot (tests-native/bench/report/).
 # Prints a line per workload as it finishes (and every 15 s while one runs), then the table.
@@ -28,6 +31,48 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 artifacts="${PLOVER_ARTIFACTS:-$root/artifacts}"
 scale="${PLOVER_BENCH_SCALE:-1}"
+
+if [ -z "${PLOVER_BENCH_ENCRYPT:-}" ]; then
+    # Both modes in this run: this script once per mode, then the two side by side.
+    both="$(mktemp -d /tmp/plover-consensus-both.XXXXXX)"
+    trap 'rm -rf "$both"' EXIT
+    if [ -z "${PLOVER_CLI:-}" ]; then
+        echo "PLOVER_CLI not set: publishing the plover CLI (NativeAOT) into $both (1-3 minutes)" >&2
+        dotnet publish "$root/plugin/Plover.Cli" -c Release --artifacts-path "$both/build" -o "$both/cli" > "$both/publish.log" 2>&1 \
+            || { cat "$both/publish.log" >&2; exit 1; }
+        export PLOVER_CLI="$both/cli/plover"
+    fi
+    mkdir -p "$artifacts/bench"
+    echo "consensus.sh: run 1 of 2: frames authenticated only (\"encrypt\": false)" >&2
+    PLOVER_BENCH_ENCRYPT=false PLOVER_BENCH_OUT="$both/auth-only.json" bash "$0" "$@"
+    echo "consensus.sh: run 2 of 2: frames encrypted (AES-GCM, the default)" >&2
+    PLOVER_BENCH_ENCRYPT=true PLOVER_BENCH_OUT="$artifacts/bench/consensus.json" bash "$0" "$@"
+    python3 - "$both/auth-only.json" "$artifacts/bench/consensus.json" <<'PY'
+import json, sys
+auth, enc = (json.load(open(p)) for p in sys.argv[1:])
+rows = [("raw_rtt", "64"), ("raw_rtt", "1500"), ("latency", "64x1"), ("latency", "1500x1"), ("latency", "64x16"),
+        ("latency", "1500x16"), ("throughput", "64"), ("throughput", "1500")]
+side = {}
+print("\nencryption cost: the same workloads, authenticated only vs encrypted (two runs, one after the other)")
+print(f"{'workload':<22}{'p50 us auth':>13}{'encrypted':>11}{'p99 us auth':>13}{'encrypted':>11}{'inputs/s auth':>15}{'encrypted':>11}")
+def f(v, fmt="{:.1f}"):
+    return "-" if v is None else fmt.format(v)
+for group, name in rows:
+    a, e = auth[group].get(name, {}), enc[group].get(name, {})
+    side[f"{group}.{name}"] = {mode: {k: r.get(k) for k in ("p50_us", "p99_us", "p999_us", "per_second")}
+                               for mode, r in (("auth_only", a), ("encrypted", e))}
+    print(f"{group + ' ' + name:<22}{f(a.get('p50_us')):>13}{f(e.get('p50_us')):>11}{f(a.get('p99_us')):>13}{f(e.get('p99_us')):>11}"
+          f"{f(a.get('per_second'), '{:.0f}'):>15}{f(e.get('per_second'), '{:.0f}'):>11}")
+enc["encryption"] = {"note": "the same workloads with frames authenticated only (GMAC, encrypt false) and encrypted "
+                             "(AES-GCM, encrypt true, the default), two runs one after the other; the rest of this file is the encrypted run",
+                     "rows": side}
+json.dump(enc, open(sys.argv[2], "w"), indent=2)
+PY
+    exit 0
+fi
+encrypt="$PLOVER_BENCH_ENCRYPT"
+case "$encrypt" in true|false) ;; *) echo "consensus.sh: PLOVER_BENCH_ENCRYPT must be true or false, got '$encrypt'" >&2; exit 1 ;; esac
+out="${PLOVER_BENCH_OUT:-$artifacts/bench/consensus.json}"
 work="$(mktemp -d /tmp/plover-consensus-bench.XXXXXX)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -48,15 +93,18 @@ import socket
 s=[socket.socket() for _ in range(3)]
 for x in s: x.bind(("127.0.0.1",0))
 print(*[x.getsockname()[1] for x in s])')
-"$cli" keygen "$work/cluster.key" > /dev/null
+# Each node its own key pair (all on this host, so each node entry names its own keyFile).
+k1=$("$cli" keygen "$work/node1.key" 2> /dev/null)
+k2=$("$cli" keygen "$work/node2.key" 2> /dev/null)
+k3=$("$cli" keygen "$work/node3.key" 2> /dev/null)
 cat > "$work/cluster.json" <<JSON
 {
   "cluster": "bench",
-  "keyFile": "cluster.key",
+  "encrypt": $encrypt,
   "nodes": [
-    {"id": 1, "role": "primary", "address": "127.0.0.1:$p1"},
-    {"id": 2, "role": "backup",  "address": "127.0.0.1:$p2"},
-    {"id": 3, "role": "witness", "address": "127.0.0.1:$p3"}
+    {"id": 1, "role": "primary", "address": "127.0.0.1:$p1", "publicKey": "$k1", "keyFile": "node1.key"},
+    {"id": 2, "role": "backup",  "address": "127.0.0.1:$p2", "publicKey": "$k2", "keyFile": "node2.key"},
+    {"id": 3, "role": "witness", "address": "127.0.0.1:$p3", "publicKey": "$k3", "keyFile": "node3.key"}
   ],
   "timeouts": {"heartbeatMs": 1, "electionMinMs": 10, "electionMaxMs": 30}
 }
@@ -204,10 +252,10 @@ done
 sleep 0.2
 elections_during_run=$(grep -c "role=candidate" "$work/n1.out" "$work/n2.out" | awk -F: '{s+=$2} END {print s}')
 
-mkdir -p "$artifacts/bench"
-python3 - "$work" "$leader" "$other" "$killed_ns" "$elections_during_run" "${#nice[@]}" "$artifacts/bench/consensus.json" "$results" "$first_leader" <<'PY'
+mkdir -p "$(dirname "$out")"
+python3 - "$work" "$leader" "$other" "$killed_ns" "$elections_during_run" "${#nice[@]}" "$out" "$results" "$first_leader" "$encrypt" <<'PY'
 import json, os, sys
-work, leader, other, killed_ns, elections, niced, out, results, first_leader = sys.argv[1:]
+work, leader, other, killed_ns, elections, niced, out, results, first_leader, encrypt = sys.argv[1:]
 order = [r["name"] for r in json.load(open(results))["results"]]
 res = {r["name"]: r for r in json.load(open(results))["results"]}
 # The node that ran the workloads (the last one, if leadership moved during the run): its stall and GC figures.
@@ -244,6 +292,7 @@ rtt1500 = res.get("rtt1500", {}).get("p50_us")
 report = {
     "host": {"cpus": os.cpu_count(), "loadavg": open("/proc/loadavg").read().split()[:3], "nice": -10 if int(niced) else 0},
     "timeouts_ms": {"heartbeat": 1, "election_min": 10, "election_max": 30},
+    "encrypt": encrypt == "true",
     "first_leader_forced": int(first_leader) if first_leader != "1" else None,
     "workload_node": runner,
     "workload_nodes": {name: res[name].get("node") for name in order},
@@ -315,7 +364,7 @@ json.dump(report, open(out, "w"), indent=2)
 
 def f(v, fmt="{:.1f}"):
     return "-" if v is None else fmt.format(v)
-print(f"consensus bench: 3 processes on loopback TCP, load {' '.join(report['host']['loadavg'])} on {os.cpu_count()} CPUs")
+print(f"consensus bench ({'encrypted' if encrypt == 'true' else 'authenticated only'}): 3 processes on loopback TCP, load {' '.join(report['host']['loadavg'])} on {os.cpu_count()} CPUs")
 print(f"{'workload':<28}{'inputs/s':>12}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}{'p50/rtt':>9}{'p99/rtt':>9}")
 def line(label, name, rtt):
     r = res.get(name, {})

@@ -212,7 +212,7 @@ class Cluster:
             raise ValueError(f"tcg_threads {tcg_threads!r} with icount {icount!r}: icount needs single-threaded TCG")
         self.tcg_threads, self.icount = tcg_threads, icount
         self.timeouts = dict(TCG_TIMEOUTS if timeouts is None else timeouts)
-        self.wrong_key_for = set(wrong_key_for)   # node ids given a key of their own (authentication tests)
+        self.wrong_key_for = set(wrong_key_for)   # node ids that run with a key the others do not know (authentication tests)
         self.sync = dict(sync or {})
         if mode == "checkpoint":
             self.sync["mode"] = "checkpoint"
@@ -223,7 +223,7 @@ class Cluster:
         self.client_ns = f"{self.prefix}-cl"
         self.nodes = {1: Node(self, 1, "primary"), 2: Node(self, 2, "backup"), 3: Node(self, 3, "witness")}
         self.config_path = os.path.join(work, "cluster.json")
-        self.key_path = os.path.join(work, "cluster.key")
+        self.observer_key_path = os.path.join(work, "observer.key")   # `plover status` authenticates as observer "e2e"
         self._namespaces = []
         self._bg = []
 
@@ -270,14 +270,26 @@ class Cluster:
     def config_path_of(self, node):
         return self.config_path if node.id not in self.wrong_key_for else os.path.join(self.work, f"cluster-{node.id}.json")
 
+    def keygen(self, path):
+        """A new identity key pair made by `plover keygen` (the private key to path, mode 0600); its public key."""
+        r = subprocess.run([self.env["PLOVER_CLI"], "keygen", path], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"plover keygen {path} failed: {r.stderr}")
+        return r.stdout.strip()
+
+    def key_path_of(self, node_id):
+        return os.path.join(self.work, f"node{node_id}.key")
+
     def write_config(self):
-        with open(self.key_path, "wb") as f:
-            f.write(os.urandom(32))
-        os.chmod(self.key_path, 0o600)
+        # Each node its own key pair, as on real hosts (here all on one file system, so each names its own keyFile);
+        # the top-level keyFile is the observer's, for `plover status`.
+        public = {n.id: self.keygen(self.key_path_of(n.id)) for n in self.nodes.values()}
         config = {
             "cluster": "e2e",
-            "keyFile": self.key_path,
+            "keyFile": self.observer_key_path,
+            "observers": [{"name": "e2e", "publicKey": self.keygen(self.observer_key_path)}],
             "nodes": [{"id": n.id, "role": n.role, "address": f"{n.ip}:7400",
+                       "publicKey": public[n.id], "keyFile": self.key_path_of(n.id),
                        **({"admin": n.admin_path} if n.role != "witness" else {}),
                        **({"metrics": f"{n.ip}:{METRICS_PORT}"} if self.metrics_on else {})} for n in self.nodes.values()],
             "hashing": {"threads": self.hashing_threads},
@@ -288,13 +300,14 @@ class Cluster:
             config["sync"] = self.sync
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=2)
-        for node_id in self.wrong_key_for:   # the same config but another key
+        for node_id in self.wrong_key_for:
+            # This node runs with another key pair, consistently (its own config lists its new public key), but the
+            # others' config lists the old one: they must refuse it.
             key = os.path.join(self.work, f"other-{node_id}.key")
-            with open(key, "wb") as f:
-                f.write(os.urandom(32))
-            os.chmod(key, 0o600)
+            other_public = self.keygen(key)
+            nodes = [{**n, "publicKey": other_public, "keyFile": key} if n["id"] == node_id else n for n in config["nodes"]]
             with open(self.config_path_of(self.nodes[node_id]), "w") as f:
-                json.dump({**config, "keyFile": key}, f, indent=2)
+                json.dump({**config, "nodes": nodes}, f, indent=2)
 
     def qemu_command(self, node):
         e = self.env

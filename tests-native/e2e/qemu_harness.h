@@ -4,6 +4,7 @@
 // Paths come from the environment that `./build.sh test` exports (see `./build.sh env`):
 //   PLOVER_QEMU, PLOVER_LIB, PLOVER_KERNEL, PLOVER_INITRD.
 #pragma once
+#include "../test_keys.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -68,19 +69,20 @@ struct TempDir {
     std::string operator/(const std::string &name) const { return path + "/" + name; }
 };
 
-// A probe-mode cluster config (node 1 primary with an admin socket, 2 backup, 3 witness) and a 32-byte key.
+// A probe-mode cluster config (node 1 primary with an admin socket, 2 backup, 3 witness) and the nodes' key files.
 inline std::string write_cluster_config(const TempDir &dir, const std::string &admin_path, int base_port = 17400) {
-    std::string key(32, '\0');
-    for (size_t i = 0; i < key.size(); i++) key[i] = char(i * 37 + 11);
-    write_file(dir / "cluster.key", key);
+    for (int id = 1; id <= 3; id++) plover_test::WriteNodeKey(dir / ("node" + std::to_string(id) + ".key"), id);
+    auto node = [&](int id, const char *role) {
+        json n = {{"id", id}, {"role", role}, {"address", "127.0.0.1:" + std::to_string(base_port + id)},
+                  {"publicKey", plover_test::kNodePublicKey[id - 1]}, {"keyFile", "node" + std::to_string(id) + ".key"}};
+        return n;
+    };
+    json n1 = node(1, "primary");
+    n1["admin"] = admin_path;
     json cfg = {
         {"cluster", "test"},
         {"mode", "probe"},  // these tests drive the VM by hand through the admin socket
-        {"keyFile", "cluster.key"},
-        {"nodes",
-         {{{"id", 1}, {"role", "primary"}, {"address", "127.0.0.1:" + std::to_string(base_port + 1)}, {"admin", admin_path}},
-          {{"id", 2}, {"role", "backup"}, {"address", "127.0.0.1:" + std::to_string(base_port + 2)}},
-          {{"id", 3}, {"role", "witness"}, {"address", "127.0.0.1:" + std::to_string(base_port + 3)}}}},
+        {"nodes", {n1, node(2, "backup"), node(3, "witness")}},
     };
     std::string path = dir / "cluster.json";
     write_file(path, cfg.dump(2));

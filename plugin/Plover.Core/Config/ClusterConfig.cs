@@ -3,16 +3,16 @@ namespace Plover.Config;
 /// <summary>
 /// The cluster config file, identical on all nodes (see the example in the project brief). Load/Parse return a
 /// fully validated config or throw ConfigException whose message names the file, the field and the problem.
-/// The key file is only named here; LoadKey reads and checks it.
+/// Identities: every node (and observer) has its own key pair; the config lists the public keys and names the
+/// private key file of this host (keyFile, or a node's own keyFile); LoadIdentityKey reads and checks it.
 /// </summary>
 public sealed class ClusterConfig
 {
-    /// <summary>A cluster key must have at least this many bytes.</summary>
-    public const int MinKeyBytes = 32;
-
-    internal ClusterConfig(string cluster, string keyFile, IReadOnlyList<NodeConfig> nodes, TimeoutConfig timeouts,
-        SyncConfig sync, HashingConfig hashing, LibraryMode mode = LibraryMode.Replicate)
+    internal ClusterConfig(string cluster, string? keyFile, IReadOnlyList<NodeConfig> nodes, TimeoutConfig timeouts,
+        SyncConfig sync, HashingConfig hashing, LibraryMode mode, IReadOnlyList<ObserverConfig> observers, bool encrypt)
     {
+        Observers = observers;
+        Encrypt = encrypt;
         Mode = mode;
         Cluster = cluster;
         KeyFile = keyFile;
@@ -26,8 +26,14 @@ public sealed class ClusterConfig
     /// <summary>What libplover does inside QEMU: replicate (the product) or probe (attach, observe, obey the admin
     /// socket; for bring-up and tests of the QEMU integration).</summary>
     public LibraryMode Mode { get; }
-    /// <summary>Absolute path (a relative keyFile is taken relative to the config file's folder).</summary>
-    public string KeyFile { get; }
+    /// <summary>Absolute path of this host's private key file (a relative keyFile is taken relative to the config
+    /// file's folder), or null when every node names its own.</summary>
+    public string? KeyFile { get; }
+    /// <summary>Who may read status (<c>plover status</c>), and nothing else.</summary>
+    public IReadOnlyList<ObserverConfig> Observers { get; }
+    /// <summary>Replication traffic (consensus and sync link) encrypted with AES-GCM (true, the default) or only
+    /// authenticated (false: guest RAM crosses the network in clear text).</summary>
+    public bool Encrypt { get; }
     public IReadOnlyList<NodeConfig> Nodes { get; }
     public TimeoutConfig Timeouts { get; }
     public SyncConfig Sync { get; }
@@ -86,22 +92,41 @@ public sealed class ClusterConfig
     /// <summary>The node with this role (the config has exactly one of each).</summary>
     public NodeConfig NodeWithRole(NodeRole role) => Nodes.First(n => n.Role == role);
 
-    /// <summary>The cluster key: the key file's bytes, at least MinKeyBytes of them.</summary>
-    public byte[] LoadKey()
+    /// <summary>The private key file of node id and the config field that names it.</summary>
+    public (string Path, string Field) KeyFileOf(int id)
     {
-        byte[] key;
-        try
-        {
-            key = File.ReadAllBytes(KeyFile);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            string why = e is FileNotFoundException or DirectoryNotFoundException ? "file not found" : e.Message;
-            throw new ConfigException($"keyFile: cannot read '{KeyFile}': {why}", e);
-        }
-        if (key.Length < MinKeyBytes)
-            throw new ConfigException($"keyFile: '{KeyFile}' holds {key.Length} bytes; a cluster key needs at least " +
-                                      $"{MinKeyBytes}");
+        var node = Node(id);
+        if (node.KeyFile is { } own) return (own, NodeField(node, "keyFile"));
+        if (KeyFile is { } shared) return (shared, "keyFile");
+        throw new ConfigException($"keyFile: missing (node {id} has no {NodeField(node, "keyFile")} and there is no top-level keyFile)");
+    }
+
+    /// <summary>Node id's identity key: its key file, checked (mode 0600, size, a P-256 pair) and matching the
+    /// node's publicKey. Throws ConfigException naming the field and the file.</summary>
+    public Transport.IdentityKey LoadIdentityKey(int id)
+    {
+        var (path, field) = KeyFileOf(id);
+        var key = LoadKeyFile(path, field);
+        var node = Node(id);
+        if (!key.PublicKey.AsSpan().SequenceEqual(node.PublicKey))
+            throw new ConfigException($"{field}: '{path}' is not node {id}'s key: its public key {key.PublicKeyText} is not " +
+                                      $"{NodeField(node, "publicKey")}");
         return key;
+    }
+
+    /// <summary>An observer's key from path, and the observer it belongs to (by public key). Throws ConfigException.</summary>
+    public (Transport.IdentityKey Key, ObserverConfig Observer) LoadObserverKey(string path, string field)
+    {
+        var key = LoadKeyFile(path, field);
+        var observer = Observers.FirstOrDefault(o => o.PublicKey.AsSpan().SequenceEqual(key.PublicKey))
+            ?? throw new ConfigException($"{field}: the key in '{path}' (public key {key.PublicKeyText}) is not an observer's in " +
+                                         $"the config (observers: {(Observers.Count == 0 ? "none" : string.Join(", ", Observers.Select(o => o.Name)))})");
+        return (key, observer);
+    }
+
+    private static Transport.IdentityKey LoadKeyFile(string path, string field)
+    {
+        try { return Transport.IdentityKey.Load(path); }
+        catch (InvalidDataException e) { throw new ConfigException($"{field}: {e.Message}", e); }
     }
 }

@@ -10,6 +10,8 @@ internal sealed class RawConfig
 {
     public string? Cluster { get; set; }
     public string? KeyFile { get; set; }
+    public bool? Encrypt { get; set; }
+    public List<RawObserver?>? Observers { get; set; }
     public string? Mode { get; set; }
     public List<RawNode?>? Nodes { get; set; }
     public RawTimeouts? Timeouts { get; set; }
@@ -24,6 +26,15 @@ internal sealed class RawNode
     public string? Address { get; set; }
     public string? Admin { get; set; }
     public string? Metrics { get; set; }
+    public string? PublicKey { get; set; }
+    public string? PreviousPublicKey { get; set; }
+    public string? KeyFile { get; set; }
+}
+
+internal sealed class RawObserver
+{
+    public string? Name { get; set; }
+    public string? PublicKey { get; set; }
 }
 
 internal sealed class RawTimeouts

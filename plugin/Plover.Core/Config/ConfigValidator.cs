@@ -8,7 +8,7 @@ using System.Text.RegularExpressions;
 namespace Plover.Config;
 
 /// <summary>Turns the config text into a validated ClusterConfig, or throws ConfigException naming the field and
-/// the problem. Everything is checked here except the key file's content (ClusterConfig.LoadKey).</summary>
+/// the problem. Everything is checked here except the private key files (ClusterConfig.LoadIdentityKey).</summary>
 internal sealed partial class ConfigValidator
 {
     private const int UnixSocketPathMax = 107; // sockaddr_un.sun_path is 108 bytes with the NUL
@@ -31,7 +31,7 @@ internal sealed partial class ConfigValidator
     {
         RawConfig raw = Deserialize(json);
         string cluster = RequireText(raw.Cluster, "cluster");
-        string keyFile = Path.GetFullPath(RequireText(raw.KeyFile, "keyFile"), _baseDir);
+        string? keyFile = raw.KeyFile == null ? null : Path.GetFullPath(RequireText(raw.KeyFile, "keyFile"), _baseDir);
 
         if (raw.Nodes == null)
             throw Error("nodes", "missing (a list of 3 nodes: primary, backup, witness)");
@@ -49,8 +49,39 @@ internal sealed partial class ConfigValidator
         }
         for (int i = 0; i < nodes.Count; i++)
             CheckMetricsClashes(nodes, i);
+        if (keyFile == null && nodes.FindIndex(n => n.KeyFile == null) is var without and >= 0)
+            throw Error("keyFile", $"missing (nodes[{without}] has no keyFile of its own)");
+        var observers = ValidateObservers(raw.Observers, nodes);
         return new ClusterConfig(cluster, keyFile, nodes, ValidateTimeouts(raw.Timeouts), ValidateSync(raw.Sync),
-            ValidateHashing(raw.Hashing), ValidateMode(raw.Mode));
+            ValidateHashing(raw.Hashing), ValidateMode(raw.Mode), observers, raw.Encrypt ?? true);
+    }
+
+    private byte[] ValidatePublicKey(string? text, string field)
+    {
+        var key = Transport.IdentityKey.ParsePublicKey(RequireText(text, field), out string? problem);
+        return key ?? throw Error(field, problem!);
+    }
+
+    private List<ObserverConfig> ValidateObservers(List<RawObserver?>? raw, List<NodeConfig> nodes)
+    {
+        var observers = new List<ObserverConfig>();
+        if (raw == null) return observers;
+        for (int i = 0; i < raw.Count; i++)
+        {
+            string at = $"observers[{i}]";
+            if (raw[i] is not { } o) throw Error(at, "null, expected an observer object");
+            string name = RequireText(o.Name, $"{at}.name");
+            if (observers.FindIndex(x => x.Name == name) is var same and >= 0)
+                throw Error($"{at}.name", $"duplicate name '{name}' (observers[{same}] has it too)");
+            byte[] key = ValidatePublicKey(o.PublicKey, $"{at}.publicKey");
+            // An observer sharing a node's key could act as that node: every identity must be its own.
+            if (nodes.FindIndex(n => n.PublicKey.AsSpan().SequenceEqual(key)) is var node and >= 0)
+                throw Error($"{at}.publicKey", $"is the public key of nodes[{node}]; an observer needs a key of its own (plover keygen)");
+            if (observers.FindIndex(x => x.PublicKey.AsSpan().SequenceEqual(key)) is var twin and >= 0)
+                throw Error($"{at}.publicKey", $"is also the public key of observers[{twin}]");
+            observers.Add(new ObserverConfig(name, key));
+        }
+        return observers;
     }
 
     private RawConfig Deserialize(string json)
@@ -143,7 +174,12 @@ internal sealed partial class ConfigValidator
             metricsAddress = RequireText(raw.Metrics, $"{at}.metrics");
             metrics = ParseAddress(metricsAddress, $"{at}.metrics");
         }
-        return new NodeConfig(id, role, address, endpoint, admin, metricsAddress, metrics);
+        byte[] publicKey = ValidatePublicKey(raw.PublicKey, $"{at}.publicKey");
+        if (earlier.FindIndex(n => n.PublicKey.AsSpan().SequenceEqual(publicKey)) is var twin and >= 0)
+            throw Error($"{at}.publicKey", $"is also the public key of nodes[{twin}]; each node needs a key of its own (plover keygen)");
+        string? keyFile = raw.KeyFile == null ? null : Path.GetFullPath(RequireText(raw.KeyFile, $"{at}.keyFile"), _baseDir);
+        byte[]? previous = raw.PreviousPublicKey == null ? null : ValidatePublicKey(raw.PreviousPublicKey, $"{at}.previousPublicKey");
+        return new NodeConfig(id, role, address, endpoint, admin, metricsAddress, metrics, publicKey, keyFile, previous);
     }
 
     /// <summary>A node's metrics endpoint must not take a port that a node listens on for the cluster: any node's

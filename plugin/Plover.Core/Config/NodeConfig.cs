@@ -6,8 +6,11 @@ namespace Plover.Config;
 public sealed class NodeConfig
 {
     internal NodeConfig(int id, NodeRole role, string address, IPEndPoint endpoint, string? admin,
-                        string? metricsAddress = null, IPEndPoint? metrics = null)
+                        string? metricsAddress, IPEndPoint? metrics, byte[] publicKey, string? keyFile, byte[]? previousPublicKey = null)
     {
+        PreviousPublicKey = previousPublicKey;
+        PublicKey = publicKey;
+        KeyFile = keyFile;
         Id = id;
         Role = role;
         Address = address;
@@ -30,6 +33,14 @@ public sealed class NodeConfig
     public string? MetricsAddress { get; }
     /// <summary>Where the metrics endpoint listens, or null when the node has none.</summary>
     public IPEndPoint? Metrics { get; }
+
+    /// <summary>The node's identity: its P-256 public key (X | Y), which its handshakes must prove.</summary>
+    public byte[] PublicKey { get; }
+    /// <summary>The key the node had before a rotation, still accepted from it until the entry is removed (null: none).</summary>
+    public byte[]? PreviousPublicKey { get; }
+    /// <summary>Absolute path of this node's private key file when the config names one for it (several nodes on
+    /// one host); null: the top-level keyFile.</summary>
+    public string? KeyFile { get; }
 
     public override string ToString() => $"node {Id} ({Role.Name()}, {Address})";
 }

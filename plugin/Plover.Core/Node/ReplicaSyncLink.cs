@@ -8,8 +8,10 @@ namespace Plover.Node;
 /// <summary>
 /// Keeps the authenticated syncvm connection between the two replicas up: whenever the engine has none (at start,
 /// or after an abort closed it) the node with the lower id dials the peer's sync endpoint and the other accepts on
-/// its own listener, on this object's thread. A sync that starts while the link is down aborts and the next one
-/// (whose union still covers everything, nobody cleared dirt) runs once the link is back.
+/// its own listener. A sync that starts while the link is down aborts and the next one (whose union still covers
+/// everything, nobody cleared dirt) runs once the link is back. The accepting side handshakes every connection on a
+/// thread of its own (at most 8 at once, 4 per source address, the Hello due within a second), so strangers
+/// holding connections open cannot keep the peer's connection waiting; refusals are logged at most 10 per 10 s.
 /// </summary>
 public sealed class ReplicaSyncLink : IDisposable
 {
@@ -25,6 +27,9 @@ public sealed class ReplicaSyncLink : IDisposable
     private readonly ManualResetEventSlim _stop = new();
     private volatile string? _lastError;
     private long _connections;
+    private readonly object _adoptLock = new();
+    private readonly Transport.HandshakeSlots _slots = new(8, 4);
+    private readonly Transport.LogRateLimiter _refusals = new(10, TimeSpan.FromSeconds(10));
 
     /// <param name="listen">This node's own sync endpoint; listened on only when this node accepts (higher id).</param>
     public ReplicaSyncLink(SyncEngine engine, ClusterIdentity self, int peerId, IPEndPoint listen, IPEndPoint peerEndpoint,
@@ -42,7 +47,7 @@ public sealed class ReplicaSyncLink : IDisposable
             _listener = new Socket(listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
             _listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
             _listener.Bind(listen);
-            _listener.Listen(4);
+            _listener.Listen(64);   // room for strangers' connections beside the peer's (a full queue delays its connect by seconds)
         }
         _thread = new Thread(Loop) { IsBackground = true, Name = $"plover-sync-link-{self.SelfId}" };
         _thread.Start();
@@ -73,21 +78,13 @@ public sealed class ReplicaSyncLink : IDisposable
             }
             try
             {
-                // Accept only once a connection waits: an accept that timed out would stay pending and swallow the next one.
-                if (!Dials && !_listener!.Poll(200_000, SelectMode.SelectRead)) continue;
-                var connection = Dials
-                    ? SyncConnection.Connect(_peerEndpoint, _self, _peerId, _timeout, _wire)
-                    : SyncConnection.Accept(_listener!, _self, _timeout, _wire);
-                if (connection.PeerId != _peerId)
+                if (!Dials)
                 {
-                    _log($"sync link {_self.SelfId}: node {connection.PeerId} connected, expected node {_peerId}; refused");
-                    connection.Dispose();
+                    // Accept only once a connection waits: an accept that timed out would stay pending and swallow the next one.
+                    if (_listener!.Poll(200_000, SelectMode.SelectRead)) StartHandshake(_listener.Accept());
                     continue;
                 }
-                _engine.Connection = connection;
-                Interlocked.Increment(ref _connections);
-                _lastError = null;
-                _log($"sync link {_self.SelfId}: connected to node {_peerId}");
+                Adopt(SyncConnection.Connect(_peerEndpoint, _self, _peerId, _timeout, _wire));
             }
             catch (Exception e) when (!_stop.IsSet)
             {
@@ -101,6 +98,57 @@ public sealed class ReplicaSyncLink : IDisposable
                 // shutting down: the listener was closed under Accept
             }
         }
+    }
+
+    /// <summary>Makes connection the engine's unless another one got there first.</summary>
+    private void Adopt(SyncConnection connection)
+    {
+        lock (_adoptLock)
+        {
+            if (_stop.IsSet || _engine.Connection is { IsClosed: false })
+            {
+                connection.Dispose();
+                return;
+            }
+            _engine.Connection = connection;
+            Interlocked.Increment(ref _connections);
+            _lastError = null;
+        }
+        _log($"sync link {_self.SelfId}: connected to node {_peerId}");
+    }
+
+    /// <summary>Handshakes an accepted socket on a thread of its own (normal priority: nobody is authenticated yet).</summary>
+    private void StartHandshake(Socket socket)
+    {
+        string remote = socket.RemoteEndPoint?.ToString() ?? "?";
+        var source = (socket.RemoteEndPoint as IPEndPoint)?.Address ?? IPAddress.None;
+        if (_slots.TryTake(source) is { } full)
+        {
+            _refusals.Log(_log, $"sync link {_self.SelfId}: refused connection from {remote}: {full}");
+            socket.Dispose();
+            return;
+        }
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                Adopt(SyncConnection.AcceptFrom(socket, _self, _peerId, _timeout, _wire));
+            }
+            catch (Exception e) when (!_stop.IsSet)
+            {
+                _lastError = e.Message;
+                _refusals.Log(_log, $"sync link {_self.SelfId}: refused connection from {remote}: {e.Message}");
+            }
+            catch
+            {
+                // shutting down
+            }
+            finally
+            {
+                _slots.Release(source);
+            }
+        }) { IsBackground = true, Name = "plover-sync-in" };
+        thread.Start();
     }
 
     public void Dispose()

@@ -11,7 +11,9 @@ public sealed class SyncConnectionException(string message, Exception? inner = n
 /// <summary>
 /// The authenticated TCP connection between the primary's and the backup's sync engines, separate from the
 /// consensus transport so multi-megabyte page transfers never delay heartbeats. Built from the transport's
-/// pieces: the cluster-key handshake, then GMAC-authenticated, sequence-numbered frames. Used by one engine thread
+/// pieces: the identity handshake with purpose sync (only between the two VM nodes: each side names the other),
+/// then sequence-numbered frames, AES-GCM encrypted (pages and device state are guest secrets) unless the config
+/// says authentication only. Used by one engine thread
 /// at a time with blocking reads (each sync phase sends in one direction only, so this cannot deadlock);
 /// <see cref="Dispose"/> may be called from any thread and makes a blocked read or send fail at once.
 /// </summary>
@@ -28,7 +30,7 @@ public sealed class SyncConnection : IDisposable
     private int _pendingConsume;
     private volatile bool _closed;
 
-    private SyncConnection(Socket socket, ClusterIdentity self, int expectedPeer, TimeSpan timeout, WireTraffic? wire)
+    private SyncConnection(Socket socket, ClusterIdentity self, bool dial, int expectedPeer, TimeSpan timeout, WireTraffic? wire)
     {
         _socket = socket;
         _reader.Stats = _writer.Stats = wire;
@@ -39,10 +41,12 @@ public sealed class SyncConnection : IDisposable
         socket.SendTimeout = 10_000;
         try
         {
-            var result = Handshake.Run(socket, _recv, _reader, _writer, self, expectedPeer, timeout);
+            var result = dial
+                ? Handshake.Dial(socket, _recv, _reader, _writer, self, ChannelPurpose.Sync, expectedPeer, timeout)
+                : Handshake.Accept(socket, _recv, _reader, _writer, self, ChannelPurpose.Sync, expectedPeer, timeout);
             PeerId = result.PeerId;
-            _sendAuth = new FrameAuthenticator(result.SendKey);
-            _recvAuth = new FrameAuthenticator(result.ReceiveKey);
+            _sendAuth = new FrameAuthenticator(result.SendKey, result.Encrypt);
+            _recvAuth = new FrameAuthenticator(result.ReceiveKey, result.Encrypt);
             _writer.Authenticate(_sendAuth);
             _reader.Authenticate(_recvAuth);
         }
@@ -87,15 +91,20 @@ public sealed class SyncConnection : IDisposable
                 ? $"connecting to node {peerId} at {endpoint} timed out"
                 : $"cannot connect to node {peerId} at {endpoint}: {e.Message}", e);
         }
-        return new SyncConnection(socket, self, peerId, timeout, wire);
+        return new SyncConnection(socket, self, dial: true, peerId, timeout, wire);
     }
 
-    /// <summary>Accepts one connection on listener and authenticates it (a HandshakeException names the reason to refuse).</summary>
-    public static SyncConnection Accept(Socket listener, ClusterIdentity self, TimeSpan timeout, WireTraffic? wire = null)
+    /// <summary>Accepts one connection on listener and authenticates it as node peerId, the other VM node (a
+    /// HandshakeException names the reason to refuse: any other node, observer or purpose is refused).</summary>
+    public static SyncConnection Accept(Socket listener, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null)
     {
         if (!listener.Poll(timeout, SelectMode.SelectRead)) throw new SyncConnectionException("no sync connection arrived in time");
-        return new SyncConnection(listener.Accept(), self, 0, timeout, wire);
+        return AcceptFrom(listener.Accept(), self, peerId, timeout, wire);
     }
+
+    /// <summary>Authenticates an accepted socket as node peerId (closes it and throws on refusal).</summary>
+    public static SyncConnection AcceptFrom(Socket accepted, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null) =>
+        new(accepted, self, dial: false, peerId, timeout, wire);
 
     /// <summary>Bytes this body occupies on the wire as a frame (header and MAC included).</summary>
     public int WireSize(IFrameBody body) => _writer.FrameSize(body.Length);

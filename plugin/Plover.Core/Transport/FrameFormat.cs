@@ -6,11 +6,12 @@ namespace Plover.Transport;
 ///   u32 length   bytes that follow this field: 1 + 8 + body + MAC
 ///   u8  type     FrameType
 ///   u64 seq      per direction 1, 2, 3... on an authenticated connection; 0 in handshake frames
-///   body         u32 header length, protobuf header, raw tail (see FrameBody)
-///   mac[16]      GMAC tag over every byte before it (authenticated frames only)
+///   body         u32 header length, protobuf header, raw tail (see FrameBody); AES-GCM ciphertext when encrypted
+///   mac[16]      AES-GCM tag (authenticated frames only): over the header and the encrypted body, or, when only
+///                authenticating, a GMAC over every byte before it (see FrameAuthenticator)
 /// </code>
 /// The sequence number makes a replayed, dropped or reordered frame fail (it must equal the expected one,
-/// and it is the GMAC nonce, so it is authenticated too).
+/// and it is the nonce, so it is authenticated too).
 /// </summary>
 public static class FrameFormat
 {

@@ -8,13 +8,16 @@ namespace Plover.Transport;
 /// anything is buffered, the type against the connection's state, the sequence number against the expected one,
 /// the MAC before the body is looked at. Never throws on any input: a bad stream yields <see cref="FrameStatus.Invalid"/>
 /// with a reason. Starts in handshake mode (small frames, handshake types only, no MAC) until
-/// <see cref="Authenticate"/>. Not thread-safe (one reader thread per connection).
+/// <see cref="Authenticate"/>. With an encrypting authenticator, bodies are decrypted into a buffer of this reader's
+/// (pooled, grown only for a larger frame than ever before), so a frame's spans point there instead of into the
+/// caller's data: valid until the next TryRead either way. Not thread-safe (one reader thread per connection).
 /// </summary>
 public sealed class FrameReader
 {
     private readonly int _maxFrameBytes;
     private FrameAuthenticator? _auth;
     private ulong _expectedSeq;
+    private byte[] _plaintext = [];
 
     public FrameReader(int maxFrameBytes = FrameFormat.DefaultMaxFrameBytes)
     {
@@ -72,10 +75,22 @@ public sealed class FrameReader
         else
         {
             if (seq != _expectedSeq) return Fail($"sequence number {seq}, expected {_expectedSeq} (replayed, dropped or reordered frame)");
-            if (!_auth.Verify(seq, signedPart, data.Slice(total - macSize, macSize))) return Fail($"bad MAC on frame {seq} (type {type})");
+            if (!_auth.Encrypts && !_auth.Verify(seq, signedPart, data.Slice(total - macSize, macSize))) return Fail($"bad MAC on frame {seq} (type {type})");
         }
 
         var body = signedPart[FrameFormat.HeaderSize..];
+        if (_auth is { Encrypts: true })
+        {
+            if (_plaintext.Length < body.Length)
+            {
+                if (_plaintext.Length > 0) System.Buffers.ArrayPool<byte>.Shared.Return(_plaintext);
+                _plaintext = System.Buffers.ArrayPool<byte>.Shared.Rent(body.Length);
+            }
+            var plain = _plaintext.AsSpan(0, body.Length);
+            if (!_auth.Open(seq, data[..FrameFormat.HeaderSize], body, data.Slice(total - macSize, macSize), plain))
+                return Fail($"bad authentication tag on encrypted frame {seq} (type {type}): forged or corrupted");
+            body = plain;
+        }
         if (!FrameBody.TrySplit(body, out var header, out var tail, out var bodyError)) return Fail(bodyError!);
         if (_auth is not null) _expectedSeq++;
         frame = new Frame((FrameType)type, seq, body, header, tail);

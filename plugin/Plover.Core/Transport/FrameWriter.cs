@@ -5,7 +5,8 @@ namespace Plover.Transport;
 
 /// <summary>
 /// Encodes frames for one direction of a connection: header, body written in place by the caller's
-/// <see cref="IFrameBody"/>, then the MAC over everything before it. Handshake frames (before
+/// <see cref="IFrameBody"/>, then the tag: over everything before it, or (encrypting authenticator) over the
+/// header with the body encrypted in place. Handshake frames (before
 /// <see cref="Authenticate"/>) have sequence 0 and no MAC. Not thread-safe (the caller holds the send lock).
 /// </summary>
 public sealed class FrameWriter
@@ -76,7 +77,8 @@ public sealed class FrameWriter
         Stats?.Sent(Channel, WireTraffic.Classify((FrameType)frame[4], frame[FrameFormat.HeaderSize..^macSize]), frame.Length);
         if (_auth is null) return;
         int signed = frame.Length - FrameFormat.MacSize;
-        _auth.Sign(_nextSeq, frame[..signed], frame[signed..]);
+        if (_auth.Encrypts) _auth.Seal(_nextSeq, frame[..FrameFormat.HeaderSize], frame[FrameFormat.HeaderSize..signed], frame[signed..]);
+        else _auth.Sign(_nextSeq, frame[..signed], frame[signed..]);
         _nextSeq++;
     }
 }

@@ -10,95 +10,137 @@ namespace Plover.Transport;
 /// <summary>Why a connection was refused during the handshake (logged, then the socket is closed).</summary>
 public sealed class HandshakeException(string message) : Exception(message);
 
-/// <summary>Who we are and whom we accept: the cluster name, the shared key and the member ids.</summary>
-public sealed record ClusterIdentity(string Cluster, byte[] Key, int SelfId, IReadOnlyCollection<int> Members);
+/// <summary>
+/// Who we are and whom we accept: the cluster name, our id (0 for an observer, named by ObserverName) and private
+/// identity key, every node's public key by id, every observer's by name, and whether frames are encrypted.
+/// </summary>
+public sealed record ClusterIdentity(string Cluster, int SelfId, IdentityKey Key, IReadOnlyDictionary<int, byte[]> NodeKeys,
+                                     IReadOnlyDictionary<string, byte[]>? ObserverKeys = null, bool Encrypt = true)
+{
+    /// <summary>A node's key before its rotation, also accepted while the rotation is under way (see the README).</summary>
+    public IReadOnlyDictionary<int, byte[]>? PreviousNodeKeys { get; init; }
 
-/// <summary>An authenticated peer and the session keys of both directions.</summary>
-public sealed record HandshakeResult(int PeerId, byte[] SendKey, byte[] ReceiveKey);
+    /// <summary>Set when this party is an observer (SelfId 0).</summary>
+    public string? ObserverName { get; init; }
+}
+
+/// <summary>An authenticated peer (PeerId 0: the observer named Observer), what it connected for, and the
+/// session keys of both directions.</summary>
+public sealed record HandshakeResult(int PeerId, byte[] SendKey, byte[] ReceiveKey, bool Encrypt,
+                                     ChannelPurpose Purpose = ChannelPurpose.Consensus, string? Observer = null);
 
 /// <summary>
-/// Mutual challenge-response with the cluster key. Both sides send Hello (cluster, node id, 32-byte nonce),
-/// check the peer's Hello, then send AuthProof = HMAC-SHA256(key, "plover-auth-v1" | cluster | prover id |
-/// verifier id | prover nonce | verifier nonce) and check the peer's. The proof binds both nonces (no replay of an
-/// old handshake), both ids in a fixed role order (no reflection) and the cluster name. Session keys for each
-/// direction come from HKDF-SHA256 over the cluster key, salted with both nonces, so every connection has
-/// fresh keys and its GMAC nonces (the sequence numbers) can start at 1.
+/// Authenticated ephemeral ECDH (SIGMA style), three messages:
+/// <code>
+///   dialer   -> acceptor  Hello(version, cluster, purpose, encrypt, id, expected peer id, nonce, ephemeral key)
+///   acceptor -> dialer    Hello(same fields), AuthProof(acceptor's signature)
+///   dialer   -> acceptor  AuthProof(dialer's signature)
+/// </code>
+/// Each side signs, with its identity key (<see cref="IdentityKey"/>), SHA-256 of the transcript: version, purpose,
+/// encrypt flag, cluster, both ids (the observer's name), both nonces and both ephemeral keys, plus which side it is
+/// (no reflection). The peer checks it with the public key the config lists for that id. So a node proves exactly
+/// its own id, a handshake is bound to what it is for (a consensus handshake cannot open a sync link) and to the
+/// peer the dialer meant, and an old handshake cannot be replayed (fresh nonces and ephemeral keys). Session keys
+/// for each direction come from HKDF-SHA256 over the ECDH secret, salted with the transcript hash: fresh per
+/// connection, so the frame sequence numbers can serve as AES-GCM nonces from 1, and a stolen identity key does
+/// not decrypt recorded traffic.
 /// </summary>
 public static class Handshake
 {
-    public const uint ProtocolVersion = 1;
-    /// <summary>The node id of an observer (<c>plover status</c>): it proves the cluster key like a node, is not a
-    /// member, and a node accepting it answers status requests only.</summary>
+    public const uint ProtocolVersion = 2;
+    /// <summary>The node id of an observer (<c>plover status</c>): not a member; its Hello names it instead.</summary>
     public const int ObserverId = 0;
     public const int NonceSize = 32;
-    public const int ProofSize = 32;
+    /// <summary>An accepted connection must deliver its Hello this soon (a genuine dialer sends it at once): a silent
+    /// stranger holds a handshake slot this long, not the whole handshake timeout.</summary>
+    public static readonly TimeSpan HelloTimeout = TimeSpan.FromSeconds(1);
 
-    /// <summary>The proof that prover knows the key, for this exchange of nonces.</summary>
-    public static byte[] Proof(byte[] key, string cluster, int proverId, int verifierId, ReadOnlySpan<byte> proverNonce, ReadOnlySpan<byte> verifierNonce)
+    /// <summary>SHA-256 of everything both Hellos said that the signatures must cover.</summary>
+    public static byte[] Transcript(Hello dialer, Hello acceptor)
     {
-        var label = "plover-auth-v1\0"u8;
-        var name = Encoding.UTF8.GetBytes(cluster);
-        var transcript = new byte[label.Length + 4 + name.Length + 8 + proverNonce.Length + verifierNonce.Length];
-        var s = transcript.AsSpan();
-        label.CopyTo(s); s = s[label.Length..];
-        BinaryPrimitives.WriteInt32LittleEndian(s, name.Length); s = s[4..];
-        name.CopyTo(s); s = s[name.Length..];
-        BinaryPrimitives.WriteInt32LittleEndian(s, proverId);
-        BinaryPrimitives.WriteInt32LittleEndian(s[4..], verifierId); s = s[8..];
-        proverNonce.CopyTo(s); s = s[proverNonce.Length..];
-        verifierNonce.CopyTo(s);
-        return HMACSHA256.HashData(key, transcript);
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var n = new byte[4];
+        void Int(long v) { BinaryPrimitives.WriteInt32LittleEndian(n, (int)v); h.AppendData(n); }
+        void Bytes(ReadOnlySpan<byte> b) { Int(b.Length); h.AppendData(b); }
+        void Text(string s) => Bytes(Encoding.UTF8.GetBytes(s));
+        h.AppendData("plover-handshake-v2\0"u8);
+        Int(dialer.ProtocolVersion);
+        Text(dialer.Purpose);
+        Int(dialer.Encrypt ? 1 : 0);
+        Text(dialer.Cluster);
+        Int(dialer.NodeId); Text(dialer.Observer);
+        Int(acceptor.NodeId);
+        Bytes(dialer.Nonce.Span); Bytes(acceptor.Nonce.Span);
+        Bytes(dialer.EphemeralKey.Span); Bytes(acceptor.EphemeralKey.Span);
+        return h.GetHashAndReset();
     }
 
-    /// <summary>The key of the direction from -> to (each side derives both).</summary>
-    public static byte[] SessionKey(byte[] key, string cluster, int fromId, int toId, int selfId, ReadOnlySpan<byte> selfNonce, ReadOnlySpan<byte> peerNonce)
+    /// <summary>What a side signs: its side and the transcript hash.</summary>
+    public static byte[] SignedData(byte[] transcript, bool dialer) =>
+        [.. "plover-sign-v2\0"u8, (byte)(dialer ? 'D' : 'A'), .. transcript];
+
+    /// <summary>The key of one direction, from the ECDH secret (each side derives both).</summary>
+    public static byte[] SessionKey(byte[] secret, byte[] transcript, bool fromDialer)
     {
-        // Salt: the lower id's nonce first, so both sides build the same bytes.
-        var salt = new byte[selfNonce.Length + peerNonce.Length];
-        bool selfLow = selfId < (selfId == fromId ? toId : fromId);
-        (selfLow ? selfNonce : peerNonce).CopyTo(salt);
-        (selfLow ? peerNonce : selfNonce).CopyTo(salt.AsSpan(NonceSize));
-        var info = Encoding.UTF8.GetBytes($"plover-session-v1\0{cluster}\0{fromId}->{toId}");
         var output = new byte[FrameAuthenticator.KeySize];
-        HKDF.DeriveKey(HashAlgorithmName.SHA256, key, output, salt, info);
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, secret, output, transcript,
+            fromDialer ? "plover-session-v2\0dialer->acceptor"u8 : "plover-session-v2\0acceptor->dialer"u8);
         return output;
     }
 
-    /// <summary>Null if the peer's Hello is acceptable, else the reason to refuse it.</summary>
-    public static string? CheckHello(Hello hello, ClusterIdentity self, int expectedPeerId, bool allowObserver = false)
+    /// <summary>
+    /// Null if the peer's Hello is acceptable, else the reason to refuse it. weDial: we dialed expectedPeerId;
+    /// otherwise we accept for purpose from expectedPeerId, or from any member with a lower id when it is 0, and
+    /// (allowObserver) from a listed observer.
+    /// </summary>
+    public static string? CheckHello(Hello hello, ClusterIdentity self, ChannelPurpose purpose, int expectedPeerId, bool weDial,
+                                     bool allowObserver = false)
     {
         if (hello.ProtocolVersion != ProtocolVersion) return $"protocol version {hello.ProtocolVersion}, expected {ProtocolVersion}";
         if (hello.Cluster != self.Cluster) return $"wrong cluster '{Printable(hello.Cluster)}' (this is '{self.Cluster}')";
-        if (hello.NodeId == self.SelfId) return $"peer claims our own node id {hello.NodeId}";
-        bool observer = hello.NodeId == ObserverId && allowObserver && expectedPeerId == 0;
-        if (!observer && !self.Members.Contains(hello.NodeId)) return $"unknown node id {hello.NodeId}";
+        if (!ChannelPurposes.TryParse(hello.Purpose, out var theirs)) return $"unknown purpose '{Printable(hello.Purpose)}'";
+        bool observer = theirs == ChannelPurpose.Observer && allowObserver && !weDial;
+        if (theirs != purpose && !observer)
+            return $"peer wants the {theirs.Name()} channel, this is the {purpose.Name()} channel";
+        if (hello.Encrypt != self.Encrypt)
+            return $"peer {(hello.Encrypt ? "encrypts" : "only authenticates")} frames, this node {(self.Encrypt ? "encrypts" : "only authenticates")} " +
+                   "(\"encrypt\" must be the same in every node's config)";
         if (hello.Nonce.Length != NonceSize) return $"nonce of {hello.Nonce.Length} bytes, expected {NonceSize}";
-        if (expectedPeerId != 0)
+        if (hello.EphemeralKey.Length != IdentityKey.PublicKeySize) return $"ephemeral key of {hello.EphemeralKey.Length} bytes, expected {IdentityKey.PublicKeySize}";
+        if (observer)
+        {
+            if (hello.NodeId != ObserverId) return $"an observer must have node id {ObserverId}, not {hello.NodeId}";
+            if (self.ObserverKeys?.ContainsKey(hello.Observer) != true) return $"unknown observer '{Printable(hello.Observer)}'";
+        }
+        else
+        {
+            if (hello.Observer.Length > 0) return $"observer '{Printable(hello.Observer)}' asked for a {theirs.Name()} channel (observers may only read status)";
+            if (hello.NodeId == self.SelfId) return $"peer claims our own node id {hello.NodeId}";
+            if (!self.NodeKeys.ContainsKey(hello.NodeId)) return $"unknown node id {hello.NodeId}";
+        }
+        if (weDial)
         {
             if (hello.NodeId != expectedPeerId) return $"dialed node {expectedPeerId} but node {hello.NodeId} answered";
         }
         else
         {
             if (hello.ExpectedPeerId != self.SelfId) return $"node {hello.NodeId} meant to reach node {hello.ExpectedPeerId}";
+            if (observer) return null;
+            if (expectedPeerId != 0 && hello.NodeId != expectedPeerId)
+                return $"node {hello.NodeId} may not open a {purpose.Name()} channel here (only node {expectedPeerId} may)";
             if (hello.NodeId > self.SelfId) return $"node {hello.NodeId} dialed us, but only lower ids dial higher ones";
         }
         return null;
     }
 
-    /// <summary>
-    /// Runs the handshake on a connected blocking socket. Frames the peer sends after its proof stay in recv
-    /// for the connection's reader. Throws HandshakeException with the reason on any failure.
-    /// </summary>
-    public static HandshakeResult Run(Socket socket, ByteBuffer recv, FrameReader reader, FrameWriter writer,
-                                      ClusterIdentity self, int expectedPeerId, TimeSpan timeout, bool allowObserver = false)
+    /// <summary>Dials: authenticates the node peerId we connected to, for purpose. Throws HandshakeException with
+    /// the reason on any failure. Frames the peer sends after the handshake stay in recv.</summary>
+    public static HandshakeResult Dial(Socket socket, ByteBuffer recv, FrameReader reader, FrameWriter writer,
+                                       ClusterIdentity self, ChannelPurpose purpose, int peerId, TimeSpan timeout)
     {
         long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
-        var selfNonce = RandomNumberGenerator.GetBytes(NonceSize);
-        var hello = new Hello
-        {
-            ProtocolVersion = ProtocolVersion, Cluster = self.Cluster, NodeId = self.SelfId,
-            Nonce = ByteString.CopyFrom(selfNonce), ExpectedPeerId = expectedPeerId,
-        };
+        using var ephemeral = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
+        var hello = OurHello(self, purpose, peerId, ephemeral);
         var output = new ByteBuffer(1024);
         try
         {
@@ -108,27 +150,99 @@ public static class Handshake
 
             var peerHello = new Hello();
             ReadMessage(socket, recv, reader, FrameType.Hello, peerHello, deadline);
-            if (CheckHello(peerHello, self, expectedPeerId, allowObserver) is { } error) throw new HandshakeException(error);
-            int peer = peerHello.NodeId;
-            var peerNonce = peerHello.Nonce.ToByteArray();
-
-            var proof = Proof(self.Key, self.Cluster, self.SelfId, peer, selfNonce, peerNonce);
-            writer.Write(output, new ProtobufBody(FrameType.AuthProof, new AuthProof { Mac = ByteString.CopyFrom(proof) }));
-            SendAll(socket, output.Data);
-
+            if (CheckHello(peerHello, self, purpose, peerId, weDial: true) is { } error) throw new HandshakeException(error);
             var peerProof = new AuthProof();
             ReadMessage(socket, recv, reader, FrameType.AuthProof, peerProof, deadline);
-            var expected = Proof(self.Key, self.Cluster, peer, self.SelfId, peerNonce, selfNonce);
-            if (!CryptographicOperations.FixedTimeEquals(expected, peerProof.Mac.Span))
-                throw new HandshakeException($"authentication failed: bad proof from node {peer} (wrong cluster key?)");
+            var transcript = Transcript(hello, peerHello);
+            CheckSignature(KeysOf(self, peerId), transcript, peerProof, peerIsDialer: false, $"node {peerId}");
 
-            return new HandshakeResult(peer,
-                SessionKey(self.Key, self.Cluster, self.SelfId, peer, self.SelfId, selfNonce, peerNonce),
-                SessionKey(self.Key, self.Cluster, peer, self.SelfId, self.SelfId, selfNonce, peerNonce));
+            writer.Write(output, new ProtobufBody(FrameType.AuthProof, Proof(self, transcript, weDial: true)));
+            SendAll(socket, output.Data);
+            var secret = Agree(ephemeral, peerHello);
+            return new HandshakeResult(peerId, SessionKey(secret, transcript, fromDialer: true),
+                SessionKey(secret, transcript, fromDialer: false), self.Encrypt, purpose);
         }
         finally
         {
             output.Dispose();
+        }
+    }
+
+    /// <summary>Accepts: authenticates whoever dialed us for purpose (see <see cref="CheckHello"/> for who may).
+    /// Throws HandshakeException with the reason on any failure.</summary>
+    public static HandshakeResult Accept(Socket socket, ByteBuffer recv, FrameReader reader, FrameWriter writer,
+                                         ClusterIdentity self, ChannelPurpose purpose, int expectedPeerId, TimeSpan timeout,
+                                         bool allowObserver = false)
+    {
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        var peerHello = new Hello();
+        ReadMessage(socket, recv, reader, FrameType.Hello, peerHello,
+            Math.Min(deadline, Environment.TickCount64 + (long)HelloTimeout.TotalMilliseconds));
+        if (CheckHello(peerHello, self, purpose, expectedPeerId, weDial: false, allowObserver) is { } error) throw new HandshakeException(error);
+        ChannelPurposes.TryParse(peerHello.Purpose, out var theirs);
+        bool observer = theirs == ChannelPurpose.Observer;
+        byte[][] peerKeys = observer ? [self.ObserverKeys![peerHello.Observer]] : KeysOf(self, peerHello.NodeId);
+        string who = observer ? $"observer '{peerHello.Observer}'" : $"node {peerHello.NodeId}";
+
+        using var ephemeral = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
+        var hello = OurHello(self, theirs, 0, ephemeral);
+        var transcript = Transcript(peerHello, hello);
+        var output = new ByteBuffer(1024);
+        try
+        {
+            writer.Write(output, new ProtobufBody(FrameType.Hello, hello));
+            writer.Write(output, new ProtobufBody(FrameType.AuthProof, Proof(self, transcript, weDial: false)));
+            SendAll(socket, output.Data);
+
+            var peerProof = new AuthProof();
+            ReadMessage(socket, recv, reader, FrameType.AuthProof, peerProof, deadline);
+            CheckSignature(peerKeys, transcript, peerProof, peerIsDialer: true, who);
+            var secret = Agree(ephemeral, peerHello);
+            return new HandshakeResult(peerHello.NodeId, SessionKey(secret, transcript, fromDialer: false),
+                SessionKey(secret, transcript, fromDialer: true), self.Encrypt, theirs, observer ? peerHello.Observer : null);
+        }
+        finally
+        {
+            output.Dispose();
+        }
+    }
+
+    private static Hello OurHello(ClusterIdentity self, ChannelPurpose purpose, int expectedPeerId, ECDiffieHellman ephemeral)
+    {
+        var q = ephemeral.ExportParameters(includePrivateParameters: false).Q;
+        return new Hello
+        {
+            ProtocolVersion = ProtocolVersion, Cluster = self.Cluster, NodeId = self.SelfId, Observer = self.ObserverName ?? "",
+            Nonce = ByteString.CopyFrom(RandomNumberGenerator.GetBytes(NonceSize)), ExpectedPeerId = expectedPeerId,
+            Purpose = purpose.Name(), Encrypt = self.Encrypt, EphemeralKey = ByteString.CopyFrom([.. q.X!, .. q.Y!]),
+        };
+    }
+
+    private static AuthProof Proof(ClusterIdentity self, byte[] transcript, bool weDial) =>
+        new() { Signature = ByteString.CopyFrom(self.Key.Sign(SignedData(transcript, weDial))) };
+
+    /// <summary>The public keys node id may prove: its publicKey, and its previousPublicKey during a rotation.</summary>
+    private static byte[][] KeysOf(ClusterIdentity self, int id) =>
+        self.PreviousNodeKeys?.TryGetValue(id, out var previous) == true ? [self.NodeKeys[id], previous] : [self.NodeKeys[id]];
+
+    private static void CheckSignature(byte[][] peerKeys, byte[] transcript, AuthProof proof, bool peerIsDialer, string who)
+    {
+        var signed = SignedData(transcript, peerIsDialer);
+        if (!peerKeys.Any(k => IdentityKey.Verify(k, signed, proof.Signature.Span)))
+            throw new HandshakeException($"authentication failed: {who}'s signature does not verify with its publicKey in the config " +
+                                         "(wrong key file, or a stale config?)");
+    }
+
+    private static byte[] Agree(ECDiffieHellman ephemeral, Hello peer)
+    {
+        try
+        {
+            using var theirs = ECDiffieHellman.Create(IdentityKey.PublicParameters(peer.EphemeralKey.ToByteArray()));
+            return ephemeral.DeriveRawSecretAgreement(theirs.PublicKey);
+        }
+        catch (CryptographicException e)
+        {
+            throw new HandshakeException($"bad ephemeral key: {e.Message}");
         }
     }
 
@@ -157,7 +271,9 @@ public static class Handshake
             catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut || e.SocketErrorCode == SocketError.WouldBlock)
             { throw new HandshakeException("handshake timed out"); }
             catch (SocketException e) { throw new HandshakeException($"connection lost during handshake: {e.SocketErrorCode}"); }
-            if (n == 0) throw new HandshakeException("peer closed the connection during the handshake");
+            // The acceptor checks the dialer's signature last and says nothing to a peer it refuses: its log has the reason.
+            if (n == 0) throw new HandshakeException("peer closed the connection during the handshake (it refused us: does its config " +
+                                                     "list this node's publicKey and the same cluster and encrypt? see its log)");
             recv.Commit(n);
         }
     }

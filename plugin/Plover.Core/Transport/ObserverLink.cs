@@ -7,28 +7,28 @@ namespace Plover.Transport;
 
 /// <summary>
 /// One status question from an observer (<c>plover status</c>) to a node, over the node's consensus port: the
-/// observer authenticates with the cluster key as node id 0 (<see cref="Handshake.ObserverId"/>), sends a
-/// NodeStatusRequest, gets a NodeStatus, and the connection closes. An observer can do nothing else: any other
-/// frame, or none within the timeout, closes the connection.
+/// observer authenticates with its own key pair (listed under "observers" in the config, by name; node id 0,
+/// purpose observer), sends a NodeStatusRequest, gets a NodeStatus, and the connection closes. An observer can do
+/// nothing else: its key is no node's, so it cannot open a consensus or sync channel, and here any other frame, or
+/// none within the timeout, closes the connection.
 /// </summary>
 public static class ObserverLink
 {
     /// <summary>Asks node nodeId at endpoint; throws IOException (or HandshakeException) naming the problem.</summary>
-    public static NodeStatus Query(IPEndPoint endpoint, string cluster, byte[] key, IReadOnlyCollection<int> members,
-                                   int nodeId, TimeSpan timeout)
+    /// <param name="self">The observer: SelfId 0, ObserverName set, its key; NodeKeys to check the node's key.</param>
+    public static NodeStatus Query(IPEndPoint endpoint, ClusterIdentity self, int nodeId, TimeSpan timeout)
     {
         using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         var connect = socket.BeginConnect(endpoint, null, null);
         if (!connect.AsyncWaitHandle.WaitOne(timeout)) throw new IOException($"no answer from {endpoint} within {timeout.TotalMilliseconds:F0} ms");
         socket.EndConnect(connect);
         socket.SendTimeout = (int)timeout.TotalMilliseconds;
-        var self = new ClusterIdentity(cluster, key, Handshake.ObserverId, members);
         using var recv = new ByteBuffer();
         var reader = new FrameReader();
         var writer = new FrameWriter();
-        var result = Handshake.Run(socket, recv, reader, writer, self, nodeId, timeout);
-        using var send = new FrameAuthenticator(result.SendKey);
-        using var receive = new FrameAuthenticator(result.ReceiveKey);
+        var result = Handshake.Dial(socket, recv, reader, writer, self, ChannelPurpose.Observer, nodeId, timeout);
+        using var send = new FrameAuthenticator(result.SendKey, result.Encrypt);
+        using var receive = new FrameAuthenticator(result.ReceiveKey, result.Encrypt);
         writer.Authenticate(send);
         reader.Authenticate(receive);
         using var output = new ByteBuffer(256);
@@ -43,8 +43,8 @@ public static class ObserverLink
     public static void Serve(Socket socket, ByteBuffer recv, FrameReader reader, FrameWriter writer, HandshakeResult result,
                              Func<NodeStatus>? status, TimeSpan timeout)
     {
-        using var send = new FrameAuthenticator(result.SendKey);
-        using var receive = new FrameAuthenticator(result.ReceiveKey);
+        using var send = new FrameAuthenticator(result.SendKey, result.Encrypt);
+        using var receive = new FrameAuthenticator(result.ReceiveKey, result.Encrypt);
         writer.Authenticate(send);
         reader.Authenticate(receive);
         ReadOne(socket, recv, reader, FrameType.NodeStatusRequest, new NodeStatusRequest(),

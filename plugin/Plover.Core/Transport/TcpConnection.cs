@@ -7,7 +7,7 @@ namespace Plover.Transport;
 /// One authenticated TCP connection to a peer. The thread that ran the handshake becomes its reader
 /// (<see cref="RunReader"/>); a writer thread finishes writes that would block.
 ///
-/// Sending: <see cref="Send"/> encodes the frame (with sequence number and MAC) into the pending buffer under
+/// Sending: <see cref="Send"/> encodes the frame (with sequence number and tag, body encrypted unless authentication-only) into the pending buffer under
 /// the send lock. <see cref="Flush"/> swaps pending with the in-flight buffer and tries a non-blocking write on
 /// the caller's thread, so a frame normally reaches the kernel with no thread hop. Whatever does not fit is
 /// finished by the writer thread; frames queued meanwhile accumulate in pending and go out in one write when
@@ -41,8 +41,8 @@ internal sealed class TcpConnection
         _writer = writer;
         _recv = recv;
         _maxQueuedBytes = maxQueuedBytes;
-        _sendAuth = new FrameAuthenticator(keys.SendKey);
-        _recvAuth = new FrameAuthenticator(keys.ReceiveKey);
+        _sendAuth = new FrameAuthenticator(keys.SendKey, keys.Encrypt);
+        _recvAuth = new FrameAuthenticator(keys.ReceiveKey, keys.Encrypt);
         _writer.Authenticate(_sendAuth);
         _reader.Authenticate(_recvAuth);
         var t = ThreadScheduling.Start(WriterLoop, $"plover-tcp-write-{peerId}", ThreadScheduling.Priority.Realtime);

@@ -6,8 +6,9 @@ namespace Plover.Transport;
 
 /// <summary>
 /// <see cref="ITransport"/> over TCP: one connection per pair of nodes, the lower id dials the higher one
-/// (so there is never a duplicate to break ties on), TCP_NODELAY, mutual authentication
-/// (<see cref="Handshake"/>) and a MAC on every frame. Dialers reconnect with exponential backoff. Threads:
+/// (so there is never a duplicate to break ties on), TCP_NODELAY, mutual authentication of the node ids
+/// (<see cref="Handshake"/>, purpose consensus; observers get status only) and an AES-GCM tag on every frame, whose
+/// body is encrypted unless the config says authentication only. Dialers reconnect with exponential backoff. Threads:
 /// one acceptor, one dialer per higher peer, and per connection one reader (the thread that ran its handshake)
 /// and one writer. Anything a peer does wrong closes that connection with a logged reason; nothing here throws
 /// into the caller after <see cref="Start"/>.
@@ -22,10 +23,12 @@ public sealed class TcpTransport : ITransport
     private readonly List<Thread> _threads = new();
     private Socket? _listener;
     private IFrameSink _sink = null!;
-    private int _pendingHandshakes;
+    private readonly HandshakeSlots _slots;
     private volatile bool _disposed;
     private readonly string?[] _problems;          // per peer: why it is not connected, last seen
     private volatile string? _inboundProblem;      // the last refused incoming connection (peer not yet known)
+    // Refused connections are logged at most 10 per 10 s: strangers must not be able to fill the log.
+    private readonly LogRateLimiter _refusals = new(10, TimeSpan.FromSeconds(10));
 
     public TcpTransport(TcpTransportOptions options)
     {
@@ -39,6 +42,7 @@ public sealed class TcpTransport : ITransport
         _connections = new TcpConnection?[options.Endpoints.Keys.Max() + 1];
         _problems = new string?[_connections.Length];
         Traffic = options.Traffic ?? new Metrics.WireTraffic();
+        _slots = new HandshakeSlots(options.MaxPendingHandshakes, options.MaxPendingHandshakesPerSource);
     }
 
     public int SelfId => _self.SelfId;
@@ -122,19 +126,20 @@ public sealed class TcpTransport : ITransport
                 Thread.Sleep(10);
                 continue;
             }
-            if (Interlocked.Increment(ref _pendingHandshakes) > _options.MaxPendingHandshakes)
+            var source = (s.RemoteEndPoint as IPEndPoint)?.Address ?? IPAddress.None;
+            if (_slots.TryTake(source) is { } full)
             {
-                Interlocked.Decrement(ref _pendingHandshakes);
-                Log($"refused connection from {s.RemoteEndPoint}: too many handshakes in progress");
+                LogRefusal($"refused connection from {s.RemoteEndPoint}: {full}");
                 s.Dispose();
                 continue;
             }
-            var t = ThreadScheduling.Start(() => ServeAccepted(s), "plover-tcp-in", ThreadScheduling.Priority.Realtime, _options.Log);
+            // Normal priority until the peer is authenticated: a stranger's connection must not get a real-time thread.
+            var t = ThreadScheduling.Start(() => ServeAccepted(s, source), "plover-tcp-in", ThreadScheduling.Priority.Normal, _options.Log);
             t.Start();
         }
     }
 
-    private void ServeAccepted(Socket socket)
+    private void ServeAccepted(Socket socket, IPAddress source)
     {
         var remote = socket.RemoteEndPoint?.ToString() ?? "?";
         TcpConnection? conn;
@@ -144,9 +149,11 @@ public sealed class TcpTransport : ITransport
         }
         finally
         {
-            Interlocked.Decrement(ref _pendingHandshakes);
+            _slots.Release(source);
         }
-        conn?.RunReader();
+        if (conn is null) return;
+        ThreadScheduling.RaiseCurrentThread(ThreadScheduling.Priority.Realtime, _options.Log);   // a node now: its reader is latency-critical
+        conn.RunReader();
     }
 
     private void DialLoop(int peer)
@@ -195,9 +202,10 @@ public sealed class TcpTransport : ITransport
             socket.SendTimeout = (int)_options.HandshakeTimeout.TotalMilliseconds;
             var reader = new FrameReader(_options.MaxFrameBytes) { Stats = Traffic, Channel = Metrics.WireChannel.Consensus };
             var writer = new FrameWriter(_options.MaxFrameBytes) { Stats = Traffic, Channel = Metrics.WireChannel.Consensus };
-            var result = Handshake.Run(socket, recv, reader, writer, _self, expectedPeer, _options.HandshakeTimeout,
-                allowObserver: expectedPeer == 0);
-            if (result.PeerId == Handshake.ObserverId)
+            var result = expectedPeer != 0
+                ? Handshake.Dial(socket, recv, reader, writer, _self, ChannelPurpose.Consensus, expectedPeer, _options.HandshakeTimeout)
+                : Handshake.Accept(socket, recv, reader, writer, _self, ChannelPurpose.Consensus, 0, _options.HandshakeTimeout, allowObserver: true);
+            if (result.Purpose == ChannelPurpose.Observer)
             {
                 reader.Channel = writer.Channel = Metrics.WireChannel.Observer;
                 ObserverLink.Serve(socket, recv, reader, writer, result, ObserverStatus, _options.HandshakeTimeout);
@@ -215,7 +223,12 @@ public sealed class TcpTransport : ITransport
         catch (Exception e) when (e is HandshakeException or SocketException or ObjectDisposedException or IOException)
         {
             NoteProblem(expectedPeer, $"{(expectedPeer != 0 ? "connection to" : "connection from")} {remote} refused: {Describe(e)}");
-            if (!_disposed) Log($"refused connection {(expectedPeer != 0 ? $"to node {expectedPeer}" : "from")} {remote}: {Describe(e)}");
+            string message = $"refused connection {(expectedPeer != 0 ? $"to node {expectedPeer}" : "from")} {remote}: {Describe(e)}";
+            if (!_disposed)
+            {
+                if (expectedPeer != 0) Log(message);   // our own dial: paced by the backoff, not by strangers
+                else LogRefusal(message);
+            }
             try { socket.Shutdown(SocketShutdown.Both); } catch { /* already closed */ }
             socket.Dispose();
             recv.Dispose();
@@ -261,6 +274,8 @@ public sealed class TcpTransport : ITransport
         try { _options.Log($"transport {_self.SelfId}: {message}"); }
         catch { /* a broken logger must not take the transport down */ }
     }
+
+    private void LogRefusal(string message) => _refusals.Log(Log, message);
 
     private static string Describe(Exception e) => e switch
     {

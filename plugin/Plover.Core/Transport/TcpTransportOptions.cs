@@ -21,9 +21,20 @@ public sealed class TcpTransportOptions
     public TimeSpan ReconnectMax { get; init; } = TimeSpan.FromMilliseconds(500);
     /// <summary>Most connections in the handshake at once (an unauthenticated flood cannot exhaust threads).</summary>
     public int MaxPendingHandshakes { get; init; } = 16;
+    /// <summary>Most connections in the handshake at once from one address (a flood from one host leaves room for the peers).</summary>
+    public int MaxPendingHandshakesPerSource { get; init; } = 4;
     public Action<string> Log { get; init; } = _ => { };
     /// <summary>Where this node's frames are counted (the sync link counts into the same one); null: a new one.</summary>
     public Metrics.WireTraffic? Traffic { get; init; }
+
+    /// <summary>Who node selfId is and whom it accepts, from the config (reads its key file: throws ConfigException
+    /// if it is bad or is not the node's).</summary>
+    public static ClusterIdentity IdentityFromConfig(ClusterConfig config, int selfId) =>
+        new(config.Cluster, selfId, config.LoadIdentityKey(selfId), config.Nodes.ToDictionary(n => n.Id, n => n.PublicKey),
+            config.Observers.ToDictionary(o => o.Name, o => o.PublicKey), config.Encrypt)
+        {
+            PreviousNodeKeys = config.Nodes.Where(n => n.PreviousPublicKey is not null).ToDictionary(n => n.Id, n => n.PreviousPublicKey!),
+        };
 
     /// <summary>Options for node selfId of a cluster config (reads the key file: throws ConfigException if it is bad).</summary>
     public static TcpTransportOptions FromConfig(ClusterConfig config, int selfId, Action<string>? log = null)
@@ -31,7 +42,7 @@ public sealed class TcpTransportOptions
         config.Node(selfId);   // throws ConfigException naming an unknown id
         return new TcpTransportOptions
         {
-            Identity = new ClusterIdentity(config.Cluster, config.LoadKey(), selfId, config.Nodes.Select(n => n.Id).ToArray()),
+            Identity = IdentityFromConfig(config, selfId),
             Endpoints = config.Nodes.ToDictionary(n => n.Id, n => n.Endpoint),
             Log = log ?? (_ => { }),
         };

@@ -67,7 +67,7 @@ internal static unsafe class InitCheck
                 $"role={role} but node {nodeId} is the {node.Role.Name()} in {Path.GetFullPath(host.ConfigPath)}");
         try
         {
-            config.LoadKey();
+            config.LoadIdentityKey(nodeId);
         }
         catch (ConfigException e)
         {

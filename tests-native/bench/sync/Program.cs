@@ -9,6 +9,8 @@
 //   target  on the first grid size: 10,000 dirty pages, 25% divergent, --target-reps syncs: Plover, checkpoint,
 //           and Plover at every sub-block size in --sub-blocks (0 = whole pages), with and without the backup's
 //           divergence comparison (the cost of recording divergence on the apply path).
+//   encryption  at the target point: Plover and checkpointing with frames encrypted (AES-GCM, the default) and
+//           authenticated only (GMAC, "encrypt": false), same run, same memory: the cost of encrypting guest RAM.
 //   scale   pause and bytes against guest memory (--scale-sizes GiB) and dirty pages (--scale-dirty), hashing
 //           threads 1 and all, 25% divergent, Plover and checkpoint (issue 11 item 7).
 // Workloads (--workload): "realistic" (default) makes divergent pages differ the way they did under Redis SET load
@@ -20,7 +22,9 @@
 //   bench, date, cores, reps, target_reps, workload, device_state_bytes, pages_per_frame, sub_block_bytes (the
 //   engine default), note
 //   rows[]         one per measured point (the median sync of its reps, by pause):
-//     kind          "grid" | "target" | "subblocks" (the target point at one sub-block size) | "hash-alone"
+//     kind          "grid" | "target" | "subblocks" (the target point at one sub-block size) | "hash-alone" |
+//                   "encryption" (the target point, encrypted and authenticated-only side by side)
+//     encrypt       frames AES-GCM encrypted (true, the default) or authenticated only (false)
 //     memory        "1 GiB"; mode "plover" | "checkpoint"; workload; hash_threads (0 = all cores)
 //     sub_block_bytes (0 = whole pages), record_divergence (the backup compared pages before applying)
 //     dirty_pages, divergent_pct, union_pages, sent_pages (divergent pages), sub_blocks (sent), page_data_bytes
@@ -50,7 +54,7 @@ using Plover.Transport;
 var opts = BenchOptions.Parse(args);
 var rows = new List<Row>();
 var scale = new List<Row>();
-var key = RandomNumberGenerator.GetBytes(32);
+var keys = (Primary: IdentityKey.Generate(), Backup: IdentityKey.Generate());
 Console.WriteLine($"syncvm bench: {Environment.ProcessorCount} cores, workload {opts.Workload}, grid sizes {string.Join(",", opts.SizesGiB)} GiB, " +
                   $"dirty {string.Join(",", opts.DirtyPct)}%, divergent {string.Join(",", opts.DivergentPct)}%, {opts.Reps} reps (median), " +
                   $"sub-blocks {string.Join(",", opts.SubBlocks)}, scale {string.Join(",", opts.ScaleSizesGiB)} GiB x {string.Join(",", opts.ScaleDirty)} pages, " +
@@ -61,7 +65,7 @@ foreach (double gib in opts.SizesGiB.Concat(opts.ScaleSizesGiB).Distinct().Order
 {
     var phase = Stopwatch.StartNew();
     Console.WriteLine($"\n=== {gib:0.#} GiB: filling two replicas ...");
-    using var bench = new Replicas((ulong)(gib * (1UL << 30)), key, opts);
+    using var bench = new Replicas((ulong)(gib * (1UL << 30)), keys, opts);
     string memory = $"{gib:0.#} GiB";
     if (opts.SizesGiB.Contains(gib))
     {
@@ -90,6 +94,16 @@ foreach (double gib in opts.SizesGiB.Concat(opts.ScaleSizesGiB).Distinct().Order
         rows.AddRange(target);
         Row.Print(target);
         Row.PrintDivergence(target[0]);
+        // The cost of encryption: the same syncs with frames authenticated only, interleaved rep by rep is not
+        // possible (one connection per engine pair), so each mode runs its reps back to back, encrypted last.
+        Console.WriteLine($"\nencryption cost at the target point ({opts.TargetReps} syncs each): authenticated only vs encrypted");
+        var crypto = new List<Row>();
+        foreach (var engine in new[] { EngineKey.Plover(opts), EngineKey.Baseline })
+            foreach (bool encrypt in new[] { false, true })
+                crypto.Add(bench.Measure(memory, 10_000, 0.25, engine with { Encrypt = encrypt }, opts.TargetReps, "encryption"));
+        rows.AddRange(crypto);
+        Row.Print(crypto);
+        Row.PrintEncryptionCost(crypto);
         double alone = bench.HashAloneMs(10_000);
         Console.WriteLine($"  hashing 10,000 pages on one side with nothing else running: {alone:F2} ms (in the sync both sides hash at once on the same cores)");
         rows.Add(new Row { Kind = "hash-alone", Memory = memory, DirtyPages = 10_000, PauseMs = alone });
@@ -226,7 +240,7 @@ sealed class BenchOptions
 
 /// <summary>Which engine pair a point runs on: Plover (with its hashing threads, sub-block size, divergence
 /// comparison) or the checkpointing baseline.</summary>
-readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence)
+readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence, bool Encrypt = true)
 {
     public static EngineKey Plover(BenchOptions o) => new(false, 0, o.SubBlockBytes, true);
     public static readonly EngineKey Baseline = new(true, 0, 0, false);
@@ -238,6 +252,7 @@ sealed class Row
     public double MemoryGiB;
     public int HashThreads, SubBlockBytes;
     public bool RecordDivergence;
+    public bool Encrypt = true;
     public long BitmapPayload, BitmapRaw;
     public ulong DirtyPages, UnionPages, SentPages, SubBlocks, PageDataBytes;
     public double DivergentPct;
@@ -273,7 +288,7 @@ sealed class Row
             return;
         }
         j.WriteString("workload", Workload); j.WriteNumber("hash_threads", HashThreads);
-        j.WriteNumber("sub_block_bytes", SubBlockBytes); j.WriteBoolean("record_divergence", RecordDivergence);
+        j.WriteNumber("sub_block_bytes", SubBlockBytes); j.WriteBoolean("record_divergence", RecordDivergence); j.WriteBoolean("encrypt", Encrypt);
         j.WriteNumber("dirty_pages", DirtyPages); j.WriteNumber("divergent_pct", DivergentPct);
         j.WriteNumber("union_pages", UnionPages); j.WriteNumber("sent_pages", SentPages);
         j.WriteNumber("sub_blocks", SubBlocks); j.WriteNumber("page_data_bytes", PageDataBytes);
@@ -309,6 +324,18 @@ sealed class Row
         j.WriteNumber("transfer", Math.Round(Transfer, 3)); j.WriteNumber("device_state", Math.Round(Device, 3));
         j.WriteNumber("apply", Math.Round(Apply, 3)); j.WriteNumber("resume", Math.Round(Resume, 3));
         j.WriteEndObject();
+    }
+
+    /// <summary>Encrypted vs authenticated-only rows of one mode, side by side: the pause and the transfer phase.</summary>
+    public static void PrintEncryptionCost(IReadOnlyList<Row> rows)
+    {
+        Console.WriteLine($"{"mode",-10} {"wire MiB",9}  {"pause ms auth-only",18} {"encrypted",10} {"cost",7}   {"xfer ms auth-only",17} {"encrypted",10}   {"guest ms auth-only",18} {"encrypted",10}");
+        foreach (var mode in rows.Select(r => r.Mode).Distinct())
+        {
+            var a = rows.First(r => r.Mode == mode && !r.Encrypt);
+            var e = rows.First(r => r.Mode == mode && r.Encrypt);
+            Console.WriteLine($"{mode,-10} {e.WireBytes / 1048576.0,9:F2}  {a.PauseMs,18:F2} {e.PauseMs,10:F2} {e.PauseMs - a.PauseMs,+7:+0.00;-0.00}   {a.Transfer,17:F2} {e.Transfer,10:F2}   {a.GuestMs,18:F2} {e.GuestMs,10:F2}");
+        }
     }
 
     public static void Print(IReadOnlyList<Row> rows)
@@ -350,15 +377,15 @@ sealed unsafe class Replicas : IDisposable
     private readonly SyntheticVm _pVm, _bVm;
     private readonly Dictionary<EngineKey, (SyncEngine Primary, SyncEngine Backup)> _engines = new();
     private readonly Socket _listener;
-    private readonly byte[] _key;
+    private readonly (IdentityKey Primary, IdentityKey Backup) _keys;
     private readonly BenchOptions _opts;
     private readonly Random _rng = new(12345);
     private readonly double _gib;
     private ulong _epoch;
 
-    public Replicas(ulong bytes, byte[] key, BenchOptions opts)
+    public Replicas(ulong bytes, (IdentityKey Primary, IdentityKey Backup) keys, BenchOptions opts)
     {
-        _key = key;
+        _keys = keys;
         _opts = opts;
         _gib = bytes / (double)(1UL << 30);
         _pm = new SyntheticGuestMemory(("pc.ram", bytes));
@@ -384,8 +411,9 @@ sealed unsafe class Replicas : IDisposable
         };
         var primary = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
         var backup = new SyncEngine(SyncRole.Backup, _bm, _bVm, _bMain, null, options);
-        var accept = Task.Run(() => SyncConnection.Accept(_listener, new ClusterIdentity("bench", _key, 2, [1, 2, 3]), TimeSpan.FromSeconds(10)));
-        primary.Connection = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, new ClusterIdentity("bench", _key, 1, [1, 2, 3]), 2, TimeSpan.FromSeconds(10));
+        var publicKeys = new Dictionary<int, byte[]> { [1] = _keys.Primary.PublicKey, [2] = _keys.Backup.PublicKey };
+        var accept = Task.Run(() => SyncConnection.Accept(_listener, new ClusterIdentity("bench", 2, _keys.Backup, publicKeys, null, k.Encrypt), 1, TimeSpan.FromSeconds(10)));
+        primary.Connection = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, new ClusterIdentity("bench", 1, _keys.Primary, publicKeys, null, k.Encrypt), 2, TimeSpan.FromSeconds(10));
         backup.Connection = accept.Result;
         _engines[k] = (primary, backup);
         // warm up (JIT tiers, buffers) with a few small syncs: the first point measured on a fresh pair was slower
@@ -463,7 +491,7 @@ sealed unsafe class Replicas : IDisposable
         return new Row
         {
             Kind = kind, Memory = memory, MemoryGiB = _gib, Mode = checkpoint ? "checkpoint" : "plover", Workload = _opts.Workload,
-            HashThreads = engine.Threads, SubBlockBytes = med.SubBlockBytes, RecordDivergence = engine.RecordDivergence,
+            HashThreads = engine.Threads, SubBlockBytes = med.SubBlockBytes, RecordDivergence = engine.RecordDivergence, Encrypt = engine.Encrypt,
             DirtyPages = dirtyPages, DivergentPct = divergent * 100,
             UnionPages = med.UnionPages, SentPages = med.DivergentPages, SubBlocks = med.SubBlocks, PageDataBytes = med.PageDataBytes,
             WireBytes = med.Wire.Total, BitmapBytes = med.Wire.Bitmaps, HashBytes = med.Wire.Hashes, PageBytes = med.Wire.Pages,
