@@ -265,6 +265,16 @@ public sealed partial class ReplicaCore
         }
         if (request.IsJoin)
         {
+            if (completed && result.LogIndex < _lastAppliedIndex)
+            {
+                // The primary's cut is older than entries this replica consumed before it began to join; those are
+                // not delivered again, so that state would lack them (found by the replica simulation, seed 2822).
+                _log($"replica {_self}: the join brought the primary's state at log index {result.LogIndex}, but this replica " +
+                     $"consumed the log through {_lastAppliedIndex}: it waits for the primary's next sync");
+                Do(ReplicaActionKind.StopVm);
+                StartJoin();
+                return;
+            }
             if (completed) FinishJoin(result);
             else if (_joining)
             {
