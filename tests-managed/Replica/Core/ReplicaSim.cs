@@ -454,12 +454,12 @@ internal sealed class ReplicaSim
         b.Jobs.RemoveAt(0);
         b.Inputs = new List<int>(pj.StateAtCut);
         b.LastInjected = pj.StateAtCut.Count > 0 ? pj.StateAtCut[^1] : 0;
+        Trace.Append($"sync e{pr.Epoch} at {pr.LogIndex} completes{(join ? " (join)" : "")}\n");
         int through = _inputOfIndex.Where(kv => kv.Key <= pr.LogIndex).Select(kv => kv.Value).DefaultIfEmpty(0).Max();
         if (p.Guard == GuardState.Holding && p.GuardPrimary) ReleaseHeld(p, through, unprotected: false);
         b.Held.RemoveAll(i => i <= through);
-        p.VmRunning = true;
+        if (!pj.ResumedEarly) p.VmRunning = true;   // an early-resumed guest runs already (or stopped at a later SYNC)
         b.VmRunning = true;
-        Trace.Append($"sync e{pr.Epoch} at {pr.LogIndex} completes{(join ? " (join)" : "")}\n");
         p.Inbox.Enqueue(ReplicaEvent.SyncFinished(pr, new SyncResult(true, FullSync: pr.FullSync, Epoch: pr.Epoch, LogIndex: pr.LogIndex, InputDigest: pr.InputDigest)));
         b.Inbox.Enqueue(ReplicaEvent.SyncFinished(bj.Request, new SyncResult(true, FullSync: pr.FullSync || join, Joined: join, Epoch: pr.Epoch,
             LogIndex: pr.LogIndex, InputDigest: pr.InputDigest)));
@@ -478,11 +478,11 @@ internal sealed class ReplicaSim
         return true;
     }
 
-    /// <summary>The engine restarts the VM once it had stopped it (not a join's).</summary>
+    /// <summary>The engine restarts the VM if it had stopped it (not a join's, not an early-resumed one's).</summary>
     private void Abort(Node n, Job job)
     {
         n.Jobs.Remove(job);
-        if (!job.Request.IsJoin) n.VmRunning = true;
+        if (!job.Request.IsJoin && !job.ResumedEarly) n.VmRunning = true;
         Trace.Append($"{Describe(job.Request)} aborts at node {n.Id}\n");
         n.Inbox.Enqueue(ReplicaEvent.SyncFinished(job.Request, new SyncResult(false, Error: "aborted")));
     }
