@@ -65,6 +65,7 @@ public sealed class Replica : IDisposable
     private bool _linkUp;             // main thread: what the core was last told of the sync link
     private long _linkConnections;
     private long _stoppedAt;          // main thread: Stopwatch time of the last StopVm action
+    private Task _syncsReported = Task.CompletedTask;   // main thread: the last sync's end, reported
     private long _framesInjected, _injectFailures, _framesDroppedBackup, _syncsCompleted, _syncsAborted, _framesReleasedUnprotected;
     private readonly ReleaseLog _released = new();
     private readonly ConcurrentQueue<(long UnixUs, string What)> _events = new();
@@ -361,7 +362,10 @@ public sealed class Replica : IDisposable
     {
         // The guest's pause counts from the replica's vm_stop at the SYNC entry, not from when the engine takes it up.
         var run = request.IsJoin ? request : request with { StoppedAt = _stoppedAt };
-        Engine.RunAsync(run).ContinueWith(t => SyncDone(request, t), TaskScheduler.Default);
+        var done = Engine.RunAsync(run);
+        // In the order the syncs were queued: two in flight finish back to back, and their continuations on the
+        // thread pool could otherwise report (SyncFinished) and post their ends out of order.
+        _syncsReported = Task.WhenAll(_syncsReported, done).ContinueWith(_ => SyncDone(request, done), TaskScheduler.Default);
     }
 
     // The engine's thread pool continuation: the VM runs again (the engine restarted it, completed or not).
