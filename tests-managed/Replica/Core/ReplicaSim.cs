@@ -467,6 +467,23 @@ internal sealed class ReplicaSim
         return true;
     }
 
+    /// <summary>The backup's running sync is for an older cut than the primary's: it ends as superseded, keeping the
+    /// link (and the primary's SyncBegin, for the backup's sync of that cut). False if that is not the case.</summary>
+    public bool Supersede()
+    {
+        var p = Nodes.FirstOrDefault(n => n.Alive && n.Jobs.Count > 0 && !n.Jobs[0].Request.IsJoin && n.Core.Role == ReplicaRole.Primary);
+        var b = p is null ? null : Peer(p);
+        if (p is null || b is null || !b.Alive || !LinkUp || b.Jobs is not [{ Request.IsJoin: false } bj, ..] ||
+            bj.Request.Epoch >= p.Jobs[0].Request.Epoch)
+            return false;
+        b.Jobs.RemoveAt(0);
+        b.VmRunning = true;
+        Trace.Append($"{Describe(bj.Request)} is superseded at node {b.Id} (the primary runs e{p.Jobs[0].Request.Epoch})\n");
+        b.Inbox.Enqueue(ReplicaEvent.SyncFinished(bj.Request, new SyncResult(false, Error: "superseded")));
+        Pump();
+        return true;
+    }
+
     /// <summary>A node's head sync aborts (a timeout, an error). As the engine does, the abort closes the sync
     /// connection, so every sync in flight on either side aborts too; without a connection only this one does.</summary>
     public bool AbortSync(Node n)
