@@ -201,6 +201,28 @@ public class SyncEngineTests(ITestOutputHelper output)
         AssertIdentical(pair);
 
     }
+
+    /// <summary>A backup that stopped at an older cut than the primary's (the primary skipped or aborted it) ends
+    /// that sync as superseded without closing the link, and its sync of the primary's cut completes on the
+    /// SyncBegin it kept. (Closing the link instead aborted the primary's sync too, and a lagging backup never
+    /// caught up: the replica simulation's livelock.)</summary>
+    [Fact]
+    public void ABackupAtAnOlderCut_IsSuperseded_AndTakesThePrimarysSyncNext()
+    {
+        using var pair = new SyncPair(SmallLayout);
+        var work = new Workload(pair, seed: 5);
+        work.Run(0.01, 0.5);
+        var primary = pair.Primary.RunAsync(new SyncRequest(3, 30));
+        var old = pair.Backup.RunAsync(new SyncRequest(2, 20)).Result;
+        Assert.Equal(SyncOutcome.Aborted, old.Outcome);
+        Assert.StartsWith("superseded: the primary runs sync e3 at log index 30", old.Error);
+        Assert.False(pair.Backup.Connection!.IsClosed);
+        var current = pair.Backup.RunAsync(new SyncRequest(3, 30));
+        Assert.True(Task.WaitAll([primary, current], TimeSpan.FromSeconds(60)), "sync did not finish");
+        Assert.Equal(SyncOutcome.Completed, primary.Result.Outcome);
+        Assert.Equal(SyncOutcome.Completed, current.Result.Outcome);
+        AssertIdentical(pair);
+    }
 }
 
 public class SyncGuardIntegrationTests

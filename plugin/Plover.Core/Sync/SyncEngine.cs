@@ -85,6 +85,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private long _guestStoppedAt;      // timestamp of this sync's vm_stop (the replica's, or this engine's request)
     private bool _resumedEarly;        // this sync's guest runs again although the sync is not over
     private bool _markAllAtNextStop;   // a sync that resumed early aborted: its union's dirt was cleared
+    private (SyncConnection? On, SyncBegin? Begin) _laterBegin;   // backup: a superseded sync's SyncBegin, for the next sync
     private volatile bool _stateInvalid;
 
     public SyncEngine(SyncRole role, IGuestMemory memory, IVmHost vm, IMainThread main, OutputGuard? guard, SyncOptions? options = null)
@@ -218,7 +219,16 @@ public sealed unsafe partial class SyncEngine : IDisposable
             }
             else
             {
-                var begin = ReadBegin(connection, _options.Timeout, stats);
+                var begin = TakeLaterBegin(connection) ?? ReadBegin(connection, _options.Timeout, stats);
+                if (begin.Epoch > request.Epoch && begin.LogIndex > request.LogIndex)
+                {
+                    // The primary is at a later cut (it skipped or aborted this one): this sync is superseded, not
+                    // broken. Keep the link and the SyncBegin for the backup's sync of that cut, which it reaches
+                    // next; aborting here would close the link and abort the primary's sync too, again and again.
+                    _laterBegin = (connection, begin);
+                    throw new SyncSupersededException($"superseded: the primary runs sync e{begin.Epoch} at log index {begin.LogIndex}; " +
+                                                      $"this backup stopped for e{request.Epoch} at {request.LogIndex}");
+                }
                 if (begin.Epoch != request.Epoch || begin.LogIndex != request.LogIndex)
                     throw new SyncProtocolException($"the primary runs sync e{begin.Epoch} at log index {begin.LogIndex}; " +
                                                     $"this backup stopped for e{request.Epoch} at {request.LogIndex}");
@@ -261,7 +271,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
             if (Role != SyncRole.Backup) throw new InvalidOperationException("only a backup joins");
             long deadline = Environment.TickCount64 + (long)_options.JoinTimeout.TotalMilliseconds;
             connection = WaitForConnection(_options.JoinTimeout) ?? throw new SyncConnectionException("no primary connected");
-            begin = ReadBegin(connection, TimeSpan.FromMilliseconds(Math.Max(1, deadline - Environment.TickCount64)), placeholder);
+            begin = TakeLaterBegin(connection) ??
+                    ReadBegin(connection, TimeSpan.FromMilliseconds(Math.Max(1, deadline - Environment.TickCount64)), placeholder);
         }
         catch (Exception e)
         {
@@ -311,6 +322,14 @@ public sealed unsafe partial class SyncEngine : IDisposable
         return c;
     }
 
+    /// <summary>The SyncBegin a superseded sync kept for a later one, if it came on this connection.</summary>
+    private SyncBegin? TakeLaterBegin(SyncConnection connection)
+    {
+        var (on, begin) = _laterBegin;
+        _laterBegin = default;
+        return ReferenceEquals(on, connection) ? begin : null;
+    }
+
     private SyncBegin ReadBegin(SyncConnection connection, TimeSpan timeout, SyncStats stats)
     {
         var frame = connection.Read(timeout);
@@ -324,13 +343,17 @@ public sealed unsafe partial class SyncEngine : IDisposable
     {
         stats.Outcome = SyncOutcome.Aborted;
         stats.Error = error.Message;
+        if (error is SyncSupersededException) connection = null;   // nothing sent, the link stays (see its throw)
         if (connection is not null && !connection.IsClosed && error is not SyncConnectionException)
         {
             try { stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAbort, new SyncAbort { Epoch = request.Epoch, Reason = error.Message })); }
             catch (Exception) { /* the peer is gone too */ }
         }
-        connection?.Dispose();
-        Interlocked.CompareExchange(ref _connection, null, connection);
+        if (connection is not null)
+        {
+            connection.Dispose();
+            Interlocked.CompareExchange(ref _connection, null, connection);
+        }
         // The guest resumed early with its dirt cleared: the union of this sync must be covered by the next one.
         if (_resumedEarly) _markAllAtNextStop = true;
         if (_vmStopped)

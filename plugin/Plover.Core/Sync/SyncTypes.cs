@@ -127,3 +127,6 @@ public sealed record SyncOptions
 
 /// <summary>The peer broke the sync protocol (wrong frame, epoch, layout, counts): the sync is aborted.</summary>
 public sealed class SyncProtocolException(string message) : Exception(message);
+
+/// <summary>Backup: the primary runs a later cut than this sync's; the sync ends without closing the link.</summary>
+public sealed class SyncSupersededException(string message) : Exception(message);

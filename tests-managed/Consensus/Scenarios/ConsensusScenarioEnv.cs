@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
 using Plover.Consensus;
+using Plover.Tests.Scenarios;
 
 namespace Plover.Tests.Consensus.Scenarios;
 

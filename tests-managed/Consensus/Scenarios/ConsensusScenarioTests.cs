@@ -12,6 +12,7 @@
 // The files are read from the source tree when it is present (a rewrite must land there), else from the copy the
 // build puts next to the test binary (Plover.Tests.csproj copies them).
 using Xunit;
+using Plover.Tests.Scenarios;
 
 namespace Plover.Tests.Consensus.Scenarios;
 

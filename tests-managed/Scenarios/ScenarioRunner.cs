@@ -1,11 +1,11 @@
 using System.Runtime.CompilerServices;
 using System.Text;
 
-namespace Plover.Tests.Consensus.Scenarios;
+namespace Plover.Tests.Scenarios;
 
 /// <summary>
 /// Runs a scenario file through a command handler and compares (or, when rewriting, replaces) each command's
-/// expected output. Knows nothing of consensus: the replica core's scenarios can use it with their own handler.
+/// expected output. Knows nothing of what it tests: the consensus and replica scenarios each bring their own handler.
 /// </summary>
 internal static class ScenarioRunner
 {

@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Plover.Tests.Consensus.Scenarios;
+namespace Plover.Tests.Scenarios;
 
 /// <summary>
 /// One argument of a scenario command: a bare word (<c>3</c>, <c>empty</c>: Key only), <c>key=value</c> or
