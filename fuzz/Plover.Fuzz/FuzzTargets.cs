@@ -5,7 +5,8 @@ namespace Plover.Fuzz;
 /// <summary>Every fuzz target by name (the names of <c>./build.sh fuzz TARGET</c> and of the corpus folders).</summary>
 public static class FuzzTargets
 {
-    public static readonly IReadOnlyList<IFuzzTarget> All =
+    /// <summary>New instances of every target (a target keeps state between inputs, as a connection does).</summary>
+    public static IReadOnlyList<IFuzzTarget> Create() =>
     [
         new ConsensusFrameTarget(),
         new EntryPayloadTarget(),
@@ -14,5 +15,5 @@ public static class FuzzTargets
         new ConfigTarget(),
     ];
 
-    public static IFuzzTarget? Find(string name) => All.FirstOrDefault(t => t.Name == name);
+    public static IFuzzTarget? Find(string name) => Create().FirstOrDefault(t => t.Name == name);
 }

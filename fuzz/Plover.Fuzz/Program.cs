@@ -16,7 +16,7 @@ public static class Program
     {
         if (args.Length == 0 || args[0] == "list")
         {
-            foreach (var t in FuzzTargets.All) Console.WriteLine($"{t.Name,-12} {t.Description}");
+            foreach (var t in FuzzTargets.Create()) Console.WriteLine($"{t.Name,-12} {t.Description}");
             return args.Length == 0 ? 2 : 0;
         }
         if (args[0] == "seeds" && args.Length == 2) return WriteSeeds(args[1]);
@@ -32,11 +32,11 @@ public static class Program
     }
 
     private static IFuzzTarget Target(string name) =>
-        FuzzTargets.Find(name) ?? throw new ArgumentException($"no fuzz target '{name}' (have: {string.Join(", ", FuzzTargets.All.Select(t => t.Name))})");
+        FuzzTargets.Find(name) ?? throw new ArgumentException($"no fuzz target '{name}' (have: {string.Join(", ", FuzzTargets.Create().Select(t => t.Name))})");
 
     private static int WriteSeeds(string dir)
     {
-        foreach (var t in FuzzTargets.All)
+        foreach (var t in FuzzTargets.Create())
         {
             Directory.CreateDirectory(Path.Combine(dir, t.Name));
             foreach (var (name, data) in t.Seeds()) File.WriteAllBytes(Path.Combine(dir, t.Name, "seed-" + name), data);
