@@ -4,8 +4,8 @@
 #   fuzz/fuzz.sh                    list the targets
 #   fuzz/fuzz.sh TARGET [SECONDS]   fuzz TARGET for SECONDS (default 60), resuming its previous run if there is one
 #
-# Builds fuzz/Plover.Fuzz into $OUT/fuzz/bin, instruments Plover.Core.dll and Google.Protobuf.dll there (the
-# copies the tests use are never touched), starts from fuzz/corpus/TARGET and keeps the queue and the crashes in
+# Builds fuzz/Plover.Fuzz into $OUT/fuzz/bin, instruments Plover.Core.dll, Google.Protobuf.dll and
+# Plover.Fuzz.Admin.dll (Plover.Native's Host) there (the copies the tests use are never touched), starts from fuzz/corpus/TARGET and keeps the queue and the crashes in
 # $PLOVER_FUZZ_FINDINGS/TARGET (default /var/tmp/plover-fuzz), outside the repository.
 set -euo pipefail
 
@@ -18,10 +18,10 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 die() { printf 'fuzz: %s\n' "$*" >&2; exit 1; }
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# Build and instrument once per change of the sources (the key is over the fuzz project and Plover.Core).
+# Build and instrument once per change of the sources (the key is over the fuzz projects and what they compile).
 build() {
   local key
-  key=$( { dotnet --version; cd "$ROOT" && find fuzz/Plover.Fuzz plugin/Plover.Core proto -type f -not -path '*/bin/*' -not -path '*/obj/*' \
+  key=$( { dotnet --version; cd "$ROOT" && find fuzz/Plover.Fuzz fuzz/Plover.Fuzz.Admin plugin/Plover.Core plugin/Plover.Native/Host interop proto -type f -not -path '*/bin/*' -not -path '*/obj/*' \
            \( -name '*.cs' -o -name '*.csproj' -o -name '*.proto' \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)
   [ -f "$BIN/.key" ] && [ "$(cat "$BIN/.key")" = "$key" ] && return 0
   log "building and instrumenting the fuzz targets ($BIN)"
@@ -30,7 +30,7 @@ build() {
     -p:IntermediateOutputPath="$OUT/fuzz/obj/" > "$OUT/fuzz/build.log" 2>&1 || { tail -30 "$OUT/fuzz/build.log"; die "build failed"; }
   (cd "$ROOT" && dotnet tool restore > /dev/null) || die "dotnet tool restore (SharpFuzz.CommandLine) failed"
   local dll
-  for dll in Plover.Core.dll Google.Protobuf.dll; do
+  for dll in Plover.Core.dll Google.Protobuf.dll Plover.Fuzz.Admin.dll; do
     (cd "$ROOT" && dotnet tool run sharpfuzz "$BIN/$dll") > "$OUT/fuzz/instrument.log" 2>&1 ||
       { cat "$OUT/fuzz/instrument.log"; die "sharpfuzz could not instrument $dll"; }
   done

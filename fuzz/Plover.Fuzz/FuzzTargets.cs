@@ -13,6 +13,7 @@ public static class FuzzTargets
         new SyncBackupTarget(),
         new HandshakeTarget(),
         new ConfigTarget(),
+        new AdminTarget(),
     ];
 
     public static IFuzzTarget? Find(string name) => Create().FirstOrDefault(t => t.Name == name);
