@@ -24,7 +24,8 @@ namespace Plover.Fuzz.Targets;
 /// SyncConnectionException or InvalidProtocolBufferException (the engine catches it, discards staging, resumes the
 /// VM and closes the link). Any other exception thrown during the sync (seen first-chance, since the engine catches
 /// everything), a sync still running 10 s later, a VM left stopped or a backup marked invalid is a finding; a
-/// write out of bounds in the unsafe paths crashes the process.
+/// write out of bounds in the unsafe paths crashes the process. Property of a completed sync: every device state
+/// frame the backup took declared the total it loaded (sync.proto: the chunks of one transfer).
 /// </summary>
 public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
 {
@@ -86,12 +87,13 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
         _thrown.Clear();
         _recording = true;
         Task<SyncStats> sync;
+        var frames = Frames(input[1..].ToArray()).ToList();
         try
         {
             sync = backup.Engine.RunAsync(new SyncRequest(Epoch, LogIndex, FullSync: (flags & 1) != 0));
             using (var output = new ByteBuffer(input.Length + 1024))
             {
-                foreach (var (type, body) in Frames(input[1..].ToArray())) writer.Write(output, type, body);
+                foreach (var (type, body) in frames) writer.Write(output, type, body);
                 SendAll(primary, output.Data);
             }
             primary.Shutdown(SocketShutdown.Send);
@@ -113,6 +115,25 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
                 throw new FuzzFinding($"the sync ({stats.Outcome}: {stats.Error}) threw {e.GetType().Name}: {e.Message}\n{e.StackTrace}");
         if (!backup.Vm.Running) throw new FuzzFinding($"the backup's VM is left stopped after the sync ({stats.Outcome}: {stats.Error})");
         if (backup.Engine.StateInvalid) throw new FuzzFinding($"the backup is marked invalid after the sync ({stats.Outcome}: {stats.Error})");
+        if (stats.Outcome == SyncOutcome.Completed) CheckDeviceState(frames, backup.Vm.DeviceState);
+    }
+
+    /// <summary>The device state frames a completed sync took (the run of them from the first one, up to the one that
+    /// completed the transfer) must all declare the total the backup loaded.</summary>
+    private static void CheckDeviceState(List<(FrameType Type, byte[] Body)> frames, byte[] loaded)
+    {
+        ulong received = 0;
+        foreach (var (type, body) in frames.SkipWhile(f => f.Type != FrameType.SyncDeviceState))
+        {
+            if (type != FrameType.SyncDeviceState || !FrameBody.TrySplit(body, out var header, out var tail, out _)) return;
+            ulong total;
+            try { total = SyncDeviceState.Parser.ParseFrom(header).TotalLength; }
+            catch (InvalidProtocolBufferException) { return; }
+            if (total != (ulong)loaded.Length)
+                throw new FuzzFinding($"the backup loaded {loaded.Length} bytes of device state, but a device state frame it took declared a total of {total}");
+            received += (ulong)tail.Length;
+            if (received >= (ulong)loaded.Length) return;
+        }
     }
 
     /// <summary>The frames of the input, as described above.</summary>
@@ -243,6 +264,7 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
         }
 
         yield return ("whole-pages", [0, .. Begin(), .. Bitmap([1, 2, 64, 128]), .. Pages(1, 64), .. Pages(128), .. Device(3, [9, 9, 9])]);
+        yield return ("device-chunks", [0, .. Begin(), .. Bitmap([1]), .. Pages(1), .. Device(1, [1], [2, 3], [4, 5, 6])]);
         yield return ("backup-dirt", [4, .. Begin(), .. Bitmap([1]), .. Pages(0, 130), .. Device(2, [1], [2, 3])]);
         yield return ("runs-bitmap", [0, .. Begin(), .. Bitmap(Enumerable.Range(0, 70).Select(i => (ulong)i).ToArray(), encoding: BitmapEncoding.BitmapRuns),
                                       .. Pages(3), .. Device(1, [7])]);
