@@ -39,45 +39,47 @@ build() {
 
 stat_of() { sed -n "s/^$1 *: *//p" "$2" 2>/dev/null | head -1; }
 
-target=${1:-}
-seconds=${2:-60}
-mkdir -p "$OUT/fuzz"
-if [ -z "$target" ]; then
+# The whole run is one function, read before it starts: editing this file under a running fuzzer is harmless.
+main() {
+  target=${1:-}
+  seconds=${2:-60}
+  mkdir -p "$OUT/fuzz"
+  if [ -z "$target" ]; then
+    build
+    echo "usage: ./build.sh fuzz TARGET [SECONDS]; targets:"
+    dotnet "$BIN/Plover.Fuzz.dll" list
+    exit 2
+  fi
+  [ -d "$ROOT/fuzz/corpus/$target" ] || die "no target '$target' (no fuzz/corpus/$target); run ./build.sh fuzz for the list"
+  [[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || die "SECONDS must be a positive integer, not '$seconds'"
+  command -v afl-fuzz > /dev/null || die "afl-fuzz not found: apt-get install afl++ (./build.sh setup does not install it; only fuzzing needs it)"
   build
-  echo "usage: ./build.sh fuzz TARGET [SECONDS]; targets:"
-  dotnet "$BIN/Plover.Fuzz.dll" list
-  exit 2
-fi
-[ -d "$ROOT/fuzz/corpus/$target" ] || die "no target '$target' (no fuzz/corpus/$target); run ./build.sh fuzz for the list"
-[[ "$seconds" =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || die "SECONDS must be a positive integer, not '$seconds'"
-command -v afl-fuzz > /dev/null || die "afl-fuzz not found: apt-get install afl++ (./build.sh setup does not install it; only fuzzing needs it)"
-build
 
-dir="$FINDINGS/$target"
-mkdir -p "$FINDINGS"
-input="$ROOT/fuzz/corpus/$target"
-if [ -f "$dir/default/fuzzer_stats" ]; then input=-; log "resuming $dir"; fi
-queue_size() { { ls "$dir/default/queue" 2>/dev/null || true; } | wc -l; }
-before=$(queue_size)
+  dir="$FINDINGS/$target"
+  mkdir -p "$FINDINGS"
+  input="$ROOT/fuzz/corpus/$target"
+  if [ -f "$dir/default/fuzzer_stats" ]; then input=-; log "resuming $dir"; fi
+  queue_size() { { ls "$dir/default/queue" 2>/dev/null || true; } | wc -l; }
+  before=$(queue_size)
 
-log "fuzzing $target for $seconds s (AFL++ at nice 19; findings in $dir)"
-export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
-# -t: a sync runs a real engine thread and socket; a hang is anything over 5 s. -m none: the CLR maps lots of memory.
-nice -n 19 afl-fuzz -i "$input" -o "$dir" -t 5000 -m none -V "$seconds" -- dotnet "$BIN/Plover.Fuzz.dll" "$target" \
-  > "$dir.log" 2>&1 || { tail -40 "$dir.log"; die "afl-fuzz failed (log: $dir.log)"; }
+  log "fuzzing $target for $seconds s (AFL++ at nice 19; findings in $dir)"
+  export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
+  # -t: a sync runs a real engine thread and socket; a hang is anything over 5 s. -m none: the CLR maps lots of memory.
+  nice -n 19 afl-fuzz -i "$input" -o "$dir" -t 5000 -m none -V "$seconds" -- dotnet "$BIN/Plover.Fuzz.dll" "$target" \
+    > "$dir.log" 2>&1 || { tail -40 "$dir.log"; die "afl-fuzz failed (log: $dir.log)"; }
 
-stats="$dir/default/fuzzer_stats"
-execs=$(stat_of execs_done "$stats"); rate=$(stat_of execs_per_sec "$stats")
-crashes=$(stat_of saved_crashes "$stats"); hangs=$(stat_of saved_hangs "$stats")
-after=$(queue_size)
-echo "$(date -u +%FT%TZ) $target ${seconds}s execs_done=$execs" >> "$FINDINGS/runs.log"
-echo "target:       $target"
-echo "executions:   $execs (this run and the runs it resumed; every run is in $FINDINGS/runs.log)"
-echo "execs/s:      $rate"
-echo "crashes:      ${crashes:-0} (in $dir/default/crashes)"
-echo "hangs:        ${hangs:-0} (in $dir/default/hangs)"
-echo "new corpus:   $((after - before)) entries this run, $after in the queue ($dir/default/queue)"
-cat <<EOT
+  stats="$dir/default/fuzzer_stats"
+  execs=$(stat_of execs_done "$stats"); rate=$(stat_of execs_per_sec "$stats")
+  crashes=$(stat_of saved_crashes "$stats"); hangs=$(stat_of saved_hangs "$stats")
+  after=$(queue_size)
+  echo "$(date -u +%FT%TZ) $target ${seconds}s execs_done=$execs" >> "$FINDINGS/runs.log"
+  echo "target:       $target"
+  echo "executions:   $execs (this run and the runs it resumed; every run is in $FINDINGS/runs.log)"
+  echo "execs/s:      $rate"
+  echo "crashes:      ${crashes:-0} (in $dir/default/crashes)"
+  echo "hangs:        ${hangs:-0} (in $dir/default/hangs)"
+  echo "new corpus:   $((after - before)) entries this run, $after in the queue ($dir/default/queue)"
+  cat <<EOT
 
 Replay a crash (uninstrumented build):
   dotnet run --project fuzz/Plover.Fuzz -c Release -- replay $target $dir/default/crashes/id:*
@@ -86,3 +88,6 @@ Keep inputs in the repository corpus (replayed by the tests, Plover.Tests.Fuzz):
               then copy the few new, interesting files from /tmp/cmin-$target into fuzz/corpus/$target/
   one input:  cp $dir/default/crashes/id:... fuzz/corpus/$target/regression-NAME   (after the fix)
 EOT
+}
+
+main "$@"
