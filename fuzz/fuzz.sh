@@ -65,7 +65,9 @@ main() {
   log "fuzzing $target for $seconds s (AFL++ at nice 19; findings in $dir)"
   export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
   # -t: a sync runs a real engine thread and socket; a hang is anything over 5 s. -m none: the CLR maps lots of memory.
-  nice -n 19 afl-fuzz -i "$input" -o "$dir" -t 5000 -m none -V "$seconds" -- dotnet "$BIN/Plover.Fuzz.dll" "$target" \
+  # PLOVER_AFL_FLAGS: more afl-fuzz options, e.g. "-F DIR" to take in new seeds while resuming a run.
+  # shellcheck disable=SC2086
+  nice -n 19 afl-fuzz -i "$input" -o "$dir" -t 5000 -m none -V "$seconds" ${PLOVER_AFL_FLAGS:-} -- dotnet "$BIN/Plover.Fuzz.dll" "$target" \
     > "$dir.log" 2>&1 || { tail -40 "$dir.log"; die "afl-fuzz failed (log: $dir.log)"; }
 
   stats="$dir/default/fuzzer_stats"

@@ -265,6 +265,7 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
 
         yield return ("whole-pages", [0, .. Begin(), .. Bitmap([1, 2, 64, 128]), .. Pages(1, 64), .. Pages(128), .. Device(3, [9, 9, 9])]);
         yield return ("device-chunks", [0, .. Begin(), .. Bitmap([1]), .. Pages(1), .. Device(1, [1], [2, 3], [4, 5, 6])]);
+        yield return ("device-chunks-small", [1, .. Begin(full: true), .. Bitmap([]), .. Device(0, [1], [2, 3], [4, 5, 6])]);
         yield return ("backup-dirt", [4, .. Begin(), .. Bitmap([1]), .. Pages(0, 130), .. Device(2, [1], [2, 3])]);
         yield return ("runs-bitmap", [0, .. Begin(), .. Bitmap(Enumerable.Range(0, 70).Select(i => (ulong)i).ToArray(), encoding: BitmapEncoding.BitmapRuns),
                                       .. Pages(3), .. Device(1, [7])]);
