@@ -86,8 +86,10 @@ main() {
 Replay a crash (uninstrumented build):
   dotnet run --project fuzz/Plover.Fuzz -c Release -- replay $target $dir/default/crashes/id:*
 Keep inputs in the repository corpus (replayed by the tests, Plover.Tests.Fuzz):
-  minimised:  afl-cmin -i $dir/default/queue -o /tmp/cmin-$target -t 5000 -m none -- dotnet $BIN/Plover.Fuzz.dll $target
-              then copy the few new, interesting files from /tmp/cmin-$target into fuzz/corpus/$target/
+  minimised:  (afl-cmin refuses /tmp and /var/tmp, and wants dotnet's full path)
+              cp -r $dir/default/queue $OUT/fuzz/q-$target
+              AFL_SKIP_BIN_CHECK=1 afl-cmin -i $OUT/fuzz/q-$target -o $OUT/fuzz/cmin-$target -t 5000 -m none -- \$(command -v dotnet) $BIN/Plover.Fuzz.dll $target
+              then copy the new files from $OUT/fuzz/cmin-$target into fuzz/corpus/$target/found-ID
   one input:  cp $dir/default/crashes/id:... fuzz/corpus/$target/regression-NAME   (after the fix)
 EOT
 }
