@@ -20,4 +20,14 @@ public sealed class FuzzFindingsTests(FuzzTargetsFixture targets) : IClassFixtur
         // the second chunk, [1, +2) of a total of 0, after 1 byte of the first chunk's 6
         Assert.StartsWith("refused: device state frame e7 [1, +2) of 0 (e7, 1 of 6 received", sync.LastOutcome);
     }
+
+    /// <summary>The same bug as AFL++ found it (crash id 0 of the sync run, 1,180,799 executions in, on the build
+    /// before the fix): the first chunk declares 33 bytes, the next two 6, and the sync completed with 6 bytes.</summary>
+    [Fact]
+    public void DeviceState_WhoseFirstChunkDeclaresAnotherTotal_AbortsTheSync()
+    {
+        var sync = targets["sync"];
+        sync.Run(Input("sync", "regression-device-total-from-fuzzer"));
+        Assert.StartsWith("refused: device state frame e7 [1, +2) of 6 (e7, 1 of 33 received", sync.LastOutcome);
+    }
 }
