@@ -7,6 +7,7 @@
 #   ./build.sh bench NAME   setup, then tests-native/bench/NAME.sh (hash, consensus, sync, e2e), then its plots
 #   ./build.sh bench report plots of every benchmark JSON present and one HTML page (artifacts/bench/report.html)
 #   ./build.sh env          print the built artifacts as KEY=VALUE lines
+#   ./build.sh fuzz [TARGET [SECONDS]]  coverage-guided fuzzing of TARGET with AFL++ (fuzz/README.md); no TARGET: the list
 #
 # Expensive results are cached outside the repository, keyed by what produced them:
 #   $PLOVER_CACHE (default /var/cache/plover)/qemu-<key>/  the QEMU binary (key: source version, patches, ABI header)
@@ -242,6 +243,17 @@ bench_plots() {
   return 0
 }
 
+# ---------------------------------------------------------------- fuzzing
+# AFL++ is installed once, only by `fuzz`, never by setup or test (the tests replay the corpus without it).
+setup_afl() {
+  command -v afl-fuzz >/dev/null && return 0
+  [ "$(id -u)" = 0 ] || die "afl-fuzz missing and not root: apt-get install afl++"
+  log "installing Debian's afl++ for fuzzing (once)"
+  apt-get update -q >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 afl++ >/dev/null ||
+    die "apt-get install afl++ failed"
+}
+
 # ---------------------------------------------------------------- env
 resolve_artifacts() {  # sets QEMU, GUEST_* from the cache without building
   local dsc
@@ -333,6 +345,7 @@ case "$cmd" in
   env) resolve_artifacts; print_env ;;
   test) setup; run_tests ;;
   demo) setup; exec "$ROOT/tests-native/demo/demo.sh" ;;
+  fuzz) dotnet_env; [ -z "${2:-}" ] || setup_afl; exec "$ROOT/fuzz/fuzz.sh" "${@:2}" ;;
   bench)
     name=${2:-}; benches=$(ls "$ROOT/tests-native/bench" | sed -n 's/\.sh$//p' | tr '\n' ' ')
     [ -n "$name" ] || die "usage: ./build.sh bench NAME [ARGS...] (one of: ${benches}report)"
@@ -348,5 +361,5 @@ case "$cmd" in
     rc=0; bash "$ROOT/tests-native/bench/$name.sh" "${@:3}" || rc=$?
     [ "$rc" = 0 ] && bench_plots "$name"
     exit "$rc" ;;
-  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || die "unknown command '$cmd'"; exit 2 ;;
+  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || die "unknown command '$cmd'"; exit 2 ;;
 esac

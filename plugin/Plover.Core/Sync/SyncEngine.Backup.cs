@@ -126,16 +126,20 @@ public sealed unsafe partial class SyncEngine
 
         t = Stopwatch.GetTimestamp();
         ulong deviceReceived = 0;
+        ulong? deviceTotal = null;   // the first chunk's total: every chunk of the transfer must declare the same
         while (true)
         {
             Expect(frame, FrameType.SyncDeviceState);
             stats.Wire.DeviceState += WireSize(frame);
             var header = _headers.DeviceState(frame.Header);
             ulong length = (ulong)frame.Tail.Length;
-            if (header.Epoch != request.Epoch || header.TotalLength > (ulong)_options.MaxDeviceStateBytes
+            deviceTotal ??= header.TotalLength;
+            // A total lowered below what already arrived made "total - received" wrap and the chunk was taken
+            // (fuzz/corpus/sync/regression-device-total-changes).
+            if (header.Epoch != request.Epoch || header.TotalLength != deviceTotal || header.TotalLength > (ulong)_options.MaxDeviceStateBytes
                 || header.Offset != deviceReceived || length > header.TotalLength - deviceReceived)
                 throw new SyncProtocolException($"device state frame e{header.Epoch} [{header.Offset}, +{length}) of {header.TotalLength} " +
-                                                $"(e{request.Epoch}, {deviceReceived} received, limit {_options.MaxDeviceStateBytes})");
+                                                $"(e{request.Epoch}, {deviceReceived} of {deviceTotal} received, limit {_options.MaxDeviceStateBytes})");
             if (length > 0) frame.Tail.CopyTo(_deviceState.Append((int)length));
             deviceReceived += length;
             if (deviceReceived == header.TotalLength)
