@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Text;
+using Xunit;
 
 namespace Plover.Tests.Scenarios;
 
@@ -25,6 +26,16 @@ internal static class ScenarioRunner
         string copied = Path.Combine(AppContext.BaseDirectory, folderInOutput);
         if (Directory.Exists(copied)) return copied;
         throw new DirectoryNotFoundException($"no scenario folder at {source} or {copied}");
+    }
+
+    /// <summary>The scenario files of a test's folder (see <see cref="TestDataDirectory"/>), by name in order, for its
+    /// theory's MemberData.</summary>
+    public static TheoryData<string> Files(string folderInOutput, [CallerFilePath] string callerFile = "")
+    {
+        var data = new TheoryData<string>();
+        foreach (var f in Directory.GetFiles(TestDataDirectory(folderInOutput, callerFile), "*.txt").Order(StringComparer.Ordinal))
+            data.Add(Path.GetFileName(f));
+        return data;
     }
 
     /// <summary>

@@ -37,9 +37,7 @@ public class DeviceStateDeltaTests
     public void Sections_AreFoundAtTheHostsOffsets_WithTheirNames()
     {
         var (state, starts) = SyntheticDeviceState.Build(Devices());
-        var sections = new DeviceStateSections();
-        foreach (int s in starts) sections.AddStart(s);
-        Assert.True(sections.Parse(state, out string? error), error);
+        var sections = Parsed(state, starts);
         Assert.Equal(5, sections.Count);
         Assert.Equal(["cpu", "timer", "apic", "i440FX", "0000:00:03.0/virtio-net"], Enumerable.Range(0, 5).Select(i => sections.Name(i, state)));
         Assert.Equal([true, false, false, false, true], Enumerable.Range(0, 5).Select(i => sections[i].AlwaysSend));

@@ -38,8 +38,6 @@ public sealed class DeviceStateSections
         _starts[_startCount++] = offset;
     }
 
-    public bool HasOffsets => _startCount > 0;
-
     /// <summary>Splits state at the offsets the host reported, skipping empty sections, and hashes each one. False
     /// with a reason when the offsets do not describe the stream (then nothing may be compared: send it whole).</summary>
     public bool Parse(ReadOnlySpan<byte> state, out string? error)

@@ -20,13 +20,7 @@ public sealed class ConsensusScenarioTests
 {
     private const string OutputFolder = "Consensus/Scenarios/testdata";
 
-    public static TheoryData<string> Files()
-    {
-        var data = new TheoryData<string>();
-        foreach (var f in Directory.GetFiles(ScenarioRunner.TestDataDirectory(OutputFolder), "*.txt").Order(StringComparer.Ordinal))
-            data.Add(Path.GetFileName(f));
-        return data;
-    }
+    public static TheoryData<string> Files() => ScenarioRunner.Files(OutputFolder);
 
     [Theory]
     [MemberData(nameof(Files))]

@@ -14,13 +14,7 @@ public sealed class ReplicaScenarioTests
 {
     private const string OutputFolder = "Replica/Scenarios/testdata";
 
-    public static TheoryData<string> Files()
-    {
-        var data = new TheoryData<string>();
-        foreach (var f in Directory.GetFiles(ScenarioRunner.TestDataDirectory(OutputFolder), "*.txt").Order(StringComparer.Ordinal))
-            data.Add(Path.GetFileName(f));
-        return data;
-    }
+    public static TheoryData<string> Files() => ScenarioRunner.Files(OutputFolder);
 
     [Theory]
     [MemberData(nameof(Files))]
