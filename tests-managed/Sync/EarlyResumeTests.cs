@@ -5,7 +5,8 @@ using Xunit;
 namespace Plover.Tests.Sync;
 
 /// <summary>
-/// The primary's early resume (SyncOptions.EarlyResume): its guest runs again once the union is copied, while the
+/// The primary's early resume (SyncOptions.EarlyResume): its guest runs again once the pages the sync still reads are
+/// copied (the divergent pages after the compare, or the whole union after the bitmaps), while the
 /// sync goes on from the copy. What the guest writes from then on belongs to the next sync, the epoch's output still
 /// waits for the backup's ack, and an abort after the resume makes the next sync cover every page.
 /// </summary>
@@ -13,8 +14,10 @@ public class EarlyResumeTests
 {
     private static readonly (string, ulong)[] Layout = [("pc.ram", 4UL << 20), ("vga.vram", 1UL << 20)];
 
-    [Fact]
-    public void TheGuestRunsBeforeTheAck_ItsNewWritesWaitForTheNextSync_AndTheEpochsOutputForTheAck()
+    [Theory]
+    [InlineData(ResumePoint.Compare)]
+    [InlineData(ResumePoint.Bitmaps)]
+    public void TheGuestRunsBeforeTheAck_ItsNewWritesWaitForTheNextSync_AndTheEpochsOutputForTheAck(ResumePoint point)
     {
         using var atApply = new ManualResetEventSlim();
         using var go = new ManualResetEventSlim();
@@ -25,7 +28,7 @@ public class EarlyResumeTests
             atApply.Set();
             go.Wait(TimeSpan.FromSeconds(20));
         }
-        using var pair = new SyncPair(Layout, new SyncOptions { SubBlockBytes = 128 }, new SyncOptions { StepHook = BackupHook });
+        using var pair = new SyncPair(Layout, new SyncOptions { SubBlockBytes = 128, ResumePoint = point }, new SyncOptions { StepHook = BackupHook });
         var work = new Workload(pair, seed: 5);
         work.Run(0.1, 0.5);
         pair.PrimaryNic.GuestSends(7);
@@ -49,6 +52,9 @@ public class EarlyResumeTests
         Assert.Equal(SyncOutcome.Completed, b.Result.Outcome);
         Assert.True(p.Result.ResumedEarly);
         Assert.False(b.Result.ResumedEarly);
+        // after the compare only the divergent pages were copied; after the bitmaps the whole union
+        Assert.True(p.Result.DivergentPages > 0 && p.Result.DivergentPages < p.Result.UnionPages, $"{p.Result.DivergentPages} of {p.Result.UnionPages}");
+        Assert.Equal(point == ResumePoint.Compare ? p.Result.DivergentPages : p.Result.UnionPages, p.Result.SnapshotPages);
         Assert.True(p.Result.Pause.Guest < p.Result.Pause.Total, $"guest stopped {p.Result.Pause.Guest} us of a {p.Result.Pause.Total} us sync");
         Assert.True(pair.BackupMemory.Matches(atCut), "the backup got pages written after the cut");
         Assert.Contains(7, pair.PrimaryNic.Sent);
@@ -132,16 +138,20 @@ public class EarlyResumeTests
     }
 
     [Theory]
-    [InlineData(true, 100, true)]
-    [InlineData(true, 10, false)]     // the union is larger than the copy may be
-    [InlineData(false, 100_000, false)]
-    public void EarlyResume_OnlyWhenOnAndTheUnionFits(bool on, long maxPages, bool expected)
+    [InlineData(true, 100, ResumePoint.Bitmaps, true)]
+    [InlineData(true, 10, ResumePoint.Bitmaps, false)]     // the union is larger than the copy may be
+    [InlineData(true, 40, ResumePoint.Bitmaps, false)]
+    [InlineData(true, 40, ResumePoint.Compare, true)]      // ... but its divergent pages are not
+    [InlineData(true, 10, ResumePoint.Compare, false)]
+    [InlineData(false, 100_000, ResumePoint.Compare, false)]
+    public void EarlyResume_OnlyWhenOnAndTheCopyFits(bool on, long maxPages, ResumePoint point, bool expected)
     {
-        using var pair = new SyncPair(Layout, new SyncOptions { EarlyResume = on, EarlyResumeMaxPages = maxPages });
+        using var pair = new SyncPair(Layout, new SyncOptions { EarlyResume = on, EarlyResumeMaxPages = maxPages, ResumePoint = point });
         var work = new Workload(pair, seed: 8);
-        work.Run(0.05, 0.5);   // 64 of 1280 pages
+        work.Run(0.05, 0.5);   // 64 of 1280 pages, about half of them divergent
         var (p, b) = pair.Sync(1);
         Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.True(p.UnionPages > 40 && p.DivergentPages is > 10 and <= 40, $"union {p.UnionPages}, divergent {p.DivergentPages}");
         Assert.Equal(expected, p.ResumedEarly);
         Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
         if (!expected) Assert.True(p.Pause.Guest >= p.Pause.Total, $"guest {p.Pause.Guest} us, sync {p.Pause.Total} us");

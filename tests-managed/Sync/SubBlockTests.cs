@@ -210,4 +210,57 @@ public unsafe class SubBlockTests(ITestOutputHelper output)
                     Assert.Equal(CityHash.Hash64(layout.PageAddress(pages[i]) + j * blockBytes, (nuint)blockBytes), hashes[i * perPage + j]);
         }
     }
+
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(2, 0)]
+    [InlineData(2, 64)]
+    [InlineData(3, 512)]
+    public void PageWorkers_Apply_OnEveryThread_WritesWhatOnePageAtATimeWrites_AndCountsTheSameDifferences(int threads, int blockBytes)
+    {
+        using var parallel = new SyntheticGuestMemory(("a", 3UL << 20), ("b", 1UL << 20));
+        using var serial = new SyntheticGuestMemory(("a", 3UL << 20), ("b", 1UL << 20));
+        parallel.FillRandom(4);
+        serial.CopyFrom(parallel);
+        var layoutP = new SyncLayout(parallel.Blocks);
+        var layoutS = new SyncLayout(serial.Blocks);
+        var rng = new Random(threads * 7 + blockBytes);
+        var pages = Enumerable.Range(0, 1024).Where(_ => rng.Next(3) == 0).Select(p => (ulong)p).ToArray();
+        int perPage = blockBytes == 0 ? 1 : 4096 / blockBytes;
+        var masks = pages.Select(_ => blockBytes == 0 ? 0UL : (ulong)rng.NextInt64(1, perPage == 64 ? long.MaxValue : 1L << perPage)).ToArray();
+        var offsets = new ulong[pages.Length];
+        ulong at = 0;
+        for (int i = 0; i < pages.Length; i++)
+        {
+            offsets[i] = at;
+            at += blockBytes == 0 ? 4096UL : (ulong)(System.Numerics.BitOperations.PopCount(masks[i]) * blockBytes);
+        }
+        var staged = new byte[at];
+        rng.NextBytes(staged);
+        var diffP = new int[2 * pages.Length];
+        var diffS = new int[2 * pages.Length];
+        using var workers = new PageWorkers(threads);
+        fixed (ulong* list = pages) fixed (ulong* m = masks) fixed (ulong* o = offsets) fixed (byte* data = staged)
+        fixed (int* dp = diffP) fixed (int* ds = diffS)
+        {
+            workers.Apply(layoutP, list, pages.Length, data, blockBytes == 0 ? null : m, blockBytes == 0 ? null : o, blockBytes, dp);
+            for (int i = 0; i < pages.Length; i++)
+                PageWorkers.ApplyPage(layoutS.PageAddress(pages[i]), data + offsets[i], masks[i], blockBytes, ds + 2 * i);
+        }
+        Assert.Null(parallel.FirstDifference(serial));
+        Assert.Equal(diffS, diffP);
+        Assert.Contains(diffP, d => d > 0);
+        // every staged byte landed where its mask says
+        for (int i = 0; i < pages.Length; i++)
+        {
+            byte* page = layoutP.PageAddress(pages[i]);
+            ulong from = offsets[i];
+            if (blockBytes == 0) { Assert.True(new ReadOnlySpan<byte>(page, 4096).SequenceEqual(staged.AsSpan((int)from, 4096))); continue; }
+            for (ulong mm = masks[i]; mm != 0; mm &= mm - 1, from += (ulong)blockBytes)
+            {
+                int b = System.Numerics.BitOperations.TrailingZeroCount(mm);
+                Assert.True(new ReadOnlySpan<byte>(page + b * blockBytes, blockBytes).SequenceEqual(staged.AsSpan((int)from, blockBytes)));
+            }
+        }
+    }
 }

@@ -67,12 +67,33 @@ public class SyncCrashTests
         return data;
     }
 
+    /// <summary>The primary's guest resuming after the bitmaps (the union copied) or after the compare (the default:
+    /// only the divergent pages copied), and the backup applying on one core or on all (the default).</summary>
+    public static TheoryData<SyncRole, SyncStep, int, int, bool, ResumePoint, bool> CrashesByResumePointAndApply()
+    {
+        var data = new TheoryData<SyncRole, SyncStep, int, int, bool, ResumePoint, bool>();
+        foreach (var point in new[] { ResumePoint.Bitmaps, ResumePoint.Compare })
+            foreach (bool parallel in new[] { false, true })
+            {
+                void Add(SyncRole role, SyncStep step, int occurrence) =>
+                    data.Add(role, step, occurrence, SyncOptions.DefaultSubBlockBytes, true, point, parallel);
+                Add(SyncRole.Primary, SyncStep.Hashed, 1);        // before (compare) or after (bitmaps) the resume
+                Add(SyncRole.Primary, SyncStep.ResumedEarly, 1);  // just resumed from the copy
+                Add(SyncRole.Primary, SyncStep.PageBatch, 3);     // sending from the copy
+                Add(SyncRole.Backup, SyncStep.PageBatch, 3);
+                Add(SyncRole.Backup, SyncStep.Applying, 1);       // half applied: torn
+                Add(SyncRole.Backup, SyncStep.BeforeAck, 1);      // applied, ack never sent
+            }
+        return data;
+    }
+
     [Theory]
     [MemberData(nameof(Crashes))]
     [MemberData(nameof(WholePageCrashes))]
     [MemberData(nameof(CrashesWithoutEarlyResume))]
+    [MemberData(nameof(CrashesByResumePointAndApply))]
     public void CrashAtStep_LeavesBackupOldOrNew_NeverMixed(SyncRole victim, SyncStep step, int occurrence, int subBlockBytes = SyncOptions.DefaultSubBlockBytes,
-                                                           bool earlyResume = true)
+                                                           bool earlyResume = true, ResumePoint resumePoint = ResumePoint.Compare, bool parallelApply = true)
     {
         SyncPair? pair = null;
         int seen = 0;
@@ -87,7 +108,8 @@ public class SyncCrashTests
         SyncOptions Options() => new()
         {
             PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook,
-            SubBlockBytes = subBlockBytes, SubBlockChunkPages = 16, EarlyResume = earlyResume,
+            SubBlockBytes = subBlockBytes, SubBlockChunkPages = 16, EarlyResume = earlyResume, ResumePoint = resumePoint,
+            ParallelApply = parallelApply,
         };
         pair = new SyncPair(Layout, Options(), Options());
         using var _ = pair;

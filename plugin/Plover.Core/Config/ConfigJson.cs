@@ -54,6 +54,7 @@ internal sealed class RawSync
     public int? TimeoutMs { get; set; }
     public string? Mode { get; set; }
     public bool? EarlyResume { get; set; }
+    public string? ResumePoint { get; set; }
     public bool? DeviceStateDelta { get; set; }
 }
 

@@ -273,7 +273,7 @@ internal sealed partial class ConfigValidator
             throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
         return new SyncConfig(window, threshold, windows, maxEpoch)
             { TimeoutMs = timeout, Mode = ValidateSyncMode(raw.Mode), EarlyResume = raw.EarlyResume ?? d.EarlyResume,
-              DeviceStateDelta = raw.DeviceStateDelta ?? d.DeviceStateDelta };
+              ResumePoint = ValidateResumePoint(raw.ResumePoint), DeviceStateDelta = raw.DeviceStateDelta ?? d.DeviceStateDelta };
     }
 
     private SyncMode ValidateSyncMode(string? mode) => mode switch
@@ -283,6 +283,12 @@ internal sealed partial class ConfigValidator
         _ => throw Error("sync.mode", $"unknown mode '{mode}' (expected replicate, the default, or checkpoint)"),
     };
 
+    private Sync.ResumePoint ValidateResumePoint(string? point) => point switch
+    {
+        null or "compare" => Sync.ResumePoint.Compare,
+        "bitmaps" => Sync.ResumePoint.Bitmaps,
+        _ => throw Error("sync.resumePoint", $"unknown point '{point}' (expected compare, the default, or bitmaps)"),
+    };
 
     private LibraryMode ValidateMode(string? mode) => mode switch
     {

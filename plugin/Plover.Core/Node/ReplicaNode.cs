@@ -115,7 +115,7 @@ public sealed class ReplicaNode : IDisposable
                     HashThreads = _config.Hashing.Threads, Timeout = TimeSpan.FromMilliseconds(_config.Sync.TimeoutMs),
                     JoinTimeout = TimeSpan.FromMilliseconds(Math.Max(_config.Timeouts.StartupMs, _config.Sync.TimeoutMs)),
                     Checkpoint = _config.Sync.Mode == SyncMode.Checkpoint, EarlyResume = _config.Sync.EarlyResume,
-                    DeviceStateDelta = _config.Sync.DeviceStateDelta,
+                    ResumePoint = _config.Sync.ResumePoint, DeviceStateDelta = _config.Sync.DeviceStateDelta,
                     HistoryLength = 4096, Log = _log,
                     StepHook = Faults is { } faults ? faults.OnStep : null,
                 },

@@ -308,54 +308,35 @@ public sealed unsafe partial class SyncEngine
         return staged;
     }
 
-    /// <summary>Everything arrived: copy the staged pages (or sub-blocks) into guest RAM (engine thread, VM
-    /// stopped), comparing each with the copy it replaces (<see cref="SyncStats.Divergence"/>), then on the main
-    /// thread report the written ranges, load the devices (after RAM), clear the dirt and discard this epoch's own
-    /// output. The VM stays stopped: it resumes once the ack is sent.</summary>
+    /// <summary>Everything arrived: copy the staged pages (or sub-blocks) into guest RAM (engine thread and, with
+    /// <see cref="SyncOptions.ParallelApply"/>, every core; VM stopped), comparing each with the copy it replaces
+    /// (<see cref="SyncStats.Divergence"/>), then on the main thread report the written ranges, load the devices (after
+    /// RAM), clear the dirt and discard this epoch's own output. The VM stays stopped: it resumes once the ack is sent.</summary>
     private void Apply(SyncRequest request, ulong staged, SyncStats stats)
     {
-        var layout = _layout!;
-        ulong* list = _pageList.Pointer;
-        byte* staging = _staging.Pointer;
-        bool compare = RecordsDivergence;
-        var sample = new DivergenceSample();
+        int blockBytes = _syncSubBlockBytes;
+        ulong* masks = blockBytes == 0 ? null : _masks.Pointer;
+        ulong* offsets = null;
+        if (masks != null)
+        {
+            // where each page's sub-blocks start in staging: pages can then be applied in any order
+            offsets = _applyOffsets.Ensure(Math.Max(staged, 1));
+            ulong at = 0;
+            for (ulong i = 0; i < staged; i++)
+            {
+                offsets[i] = at;
+                at += (ulong)(BitOperations.PopCount(masks[i]) * blockBytes);
+            }
+        }
+        int* differences = RecordsDivergence ? _differences.Ensure(Math.Max(2 * staged, 2)) : null;
         if (staged > 0) _stateInvalid = true;   // from the first page copied until devices are loaded
-        if (_syncSubBlockBytes == 0)
-        {
-            for (ulong i = 0; i < staged; i++)
-            {
-                if (i == staged / 2 && i > 0) Hook(SyncStep.Applying);
-                byte* page = layout.PageAddress(list[i]);
-                byte* from = staging + i * GuestRamBlock.PageSize;
-                if (compare)
-                {
-                    int bytes = 0, blocks = 0;
-                    DivergenceStats.Compare(page, from, GuestRamBlock.PageSize, ref bytes, ref blocks);
-                    sample.Add(bytes, blocks);
-                }
-                Buffer.MemoryCopy(from, page, GuestRamBlock.PageSize, GuestRamBlock.PageSize);
-            }
-        }
-        else
-        {
-            int blockBytes = _syncSubBlockBytes;
-            ulong* masks = _masks.Pointer;
-            byte* from = staging;
-            for (ulong i = 0; i < staged; i++)
-            {
-                if (i == staged / 2 && i > 0) Hook(SyncStep.Applying);
-                byte* page = layout.PageAddress(list[i]);
-                int bytes = 0, blocks = 0;
-                for (ulong m = masks[i]; m != 0; m &= m - 1)
-                {
-                    byte* to = page + BitOperations.TrailingZeroCount(m) * blockBytes;
-                    if (compare) DivergenceStats.Compare(to, from, blockBytes, ref bytes, ref blocks);
-                    Buffer.MemoryCopy(from, to, blockBytes, blockBytes);
-                    from += blockBytes;
-                }
-                if (compare) sample.Add(bytes, blocks);
-            }
-        }
+        ulong half = staged / 2;                // in two halves: the crash tests stop between them (a torn state)
+        ApplyPages(0, half, masks, offsets, blockBytes, differences);
+        if (half > 0) Hook(SyncStep.Applying);
+        ApplyPages(half, staged - half, masks, offsets, blockBytes, differences);
+        var sample = new DivergenceSample();
+        if (differences != null)
+            for (ulong i = 0; i < staged; i++) sample.Add(differences[2 * i], differences[2 * i + 1]);
         stats.Divergence = sample;
         try
         {
@@ -376,6 +357,24 @@ public sealed unsafe partial class SyncEngine
             throw new SyncHostException($"applying state e{request.Epoch} failed after guest RAM was written ({e.Message}): " +
                                         "this backup is INVALID until a full sync", e);
         }
+    }
+
+    /// <summary>Staged pages [first, first + count) into guest RAM (see <see cref="Apply"/>).</summary>
+    private void ApplyPages(ulong first, ulong count, ulong* masks, ulong* offsets, int blockBytes, int* differences)
+    {
+        ulong* list = _pageList.Pointer + first;
+        byte* staging = _staging.Pointer;
+        int* diff = differences == null ? null : differences + 2 * first;
+        if (_options.ParallelApply)
+        {
+            _workers.Apply(_layout!, list, (long)count, masks == null ? staging + first * GuestRamBlock.PageSize : staging,
+                           masks == null ? null : masks + first, offsets == null ? null : offsets + first, blockBytes, diff);
+            return;
+        }
+        for (ulong i = 0; i < count; i++)
+            PageWorkers.ApplyPage(_layout!.PageAddress(list[i]),
+                                  masks == null ? staging + (first + i) * GuestRamBlock.PageSize : staging + offsets[first + i],
+                                  masks == null ? 0 : masks[first + i], blockBytes, diff == null ? null : diff + 2 * i);
     }
 
     /// <summary>ram_updated once per run of consecutive pages within a block.</summary>

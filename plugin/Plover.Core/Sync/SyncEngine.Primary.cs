@@ -33,16 +33,14 @@ public sealed unsafe partial class SyncEngine
         stats.Pause.Bitmap = Microseconds(t);
         Hook(SyncStep.BitmapsExchanged);
 
-        // Early resume: from here on every page is read from the copy, and the guest runs the next epoch.
+        // Early resume once the union is known: from here on every page is read from the copy of the union.
         IPageSource pages = _layout!;
-        if (_options.EarlyResume && atSyncPoint is null && unionPages <= (ulong)Math.Max(_options.EarlyResumeMaxPages, 0))
+        bool resume = _options.EarlyResume && atSyncPoint is null;
+        ulong copyLimit = (ulong)Math.Max(_options.EarlyResumeMaxPages, 0);
+        if (resume && _options.ResumePoint == ResumePoint.Bitmaps)
         {
-            t = Stopwatch.GetTimestamp();
-            _snapshot.Take(_layout!, _union.Pointer, unionPages, _workers);
-            stats.Pause.Snapshot = Microseconds(t);
-            ResumeEarly(request, stats);
-            pages = _snapshot;
-            Hook(SyncStep.ResumedEarly);
+            if (unionPages <= copyLimit) pages = ResumeFromCopy(request, stats, _union.Pointer, unionPages);
+            resume = false;
         }
 
         // Hashes: ours in parallel with the backup's, then theirs arrive in union page order.
@@ -66,6 +64,10 @@ public sealed unsafe partial class SyncEngine
         stats.DivergentPages = divergent;
         stats.IdenticalPages = unionPages - divergent;
         stats.Pause.Compare = Microseconds(t);
+
+        // Early resume once the hashes are compared: only the divergent pages are copied.
+        if (resume && divergent <= copyLimit)
+            pages = ResumeFromCopy(request, stats, DivergentBitmap(divergent), divergent);
 
         if (subBlocks)
         {
@@ -109,6 +111,29 @@ public sealed unsafe partial class SyncEngine
             stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;   // after vm_start: frames leave only while running
         });
         stats.Pause.Resume += Microseconds(t);
+    }
+
+    /// <summary>Copies the pages of bitmap (count of them) and resumes the guest: the rest of the sync reads the copy.</summary>
+    private IPageSource ResumeFromCopy(SyncRequest request, SyncStats stats, ulong* bitmap, ulong count)
+    {
+        long t = Stopwatch.GetTimestamp();
+        _snapshot.Take(_layout!, bitmap, count, _workers);
+        stats.Pause.Snapshot = Microseconds(t);
+        stats.SnapshotPages = count;
+        ResumeEarly(request, stats);
+        Hook(SyncStep.ResumedEarly);
+        return _snapshot;
+    }
+
+    /// <summary>The divergent pages (_pageList, count of them) as a global bitmap over the layout.</summary>
+    private ulong* DivergentBitmap(ulong count)
+    {
+        ulong words = _layout!.TotalWords;
+        ulong* bits = _divergentPages.Ensure(words);
+        new Span<ulong>(bits, checked((int)words)).Clear();
+        ulong* list = _pageList.Pointer;
+        for (ulong i = 0; i < count; i++) bits[list[i] / 64] |= 1UL << (int)(list[i] % 64);
+        return bits;
     }
 
     /// <summary>Main thread: the guest runs the next epoch while this sync goes on from the snapshot. Its dirt from

@@ -51,8 +51,11 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly NativeBuffer<ulong> _localSub = new();
     private readonly NativeBuffer<ulong> _remoteSub = new();
     private readonly NativeBuffer<ulong> _masks = new();
+    private readonly NativeBuffer<ulong> _applyOffsets = new();  // backup, sub-blocks: where each page starts in staging
+    private readonly NativeBuffer<int> _differences = new();     // backup: bytes and blocks each applied page changed
+    private readonly NativeBuffer<ulong> _divergentPages = new(); // primary, early resume at the compare: a global bitmap
     private readonly PageWorkers _workers;                     // sub-block hashing and the union's copy, on every core
-    private readonly UnionSnapshot _snapshot = new();           // primary, early resume: the union's pages at the cut
+    private readonly PageSnapshot _snapshot = new();            // primary, early resume: the union's or divergent pages at the cut
     private readonly SubBlockPagesBody _subPagesBody = new();
     private int _syncSubBlockBytes;                              // this sync's sub-block size (0: whole pages)
 
@@ -564,7 +567,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _workers.Dispose();
         _snapshot.Dispose();
         _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
-        _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose();
+        _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
         Divergence.Dispose();
         _deviceState.Dispose();
     }

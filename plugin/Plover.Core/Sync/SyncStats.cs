@@ -75,8 +75,11 @@ public sealed class SyncStats
     public bool InputsDiverged { get; internal set; }
     /// <summary>A checkpoint (see <see cref="SyncOptions.Checkpoint"/>): every page the primary dirtied was sent.</summary>
     public bool Checkpoint { get; init; }
-    /// <summary>Primary: the guest resumed once the union was copied, before the backup's ack (<see cref="SyncOptions.EarlyResume"/>).</summary>
+    /// <summary>Primary: the guest resumed before the backup's ack, from a copy of the pages the sync still reads
+    /// (<see cref="SyncOptions.EarlyResume"/>, <see cref="SyncOptions.ResumePoint"/>).</summary>
     public bool ResumedEarly { get; internal set; }
+    /// <summary>Primary, early resume: pages copied before the guest resumed (the union, or the divergent pages).</summary>
+    public ulong SnapshotPages { get; internal set; }
     public DateTime StartedUtc { get; init; }
     public SyncOutcome Outcome { get; internal set; }
     public string? Error { get; internal set; }

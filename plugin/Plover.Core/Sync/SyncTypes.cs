@@ -105,17 +105,24 @@ public sealed record SyncOptions
     /// <summary>Backup, replicate mode: compare each divergent page with its own copy before applying it and record
     /// the figures (<see cref="SyncStats.Divergence"/>, <see cref="SyncEngine.Divergence"/>).</summary>
     public bool RecordDivergence { get; init; } = true;
-    /// <summary>Primary: resume the guest as soon as the union is known and copied (<see cref="UnionSnapshot"/>), as
-    /// Remus resumes once dirty pages are in its buffer; hashing, transfer and the backup's apply then run from the copy
-    /// while the guest executes the next epoch, whose output stays held. The guest's pause becomes the bitmap exchange
-    /// plus the copy. Off: the guest waits for the backup's ack.</summary>
+    /// <summary>Primary: resume the guest before the sync is over, once the pages the sync still has to read are copied
+    /// (<see cref="PageSnapshot"/>; when: <see cref="ResumePoint"/>), as Remus resumes once dirty pages are in its
+    /// buffer; the rest of the sync and the backup's apply run from the copy while the guest executes the next epoch,
+    /// whose output stays held. Off: the guest waits for the backup's ack.</summary>
     public bool EarlyResume { get; init; } = true;
+    /// <summary>Primary, early resume: when the guest resumes. <see cref="ResumePoint.Compare"/> (the default, by
+    /// <c>bench sync</c>'s resume phase) hashes the union straight from the stopped guest's RAM, compares with the backup's
+    /// hashes and copies only the divergent pages; <see cref="ResumePoint.Bitmaps"/> copies the whole union as soon
+    /// as it is known (a shorter stop when hashing is slow or the backup far away, four times the copy at 25% divergent).</summary>
+    public ResumePoint ResumePoint { get; init; } = ResumePoint.Compare;
+    /// <summary>Backup: copy the staged pages into guest RAM on every core (the primary waits for this apply).</summary>
+    public bool ParallelApply { get; init; } = true;
     /// <summary>Primary, replicate mode: the backup saves its own device state at the cut and sends a hash of each
     /// section; only the sections that differ (and CPUs and virtio devices, see <see cref="DeviceStateSections"/>)
     /// travel and are loaded. Off, or in a full sync or a checkpoint: the whole device state travels.</summary>
     public bool DeviceStateDelta { get; init; } = true;
-    /// <summary>Largest union copied for an early resume (bounds the copy's memory: 32768 pages = 128 MiB); a larger
-    /// sync (a full one) keeps the guest stopped until the ack.</summary>
+    /// <summary>Most pages copied for an early resume (the union or the divergent pages; bounds the copy's memory:
+    /// 32768 pages = 128 MiB); a larger sync (a full one) keeps the guest stopped until the ack.</summary>
     public long EarlyResumeMaxPages { get; init; } = 32768;
     /// <summary>Completed and aborted syncs kept in <see cref="SyncMetrics"/>.</summary>
     public int HistoryLength { get; init; } = 64;
@@ -123,6 +130,15 @@ public sealed record SyncOptions
     public Action<string>? Log { get; init; }
     /// <summary>Test hook called on the engine thread at each <see cref="SyncStep"/>; throwing aborts the sync.</summary>
     public Action<SyncRole, SyncStep>? StepHook { get; init; }
+}
+
+/// <summary>When the primary's guest resumes in a sync with early resume (<see cref="SyncOptions.ResumePoint"/>).</summary>
+public enum ResumePoint
+{
+    /// <summary>Once the union is known: the whole union is copied, everything else runs from the copy.</summary>
+    Bitmaps,
+    /// <summary>Once the hashes are compared: only the divergent pages are copied.</summary>
+    Compare,
 }
 
 /// <summary>The peer broke the sync protocol (wrong frame, epoch, layout, counts): the sync is aborted.</summary>

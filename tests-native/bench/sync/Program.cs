@@ -9,6 +9,8 @@
 //   target  on the first grid size: 10,000 dirty pages, 25% divergent, --target-reps syncs: Plover, checkpoint,
 //           and Plover at every sub-block size in --sub-blocks (0 = whole pages), with and without the backup's
 //           divergence comparison (the cost of recording divergence on the apply path).
+//   resume  at the target point: the primary's guest resuming after the bitmaps (the union copied) or after the
+//           compare (the divergent pages copied), the backup applying on one core or all (rows kind "resume", variant).
 //   encryption  at the target point: Plover and checkpointing with frames encrypted (AES-GCM, the default) and
 //           authenticated only (GMAC, "encrypt": false), same run, same memory: the cost of encrypting guest RAM.
 //   scale   pause and bytes against guest memory (--scale-sizes GiB) and dirty pages (--scale-dirty), hashing
@@ -23,7 +25,8 @@
 //   engine default), note
 //   rows[]         one per measured point (the median sync of its reps, by pause):
 //     kind          "grid" | "target" | "subblocks" (the target point at one sub-block size) | "hash-alone" |
-//                   "encryption" (the target point, encrypted and authenticated-only side by side)
+//                   "encryption" (the target point, encrypted and authenticated-only side by side) | "resume"
+//     variant       (resume rows) where the guest resumed and where the backup applied
 //     encrypt       frames AES-GCM encrypted (true, the default) or authenticated only (false)
 //     memory        "1 GiB"; mode "plover" | "checkpoint"; workload; hash_threads (0 = all cores)
 //     sub_block_bytes (0 = whole pages), record_divergence (the backup compared pages before applying)
@@ -94,6 +97,19 @@ foreach (double gib in opts.SizesGiB.Concat(opts.ScaleSizesGiB).Distinct().Order
         rows.AddRange(target);
         Row.Print(target);
         Row.PrintDivergence(target[0]);
+        // issue 18 item 3: where the primary's guest resumes (after the bitmaps: the union copied; after the compare:
+        // the divergent pages copied) and the backup's apply on one core or all, same run, same memory.
+        Console.WriteLine($"\nresume point and apply at the target point ({opts.TargetReps} syncs each)");
+        var resume = new List<Row>();
+        foreach (var point in new[] { ResumePoint.Bitmaps, ResumePoint.Compare })
+            foreach (bool parallel in new[] { false, true })
+            {
+                var row = bench.Measure(memory, 10_000, 0.25, EngineKey.Plover(opts) with { Resume = point, ParallelApply = parallel }, opts.TargetReps, "resume");
+                row.Variant = $"resume after {point.ToString().ToLowerInvariant()}, apply on {(parallel ? "all cores" : "one core")}";
+                resume.Add(row);
+            }
+        rows.AddRange(resume);
+        Row.PrintVariants(resume);
         // The cost of encryption: the same syncs with frames authenticated only, interleaved rep by rep is not
         // possible (one connection per engine pair), so each mode runs its reps back to back, encrypted last.
         Console.WriteLine($"\nencryption cost at the target point ({opts.TargetReps} syncs each): authenticated only vs encrypted");
@@ -240,7 +256,8 @@ sealed class BenchOptions
 
 /// <summary>Which engine pair a point runs on: Plover (with its hashing threads, sub-block size, divergence
 /// comparison) or the checkpointing baseline.</summary>
-readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence, bool Encrypt = true)
+readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence, bool Encrypt = true,
+                                 ResumePoint Resume = ResumePoint.Compare, bool ParallelApply = true)
 {
     public static EngineKey Plover(BenchOptions o) => new(false, 0, o.SubBlockBytes, true);
     public static readonly EngineKey Baseline = new(true, 0, 0, false);
@@ -248,7 +265,7 @@ readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes
 
 sealed class Row
 {
-    public string Kind = "grid", Memory = "", Mode = "", BitmapEncoding = "", Workload = "";
+    public string Kind = "grid", Memory = "", Mode = "", BitmapEncoding = "", Workload = "", Variant = "";
     public double MemoryGiB;
     public int HashThreads, SubBlockBytes;
     public bool RecordDivergence;
@@ -287,6 +304,7 @@ sealed class Row
             j.WriteEndObject();
             return;
         }
+        if (Variant != "") j.WriteString("variant", Variant);
         j.WriteString("workload", Workload); j.WriteNumber("hash_threads", HashThreads);
         j.WriteNumber("sub_block_bytes", SubBlockBytes); j.WriteBoolean("record_divergence", RecordDivergence); j.WriteBoolean("encrypt", Encrypt);
         j.WriteNumber("dirty_pages", DirtyPages); j.WriteNumber("divergent_pct", DivergentPct);
@@ -349,6 +367,15 @@ sealed class Row
                               $"{r.Snapshot,5:F2} {r.Hash,6:F2} {r.Compare,5:F2} {r.SubBlockPhase,6:F2} {r.Transfer,7:F2} {r.Device,5:F2} {r.Apply,6:F2} {r.Resume,6:F2} {r.BackupApply,7:F3} {r.BackupPause.SubBlocks / 1000,7:F2}");
     }
 
+    /// <summary>Rows of one point that differ in how the engine works (Variant): pause, guest pause and the phases.</summary>
+    public static void PrintVariants(IReadOnlyList<Row> rows)
+    {
+        Console.WriteLine($"{"variant",-44} {"pause ms",9} {"p10",7} {"p90",7} {"guest",6}  {"snap",5} {"hash",6} {"cmp",5} {"subblk",6} {"xfer",6} {"apply",6} {"b.apply",7}");
+        foreach (var r in rows)
+            Console.WriteLine($"{r.Variant,-44} {r.PauseMs,9:F2} {r.PauseP10,7:F2} {r.PauseP90,7:F2} {r.GuestMs,6:F2}  {r.Snapshot,5:F2} {r.Hash,6:F2} {r.Compare,5:F2} " +
+                              $"{r.SubBlockPhase,6:F2} {r.Transfer,6:F2} {r.Apply,6:F2} {r.BackupApply,7:F3}");
+    }
+
     public static void PrintScale(IReadOnlyList<Row> rows)
     {
         Console.WriteLine($"{"memory",-7} {"dirty",7} {"mode",-10} {"threads",7} {"union",7} {"sent",7} {"wire MiB",9} {"pause ms",9} {"p10",7} {"p90",7}  " +
@@ -407,6 +434,7 @@ sealed unsafe class Replicas : IDisposable
         var options = new SyncOptions
         {
             Checkpoint = k.Checkpoint, HashThreads = k.Threads, SubBlockBytes = k.SubBlockBytes, RecordDivergence = k.RecordDivergence,
+            ResumePoint = k.Resume, ParallelApply = k.ParallelApply,
             PagesPerFrame = _opts.PagesPerFrame, Timeout = TimeSpan.FromSeconds(60), Log = m => Console.Error.WriteLine(m),
         };
         var primary = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
