@@ -336,6 +336,18 @@ public sealed class ConfigValidationTests
     public void SyncModeIsRead(string? mode, SyncMode expected) =>
         Assert.Equal(expected, ClusterConfig.Parse(With(j => { if (mode is not null) j["sync"]!["mode"] = mode; }).ToJsonString(), "/x").Sync.Mode);
 
+    [Fact]
+    public void UnknownResumePoint() =>
+        Assert.Equal("config: sync.resumePoint: unknown point 'hash' (expected compare, the default, or bitmaps)",
+            Refuse(With(j => j["sync"]!["resumePoint"] = "hash")));
+
+    [Theory]
+    [InlineData(null, Plover.Sync.ResumePoint.Compare)]
+    [InlineData("compare", Plover.Sync.ResumePoint.Compare)]
+    [InlineData("bitmaps", Plover.Sync.ResumePoint.Bitmaps)]
+    public void ResumePointIsRead(string? point, Plover.Sync.ResumePoint expected) =>
+        Assert.Equal(expected, ClusterConfig.Parse(With(j => { if (point is not null) j["sync"]!["resumePoint"] = point; }).ToJsonString(), "/x").Sync.ResumePoint);
+
     [Theory]
     [InlineData(-1)]
     [InlineData(1025)]

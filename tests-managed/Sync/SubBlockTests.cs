@@ -129,6 +129,33 @@ public unsafe class SubBlockTests(ITestOutputHelper output)
         Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
     }
 
+    /// <summary>The pipelined round at its largest chunk with every sub-block different: the backup's hashes of the next
+    /// chunk and the primary's sub-blocks of this one are in flight at once (tens of MiB in all); neither side may
+    /// stall on a full socket buffer.</summary>
+    [Fact]
+    public void LargestChunks_EveryBlockDifferent_TensOfMebibytes_DoNotStall()
+    {
+        var options = new SyncOptions
+        {
+            SubBlockBytes = 64, SubBlockChunkPages = SyncProtocol.MaxChunkPages, Timeout = TimeSpan.FromSeconds(20), Log = _ => { },
+        };
+        using var pair = new SyncPair([("pc.ram", 64UL << 20)], options, options);
+        var rng = new Random(12);
+        var noise = new byte[4096];
+        for (ulong page = 0; page < 12_000; page++)
+        {
+            rng.NextBytes(noise);
+            pair.PrimaryMemory.Write(0, page, 0, noise);
+            pair.BackupMemory.Write(0, page, 0, new byte[4096]);
+        }
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, p.Outcome);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.Equal(12_000UL, p.DivergentPages);
+        Assert.True(p.PageDataBytes >= 12_000UL * 4096 * 15 / 16, $"{p.PageDataBytes} bytes of sub-blocks");
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+    }
+
     [Fact]
     public void ZeroSubBlockBytes_SendsWholePages()
     {

@@ -198,8 +198,8 @@ public sealed unsafe partial class SyncEngine
 
     /// <summary>
     /// Sub-block mode: takes the divergent list from the primary's DIVERGENT bitmap (listFrame), then for each
-    /// chunk hashes its own copies of the chunk's pages, sends the hashes, and stages the primary's answer: a mask
-    /// and the differing sub-blocks of every page of the chunk, in order. Returns the pages staged (the whole
+    /// chunk hashes its own copies of the chunk's pages, sends the hashes (one chunk ahead), and stages the primary's
+    /// answer: a mask and the differing sub-blocks of every page of the chunk, in order. Returns the pages staged (the whole
     /// list). Sets Pause.SubBlocks (the list and the hashes; the sub-blocks' arrival counts as transfer).
     /// </summary>
     private ulong ReceiveSubBlocks(SyncConnection connection, SyncRequest request, ulong unionPages, in Frame listFrame, SyncStats stats)
@@ -247,22 +247,15 @@ public sealed unsafe partial class SyncEngine
         ulong* masks = _masks.Ensure(Math.Max(divergent, 1));
         byte* staging = _staging.Ensure(Math.Max(divergent, 1) * GuestRamBlock.PageSize);
         ulong stagedBytes = 0;
-        // Hashed and sent frame by frame, so the primary takes in one frame while this side hashes the next.
-        ulong pagesPerHashFrame = (ulong)Math.Clamp(_options.HashesPerFrame / perPage, 1, SubBlockHashFramePages);
         double transfer = 0;
         ulong staged = 0;
+        // One chunk of hashes ahead: the next chunk is hashed and sent before this one's sub-blocks are read, so the
+        // primary has it when it is done sending (its pages wait in the socket buffers meanwhile).
+        if (divergent > 0) SendSubBlockHashes(connection, request, list, 0, Math.Min(chunk, divergent), divergent, blockBytes, mine, stats);
         for (ulong first = 0; first < divergent; first += chunk)
         {
             ulong end = Math.Min(first + chunk, divergent);
-            for (ulong i = first; i < end; i += pagesPerHashFrame)
-            {
-                uint count = (uint)Math.Min(pagesPerHashFrame, end - i);
-                ulong* hashes = mine + (i - first) * (ulong)perPage;
-                _workers.Hash(layout, list + i, count, blockBytes, hashes);
-                if (i == first) Hook(SyncStep.SubBlocksHashed);
-                stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, hashes, i, count, divergent, blockBytes));
-                Hook(SyncStep.SubBlockHashChunk);
-            }
+            if (end < divergent) SendSubBlockHashes(connection, request, list, end, Math.Min(end + chunk, divergent), divergent, blockBytes, mine, stats);
 
             long t = Stopwatch.GetTimestamp();
             while (staged < end)
@@ -306,6 +299,24 @@ public sealed unsafe partial class SyncEngine
         }
         stats.Pause.SubBlocks = Microseconds(start) - transfer;
         return staged;
+    }
+
+    /// <summary>Hashes the sub-blocks of divergent pages [first, end) (one chunk) and sends them frame by frame, so the
+    /// primary takes in one frame while this side hashes the next.</summary>
+    private void SendSubBlockHashes(SyncConnection connection, SyncRequest request, ulong* list, ulong first, ulong end, ulong divergent,
+                                    int blockBytes, ulong* mine, SyncStats stats)
+    {
+        int perPage = GuestRamBlock.PageSize / blockBytes;
+        ulong pagesPerFrame = (ulong)Math.Clamp(_options.HashesPerFrame / perPage, 1, SubBlockHashFramePages);
+        for (ulong i = first; i < end; i += pagesPerFrame)
+        {
+            uint count = (uint)Math.Min(pagesPerFrame, end - i);
+            ulong* hashes = mine + (i - first) * (ulong)perPage;
+            _workers.Hash(_layout!, list + i, count, blockBytes, hashes);
+            if (i == first) Hook(SyncStep.SubBlocksHashed);
+            stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, hashes, i, count, divergent, blockBytes));
+            Hook(SyncStep.SubBlockHashChunk);
+        }
     }
 
     /// <summary>Everything arrived: copy the staged pages (or sub-blocks) into guest RAM (engine thread and, with

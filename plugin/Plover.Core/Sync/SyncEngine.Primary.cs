@@ -223,10 +223,11 @@ public sealed unsafe partial class SyncEngine
     }
 
     /// <summary>
-    /// Sub-block mode: tells the backup which union pages differ, then, chunk by chunk, receives the backup's
-    /// sub-block hashes of those pages (while hashing its own), and sends of each page the sub-blocks whose hashes
-    /// differ. A page whose hash differed but none of whose sub-block hashes do (a sub-block hash collision) is
-    /// sent whole: the page hash has the last word.
+    /// Sub-block mode: tells the backup which union pages differ, then, chunk by chunk, hashes its own sub-blocks of
+    /// the chunk's pages and, as each frame of the backup's sub-block hashes arrives, sends of each of its pages the
+    /// sub-blocks whose hashes differ: pages travel while the backup still hashes the rest of the chunk (and, ahead,
+    /// the next one). A page whose hash differed but none of whose sub-block hashes do (a sub-block hash collision)
+    /// is sent whole: the page hash has the last word.
     /// </summary>
     private void SendSubBlocks(SyncConnection connection, SyncRequest request, IPageSource pages, ulong unionPages, ulong divergent, SyncStats stats)
     {
@@ -248,58 +249,59 @@ public sealed unsafe partial class SyncEngine
         ulong* list = _pageList.Pointer;
         for (ulong first = 0; first < divergent; first += chunk)
         {
-            ulong count = Math.Min(chunk, divergent - first);
-            _workers.Hash(pages, list + first, (long)count, blockBytes, mine);
+            ulong end = Math.Min(first + chunk, divergent);
+            _workers.Hash(pages, list + first, (long)(end - first), blockBytes, mine);
             Hook(SyncStep.SubBlocksHashed);
-            ReceiveSubBlockHashes(connection, request, first, count, divergent, blockBytes, theirs, stats);
-            for (ulong i = 0; i < count; i++)
+            for (ulong from = first; from < end;)
             {
-                ulong* a = mine + i * (ulong)perPage, b = theirs + i * (ulong)perPage;
-                ulong m = 0;
-                for (int j = 0; j < perPage; j++)
-                    if (a[j] != b[j]) m |= 1UL << j;
-                masks[i] = m == 0 ? all : m;
-                stats.SubBlocks += (ulong)BitOperations.PopCount(masks[i]);
-            }
+                ulong to = ReceiveSubBlockHashes(connection, request, first, from, end, divergent, blockBytes, theirs, stats);
+                for (ulong i = from - first; i < to - first; i++)
+                {
+                    ulong* a = mine + i * (ulong)perPage, b = theirs + i * (ulong)perPage;
+                    ulong m = 0;
+                    for (int j = 0; j < perPage; j++)
+                        if (a[j] != b[j]) m |= 1UL << j;
+                    masks[i] = m == 0 ? all : m;
+                    stats.SubBlocks += (ulong)BitOperations.PopCount(masks[i]);
+                }
 
-            long t = Stopwatch.GetTimestamp();
-            for (ulong i = 0; i < count; i += (ulong)_options.PagesPerFrame)
-            {
-                uint n = (uint)Math.Min((ulong)_options.PagesPerFrame, count - i);
-                stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + first + i, masks + i, first + i, n, blockBytes));
-                stats.PageDataBytes += _subPagesBody.Blocks * (ulong)blockBytes;
-                Hook(SyncStep.PageBatch);
+                long t = Stopwatch.GetTimestamp();
+                for (ulong i = from; i < to; i += (ulong)_options.PagesPerFrame)
+                {
+                    uint n = (uint)Math.Min((ulong)_options.PagesPerFrame, to - i);
+                    stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + i, masks + (i - first), i, n, blockBytes));
+                    stats.PageDataBytes += _subPagesBody.Blocks * (ulong)blockBytes;
+                    Hook(SyncStep.PageBatch);
+                }
+                transfer += Microseconds(t);
+                from = to;
             }
-            transfer += Microseconds(t);
         }
         stats.Pause.Transfer = transfer;
         stats.Pause.SubBlocks = Microseconds(start) - transfer;
     }
 
-    /// <summary>The backup's sub-block hashes of divergent pages [first, first + count) into theirs.</summary>
-    private void ReceiveSubBlockHashes(SyncConnection connection, SyncRequest request, ulong first, ulong count, ulong divergent,
-                                       int blockBytes, ulong* theirs, SyncStats stats)
+    /// <summary>One frame of the backup's sub-block hashes of the chunk [first, end): divergent pages [from, to), into
+    /// theirs (indexed from first); returns to.</summary>
+    private ulong ReceiveSubBlockHashes(SyncConnection connection, SyncRequest request, ulong first, ulong from, ulong end, ulong divergent,
+                                        int blockBytes, ulong* theirs, SyncStats stats)
     {
         int perPage = GuestRamBlock.PageSize / blockBytes;
-        ulong received = first, end = first + count;
-        while (received < end)
-        {
-            var frame = connection.Read(_options.Timeout);
-            Expect(frame, FrameType.SyncHashes);
-            stats.Wire.Hashes += WireSize(frame);
-            var header = _headers.Hashes(frame.Header);
-            if (header.Epoch != request.Epoch || header.SubBlockBytes != (uint)blockBytes || header.Total != divergent || header.FirstIndex != received
-                || header.Count == 0 || header.Count > end - received || (ulong)frame.Tail.Length != header.Count * (ulong)perPage * 8)
-                throw new SyncProtocolException($"sub-block hash frame e{header.Epoch} of {header.SubBlockBytes}-byte blocks [{header.FirstIndex}, +{header.Count}) " +
-                                                $"of {header.Total} with {frame.Tail.Length} bytes; expected e{request.Epoch}, {blockBytes}-byte blocks from {received} " +
-                                                $"to {end} of {divergent}");
-            ulong* into = theirs + (received - first) * (ulong)perPage;
-            frame.Tail.CopyTo(new Span<byte>(into, frame.Tail.Length));
-            if (!BitConverter.IsLittleEndian)
-                for (ulong i = 0; i < header.Count * (ulong)perPage; i++) into[i] = BinaryPrimitivesReverse(into[i]);
-            received += header.Count;
-            Hook(SyncStep.SubBlockHashChunk);
-        }
+        var frame = connection.Read(_options.Timeout);
+        Expect(frame, FrameType.SyncHashes);
+        stats.Wire.Hashes += WireSize(frame);
+        var header = _headers.Hashes(frame.Header);
+        if (header.Epoch != request.Epoch || header.SubBlockBytes != (uint)blockBytes || header.Total != divergent || header.FirstIndex != from
+            || header.Count == 0 || header.Count > end - from || (ulong)frame.Tail.Length != header.Count * (ulong)perPage * 8)
+            throw new SyncProtocolException($"sub-block hash frame e{header.Epoch} of {header.SubBlockBytes}-byte blocks [{header.FirstIndex}, +{header.Count}) " +
+                                            $"of {header.Total} with {frame.Tail.Length} bytes; expected e{request.Epoch}, {blockBytes}-byte blocks from {from} " +
+                                            $"to {end} of {divergent}");
+        ulong* into = theirs + (from - first) * (ulong)perPage;
+        frame.Tail.CopyTo(new Span<byte>(into, frame.Tail.Length));
+        if (!BitConverter.IsLittleEndian)
+            for (ulong i = 0; i < header.Count * (ulong)perPage; i++) into[i] = BinaryPrimitivesReverse(into[i]);
+        Hook(SyncStep.SubBlockHashChunk);
+        return from + header.Count;
     }
 
     private void SendPages(SyncConnection connection, SyncRequest request, IPageSource pages, ulong divergent, SyncStats stats)

@@ -57,7 +57,8 @@ public enum SyncStep
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a
-/// mismatch. 3: the device state delta; 2: sub-blocks and the divergent list; 1, the protocol before them, sent
+/// mismatch. 3: the device state delta (and, with the same frames, the pipelined sub-block round, whose chunks a
+/// backup takes only up to <see cref="MaxChunkPages"/>); 2: sub-blocks and the divergent list; 1, the protocol before them, sent
 /// none (reads as 0).</summary>
 public static class SyncProtocol
 {
@@ -67,9 +68,11 @@ public static class SyncProtocol
     /// the mask of one page fits in a u64).</summary>
     public const int MinSubBlockBytes = 64, MaxSubBlockBytes = 1024;
 
-    /// <summary>Largest lock-step chunk of divergent pages a backup accepts (bounds its sub-block hash buffers:
-    /// 65536 pages of 64 hashes = 32 MiB).</summary>
-    public const int MaxChunkPages = 65536;
+    /// <summary>Largest chunk of divergent pages a backup accepts. The sub-block round is pipelined (the backup sends
+    /// one chunk of hashes ahead while the primary sends the previous chunk's sub-blocks), which cannot deadlock only
+    /// while a chunk's sub-blocks (at most 1024 pages, 4 MiB) and hashes (512 KiB) fit in the connection's socket
+    /// buffers (4 MiB asked on each side, which Linux doubles).</summary>
+    public const int MaxChunkPages = 1024;
 
     public static bool IsValidSubBlockSize(long bytes) =>
         bytes >= MinSubBlockBytes && bytes <= MaxSubBlockBytes && (bytes & (bytes - 1)) == 0;
@@ -100,8 +103,9 @@ public sealed record SyncOptions
     /// 512 and 10.2 with whole pages) and the shortest pause.</summary>
     public int SubBlockBytes { get; init; } = DefaultSubBlockBytes;
     public const int DefaultSubBlockBytes = 128;
-    /// <summary>Divergent pages per lock-step round of sub-block hashes and sub-blocks (bounds memory in large syncs).</summary>
-    public int SubBlockChunkPages { get; init; } = 16384;
+    /// <summary>Divergent pages per round of sub-block hashes and sub-blocks (1..<see cref="SyncProtocol.MaxChunkPages"/>):
+    /// the backup hashes the next chunk while the primary sends this one's sub-blocks.</summary>
+    public int SubBlockChunkPages { get; init; } = 512;
     /// <summary>Backup, replicate mode: compare each divergent page with its own copy before applying it and record
     /// the figures (<see cref="SyncStats.Divergence"/>, <see cref="SyncEngine.Divergence"/>).</summary>
     public bool RecordDivergence { get; init; } = true;
