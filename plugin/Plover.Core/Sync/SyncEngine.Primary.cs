@@ -51,8 +51,6 @@ public sealed unsafe partial class SyncEngine
             ReceiveHashes(connection, request, unionPages, stats);
         }
         stats.Pause.Hash = Microseconds(t);
-        _peerSections = 0;
-        if (_syncDeviceDelta) ReceiveDeviceHashes(connection, request, stats);
 
         // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
         bool subBlocks = _options.SubBlockBytes > 0 && !_options.Checkpoint && !request.FullSync && unionPages > 0;
@@ -68,6 +66,13 @@ public sealed unsafe partial class SyncEngine
         // Early resume once the hashes are compared: only the divergent pages are copied.
         if (resume && divergent <= copyLimit)
             pages = ResumeFromCopy(request, stats, DivergentBitmap(divergent), divergent);
+
+        // The backup's device section hashes (sent after its page hashes) are read only now: the guest need not wait
+        // for the backup's device save.
+        t = Stopwatch.GetTimestamp();
+        _peerSections = 0;
+        if (_syncDeviceDelta) ReceiveDeviceHashes(connection, request, stats);
+        stats.Pause.DeviceState += Microseconds(t);
 
         if (subBlocks)
         {
