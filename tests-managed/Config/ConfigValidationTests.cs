@@ -338,11 +338,12 @@ public sealed class ConfigValidationTests
 
     [Fact]
     public void UnknownResumePoint() =>
-        Assert.Equal("config: sync.resumePoint: unknown point 'hash' (expected compare, the default, or bitmaps)",
+        Assert.Equal("config: sync.resumePoint: unknown point 'hash' (expected auto, the default, bitmaps or compare)",
             Refuse(With(j => j["sync"]!["resumePoint"] = "hash")));
 
     [Theory]
-    [InlineData(null, Plover.Sync.ResumePoint.Compare)]
+    [InlineData(null, Plover.Sync.ResumePoint.Auto)]
+    [InlineData("auto", Plover.Sync.ResumePoint.Auto)]
     [InlineData("compare", Plover.Sync.ResumePoint.Compare)]
     [InlineData("bitmaps", Plover.Sync.ResumePoint.Bitmaps)]
     public void ResumePointIsRead(string? point, Plover.Sync.ResumePoint expected) =>

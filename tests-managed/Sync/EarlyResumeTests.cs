@@ -68,6 +68,21 @@ public class EarlyResumeTests
         Assert.Contains(8, pair.PrimaryNic.Sent);
     }
 
+    [Theory]
+    [InlineData(2048, false)]   // a small union: copied whole at the bitmaps
+    [InlineData(10, true)]      // a larger one: the guest waits for the compare, only divergent pages are copied
+    public void AutoResumePoint_CopiesASmallUnionWhole_AndOfALargerOneOnlyTheDivergentPages(long smallUnion, bool atCompare)
+    {
+        using var pair = new SyncPair(Layout, new SyncOptions { SmallUnionPages = smallUnion });
+        new Workload(pair, seed: 11).Run(0.05, 0.5);
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.True(p.ResumedEarly);
+        Assert.True(p.DivergentPages > 0 && p.DivergentPages < p.UnionPages);
+        Assert.Equal(atCompare ? p.DivergentPages : p.UnionPages, p.SnapshotPages);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+    }
+
     [Fact]
     public void AnAbortAfterTheResume_HoldsTheOutput_AndTheNextSyncCoversEveryPage()
     {

@@ -285,9 +285,10 @@ internal sealed partial class ConfigValidator
 
     private Sync.ResumePoint ValidateResumePoint(string? point) => point switch
     {
-        null or "compare" => Sync.ResumePoint.Compare,
+        null or "auto" => Sync.ResumePoint.Auto,
         "bitmaps" => Sync.ResumePoint.Bitmaps,
-        _ => throw Error("sync.resumePoint", $"unknown point '{point}' (expected compare, the default, or bitmaps)"),
+        "compare" => Sync.ResumePoint.Compare,
+        _ => throw Error("sync.resumePoint", $"unknown point '{point}' (expected auto, the default, bitmaps or compare)"),
     };
 
     private LibraryMode ValidateMode(string? mode) => mode switch

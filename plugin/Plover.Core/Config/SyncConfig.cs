@@ -17,9 +17,9 @@ public sealed record SyncConfig(int IdleWindowUs, int IdleThresholdUs, int IdleW
     /// <summary>The primary's guest resumes once the sync's union is copied, before the backup's ack (see
     /// Sync.SyncOptions.EarlyResume); output stays held either way.</summary>
     public bool EarlyResume { get; init; } = true;
-    /// <summary>When the primary's guest resumes early: "compare" (default) or "bitmaps" (see
+    /// <summary>When the primary's guest resumes early: "auto" (default), "bitmaps" or "compare" (see
     /// Sync.SyncOptions.ResumePoint).</summary>
-    public Sync.ResumePoint ResumePoint { get; init; } = Sync.ResumePoint.Compare;
+    public Sync.ResumePoint ResumePoint { get; init; } = Sync.ResumePoint.Auto;
     /// <summary>Only the device state sections that differ from the backup's travel (see
     /// Sync.SyncOptions.DeviceStateDelta).</summary>
     public bool DeviceStateDelta { get; init; } = true;

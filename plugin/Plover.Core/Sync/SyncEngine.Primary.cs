@@ -33,11 +33,13 @@ public sealed unsafe partial class SyncEngine
         stats.Pause.Bitmap = Microseconds(t);
         Hook(SyncStep.BitmapsExchanged);
 
-        // Early resume once the union is known: from here on every page is read from the copy of the union.
+        // Early resume once the union is known (a small one): from here on every page is read from the copy of the union.
         IPageSource pages = _layout!;
         bool resume = _options.EarlyResume && atSyncPoint is null;
         ulong copyLimit = (ulong)Math.Max(_options.EarlyResumeMaxPages, 0);
-        if (resume && _options.ResumePoint == ResumePoint.Bitmaps)
+        var point = _options.ResumePoint;
+        if (point == ResumePoint.Auto) point = unionPages <= (ulong)Math.Max(_options.SmallUnionPages, 0) ? ResumePoint.Bitmaps : ResumePoint.Compare;
+        if (resume && point == ResumePoint.Bitmaps)
         {
             if (unionPages <= copyLimit) pages = ResumeFromCopy(request, stats, _union.Pointer, unionPages);
             resume = false;

@@ -257,7 +257,7 @@ sealed class BenchOptions
 /// <summary>Which engine pair a point runs on: Plover (with its hashing threads, sub-block size, divergence
 /// comparison) or the checkpointing baseline.</summary>
 readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence, bool Encrypt = true,
-                                 ResumePoint Resume = ResumePoint.Compare, bool ParallelApply = true)
+                                 ResumePoint Resume = ResumePoint.Auto, bool ParallelApply = true)
 {
     public static EngineKey Plover(BenchOptions o) => new(false, 0, o.SubBlockBytes, true);
     public static readonly EngineKey Baseline = new(true, 0, 0, false);
