@@ -1,6 +1,6 @@
-// The C# mirror of plover_abi.h (interop/PloverAbi.cs) must lay out every struct exactly as the C compiler does:
-// for every struct and every field, sizeof/offsetof here equals plover_abi_layout(type, field) from the library
-// (which measures the C# structs on real instances).
+// The C# mirror of plover_abi.h (generated from it at build time by interop/Plover.AbiGen into interop/obj/abigen/)
+// must lay out every struct exactly as the C compiler does: for every struct and every field, sizeof/offsetof here
+// equals plover_abi_layout(type, field) from the library (which measures the C# structs on real instances).
 #include <gtest/gtest.h>
 
 #include <algorithm>
