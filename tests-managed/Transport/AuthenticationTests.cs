@@ -25,7 +25,7 @@ public sealed class AuthenticationTests : IDisposable
         var ports = TransportTestKit.FreePorts(4);
         var eps = TransportTestKit.Endpoints([1, 2, 3, 4], ports);
         _serverEp = eps[3];
-        _server = new TcpTransport(TransportTestKit.Options(3, eps, _serverLog.Sink, handshakeTimeout: TimeSpan.FromSeconds(2)));
+        _server = new TcpTransport(TransportTestKit.Options(3, eps, _serverLog.Sink, handshakeTimeout: TimeSpan.FromSeconds(10)));   // generous: with 2 s a good observer handshake was refused once on a loaded host
         _server.Start(_serverSink);
         _good = new TcpTransport(TransportTestKit.Options(1, eps, _goodLog.Sink));
         _good.Start(_goodSink);
@@ -97,7 +97,7 @@ public sealed class AuthenticationTests : IDisposable
     [Fact]
     public void ObserverReadsStatus()
     {
-        var status = ObserverLink.Query(_serverEp, TestKeys.ObserverIdentity([1, 2, 3, 4]), 3, TimeSpan.FromSeconds(3));
+        var status = ObserverLink.Query(_serverEp, TestKeys.ObserverIdentity([1, 2, 3, 4]), 3, TimeSpan.FromSeconds(10));
         Assert.Equal("starting", status.Role);
         AssertGoodPeerServed();
     }
