@@ -25,7 +25,7 @@ public sealed class AuthenticationTests : IDisposable
         var ports = TransportTestKit.FreePorts(4);
         var eps = TransportTestKit.Endpoints([1, 2, 3, 4], ports);
         _serverEp = eps[3];
-        _server = new TcpTransport(TransportTestKit.Options(3, eps, _serverLog.Sink, handshakeTimeout: TimeSpan.FromSeconds(10)));   // generous: with 2 s a good observer handshake was refused once on a loaded host
+        _server = new TcpTransport(TransportTestKit.Options(3, eps, _serverLog.Sink, handshakeTimeout: TimeSpan.FromSeconds(10)));
         _server.Start(_serverSink);
         _good = new TcpTransport(TransportTestKit.Options(1, eps, _goodLog.Sink));
         _good.Start(_goodSink);
@@ -97,7 +97,11 @@ public sealed class AuthenticationTests : IDisposable
     [Fact]
     public void ObserverReadsStatus()
     {
-        var status = ObserverLink.Query(_serverEp, TestKeys.ObserverIdentity([1, 2, 3, 4]), 3, TimeSpan.FromSeconds(10));
+        Wire.NodeStatus status;
+        try { status = ObserverLink.Query(_serverEp, TestKeys.ObserverIdentity([1, 2, 3, 4]), 3, TimeSpan.FromSeconds(10)); }
+        catch (HandshakeException e) { throw new Xunit.Sdk.XunitException($"{e.Message}
+the server's log:
+{_serverLog}"); }   // refused once in CI, reason unseen
         Assert.Equal("starting", status.Role);
         AssertGoodPeerServed();
     }
