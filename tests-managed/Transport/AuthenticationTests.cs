@@ -99,9 +99,7 @@ public sealed class AuthenticationTests : IDisposable
     {
         Wire.NodeStatus status;
         try { status = ObserverLink.Query(_serverEp, TestKeys.ObserverIdentity([1, 2, 3, 4]), 3, TimeSpan.FromSeconds(10)); }
-        catch (HandshakeException e) { throw new Xunit.Sdk.XunitException($"{e.Message}
-the server's log:
-{_serverLog}"); }   // refused once in CI, reason unseen
+        catch (HandshakeException e) { throw new Xunit.Sdk.XunitException($"{e.Message}\nthe server's log:\n{_serverLog}"); }   // refused once in CI, reason unseen
         Assert.Equal("starting", status.Role);
         AssertGoodPeerServed();
     }
