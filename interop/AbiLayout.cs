@@ -101,6 +101,7 @@ public static unsafe class AbiLayout
             [nameof(host.net_announce)] = (byte*)&host.net_announce - h,
             [nameof(host.vcpu_thread_ids)] = (byte*)&host.vcpu_thread_ids - h,
             [nameof(host.save_device_sections)] = (byte*)&host.save_device_sections - h,
+            ["event"] = (byte*)&host.@event - h,
         };
 
         PloverHooks hooks;
@@ -117,6 +118,60 @@ public static unsafe class AbiLayout
             [nameof(hooks.net_to_guest)] = (byte*)&hooks.net_to_guest - k,
             [nameof(hooks.net_from_guest)] = (byte*)&hooks.net_from_guest - k,
             [nameof(hooks.shutdown)] = (byte*)&hooks.shutdown - k,
+            [nameof(hooks.query)] = (byte*)&hooks.query - k,
+            [nameof(hooks.operator_command)] = (byte*)&hooks.operator_command - k,
+        };
+
+        PloverInfo info;
+        byte* q = (byte*)&info;
+        types[nameof(PloverInfo)] = new Dictionary<string, long>
+        {
+            [""] = sizeof(PloverInfo),
+            [nameof(info.struct_size)] = (byte*)&info.struct_size - q,
+            [nameof(info.role)] = (byte*)&info.role - q,
+            [nameof(info.mode)] = (byte*)&info.mode - q,
+            [nameof(info.node)] = (byte*)&info.node - q,
+            [nameof(info.backup)] = (byte*)&info.backup - q,
+            [nameof(info.leader)] = (byte*)&info.leader - q,
+            [nameof(info.is_protected)] = (byte*)&info.is_protected - q,
+            [nameof(info.fenced)] = (byte*)&info.fenced - q,
+            [nameof(info.sync_link)] = (byte*)&info.sync_link - q,
+            [nameof(info.reserved0)] = (byte*)&info.reserved0 - q,
+            [nameof(info.term)] = (byte*)&info.term - q,
+            [nameof(info.commit_index)] = (byte*)&info.commit_index - q,
+            [nameof(info.last_sync_epoch)] = (byte*)&info.last_sync_epoch - q,
+            [nameof(info.last_sync_unix_us)] = (byte*)&info.last_sync_unix_us - q,
+            [nameof(info.last_sync_union_pages)] = (byte*)&info.last_sync_union_pages - q,
+            [nameof(info.last_sync_identical_pages)] = (byte*)&info.last_sync_identical_pages - q,
+            [nameof(info.last_sync_divergent_pages)] = (byte*)&info.last_sync_divergent_pages - q,
+            [nameof(info.last_sync_wire_bytes)] = (byte*)&info.last_sync_wire_bytes - q,
+            [nameof(info.last_sync_device_state_bytes)] = (byte*)&info.last_sync_device_state_bytes - q,
+            [nameof(info.last_sync_guest_pause_us)] = (byte*)&info.last_sync_guest_pause_us - q,
+            [nameof(info.last_sync_total_us)] = (byte*)&info.last_sync_total_us - q,
+            [nameof(info.syncs_completed)] = (byte*)&info.syncs_completed - q,
+            [nameof(info.syncs_aborted)] = (byte*)&info.syncs_aborted - q,
+            [nameof(info.inputs_injected)] = (byte*)&info.inputs_injected - q,
+            [nameof(info.frames_released)] = (byte*)&info.frames_released - q,
+            [nameof(info.frames_discarded)] = (byte*)&info.frames_discarded - q,
+            [nameof(info.promotions)] = (byte*)&info.promotions - q,
+            [nameof(info.demotions)] = (byte*)&info.demotions - q,
+            [nameof(info.joins)] = (byte*)&info.joins - q,
+            [nameof(info.problem)] = info.problem - q,
+        };
+
+        PloverEvent ev;
+        byte* e = (byte*)&ev;
+        types[nameof(PloverEvent)] = new Dictionary<string, long>
+        {
+            [""] = sizeof(PloverEvent),
+            [nameof(ev.struct_size)] = (byte*)&ev.struct_size - e,
+            [nameof(ev.kind)] = (byte*)&ev.kind - e,
+            [nameof(ev.role)] = (byte*)&ev.role - e,
+            [nameof(ev.previous_role)] = (byte*)&ev.previous_role - e,
+            [nameof(ev.term)] = (byte*)&ev.term - e,
+            [nameof(ev.backup)] = (byte*)&ev.backup - e,
+            [nameof(ev.reserved0)] = (byte*)&ev.reserved0 - e,
+            [nameof(ev.reason)] = (byte*)&ev.reason - e,
         };
         return types;
     }

@@ -10,7 +10,7 @@ namespace Plover.Interop;
 public static class PloverAbi
 {
     public const ushort Major = 1;
-    public const ushort Minor = 1;
+    public const ushort Minor = 2;
     public const uint Version = (uint)Major << 16 | Minor;
 
     public const string SymAbiVersion = "plover_qemu_abi_version";
@@ -26,6 +26,30 @@ public static class PloverAbi
 
     public const int NetPass = 0;
     public const int NetConsumed = 1;
+
+    // since 1.2
+    public const int RoleStarting = 0;
+    public const int RolePrimary = 1;
+    public const int RoleBackup = 2;
+    public const int RoleJoining = 3;
+    public const int RoleProbe = 4;
+
+    public const int ModeReplicate = 0;
+    public const int ModeCheckpoint = 1;
+    public const int ModeProbe = 2;
+
+    public const int EventRoleChanged = 0;
+    public const int EventProtectionLost = 1;
+    public const int EventProtectionRestored = 2;
+    public const int EventFenced = 3;
+
+    public const int CmdStop = 0;
+    public const int CmdCont = 1;
+    public const int CmdSystemReset = 2;
+    public const int CmdSystemPowerdown = 3;
+
+    public const int CmdRun = 0;
+    public const int CmdIgnore = 1;
 }
 
 /// <summary>struct iovec from &lt;sys/uio.h&gt;.</summary>
@@ -60,6 +84,56 @@ public unsafe struct PloverNic
     public byte* nic_name;
     public fixed byte mac[6];
     public fixed byte pad[2];
+}
+
+/// <summary>Since 1.2: what query-plover reports; the host zeroes it and sets struct_size, the query hook fills it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct PloverInfo
+{
+    public uint struct_size;
+    public int role;
+    public int mode;
+    public uint node;
+    public uint backup;
+    public uint leader;
+    public int is_protected;
+    public int fenced;
+    public int sync_link;
+    public uint reserved0;
+    public fixed byte problem[256];
+    public ulong term;
+    public ulong commit_index;
+    public ulong last_sync_epoch;
+    public long last_sync_unix_us;
+    public ulong last_sync_union_pages;
+    public ulong last_sync_identical_pages;
+    public ulong last_sync_divergent_pages;
+    public ulong last_sync_wire_bytes;
+    public ulong last_sync_device_state_bytes;
+    public ulong last_sync_guest_pause_us;
+    public ulong last_sync_total_us;
+    public ulong syncs_completed;
+    public ulong syncs_aborted;
+    public ulong inputs_injected;
+    public ulong frames_released;
+    public ulong frames_discarded;
+    public ulong promotions;
+    public ulong demotions;
+    public ulong joins;
+}
+
+/// <summary>Since 1.2: one QMP event, passed to the host's event function (valid during the call only).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct PloverEvent
+{
+    public uint struct_size;
+    public int kind;
+    public int role;
+    public int previous_role;
+    public ulong term;
+    public uint backup;
+    public uint reserved0;
+    public byte* reason;
 }
 
 /// <summary>What the host (QEMU) offers the library. See plover_abi.h for which calls are ANY-thread.</summary>
@@ -107,6 +181,8 @@ public unsafe struct PloverHostApi
     public delegate* unmanaged[Cdecl]<int*, uint, uint*, int> vcpu_thread_ids;
     // since 1.1
     public delegate* unmanaged[Cdecl]<byte**, nuint*, uint**, uint*, int> save_device_sections;
+    // since 1.2
+    public delegate* unmanaged[Cdecl]<PloverEvent*, void> @event;
 }
 
 /// <summary>What the library gives the host; a null hook is never called. All hooks: main thread, BQL held.</summary>
@@ -122,4 +198,7 @@ public unsafe struct PloverHooks
     public delegate* unmanaged[Cdecl]<void*, uint, uint, Iovec*, int, int> net_to_guest;
     public delegate* unmanaged[Cdecl]<void*, uint, ulong, ulong, ulong, void> net_from_guest;
     public delegate* unmanaged[Cdecl]<void*, void> shutdown;
+    // since 1.2
+    public delegate* unmanaged[Cdecl]<void*, PloverInfo*, int> query;
+    public delegate* unmanaged[Cdecl]<void*, int, byte*, nuint, int> operator_command;
 }
