@@ -1,19 +1,19 @@
-"""libvirt runs a Plover VM (issue 17 item 3): Debian's libvirtd, the domain XML of docs/libvirt/plover-primary.xml
-(its paths replaced by the build's), the patched QEMU as emulator.
+"""libvirt runs a Plover cluster (issue 17 item 3): Debian's libvirtd, the domain XML of docs/libvirt/plover-primary.xml
+(its paths replaced by the build's) for the primary, the same XML with role=backup,node=2 for the backup, the patched
+QEMU as emulator, and `plover witness` beside them.
 
-libvirtd runs privately: in a network namespace of its own (with the tap the domain names) and with /etc/libvirt,
-/run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt bound to a temporary folder (`ip netns exec`
-gives it a mount namespace), so nothing of this host's libvirt is used or changed; virsh reaches it through
-qemu:///system?socket=... . No cluster runs: the node waits for its peers (startupMs is long) with the guest not
-started, which is what is checked: libvirt's start (QEMU with -S, then 'cont') succeeds without starting the guest
-behind Plover's back, query-plover answers through libvirt, and virsh suspend, reset and shutdown are refused with
-Plover's reason. Run by ctest (e2e.Libvirt) as root with ./build.sh env's variables; skipped (with the reason) when
-libvirtd or virsh is missing. PLOVER_KEEP_TEST_DIRS=1 keeps the folder (libvirtd's and QEMU's logs).
+libvirtd runs privately: in a network namespace of its own (with the two taps the domains name; the three nodes talk
+over its loopback) and with /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt
+bound to a temporary folder (`ip netns exec` gives it a mount namespace), so nothing of this host's libvirt is used or
+changed; virsh reaches it through qemu:///system?socket=... . Checked: the command line libvirt makes; libvirt's
+start (QEMU with -S, then 'cont') leaves the guest to Plover, which starts it once the cluster is up (libvirt shows
+the domain paused until then); query-plover through libvirt; virsh suspend, reset and shutdown refused with Plover's
+reason while the guest keeps running; virsh destroy. Run by ctest (e2e.Libvirt) as root with ./build.sh env's
+variables; skipped (with the reason) when libvirtd or virsh is missing. PLOVER_KEEP_TEST_DIRS=1 keeps the folder.
 """
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,19 +29,13 @@ PRIVATE_DIRS = {"etc": "/etc/libvirt", "run": "/run/libvirt", "lib": "/var/lib/l
                 "log": "/var/log/libvirt"}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LibvirtRunsAPloverVm(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         missing = [tool for tool in ("libvirtd", "virsh") if not shutil.which(tool)]
         if missing:
             raise unittest.SkipTest(f"skipped: {', '.join(missing)} not installed (./build.sh setup installs "
-                                    f"libvirt-daemon-driver-qemu and libvirt-clients)")
+                                    f"libvirt-daemon-system, libvirt-daemon-driver-qemu and libvirt-clients)")
         cls.env = os.environ
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
             if not cls.env.get(k):
@@ -49,21 +43,28 @@ class LibvirtRunsAPloverVm(unittest.TestCase):
         cls.work = tempfile.mkdtemp(prefix="plover-e2e-libvirt.")
         cls.ns = f"plvlv{os.getpid()}"
         cls.name = f"plover-e2e-{os.getpid()}"
-        cls.libvirtd = None
+        cls.backup_name = f"plover-e2e-{os.getpid()}-backup"
+        cls.libvirtd = cls.witness = None
         cls.domain_path = os.path.join(cls.work, "domain.xml")
+        cls.backup_path = os.path.join(cls.work, "domain-backup.xml")
         try:
             cls.start_libvirtd()
             cls.write_cluster()
-            cls.write_domain()
+            cls.write_domain(cls.domain_path, cls.name, "tap0", "primary", 1)
+            cls.write_domain(cls.backup_path, cls.backup_name, "tap1", "backup", 2)
         except Exception:
             cls.tearDownClass()
             raise
 
     @classmethod
     def tearDownClass(cls):
+        if cls.witness is not None:
+            cls.witness.terminate()
+            cls.witness.wait(timeout=30)
         if cls.libvirtd is not None:
-            cls.virsh("destroy", cls.name, check=False)
-            cls.virsh("undefine", cls.name, check=False)
+            for name in (cls.name, cls.backup_name):
+                cls.virsh("destroy", name, check=False)
+                cls.virsh("undefine", name, check=False)
             cls.libvirtd.terminate()
             try:
                 cls.libvirtd.wait(timeout=30)
@@ -91,8 +92,9 @@ class LibvirtRunsAPloverVm(unittest.TestCase):
                     'cgroup_controllers = [ ]\nstdio_handler = "file"\nremember_owner = 0\n')
         subprocess.run(["ip", "netns", "add", cls.ns], check=True)
         subprocess.run(["ip", "-n", cls.ns, "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "-n", cls.ns, "tuntap", "add", "tap0", "mode", "tap"], check=True)
-        subprocess.run(["ip", "-n", cls.ns, "link", "set", "tap0", "up"], check=True)
+        for tap in ("tap0", "tap1"):
+            subprocess.run(["ip", "-n", cls.ns, "tuntap", "add", tap, "mode", "tap"], check=True)
+            subprocess.run(["ip", "-n", cls.ns, "link", "set", tap, "up"], check=True)
         binds = " ".join(f"mount --bind {d[k]} {target} &&" for k, target in PRIVATE_DIRS.items())
         cls.log_path = os.path.join(cls.work, "libvirtd.log")
         with open(cls.log_path, "w") as log:
@@ -102,10 +104,15 @@ class LibvirtRunsAPloverVm(unittest.TestCase):
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
         cls.uri = f"qemu:///system?socket={d['run']}/libvirt-sock"
         deadline = time.time() + 60
-        while cls.virsh("version", check=False).returncode != 0:
+        while cls.virsh("list", "--all", check=False).returncode != 0:
             if cls.libvirtd.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"libvirtd did not come up:\n{open(cls.log_path).read()[-3000:]}")
+                raise RuntimeError(f"libvirtd did not come up:\n{cls.read(cls.log_path)[-3000:]}")
             time.sleep(0.5)
+
+    @staticmethod
+    def read(path):
+        with open(path, errors="replace") as f:
+            return f.read()
 
     @classmethod
     def keygen(cls, path):
@@ -116,25 +123,28 @@ class LibvirtRunsAPloverVm(unittest.TestCase):
     @classmethod
     def write_cluster(cls):
         cls.config_path = os.path.join(cls.work, "cluster.json")
-        cls.admin_path = os.path.join(cls.work, "admin-1.sock")
         nodes = []
         for node_id, role in ((1, "primary"), (2, "backup"), (3, "witness")):
             key = os.path.join(cls.work, f"node{node_id}.key")
-            nodes.append({"id": node_id, "role": role, "address": f"127.0.0.1:{free_port()}",
+            # the namespace's loopback, where nothing else listens (a replica's sync link is its port + 1)
+            nodes.append({"id": node_id, "role": role, "address": f"127.0.0.1:{7400 + 2 * node_id}",
                           "publicKey": cls.keygen(key), "keyFile": key,
-                          **({"admin": cls.admin_path} if node_id == 1 else {})})
-        # nobody else runs: the node waits for its peers for as long as the test needs
-        config = {"cluster": "libvirt", "nodes": nodes, "timeouts": {"startupMs": 600000}}
+                          **({"admin": os.path.join(cls.work, f"admin-{node_id}.sock")} if node_id != 3 else {})})
+        # TCG timers (as the cluster harness); the primary is started a little before the witness
+        config = {"cluster": "libvirt", "nodes": nodes,
+                  "timeouts": {"heartbeatMs": 10, "electionMinMs": 200, "electionMaxMs": 400, "startupMs": 120000}}
         with open(cls.config_path, "w") as f:
             json.dump(config, f, indent=2)
 
     @classmethod
-    def write_domain(cls):
-        """The documented domain with this build's paths: TCG (type qemu), a small guest, the firmware folders."""
+    def write_domain(cls, path, name, tap, role, node):
+        """The documented domain with this build's paths: TCG (type qemu), a small guest, the firmware folders; the
+        backup's differs only in its name, tap and the plover object's role and node."""
         tree = ET.parse(DOMAIN_XML)
         root = tree.getroot()
         root.set("type", "qemu")
-        root.find("name").text = cls.name
+        root.find("name").text = name
+        root.find("devices/interface/target").set("dev", tap)
         root.find("memory").text = "256"
         root.find("vcpu").text = "1"
         root.find("os/kernel").text = cls.env["PLOVER_KERNEL"]
@@ -146,28 +156,37 @@ class LibvirtRunsAPloverVm(unittest.TestCase):
         assert len(plover) == 1, "the documented XML has one plover object"
         plover[0].set("value", plover[0].get("value")
                       .replace("/opt/plover/lib/libplover.so", cls.env["PLOVER_LIB"])
-                      .replace("/etc/plover/cluster.json", cls.config_path))
+                      .replace("/etc/plover/cluster.json", cls.config_path)
+                      .replace("role=primary,", f"role={role},").replace("node=1", f"node={node}"))
         for folder in FIRMWARE:
             for value in ("-L", folder):
                 ET.SubElement(cmdline, f"{{{QEMU_NS}}}arg", value=value)
         ET.register_namespace("qemu", QEMU_NS)
-        tree.write(cls.domain_path)
+        tree.write(path)
 
     @classmethod
     def virsh(cls, *args, check=True):
         r = subprocess.run(["virsh", "-c", cls.uri, *args], capture_output=True, text=True, timeout=120)
         if check and r.returncode != 0:
             raise AssertionError(f"virsh {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}\n"
-                                 f"libvirtd log:\n{open(cls.log_path).read()[-2000:]}")
+                                 f"libvirtd log:\n{cls.read(cls.log_path)[-2000:]}")
         return r
 
-    def qmp(self, command):
-        r = self.virsh("qemu-monitor-command", self.name, json.dumps({"execute": command}))
+    def qmp(self, command, name=None):
+        r = self.virsh("qemu-monitor-command", name or self.name, json.dumps({"execute": command}))
         return json.loads(r.stdout)
 
-    def qemu_log(self):
-        path = os.path.join(self.work, "log", "qemu", f"{self.name}.log")
-        return open(path).read()[-3000:] if os.path.exists(path) else "(no QEMU log)"
+    def qemu_log(self, name=None):
+        path = os.path.join(self.work, "log", "qemu", f"{name or self.name}.log")
+        return self.read(path)[-3000:] if os.path.exists(path) else "(no QEMU log)"
+
+    def wait(self, what, check, timeout=180):
+        deadline = time.time() + timeout
+        while not check():
+            if time.time() > deadline:
+                self.fail(f"{what} within {timeout} s; primary's log:\n{self.qemu_log()}\nbackup's log:\n"
+                          f"{self.qemu_log(self.backup_name)}")
+            time.sleep(0.5)
 
     # ------------------------------------------------------------------ checks, in order
     def test_1_the_command_line_libvirt_makes_has_both_objects_and_what_plover_needs(self):
@@ -175,39 +194,48 @@ class LibvirtRunsAPloverVm(unittest.TestCase):
         self.assertIn(f"-object plover,id=ft0,lib={self.env['PLOVER_LIB']},role=primary,config={self.config_path},node=1",
                       argv)
         self.assertIn("-object filter-plover,id=pf0,netdev=hostnet0,ft=ft0", argv)
-        self.assertRegex(argv, r'"id":"hostnet0"|id=hostnet0', "the first NIC's netdev is hostnet0")
-        self.assertRegex(argv, r'"vhost":false|vhost=off', "vhost off")
+        self.assertIn('"id":"hostnet0"', argv, "the first NIC's netdev is hostnet0")
+        self.assertNotRegex(argv, r'"vhost":true|vhost=on', "vhost stays off (<driver name='qemu'/>)")
         self.assertIn(" -S ", argv, "libvirt starts QEMU stopped (and sends cont)")
         self.assertNotIn("virtio-balloon", argv)
-        self.assertIn("mac=52:54:00:00:00:01", argv.replace('"mac":"', "mac=").replace('"', ""))
+        self.assertIn('"mac":"52:54:00:00:00:01"', argv)
 
-    def test_2_libvirt_starts_the_domain_and_the_guest_waits_for_the_cluster(self):
-        self.virsh("define", self.domain_path)
-        self.virsh("start", self.name)   # QEMU -S, then cont: Plover accepts it
-        state = self.virsh("domstate", self.name).stdout.strip()
-        self.assertEqual("running", state, self.qemu_log())
-        # cont was accepted without effect: the guest has not run, Plover starts it once its peers are up
+    def test_2_libvirt_starts_both_replicas_and_plover_starts_the_guest_once_the_cluster_is_up(self):
+        for path, name in ((self.backup_path, self.backup_name), (self.domain_path, self.name)):
+            self.virsh("define", path)
+            self.virsh("start", name)   # QEMU -S, then cont: Plover accepts it and does nothing
+        # cont did not start the guest behind Plover's back: no cluster yet (libvirt says paused)
         status = self.qmp("query-status")["return"]
         self.assertEqual(("prelaunch", False), (status["status"], status["running"]), status)
+        self.assertEqual("paused", self.virsh("domstate", self.name).stdout.strip())
+        self.assertEqual("starting", self.qmp("query-plover")["return"]["role"])
+        with open(os.path.join(self.work, "witness.log"), "w") as log:
+            type(self).witness = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, self.env["PLOVER_CLI"], "witness", "--config", self.config_path,
+                 "--node", "3"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.wait("the primary protected by node 2", lambda: self.qmp("query-plover")["return"].get("protected"))
         r = self.qmp("query-plover")["return"]
-        self.assertEqual(("starting", "replicate", 1, False), (r["role"], r["mode"], r["node"], r["protected"]), r)
-        self.assertIn("start-up probe", r["problem"], r)
-        self.assertIn("loaded", self.qemu_log())
+        self.assertEqual(("primary", "replicate", 1, 2, True), (r["role"], r["mode"], r["node"], r["backup"], r["sync-link"]), r)
+        self.assertEqual("backup", self.qmp("query-plover", self.backup_name)["return"]["role"])
+        # Plover started the guests; libvirt saw QEMU's RESUME
+        self.wait("libvirt shows the primary running", lambda: self.virsh("domstate", self.name).stdout.strip() == "running")
+        self.wait("a sync completed", lambda: "last-sync" in self.qmp("query-plover")["return"], timeout=120)
 
     def test_3_virsh_suspend_reset_and_shutdown_are_refused_with_plovers_reason(self):
         for args, command in ((("suspend",), "stop"), (("reset",), "system_reset"),
                               (("shutdown", "--mode", "acpi"), "system_powerdown")):
-            r = self.virsh(*args, self.name, check=False)
-            self.assertNotEqual(0, r.returncode, f"virsh {args[0]} succeeded")
-            self.assertIn(f"'{command}' is refused: Plover replicates this VM (node 1, starting)", r.stderr, r.stderr)
+            for name, role in ((self.name, "node 1, primary"), (self.backup_name, "node 2, backup")):
+                r = self.virsh(*args, name, check=False)
+                self.assertNotEqual(0, r.returncode, f"virsh {args[0]} {name} succeeded")
+                self.assertIn(f"'{command}' is refused: Plover replicates this VM ({role})", r.stderr, r.stderr)
         self.assertEqual("running", self.virsh("domstate", self.name).stdout.strip())
-        self.assertEqual("prelaunch", self.qmp("query-status")["return"]["status"])
+        self.assertTrue(self.qmp("query-plover")["return"]["protected"])
 
     def test_4_virsh_destroy_ends_it(self):
-        self.virsh("destroy", self.name)
-        self.assertEqual("shut off", self.virsh("domstate", self.name).stdout.strip())
-        self.virsh("undefine", self.name)
-
+        for name in (self.name, self.backup_name):
+            self.virsh("destroy", name)
+            self.assertEqual("shut off", self.virsh("domstate", name).stdout.strip())
+            self.virsh("undefine", name)
 
 if __name__ == "__main__":
     unittest.main()
