@@ -200,11 +200,14 @@ public sealed class ReplicaNode : IDisposable
         var replica = _replica;
         if (driver is null || replica is null) return new OperatorState(OperatorRole.Starting, 0, false, 0, 0, "");
         bool primary = replica.Role == ReplicaRole.Primary;
+        bool isProtected = primary && !replica.IsFenced && !replica.RunsAlone && SyncLinkConnected &&
+                           replica.Guard.State == GuardState.Holding;
         return new OperatorState(
             replica.IsJoining ? OperatorRole.Joining : primary ? OperatorRole.Primary : OperatorRole.Backup,
             driver.Term,
-            primary && !replica.IsFenced && !replica.RunsAlone && SyncLinkConnected && replica.Guard.State == GuardState.Holding,
-            primary ? replica.BackupId : 0,
+            isProtected,
+            // protected means synced with the other VM node, before the ROLE entry that names it has committed
+            isProtected ? _peer.Id : primary ? replica.BackupId : 0,
             replica.Fences, replica.LastFenceReason);
     }
 
