@@ -17,7 +17,7 @@
 #include <sys/uio.h>
 
 #define PLOVER_ABI_MAJOR 1 /* incompatible change: the host refuses a library with another major */
-#define PLOVER_ABI_MINOR 1 /* compatible change: fields appended at struct ends; check struct_size */
+#define PLOVER_ABI_MINOR 2 /* compatible change: fields appended at struct ends; check struct_size */
 #define PLOVER_ABI_VERSION ((uint32_t)((PLOVER_ABI_MAJOR << 16) | PLOVER_ABI_MINOR))
 
 /* Library exports (functions only):
@@ -38,6 +38,17 @@
 enum { PLOVER_LOG_ERROR = 0, PLOVER_LOG_WARN = 1, PLOVER_LOG_INFO = 2, PLOVER_LOG_DEBUG = 3 };
 enum { PLOVER_OUT_HOLD = 0, PLOVER_OUT_PASS = 1 };
 enum { PLOVER_NET_PASS = 0, PLOVER_NET_CONSUMED = 1 };
+
+/* ---- since 1.2: QMP (query-plover, the PLOVER_* events, operator commands) ---- */
+enum { PLOVER_ROLE_STARTING = 0, PLOVER_ROLE_PRIMARY = 1, PLOVER_ROLE_BACKUP = 2, PLOVER_ROLE_JOINING = 3,
+       PLOVER_ROLE_PROBE = 4 };
+enum { PLOVER_MODE_REPLICATE = 0, PLOVER_MODE_CHECKPOINT = 1, PLOVER_MODE_PROBE = 2 };
+enum { PLOVER_EVENT_ROLE_CHANGED = 0, PLOVER_EVENT_PROTECTION_LOST = 1, PLOVER_EVENT_PROTECTION_RESTORED = 2,
+       PLOVER_EVENT_FENCED = 3 };
+/* operator commands QEMU asks about before running them (QMP and HMP) */
+enum { PLOVER_CMD_STOP = 0, PLOVER_CMD_CONT = 1, PLOVER_CMD_SYSTEM_RESET = 2, PLOVER_CMD_SYSTEM_POWERDOWN = 3 };
+/* the answer: run it, or report success and do nothing (a negative errno refuses, with a message) */
+enum { PLOVER_CMD_RUN = 0, PLOVER_CMD_IGNORE = 1 };
 
 typedef struct PloverRamBlock {  /* host-owned; valid from machine_ready until shutdown */
     uint32_t id;                 /* index in the array */
@@ -61,6 +72,52 @@ typedef struct PloverNic {
 } PloverNic;
 
 typedef void (*PloverMainFn)(void *opaque);
+
+typedef struct PloverInfo {      /* since 1.2: query-plover; the host zeroes it and sets struct_size */
+    uint32_t struct_size;
+    int32_t role;                /* PLOVER_ROLE_* */
+    int32_t mode;                /* PLOVER_MODE_* */
+    uint32_t node;               /* this node's id */
+    uint32_t backup;             /* a primary's backup (node id); 0: none */
+    uint32_t leader;             /* the consensus leader (node id); 0: none known */
+    int32_t is_protected;        /* 1: a primary whose output waits for its synced backup */
+    int32_t fenced;              /* 1: deposed, its output stopped, rejoining */
+    int32_t sync_link;           /* 1: the sync connection to the other replica is up */
+    uint32_t reserved0;
+    char problem[256];           /* what keeps it from being protected, NUL-terminated UTF-8; "" if nothing */
+    uint64_t term;
+    uint64_t commit_index;
+    /* the last completed sync; last_sync_epoch 0: none yet */
+    uint64_t last_sync_epoch;
+    int64_t last_sync_unix_us;   /* when it started, Unix microseconds */
+    uint64_t last_sync_union_pages;
+    uint64_t last_sync_identical_pages;
+    uint64_t last_sync_divergent_pages;
+    uint64_t last_sync_wire_bytes;
+    uint64_t last_sync_device_state_bytes;
+    uint64_t last_sync_guest_pause_us;
+    uint64_t last_sync_total_us;
+    /* counters since this QEMU started */
+    uint64_t syncs_completed;
+    uint64_t syncs_aborted;
+    uint64_t inputs_injected;
+    uint64_t frames_released;
+    uint64_t frames_discarded;
+    uint64_t promotions;
+    uint64_t demotions;
+    uint64_t joins;
+} PloverInfo;
+
+typedef struct PloverEvent {     /* since 1.2: one QMP event; valid only during the event call */
+    uint32_t struct_size;
+    int32_t kind;                /* PLOVER_EVENT_* */
+    int32_t role;                /* the role now (PLOVER_ROLE_*) */
+    int32_t previous_role;       /* ROLE_CHANGED: the role before */
+    uint64_t term;
+    uint32_t backup;             /* PROTECTION_RESTORED: the backup's node id */
+    uint32_t reserved0;
+    const char *reason;          /* NUL-terminated UTF-8, never NULL */
+} PloverEvent;
 
 typedef struct PloverHostApi {
     uint32_t struct_size;
@@ -105,6 +162,8 @@ typedef struct PloverHostApi {
     /* save_device_state, and where each section starts: starts[count - 1] is the offset of the final EOF
      * byte; a section not saved (not needed) starts where the next one does. Free both with free_buf */
     int32_t (*save_device_sections)(uint8_t **buf, size_t *len, uint32_t **starts, uint32_t *count);
+    /* ---- since 1.2 (check struct_size) ---- */
+    void (*event)(const PloverEvent *event);  /* MAIN: emit the QMP event PLOVER_<kind> */
 } PloverHostApi;
 
 typedef struct PloverHooks {     /* filled by the library; a NULL hook is never called */
@@ -118,6 +177,11 @@ typedef struct PloverHooks {     /* filled by the library; a NULL hook is never 
     /* the guest sent frames that are now held (coalesced, after the fact) */
     void (*net_from_guest)(void *ctx, uint32_t nic, uint64_t epoch, uint64_t held_pkts, uint64_t held_bytes);
     void (*shutdown)(void *ctx);
+    /* ---- since 1.2 (the host checks struct_size) ---- */
+    int32_t (*query)(void *ctx, PloverInfo *info);  /* query-plover: fill info; 0 or a negative errno */
+    /* an operator's stop, cont, system_reset or system_powerdown (PLOVER_CMD_*): PLOVER_CMD_RUN,
+     * PLOVER_CMD_IGNORE, or a negative errno with a NUL-terminated message in err (the command fails with it) */
+    int32_t (*operator_command)(void *ctx, int32_t command, char *err, size_t errlen);
 } PloverHooks;
 
 typedef uint32_t (*PloverAbiVersionFn)(void);

@@ -52,11 +52,26 @@ const std::vector<Type> &Types() {
           F(PloverHostApi, nics), F(PloverHostApi, net_inject), F(PloverHostApi, net_out_cut),
           F(PloverHostApi, net_out_release), F(PloverHostApi, net_out_discard), F(PloverHostApi, net_out_mode),
           F(PloverHostApi, net_announce), F(PloverHostApi, vcpu_thread_ids),
-          F(PloverHostApi, save_device_sections)}},
+          F(PloverHostApi, save_device_sections), F(PloverHostApi, event)}},
         {"PloverHooks", sizeof(PloverHooks),
          {F(PloverHooks, struct_size), F(PloverHooks, abi_major), F(PloverHooks, abi_minor), F(PloverHooks, ctx),
           F(PloverHooks, machine_ready), F(PloverHooks, vm_state_changed), F(PloverHooks, net_to_guest),
-          F(PloverHooks, net_from_guest), F(PloverHooks, shutdown)}},
+          F(PloverHooks, net_from_guest), F(PloverHooks, shutdown), F(PloverHooks, query),
+          F(PloverHooks, operator_command)}},
+        {"PloverInfo", sizeof(PloverInfo),
+         {F(PloverInfo, struct_size), F(PloverInfo, role), F(PloverInfo, mode), F(PloverInfo, node),
+          F(PloverInfo, backup), F(PloverInfo, leader), F(PloverInfo, is_protected), F(PloverInfo, fenced),
+          F(PloverInfo, sync_link), F(PloverInfo, reserved0), F(PloverInfo, term), F(PloverInfo, commit_index),
+          F(PloverInfo, last_sync_epoch), F(PloverInfo, last_sync_unix_us), F(PloverInfo, last_sync_union_pages),
+          F(PloverInfo, last_sync_identical_pages), F(PloverInfo, last_sync_divergent_pages),
+          F(PloverInfo, last_sync_wire_bytes), F(PloverInfo, last_sync_device_state_bytes),
+          F(PloverInfo, last_sync_guest_pause_us), F(PloverInfo, last_sync_total_us),
+          F(PloverInfo, syncs_completed), F(PloverInfo, syncs_aborted), F(PloverInfo, inputs_injected),
+          F(PloverInfo, frames_released), F(PloverInfo, frames_discarded), F(PloverInfo, promotions),
+          F(PloverInfo, demotions), F(PloverInfo, joins), F(PloverInfo, problem)}},
+        {"PloverEvent", sizeof(PloverEvent),
+         {F(PloverEvent, struct_size), F(PloverEvent, kind), F(PloverEvent, role), F(PloverEvent, previous_role),
+          F(PloverEvent, term), F(PloverEvent, backup), F(PloverEvent, reserved0), F(PloverEvent, reason)}},
     };
     return types;
 }
@@ -89,7 +104,7 @@ std::string TypeName(const ::testing::TestParamInfo<size_t> &info) {
     return n;
 }
 
-INSTANTIATE_TEST_SUITE_P(Structs, AbiLayout, ::testing::Range(size_t(0), size_t(5)), TypeName);
+INSTANTIATE_TEST_SUITE_P(Structs, AbiLayout, ::testing::Range(size_t(0), size_t(7)), TypeName);
 
 // Field names of every `typedef struct NAME { ... } NAME;` in the header text (comments removed; handles
 // "uint16_t a, b;", pointers, arrays and function pointers).

@@ -55,6 +55,19 @@ TEST_F(HooksTest, MachineReadyLogsBlocksAndNicsAndStartsDirtyLogging) {
     EXPECT_TRUE(host().LogContains("dirty logging started (accel fake)")) << host().LogText();
 }
 
+// Probe mode (ABI 1.2): query-plover says so, and the operator runs the VM (stop, cont, reset all run).
+TEST_F(HooksTest, ProbeModeReportsProbeAndLetsTheOperatorRunTheVm) {
+    host().MachineReady();
+    PloverInfo info{};
+    info.struct_size = sizeof(info);
+    ASSERT_EQ(0, host().hooks.query(host().hooks.ctx, &info));
+    EXPECT_EQ(PLOVER_ROLE_PROBE, info.role);
+    EXPECT_EQ(PLOVER_MODE_PROBE, info.mode);
+    char err[256] = "";
+    for (int32_t command : {PLOVER_CMD_STOP, PLOVER_CMD_CONT, PLOVER_CMD_SYSTEM_RESET, PLOVER_CMD_SYSTEM_POWERDOWN})
+        EXPECT_EQ(PLOVER_CMD_RUN, host().hooks.operator_command(host().hooks.ctx, command, err, sizeof(err))) << command;
+}
+
 TEST_F(HooksTest, VmStateChangedIsLogged) {
     host().MachineReady();
     host().SetRunning(true);

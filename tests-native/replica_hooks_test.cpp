@@ -4,6 +4,8 @@
 // shutdown stops it all. Consensus and syncvm themselves are tested in tests-managed and end to end.
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstring>
 #include <thread>
 
 #include "admin_client.h"
@@ -107,6 +109,60 @@ TEST_F(ReplicaHooksTest, AdminAnswersReplicaCommandsAndRefusesManualControls) {
     r = client.Request("verify-result");
     EXPECT_TRUE(Ok(r)) << r;
     EXPECT_NE(r.find("\"result\":null"), std::string::npos) << r;
+}
+
+// query-plover's data (ABI 1.2): before the cluster is up the node is starting and says what it waits for.
+TEST_F(ReplicaHooksTest, QueryReportsTheNodeStartingAndWhatItWaitsFor) {
+    host().MachineReady();
+    ASSERT_NE(nullptr, host().hooks.query);
+    PloverInfo info{};
+    info.struct_size = sizeof(info);
+    ASSERT_EQ(0, host().hooks.query(host().hooks.ctx, &info));
+    EXPECT_EQ(sizeof(info), info.struct_size);
+    EXPECT_EQ(PLOVER_ROLE_STARTING, info.role);
+    EXPECT_EQ(PLOVER_MODE_REPLICATE, info.mode);
+    EXPECT_EQ(1u, info.node);
+    EXPECT_EQ(0, info.is_protected);
+    EXPECT_EQ(0u, info.last_sync_epoch) << "no sync yet";
+    std::string problem(info.problem);
+    EXPECT_NE(problem.find("start-up probe"), std::string::npos) << problem;
+}
+
+// An older host's shorter struct: the library writes no byte past the struct_size the host gave.
+TEST_F(ReplicaHooksTest, QueryWritesNothingPastTheHostsStructSize) {
+    host().MachineReady();
+    struct {
+        PloverInfo info;
+        uint64_t canary;
+    } buf;
+    memset(&buf, 0xAB, sizeof(buf));
+    uint32_t shorter = offsetof(PloverInfo, term);
+    buf.info.struct_size = shorter;
+    ASSERT_EQ(0, host().hooks.query(host().hooks.ctx, &buf.info));
+    EXPECT_EQ(shorter, buf.info.struct_size);
+    const uint8_t *rest = reinterpret_cast<const uint8_t *>(&buf.info) + shorter;
+    for (size_t i = 0; i < sizeof(buf) - shorter; i++) ASSERT_EQ(0xAB, rest[i]) << "byte " << shorter + i;
+}
+
+// An operator's stop, system_reset or system_powerdown (QMP or HMP) is refused while the library replicates, with
+// a message that says why; cont succeeds without effect (the library runs the guest).
+TEST_F(ReplicaHooksTest, OperatorStopResetAndPowerdownAreRefusedAndContIsIgnored) {
+    host().MachineReady();
+    ASSERT_NE(nullptr, host().hooks.operator_command);
+    char err[1024];
+    for (auto [command, name] : {std::pair{PLOVER_CMD_STOP, "'stop'"}, {PLOVER_CMD_SYSTEM_RESET, "'system_reset'"},
+                                 {PLOVER_CMD_SYSTEM_POWERDOWN, "'system_powerdown'"}}) {
+        err[0] = 0;
+        EXPECT_GT(0, host().hooks.operator_command(host().hooks.ctx, command, err, sizeof(err))) << name;
+        std::string why(err);
+        EXPECT_NE(why.find(std::string(name) + " is refused: Plover replicates this VM (node 1, starting)"),
+                  std::string::npos) << why;
+    }
+    err[0] = 0;
+    EXPECT_EQ(PLOVER_CMD_IGNORE, host().hooks.operator_command(host().hooks.ctx, PLOVER_CMD_CONT, err, sizeof(err)));
+    char tiny[8];
+    EXPECT_GT(0, host().hooks.operator_command(host().hooks.ctx, PLOVER_CMD_STOP, tiny, sizeof(tiny)));
+    EXPECT_EQ(7u, strlen(tiny)) << "truncated and terminated";
 }
 
 TEST_F(ReplicaHooksTest, ShutdownStopsTheReplica) {

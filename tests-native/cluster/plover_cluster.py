@@ -139,6 +139,41 @@ class Qmp:
         self.sock.close()
 
 
+class QmpEvents:
+    """Records the QMP events of one QEMU on a monitor of its own (the second -qmp socket): connects as soon as the
+    socket exists, negotiates, and appends every event (with the node's incarnation and the arrival time) to
+    `events` until QEMU goes away."""
+
+    def __init__(self, path, proc, incarnation, events):
+        self.path, self.proc, self.incarnation, self.events = path, proc, incarnation, events
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"qmp-events-{os.path.basename(path)}")
+        self.thread.start()
+
+    def _run(self):
+        while self.proc.poll() is None:
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(self.path)
+            except OSError:
+                sock.close()
+                time.sleep(0.05)
+                continue
+            try:
+                f = sock.makefile("rwb")
+                f.readline()
+                f.write(b'{"execute": "qmp_capabilities"}\n')
+                f.flush()
+                for line in f:
+                    message = json.loads(line)
+                    if "event" in message:
+                        self.events.append({**message, "incarnation": self.incarnation, "at": time.time()})
+            except (OSError, ValueError):
+                pass
+            finally:
+                sock.close()
+            return
+
+
 class Node:
     def __init__(self, cluster, node_id, role):
         self.cluster, self.id, self.role = cluster, node_id, role
@@ -150,6 +185,8 @@ class Node:
         self.stderr_path = os.path.join(cluster.work, f"node{node_id}.stderr")
         self.serial_path = os.path.join(cluster.work, f"serial-{node_id}.log")
         self.qmp_path = os.path.join(cluster.work, f"qmp-{node_id}.sock")
+        self.qmp_events_path = os.path.join(cluster.work, f"qmp-events-{node_id}.sock")
+        self.qmp_events = []   # every QMP event of every incarnation (QmpEvents), oldest first
         self._admin = None
 
     @property
@@ -160,6 +197,23 @@ class Node:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def events(self, name, incarnation=None, since=0.0):
+        """The QMP events called name this node emitted (of one incarnation, if given), after time since."""
+        return [e for e in list(self.qmp_events) if e["event"] == name and e["at"] >= since and
+                (incarnation is None or e["incarnation"] == incarnation)]
+
+    def wait_event(self, name, timeout=60, incarnation=None, since=0.0, where=lambda data: True):
+        """The first such event whose data satisfies where, waiting up to timeout s; AssertionError if none came."""
+        deadline = time.time() + timeout
+        while True:
+            found = [e for e in self.events(name, incarnation, since) if where(e.get("data", {}))]
+            if found:
+                return found[0]
+            if time.time() > deadline:
+                raise AssertionError(f"node {self.id}: no QMP event {name} within {timeout} s; events: "
+                                     f"{[(e['event'], e.get('data')) for e in self.qmp_events if e['event'].startswith('PLOVER')]}")
+            time.sleep(0.1)
 
     def stderr(self):
         return _read(self.stderr_path)
@@ -316,6 +370,7 @@ class Cluster:
                "-display", "none", "-nodefaults", "-S", "-kernel", e["PLOVER_KERNEL"], "-initrd", e["PLOVER_INITRD"],
                "-append", f"console=ttyS0 quiet plover.ip={GUEST_IP}/{SUBNET} plover.redis=1",
                "-serial", f"file:{node.serial_path}", "-qmp", f"unix:{node.qmp_path},server=on,wait=off",
+               "-qmp", f"unix:{node.qmp_events_path},server=on,wait=off",
                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off",
                "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC},romfile=", *FIRMWARE]
         if self.mode == "unreplicated":
@@ -339,6 +394,8 @@ class Cluster:
         with open(n.stderr_path, "w") as err:
             n.proc = subprocess.Popen(["ip", "netns", "exec", n.ns, *self._pinned(node_id), *cmd], env=self.env, stdout=err, stderr=err,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        if n.role != "witness":
+            QmpEvents(n.qmp_events_path, n.proc, n.incarnation, n.qmp_events)
         return n
 
     def start(self, wait=True, boot_timeout=240, nodes=(3, 2, 1), before_nodes=None):

@@ -213,6 +213,9 @@ class Failover(ClusterUnderLoad):
             # the role changes a moment before the promotion's event is recorded
             promoted = self.event_time(new, "promoted to primary", t0, wait_s=5)
             self.assertIsNotNone(promoted, "no promotion event on the new primary")
+            # operators see it on the new primary's QMP monitor
+            new.wait_event("PLOVER_ROLE_CHANGED", 10, since=t0 / 1e6,
+                           where=lambda d: (d["previous"], d["role"]) == ("backup", "primary"))
             # writes acknowledged just after the kill were the old primary's, already on their way
             first, stall = self.service_back("kill -9 of the primary", promoted)
             parts = (f"detection {(detect - t0) / 1000:.0f} ms, election {(leader - detect) / 1000:.0f} ms, "
@@ -223,6 +226,7 @@ class Failover(ClusterUnderLoad):
                                f"{stall / 1000:.0f} ms")
             # the old primary comes back with the same command line: it joins as the backup
             self.rejoin_as_backup(old)
+            new.wait_event("PLOVER_PROTECTION_RESTORED", 30, since=t0 / 1e6, where=lambda d, b=old.id: d["backup"] == b)
 
     def rejoin_as_backup(self, n):
         """Restarts a dead VM node with its unchanged command line: it joins as the backup and protects again."""
@@ -246,8 +250,11 @@ class Failover(ClusterUnderLoad):
         primary, backup, t0 = self.kill_the_backup()
         first, stall = self.service_back("kill -9 of the backup", t0)
         self.assertEqual(1, self.status()[0], "status must say unprotected")
+        lost = primary.wait_event("PLOVER_PROTECTION_LOST", 10, since=t0 / 1e6)
+        self.assertEqual("primary", lost["data"]["role"], lost)
         self.report.append(f"kill -9 backup: the primary ran on unprotected; longest client stall {stall / 1000:.0f} ms")
         self.rejoin_as_backup(backup)
+        primary.wait_event("PLOVER_PROTECTION_RESTORED", 30, since=t0 / 1e6, where=lambda d: d["backup"] == backup.id)
 
     def test_3_kill_the_witness_and_bring_it_back(self):
         t0 = int(time.time() * 1e6)
@@ -275,6 +282,8 @@ class Failover(ClusterUnderLoad):
                     while time.time() < deadline and self.role_of(p) == "primary":
                         time.sleep(0.1)
                     self.assertNotEqual("primary", self.role_of(p), "the isolated primary still thinks it is primary")
+                    fenced = p.wait_event("PLOVER_FENCED", 10, since=t0 / 1e6)
+                    self.assertIn("leader of ballot", fenced["data"]["reason"], fenced)
             finally:
                 self.cluster.partition(target.id, cut=False)
             self.report.append(f"partition of the {victim} (node {target.id}): service back, longest client stall "

@@ -4,6 +4,7 @@ own network namespaces, the witness as `plover witness`), a real client, and the
 Run by ctest (e2e.Replication) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
 PLOVER_KEEP_TEST_DIRS=1 keeps the nodes' logs, configs and the capture.
 """
+import contextlib
 import os
 import shutil
 import subprocess
@@ -172,6 +173,61 @@ class ReplicatedRedis(unittest.TestCase):
     def test_4_guest_memory_is_identical_at_a_sync_point(self):
         epoch, diffs = checks.compare_memory(self.cluster)
         self.assertEqual([], diffs, f"guest RAM differs at the sync point of epoch {epoch}")
+
+    def test_5_qmp_reports_plover_and_guards_the_run_state(self):
+        """query-plover on both replicas, the events of the start, and an operator's stop, system_reset and
+        system_powerdown refused (QMP; HMP's stop silently) while cont is accepted without effect: the guest keeps
+        running."""
+        p_admin = self.primary().admin("replica")
+        with contextlib.closing(pc.Qmp(self.primary().qmp_path)) as qmp:
+            r = qmp("query-plover")["return"]
+            self.assertEqual(("primary", "replicate", 1, 2, True, False, True),
+                             (r["role"], r["mode"], r["node"], r["backup"], r["protected"], r["fenced"], r["sync-link"]), r)
+            self.assertEqual("", r["problem"], r)
+            self.assertEqual((p_admin["term"], 1), (r["term"], r["leader"]), r)
+            self.assertGreaterEqual(r["commit-index"], p_admin["commitIndex"], r)
+            self.assertGreaterEqual(r["counters"]["syncs-completed"], p_admin["syncsCompleted"], r)
+            self.assertGreaterEqual(r["last-sync"]["epoch"], p_admin["lastSyncEpoch"], r)
+            last = r["last-sync"]
+            self.assertEqual(last["union-pages"], last["identical-pages"] + last["divergent-pages"], last)
+            self.assertGreater(last["wire-bytes"], 0, last)
+            # (guest counts from the replica's vm_stop at the SYNC entry, total from when the sync engine took it up)
+            self.assertGreater(min(last["guest-pause-us"], last["total-us"]), 0, last)
+            self.assertLess(abs(last["started-us"] / 1e6 - time.time()), 600, last)
+            for command in ("stop", "system_reset", "system_powerdown"):
+                e = qmp(command)
+                self.assertIn("error", e, f"{command}: {e}")
+                self.assertIn(f"plover: '{command}' is refused: Plover replicates this VM (node 1, primary)",
+                              e["error"]["desc"], e)
+            # HMP's stop calls the same code but drops its error (hmp_stop passes no Error): refused silently
+            qmp("human-monitor-command", **{"command-line": "stop"})
+            self.assertEqual({}, qmp("cont")["return"])
+            # the guest still runs (a sync stops it for a few ms at a time: its run state is then "colo")
+            states = []
+            for _ in range(50):
+                states.append(qmp("query-status")["return"]["status"])
+                if states[-1] == "running":
+                    break
+                time.sleep(0.1)
+            self.assertEqual("running", states[-1], states)
+            self.assertNotIn("paused", states)
+        with contextlib.closing(pc.Qmp(self.backup().qmp_path)) as qmp:
+            r = qmp("query-plover")["return"]
+            self.assertEqual(("backup", 2, False, True), (r["role"], r["node"], r["protected"], r["sync-link"]), r)
+            self.assertNotIn("backup", r)
+            self.assertGreater(r["counters"]["syncs-completed"], 0, r)
+            e = qmp("system_reset")
+            self.assertIn("(node 2, backup)", e["error"]["desc"], e)
+        # the events of the start: each replica left "starting", and the primary was protected by node 2
+        self.primary().wait_event("PLOVER_ROLE_CHANGED", 0, where=lambda d: (d["previous"], d["role"]) == ("starting", "primary"))
+        self.primary().wait_event("PLOVER_PROTECTION_RESTORED", 0, where=lambda d: d["backup"] == 2)
+        # (the backup may pass through joining: started after the primary, it joins the running cluster)
+        self.backup().wait_event("PLOVER_ROLE_CHANGED", 0, where=lambda d: d["previous"] in ("starting", "joining") and d["role"] == "backup")
+        for n in (self.primary(), self.backup()):
+            self.assertEqual([], n.events("PLOVER_FENCED") + n.events("PLOVER_PROTECTION_LOST"), n.id)
+        # the refused commands changed nothing: the service still answers
+        after = self.cluster.redis_check("write", "after-qmp", 200)
+        self.assertEqual(200, after["acked"], after)
 
 
 class BadClusters(unittest.TestCase):

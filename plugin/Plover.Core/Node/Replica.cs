@@ -144,6 +144,12 @@ public sealed class Replica : IDisposable
     public IReadOnlyDictionary<long, long> ReleasedByTerm => _released.Windows().ToDictionary(w => w.Term, w => w.Frames);
     /// <summary>When this node let frames out, per term (the split-brain check across terms).</summary>
     public ReleaseLog.Window[] ReleaseWindows => _released.Windows();
+    /// <summary>Times fenced as primary, and why the last time (<see cref="ReplicaCore.Fences"/>).</summary>
+    public long Fences => _core.Fences;
+    public string LastFenceReason => _core.LastFenceReason;
+    /// <summary>MAIN thread, after every batch of events was stepped (at least every 20 ms: the watchdog's tick):
+    /// what the operator-facing state is read on (<see cref="OperatorEventWatcher"/>).</summary>
+    public Action? Drained { get; set; }
     /// <summary>Role changes and their causes with Unix-microsecond times, oldest first (the last 64).</summary>
     public (long UnixUs, string What)[] Events => _events.ToArray();
 
@@ -289,6 +295,7 @@ public sealed class Replica : IDisposable
             if (_disposed) return;
         }
         if (!_inbox.IsEmpty) PostDrain();
+        Drained?.Invoke();
     }
 
     /// <summary>MAIN thread.</summary>

@@ -41,6 +41,7 @@ public sealed partial class ReplicaCore
         {
             Do(ReplicaActionKind.GuardFence, $"ROLE at index {entry.Index} names node {role.primary} primary in term {role.ballot.Round}");
             _fenced = true;
+            CountFence($"node {role.primary} is primary in term {role.ballot.Round}");
             BecomeJoining($"node {role.primary} is primary in term {role.ballot.Round}");
         }
         else if (role.backup != _self && !_joining)
@@ -89,6 +90,7 @@ public sealed partial class ReplicaCore
         if (_role != ReplicaRole.Primary || fence.Ballot < _servingSince) return;
         Do(ReplicaActionKind.GuardFence, $"deposed: no longer leader of ballot {fence.Ballot} ({fence.Reason})");
         _fenced = true;
+        CountFence($"deposed as leader of ballot {fence.Ballot}: {fence.Reason}");
         Event($"fenced in ballot {fence.Ballot}: {fence.Reason}");
         if (fence.Reason == FenceReason.LostQuorum) BecomeStandby($"lost its quorum as leader of ballot {fence.Ballot}");
         else BecomeJoining($"deposed as leader of ballot {fence.Ballot}");
@@ -190,6 +192,13 @@ public sealed partial class ReplicaCore
         Event($"protected again by node {_peer}");
         _log($"replica {_self}: PROTECTED again: node {_peer} is synced");
         Actions.Add(ReplicaAction.ProposeRole(_peer, ProposalPurpose.Reprotect));
+    }
+
+    /// <summary>One more fence, and why (operators see it as the QMP event PLOVER_FENCED).</summary>
+    private void CountFence(string why)
+    {
+        Volatile.Write(ref _lastFenceReason, why);
+        Volatile.Write(ref _fences, _fences + 1);
     }
 
     private void StartIdleMonitor()

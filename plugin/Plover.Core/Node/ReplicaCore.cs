@@ -58,6 +58,8 @@ public sealed partial class ReplicaCore
     private long _outputReports, _outputReportsAtCut;
     private long _triggersIdle, _triggersMaxEpoch, _triggersNothingNew, _triggersRefused;
     private long _promotions, _demotions, _joins, _inputDivergences;
+    private long _fences;
+    private string _lastFenceReason = "";
 
     private enum Demotion : byte { None, Standby, Joining }
 
@@ -103,6 +105,10 @@ public sealed partial class ReplicaCore
          Volatile.Read(ref _triggersNothingNew), Volatile.Read(ref _triggersRefused));
     public (long Promotions, long Demotions, long Joins) RoleChanges =>
         (Volatile.Read(ref _promotions), Volatile.Read(ref _demotions), Volatile.Read(ref _joins));
+    /// <summary>Times this replica was fenced as primary (deposed, or named no longer primary by a ROLE entry), and
+    /// why the last time: a fence and its standby can both happen in one step, so the flag alone may never be seen.</summary>
+    public long Fences => Volatile.Read(ref _fences);
+    public string LastFenceReason => Volatile.Read(ref _lastFenceReason);
     /// <summary>Committed entries waiting (held at a cut, joining, or not started).</summary>
     public int PendingEntries => _pending.Count;
     /// <summary>Syncs queued on the engine and not finished.</summary>

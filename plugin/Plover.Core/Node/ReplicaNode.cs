@@ -51,7 +51,20 @@ public sealed class ReplicaNode : IDisposable
         _dispatcher.Register(FrameType.Consensus, (int peer, in Frame frame) => _driver?.OnConsensusFrame(peer, frame));
         _status = new NodeStatusService(_transport, _dispatcher, Status);
         _starter = new Thread(StartCluster) { IsBackground = true, Name = $"plover-start-{self.Id}" };
+        _observeOperatorState = ObserveOperatorState;
+        _problem = Problem;
+        _emit = e => OperatorEvent?.Invoke(e);
     }
+
+    private readonly OperatorEventWatcher _operatorEvents = new();
+    private readonly Action _observeOperatorState;
+    private readonly Func<string> _problem;
+    private readonly Action<OperatorEvent> _emit;
+
+    /// <summary>MAIN thread: a role change, protection lost or restored, a fence (QEMU emits them as QMP events).</summary>
+    public Action<OperatorEvent>? OperatorEvent { get; set; }
+
+    private void ObserveOperatorState() => _operatorEvents.Observe(OperatorSnapshot(), _problem, _emit);
 
     /// <summary>Test-only crashes at a sync step; null unless <see cref="SyncFaultInjection.Enabled"/>.</summary>
     public SyncFaultInjection? Faults { get; }
@@ -126,6 +139,7 @@ public sealed class ReplicaNode : IDisposable
             var identity = TcpTransportOptions.FromConfig(_config, _self.Id, _log).Identity;
             var link = new ReplicaSyncLink(replica.Engine, identity, _peer.Id, _syncEndpoint(_self), _syncEndpoint(_peer),
                 TimeSpan.FromSeconds(5), _log, _transport.Traffic);
+            replica.Drained = _observeOperatorState;
             _driver = driver;
             _replica = replica;
             _link = link;
@@ -179,6 +193,37 @@ public sealed class ReplicaNode : IDisposable
     /// <summary>Every frame this node sent and received (consensus, sync link, observers).</summary>
     public Metrics.WireTraffic Traffic => _transport.Traffic;
 
+    /// <summary>The role, term and protection as operators see them (any thread; allocates nothing).</summary>
+    public OperatorState OperatorSnapshot()
+    {
+        var driver = _driver;
+        var replica = _replica;
+        if (driver is null || replica is null) return new OperatorState(OperatorRole.Starting, 0, false, 0, 0, "");
+        bool primary = replica.Role == ReplicaRole.Primary;
+        bool isProtected = primary && !replica.IsFenced && !replica.RunsAlone && SyncLinkConnected &&
+                           replica.Guard.State == GuardState.Holding;
+        return new OperatorState(
+            replica.IsJoining ? OperatorRole.Joining : primary ? OperatorRole.Primary : OperatorRole.Backup,
+            driver.Term,
+            isProtected,
+            // protected means synced with the other VM node, before the ROLE entry that names it has committed
+            isProtected ? _peer.Id : primary ? replica.BackupId : 0,
+            replica.Fences, replica.LastFenceReason);
+    }
+
+    /// <summary>What keeps this node from being a protected primary or a ready backup ("" if nothing).</summary>
+    public string Problem()
+    {
+        var replica = _replica;
+        if (_driver is null || replica is null) return ReadinessProblem() ?? "starting";
+        return replica.IsFenced ? "deposed: rejoining as backup"
+            : replica.IsJoining ? "waiting for the primary's full sync"
+            : replica.Role == ReplicaRole.Primary && replica.RunsAlone ? "running unprotected (no backup)"
+            : !SyncLinkConnected ? $"no sync connection to node {_peer.Id}"
+            : replica.Role == ReplicaRole.Primary && replica.Guard.State != GuardState.Holding ? "output is not held (unprotected)"
+            : "";
+    }
+
     /// <summary>What this node tells peers and observers (<c>plover status</c>).</summary>
     public NodeStatus Status()
     {
@@ -204,18 +249,11 @@ public sealed class ReplicaNode : IDisposable
         s.LastSyncEpoch = replica.LastSyncEpoch;
         var last = replica.Engine.Metrics.LastCompleted;
         s.LastSyncUnixUs = last is null ? 0 : (last.StartedUtc - DateTime.UnixEpoch).Ticks / 10;
-        bool linkUp = SyncLinkConnected;
-        s.Protected = replica.Role == ReplicaRole.Primary && !replica.IsFenced && !replica.RunsAlone && linkUp &&
-                      replica.Guard.State == GuardState.Holding;
+        s.Protected = OperatorSnapshot().Protected;
         s.BackupId = replica.Role == ReplicaRole.Primary ? replica.BackupId : 0;
         s.Fresh = driver.IsFresh;
         s.Fenced = replica.IsFenced;
-        s.Problem = replica.IsFenced ? "deposed: rejoining as backup"
-            : replica.IsJoining ? "waiting for the primary's full sync"
-            : replica.Role == ReplicaRole.Primary && replica.RunsAlone ? "running unprotected (no backup)"
-            : !linkUp ? $"no sync connection to node {_peer.Id}"
-            : replica.Role == ReplicaRole.Primary && replica.Guard.State != GuardState.Holding ? "output is not held (unprotected)"
-            : "";
+        s.Problem = Problem();
         return s;
     }
 

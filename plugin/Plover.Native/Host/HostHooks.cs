@@ -25,6 +25,8 @@ internal static unsafe class HostHooks
         hooks->net_to_guest = &NetToGuest;
         hooks->net_from_guest = &NetFromGuest;
         hooks->shutdown = &Shutdown;
+        hooks->query = &Query;
+        hooks->operator_command = &OperatorCommand;
     }
 
     private static QemuNode? Resolve(void* ctx)
@@ -124,6 +126,48 @@ internal static unsafe class HostHooks
         catch (Exception e)
         {
             Report(ctx, "net_from_guest", e);
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int Query(void* ctx, PloverInfo* info)
+    {
+        try
+        {
+            if (info == null) return -Errno.EINVAL;
+            if (Resolve(ctx) is not { } node) return -Errno.ENODEV;
+            QmpSupport.Fill(node, info);
+            return 0;
+        }
+        catch (Exception e)
+        {
+            Report(ctx, "query", e);
+            return -Errno.EIO;
+        }
+    }
+
+    /// <summary>An operator's VM command; on any failure it is refused (never run behind the library's back).</summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static int OperatorCommand(void* ctx, int command, byte* err, nuint errlen)
+    {
+        try
+        {
+            if (Resolve(ctx) is not { } node)
+            {
+                NativeText.WriteTruncated("the Plover library has stopped", err, errlen);
+                return -Errno.ENODEV;
+            }
+            int? answer = QmpSupport.OperatorCommand(node, command, out string? refusal);
+            if (answer is { } a) return a;
+            NativeText.WriteTruncated(refusal ?? "refused", err, errlen);
+            return -Errno.EPERM;
+        }
+        catch (Exception e)
+        {
+            Report(ctx, "operator_command", e);
+            try { NativeText.WriteTruncated($"refused: the library failed to decide ({e.Message})", err, errlen); }
+            catch { /* nothing may escape into QEMU */ }
+            return -Errno.EIO;
         }
     }
 

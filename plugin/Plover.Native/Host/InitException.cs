@@ -9,8 +9,10 @@ internal sealed class InitException(int errno, string message) : Exception(messa
 /// <summary>The errno values the library returns.</summary>
 internal static class Errno
 {
+    public const int EPERM = 1;
     public const int ENOENT = 2;
     public const int EIO = 5;
+    public const int ENODEV = 19;
     public const int EEXIST = 17;
     public const int EINVAL = 22;
     public const int EPROTO = 71;

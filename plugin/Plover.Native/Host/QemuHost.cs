@@ -294,6 +294,15 @@ internal sealed unsafe class QemuHost
         return tids.AsSpan(0, (int)Math.Min(count, (uint)tids.Length)).ToArray();
     }
 
+    /// <summary>Emits a QMP event (ABI 1.2); false if this host has no event function.</summary>
+    public bool Event(PloverEvent* ev)
+    {
+        if (_api.@event == null) return false;
+        Need(_api.@event, "event");
+        _api.@event(ev);
+        return true;
+    }
+
     private void Need(void* fn, string name, bool main = true)
     {
         if (main && !OnMainThread)

@@ -50,6 +50,11 @@ internal sealed unsafe class QemuReplicaNode
         catch (InvalidOperationException e) { host.Warn($"no idle detection ({e.Message}): syncs only at the maximum epoch by request"); }
         if (vcpus is { Length: 0 }) vcpus = null;
         var replicaNode = ReplicaNode.Start(config, node.Id, replicaHost, vcpus, host.Info);
+        replicaNode.OperatorEvent = e =>
+        {
+            host.Info($"QMP event {e.Kind}: {e.Reason}");
+            QmpSupport.Emit(host, e);
+        };
         host.Info($"node {node.Id} runs as a replica: " +
                   $"{replicaHost.Memory.Blocks.Count} RAM block(s), {replicaHost.OutputPorts.Count} NIC(s), " +
                   $"{(vcpus is null ? "no" : vcpus.Length.ToString())} vCPU thread(s) watched for idleness" +
