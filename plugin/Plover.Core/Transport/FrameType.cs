@@ -10,6 +10,7 @@ public enum FrameType : byte
     Pong = 10,
     NodeStatusRequest = 11,
     NodeStatus = 12,
+    UcxHello = 13,
     // 32..63 reserved for syncvm (proto/sync.proto); 40..63 still free.
     SyncBitmap = 32,
     SyncHashes = 33,
@@ -29,6 +30,6 @@ public static class FrameTypes
     /// <summary>Types allowed on an authenticated connection. Anything else closes the connection.</summary>
     public static bool IsAuthenticatedType(byte type) =>
         type is (byte)FrameType.Consensus or (byte)FrameType.Ping or (byte)FrameType.Pong
-            or (byte)FrameType.NodeStatusRequest or (byte)FrameType.NodeStatus
+            or (byte)FrameType.NodeStatusRequest or (byte)FrameType.NodeStatus or (byte)FrameType.UcxHello
             or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncDeviceHashes);
 }
