@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Plover.Metrics;
 using Plover.Transport;
+using Plover.Transport.Ucx;
 
 namespace Plover.Sync;
 
@@ -16,6 +17,8 @@ public sealed class SyncConnectionException(string message, Exception? inner = n
 /// says authentication only. Used by one engine thread
 /// at a time with blocking reads (each sync phase sends in one direction only, so this cannot deadlock);
 /// <see cref="Dispose"/> may be called from any thread and makes a blocked read or send fail at once.
+/// Given a UCX worker ("transport": "ucx"), the frames after the handshake travel over a UCX endpoint instead
+/// (<see cref="UcxBootstrap"/>); the socket then only tells when the peer is gone.
 /// </summary>
 public sealed class SyncConnection : IDisposable
 {
@@ -27,10 +30,11 @@ public sealed class SyncConnection : IDisposable
     private readonly ByteBuffer _send = new(2 << 20);
     private readonly FrameAuthenticator _sendAuth;
     private readonly FrameAuthenticator _recvAuth;
+    private readonly UcxStream? _ucx;
     private int _pendingConsume;
     private volatile bool _closed;
 
-    private SyncConnection(Socket socket, ClusterIdentity self, bool dial, int expectedPeer, TimeSpan timeout, WireTraffic? wire)
+    private SyncConnection(Socket socket, ClusterIdentity self, bool dial, int expectedPeer, TimeSpan timeout, WireTraffic? wire, UcxWorker? ucx)
     {
         _socket = socket;
         _reader.Stats = _writer.Stats = wire;
@@ -49,6 +53,7 @@ public sealed class SyncConnection : IDisposable
             _recvAuth = new FrameAuthenticator(result.ReceiveKey, result.Encrypt);
             _writer.Authenticate(_sendAuth);
             _reader.Authenticate(_recvAuth);
+            if (ucx is not null) _ucx = UcxBootstrap.Exchange(socket, _recv, _reader, _writer, ucx, timeout);
         }
         catch
         {
@@ -74,7 +79,8 @@ public sealed class SyncConnection : IDisposable
     // wait with an operation object and an event, an allocation per frame.
 
     /// <summary>Dials peerId at endpoint and authenticates (only a lower node id dials a higher one).</summary>
-    public static SyncConnection Connect(IPEndPoint endpoint, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null)
+    public static SyncConnection Connect(IPEndPoint endpoint, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null,
+                                         UcxWorker? ucx = null)
     {
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         bool timedOut = false;
@@ -91,20 +97,22 @@ public sealed class SyncConnection : IDisposable
                 ? $"connecting to node {peerId} at {endpoint} timed out"
                 : $"cannot connect to node {peerId} at {endpoint}: {e.Message}", e);
         }
-        return new SyncConnection(socket, self, dial: true, peerId, timeout, wire);
+        return new SyncConnection(socket, self, dial: true, peerId, timeout, wire, ucx);
     }
 
     /// <summary>Accepts one connection on listener and authenticates it as node peerId, the other VM node (a
     /// HandshakeException names the reason to refuse: any other node, observer or purpose is refused).</summary>
-    public static SyncConnection Accept(Socket listener, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null)
+    public static SyncConnection Accept(Socket listener, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null,
+                                        UcxWorker? ucx = null)
     {
         if (!listener.Poll(timeout, SelectMode.SelectRead)) throw new SyncConnectionException("no sync connection arrived in time");
-        return AcceptFrom(listener.Accept(), self, peerId, timeout, wire);
+        return AcceptFrom(listener.Accept(), self, peerId, timeout, wire, ucx);
     }
 
     /// <summary>Authenticates an accepted socket as node peerId (closes it and throws on refusal).</summary>
-    public static SyncConnection AcceptFrom(Socket accepted, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null) =>
-        new(accepted, self, dial: false, peerId, timeout, wire);
+    public static SyncConnection AcceptFrom(Socket accepted, ClusterIdentity self, int peerId, TimeSpan timeout, WireTraffic? wire = null,
+                                            UcxWorker? ucx = null) =>
+        new(accepted, self, dial: false, peerId, timeout, wire, ucx);
 
     /// <summary>Bytes this body occupies on the wire as a frame (header and MAC included).</summary>
     public int WireSize(IFrameBody body) => _writer.FrameSize(body.Length);
@@ -118,9 +126,10 @@ public sealed class SyncConnection : IDisposable
         var data = _send.Data;
         try
         {
-            while (!data.IsEmpty) data = data[_socket.Send(data)..];
+            if (_ucx is not null) _ucx.Send(data, _socket.SendTimeout);
+            else while (!data.IsEmpty) data = data[_socket.Send(data)..];
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
         {
             Dispose();
             throw new SyncConnectionException($"connection to node {PeerId} lost while sending: {e.Message}", e);
@@ -162,14 +171,26 @@ public sealed class SyncConnection : IDisposable
             int n;
             try
             {
-                _socket.ReceiveTimeout = (int)Math.Min(left, int.MaxValue);
-                n = _socket.Receive(space);
+                if (_ucx is not null)
+                {
+                    n = _ucx.Receive(space, (int)Math.Min(left, 50));
+                    if (n == 0)
+                    {
+                        if (PeerHasClosed()) throw new IOException("the peer closed the connection");
+                        continue;
+                    }
+                }
+                else
+                {
+                    _socket.ReceiveTimeout = (int)Math.Min(left, int.MaxValue);
+                    n = _socket.Receive(space);
+                }
             }
             catch (SocketException e) when (e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock)
             {
                 throw new SyncConnectionException($"timed out waiting for node {PeerId}");
             }
-            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
             {
                 Dispose();
                 throw new SyncConnectionException($"connection to node {PeerId} lost: {e.Message}", e);
@@ -188,7 +209,7 @@ public sealed class SyncConnection : IDisposable
     /// while nobody reads it: the engine calls it between syncs.</summary>
     public bool PeerHasClosed()
     {
-        if (_closed) return true;
+        if (_closed || _ucx is { IsClosed: true }) return true;
         try { return _socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0; }
         catch (Exception e) when (e is SocketException or ObjectDisposedException) { return true; }
     }
@@ -197,6 +218,7 @@ public sealed class SyncConnection : IDisposable
     {
         if (_closed) return;
         _closed = true;
+        _ucx?.Dispose();
         try { _socket.Shutdown(SocketShutdown.Both); } catch (Exception) { /* already gone */ }
         _socket.Dispose();
     }
