@@ -222,11 +222,14 @@ public sealed class TcpTransport : ITransport
             IPeerConnection conn;
             if (_ucx is not null)
             {
-                // The frames go over UCX from here on; the socket stays open to tell when the peer is gone.
+                // The frames go over UCX from here on, keyed as on TCP (the UcxHello frame is the first authenticated
+                // one); the socket stays open to tell when the peer is gone.
+                writer.Authenticate(new FrameAuthenticator(result.SendKey, result.Encrypt));
+                reader.Authenticate(new FrameAuthenticator(result.ReceiveKey, result.Encrypt));
                 var stream = Ucx.UcxBootstrap.Exchange(socket, recv, reader, writer, _ucx, _options.HandshakeTimeout);
                 socket.SendTimeout = 0;
                 socket.ReceiveTimeout = 0;
-                conn = new Ucx.UcxConnection(this, socket, stream, result.PeerId, reader, writer, recv, result, _options.MaxQueuedBytes);
+                conn = new Ucx.UcxConnection(this, socket, stream, result.PeerId, reader, writer, recv, _options.MaxQueuedBytes);
             }
             else
             {

@@ -31,8 +31,9 @@ internal sealed unsafe class UcxConnection : IPeerConnection
     private bool _writerBusy;
     private int _closed;
 
+    /// <param name="reader">Authenticated already (the UcxHello came through it), as is writer.</param>
     public UcxConnection(TcpTransport owner, Socket socket, UcxStream stream, int peerId, FrameReader reader, FrameWriter writer,
-                         ByteBuffer recv, HandshakeResult keys, long maxQueuedBytes)
+                         ByteBuffer recv, long maxQueuedBytes)
     {
         _owner = owner;
         _socket = socket;
@@ -42,8 +43,6 @@ internal sealed unsafe class UcxConnection : IPeerConnection
         _writer = writer;
         _recv = recv;
         _maxQueuedBytes = maxQueuedBytes;
-        _writer.Authenticate(new FrameAuthenticator(keys.SendKey, keys.Encrypt));
-        _reader.Authenticate(new FrameAuthenticator(keys.ReceiveKey, keys.Encrypt));
         var t = ThreadScheduling.Start(WriterLoop, $"plover-ucx-write-{peerId}", ThreadScheduling.Priority.Realtime);
         t.Start();
     }

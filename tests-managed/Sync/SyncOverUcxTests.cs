@@ -1,0 +1,74 @@
+using Plover.Sync;
+using Plover.Tests.Transport.Ucx;
+using Plover.Transport.Ucx;
+using Xunit;
+
+namespace Plover.Tests.Sync;
+
+/// <summary>The sync engines joined over UCX (its TCP transport here) instead of a TCP socket: same frames, same
+/// outcomes, and the abort paths still close the connection and resume both VMs.</summary>
+public sealed class SyncOverUcxTests
+{
+    private static readonly (string, ulong)[] Layout = [("pc.ram", 16UL << 20), ("vga.vram", 2UL << 20)];
+
+    [UcxFact]
+    public void Rounds_leave_memories_identical_and_send_exactly_the_divergent_pages()
+    {
+        using var pair = new SyncPair(Layout, ucx: UcxSettings.OverTcp);
+        var work = new Workload(pair, seed: 3);
+        double[] fractions = [0.01, 0.2, 0.05];
+        for (int round = 0; round < fractions.Length; round++)
+        {
+            pair.PrimaryVm.DeviceState = Enumerable.Range(0, 3000 + round).Select(i => (byte)(i * (round + 5))).ToArray();
+            work.Run(fractions[round], 0.3);
+            int expected = work.CountDivergent();
+            ulong ramBefore = pair.BackupVm.RamUpdatedBytes;
+            var (p, b) = pair.Sync((ulong)round + 1);
+            Assert.Equal(SyncOutcome.Completed, p.Outcome);
+            Assert.Equal(SyncOutcome.Completed, b.Outcome);
+            Assert.Equal((ulong)expected, b.DivergentPages);
+            Assert.Equal((ulong)expected * 4096, pair.BackupVm.RamUpdatedBytes - ramBefore);
+            Assert.Equal(p.Wire.Total, b.Wire.Total);
+            Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+            Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
+            work.Reset();
+        }
+        var (full, _) = pair.Sync(10, full: true);
+        Assert.Equal(SyncOutcome.Completed, full.Outcome);
+    }
+
+    [UcxFact]
+    public void An_epoch_mismatch_aborts_both_and_a_reconnected_pair_syncs_again()
+    {
+        using var pair = new SyncPair(Layout, ucx: UcxSettings.OverTcp);
+        var p = pair.Primary.RunAsync(new SyncRequest(5, 500));
+        var b = pair.Backup.RunAsync(new SyncRequest(6, 600));
+        Assert.Equal(SyncOutcome.Aborted, p.Result.Outcome);
+        Assert.Equal(SyncOutcome.Aborted, b.Result.Outcome);
+        Assert.Contains("e6", p.Result.Error);
+        Assert.True(pair.PrimaryVm.Running && pair.BackupVm.Running);
+        Assert.Null(pair.Primary.Connection);
+
+        pair.Backup.Connection?.Dispose();
+        pair.Connect();
+        new Workload(pair, seed: 9).Run(0.02, 0.5);
+        var (p2, b2) = pair.Sync(7);
+        Assert.Equal(SyncOutcome.Completed, p2.Outcome);
+        Assert.Equal(SyncOutcome.Completed, b2.Outcome);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+    }
+
+    [UcxFact]
+    public void A_backup_that_vanishes_mid_wait_makes_the_primary_abort_at_once()
+    {
+        using var pair = new SyncPair(Layout, new SyncOptions { Timeout = TimeSpan.FromSeconds(20), Log = _ => { } }, ucx: UcxSettings.OverTcp);
+        var p = pair.Primary.RunAsync(new SyncRequest(1, 100));   // the backup never joins this sync
+        Thread.Sleep(200);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        pair.Backup.Connection!.Dispose();
+        Assert.True(p.Wait(TimeSpan.FromSeconds(10)), "the primary kept waiting");
+        Assert.Equal(SyncOutcome.Aborted, p.Result.Outcome);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"noticed after {clock.Elapsed}");
+        Assert.True(pair.PrimaryVm.Running);
+    }
+}
