@@ -31,7 +31,7 @@ QEMU_CONFIGURE=(--target-list=x86_64-softmmu --disable-docs --disable-werror --e
 
 APT_PACKAGES=(dpkg-dev ninja-build libglib2.0-dev libpixman-1-dev flex bison pkg-config libslirp-dev libfdt-dev
   python3-venv seabios ipxe-qemu qemu-system-data busybox-static linux-image-amd64 cpio iproute2 redis-server redis-tools tcpdump
-  libibverbs-dev librdmacm-dev cmake g++ libgtest-dev libgmock-dev nlohmann-json3-dev)
+  libibverbs-dev librdmacm-dev libucx0 cmake g++ libgtest-dev libgmock-dev nlohmann-json3-dev)
 APT_BACKPORTS=(meson python3-pycotap)
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -116,7 +116,7 @@ public sealed class ReplicaSyncLink : IDisposable
             Interlocked.Increment(ref _connections);
             _lastError = null;
         }
-        _log($"sync link {_self.SelfId}: connected to node {_peerId}");
+        _log($"sync link {_self.SelfId}: connected to node {_peerId}{(_ucx is not null ? " over UCX" : "")}");
     }
 
     /// <summary>Handshakes an accepted socket on a thread of its own (normal priority: nobody is authenticated yet).</summary>

@@ -267,7 +267,7 @@ public sealed class TcpTransport : ITransport
         }
         old?.Close("replaced by a new connection from the same node");
         _inboundProblem = null;
-        Log($"connected to node {conn.PeerId}");
+        Log($"connected to node {conn.PeerId}{(conn is Ucx.UcxConnection ? " over UCX" : "")}");
         try { _sink.OnPeerConnected(conn.PeerId); }
         catch (Exception e) { Log($"connection handler failed: {e}"); }
     }
