@@ -35,6 +35,28 @@ public sealed class SyncOverUcxTests
         }
         var (full, _) = pair.Sync(10, full: true);
         Assert.Equal(SyncOutcome.Completed, full.Outcome);
+        Assert.True(pair.Backup.Connection!.OneSidedFrames > 0, "no page frame was written one-sided");
+    }
+
+    [UcxFact]
+    public void Pages_written_one_sided_wrap_around_the_ring_and_every_sync_applies_them_all()
+    {
+        var wholePages = new SyncOptions { SubBlockBytes = 0, Log = _ => { } };   // pages whole, not their changed 64-byte blocks
+        using var pair = new SyncPair([("pc.ram", 24UL << 20)], wholePages, wholePages, ucx: UcxSettings.OverTcp);
+        var work = new Workload(pair, seed: 11);
+        for (int round = 0; round < 4; round++)
+        {
+            work.Run(0.6, 1.0);   // ~14 MiB of divergent pages per sync: the 16 MiB ring wraps from the second one on
+            int expected = work.CountDivergent();
+            var (p, b) = pair.Sync((ulong)round + 1);
+            Assert.Equal(SyncOutcome.Completed, p.Outcome);
+            Assert.Equal(SyncOutcome.Completed, b.Outcome);
+            Assert.Equal((ulong)expected, b.DivergentPages);
+            Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+            work.Reset();
+        }
+        Assert.True(pair.Backup.Connection!.OneSidedBytes > (long)UcxFrameRing.DefaultRingBytes * 2,
+            $"only {pair.Backup.Connection.OneSidedBytes} bytes came one-sided");
     }
 
     [UcxFact]

@@ -18,7 +18,8 @@ public sealed class SyncConnectionException(string message, Exception? inner = n
 /// at a time with blocking reads (each sync phase sends in one direction only, so this cannot deadlock);
 /// <see cref="Dispose"/> may be called from any thread and makes a blocked read or send fail at once.
 /// Given a UCX worker ("transport": "ucx"), the frames after the handshake travel over a UCX endpoint instead
-/// (<see cref="UcxBootstrap"/>); the socket then only tells when the peer is gone.
+/// (<see cref="UcxBootstrap"/>); the socket then only tells when the peer is gone. Frames of 16 KiB and more (pages)
+/// are then written one-sided into the peer's ring and announced by a SyncPut frame (<see cref="UcxFrameRing"/>).
 /// </summary>
 public sealed class SyncConnection : IDisposable
 {
@@ -31,6 +32,9 @@ public sealed class SyncConnection : IDisposable
     private readonly FrameAuthenticator _sendAuth;
     private readonly FrameAuthenticator _recvAuth;
     private readonly UcxStream? _ucx;
+    private readonly UcxFrameRing? _ring;
+    private readonly ByteBuffer? _put;     // a frame on its way into the peer's ring
+    private bool _releaseRing;             // the last frame read came from the ring: tell the peer once it is consumed
     private int _pendingConsume;
     private volatile bool _closed;
 
@@ -53,10 +57,18 @@ public sealed class SyncConnection : IDisposable
             _recvAuth = new FrameAuthenticator(result.ReceiveKey, result.Encrypt);
             _writer.Authenticate(_sendAuth);
             _reader.Authenticate(_recvAuth);
-            if (ucx is not null) _ucx = UcxBootstrap.Exchange(socket, _recv, _reader, _writer, ucx, timeout);
+            if (ucx is not null)
+            {
+                _ring = new UcxFrameRing(ucx, UcxFrameRing.DefaultRingBytes);
+                _put = new ByteBuffer(1 << 20);
+                _ucx = UcxBootstrap.Exchange(socket, _recv, _reader, _writer, ucx, timeout, _ring);
+            }
         }
         catch
         {
+            _ring?.Dispose();
+            _ring?.Free();
+            _put?.Dispose();
             socket.Dispose();
             _recv.Dispose();
             _send.Dispose();
@@ -66,6 +78,9 @@ public sealed class SyncConnection : IDisposable
 
     public int PeerId { get; }
     public bool IsClosed => _closed;
+    /// <summary>Frames (and their bytes) that arrived one-sided in our ring rather than on the stream (UCX only).</summary>
+    public long OneSidedFrames { get; private set; }
+    public long OneSidedBytes { get; private set; }
 
     /// <summary>Longest a send may block on a peer that stopped reading (then the connection is closed).</summary>
     public TimeSpan SendTimeout
@@ -122,6 +137,8 @@ public sealed class SyncConnection : IDisposable
     {
         if (_closed) throw new SyncConnectionException("the sync connection is closed");
         _send.Clear();
+        if (_ring is not null && WireSize(body) is var size && size >= UcxFrameRing.MinPutFrameBytes && size <= _ring.MaxPutFrameBytes)
+            return SendOneSided(body, size);
         _writer.Write(_send, body);
         var data = _send.Data;
         try
@@ -137,6 +154,28 @@ public sealed class SyncConnection : IDisposable
         return _send.Count;
     }
 
+    /// <summary>Puts the frame into the peer's ring, then announces it: the announcement takes the sequence number
+    /// before the frame's, so the peer verifies both in order.</summary>
+    private int SendOneSided(IFrameBody body, int size)
+    {
+        Span<byte> announcement = stackalloc byte[UcxFrameRing.AnnouncementBytes];
+        UcxFrameRing.WriteAnnouncement(announcement, _ring!.PositionFor(size), (ulong)size);
+        _writer.Write(_send, FrameType.SyncPut, announcement);
+        _put!.Clear();
+        _writer.Write(_put, body);
+        try
+        {
+            _ring.Put(_put.Data, _socket.SendTimeout);
+            _ucx!.Send(_send.Data, _socket.SendTimeout);
+        }
+        catch (IOException e)
+        {
+            Dispose();
+            throw new SyncConnectionException($"connection to node {PeerId} lost while sending: {e.Message}", e);
+        }
+        return size;
+    }
+
     /// <summary>
     /// Waits for the next verified frame. Its spans point into the receive buffer and stay valid until the next
     /// call. A forged or malformed stream closes the connection and throws with the reason.
@@ -147,6 +186,16 @@ public sealed class SyncConnection : IDisposable
         {
             _recv.Consume(_pendingConsume);
             _pendingConsume = 0;
+        }
+        if (_releaseRing)
+        {
+            _releaseRing = false;
+            try { _ring!.Release(); }
+            catch (IOException e)
+            {
+                Dispose();
+                throw new SyncConnectionException($"connection to node {PeerId} lost: {e.Message}", e);
+            }
         }
         long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
         while (true)
@@ -161,6 +210,13 @@ public sealed class SyncConnection : IDisposable
             }
             if (status == FrameStatus.Complete)
             {
+                if (frame.Type == FrameType.SyncPut)
+                {
+                    bool wellFormed = frame.Tail.Length == 16 && frame.Header.IsEmpty;
+                    ulong position = wellFormed ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(frame.Tail) : 0;
+                    ulong length = wellFormed ? System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(frame.Tail[8..]) : 0;
+                    return ReadOneSided(wellFormed, position, length, consumed);
+                }
                 _pendingConsume = consumed;
                 return frame;
             }
@@ -204,6 +260,33 @@ public sealed class SyncConnection : IDisposable
         }
     }
 
+    /// <summary>The frame a SyncPut announced, verified where the peer wrote it in our ring (valid until the next read).</summary>
+    private Frame ReadOneSided(bool wellFormed, ulong position, ulong length, int consumed)
+    {
+        string? problem = null;
+        if (_ring is null) problem = "a one-sided frame on a connection without a ring";
+        else if (!wellFormed) problem = "a malformed SyncPut frame";
+        if (problem is null)
+        {
+            _recv.Consume(consumed);
+            try
+            {
+                var status = _reader.TryRead(_ring!.Take(position, length), out var frame, out int used, out _);
+                if (status == FrameStatus.Complete && (ulong)used == length && frame.Type != FrameType.SyncPut)
+                {
+                    _releaseRing = true;
+                    OneSidedFrames++;
+                    OneSidedBytes += used;
+                    return frame;
+                }
+                problem = status == FrameStatus.Invalid ? _reader.Error : $"the one-sided frame at {position} is not one whole frame of {length} bytes";
+            }
+            catch (InvalidDataException e) { problem = e.Message; }
+        }
+        Dispose();
+        throw new SyncConnectionException($"node {PeerId} sent a bad frame: {problem}");
+    }
+
     /// <summary>Closes the socket (any thread). Buffers are kept until the engine thread is done with them.</summary>
     /// <summary>True if the peer closed the connection (a readable socket with nothing to read). Only meaningful
     /// while nobody reads it: the engine calls it between syncs.</summary>
@@ -218,7 +301,9 @@ public sealed class SyncConnection : IDisposable
     {
         if (_closed) return;
         _closed = true;
-        _ucx?.Dispose();
+        _ring?.Dispose();
+        _ucx?.Dispose();   // the endpoint goes: the peer can no longer write into the ring
+        _ring?.Free();
         try { _socket.Shutdown(SocketShutdown.Both); } catch (Exception) { /* already gone */ }
         _socket.Dispose();
     }

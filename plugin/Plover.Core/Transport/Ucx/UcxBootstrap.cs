@@ -11,12 +11,23 @@ namespace Plover.Transport.Ucx;
 /// </summary>
 public static class UcxBootstrap
 {
-    public static UcxStream Exchange(Socket socket, ByteBuffer recv, FrameReader reader, FrameWriter writer, UcxWorker worker, TimeSpan timeout)
+    public static UcxStream Exchange(Socket socket, ByteBuffer recv, FrameReader reader, FrameWriter writer, UcxWorker worker, TimeSpan timeout) =>
+        Exchange(socket, recv, reader, writer, worker, timeout, ring: null);
+
+    /// <param name="ring">Also announce this ring (its region) and attach it to the peer's: both sides must give one.</param>
+    public static UcxStream Exchange(Socket socket, ByteBuffer recv, FrameReader reader, FrameWriter writer, UcxWorker worker, TimeSpan timeout,
+                                     UcxFrameRing? ring)
     {
         var output = new ByteBuffer(4096);
         try
         {
-            writer.Write(output, new ProtobufBody(FrameType.UcxHello, new Wire.UcxHello { WorkerAddress = ByteString.CopyFrom(worker.Address()) }));
+            var hello = new Wire.UcxHello { WorkerAddress = ByteString.CopyFrom(worker.Address()) };
+            if (ring is not null)
+            {
+                var (key, address, length) = ring.Announcement;
+                (hello.RingKey, hello.RingAddress, hello.RingLength) = (ByteString.CopyFrom(key), address, length);
+            }
+            writer.Write(output, new ProtobufBody(FrameType.UcxHello, hello));
             Handshake.SendAll(socket, output.Data);
         }
         finally { output.Dispose(); }
@@ -24,7 +35,19 @@ public static class UcxBootstrap
         Handshake.ReadMessage(socket, recv, reader, FrameType.UcxHello, theirs, Environment.TickCount64 + (long)timeout.TotalMilliseconds);
         if (theirs.WorkerAddress.IsEmpty) throw new HandshakeException("the peer sent an empty UCX worker address");
         if (recv.Count != 0) throw new HandshakeException($"{recv.Count} unexpected bytes after the UCX address on the TCP connection");
-        try { return new UcxStream(worker, theirs.WorkerAddress.Span); }
-        catch (IOException e) { throw new HandshakeException($"cannot reach the peer over UCX: {e.Message}"); }
+        if ((ring is not null) != !theirs.RingKey.IsEmpty)
+            throw new HandshakeException("one side writes sync frames one-sided and the other does not (same Plover version on both?)");
+        UcxStream? stream = null;
+        try
+        {
+            stream = new UcxStream(worker, theirs.WorkerAddress.Span);
+            ring?.Attach(stream, theirs.RingKey.Span, theirs.RingAddress, theirs.RingLength);
+            return stream;
+        }
+        catch (IOException e)
+        {
+            stream?.Dispose();
+            throw new HandshakeException($"cannot reach the peer over UCX: {e.Message}");
+        }
     }
 }
