@@ -94,3 +94,43 @@ public sealed class SyncOverUcxTests
         Assert.True(pair.PrimaryVm.Running);
     }
 }
+
+/// <summary>A primary that lies in its SyncPut announcements: the backup aborts with the reason, applies nothing,
+/// and its VM runs on.</summary>
+public sealed class HostileOneSidedTests
+{
+    private static string Attack(ulong position, ulong length, Plover.Transport.Ucx.UcxSettings? ucx)
+    {
+        using var pair = new SyncPair([("pc.ram", 1UL << 20)], backupOptions: new SyncOptions { Timeout = TimeSpan.FromSeconds(5), Log = _ => { } }, ucx: ucx);
+        var old = pair.BackupMemory.Snapshot();
+        var connection = pair.Primary.Connection!;
+        pair.Primary.Connection = null;   // the test speaks for the primary
+        var backup = pair.Backup.RunAsync(new SyncRequest(1, 10));
+        var tail = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(tail, position);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(tail.AsSpan(8), length);
+        connection.Send(new RawBody(Plover.Transport.FrameType.SyncPut, new Plover.Wire.SyncAck(), tail));
+        var stats = backup.Result;
+        Assert.Equal(SyncOutcome.Aborted, stats.Outcome);
+        Assert.True(pair.BackupMemory.Matches(old), "the backup's memory changed");
+        Assert.True(pair.BackupVm.Running);
+        connection.Dispose();
+        return stats.Error!;
+    }
+
+    [UcxFact]
+    public void An_announcement_at_the_wrong_ring_position_is_refused() =>
+        Assert.Contains("one-sided frame at ring position 4096, expected 0", Attack(4096, 100, UcxSettings.OverTcp));
+
+    [UcxFact]
+    public void An_announcement_larger_than_the_ring_allows_is_refused() =>
+        Assert.Contains("does not fit the ring", Attack(0, 1UL << 40, UcxSettings.OverTcp));
+
+    [UcxFact]
+    public void An_announcement_of_bytes_that_are_no_frame_is_refused() =>
+        Assert.Contains("bad frame", Attack(0, 64, UcxSettings.OverTcp));
+
+    [Fact]
+    public void An_announcement_over_tcp_is_refused() =>
+        Assert.Contains("a one-sided frame on a connection without a ring", Attack(0, 64, null));
+}
