@@ -34,6 +34,7 @@ public sealed class SyncConnection : IDisposable
     private readonly UcxStream? _ucx;
     private readonly UcxFrameRing? _ring;
     private readonly ByteBuffer? _put;     // a frame on its way into the peer's ring
+    private readonly ByteBuffer? _taken;   // authentication only: a frame from our ring, copied out (its spans outlive the read)
     private bool _releaseRing;             // the last frame read came from the ring: tell the peer once it is consumed
     private int _pendingConsume;
     private volatile bool _closed;
@@ -61,6 +62,7 @@ public sealed class SyncConnection : IDisposable
             {
                 _ring = new UcxFrameRing(ucx, UcxFrameRing.DefaultRingBytes);
                 _put = new ByteBuffer(1 << 20);
+                _taken = new ByteBuffer(1 << 20);
                 _ucx = UcxBootstrap.Exchange(socket, _recv, _reader, _writer, ucx, timeout, _ring);
             }
         }
@@ -69,6 +71,7 @@ public sealed class SyncConnection : IDisposable
             _ring?.Dispose();
             _ring?.Free();
             _put?.Dispose();
+            _taken?.Dispose();
             socket.Dispose();
             _recv.Dispose();
             _send.Dispose();
@@ -271,7 +274,23 @@ public sealed class SyncConnection : IDisposable
             _recv.Consume(consumed);
             try
             {
-                var status = _reader.TryRead(_ring!.Take(position, length), out var frame, out int used, out _);
+                // The frame is verified (and decrypted, out of the ring) under the ring's gate, so a Dispose from another
+                // thread cannot free the ring meanwhile; authenticated-only frames are copied out first, since their
+                // spans would otherwise point into the ring after the read.
+                FrameStatus status;
+                Frame frame;
+                int used;
+                lock (_ring!.Gate)
+                {
+                    var data = _ring.Take(position, length);
+                    if (!_recvAuth.Encrypts)
+                    {
+                        _taken!.Clear();
+                        data.CopyTo(_taken.Append(data.Length));
+                        data = _taken.Data;
+                    }
+                    status = _reader.TryRead(data, out frame, out used, out _);
+                }
                 if (status == FrameStatus.Complete && (ulong)used == length && frame.Type != FrameType.SyncPut)
                 {
                     _releaseRing = true;
@@ -282,6 +301,11 @@ public sealed class SyncConnection : IDisposable
                 problem = status == FrameStatus.Invalid ? _reader.Error : $"the one-sided frame at {position} is not one whole frame of {length} bytes";
             }
             catch (InvalidDataException e) { problem = e.Message; }
+            catch (IOException e)
+            {
+                Dispose();
+                throw new SyncConnectionException($"connection to node {PeerId} lost: {e.Message}", e);
+            }
         }
         Dispose();
         throw new SyncConnectionException($"node {PeerId} sent a bad frame: {problem}");

@@ -12,7 +12,8 @@ namespace Plover.Transport.Ucx;
 /// the ring before that frame, so a frame is verified (MAC, sequence number) and applied exactly as if it had come on
 /// the stream: the sync's atomic apply and abort paths do not change. Both counters only grow; ring positions are
 /// counters modulo the ring size, and a frame that does not fit before the end starts at 0 (the gap is skipped by
-/// both sides alike).
+/// both sides alike). The memory is touched only under <see cref="Gate"/>, and <see cref="Free"/> takes it too, so a
+/// connection closed from another thread never frees the ring under a reader.
 /// </summary>
 public sealed unsafe class UcxFrameRing : IDisposable
 {
@@ -30,6 +31,8 @@ public sealed unsafe class UcxFrameRing : IDisposable
     private ulong _peerRingBytes;
     private ulong _sent;                               // bytes of the peer's ring used so far (gaps included)
     private ulong _received;                           // bytes of our ring consumed so far (gaps included)
+    private readonly object _gate = new();
+    private bool _freed;
 
     public UcxFrameRing(UcxWorker worker, ulong ringBytes)
     {
@@ -74,12 +77,12 @@ public sealed unsafe class UcxFrameRing : IDisposable
         ulong end = _sent + gap + length;
         long deadline = Environment.TickCount64 + timeoutMs;
         // Room: everything up to end must fit in one ring beyond what the peer has consumed.
-        while (end - Volatile.Read(ref *(ulong*)_local) > _peerRingBytes)
+        while (end - PeerConsumed() > _peerRingBytes)
         {
             long left = deadline - Environment.TickCount64;
             if (left <= 0 || _stream.IsClosed) throw new IOException(_stream.IsClosed ? "the UCX connection is closed" : "the peer did not free ring space in time");
             long seen = _worker.Generation;
-            if (end - Volatile.Read(ref *(ulong*)_local) <= _peerRingBytes) break;
+            if (end - PeerConsumed() <= _peerRingBytes) break;
             _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
         }
         position = gap > 0 ? 0 : position;
@@ -92,9 +95,23 @@ public sealed unsafe class UcxFrameRing : IDisposable
         return position;
     }
 
-    /// <summary>The frame the peer announced at position, length: checked against where our ring must be.</summary>
+    private ulong PeerConsumed()
+    {
+        lock (_gate)
+        {
+            if (_freed) throw new IOException("the UCX connection is closed");
+            return Volatile.Read(ref *(ulong*)_local);   // written by the peer's one-sided put
+        }
+    }
+
+    /// <summary>Held while a span from <see cref="Take"/> is read.</summary>
+    public object Gate => _gate;
+
+    /// <summary>The frame the peer announced at position, length: checked against where our ring must be. Call
+    /// under <see cref="Gate"/> and use the span only there.</summary>
     public ReadOnlySpan<byte> Take(ulong position, ulong length)
     {
+        if (_freed) throw new IOException("the UCX connection is closed");
         if (length == 0 || length > _ringBytes / 2) throw new InvalidDataException($"one-sided frame of {length} bytes does not fit the ring");
         ulong expected = _received % _ringBytes;
         ulong gap = expected + length > _ringBytes ? _ringBytes - expected : 0;
@@ -107,9 +124,12 @@ public sealed unsafe class UcxFrameRing : IDisposable
     /// <summary>Tells the peer that everything taken so far is consumed (its frame spans are no longer used).</summary>
     public void Release()
     {
-        if (_writer is null) return;
-        *(ulong*)(_local + 8) = _received;
-        _writer.Put(_local + 8, 8, 0);
+        lock (_gate)
+        {
+            if (_writer is null || _freed) return;
+            *(ulong*)(_local + 8) = _received;
+            _writer.Put(_local + 8, 8, 0);
+        }
     }
 
     /// <summary>Before the stream closes: the remote key and our registration go; the memory is freed.</summary>
@@ -121,7 +141,15 @@ public sealed unsafe class UcxFrameRing : IDisposable
     }
 
     /// <summary>Frees the ring's memory; only after the stream's endpoint is closed (the peer can no longer write).</summary>
-    public void Free() => NativeMemory.AlignedFree(_local);
+    public void Free()
+    {
+        lock (_gate)
+        {
+            if (_freed) return;
+            _freed = true;
+            NativeMemory.AlignedFree(_local);
+        }
+    }
 
     /// <summary>The SyncPut frame's body: no header, tail = position, length.</summary>
     public static void WriteAnnouncement(Span<byte> body, ulong position, ulong length)
