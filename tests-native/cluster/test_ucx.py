@@ -39,6 +39,8 @@ class OverUcx(ClusterUnderLoad):
             log = node.stderr()
             for peer in peers:
                 self.assertIn(f"connected to node {peer} over UCX", log, f"node {node.id} to {peer}")
+            self.assertNotIn("ucx: ", log, "the UCX worker complained")
+            self.assertNotIn("UCX  ERROR", log)
         self.assertIn("sync link 1: connected to node 2 over UCX", primary.stderr())
         syncs = [s for s in checks.sync_log(primary) if s["epoch"] > 1]
         self.assertGreater(len(syncs), 10, "too few syncs over UCX")

@@ -12,7 +12,7 @@ internal static unsafe partial class UcxNative
     private const string Lib = "libucp.so.0";
 
     public const uint ApiMajor = 1, ApiMinor = 13;
-    public const int UCS_OK = 0, UCS_INPROGRESS = 1, UCS_ERR_BUSY = -4;
+    public const int UCS_OK = 0, UCS_INPROGRESS = 1, UCS_ERR_BUSY = -15;
 
     // ucp_params_t (80 bytes): field_mask@0, features@8
     public const ulong UCP_PARAM_FIELD_FEATURES = 1;
@@ -21,8 +21,8 @@ internal static unsafe partial class UcxNative
     public const ulong UCP_WORKER_PARAM_FIELD_THREAD_MODE = 1, UCP_WORKER_PARAM_FIELD_EVENTS = 1 << 2;
     public const int UCS_THREAD_MODE_MULTI = 2;
     public const uint UCP_WAKEUP_RMA = 1, UCP_WAKEUP_TX = 1 << 10, UCP_WAKEUP_RX = 1 << 11;
-    // ucp_ep_params_t (104 bytes): field_mask@0, address@8, err_mode@16
-    public const ulong UCP_EP_PARAM_FIELD_REMOTE_ADDRESS = 1, UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE = 1 << 1;
+    // ucp_ep_params_t (104 bytes): field_mask@0, address@8, err_mode@16, err_handler {cb@24, arg@32}
+    public const ulong UCP_EP_PARAM_FIELD_REMOTE_ADDRESS = 1, UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE = 1 << 1, UCP_EP_PARAM_FIELD_ERR_HANDLER = 1 << 2;
     public const int UCP_ERR_HANDLING_MODE_PEER = 1;
     // ucp_request_param_t (72 bytes): op_attr_mask@0 (u32), flags@4 (u32), memh@64
     public const uint UCP_OP_ATTR_FIELD_FLAGS = 1 << 4, UCP_OP_ATTR_FIELD_MEMH = 1 << 8;

@@ -23,12 +23,18 @@ public sealed unsafe class UcxStream : IDisposable
         new Span<byte>(p, ParamsBytes).Clear();
         fixed (byte* address = peerAddress)
         {
-            *(ulong*)p = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+            *(ulong*)p = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE | UCP_EP_PARAM_FIELD_ERR_HANDLER;
             *(nint*)(p + 8) = (nint)address;
             *(int*)(p + 16) = UCP_ERR_HANDLING_MODE_PEER;   // a dead peer fails our requests instead of hanging them
+            *(nint*)(p + 24) = (nint)(delegate* unmanaged[Cdecl]<nint, nint, int, void>)&OnEndpointError;
             Check(ucp_ep_create(worker.Handle, p, out _ep), "endpoint create");
         }
     }
+
+    /// <summary>UCX reports a failed endpoint here (without a handler it logs an ERROR line to stderr). Nothing to do:
+    /// the requests on it fail, and the connection notices that, or its TCP socket closing.</summary>
+    [System.Runtime.InteropServices.UnmanagedCallersOnly(CallConvs = [typeof(System.Runtime.CompilerServices.CallConvCdecl)])]
+    private static void OnEndpointError(nint arg, nint ep, int status) { }
 
     public UcxWorker Worker => _worker;
     public bool IsClosed => Volatile.Read(ref _ep) == 0;
