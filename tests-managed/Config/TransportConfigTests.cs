@@ -28,8 +28,11 @@ public sealed class TransportConfigTests
         var tuned = Parse(j =>
         {
             j["transport"] = "ucx";
-            j["ucx"] = new JsonObject { ["progress"] = "busy", ["env"] = new JsonObject { ["UCX_TLS"] = "rc,sm", ["UCX_NET_DEVICES"] = "mlx5_0:1" } };
+            j["ucx"] = new JsonObject { ["progress"] = "busy", ["oneSided"] = true,
+                                        ["env"] = new JsonObject { ["UCX_TLS"] = "rc,sm", ["UCX_NET_DEVICES"] = "mlx5_0:1" } };
         }).Ucx!;
+        Assert.False(plain.OneSided);
+        Assert.True(tuned.OneSided);
         Assert.Equal(UcxProgress.Busy, tuned.Progress);
         Assert.Equal("rc,sm", tuned.Variables["UCX_TLS"]);
         Assert.Equal("mlx5_0:1", tuned.Variables["UCX_NET_DEVICES"]);

@@ -14,7 +14,7 @@ public sealed class SyncOverUcxTests
     [UcxFact]
     public void Rounds_leave_memories_identical_and_send_exactly_the_divergent_pages()
     {
-        using var pair = new SyncPair(Layout, ucx: UcxSettings.OverTcp);
+        using var pair = new SyncPair(Layout, ucx: UcxSettings.OverTcpOneSided);
         var work = new Workload(pair, seed: 3);
         double[] fractions = [0.01, 0.2, 0.05];
         for (int round = 0; round < fractions.Length; round++)
@@ -42,7 +42,7 @@ public sealed class SyncOverUcxTests
     public void Pages_written_one_sided_wrap_around_the_ring_and_every_sync_applies_them_all()
     {
         var wholePages = new SyncOptions { SubBlockBytes = 0, Log = _ => { } };   // pages whole, not their changed 64-byte blocks
-        using var pair = new SyncPair([("pc.ram", 24UL << 20)], wholePages, wholePages, ucx: UcxSettings.OverTcp);
+        using var pair = new SyncPair([("pc.ram", 24UL << 20)], wholePages, wholePages, ucx: UcxSettings.OverTcpOneSided);
         var work = new Workload(pair, seed: 11);
         for (int round = 0; round < 4; round++)
         {
@@ -62,7 +62,7 @@ public sealed class SyncOverUcxTests
     [UcxFact]
     public void An_epoch_mismatch_aborts_both_and_a_reconnected_pair_syncs_again()
     {
-        using var pair = new SyncPair(Layout, ucx: UcxSettings.OverTcp);
+        using var pair = new SyncPair(Layout, ucx: UcxSettings.OverTcp);   // the stream only (oneSided off, the default)
         var p = pair.Primary.RunAsync(new SyncRequest(5, 500));
         var b = pair.Backup.RunAsync(new SyncRequest(6, 600));
         Assert.Equal(SyncOutcome.Aborted, p.Result.Outcome);
@@ -83,7 +83,7 @@ public sealed class SyncOverUcxTests
     [UcxFact]
     public void A_backup_that_vanishes_mid_wait_makes_the_primary_abort_at_once()
     {
-        using var pair = new SyncPair(Layout, new SyncOptions { Timeout = TimeSpan.FromSeconds(20), Log = _ => { } }, ucx: UcxSettings.OverTcp);
+        using var pair = new SyncPair(Layout, new SyncOptions { Timeout = TimeSpan.FromSeconds(20), Log = _ => { } }, ucx: UcxSettings.OverTcpOneSided);
         var p = pair.Primary.RunAsync(new SyncRequest(1, 100));   // the backup never joins this sync
         Thread.Sleep(200);
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -120,15 +120,15 @@ public sealed class HostileOneSidedTests
 
     [UcxFact]
     public void An_announcement_at_the_wrong_ring_position_is_refused() =>
-        Assert.Contains("one-sided frame at ring position 4096, expected 0", Attack(4096, 100, UcxSettings.OverTcp));
+        Assert.Contains("one-sided frame at ring position 4096, expected 0", Attack(4096, 100, UcxSettings.OverTcpOneSided));
 
     [UcxFact]
     public void An_announcement_larger_than_the_ring_allows_is_refused() =>
-        Assert.Contains("does not fit the ring", Attack(0, 1UL << 40, UcxSettings.OverTcp));
+        Assert.Contains("does not fit the ring", Attack(0, 1UL << 40, UcxSettings.OverTcpOneSided));
 
     [UcxFact]
     public void An_announcement_of_bytes_that_are_no_frame_is_refused() =>
-        Assert.Contains("bad frame", Attack(0, 64, UcxSettings.OverTcp));
+        Assert.Contains("bad frame", Attack(0, 64, UcxSettings.OverTcpOneSided));
 
     [Fact]
     public void An_announcement_over_tcp_is_refused() =>

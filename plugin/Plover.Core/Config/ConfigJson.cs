@@ -24,6 +24,7 @@ internal sealed class RawConfig
 internal sealed class RawUcx
 {
     public string? Progress { get; set; }
+    public bool? OneSided { get; set; }
     public Dictionary<string, string?>? Env { get; set; }
 }
 

@@ -58,13 +58,13 @@ public sealed class SyncConnection : IDisposable
             _recvAuth = new FrameAuthenticator(result.ReceiveKey, result.Encrypt);
             _writer.Authenticate(_sendAuth);
             _reader.Authenticate(_recvAuth);
-            if (ucx is not null)
+            if (ucx is not null && ucx.Settings.OneSided)
             {
                 _ring = new UcxFrameRing(ucx, UcxFrameRing.DefaultRingBytes);
                 _put = new ByteBuffer(1 << 20);
                 _taken = new ByteBuffer(1 << 20);
-                _ucx = UcxBootstrap.Exchange(socket, _recv, _reader, _writer, ucx, timeout, _ring);
             }
+            if (ucx is not null) _ucx = UcxBootstrap.Exchange(socket, _recv, _reader, _writer, ucx, timeout, _ring);
         }
         catch
         {

@@ -446,7 +446,9 @@ sealed unsafe class Replicas : IDisposable
         var publicKeys = new Dictionary<int, byte[]> { [1] = _keys.Primary.PublicKey, [2] = _keys.Backup.PublicKey };
         if (k.Ucx && _ucx is null)
         {
-            var settings = new UcxSettings(UcxProgress.Event, new Dictionary<string, string> { ["UCX_TLS"] = UcxTls });
+            // PLOVER_BENCH_UCX_ONE_SIDED=1: page frames written one-sided (ucx.oneSided; emulated by UCX over TCP here)
+            var settings = new UcxSettings(UcxProgress.Event, new Dictionary<string, string> { ["UCX_TLS"] = UcxTls },
+                                           OneSided: Environment.GetEnvironmentVariable("PLOVER_BENCH_UCX_ONE_SIDED") == "1");
             _ucx = (new UcxWorker(settings, "bench-primary"), new UcxWorker(settings, "bench-backup"));
         }
         var accept = Task.Run(() => SyncConnection.Accept(_listener, new ClusterIdentity("bench", 2, _keys.Backup, publicKeys, null, k.Encrypt), 1,

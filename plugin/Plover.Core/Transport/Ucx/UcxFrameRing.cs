@@ -83,7 +83,7 @@ public sealed unsafe class UcxFrameRing : IDisposable
             if (left <= 0 || _stream.IsClosed) throw new IOException(_stream.IsClosed ? "the UCX connection is closed" : "the peer did not free ring space in time");
             long seen = _worker.Generation;
             if (end - PeerConsumed() <= _peerRingBytes) break;
-            _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
+            if (!_worker.ProgressHere()) _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
         }
         position = gap > 0 ? 0 : position;
         fixed (byte* source = frame)

@@ -79,6 +79,7 @@ public sealed unsafe class UcxStream : IDisposable
                 ucp_request_free(request);   // UCX completes and releases it by itself (or on the endpoint's close)
                 throw new IOException(IsClosed ? $"UCX {what}: connection closed" : $"UCX {what} timed out");
             }
+            if (_worker.ProgressHere()) continue;
             _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
         }
     }
@@ -105,7 +106,7 @@ public sealed unsafe class UcxStream : IDisposable
             if (n > 0) return n;
             long left = deadline - Environment.TickCount64;
             if (left <= 0) return 0;
-            _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
+            if (!_worker.ProgressHere()) _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
         }
     }
 

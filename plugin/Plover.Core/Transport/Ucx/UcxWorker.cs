@@ -25,6 +25,7 @@ public sealed unsafe partial class UcxWorker : IDisposable
     public UcxWorker(UcxSettings settings, string name, Action<string>? log = null)
     {
         _log = log ?? (_ => { });
+        Settings = settings;
         Progress = settings.Progress;
         nint config;
         try
@@ -78,6 +79,7 @@ public sealed unsafe partial class UcxWorker : IDisposable
     }
 
     public UcxProgress Progress { get; }
+    public UcxSettings Settings { get; }
     internal nint Handle => _worker;
     internal nint Context => _context;
 
@@ -112,6 +114,16 @@ public sealed unsafe partial class UcxWorker : IDisposable
             }
             finally { _waiters--; }
         }
+    }
+
+    /// <summary>Progresses the worker on the calling thread (allowed: thread mode multi); true if it did something. A
+    /// waiting thread calls it before it sleeps: some completions (UCX's emulated puts and flushes over TCP) need
+    /// a progress call without any event on the worker's fd to wake the progress thread.</summary>
+    public bool ProgressHere()
+    {
+        if (_disposed || ucp_worker_progress(_worker) == 0) return false;
+        Wake();
+        return true;
     }
 
     /// <summary>Wakes the progress thread (after a send was posted from another thread, so it gets pushed out).</summary>
