@@ -63,7 +63,7 @@ public sealed unsafe class UcxRemoteWriter : IDisposable
         }
         if (IsError(request)) throw new IOException($"UCX flush failed: {Describe((int)request)}");
         if (request != 0) _stream.Worker.Signal();
-        _stream.Wait(request, timeoutMs, "flush");
+        _stream.Wait(request, timeoutMs, "flush", progressHere: true);
     }
 
     /// <summary>Frees the remote key (before the stream's endpoint is closed).</summary>

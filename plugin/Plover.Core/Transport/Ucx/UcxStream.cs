@@ -59,7 +59,10 @@ public sealed unsafe class UcxStream : IDisposable
     }
 
     /// <summary>Waits for a posted request (0 is done) and frees it; throws on a failure or after timeoutMs.</summary>
-    public void Wait(nint request, int timeoutMs, string what)
+    /// <param name="progressHere">Progress the worker on this thread too (one-sided puts and flushes, which UCX's
+    /// TCP emulation completes without an event on the worker's fd); the stream leaves that to the progress thread,
+    /// since threads contending for the worker's lock stall each other on a loaded host.</param>
+    public void Wait(nint request, int timeoutMs, string what, bool progressHere = false)
     {
         if (request == 0) return;
         long deadline = Environment.TickCount64 + timeoutMs;
@@ -79,7 +82,7 @@ public sealed unsafe class UcxStream : IDisposable
                 ucp_request_free(request);   // UCX completes and releases it by itself (or on the endpoint's close)
                 throw new IOException(IsClosed ? $"UCX {what}: connection closed" : $"UCX {what} timed out");
             }
-            if (_worker.ProgressHere()) continue;
+            if (progressHere && _worker.ProgressHere()) continue;
             _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
         }
     }
@@ -106,7 +109,7 @@ public sealed unsafe class UcxStream : IDisposable
             if (n > 0) return n;
             long left = deadline - Environment.TickCount64;
             if (left <= 0) return 0;
-            if (!_worker.ProgressHere()) _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
+            _worker.WaitForProgress(seen, (int)Math.Min(left, 20));
         }
     }
 

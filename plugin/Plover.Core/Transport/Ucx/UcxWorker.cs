@@ -148,7 +148,13 @@ public sealed unsafe partial class UcxWorker : IDisposable
             if (armed == UCS_ERR_BUSY) continue;   // events arrived meanwhile: progress again
             if (armed != UCS_OK) { _log($"ucx: worker arm failed: {Describe(armed)}"); Thread.Sleep(1); continue; }
             fds[0] = new PollFd { Fd = _efd, Events = 1 };
-            poll(fds, 1, 100);
+            if (poll(fds, 1, 100) > 0)
+            {
+                // The fd fired: progress, and wake the waiters even if progress counted nothing (stream data that
+                // arrived counts as no event, and a reader must not sleep out its timeout over it).
+                while (ucp_worker_progress(_worker) != 0) { }
+                Wake();
+            }
         }
         Wake();
     }
