@@ -36,7 +36,7 @@ $QemuConfigure = @('--target-list=x86_64-softmmu', '--disable-docs', '--disable-
 # ---------------------------------------------------------------- the Debian packages setup installs (one place)
 $AptPackages = @('dpkg-dev', 'ninja-build', 'libglib2.0-dev', 'libpixman-1-dev', 'flex', 'bison', 'pkg-config', 'libslirp-dev', 'libfdt-dev',
     'python3-venv', 'seabios', 'ipxe-qemu', 'qemu-system-data', 'busybox-static', 'linux-image-amd64', 'cpio', 'iproute2', 'redis-server', 'redis-tools', 'tcpdump',
-    'libibverbs-dev', 'librdmacm-dev', 'cmake', 'g++', 'libgtest-dev', 'libgmock-dev', 'nlohmann-json3-dev',
+    'libibverbs-dev', 'librdmacm-dev', 'libucx0', 'cmake', 'g++', 'libgtest-dev', 'libgmock-dev', 'nlohmann-json3-dev',
     'libvirt-daemon-system', 'libvirt-daemon-driver-qemu', 'libvirt-clients')
 $AptBackports = @('meson', 'python3-pycotap')
 

@@ -30,14 +30,17 @@ public sealed class ReplicaCluster : IDisposable
     /// <param name="idleTrigger">The primary runs the idle monitor (over vCPUs that are always idle) instead of syncing only on request.</param>
     /// <param name="checkpoint">Checkpoint mode (inputs straight into the primary's guest, a passive backup).</param>
     /// <param name="record">The hosts keep a copy of every injected frame and the guests answer (off: they only count).</param>
-    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false, bool checkpoint = false, bool record = true)
+    /// <param name="ucx">Consensus frames and the sync link over UCX instead of TCP.</param>
+    public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false, bool checkpoint = false, bool record = true,
+                          Plover.Transport.Ucx.UcxSettings? ucx = null)
     {
         var ids = new[] { 1, 2, 3 };
         var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
         foreach (int id in ids)
         {
             // (this test is about order, not failover)
-            var (transport, driver) = TransportTestKit.StartConsensusNode(id, eps, Log.Sink, electionMinTicks: 200, electionMaxTicks: 400, retransmitTicks: 20);
+            var (transport, driver) = TransportTestKit.StartConsensusNode(id, eps, Log.Sink, electionMinTicks: 200, electionMaxTicks: 400, retransmitTicks: 20,
+                                                                          ucx: ucx);
             _transports.Add(transport);
             _drivers.Add(driver);
         }
@@ -58,10 +61,10 @@ public sealed class ReplicaCluster : IDisposable
 
         // The backup (higher id) listens, the primary dials.
         var backupLink = new ReplicaSyncLink(Backup.Engine, TransportTestKit.Options(2, eps, Log.Sink).Identity, 1,
-            new IPEndPoint(IPAddress.Loopback, 0), eps[1], TimeSpan.FromSeconds(5), Log.Sink);
+            new IPEndPoint(IPAddress.Loopback, 0), eps[1], TimeSpan.FromSeconds(5), Log.Sink, ucx: ucx);
         _links.Add(backupLink);
         _links.Add(new ReplicaSyncLink(Primary.Engine, TransportTestKit.Options(1, eps, Log.Sink).Identity, 2,
-            eps[1], backupLink.ListenEndpoint!, TimeSpan.FromSeconds(5), Log.Sink));
+            eps[1], backupLink.ListenEndpoint!, TimeSpan.FromSeconds(5), Log.Sink, ucx: ucx));
 
         Assert.True(TransportTestKit.WaitUntil(() => _transports.All(t => t.Peers.All(t.IsConnected))), Log.ToString());
         foreach (var d in _drivers) d.Start();

@@ -15,9 +15,17 @@ public sealed class ReplicaTests
             $"injected {c.PrimaryHost.InjectedSnapshot().Length} on the primary, {c.BackupHost.InjectedSnapshot().Length} on the backup, expected {count}\n{c.Log}");
 
     [Fact]
-    public void Inputs_are_injected_on_both_in_the_same_order_and_a_sync_makes_memories_identical()
+    public void Inputs_are_injected_on_both_in_the_same_order_and_a_sync_makes_memories_identical() =>
+        InjectInOrderAndSync(new ReplicaCluster());
+
+    /// <summary>The same with consensus and the sync link over UCX (its TCP transport here).</summary>
+    [Transport.Ucx.UcxFact]
+    public void OverUcx_inputs_are_injected_on_both_in_the_same_order_and_a_sync_makes_memories_identical() =>
+        InjectInOrderAndSync(new ReplicaCluster(ucx: Plover.Transport.Ucx.UcxSettings.OverTcp));
+
+    private static void InjectInOrderAndSync(ReplicaCluster cluster)
     {
-        using var c = new ReplicaCluster();
+        using var c = cluster;
         for (int chunk = 0; chunk < 4; chunk++)
             ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1 + chunk * 25, 25);
         ReplicaCluster.Arrive(c.BackupHost, c.Backup, 1000, 10);   // the backup's own netdev: dropped

@@ -15,8 +15,17 @@ public sealed class SyncPair : IDisposable
 {
     private readonly Socket _listener;
 
-    public SyncPair((string Name, ulong Bytes)[] blocks, SyncOptions? primaryOptions = null, SyncOptions? backupOptions = null, int seed = 1)
+    private readonly Plover.Transport.Ucx.UcxWorker? _primaryUcx, _backupUcx;
+
+    /// <param name="ucx">Join the engines over UCX (one worker each) instead of TCP.</param>
+    public SyncPair((string Name, ulong Bytes)[] blocks, SyncOptions? primaryOptions = null, SyncOptions? backupOptions = null, int seed = 1,
+                    Plover.Transport.Ucx.UcxSettings? ucx = null)
     {
+        if (ucx is not null)
+        {
+            _primaryUcx = new Plover.Transport.Ucx.UcxWorker(ucx, "primary");
+            _backupUcx = new Plover.Transport.Ucx.UcxWorker(ucx, "backup");
+        }
         PrimaryMemory = new SyntheticGuestMemory(blocks);
         BackupMemory = new SyntheticGuestMemory(blocks);
         PrimaryMemory.FillRandom(seed);
@@ -56,8 +65,8 @@ public sealed class SyncPair : IDisposable
     /// <summary>(Re)connects the engines: node 1 (primary) dials node 2 (backup).</summary>
     public void Connect()
     {
-        var accept = Task.Run(() => SyncConnection.Accept(_listener, Identity(2), 1, TimeSpan.FromSeconds(5)));
-        var dialed = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, Identity(1), 2, TimeSpan.FromSeconds(5));
+        var accept = Task.Run(() => SyncConnection.Accept(_listener, Identity(2), 1, TimeSpan.FromSeconds(5), ucx: _backupUcx));
+        var dialed = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, Identity(1), 2, TimeSpan.FromSeconds(5), ucx: _primaryUcx);
         Primary.Connection = dialed;
         Backup.Connection = accept.Result;
     }
@@ -80,5 +89,9 @@ public sealed class SyncPair : IDisposable
         PrimaryMemory.Dispose();
         BackupMemory.Dispose();
         _listener.Dispose();
+        Primary.Connection?.Dispose();   // the endpoints go before their workers
+        Backup.Connection?.Dispose();
+        _primaryUcx?.Dispose();
+        _backupUcx?.Dispose();
     }
 }

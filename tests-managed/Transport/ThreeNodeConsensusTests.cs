@@ -35,6 +35,8 @@ public sealed class ThreeNodeConsensusTests : IDisposable
 
     private Dictionary<int, System.Net.IPEndPoint> _endpoints = new();
 
+    private Plover.Transport.Ucx.UcxSettings? _ucx;   // null: over TCP
+
     private void StartCluster(bool inline)
     {
         var ids = new[] { 1, 2, 3 };
@@ -50,7 +52,8 @@ public sealed class ThreeNodeConsensusTests : IDisposable
         // (this test is about safety, not speed)
         var committed = new List<LogEntry>();
         var (transport, driver) = TransportTestKit.StartConsensusNode(id, _endpoints, log.Sink, electionMinTicks: 100, electionMaxTicks: 300,
-                                                                      retransmitTicks: 10, inline, restored, e => { lock (committed) committed.Add(e); });
+                                                                      retransmitTicks: 10, inline, restored, e => { lock (committed) committed.Add(e); },
+                                                                      ucx: _ucx);
         return new TestNode { Transport = transport, Driver = driver, Log = log, Committed = committed };
     }
 
@@ -127,6 +130,19 @@ public sealed class ThreeNodeConsensusTests : IDisposable
     [InlineData(false)]
     [InlineData(true)]
     public void CommitsInOrderAndSurvivesTheLossOfTheLeader(bool inlineProcessing)
+    {
+        CommitsAndSurvivesTheLeader(inlineProcessing);
+    }
+
+    /// <summary>The same over UCX (its TCP transport here; RDMA verbs on hosts that have them).</summary>
+    [Ucx.UcxFact]
+    public void OverUcx_CommitsInOrderAndSurvivesTheLossOfTheLeader()
+    {
+        _ucx = Plover.Transport.Ucx.UcxSettings.OverTcp;
+        CommitsAndSurvivesTheLeader(inlineProcessing: false);
+    }
+
+    private void CommitsAndSurvivesTheLeader(bool inlineProcessing)
     {
         StartCluster(inlineProcessing);
         const int first = 5000;

@@ -72,7 +72,8 @@ public static class TransportTestKit
 
     public static TcpTransportOptions Options(int self, Dictionary<int, IPEndPoint> endpoints, Action<string> log,
                                               IdentityKey? key = null, string cluster = Cluster, TimeSpan? handshakeTimeout = null,
-                                              int maxFrameBytes = FrameFormat.DefaultMaxFrameBytes, bool encrypt = true) =>
+                                              int maxFrameBytes = FrameFormat.DefaultMaxFrameBytes, bool encrypt = true,
+                                              Plover.Transport.Ucx.UcxSettings? ucx = null) =>
         new()
         {
             Identity = TestKeys.Identity(self, endpoints.Keys, cluster, encrypt, key),
@@ -80,6 +81,7 @@ public static class TransportTestKit
             Log = log,
             HandshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(2),
             MaxFrameBytes = maxFrameBytes,
+            Ucx = ucx,
         };
 
     /// <summary>Node id of the test cluster (1 and 2 run VMs, 3 is the witness; node 1 leads first): a consensus driver
@@ -88,10 +90,11 @@ public static class TransportTestKit
     /// committed is attached before the transport starts (an inline-processing node may commit from a reader thread).</summary>
     public static (TcpTransport Transport, ConsensusDriver Driver) StartConsensusNode(
         int id, Dictionary<int, IPEndPoint> endpoints, Action<string> log, int electionMinTicks, int electionMaxTicks,
-        int retransmitTicks, bool inline = false, DurableState? restored = null, Action<LogEntry>? committed = null, int traceHopsEvery = 0)
+        int retransmitTicks, bool inline = false, DurableState? restored = null, Action<LogEntry>? committed = null, int traceHopsEvery = 0,
+        Plover.Transport.Ucx.UcxSettings? ucx = null)
     {
         var members = new[] { new ConsensusMember(1, true), new ConsensusMember(2, true), new ConsensusMember(3, false) };
-        var transport = new TcpTransport(Options(id, endpoints, log));
+        var transport = new TcpTransport(Options(id, endpoints, log, ucx: ucx));
         var driver = new ConsensusDriver(new ConsensusDriverOptions
         {
             Consensus = new ConsensusConfig

@@ -250,8 +250,9 @@ class Cluster:
     "shift=auto,sleep=on": guest time from the instruction count; needs single-threaded TCG) or None."""
 
     def __init__(self, work, mode="plover", mem="256M", smp=2, timeouts=None, sync=None, hashing_threads=0,
-                 log=print, env=None, wrong_key_for=(), pin=False, tcg_threads="multi", icount=None, metrics=False):
+                 log=print, env=None, wrong_key_for=(), pin=False, tcg_threads="multi", icount=None, metrics=False, ucx=None):
         self.env = dict(env or os.environ)
+        self.ucx = ucx   # None: "transport": "tcp"; else the config's "ucx" section (e.g. {"env": {"UCX_TLS": "tcp"}})
         self.metrics_on = metrics
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
             if not self.env.get(k):
@@ -352,6 +353,9 @@ class Cluster:
             config["timeouts"] = self.timeouts
         if self.sync:
             config["sync"] = self.sync
+        if self.ucx is not None:
+            config["transport"] = "ucx"
+            config["ucx"] = self.ucx
         with open(self.config_path, "w") as f:
             json.dump(config, f, indent=2)
         for node_id in self.wrong_key_for:

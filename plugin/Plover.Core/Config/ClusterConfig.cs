@@ -38,6 +38,9 @@ public sealed class ClusterConfig
     public TimeoutConfig Timeouts { get; }
     public SyncConfig Sync { get; }
     public HashingConfig Hashing { get; }
+    /// <summary>"transport": "ucx": consensus frames and the sync link travel over UCX (RDMA verbs where the host has
+    /// them) after the TCP handshake; null ("tcp", the default): over TCP.</summary>
+    public Transport.Ucx.UcxSettings? Ucx { get; internal init; }
 
     /// <summary>Reads and validates the config file at <paramref name="path"/>.</summary>
     public static ClusterConfig Load(string path)

@@ -17,6 +17,15 @@ internal sealed class RawConfig
     public RawTimeouts? Timeouts { get; set; }
     public RawSync? Sync { get; set; }
     public RawHashing? Hashing { get; set; }
+    public string? Transport { get; set; }
+    public RawUcx? Ucx { get; set; }
+}
+
+internal sealed class RawUcx
+{
+    public string? Progress { get; set; }
+    public bool? OneSided { get; set; }
+    public Dictionary<string, string?>? Env { get; set; }
 }
 
 internal sealed class RawNode

@@ -53,7 +53,34 @@ internal sealed partial class ConfigValidator
             throw Error("keyFile", $"missing (nodes[{without}] has no keyFile of its own)");
         var observers = ValidateObservers(raw.Observers, nodes);
         return new ClusterConfig(cluster, keyFile, nodes, ValidateTimeouts(raw.Timeouts), ValidateSync(raw.Sync),
-            ValidateHashing(raw.Hashing), ValidateMode(raw.Mode), observers, raw.Encrypt ?? true);
+            ValidateHashing(raw.Hashing), ValidateMode(raw.Mode), observers, raw.Encrypt ?? true)
+        { Ucx = ValidateTransport(raw.Transport, raw.Ucx) };
+    }
+
+    private Transport.Ucx.UcxSettings? ValidateTransport(string? transport, RawUcx? ucx)
+    {
+        if (transport is null or "tcp")
+        {
+            if (ucx != null) throw Error("ucx", "given, but transport is tcp (set \"transport\": \"ucx\" to use it)");
+            return null;
+        }
+        if (transport != "ucx") throw Error("transport", $"unknown transport '{transport}' (expected tcp, the default, or ucx)");
+        var progress = ucx?.Progress switch
+        {
+            null or "event" => Transport.Ucx.UcxProgress.Event,
+            "busy" => Transport.Ucx.UcxProgress.Busy,
+            var p => throw Error("ucx.progress", $"unknown progress mode '{p}' (expected event, the default: sleep on the " +
+                                                 "worker's event fd, or busy: poll on a dedicated core)"),
+        };
+        var env = new Dictionary<string, string>();
+        foreach (var (key, value) in ucx?.Env ?? new())
+        {
+            if (!key.StartsWith("UCX_", StringComparison.Ordinal) || key.Length == 4 || !key.All(c => c is (>= 'A' and <= 'Z') or (>= '0' and <= '9') or '_'))
+                throw Error($"ucx.env.{key}", "not a UCX variable (expected UCX_ and capitals, e.g. UCX_TLS)");
+            if (string.IsNullOrEmpty(value)) throw Error($"ucx.env.{key}", "empty value");
+            env[key] = value;
+        }
+        return new Transport.Ucx.UcxSettings(progress, env, ucx?.OneSided ?? false);
     }
 
     private byte[] ValidatePublicKey(string? text, string field)

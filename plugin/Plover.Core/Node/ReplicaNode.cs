@@ -138,7 +138,7 @@ public sealed class ReplicaNode : IDisposable
             }, _host, driver);
             var identity = TcpTransportOptions.FromConfig(_config, _self.Id, _log).Identity;
             var link = new ReplicaSyncLink(replica.Engine, identity, _peer.Id, _syncEndpoint(_self), _syncEndpoint(_peer),
-                TimeSpan.FromSeconds(5), _log, _transport.Traffic);
+                TimeSpan.FromSeconds(5), _log, _transport.Traffic, _config.Ucx);
             replica.Drained = _observeOperatorState;
             _driver = driver;
             _replica = replica;

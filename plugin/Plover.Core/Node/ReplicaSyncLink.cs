@@ -23,6 +23,7 @@ public sealed class ReplicaSyncLink : IDisposable
     private readonly TimeSpan _timeout;
     private readonly Action<string> _log;
     private readonly Metrics.WireTraffic? _wire;
+    private readonly Transport.Ucx.UcxWorker? _ucx;   // "transport": "ucx": a worker of its own, so page transfers never delay consensus
     private readonly Thread _thread;
     private readonly ManualResetEventSlim _stop = new();
     private volatile string? _lastError;
@@ -33,8 +34,9 @@ public sealed class ReplicaSyncLink : IDisposable
 
     /// <param name="listen">This node's own sync endpoint; listened on only when this node accepts (higher id).</param>
     public ReplicaSyncLink(SyncEngine engine, ClusterIdentity self, int peerId, IPEndPoint listen, IPEndPoint peerEndpoint,
-                           TimeSpan timeout, Action<string> log, Metrics.WireTraffic? wire = null)
+                           TimeSpan timeout, Action<string> log, Metrics.WireTraffic? wire = null, Transport.Ucx.UcxSettings? ucx = null)
     {
+        if (ucx is not null) _ucx = new Transport.Ucx.UcxWorker(ucx, $"sync-{self.SelfId}", log);
         _wire = wire;
         _engine = engine;
         _self = self;
@@ -84,7 +86,7 @@ public sealed class ReplicaSyncLink : IDisposable
                     if (_listener!.Poll(200_000, SelectMode.SelectRead)) StartHandshake(_listener.Accept());
                     continue;
                 }
-                Adopt(SyncConnection.Connect(_peerEndpoint, _self, _peerId, _timeout, _wire));
+                Adopt(SyncConnection.Connect(_peerEndpoint, _self, _peerId, _timeout, _wire, _ucx));
             }
             catch (Exception e) when (!_stop.IsSet)
             {
@@ -114,7 +116,7 @@ public sealed class ReplicaSyncLink : IDisposable
             Interlocked.Increment(ref _connections);
             _lastError = null;
         }
-        _log($"sync link {_self.SelfId}: connected to node {_peerId}");
+        _log($"sync link {_self.SelfId}: connected to node {_peerId}{(_ucx is not null ? " over UCX" : "")}");
     }
 
     /// <summary>Handshakes an accepted socket on a thread of its own (normal priority: nobody is authenticated yet).</summary>
@@ -132,7 +134,7 @@ public sealed class ReplicaSyncLink : IDisposable
         {
             try
             {
-                Adopt(SyncConnection.AcceptFrom(socket, _self, _peerId, _timeout, _wire));
+                Adopt(SyncConnection.AcceptFrom(socket, _self, _peerId, _timeout, _wire, _ucx));
             }
             catch (Exception e) when (!_stop.IsSet)
             {
@@ -158,5 +160,6 @@ public sealed class ReplicaSyncLink : IDisposable
         _listener?.Dispose();
         _thread.Join(TimeSpan.FromSeconds(2));
         _engine.Connection?.Dispose();
+        _ucx?.Dispose();
     }
 }

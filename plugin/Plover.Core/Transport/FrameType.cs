@@ -10,7 +10,8 @@ public enum FrameType : byte
     Pong = 10,
     NodeStatusRequest = 11,
     NodeStatus = 12,
-    // 32..63 reserved for syncvm (proto/sync.proto); 40..63 still free.
+    UcxHello = 13,
+    // 32..63 reserved for syncvm (proto/sync.proto); 41..63 still free.
     SyncBitmap = 32,
     SyncHashes = 33,
     SyncPages = 34,
@@ -19,6 +20,8 @@ public enum FrameType : byte
     SyncAbort = 37,
     SyncBegin = 38,
     SyncDeviceHashes = 39,
+    /// <summary>A frame was written one-sided into the receiver's ring (UCX): tail = position, length.</summary>
+    SyncPut = 40,
 }
 
 public static class FrameTypes
@@ -29,6 +32,6 @@ public static class FrameTypes
     /// <summary>Types allowed on an authenticated connection. Anything else closes the connection.</summary>
     public static bool IsAuthenticatedType(byte type) =>
         type is (byte)FrameType.Consensus or (byte)FrameType.Ping or (byte)FrameType.Pong
-            or (byte)FrameType.NodeStatusRequest or (byte)FrameType.NodeStatus
-            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncDeviceHashes);
+            or (byte)FrameType.NodeStatusRequest or (byte)FrameType.NodeStatus or (byte)FrameType.UcxHello
+            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncPut);
 }

@@ -246,7 +246,7 @@ public static class Handshake
         }
     }
 
-    private static void ReadMessage(Socket socket, ByteBuffer recv, FrameReader reader, FrameType type, IMessage into, long deadline)
+    internal static void ReadMessage(Socket socket, ByteBuffer recv, FrameReader reader, FrameType type, IMessage into, long deadline)
     {
         while (true)
         {
@@ -278,7 +278,7 @@ public static class Handshake
         }
     }
 
-    private static void SendAll(Socket socket, ReadOnlySpan<byte> data)
+    internal static void SendAll(Socket socket, ReadOnlySpan<byte> data)
     {
         try
         {

@@ -14,7 +14,7 @@ namespace Plover.Transport;
 /// the current one completes (batching under load). Exactly one party (the flushing caller or the writer
 /// thread) owns the in-flight buffer while _writerBusy is set.
 /// </summary>
-internal sealed class TcpConnection
+internal sealed class TcpConnection : IPeerConnection
 {
     private readonly Socket _socket;
     private readonly TcpTransport _owner;

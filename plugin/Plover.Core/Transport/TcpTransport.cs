@@ -12,16 +12,20 @@ namespace Plover.Transport;
 /// one acceptor, one dialer per higher peer, and per connection one reader (the thread that ran its handshake)
 /// and one writer. Anything a peer does wrong closes that connection with a logged reason; nothing here throws
 /// into the caller after <see cref="Start"/>.
+/// With "transport": "ucx" (<see cref="TcpTransportOptions.Ucx"/>) the connection setup is the same, and right after
+/// the handshake the frames move onto a UCX endpoint (<see cref="Ucx.UcxBootstrap"/>, <see cref="Ucx.UcxConnection"/>):
+/// the same framing, keys and sequence numbers, on RDMA verbs where the host has them.
 /// </summary>
 public sealed class TcpTransport : ITransport
 {
     private readonly TcpTransportOptions _options;
     private readonly ClusterIdentity _self;
     private readonly int[] _peers;
-    private readonly TcpConnection?[] _connections;
+    private readonly IPeerConnection?[] _connections;
     private readonly object _connectionsLock = new();
     private readonly List<Thread> _threads = new();
     private Socket? _listener;
+    private Ucx.UcxWorker? _ucx;                   // set when the config says "transport": "ucx"
     private IFrameSink _sink = null!;
     private readonly HandshakeSlots _slots;
     private volatile bool _disposed;
@@ -39,7 +43,7 @@ public sealed class TcpTransport : ITransport
             if (id <= 0 || id > 65535) throw new ArgumentException($"node id {id} must be in 1..65535");
         if (options.MaxFrameBytes < FrameFormat.MaxHandshakeFrameBytes) throw new ArgumentException("MaxFrameBytes too small");
         _peers = options.Endpoints.Keys.Where(id => id != _self.SelfId).Order().ToArray();
-        _connections = new TcpConnection?[options.Endpoints.Keys.Max() + 1];
+        _connections = new IPeerConnection?[options.Endpoints.Keys.Max() + 1];
         _problems = new string?[_connections.Length];
         Traffic = options.Traffic ?? new Metrics.WireTraffic();
         _slots = new HandshakeSlots(options.MaxPendingHandshakes, options.MaxPendingHandshakesPerSource);
@@ -55,6 +59,7 @@ public sealed class TcpTransport : ITransport
     public void Start(IFrameSink sink)
     {
         _sink = sink;
+        if (_options.Ucx is { } ucx) _ucx = new Ucx.UcxWorker(ucx, $"consensus-{_self.SelfId}", _options.Log);
         var ep = _options.ListenEndpoint ?? _options.Endpoints[_self.SelfId];
         var listener = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -108,7 +113,7 @@ public sealed class TcpTransport : ITransport
     /// <summary>Flushes one peer only.</summary>
     public void Flush(int peer) => Connection(peer)?.Flush();
 
-    private TcpConnection? Connection(int peer) =>
+    private IPeerConnection? Connection(int peer) =>
         (uint)peer < (uint)_connections.Length ? Volatile.Read(ref _connections[peer]) : null;
 
     // ---------------------------------------------------------------- connection setup
@@ -142,7 +147,7 @@ public sealed class TcpTransport : ITransport
     private void ServeAccepted(Socket socket, IPAddress source)
     {
         var remote = socket.RemoteEndPoint?.ToString() ?? "?";
-        TcpConnection? conn;
+        IPeerConnection? conn;
         try
         {
             conn = Authenticate(socket, expectedPeer: 0, remote);
@@ -165,7 +170,7 @@ public sealed class TcpTransport : ITransport
         while (!_disposed)
         {
             var socket = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-            TcpConnection? conn = null;
+            IPeerConnection? conn = null;
             try
             {
                 using (new Timer(_ => socket.Dispose(), null, _options.ConnectTimeout, Timeout.InfiniteTimeSpan))
@@ -193,7 +198,7 @@ public sealed class TcpTransport : ITransport
     }
 
     /// <summary>Handshakes a fresh socket; returns the registered connection, or null (logged, socket closed).</summary>
-    private TcpConnection? Authenticate(Socket socket, int expectedPeer, string remote)
+    private IPeerConnection? Authenticate(Socket socket, int expectedPeer, string remote)
     {
         var recv = new ByteBuffer();
         try
@@ -214,9 +219,24 @@ public sealed class TcpTransport : ITransport
                 recv.Dispose();
                 return null;
             }
-            socket.SendTimeout = 0;
-            socket.ReceiveTimeout = 0;
-            var conn = new TcpConnection(this, socket, result.PeerId, reader, writer, recv, result, _options.MaxQueuedBytes);
+            IPeerConnection conn;
+            if (_ucx is not null)
+            {
+                // The frames go over UCX from here on, keyed as on TCP (the UcxHello frame is the first authenticated
+                // one); the socket stays open to tell when the peer is gone.
+                writer.Authenticate(new FrameAuthenticator(result.SendKey, result.Encrypt));
+                reader.Authenticate(new FrameAuthenticator(result.ReceiveKey, result.Encrypt));
+                var stream = Ucx.UcxBootstrap.Exchange(socket, recv, reader, writer, _ucx, _options.HandshakeTimeout);
+                socket.SendTimeout = 0;
+                socket.ReceiveTimeout = 0;
+                conn = new Ucx.UcxConnection(this, socket, stream, result.PeerId, reader, writer, recv, _options.MaxQueuedBytes);
+            }
+            else
+            {
+                socket.SendTimeout = 0;
+                socket.ReceiveTimeout = 0;
+                conn = new TcpConnection(this, socket, result.PeerId, reader, writer, recv, result, _options.MaxQueuedBytes);
+            }
             Register(conn);
             return conn;
         }
@@ -236,9 +256,9 @@ public sealed class TcpTransport : ITransport
         }
     }
 
-    private void Register(TcpConnection conn)
+    private void Register(IPeerConnection conn)
     {
-        TcpConnection? old;
+        IPeerConnection? old;
         lock (_connectionsLock)
         {
             if (_disposed) { conn.Close("transport stopped"); return; }
@@ -247,12 +267,12 @@ public sealed class TcpTransport : ITransport
         }
         old?.Close("replaced by a new connection from the same node");
         _inboundProblem = null;
-        Log($"connected to node {conn.PeerId}");
+        Log($"connected to node {conn.PeerId}{(conn is Ucx.UcxConnection ? " over UCX" : "")}");
         try { _sink.OnPeerConnected(conn.PeerId); }
         catch (Exception e) { Log($"connection handler failed: {e}"); }
     }
 
-    internal void OnConnectionClosed(TcpConnection conn, string reason)
+    internal void OnConnectionClosed(IPeerConnection conn, string reason)
     {
         bool current;
         lock (_connectionsLock)
@@ -296,9 +316,10 @@ public sealed class TcpTransport : ITransport
         if (_disposed) return;
         _disposed = true;
         _listener?.Dispose();
-        TcpConnection?[] all;
-        lock (_connectionsLock) all = (TcpConnection?[])_connections.Clone();
+        IPeerConnection?[] all;
+        lock (_connectionsLock) all = (IPeerConnection?[])_connections.Clone();
         foreach (var c in all) c?.Close("transport stopped");
         foreach (var t in _threads) t.Join(TimeSpan.FromSeconds(2));
+        _ucx?.Dispose();
     }
 }

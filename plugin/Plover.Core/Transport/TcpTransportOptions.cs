@@ -26,6 +26,8 @@ public sealed class TcpTransportOptions
     public Action<string> Log { get; init; } = _ => { };
     /// <summary>Where this node's frames are counted (the sync link counts into the same one); null: a new one.</summary>
     public Metrics.WireTraffic? Traffic { get; init; }
+    /// <summary>Carry the frames over UCX after the TCP handshake ("transport": "ucx"); null: over TCP.</summary>
+    public Ucx.UcxSettings? Ucx { get; init; }
 
     /// <summary>Who node selfId is and whom it accepts, from the config (reads its key file: throws ConfigException
     /// if it is bad or is not the node's).</summary>
@@ -45,6 +47,7 @@ public sealed class TcpTransportOptions
             Identity = IdentityFromConfig(config, selfId),
             Endpoints = config.Nodes.ToDictionary(n => n.Id, n => n.Endpoint),
             Log = log ?? (_ => { }),
+            Ucx = config.Ucx,
         };
     }
 }

@@ -13,6 +13,9 @@
 //           compare (the divergent pages copied), the backup applying on one core or all (rows kind "resume", variant).
 //   encryption  at the target point: Plover and checkpointing with frames encrypted (AES-GCM, the default) and
 //           authenticated only (GMAC, "encrypt": false), same run, same memory: the cost of encrypting guest RAM.
+//   transport  at the target point and at 100,000 dirty pages all divergent (throughput): Plover and checkpointing
+//           over TCP and over UCX (UCX_TLS=tcp here, PLOVER_BENCH_UCX_TLS to choose; no RDMA device on these machines),
+//           same run, same memory; throughput_mib_s = page data bytes / the primary's transfer time.
 //   scale   pause and bytes against guest memory (--scale-sizes GiB) and dirty pages (--scale-dirty), hashing
 //           threads 1 and all, 25% divergent, Plover and checkpoint (issue 11 item 7).
 // Workloads (--workload): "realistic" (default) makes divergent pages differ the way they did under Redis SET load
@@ -53,6 +56,7 @@ using System.Text.Json;
 using Plover.Hashing;
 using Plover.Sync;
 using Plover.Transport;
+using Plover.Transport.Ucx;
 
 var opts = BenchOptions.Parse(args);
 var rows = new List<Row>();
@@ -120,6 +124,16 @@ foreach (double gib in opts.SizesGiB.Concat(opts.ScaleSizesGiB).Distinct().Order
         rows.AddRange(crypto);
         Row.Print(crypto);
         Row.PrintEncryptionCost(crypto);
+        // TCP vs UCX: the target point and a big all-divergent transfer (throughput), each transport's reps back to back.
+        Console.WriteLine($"\ntransport at the target point and at 100,000 divergent pages ({opts.TargetReps} syncs each): TCP vs UCX " +
+                          $"(UCX_TLS={Replicas.UcxTls}; no RDMA hardware here)");
+        var transports = new List<Row>();
+        foreach (var (engine, dirty, divergent) in new[] { (EngineKey.Plover(opts), 10_000UL, 0.25), (EngineKey.Baseline, 10_000UL, 0.25),
+                                                           (EngineKey.Baseline, 100_000UL, 1.0) })
+            foreach (bool ucx in new[] { false, true })
+                transports.Add(bench.Measure(memory, dirty, divergent, engine with { Ucx = ucx }, opts.TargetReps, "transport"));
+        rows.AddRange(transports);
+        Row.PrintTransports(transports);
         double alone = bench.HashAloneMs(10_000);
         Console.WriteLine($"  hashing 10,000 pages on one side with nothing else running: {alone:F2} ms (in the sync both sides hash at once on the same cores)");
         rows.Add(new Row { Kind = "hash-alone", Memory = memory, DirtyPages = 10_000, PauseMs = alone });
@@ -256,7 +270,7 @@ sealed class BenchOptions
 
 /// <summary>Which engine pair a point runs on: Plover (with its hashing threads, sub-block size, divergence
 /// comparison) or the checkpointing baseline.</summary>
-readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence, bool Encrypt = true,
+readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence, bool Encrypt = true, bool Ucx = false,
                                  ResumePoint Resume = ResumePoint.Auto, bool ParallelApply = true)
 {
     public static EngineKey Plover(BenchOptions o) => new(false, 0, o.SubBlockBytes, true);
@@ -270,6 +284,7 @@ sealed class Row
     public int HashThreads, SubBlockBytes;
     public bool RecordDivergence;
     public bool Encrypt = true;
+    public bool Ucx;
     public long BitmapPayload, BitmapRaw;
     public ulong DirtyPages, UnionPages, SentPages, SubBlocks, PageDataBytes;
     public double DivergentPct;
@@ -307,6 +322,8 @@ sealed class Row
         if (Variant != "") j.WriteString("variant", Variant);
         j.WriteString("workload", Workload); j.WriteNumber("hash_threads", HashThreads);
         j.WriteNumber("sub_block_bytes", SubBlockBytes); j.WriteBoolean("record_divergence", RecordDivergence); j.WriteBoolean("encrypt", Encrypt);
+        j.WriteString("transport", Ucx ? "ucx" : "tcp");
+        if (Transfer > 0) j.WriteNumber("throughput_mib_s", Math.Round(PageBytes / 1048576.0 / (Transfer / 1000), 1));
         j.WriteNumber("dirty_pages", DirtyPages); j.WriteNumber("divergent_pct", DivergentPct);
         j.WriteNumber("union_pages", UnionPages); j.WriteNumber("sent_pages", SentPages);
         j.WriteNumber("sub_blocks", SubBlocks); j.WriteNumber("page_data_bytes", PageDataBytes);
@@ -345,6 +362,18 @@ sealed class Row
     }
 
     /// <summary>Encrypted vs authenticated-only rows of one mode, side by side: the pause and the transfer phase.</summary>
+    public static void PrintTransports(IReadOnlyList<Row> rows)
+    {
+        Console.WriteLine($"{"mode",-10} {"dirty",7} {"wire MiB",9}  {"pause ms tcp",12} {"ucx",7}   {"xfer ms tcp",11} {"ucx",7}   {"MiB/s tcp",9} {"ucx",7}");
+        foreach (var group in rows.GroupBy(r => (r.Mode, r.DirtyPages)))
+        {
+            var t = group.First(r => !r.Ucx);
+            var u = group.First(r => r.Ucx);
+            double Rate(Row r) => r.Transfer > 0 ? r.PageBytes / 1048576.0 / (r.Transfer / 1000) : 0;
+            Console.WriteLine($"{t.Mode,-10} {t.DirtyPages,7} {t.WireBytes / 1048576.0,9:F2}  {t.PauseMs,12:F2} {u.PauseMs,7:F2}   {t.Transfer,11:F2} {u.Transfer,7:F2}   {Rate(t),9:F0} {Rate(u),7:F0}");
+        }
+    }
+
     public static void PrintEncryptionCost(IReadOnlyList<Row> rows)
     {
         Console.WriteLine($"{"mode",-10} {"wire MiB",9}  {"pause ms auth-only",18} {"encrypted",10} {"cost",7}   {"xfer ms auth-only",17} {"encrypted",10}   {"guest ms auth-only",18} {"encrypted",10}");
@@ -409,6 +438,9 @@ sealed unsafe class Replicas : IDisposable
     private readonly Random _rng = new(12345);
     private readonly double _gib;
     private ulong _epoch;
+    private (UcxWorker Primary, UcxWorker Backup)? _ucx;
+    /// <summary>UCX's transports for the UCX rows (PLOVER_BENCH_UCX_TLS, default tcp: these machines have no RDMA device).</summary>
+    public static readonly string UcxTls = Environment.GetEnvironmentVariable("PLOVER_BENCH_UCX_TLS") is { Length: > 0 } t ? t : "tcp";
 
     public Replicas(ulong bytes, (IdentityKey Primary, IdentityKey Backup) keys, BenchOptions opts)
     {
@@ -440,8 +472,17 @@ sealed unsafe class Replicas : IDisposable
         var primary = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
         var backup = new SyncEngine(SyncRole.Backup, _bm, _bVm, _bMain, null, options);
         var publicKeys = new Dictionary<int, byte[]> { [1] = _keys.Primary.PublicKey, [2] = _keys.Backup.PublicKey };
-        var accept = Task.Run(() => SyncConnection.Accept(_listener, new ClusterIdentity("bench", 2, _keys.Backup, publicKeys, null, k.Encrypt), 1, TimeSpan.FromSeconds(10)));
-        primary.Connection = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, new ClusterIdentity("bench", 1, _keys.Primary, publicKeys, null, k.Encrypt), 2, TimeSpan.FromSeconds(10));
+        if (k.Ucx && _ucx is null)
+        {
+            // PLOVER_BENCH_UCX_ONE_SIDED=1: page frames written one-sided (ucx.oneSided; emulated by UCX over TCP here)
+            var settings = new UcxSettings(UcxProgress.Event, new Dictionary<string, string> { ["UCX_TLS"] = UcxTls },
+                                           OneSided: Environment.GetEnvironmentVariable("PLOVER_BENCH_UCX_ONE_SIDED") == "1");
+            _ucx = (new UcxWorker(settings, "bench-primary"), new UcxWorker(settings, "bench-backup"));
+        }
+        var accept = Task.Run(() => SyncConnection.Accept(_listener, new ClusterIdentity("bench", 2, _keys.Backup, publicKeys, null, k.Encrypt), 1,
+                                                          TimeSpan.FromSeconds(10), ucx: k.Ucx ? _ucx!.Value.Backup : null));
+        primary.Connection = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, new ClusterIdentity("bench", 1, _keys.Primary, publicKeys, null, k.Encrypt), 2,
+                                                    TimeSpan.FromSeconds(10), ucx: k.Ucx ? _ucx!.Value.Primary : null);
         backup.Connection = accept.Result;
         _engines[k] = (primary, backup);
         // warm up (JIT tiers, buffers) with a few small syncs: the first point measured on a fresh pair was slower
@@ -519,7 +560,7 @@ sealed unsafe class Replicas : IDisposable
         return new Row
         {
             Kind = kind, Memory = memory, MemoryGiB = _gib, Mode = checkpoint ? "checkpoint" : "plover", Workload = _opts.Workload,
-            HashThreads = engine.Threads, SubBlockBytes = med.SubBlockBytes, RecordDivergence = engine.RecordDivergence, Encrypt = engine.Encrypt,
+            HashThreads = engine.Threads, SubBlockBytes = med.SubBlockBytes, RecordDivergence = engine.RecordDivergence, Encrypt = engine.Encrypt, Ucx = engine.Ucx,
             DirtyPages = dirtyPages, DivergentPct = divergent * 100,
             UnionPages = med.UnionPages, SentPages = med.DivergentPages, SubBlocks = med.SubBlocks, PageDataBytes = med.PageDataBytes,
             WireBytes = med.Wire.Total, BitmapBytes = med.Wire.Bitmaps, HashBytes = med.Wire.Hashes, PageBytes = med.Wire.Pages,
@@ -561,8 +602,10 @@ sealed unsafe class Replicas : IDisposable
 
     public void Dispose()
     {
-        foreach (var (p, b) in _engines.Values) { p.Dispose(); b.Dispose(); }
+        foreach (var (p, b) in _engines.Values) { p.Dispose(); b.Dispose(); p.Connection?.Dispose(); b.Connection?.Dispose(); }
         _listener.Dispose();
+        _ucx?.Primary.Dispose();
+        _ucx?.Backup.Dispose();
         _pMain.Dispose();
         _bMain.Dispose();
         _pm.Dispose();
