@@ -225,10 +225,16 @@ class LibvirtRunsAPloverVm(unittest.TestCase):
         for args, command in ((("suspend",), "stop"), (("reset",), "system_reset"),
                               (("shutdown", "--mode", "acpi"), "system_powerdown")):
             for name, role in ((self.name, "node 1, primary"), (self.backup_name, "node 2, backup")):
-                r = self.virsh(*args, name, check=False)
+                # Each sync stops and resumes the guest, and libvirt follows QEMU's STOP/RESUME events: a request
+                # that lands in a sync is refused by libvirt itself ("domain is not running") before QEMU sees it.
+                for _ in range(50):
+                    r = self.virsh(*args, name, check=False)
+                    if "domain is not running" not in r.stderr:
+                        break
+                    time.sleep(0.05)
                 self.assertNotEqual(0, r.returncode, f"virsh {args[0]} {name} succeeded")
                 self.assertIn(f"'{command}' is refused: Plover replicates this VM ({role})", r.stderr, r.stderr)
-        self.assertEqual("running", self.virsh("domstate", self.name).stdout.strip())
+        self.wait("libvirt shows the primary running", lambda: self.virsh("domstate", self.name).stdout.strip() == "running", timeout=10)
         self.assertTrue(self.qmp("query-plover")["return"]["protected"])
 
     def test_4_virsh_destroy_ends_it(self):
