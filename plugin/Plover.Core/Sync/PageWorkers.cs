@@ -83,8 +83,10 @@ internal sealed unsafe class PageWorkers : IDisposable
 
     /// <summary>For every i in [0, count): with masks null, copies staged + i * 4096 into page pages[i]; otherwise the
     /// sub-blocks of blockBytes that masks[i] names, in address order, from staged + offsets[i]. With differences
-    /// non-null, first counts what the copy changes: differences[2i] bytes and differences[2i + 1] 64-byte blocks.</summary>
-    public void Apply(IPageSource target, ulong* pages, long count, byte* staged, ulong* masks, ulong* offsets, int blockBytes, int* differences)
+    /// non-null, first counts what the copy changes: differences[2i] bytes and differences[2i + 1] 64-byte blocks.
+    /// onEveryCore false: on the calling thread only.</summary>
+    public void Apply(IPageSource target, ulong* pages, long count, byte* staged, ulong* masks, ulong* offsets, int blockBytes, int* differences,
+                      bool onEveryCore = true)
     {
         if (masks != null && (blockBytes <= 0 || offsets == null)) throw new ArgumentOutOfRangeException(nameof(blockBytes));
         lock (_callLock)
@@ -95,12 +97,12 @@ internal sealed unsafe class PageWorkers : IDisposable
             _offsets = offsets;
             _blockBytes = blockBytes;
             _differences = differences;
-            RunJob(target, pages, count);
+            RunJob(target, pages, count, onEveryCore);
         }
     }
 
     /// <summary>Runs the job whose fields the caller set, holding _callLock.</summary>
-    private void RunJob(IPageSource source, ulong* pages, long count)
+    private void RunJob(IPageSource source, ulong* pages, long count, bool onEveryCore = true)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (count <= 0) return;
@@ -108,7 +110,7 @@ internal sealed unsafe class PageWorkers : IDisposable
         _pages = pages;
         _count = count;
         _next = 0;
-        if (_workers.Length == 0 || count <= BatchPages)
+        if (!onEveryCore || _workers.Length == 0 || count <= BatchPages)
         {
             Run();
             return;

@@ -373,19 +373,10 @@ public sealed unsafe partial class SyncEngine
     /// <summary>Staged pages [first, first + count) into guest RAM (see <see cref="Apply"/>).</summary>
     private void ApplyPages(ulong first, ulong count, ulong* masks, ulong* offsets, int blockBytes, int* differences)
     {
-        ulong* list = _pageList.Pointer + first;
         byte* staging = _staging.Pointer;
-        int* diff = differences == null ? null : differences + 2 * first;
-        if (_options.ParallelApply)
-        {
-            _workers.Apply(_layout!, list, (long)count, masks == null ? staging + first * GuestRamBlock.PageSize : staging,
-                           masks == null ? null : masks + first, offsets == null ? null : offsets + first, blockBytes, diff);
-            return;
-        }
-        for (ulong i = 0; i < count; i++)
-            PageWorkers.ApplyPage(_layout!.PageAddress(list[i]),
-                                  masks == null ? staging + (first + i) * GuestRamBlock.PageSize : staging + offsets[first + i],
-                                  masks == null ? 0 : masks[first + i], blockBytes, diff == null ? null : diff + 2 * i);
+        _workers.Apply(_layout!, _pageList.Pointer + first, (long)count, masks == null ? staging + first * GuestRamBlock.PageSize : staging,
+                       masks == null ? null : masks + first, offsets == null ? null : offsets + first, blockBytes,
+                       differences == null ? null : differences + 2 * first, _options.ParallelApply);
     }
 
     /// <summary>ram_updated once per run of consecutive pages within a block.</summary>
