@@ -79,7 +79,15 @@ public sealed class DenialOfServiceTests
             Thread.Sleep(300);   // the flood arrives
             // Strangers' handshakes run at normal priority (before the fix, each got a real-time thread); the one
             // real-time "plover-tcp-in" thread is node 1's reader, raised once node 1 was authenticated.
-            Assert.True(TransportTestKit.WaitUntil(() => Policies("plover-tcp-in").Count(p => p == 0) >= 4, 10_000), "no stranger's handshake thread seen");   // 2 s missed them once on a loaded host
+            // The first burst's silent strangers time out after a second and the per-source cap holds 4 at a time, so
+            // a sample can fall between them: strangers keep coming, as in a real flood, until 4 are seen at once.
+            var sinceWave = Stopwatch.StartNew();
+            Assert.True(TransportTestKit.WaitUntil(() =>
+            {
+                if (Policies("plover-tcp-in").Count(p => p == 0) >= 4) return true;
+                if (sinceWave.ElapsedMilliseconds >= 500) { flood.AddRange(Flood(eps[3], 8)); sinceWave.Restart(); }
+                return false;
+            }, 10_000), "no stranger's handshake thread seen");
             Assert.True(Policies("plover-tcp-in").Count(p => p != 0) <= realTimeBefore + 1, string.Join(",", Policies("plover-tcp-in")));
 
             // Node 1 keeps its round trips (pongs to 200 pings, each within a second).
