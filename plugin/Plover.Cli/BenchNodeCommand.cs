@@ -399,6 +399,7 @@ internal sealed class BenchNode
                 }
             }
         }) { IsBackground = true, Name = $"bench-client-{c}" }).ToList();
+        var gc = GcWindow.Start();
         foreach (var t in clients) t.Start();
         foreach (var t in clients) t.Join();
         var tail = Stopwatch.StartNew();
@@ -410,7 +411,7 @@ internal sealed class BenchNode
         _active = null;
         if (error is not null) Interlocked.Increment(ref _workloadsFailed);
         long end = active.LastCommit != 0 ? active.LastCommit : Stopwatch.GetTimestamp();
-        return (ResultJson(w, active.Latency, (end - start) / (double)Stopwatch.Frequency, error, (active.FirstIndex, active.LastIndex)), error);
+        return (ResultJson(w, active.Latency, (end - start) / (double)Stopwatch.Frequency, error, (active.FirstIndex, active.LastIndex), gc), error);
     }
 
     // Transport round trip: same framing and MAC, answered by the peer's reader thread, no consensus.
@@ -449,6 +450,7 @@ internal sealed class BenchNode
         var latency = new LatencyRecorder(w.Count);
         var body = new PingBody(Math.Max(0, w.Size - 16));
         string? error = null;
+        var gc = GcWindow.Start();
         long start = Stopwatch.GetTimestamp();
         for (int i = 0; i < w.Count; i++)
         {
@@ -461,10 +463,11 @@ internal sealed class BenchNode
             latency.Add(_pingRtt);
         }
         if (error is not null) Interlocked.Increment(ref _workloadsFailed);
-        return (ResultJson(w, latency, (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency, error), error);
+        return (ResultJson(w, latency, (Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency, error, default, gc), error);
     }
 
-    private string ResultJson(BenchWorkload w, LatencyRecorder latency, double seconds, string? error, (long First, long Last) indices = default)
+    private string ResultJson(BenchWorkload w, LatencyRecorder latency, double seconds, string? error, (long First, long Last) indices = default,
+                              GcWindow? gc = null)
     {
         var (p50, p99, p999, max, mean) = latency.Summary();
         using var ms = new MemoryStream();
@@ -504,6 +507,7 @@ internal sealed class BenchNode
                 j.WriteNumber("first_index", indices.First);
                 j.WriteNumber("last_index", indices.Last);
             }
+            gc?.Write(j);
             if (error is not null) j.WriteString("error", error);
             j.WriteEndObject();
         }

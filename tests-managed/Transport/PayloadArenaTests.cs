@@ -45,4 +45,20 @@ public sealed class PayloadArenaTests
         Assert.True(a.Span.SequenceEqual(Payload(1)) && b.Span.SequenceEqual(Payload(2)));
         Assert.True(arena.Copy([], 3).IsEmpty);
     }
+
+    [Fact]
+    public void SlabsAreNotOnTheGcHeap()
+    {
+        // 40 slabs of log payloads: on the large object heap they brought full collections while the log grew.
+        long firstRetained = 1;
+        var arena = new PayloadArena(() => firstRetained);
+        var payload = Payload(1);
+        int count = 40 * (PayloadArena.SlabSize / payload.Length);
+        arena.Copy(payload, 1);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 2; i <= count; i++) arena.Copy(payload, i);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(arena.Slabs >= 40, $"{arena.Slabs} slabs");
+        Assert.True(allocated < 64 * 1024, $"{allocated} bytes allocated on the GC heap for {arena.Slabs} slabs");
+    }
 }
