@@ -256,9 +256,9 @@ class ReplicatedRedis(unittest.TestCase):
                                         f"{syncs} syncs were not running")
         for n in (p, b):
             stops, resumes = n.events("STOP"), n.events("RESUME")
-            self.assertEqual((0, 1), (len(stops), len(resumes)),
-                             f"node {n.id}: {len(stops)} STOP and {len(resumes)} RESUME events over "
-                             f"{n.admin('replica')['syncsCompleted']} syncs")
+            why = f"node {n.id}: {len(stops)} STOP and {len(resumes)} RESUME events over {n.admin('replica')['syncsCompleted']} syncs"
+            self.assertEqual(0, len(stops), why)
+            self.assertLessEqual(len(resumes), 1, why)   # the start (if the recorder was connected by then)
 
 
 class BadClusters(unittest.TestCase):

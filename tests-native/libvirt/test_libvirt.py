@@ -236,6 +236,8 @@ class LibvirtRunsAPloverVm(unittest.TestCase):
         # QEMU's STOP/RESUME events, never sees the domains paused
         self.wait("the guest's redis answers", lambda: self.in_ns("timeout", "5", "redis-cli", "-h", GUEST_IP,
                                                                   "PING", timeout=30).stdout.strip() == "PONG")
+        self.wait("libvirt shows the backup running (Plover started its guest)",
+                  lambda: self.virsh("domstate", self.backup_name).stdout.strip() == "running", timeout=60)
         events_path = os.path.join(self.work, "run-state-events.txt")
         with open(events_path, "w") as out:
             watchers = [subprocess.Popen(["virsh", "-c", self.uri, "qemu-monitor-event", name, "--loop", "--timestamp",
