@@ -1,8 +1,9 @@
 /*
  * plover_abi.h - the only contract between QEMU (the host) and libplover.so (the library).
  *
- * C99, blittable, no bool, no data exports. The C# mirror lives in interop/PloverAbi.cs and the native
- * test `abi_layout_test` checks every struct size and field offset of both sides against this file.
+ * C99, blittable, no bool, no data exports. The C# mirror is generated from this file at build time by
+ * interop/Plover.AbiGen (into interop/obj/abigen/); the native test `abi_layout_test` checks every struct
+ * size and field offset of both sides against it.
  * The QEMU patch series installs this exact file as include/system/plover-abi.h (build.sh copies it).
  *
  * Threads: every hook runs on QEMU's main thread with the big QEMU lock (BQL) held and must return

@@ -104,7 +104,7 @@ std::string TypeName(const ::testing::TestParamInfo<size_t> &info) {
     return n;
 }
 
-INSTANTIATE_TEST_SUITE_P(Structs, AbiLayout, ::testing::Range(size_t(0), size_t(7)), TypeName);
+INSTANTIATE_TEST_SUITE_P(Structs, AbiLayout, ::testing::Range(size_t(0), Types().size()), TypeName);
 
 // Field names of every `typedef struct NAME { ... } NAME;` in the header text (comments removed; handles
 // "uint16_t a, b;", pointers, arrays and function pointers).

@@ -335,6 +335,34 @@ TEST_F(QemuGuest, DeviceStateRoundTripLeavesTheGuestRunning) {
     expect_reply_held_until_release(/*inject=*/true);
 }
 
+// The library stops the VM at every sync's cut (here: the admin commands that stop it around their work); QEMU
+// hides those stops from its monitor (patch 0010: no STOP or RESUME event) so that libvirt does not see the domain
+// flap to paused. An operator's stop (run by QEMU in probe mode) is reported as always.
+TEST_F(QemuGuest, TheLibrarysStopsSendNoRunStateEventsButAnOperatorsStopDoes) {
+    auto run_state_events = [] {
+        std::vector<std::string> e;
+        for (auto &name : qmp_->take_events())
+            if (name == "STOP" || name == "RESUME") e.push_back(name);
+        return e;
+    };
+    run_state_events();
+    admin_->ok("devstate-roundtrip");
+    admin_->ok("dirty-sync");
+    admin_->ok("hash-ram");
+    EXPECT_EQ(std::vector<std::string>{}, run_state_events()) << "the library's stops were reported";
+    EXPECT_TRUE(admin_->ok("status")["running"].get<bool>()) << "the library resumed the VM";
+    EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
+
+    qmp_->execute("stop");
+    json st = qmp_->execute("query-status");
+    EXPECT_EQ(st["status"], "paused");
+    EXPECT_FALSE(st["running"].get<bool>());
+    EXPECT_FALSE(admin_->ok("status")["running"].get<bool>());
+    qmp_->execute("cont");
+    EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
+    EXPECT_EQ((std::vector<std::string>{"STOP", "RESUME"}), run_state_events());
+}
+
 TEST_F(QemuGuest, TheFilterRefusesToBeSwitchedOffOrDeleted) {
     auto qmp_error = [](const std::string &cmd, const json &args) {
         try {

@@ -162,7 +162,7 @@ class Admin {
     LineSocket sock_;
 };
 
-// QMP: greeting, capabilities, then execute commands (events are skipped).
+// QMP: greeting, capabilities, then execute commands (the events read meanwhile are kept for take_events).
 class Qmp {
   public:
     void connect(const std::string &path) {
@@ -178,11 +178,20 @@ class Qmp {
             json r = json::parse(sock_.read_line());
             if (r.contains("return")) return r["return"];
             if (r.contains("error")) throw std::runtime_error("QMP " + cmd + ": " + r["error"].dump());
+            if (r.contains("event")) events_.push_back(r["event"].get<std::string>());
         }
+    }
+    // The names of the events QEMU sent before the last reply, oldest first; forgets them.
+    std::vector<std::string> take_events() {
+        execute("query-name");  // a round trip: every event sent before it has been read
+        std::vector<std::string> e;
+        e.swap(events_);
+        return e;
     }
 
   private:
     LineSocket sock_;
+    std::vector<std::string> events_;
 };
 
 // qtest protocol (-qtest unix:PATH): "writeb ADDR VAL" -> "OK".
