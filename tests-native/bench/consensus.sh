@@ -389,15 +389,15 @@ json.dump(report, open(out, "w"), indent=2)
 
 def f(v, fmt="{:.1f}"):
     return "-" if v is None else fmt.format(v)
-print(f"consensus bench ({'encrypted' if encrypt == 'true' else 'authenticated only'}): 3 processes on loopback TCP, load {' '.join(report['host']['loadavg'])} on {os.cpu_count()} CPUs")
+print(f"consensus bench ({'encrypted' if encrypt == 'true' else 'authenticated only'}): 3 processes on loopback, transport {report['transport']}, load {' '.join(report['host']['loadavg'])} on {os.cpu_count()} CPUs")
 print(f"{'workload':<28}{'inputs/s':>12}{'p50 us':>10}{'p99 us':>10}{'p99.9 us':>10}{'p50/rtt':>9}{'p99/rtt':>9}")
 def line(label, name, rtt):
     r = res.get(name, {})
     err = f"  ERROR: {r['error']}" if "error" in r else ""
     print(f"{label:<28}{f(r.get('per_second'), '{:.0f}'):>12}{f(r.get('p50_us')):>10}{f(r.get('p99_us')):>10}{f(r.get('p999_us')):>10}"
           f"{f(r['p50_us'] / rtt if rtt and r.get('p50_us') else None, '{:.2f}'):>9}{f(r['p99_us'] / rtt if rtt and r.get('p99_us') else None, '{:.2f}'):>9}{err}")
-line("raw TCP RTT 64 B", "rtt64", None)
-line("raw TCP RTT 1500 B", "rtt1500", None)
+line(f"raw {report['transport'].upper()} RTT 64 B", "rtt64", None)
+line(f"raw {report['transport'].upper()} RTT 1500 B", "rtt1500", None)
 line("commit 64 B, 1 client", "lat64x1", rtt64)
 line("commit 1500 B, 1 client", "lat1500x1", rtt1500)
 line("commit 64 B, 16 clients", "lat64x16", rtt64)
