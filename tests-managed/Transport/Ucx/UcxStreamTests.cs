@@ -40,15 +40,33 @@ public sealed unsafe class UcxStreamTests
         Assert.Empty(log.Lines);   // e.g. an event-fd arm that reports "busy" (events pending) is no failure
     }
 
-    [DllImport("libc", SetLastError = true)] private static extern int sched_setaffinity(int pid, nint size, ulong* mask);
-    [DllImport("libc", SetLastError = true)] private static extern int sched_getaffinity(int pid, nint size, ulong* mask);
+    [DllImport("libc", SetLastError = true)] private static extern int sched_setaffinity(int tid, nint size, ulong* mask);
+    [DllImport("libc", SetLastError = true)] private static extern int sched_getaffinity(int tid, nint size, ulong* mask);
+    [DllImport("libc")] private static extern int gettid();
+
+    /// <summary>Pins the thread tid to the cores in mask (0: the calling thread).</summary>
+    private static void Pin(int tid, ulong mask) =>
+        Assert.True(sched_setaffinity(tid, sizeof(ulong), &mask) == 0, $"sched_setaffinity({tid}) failed: errno {Marshal.GetLastPInvokeError()}");
+
+    /// <summary>The threads of this process named name (their comm, as the workers' progress threads are named).</summary>
+    private static List<int> ThreadsNamed(string name)
+    {
+        var tids = new List<int>();
+        foreach (var dir in Directory.GetDirectories("/proc/self/task"))
+        {
+            try { if (File.ReadAllText(Path.Combine(dir, "comm")).TrimEnd('\n') == name) tids.Add(int.Parse(Path.GetFileName(dir))); }
+            catch (IOException) { /* the thread ended */ }
+        }
+        return tids;
+    }
 
     /// <summary>
     /// The stall of `bench consensus` over UCX between processes, on one core: a caller of normal priority (like a
     /// reader or a bench client) holds the worker's lock when a real-time thread (like the consensus thread's
     /// heartbeat every millisecond) wakes on the same core and takes the lock too. With UCX's default spinlock the
     /// real-time thread spun until throttled (0.95-1 s) and the ping-pong made about 100 round trips a second; with the
-    /// worker's mutex it makes thousands. Real-time priority needs CAP_SYS_NICE (root here); without it this proves less.
+    /// worker's mutex it makes thousands. Only this test's threads and its workers' progress threads are pinned (not
+    /// UCX's process-wide async thread). Real-time priority needs CAP_SYS_NICE (root here); without it this proves less.
     /// </summary>
     [UcxFact]
     public void Round_trips_keep_flowing_on_one_core_beside_a_real_time_sender()
@@ -64,15 +82,19 @@ public sealed unsafe class UcxStreamTests
         Thread? echo = null, sender = null;
         try
         {
-            // Threads inherit their creator's affinity: the workers' progress threads, the echo thread, the real-time
-            // sender and this thread all share one core.
-            Assert.Equal(0, sched_setaffinity(0, sizeof(ulong), &one));
-            a = new UcxWorker(UcxSettings.OverTcp, "a");
-            b = new UcxWorker(UcxSettings.OverTcp, "b");
+            a = new UcxWorker(UcxSettings.OverTcp, "1c-a");
+            b = new UcxWorker(UcxSettings.OverTcp, "1c-b");
+            foreach (string name in new[] { "plover-ucx-1c-a", "plover-ucx-1c-b" })   // at most 15 characters, as Linux keeps them
+            {
+                var tids = ThreadsNamed(name);
+                Assert.True(tids.Count == 1, $"{tids.Count} threads named {name}");
+                Pin(tids[0], one);
+            }
             (ab, ba, beat) = (new UcxStream(a, b.Address()), new UcxStream(b, a.Address()), new UcxStream(a, b.Address()));
             var echoSide = ba;
             echo = new Thread(() =>
             {
+                Pin(0, one);
                 var buffer = new byte[64];
                 while (!Volatile.Read(ref stop))
                 {
@@ -84,6 +106,7 @@ public sealed unsafe class UcxStreamTests
             var beatSide = beat;
             sender = ThreadScheduling.Start(() =>
             {
+                Pin(0, one);
                 var heartbeat = new byte[8];
                 while (!Volatile.Read(ref stop))
                 {
@@ -93,6 +116,7 @@ public sealed unsafe class UcxStreamTests
             }, "heartbeat", ThreadScheduling.Priority.Realtime);
             sender.Start();
 
+            Pin(0, one);
             var ping = new byte[8];
             var pong = new byte[8];
             long deadline = Environment.TickCount64 + DeadlineMs;
