@@ -21,7 +21,7 @@ public sealed class TcpTransport : ITransport
     private readonly TcpTransportOptions _options;
     private readonly ClusterIdentity _self;
     private readonly int[] _peers;
-    private readonly IPeerConnection?[] _connections;
+    private readonly PeerConnection?[] _connections;
     private readonly object _connectionsLock = new();
     private readonly List<Thread> _threads = new();
     private Socket? _listener;
@@ -43,7 +43,7 @@ public sealed class TcpTransport : ITransport
             if (id <= 0 || id > 65535) throw new ArgumentException($"node id {id} must be in 1..65535");
         if (options.MaxFrameBytes < FrameFormat.MaxHandshakeFrameBytes) throw new ArgumentException("MaxFrameBytes too small");
         _peers = options.Endpoints.Keys.Where(id => id != _self.SelfId).Order().ToArray();
-        _connections = new IPeerConnection?[options.Endpoints.Keys.Max() + 1];
+        _connections = new PeerConnection?[options.Endpoints.Keys.Max() + 1];
         _problems = new string?[_connections.Length];
         Traffic = options.Traffic ?? new Metrics.WireTraffic();
         _slots = new HandshakeSlots(options.MaxPendingHandshakes, options.MaxPendingHandshakesPerSource);
@@ -113,7 +113,7 @@ public sealed class TcpTransport : ITransport
     /// <summary>Flushes one peer only.</summary>
     public void Flush(int peer) => Connection(peer)?.Flush();
 
-    private IPeerConnection? Connection(int peer) =>
+    private PeerConnection? Connection(int peer) =>
         (uint)peer < (uint)_connections.Length ? Volatile.Read(ref _connections[peer]) : null;
 
     // ---------------------------------------------------------------- connection setup
@@ -147,7 +147,7 @@ public sealed class TcpTransport : ITransport
     private void ServeAccepted(Socket socket, IPAddress source)
     {
         var remote = socket.RemoteEndPoint?.ToString() ?? "?";
-        IPeerConnection? conn;
+        PeerConnection? conn;
         try
         {
             conn = Authenticate(socket, expectedPeer: 0, remote);
@@ -170,7 +170,7 @@ public sealed class TcpTransport : ITransport
         while (!_disposed)
         {
             var socket = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-            IPeerConnection? conn = null;
+            PeerConnection? conn = null;
             try
             {
                 using (new Timer(_ => socket.Dispose(), null, _options.ConnectTimeout, Timeout.InfiniteTimeSpan))
@@ -198,7 +198,7 @@ public sealed class TcpTransport : ITransport
     }
 
     /// <summary>Handshakes a fresh socket; returns the registered connection, or null (logged, socket closed).</summary>
-    private IPeerConnection? Authenticate(Socket socket, int expectedPeer, string remote)
+    private PeerConnection? Authenticate(Socket socket, int expectedPeer, string remote)
     {
         var recv = new ByteBuffer();
         try
@@ -219,7 +219,7 @@ public sealed class TcpTransport : ITransport
                 recv.Dispose();
                 return null;
             }
-            IPeerConnection conn;
+            PeerConnection conn;
             if (_ucx is not null)
             {
                 // The frames go over UCX from here on, keyed as on TCP (the UcxHello frame is the first authenticated
@@ -256,9 +256,9 @@ public sealed class TcpTransport : ITransport
         }
     }
 
-    private void Register(IPeerConnection conn)
+    private void Register(PeerConnection conn)
     {
-        IPeerConnection? old;
+        PeerConnection? old;
         lock (_connectionsLock)
         {
             if (_disposed) { conn.Close("transport stopped"); return; }
@@ -272,7 +272,7 @@ public sealed class TcpTransport : ITransport
         catch (Exception e) { Log($"connection handler failed: {e}"); }
     }
 
-    internal void OnConnectionClosed(IPeerConnection conn, string reason)
+    internal void OnConnectionClosed(PeerConnection conn, string reason)
     {
         bool current;
         lock (_connectionsLock)
@@ -316,8 +316,8 @@ public sealed class TcpTransport : ITransport
         if (_disposed) return;
         _disposed = true;
         _listener?.Dispose();
-        IPeerConnection?[] all;
-        lock (_connectionsLock) all = (IPeerConnection?[])_connections.Clone();
+        PeerConnection?[] all;
+        lock (_connectionsLock) all = (PeerConnection?[])_connections.Clone();
         foreach (var c in all) c?.Close("transport stopped");
         foreach (var t in _threads) t.Join(TimeSpan.FromSeconds(2));
         _ucx?.Dispose();

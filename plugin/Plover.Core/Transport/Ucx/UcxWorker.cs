@@ -38,6 +38,13 @@ public sealed unsafe partial class UcxWorker : IDisposable
         }
         try
         {
+            // The worker's lock (thread mode multi) is a spinlock unless UCX is told otherwise. Our threads that call
+            // into the worker run SCHED_RR (progress, consensus, writers), the readers and callers do not: an RR thread
+            // that spins on the lock while its holder waits preempted on the same core keeps that core until the RR
+            // timeslice (100 ms) or real-time throttling (950 ms of every second) ends. That was the stall of the
+            // ping-pong between two processes (round trips of 0.1 and 0.95-1 s). A mutex lets the holder run.
+            if (!settings.Variables.ContainsKey("UCX_USE_MT_MUTEX") && !settings.Variables.ContainsKey("USE_MT_MUTEX"))
+                Check(ucp_config_modify(config, "USE_MT_MUTEX", "y"), "config USE_MT_MUTEX");
             foreach (var (key, value) in settings.Variables)
             {
                 string name2 = key.StartsWith("UCX_", StringComparison.Ordinal) ? key[4..] : key;
@@ -107,12 +114,14 @@ public sealed unsafe partial class UcxWorker : IDisposable
         }
         lock (_gate)
         {
-            _waiters++;
+            // Interlocked (a full fence): the store must be visible before the generation is read, or Wake (which
+            // increments the generation, then reads _waiters) and this wait can each miss the other's write.
+            Interlocked.Increment(ref _waiters);
             try
             {
                 if (Volatile.Read(ref _generation) == seen && !_disposed) Monitor.Wait(_gate, timeoutMs);
             }
-            finally { _waiters--; }
+            finally { Interlocked.Decrement(ref _waiters); }
         }
     }
 
