@@ -83,6 +83,23 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
     }
 
 
+SYNC_PHASES = ("stop", "bitmap", "hash", "subBlocks", "transfer", "deviceState", "apply", "resume")
+
+
+def one_client_breakdown(primary, first_epoch, requests, p50_ms):
+    """Where a closed-loop client's request goes: each request's output waits for a sync (one per request when the
+    client waits for every answer), so its latency is the sync plus everything before the sync starts."""
+    syncs = [s for s in checks.sync_log(primary) if s["epoch"] > first_epoch]
+    commit = primary.admin("replica")["commitLatencyUs"]
+    sync_ms = percentile([s["pauseUs"]["total"] / 1000 for s in syncs], 0.5) or 0
+    return {"syncsPerRequest": len(syncs) / requests,
+            "syncP50Ms": sync_ms,
+            "guestPauseP50Ms": percentile([s["pauseUs"].get("guest", s["pauseUs"]["total"]) / 1000 for s in syncs], 0.5),
+            "phasesP50Ms": {k: percentile([s["pauseUs"].get(k, 0) / 1000 for s in syncs], 0.5) or 0 for k in SYNC_PHASES},
+            "commitP50Ms": (commit["p50"] / 1000) if commit["count"] else 0,
+            "outsideSyncMs": p50_ms - sync_ms}
+
+
 def run_cluster(mode, pinned, rnd, cfg):
     """Boots one cluster, measures every R and the closed-loop client, stops it. Returns (runs, latency row)."""
     work = tempfile.mkdtemp(prefix=f"plover-bench-e2e-{mode}.")
@@ -117,11 +134,22 @@ def run_cluster(mode, pinned, rnd, cfg):
                 extra = (f", {row['syncCount']} syncs, {row['bytesPerRequest']:.0f} B/request, {ident} identical, "
                          f"pause p50 {row['pauseP50Ms'] or 0:.1f} ms")
             print(f"{tag} R={r:<10} {rps:9.0f} requests/s{extra}", flush=True)
+        if mode in REPLICATED:
+            primary.admin("metrics-reset")
+            first = primary.admin("replica")["lastSyncEpoch"]
         rps, p50, p99 = redis_benchmark(cluster, "-c", "1", "-P", "1", "-r", "100000", "-n", str(cfg["latencyRequests"]),
                                         timeout=1800)
         latency = {"mode": mode, "pinned": pinned, "round": rnd, "samples": cfg["latencyRequests"], "rps": rps,
                    "p50Ms": p50, "p99Ms": p99}
         print(f"{tag} one client: p50 {p50:.3f} ms, p99 {p99:.3f} ms ({rps:.0f} requests/s)", flush=True)
+        if mode in REPLICATED:
+            latency["breakdown"] = one_client_breakdown(primary, first, cfg["latencyRequests"], p50)
+            b = latency["breakdown"]
+            print(f"{tag} one client, where a request's time goes (medians): {b['syncsPerRequest']:.2f} syncs per "
+                  f"request; the sync {b['syncP50Ms']:.2f} ms (" +
+                  ", ".join(f"{k} {v:.2f}" for k, v in b["phasesP50Ms"].items()) +
+                  f"); commit {b['commitP50Ms']:.2f} ms; the rest of the request (client, network, guest, idle "
+                  f"detection, the SYNC entry's commit) {b['outsideSyncMs']:.2f} ms", flush=True)
     finally:
         cluster.stop()
     return runs, latency
