@@ -5,7 +5,9 @@ connection until redis acknowledges it). Then, on one cluster, in turn: kill -9 
 the witness, a partition of each node from the other two, a restart of the witness while the primary runs alone,
 and the old primary coming back, each followed by the restart (or heal) that brings the cluster back to protected. After every fault the test asserts that the service
 answers again and measures the client-visible gap; at the end, that every acknowledged write is readable, that no
-term had two nodes releasing output, and that `plover status` says protected.
+term had two nodes releasing output, and that `plover status` says protected. A partitioned primary fences itself
+and its VM stays stopped until it rejoins: past a second QEMU reports that stop (a STOP event, query-status not
+running) and sends RESUME when the rejoined backup's guest runs again.
 
 Crashes timed inside a sync (test_4c) use the test-only fault injection (PLOVER_FAULT_INJECTION=1, admin command
 fault-at-sync): the node kills itself after the cut, during page transfer, with everything sent, or in the
@@ -284,11 +286,25 @@ class Failover(ClusterUnderLoad):
                     self.assertNotEqual("primary", self.role_of(p), "the isolated primary still thinks it is primary")
                     fenced = p.wait_event("PLOVER_FENCED", 10, since=t0 / 1e6)
                     self.assertIn("leader of ballot", fenced["data"]["reason"], fenced)
+                    # its VM stays stopped until it rejoins: a library stop that lasts past 1 s is no sync's pause
+                    # any more, so QEMU reports it (patch 0010): a STOP event, query-status not running
+                    stop = p.wait_event("STOP", 10, since=t0 / 1e6)
+                    qmp = pc.Qmp(p.qmp_path)
+                    try:
+                        status = qmp("query-status")["return"]
+                    finally:
+                        qmp.close()
+                    self.assertFalse(status["running"], status)
+                    self.assertNotEqual("running", status["status"], status)
             finally:
                 self.cluster.partition(target.id, cut=False)
             self.report.append(f"partition of the {victim} (node {target.id}): service back, longest client stall "
                                f"{stall / 1000:.0f} ms")
             self.wait_protected()
+            if victim == "primary":   # it rejoined as the backup, whose guest runs again: RESUME as for any stop
+                p.wait_event("RESUME", 30, since=stop["at"])
+                self.report.append(f"the deposed primary (node {p.id}): STOP {stop['at'] - t0 / 1e6:.1f} s after the "
+                                   f"partition, query-status {status['status']} until it rejoined, then RESUME")
 
     def test_4b_restart_the_witness_while_the_primary_runs_alone(self):
         """The witness comes back without its consensus memory while the primary runs alone (backup dead). Only the
