@@ -136,6 +136,7 @@ class Qmp:
                 return r
 
     def close(self):
+        self.file.close()   # its reference keeps the socket open otherwise, and QEMU's monitor serves one client
         self.sock.close()
 
 

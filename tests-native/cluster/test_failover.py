@@ -5,7 +5,9 @@ connection until redis acknowledges it). Then, on one cluster, in turn: kill -9 
 the witness, a partition of each node from the other two, a restart of the witness while the primary runs alone,
 and the old primary coming back, each followed by the restart (or heal) that brings the cluster back to protected. After every fault the test asserts that the service
 answers again and measures the client-visible gap; at the end, that every acknowledged write is readable, that no
-term had two nodes releasing output, and that `plover status` says protected.
+term had two nodes releasing output, and that `plover status` says protected. A partitioned primary fences itself
+and runs on as a standby (query-status running); when it rejoins after the heal, a stop of its VM that lasted past a
+second is reported (STOP, then RESUME once its guest runs again).
 
 Crashes timed inside a sync (test_4c) use the test-only fault injection (PLOVER_FAULT_INJECTION=1, admin command
 fault-at-sync): the node kills itself after the cut, during page transfer, with everything sent, or in the
@@ -284,11 +286,32 @@ class Failover(ClusterUnderLoad):
                     self.assertNotEqual("primary", self.role_of(p), "the isolated primary still thinks it is primary")
                     fenced = p.wait_event("PLOVER_FENCED", 10, since=t0 / 1e6)
                     self.assertIn("leader of ballot", fenced["data"]["reason"], fenced)
+                    # a primary that lost its quorum is a standby whose guest runs on (output held): QEMU says so
+                    qmp = pc.Qmp(p.qmp_path)
+                    try:
+                        status = qmp("query-status")["return"]
+                    finally:
+                        qmp.close()
+                    self.assertEqual(("running", True), (status["status"], status["running"]), status)
             finally:
                 self.cluster.partition(target.id, cut=False)
             self.report.append(f"partition of the {victim} (node {target.id}): service back, longest client stall "
                                f"{stall / 1000:.0f} ms")
             self.wait_protected()
+            if victim == "primary":
+                # after the heal it rejoined: its VM stood stopped until the new primary's full sync. A stop past 1 s
+                # is reported (patch 0010): then a STOP, and a RESUME when its guest ran again as the backup
+                stops = p.events("STOP", since=t0 / 1e6)
+                if stops:
+                    p.wait_event("RESUME", 30, since=stops[-1]["at"])
+                qmp = pc.Qmp(p.qmp_path)
+                try:
+                    status = qmp("query-status")["return"]
+                finally:
+                    qmp.close()
+                self.assertEqual(("running", True), (status["status"], status["running"]), status)
+                self.report.append(f"the deposed primary (node {p.id}): {len(stops)} STOP and "
+                                   f"{len(p.events('RESUME', since=t0 / 1e6))} RESUME events while it rejoined")
 
     def test_4b_restart_the_witness_while_the_primary_runs_alone(self):
         """The witness comes back without its consensus memory while the primary runs alone (backup dead). Only the
