@@ -1,0 +1,181 @@
+"""Adaptive mode end to end (sync.mode "adaptive"): real QEMU under TCG, a client writing without pause, and a guest
+whose memory diverges on purpose when told to (tests-native/guest/init, plover.work=diverge: each replica overwrites
+4 MiB of a tmpfs file with random bytes at an offset drawn from its own clock and counters, again and again, so
+the two guests write different pages and replication sends about twice what checkpointing would).
+
+The cluster starts replicating; told to diverge, it must switch to checkpointing (a committed SYNC entry that
+names the mode: both replicas agree, the backup's VM stops, inputs go straight into the primary); while the
+divergence lasts, its trials of replication must fail and fall back; told to stop, it must go back to replication
+and stay. Both replicas keep the same inputs in the same order at every sync, their RAM is identical at a sync
+point in each mode, and every acknowledged write is read back at the end. It prints the bytes per sync of each
+phase (what the sync link carried, and what a checkpoint would have sent) as the README's figures.
+
+Run by ctest (e2e.Adaptive) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
+PLOVER_KEEP_TEST_DIRS=1 keeps the logs.
+"""
+import json
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
+import plover_cluster as pc  # noqa: E402
+from test_checkpoint import vm_running  # noqa: E402
+from test_failover import ClusterUnderLoad  # noqa: E402
+
+CONTROL_PORT = 7000
+PAGE_WIRE = 4096 + 8   # a checkpoint sends every dirty page with its page number
+
+
+def checkpoint_bytes(s):
+    """What checkpointing would have sent for this sync: the primary's dirty pages and its whole device state."""
+    return s["localDirty"] * PAGE_WIRE + s["deviceStateSavedBytes"]
+
+
+def mean(values):
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+class AdaptiveMode(ClusterUnderLoad):
+    NAME = "adaptive"
+    ADAPTIVE = {"window": 8, "switchAbove": 1.0, "probeEvery": 16, "maxProbeEvery": 64}
+    CLUSTER_ARGS = {"sync": {"mode": "adaptive", "adaptive": ADAPTIVE}, "guest_args": "plover.work=diverge"}
+    marks = {}
+
+    def wait(self, what, predicate, timeout=240):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if predicate():
+                    return
+            except (OSError, ConnectionError, ValueError, KeyError, RuntimeError):
+                pass
+            time.sleep(0.25)
+        self.fail(f"timed out waiting until {what}")
+
+    def replica(self, i):
+        return self.cluster.nodes[i].admin("replica")
+
+    def diverge(self, on):
+        """Tells the guest (through the replicated network, like any client) to start or stop diverging."""
+        word = "on" if on else "off"
+        code = ("import socket,sys\n"
+                f"s=socket.create_connection(('{pc.GUEST_IP}',{CONTROL_PORT}),timeout=60)\n"
+                f"s.sendall(b'{word}\\n')\n"
+                "data=b''\n"
+                "while not data.endswith(b'\\n'):\n"
+                "    chunk=s.recv(100)\n"
+                "    if not chunk: break\n"
+                "    data+=chunk\n"
+                "sys.stdout.write(data.decode())\n")
+        deadline = time.time() + 120
+        while True:
+            try:
+                answer = self.cluster.client("python3", "-c", code, timeout=90).strip()
+                self.assertEqual(f"ok {word}", answer)
+                return
+            except (RuntimeError, AssertionError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+
+    def syncs_between(self, start_epoch, end_epoch=None):
+        return [s for s in checks.sync_log(self.cluster.nodes[1])
+                if s["epoch"] > start_epoch and (end_epoch is None or s["epoch"] <= end_epoch) and not s["fullSync"]]
+
+    def last_epoch(self):
+        return self.replica(1)["lastSyncEpoch"]
+
+    def test_1_replicates_while_the_guests_agree(self):
+        self.wait("protected", lambda: self.cluster.status()[0] == 0)
+        time.sleep(8)
+        p, b = self.replica(1), self.replica(2)
+        self.assertTrue(p["adaptive"])
+        self.assertEqual("replicate", p["mode"])
+        self.assertEqual("replicate", b["mode"])
+        self.assertEqual(0, p["modeSwitches"], "switched while the guests agree")
+        self.assertTrue(vm_running(self.cluster.nodes[2]), "the backup's VM does not run while replicating")
+        self.__class__.marks["on"] = self.last_epoch()
+
+    def test_2_divergence_switches_to_checkpointing(self):
+        self.diverge(True)
+        self.wait("the cluster checkpoints", lambda: self.replica(1)["mode"] == "checkpoint" and self.replica(2)["mode"] == "checkpoint")
+        self.assertGreaterEqual(self.replica(1)["modeSwitchesToCheckpoint"], 1)
+        # Let it run: trials of replication come every probeEvery checkpoints and must fall back while this lasts.
+        deadline = time.time() + 45
+        while time.time() < deadline:
+            time.sleep(1)
+        epoch, diffs = checks.compare_memory(self.cluster)
+        self.assertEqual([], diffs, f"RAM differs at sync e{epoch} while diverging")
+        p = self.replica(1)
+        self.assertGreaterEqual(p["modeSwitches"], 3, "no trial of replication (and fall back) while diverging")
+        self.__class__.marks["off"] = self.last_epoch()
+        syncs = self.syncs_between(self.marks["on"], self.marks["off"])
+        checkpoints = [s for s in syncs if s["checkpoint"]]
+        self.assertGreater(len(checkpoints), 10, "few checkpoints while diverging")
+        for s in checkpoints:   # a checkpoint sends every page the primary dirtied, hashes nothing
+            self.assertEqual(0, s["wire"]["hashes"], s)
+            self.assertEqual(s["union"], s["divergent"], s)
+            if s["remoteDirty"] == 0:
+                self.assertEqual(s["localDirty"], s["union"], s)
+        # and the backup's VM was stopped for most of it (a trial window may have it running for a moment)
+        self.assertIn(self.replica(2)["mode"], ("checkpoint", "replicate"))
+
+    def test_3_back_to_replication_when_the_guests_agree_again(self):
+        self.diverge(False)
+        switched = self.replica(1)["modeSwitches"]
+
+        def settled():
+            p, b = self.replica(1), self.replica(2)
+            if p["mode"] != "replicate" or b["mode"] != "replicate":
+                return False
+            # 40 replicated syncs since the last switch: the trial's window paid and it stayed
+            syncs = self.syncs_between(self.marks["off"])
+            tail = syncs[-40:]
+            return len(tail) == 40 and not any(s["checkpoint"] or s["nextCheckpoint"] for s in tail)
+        self.wait("the cluster replicates again, for good", settled, timeout=300)
+        self.assertGreaterEqual(self.replica(1)["modeSwitches"], switched)
+        self.assertTrue(vm_running(self.cluster.nodes[2]), "the backup's VM does not run after the switch back")
+        epoch, diffs = checks.compare_memory(self.cluster)
+        self.assertEqual([], diffs, f"RAM differs at sync e{epoch} after the switch back")
+        self.__class__.marks["end"] = self.last_epoch()
+
+    def test_4_same_inputs_in_the_same_order_and_the_figures(self):
+        compared, bad = checks.compare_input_order(self.cluster.nodes[1], self.cluster.nodes[2])
+        self.assertGreater(compared, 50)
+        self.assertEqual([], bad[:5])
+        on, off, end = self.marks["on"], self.marks["off"], self.marks["end"]
+        before = [s for s in self.syncs_between(0, on) if not s["checkpoint"]]
+        during = self.syncs_between(on, off)
+        replicated = [s for s in during if not s["checkpoint"]]
+        checkpoints = [s for s in during if s["checkpoint"]]
+        after = [s for s in self.syncs_between(off, end) if not s["checkpoint"]][-40:]
+        rows = []
+        for name, group in (("agreeing, replicating", before), ("diverging, replicating (trials)", replicated),
+                            ("diverging, checkpointing", checkpoints), ("agreeing again, replicating", after)):
+            rows.append({"phase": name, "syncs": len(group), "wireBytesPerSync": round(mean(s["wire"]["total"] for s in group)),
+                         "checkpointBytesPerSync": round(mean(checkpoint_bytes(s) for s in group)),
+                         "unionPages": round(mean(s["union"] for s in group), 1),
+                         "divergentPages": round(mean(s["divergent"] for s in group), 1)})
+        for r in rows:
+            self.report.append(f"adaptive: {r['phase']:32s} {r['syncs']:5d} syncs  {r['wireBytesPerSync']:>10,} B/sync on the sync link  "
+                               f"(a checkpoint: {r['checkpointBytesPerSync']:>10,})  union {r['unionPages']}  divergent {r['divergentPages']}")
+        self.report.append("adaptive: " + json.dumps(rows))
+        self.report.append(f"adaptive: mode switches on the primary: {self.replica(1)['modeSwitches']} "
+                           f"({self.replica(1)['modeSwitchesToCheckpoint']} to checkpointing)")
+        self.assertGreater(len(replicated), 0)
+        self.assertGreater(mean(s["wire"]["total"] for s in replicated), mean(checkpoint_bytes(s) for s in replicated),
+                           "while diverging, replication did not cost more than checkpointing would have")
+        self.assertLess(mean(s["wire"]["total"] for s in after), mean(checkpoint_bytes(s) for s in after),
+                        "after the divergence, replication costs more than checkpointing would")
+
+    def test_5_every_acknowledged_write_survived(self):
+        acked = self.verify_every_acknowledged_write()
+        print(f"adaptive mode: {acked} acknowledged writes, all read back", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
