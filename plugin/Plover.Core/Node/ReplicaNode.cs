@@ -255,6 +255,7 @@ public sealed class ReplicaNode : IDisposable
         s.Fresh = driver.IsFresh;
         s.Fenced = replica.IsFenced;
         s.Problem = Problem();
+        s.Mode = (replica.Adaptive ? "adaptive " : "") + (replica.Checkpoint ? "checkpoint" : "replicate");
         return s;
     }
 
