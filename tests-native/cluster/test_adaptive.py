@@ -44,6 +44,7 @@ class AdaptiveMode(ClusterUnderLoad):
     ADAPTIVE = {"window": 8, "switchAbove": 1.0, "probeEvery": 16, "maxProbeEvery": 64}
     CLUSTER_ARGS = {"sync": {"mode": "adaptive", "adaptive": ADAPTIVE}, "guest_args": "plover.work=diverge"}
     marks = {}
+    rows = []
 
     def wait(self, what, predicate, timeout=240):
         deadline = time.time() + timeout
@@ -89,6 +90,15 @@ class AdaptiveMode(ClusterUnderLoad):
     def last_epoch(self):
         return self.replica(1)["lastSyncEpoch"]
 
+    def figures(self, phase, group):
+        """One phase's bytes per sync (kept now: the node keeps only its last 4096 syncs, a few minutes here)."""
+        row = {"phase": phase, "syncs": len(group), "wireBytesPerSync": round(mean(s["wire"]["total"] for s in group)),
+               "checkpointBytesPerSync": round(mean(checkpoint_bytes(s) for s in group)),
+               "unionPages": round(mean(s["union"] for s in group), 1),
+               "divergentPages": round(mean(s["divergent"] for s in group), 1)}
+        self.__class__.rows.append(row)
+        return row
+
     def replicating_for(self, syncs, since=0):
         """Both replicas replicate, and so did the primary's last `syncs` syncs after epoch `since` (none switched)."""
         if self.replica(1)["mode"] != "replicate" or self.replica(2)["mode"] != "replicate":
@@ -107,6 +117,7 @@ class AdaptiveMode(ClusterUnderLoad):
         self.assertTrue(vm_running(self.cluster.nodes[2]), "the backup's VM does not run while replicating")
         self.__class__.marks["on"] = self.last_epoch()
         self.__class__.marks["switchesBefore"] = booting
+        self.figures("agreeing, replicating", self.syncs_between(0, self.marks["on"])[-200:])
 
     def test_2_divergence_switches_to_checkpointing(self):
         self.diverge(True)
@@ -131,6 +142,12 @@ class AdaptiveMode(ClusterUnderLoad):
         self.__class__.marks["off"] = self.last_epoch()
         syncs = self.syncs_between(self.marks["on"], self.marks["off"])
         checkpoints = [s for s in syncs if s["checkpoint"]]
+        replicated = [s for s in syncs if not s["checkpoint"]]
+        self.figures("diverging, replicating (trials)", replicated)
+        self.figures("diverging, checkpointing", checkpoints)
+        self.assertGreater(len(replicated), 0)
+        self.assertGreater(mean(s["wire"]["total"] for s in replicated), mean(checkpoint_bytes(s) for s in replicated),
+                           "while diverging, replication did not cost more than checkpointing would have")
         self.assertGreater(len(checkpoints), 10, "few checkpoints while diverging")
         for s in checkpoints:   # a checkpoint sends every page the primary dirtied, hashes nothing
             self.assertEqual(0, s["wire"]["hashes"], s)
@@ -151,35 +168,22 @@ class AdaptiveMode(ClusterUnderLoad):
         epoch, diffs = checks.compare_memory(self.cluster)
         self.assertEqual([], diffs, f"RAM differs at sync e{epoch} after the switch back")
         self.__class__.marks["end"] = self.last_epoch()
+        after = [s for s in self.syncs_between(self.marks["off"], self.marks["end"]) if not s["checkpoint"]][-60:]
+        self.figures("agreeing again, replicating", after)
+        self.assertLess(mean(s["wire"]["total"] for s in after), mean(checkpoint_bytes(s) for s in after),
+                        "after the divergence, replication costs more than checkpointing would")
 
     def test_4_same_inputs_in_the_same_order_and_the_figures(self):
         compared, bad = checks.compare_input_order(self.cluster.nodes[1], self.cluster.nodes[2])
         self.assertGreater(compared, 50)
         self.assertEqual([], bad[:5])
-        on, off, end = self.marks["on"], self.marks["off"], self.marks["end"]
-        before = [s for s in self.syncs_between(0, on) if not s["checkpoint"]]
-        during = self.syncs_between(on, off)
-        replicated = [s for s in during if not s["checkpoint"]]
-        checkpoints = [s for s in during if s["checkpoint"]]
-        after = [s for s in self.syncs_between(off, end) if not s["checkpoint"]][-40:]
-        rows = []
-        for name, group in (("agreeing, replicating", before), ("diverging, replicating (trials)", replicated),
-                            ("diverging, checkpointing", checkpoints), ("agreeing again, replicating", after)):
-            rows.append({"phase": name, "syncs": len(group), "wireBytesPerSync": round(mean(s["wire"]["total"] for s in group)),
-                         "checkpointBytesPerSync": round(mean(checkpoint_bytes(s) for s in group)),
-                         "unionPages": round(mean(s["union"] for s in group), 1),
-                         "divergentPages": round(mean(s["divergent"] for s in group), 1)})
-        for r in rows:
+        for r in self.rows:
             self.report.append(f"adaptive: {r['phase']:32s} {r['syncs']:5d} syncs  {r['wireBytesPerSync']:>10,} B/sync on the sync link  "
                                f"(a checkpoint: {r['checkpointBytesPerSync']:>10,})  union {r['unionPages']}  divergent {r['divergentPages']}")
-        self.report.append("adaptive: " + json.dumps(rows))
-        self.report.append(f"adaptive: mode switches on the primary: {self.replica(1)['modeSwitches']} "
-                           f"({self.replica(1)['modeSwitchesToCheckpoint']} to checkpointing)")
-        self.assertGreater(len(replicated), 0)
-        self.assertGreater(mean(s["wire"]["total"] for s in replicated), mean(checkpoint_bytes(s) for s in replicated),
-                           "while diverging, replication did not cost more than checkpointing would have")
-        self.assertLess(mean(s["wire"]["total"] for s in after), mean(checkpoint_bytes(s) for s in after),
-                        "after the divergence, replication costs more than checkpointing would")
+        self.report.append("adaptive: " + json.dumps(self.rows))
+        p = self.replica(1)
+        self.report.append(f"adaptive: mode switches on the primary: {p['modeSwitches']} ({p['modeSwitchesToCheckpoint']} to checkpointing)")
+        self.assertEqual(4, len(self.rows), self.rows)
 
     def test_5_every_acknowledged_write_survived(self):
         acked = self.verify_every_acknowledged_write()
