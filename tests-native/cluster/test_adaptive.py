@@ -44,7 +44,7 @@ class AdaptiveMode(ClusterUnderLoad):
     # switchAbove 0.9: the backup runs only between its apply and the next cut (a few ms of each ~20 ms epoch on
     # these 2 shared cores) and every sync resets its guest to the primary's, so it writes far fewer pages of its own
     # than the primary: replication costs about what checkpointing would here, a little more or less
-    ADAPTIVE = {"window": 8, "switchAbove": 0.9, "probeEvery": 16, "maxProbeEvery": 64}
+    ADAPTIVE = {"window": 8, "switchAbove": 0.9, "probeEvery": 64, "maxProbeEvery": 256}
     CLUSTER_ARGS = {"sync": {"mode": "adaptive", "adaptive": ADAPTIVE}, "guest_args": "plover.work=diverge"}
     marks = {}
     rows = []
