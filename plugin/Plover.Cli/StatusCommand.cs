@@ -84,6 +84,7 @@ internal static class StatusCommand
                     j.WriteBoolean("fenced", s.Fenced);
                     j.WriteString("problem", s.Problem);
                     j.WriteString("consensusRole", s.ConsensusRole);
+                    j.WriteString("mode", s.Mode);
                     Metrics.WireTraffic.WriteJson(j, s.Traffic);
                 }
                 j.WriteEndObject();
@@ -94,19 +95,19 @@ internal static class StatusCommand
         else
         {
             Console.WriteLine($"cluster '{config.Cluster}': {verdict}");
-            Console.WriteLine($"{"node",4}  {"config",-8} {"role",-8} {"term",5} {"leader",6} {"commit",8} {"lag",6} {"last sync",-22} {"protected",-9}  problem");
+            Console.WriteLine($"{"node",4}  {"config",-8} {"role",-8} {"term",5} {"leader",6} {"commit",8} {"lag",6} {"last sync",-22} {"protected",-9}  {"mode",-19}  problem");
             long nowUs = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks / 10;
             foreach (var (node, s, error) in answers)
             {
                 if (s is null)
                 {
-                    Console.WriteLine($"{node.Id,4}  {node.Role.Name(),-8} {"?",-8} {"",5} {"",6} {"",8} {"",6} {"",-22} {"",-9}  unreachable at {node.Address}: {error}");
+                    Console.WriteLine($"{node.Id,4}  {node.Role.Name(),-8} {"?",-8} {"",5} {"",6} {"",8} {"",6} {"",-22} {"",-9}  {"",-19}  unreachable at {node.Address}: {error}");
                     continue;
                 }
                 string sync = s.LastSyncUnixUs == 0 ? "-" : $"e{s.LastSyncEpoch}, {(nowUs - s.LastSyncUnixUs) / 1e6:F1} s ago";
                 long lag = primary is null ? 0 : Math.Max(0, primary.CommitIndex - s.CommitIndex);
                 Console.WriteLine($"{node.Id,4}  {node.Role.Name(),-8} {s.Role,-8} {s.Term,5} {s.LeaderId,6} {s.CommitIndex,8} {lag,6} {sync,-22} " +
-                                  $"{(s.Role == "primary" ? (s.Protected ? "yes" : "NO") : ""),-9}  {s.Problem}");
+                                  $"{(s.Role == "primary" ? (s.Protected ? "yes" : "NO") : ""),-9}  {s.Mode,-19}  {s.Problem}");
             }
         }
         return isProtected ? 0 : 1;

@@ -322,7 +322,7 @@ public sealed class ConfigValidationTests
 
     [Fact]
     public void UnknownSyncMode() =>
-        Assert.Equal("config: sync.mode: unknown mode 'remus' (expected replicate, the default, or checkpoint)",
+        Assert.Equal("config: sync.mode: unknown mode 'remus' (expected replicate, the default, checkpoint or adaptive)",
             Refuse(With(j => j["sync"]!["mode"] = "remus")));
 
     [Fact]
@@ -333,8 +333,52 @@ public sealed class ConfigValidationTests
     [InlineData(null, SyncMode.Replicate)]
     [InlineData("replicate", SyncMode.Replicate)]
     [InlineData("checkpoint", SyncMode.Checkpoint)]
+    [InlineData("adaptive", SyncMode.Adaptive)]
     public void SyncModeIsRead(string? mode, SyncMode expected) =>
         Assert.Equal(expected, ClusterConfig.Parse(With(j => { if (mode is not null) j["sync"]!["mode"] = mode; }).ToJsonString(), "/x").Sync.Mode);
+
+    [Fact]
+    public void AdaptiveModeTakesDefaultThresholdsWithoutItsBlock()
+    {
+        var sync = ClusterConfig.Parse(With(j => j["sync"]!["mode"] = "adaptive").ToJsonString(), "/x").Sync;
+        Assert.Equal(new Plover.Sync.AdaptiveOptions(), sync.Adaptive);
+        Assert.Null(ClusterConfig.Parse(With(_ => { }).ToJsonString(), "/x").Sync.Adaptive);
+    }
+
+    [Fact]
+    public void AdaptiveThresholdsAreRead()
+    {
+        var sync = ClusterConfig.Parse(With(j =>
+        {
+            j["sync"]!["mode"] = "adaptive";
+            j["sync"]!["adaptive"] = JsonNode.Parse("{\"window\": 4, \"switchAbove\": 1.5, \"probeEvery\": 8, \"maxProbeEvery\": 32}");
+        }).ToJsonString(), "/x").Sync;
+        Assert.Equal(new Plover.Sync.AdaptiveOptions { Window = 4, SwitchAbove = 1.5, ProbeEvery = 8, MaxProbeEvery = 32 }, sync.Adaptive);
+    }
+
+    [Theory]
+    [InlineData("replicate", "{}", "config: sync.adaptive: is read only with \"mode\": \"adaptive\" (sync.mode is replicate)")]
+    [InlineData("checkpoint", "{}", "config: sync.adaptive: is read only with \"mode\": \"adaptive\" (sync.mode is checkpoint)")]
+    [InlineData("adaptive", "{\"window\": 0}", "config: sync.adaptive.window: must be a positive integer (got 0)")]
+    [InlineData("adaptive", "{\"window\": 5000}", "config: sync.adaptive.window: 5000 syncs is more than 1024")]
+    [InlineData("adaptive", "{\"switchAbove\": 0}", "config: sync.adaptive.switchAbove: 0 is not a ratio in (0, 100] (replication bytes / checkpoint bytes above which to checkpoint; 1 by default)")]
+    [InlineData("adaptive", "{\"switchAbove\": -2}", "config: sync.adaptive.switchAbove: -2 is not a ratio in (0, 100] (replication bytes / checkpoint bytes above which to checkpoint; 1 by default)")]
+    [InlineData("adaptive", "{\"probeEvery\": -1}", "config: sync.adaptive.probeEvery: must be a positive integer (got -1)")]
+    [InlineData("adaptive", "{\"probeEvery\": 100, \"maxProbeEvery\": 50}", "config: sync.adaptive.maxProbeEvery: 50 is less than sync.adaptive.probeEvery 100")]
+    public void BadAdaptiveBlockIsRefused(string mode, string block, string expected) =>
+        Assert.Equal(expected, Refuse(With(j =>
+        {
+            j["sync"]!["mode"] = mode;
+            j["sync"]!["adaptive"] = JsonNode.Parse(block);
+        })));
+
+    [Fact]
+    public void UnknownAdaptiveFieldIsRefused() =>
+        Assert.Contains("ratio", Refuse(With(j =>
+        {
+            j["sync"]!["mode"] = "adaptive";
+            j["sync"]!["adaptive"] = JsonNode.Parse("{\"ratio\": 2}");
+        })));
 
     [Fact]
     public void UnknownResumePoint() =>

@@ -69,6 +69,24 @@ public sealed class LogAndPayloadTests
     }
 
     [Fact]
+    public void SyncPayloadNamesTheNextModeOnlyWhenItChanges()
+    {
+        // No change: the 8-byte payload of builds before adaptive mode, read as no change.
+        Assert.Equal(8, EntryPayloads.EncodeSync(7).Length);
+        Assert.Equal((7UL, SyncModeChange.None), EntryPayloads.DecodeSyncWithMode(EntryPayloads.EncodeSync(7)));
+        byte[] toCheckpoint = EntryPayloads.EncodeSync(7, SyncModeChange.Checkpoint);
+        Assert.Equal([7, 0, 0, 0, 0, 0, 0, 0, 2], toCheckpoint);
+        Assert.Equal((7UL, SyncModeChange.Checkpoint), EntryPayloads.DecodeSyncWithMode(toCheckpoint));
+        Assert.Equal((7UL, SyncModeChange.Replicate), EntryPayloads.DecodeSyncWithMode(EntryPayloads.EncodeSync(7, SyncModeChange.Replicate)));
+        Assert.Equal(7UL, EntryPayloads.DecodeSync(toCheckpoint));
+        // A mode byte that names no mode, or a longer payload, is malformed (skipped alike on every replica).
+        Assert.Throws<FormatException>(() => EntryPayloads.DecodeSyncWithMode([7, 0, 0, 0, 0, 0, 0, 0, 0]));
+        Assert.Throws<FormatException>(() => EntryPayloads.DecodeSyncWithMode([7, 0, 0, 0, 0, 0, 0, 0, 3]));
+        Assert.Throws<FormatException>(() => EntryPayloads.DecodeSyncWithMode(new byte[10]));
+        Assert.Throws<ArgumentOutOfRangeException>(() => EntryPayloads.EncodeSync(7, (SyncModeChange)9));
+    }
+
+    [Fact]
     public void BallotsOrderByRoundThenNode()
     {
         Assert.True(new Ballot(2, 1) > new Ballot(1, 3));

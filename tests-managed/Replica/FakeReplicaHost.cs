@@ -26,8 +26,15 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
         MainImpl = new DedicatedMainThread($"{name}-main");
         VmImpl = new SyntheticVm(MemoryImpl, MainImpl) { DeviceState = [(byte)seed, 2, 3] };
         Diverge = diverge;
+        NoisePages = diverge ? 1 : 0;
         _noise = new Random(seed);
     }
+
+    /// <summary>Pages of this guest's own noise (a random word at a random page, from this host's generator) per
+    /// injected frame: the two guests diverge by that much.</summary>
+    public int NoisePages { get; set; }
+    /// <summary>Bytes of noise per noisy page: 8 (a word) or 4096 (the whole page, random).</summary>
+    public int NoiseBytes { get; set; } = 8;
 
     public SyntheticGuestMemory MemoryImpl { get; }
     public SyntheticVm VmImpl { get; }
@@ -61,10 +68,16 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
         var block = MemoryImpl.Blocks[0];
         ulong page = CityHash.Hash64(frame) % block.Pages;
         MemoryImpl.Write(0, page, 64, frame[..Math.Min(frame.Length, 256)]);
-        if (Diverge)
+        for (int i = NoisePages; i > 0; i--)
         {
             ulong noisyPage = (ulong)_noise.NextInt64((long)block.Pages);
-            MemoryImpl.Write(0, noisyPage, 8, (ulong)_noise.NextInt64());
+            if (NoiseBytes <= 8) MemoryImpl.Write(0, noisyPage, 8, (ulong)_noise.NextInt64());
+            else
+            {
+                var bytes = new byte[Math.Min(NoiseBytes, GuestRamBlock.PageSize)];
+                _noise.NextBytes(bytes);
+                MemoryImpl.Write(0, noisyPage, 0, bytes);
+            }
         }
         if (!Record) return 0;
         Nic.GuestSends(BinaryPrimitives.ReadInt32LittleEndian(frame));   // the guest's reply

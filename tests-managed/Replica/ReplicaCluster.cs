@@ -31,8 +31,9 @@ public sealed class ReplicaCluster : IDisposable
     /// <param name="checkpoint">Checkpoint mode (inputs straight into the primary's guest, a passive backup).</param>
     /// <param name="record">The hosts keep a copy of every injected frame and the guests answer (off: they only count).</param>
     /// <param name="ucx">Consensus frames and the sync link over UCX instead of TCP.</param>
+    /// <param name="adaptive">Adaptive mode's policy (null: off), on both replicas.</param>
     public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false, bool checkpoint = false, bool record = true,
-                          Plover.Transport.Ucx.UcxSettings? ucx = null)
+                          Plover.Transport.Ucx.UcxSettings? ucx = null, AdaptiveOptions? adaptive = null)
     {
         var ids = new[] { 1, 2, 3 };
         var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
@@ -52,8 +53,10 @@ public sealed class ReplicaCluster : IDisposable
         {
             Role = ReplicaRole.Primary, Sync = syncOptions, Log = Log.Sink, PeerId = 2,
             VcpuThreadIds = idleTrigger ? [1001, 1002] : null, Idle = new Plover.Config.SyncConfig(100, 25, 3, 200), CpuTime = new IdleCpu(),
+            Adaptive = adaptive,
         }, PrimaryHost, _drivers[0]);
-        Backup = new Plover.Node.Replica(new ReplicaOptions { Role = ReplicaRole.Backup, Sync = syncOptions, Log = Log.Sink, PeerId = 1 }, BackupHost, _drivers[1]);
+        Backup = new Plover.Node.Replica(new ReplicaOptions { Role = ReplicaRole.Backup, Sync = syncOptions, Log = Log.Sink, PeerId = 1, Adaptive = adaptive },
+                                         BackupHost, _drivers[1]);
         PrimaryHost.OutputHeld = () => Primary.OnOutputHeld(0, 0, 1);
         BackupHost.OutputHeld = () => Backup.OnOutputHeld(0, 0, 1);
         Primary.SyncFinished += s => { lock (PrimarySyncs) PrimarySyncs.Add(s); };

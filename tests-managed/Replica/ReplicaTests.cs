@@ -343,3 +343,64 @@ public sealed class ReplicaCheckpointModeTests
         Assert.Equal(0, c.BackupHost.Violations);
     }
 }
+
+/// <summary>Adaptive mode through two real <see cref="Plover.Node.Replica"/>s, their consensus and sync engines: guests
+/// that diverge make the cluster checkpoint, guests that agree again make it replicate, and at every sync point the
+/// backup holds the primary's memory, with every client frame answered exactly once.</summary>
+public sealed class ReplicaAdaptiveModeTests
+{
+    [Fact]
+    public void Diverging_guests_switch_the_cluster_to_checkpointing_and_agreeing_ones_back()
+    {
+        using var c = new ReplicaCluster(adaptive: new AdaptiveOptions { Window = 2, ProbeEvery = 2, MaxProbeEvery = 4 });
+        int fed = 0;
+        // Client frames arrive at the primary: proposed while replicating, straight into its guest while checkpointing.
+        void Round()
+        {
+            c.PrimaryHost.MainImpl.Invoke(() =>
+            {
+                for (int i = 0; i < 10; i++)
+                {
+                    var frame = ReplicaCluster.Frame(++fed);
+                    if (!c.Primary.OnFrameToGuest(0, frame)) c.PrimaryHost.Inject(0, frame);
+                }
+            });
+            c.SyncNow();
+            Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
+        }
+        Round();   // the first sync is full
+        Assert.False(c.Primary.Checkpoint);
+
+        // Each guest overwrites 20 whole pages of its own with random bytes per frame: replicating sends both sides'
+        // pages, a checkpoint only the primary's.
+        c.PrimaryHost.NoiseBytes = c.BackupHost.NoiseBytes = 4096;
+        c.PrimaryHost.NoisePages = c.BackupHost.NoisePages = 20;
+        for (int i = 0; i < 20 && !(c.Primary.Checkpoint && c.Backup.Checkpoint); i++) Round();
+        Assert.True(c.Primary.Checkpoint && c.Backup.Checkpoint, "no switch to checkpointing\n" + c.Log);
+        Assert.Equal((1L, 1L), c.Primary.ModeSwitches);
+        Round();
+        Assert.False(c.BackupHost.VmImpl.Running, "a checkpoint backup's VM runs");
+        SyncStats last;
+        lock (c.PrimarySyncs) last = c.PrimarySyncs[^1];
+        Assert.True(last.Checkpoint);
+        Assert.Equal(0UL, last.RemoteDirtyPages);   // the backup's bitmap is left out
+        Assert.Equal(last.LocalDirtyPages, last.UnionPages);
+
+        // The guests agree again: the next trial of replication pays and stays.
+        c.PrimaryHost.NoisePages = c.BackupHost.NoisePages = 0;
+        int stayed = 0;
+        for (int i = 0; i < 30 && stayed < 6; i++)
+        {
+            Round();
+            stayed = c.Primary.Checkpoint || c.Backup.Checkpoint ? 0 : stayed + 1;
+        }
+        Assert.True(stayed >= 6, "no lasting switch back to replication\n" + c.Log);
+        Assert.True(c.BackupHost.VmImpl.Running);
+        Assert.True(c.Primary.ModeSwitches.Total >= 2);
+        // Every client frame reached the primary's guest once and its reply left once.
+        Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryHost.InjectedCount == fed, 10000), c.Log.ToString());
+        c.SyncNow();
+        Assert.Equal(Enumerable.Range(1, fed), c.PrimaryHost.Nic.Sent.Order());
+        Assert.Equal(0, c.PrimaryHost.Violations + c.BackupHost.Violations);
+    }
+}

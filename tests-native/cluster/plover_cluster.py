@@ -251,8 +251,10 @@ class Cluster:
     "shift=auto,sleep=on": guest time from the instruction count; needs single-threaded TCG) or None."""
 
     def __init__(self, work, mode="plover", mem="256M", smp=2, timeouts=None, sync=None, hashing_threads=0,
-                 log=print, env=None, wrong_key_for=(), pin=False, tcg_threads="multi", icount=None, metrics=False, ucx=None):
+                 log=print, env=None, wrong_key_for=(), pin=False, tcg_threads="multi", icount=None, metrics=False, ucx=None,
+                 guest_args=""):
         self.env = dict(env or os.environ)
+        self.guest_args = guest_args   # more of the guest kernel's command line (tests-native/guest/init reads plover.*)
         self.ucx = ucx   # None: "transport": "tcp"; else the config's "ucx" section (e.g. {"env": {"UCX_TLS": "tcp"}})
         self.metrics_on = metrics
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
@@ -373,7 +375,7 @@ class Cluster:
         cmd = [e["PLOVER_QEMU"], "-M", "pc", "-m", self.mem, "-smp", str(self.smp), "-accel", f"tcg,thread={self.tcg_threads}",
                *(["-icount", self.icount] if self.icount else []),
                "-display", "none", "-nodefaults", "-S", "-kernel", e["PLOVER_KERNEL"], "-initrd", e["PLOVER_INITRD"],
-               "-append", f"console=ttyS0 quiet plover.ip={GUEST_IP}/{SUBNET} plover.redis=1",
+               "-append", f"console=ttyS0 quiet plover.ip={GUEST_IP}/{SUBNET} plover.redis=1{' ' + self.guest_args if self.guest_args else ''}",
                "-serial", f"file:{node.serial_path}", "-qmp", f"unix:{node.qmp_path},server=on,wait=off",
                "-qmp", f"unix:{node.qmp_events_path},server=on,wait=off",
                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off",

@@ -27,6 +27,13 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def sync_mode(s):
+    """A sync's mode for the report: "rep" or "ckpt", with the next one where a SYNC entry switched it (adaptive)."""
+    mode = "ckpt" if s.get("checkpoint") else "rep"
+    nxt = "ckpt" if s.get("nextCheckpoint", s.get("checkpoint")) else "rep"
+    return mode if nxt == mode else f"{mode}->{nxt}"
+
+
 def mib(n):
     return n / (1 << 20)
 
@@ -74,7 +81,7 @@ def main():
 
         print(f"\nsyncs during the load: {len(syncs)} (triggers since start: {p_status['syncTriggers']})")
         head = (f"{'epoch':>6} {'union':>6} {'ident%':>6} {'diverg':>6} {'KiB':>7}   ms: {'guest':>5} {'sync':>6} "
-                f"{'stop':>5} {'bitmap':>6} {'hash':>5} {'cmp':>5} {'xfer':>5} {'dev':>5} {'apply':>5} {'resume':>6}")
+                f"{'stop':>5} {'bitmap':>6} {'hash':>5} {'cmp':>5} {'xfer':>5} {'dev':>5} {'apply':>5} {'resume':>6}  mode")
         print(head)
         shown = syncs if len(syncs) <= 20 else syncs[:5] + [None] + syncs[-14:]
         for s in shown:
@@ -86,7 +93,7 @@ def main():
             print(f"{s['epoch']:>6} {s['union']:>6} {ident:>6.1f} {s['divergent']:>6} {s['wire']['total'] / 1024:>7.0f}"
                   f"       {p.get('guest', p['total']):>5.2f} {p['total']:>6.2f} {p['stop']:>5.2f} {p['bitmap']:>6.2f} {p['hash']:>5.2f} "
                   f"{p['compare']:>5.2f} {p['transfer']:>5.2f} {p['deviceState']:>5.2f} {p['apply']:>5.2f} "
-                  f"{p['resume']:>6.2f}")
+                  f"{p['resume']:>6.2f}  {sync_mode(s)}")
         if syncs:
             union = sum(s["union"] for s in syncs)
             ident = sum(s["identical"] for s in syncs)

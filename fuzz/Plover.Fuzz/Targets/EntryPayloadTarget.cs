@@ -14,7 +14,7 @@ public sealed class EntryPayloadTarget : IFuzzTarget
     private readonly List<ReadOnlyMemory<byte>> _frames = new();
 
     public string Name => "entry";
-    public string Description => "entry payloads -> EntryPayloads.DecodeInput / DecodeSync / DecodeRole (+ re-encode)";
+    public string Description => "entry payloads -> EntryPayloads.DecodeInput / DecodeSyncWithMode / DecodeRole (+ re-encode)";
 
     public string LastOutcome { get; private set; } = "";
 
@@ -35,7 +35,8 @@ public sealed class EntryPayloadTarget : IFuzzTarget
                     Expect(payload, EntryPayloads.EncodeInput(nic, _frames), "INPUT");
                     break;
                 case 1:
-                    Expect(payload, EntryPayloads.EncodeSync(EntryPayloads.DecodeSync(payload)), "SYNC");
+                    var (epoch, next) = EntryPayloads.DecodeSyncWithMode(payload);
+                    Expect(payload, EntryPayloads.EncodeSync(epoch, next), "SYNC");
                     break;
                 default:
                     var (ballot, primary, backup) = EntryPayloads.DecodeRole(payload);
@@ -61,6 +62,7 @@ public sealed class EntryPayloadTarget : IFuzzTarget
         yield return ("input", [0, .. EntryPayloads.EncodeInput(1, [new byte[] { 0xde, 0xad }, new byte[14], ReadOnlyMemory<byte>.Empty])]);
         yield return ("input-empty", [0, .. EntryPayloads.EncodeInput(0, [])]);
         yield return ("sync", [1, .. EntryPayloads.EncodeSync(42)]);
+        yield return ("sync-to-checkpoint", [1, .. EntryPayloads.EncodeSync(42, SyncModeChange.Checkpoint)]);
         yield return ("role", [2, .. EntryPayloads.EncodeRole(new Ballot(7, 2), 2, 3)]);
     }
 }

@@ -226,7 +226,8 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
     {
         ulong layout;
         using (var memory = new SyntheticGuestMemory(Blocks)) layout = new SyncLayout(memory.Blocks).Hash;
-        byte[] Begin(bool full = false) => Frame(FrameType.SyncBegin, new SyncBegin { Epoch = Epoch, LogIndex = LogIndex, FullSync = full });
+        byte[] Begin(bool full = false, bool checkpoint = false) =>
+            Frame(FrameType.SyncBegin, new SyncBegin { Epoch = Epoch, LogIndex = LogIndex, FullSync = full, Checkpoint = checkpoint, NextCheckpoint = checkpoint });
         byte[] Bitmap(ulong[] pages, bool sendAll = false, BitmapEncoding? encoding = null)
         {
             var words = new ulong[3];
@@ -268,7 +269,7 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
                                       .. Pages(3), .. Device(1, [7])]);
         yield return ("sparse-bitmap", [0, .. Begin(), .. Bitmap([5, 129], encoding: BitmapEncoding.BitmapSparse), .. Pages(5, 129), .. Device(2, new byte[0])]);
         yield return ("full-identical", [1, .. Begin(full: true), .. Bitmap([]), .. Device(0, [4, 4])]);
-        yield return ("checkpoint", [2, .. Begin(), .. Bitmap([2, 69, 130], sendAll: true), .. Pages(2, 69, 130), .. Device(3, [5])]);
+        yield return ("checkpoint", [2, .. Begin(checkpoint: true), .. Bitmap([2, 69, 130], sendAll: true), .. Pages(2, 69, 130), .. Device(3, [5])]);
         yield return ("abort", [0, .. Begin(), .. Bitmap([1, 2]), .. Frame(FrameType.SyncAbort, new SyncAbort { Epoch = Epoch, Reason = "primary gave up" })]);
 
         // Sub-blocks: union {1, 2, 64, 128}; the divergent list marks union entries 0 and 3 (pages 1 and 128), then

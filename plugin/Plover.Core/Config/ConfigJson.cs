@@ -65,6 +65,15 @@ internal sealed class RawSync
     public bool? EarlyResume { get; set; }
     public string? ResumePoint { get; set; }
     public bool? DeviceStateDelta { get; set; }
+    public RawAdaptive? Adaptive { get; set; }
+}
+
+internal sealed class RawAdaptive
+{
+    public int? Window { get; set; }
+    public double? SwitchAbove { get; set; }
+    public int? ProbeEvery { get; set; }
+    public int? MaxProbeEvery { get; set; }
 }
 
 internal sealed class RawHashing

@@ -298,17 +298,42 @@ internal sealed partial class ConfigValidator
         int timeout = Positive(raw.TimeoutMs ?? d.TimeoutMs, "sync.timeoutMs");
         if (threshold > window)
             throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
+        var mode = ValidateSyncMode(raw.Mode);
         return new SyncConfig(window, threshold, windows, maxEpoch)
-            { TimeoutMs = timeout, Mode = ValidateSyncMode(raw.Mode), EarlyResume = raw.EarlyResume ?? d.EarlyResume,
-              ResumePoint = ValidateResumePoint(raw.ResumePoint), DeviceStateDelta = raw.DeviceStateDelta ?? d.DeviceStateDelta };
+            { TimeoutMs = timeout, Mode = mode, EarlyResume = raw.EarlyResume ?? d.EarlyResume,
+              ResumePoint = ValidateResumePoint(raw.ResumePoint), DeviceStateDelta = raw.DeviceStateDelta ?? d.DeviceStateDelta,
+              Adaptive = ValidateAdaptive(mode, raw.Adaptive) };
     }
 
     private SyncMode ValidateSyncMode(string? mode) => mode switch
     {
         null or "replicate" => SyncMode.Replicate,
         "checkpoint" => SyncMode.Checkpoint,
-        _ => throw Error("sync.mode", $"unknown mode '{mode}' (expected replicate, the default, or checkpoint)"),
+        "adaptive" => SyncMode.Adaptive,
+        _ => throw Error("sync.mode", $"unknown mode '{mode}' (expected replicate, the default, checkpoint or adaptive)"),
     };
+
+    /// <summary>sync.adaptive: only with sync.mode adaptive (a block that would be ignored is refused).</summary>
+    private Sync.AdaptiveOptions? ValidateAdaptive(SyncMode mode, RawAdaptive? raw)
+    {
+        if (mode != SyncMode.Adaptive)
+        {
+            if (raw is not null) throw Error("sync.adaptive", "is read only with \"mode\": \"adaptive\" (sync.mode is " + mode.ToString().ToLowerInvariant() + ")");
+            return null;
+        }
+        var d = new Sync.AdaptiveOptions();
+        if (raw is null) return d;
+        int window = Positive(raw.Window ?? d.Window, "sync.adaptive.window");
+        if (window > 1024) throw Error("sync.adaptive.window", $"{window} syncs is more than 1024");
+        double above = raw.SwitchAbove ?? d.SwitchAbove;
+        if (!double.IsFinite(above) || above <= 0 || above > 100)
+            throw Error("sync.adaptive.switchAbove", $"{above} is not a ratio in (0, 100] (replication bytes / checkpoint bytes above which to checkpoint; 1 by default)");
+        int probe = Positive(raw.ProbeEvery ?? d.ProbeEvery, "sync.adaptive.probeEvery");
+        int maxProbe = Positive(raw.MaxProbeEvery ?? Math.Max(d.MaxProbeEvery, probe), "sync.adaptive.maxProbeEvery");
+        if (maxProbe < probe)
+            throw Error("sync.adaptive.maxProbeEvery", $"{maxProbe} is less than sync.adaptive.probeEvery {probe}");
+        return new Sync.AdaptiveOptions { Window = window, SwitchAbove = above, ProbeEvery = probe, MaxProbeEvery = maxProbe };
+    }
 
     private Sync.ResumePoint ValidateResumePoint(string? point) => point switch
     {

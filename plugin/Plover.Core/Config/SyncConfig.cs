@@ -2,8 +2,10 @@ namespace Plover.Config;
 
 /// <summary>How the backup is kept: Replicate (PLOVER: the backup VM executes the same ordered inputs, and a sync
 /// sends only the pages whose hashes differ) or Checkpoint (Remus, COLO's periodic mode: inputs go to the primary
-/// only, the backup VM never runs, and every sync sends every page the primary dirtied). Both replicas must agree.</summary>
-public enum SyncMode { Replicate, Checkpoint }
+/// only, the backup VM never runs, and every sync sends every page the primary dirtied), or Adaptive: starts
+/// replicating and switches between the two by what syncs cost (<see cref="Sync.ModePolicy"/>), each switch at a
+/// committed SYNC entry. Both replicas must agree.</summary>
+public enum SyncMode { Replicate, Checkpoint, Adaptive }
 
 /// <summary>The syncvm trigger: a sync starts after IdleWindows windows of IdleWindowUs each in which the vCPUs
 /// ran less than IdleThresholdUs, or when an epoch reaches MaxEpochMs. TimeoutMs bounds the wait for any one frame
@@ -14,6 +16,8 @@ public sealed record SyncConfig(int IdleWindowUs, int IdleThresholdUs, int IdleW
 
     public int TimeoutMs { get; init; } = 10_000;
     public SyncMode Mode { get; init; } = SyncMode.Replicate;
+    /// <summary>Mode Adaptive's thresholds (<c>sync.adaptive</c>; defaults when absent); null in the other modes.</summary>
+    public Sync.AdaptiveOptions? Adaptive { get; init; }
     /// <summary>The primary's guest resumes once the sync's union is copied, before the backup's ack (see
     /// Sync.SyncOptions.EarlyResume); output stays held either way.</summary>
     public bool EarlyResume { get; init; } = true;

@@ -6,12 +6,16 @@ namespace Plover.Consensus;
 /// Little-endian encodings of entry payloads. The core only builds and reads ROLE payloads; INPUT and SYNC
 /// encodings live here so every node agrees on them.
 /// INPUT: u32 nicId, u32 frameCount, frameCount x u32 length, then the frames back to back.
-/// SYNC: u64 epoch. ROLE: i64 ballot round, i32 ballot node, i32 primary id, i32 backup id (0: none; a new
+/// SYNC: u64 epoch, then optionally one byte naming the mode the replicas continue in after this cut
+/// (<see cref="SyncModeChange"/>: 1 replicate, 2 checkpoint; absent: no change, the payload of older builds).
+/// ROLE: i64 ballot round, i32 ballot node, i32 primary id, i32 backup id (0: none; a new
 /// leader's own ROLE entry names no backup).
 /// </summary>
 public static class EntryPayloads
 {
     public const int SyncSize = 8;
+    /// <summary>A SYNC payload that names the next mode.</summary>
+    public const int SyncWithModeSize = 9;
     public const int RoleSize = 20;
 
     public static int InputSize(ReadOnlySpan<int> frameLengths)
@@ -66,17 +70,28 @@ public static class EntryPayloads
         return nic;
     }
 
-    public static byte[] EncodeSync(ulong epoch)
+    public static byte[] EncodeSync(ulong epoch, SyncModeChange next = SyncModeChange.None)
     {
-        var b = new byte[SyncSize];
+        if (next is not (SyncModeChange.None or SyncModeChange.Replicate or SyncModeChange.Checkpoint))
+            throw new ArgumentOutOfRangeException(nameof(next));
+        var b = new byte[next == SyncModeChange.None ? SyncSize : SyncWithModeSize];
         BinaryPrimitives.WriteUInt64LittleEndian(b, epoch);
+        if (next != SyncModeChange.None) b[SyncSize] = (byte)next;
         return b;
     }
 
-    public static ulong DecodeSync(ReadOnlySpan<byte> payload)
+    public static ulong DecodeSync(ReadOnlySpan<byte> payload) => DecodeSyncWithMode(payload).Epoch;
+
+    /// <summary>The epoch and the mode the cut switches to (None: stays). Throws FormatException on a malformed
+    /// payload, including a mode byte that names no mode (fail closed: an unknown mode is not guessed).</summary>
+    public static (ulong Epoch, SyncModeChange Next) DecodeSyncWithMode(ReadOnlySpan<byte> payload)
     {
-        if (payload.Length != SyncSize) throw new FormatException("sync payload must be 8 bytes");
-        return BinaryPrimitives.ReadUInt64LittleEndian(payload);
+        if (payload.Length == SyncSize) return (BinaryPrimitives.ReadUInt64LittleEndian(payload), SyncModeChange.None);
+        if (payload.Length != SyncWithModeSize) throw new FormatException("sync payload must be 8 or 9 bytes");
+        var next = (SyncModeChange)payload[SyncSize];
+        if (next is not (SyncModeChange.Replicate or SyncModeChange.Checkpoint))
+            throw new FormatException($"sync payload names mode {payload[SyncSize]} (1 replicate, 2 checkpoint)");
+        return (BinaryPrimitives.ReadUInt64LittleEndian(payload), next);
     }
 
     public static byte[] EncodeRole(Ballot ballot, int primaryId, int backupId = 0)
@@ -95,4 +110,15 @@ public static class EntryPayloads
         return (new Ballot(BinaryPrimitives.ReadInt64LittleEndian(payload), BinaryPrimitives.ReadInt32LittleEndian(payload[8..])),
                 BinaryPrimitives.ReadInt32LittleEndian(payload[12..]), BinaryPrimitives.ReadInt32LittleEndian(payload[16..]));
     }
+}
+
+/// <summary>What a SYNC entry says about the replicas' mode after its cut (the sync at the entry runs in the old one).</summary>
+public enum SyncModeChange : byte
+{
+    /// <summary>No change (an 8-byte payload).</summary>
+    None = 0,
+    /// <summary>Both VMs execute the log's inputs; syncs send the divergent pages.</summary>
+    Replicate = 1,
+    /// <summary>The backup's VM stops; inputs go straight into the primary's guest; syncs send every dirty page.</summary>
+    Checkpoint = 2,
 }

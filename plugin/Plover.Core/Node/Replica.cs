@@ -78,8 +78,7 @@ public sealed class Replica : IDisposable
         _log = options.Log;
         _drain = Drain;
         _core = new ReplicaCore(options, driver.SelfId, host.OutputPorts.Count, driver.Status);
-        bool checkpoint = options.Sync.Checkpoint;
-        _vm = new PassiveVmGate(host.Vm, () => checkpoint && _core.Role == ReplicaRole.Backup);
+        _vm = new PassiveVmGate(host.Vm, () => _core.CheckpointMode && _core.Role == ReplicaRole.Backup);
         bool primary = options.Role == ReplicaRole.Primary;
         Guard = new OutputGuard(primary ? GuardRole.Primary : GuardRole.Backup, host.OutputPorts, _log);
         var syncOptions = options.Sync.Log is null ? options.Sync with { Log = _log } : options.Sync;
@@ -119,8 +118,12 @@ public sealed class Replica : IDisposable
     public long FramesInjected => Volatile.Read(ref _framesInjected);
     /// <summary>Checkpoint mode: frames the primary let straight into its guest.</summary>
     public long FramesPassed => _core.FramesPassed;
-    /// <summary>Checkpoint mode (see the class summary).</summary>
-    public bool Checkpoint => _options.Sync.Checkpoint;
+    /// <summary>Checkpoint mode now (see the class summary; adaptive mode changes it at committed SYNC entries).</summary>
+    public bool Checkpoint => _core.CheckpointMode;
+    /// <summary>Adaptive mode is on.</summary>
+    public bool Adaptive => _core.Adaptive;
+    /// <summary>Mode switches applied, and how many of them went to checkpointing.</summary>
+    public (long Total, long ToCheckpoint) ModeSwitches => _core.ModeSwitches;
     public long InjectFailures => Volatile.Read(ref _injectFailures);
     /// <summary>Primary: frames queued for proposal; dropped ones (backlog full, not leader) in <see cref="FramesDropped"/>.</summary>
     public long FramesStolen => _batcher.FramesQueued;
@@ -193,7 +196,7 @@ public sealed class Replica : IDisposable
     {
         if (_core.Role == ReplicaRole.Primary && _core.IsStarted && !_core.IsFenced && !_disposed)
         {
-            if (!_options.Sync.Checkpoint) { _batcher.Add(nic, frame); return true; }
+            if (!_core.CheckpointMode) { _batcher.Add(nic, frame); return true; }
             Post(ReplicaEvent.FramePassed());
             return false;
         }
@@ -328,7 +331,7 @@ public sealed class Replica : IDisposable
             case ReplicaActionKind.RunSync: RunSync(a.Request!); break;
             case ReplicaActionKind.CloseSyncConnection: Engine.Connection?.Dispose(); break;
             case ReplicaActionKind.ProposeSync:
-                if (!_driver.Propose(EntryType.Sync, EntryPayloads.EncodeSync(a.Epoch)))
+                if (!_driver.Propose(EntryType.Sync, EntryPayloads.EncodeSync(a.Epoch, a.NextMode)))
                     _inbox.Enqueue(ReplicaEvent.ProposalRefused(a.Purpose));
                 break;
             case ReplicaActionKind.ProposeRole:

@@ -1,3 +1,4 @@
+using Plover.Consensus;
 using Plover.Sync;
 
 namespace Plover.Node;
@@ -56,6 +57,8 @@ public readonly record struct ReplicaAction
     public ReadOnlyMemory<byte> Frame { get; private init; }
     public SyncRequest? Request { get; private init; }
     public ulong Epoch { get; private init; }
+    /// <summary>ProposeSync: the mode the SYNC entry switches to (None: no change).</summary>
+    public SyncModeChange NextMode { get; private init; }
     public int Node { get; private init; }
     public ProposalPurpose Purpose { get; private init; }
     public long Index { get; private init; }
@@ -66,8 +69,8 @@ public readonly record struct ReplicaAction
     public static ReplicaAction Simple(ReplicaActionKind kind) => new() { Kind = kind };
     public static ReplicaAction Inject(int nic, ReadOnlyMemory<byte> frame) => new() { Kind = ReplicaActionKind.Inject, Nic = nic, Frame = frame };
     public static ReplicaAction RunSync(SyncRequest request) => new() { Kind = ReplicaActionKind.RunSync, Request = request };
-    public static ReplicaAction ProposeSync(ulong epoch, ProposalPurpose purpose) =>
-        new() { Kind = ReplicaActionKind.ProposeSync, Epoch = epoch, Purpose = purpose };
+    public static ReplicaAction ProposeSync(ulong epoch, ProposalPurpose purpose, SyncModeChange next = SyncModeChange.None) =>
+        new() { Kind = ReplicaActionKind.ProposeSync, Epoch = epoch, Purpose = purpose, NextMode = next };
     public static ReplicaAction ProposeRole(int backup, ProposalPurpose purpose) =>
         new() { Kind = ReplicaActionKind.ProposeRole, Node = backup, Purpose = purpose };
     public static ReplicaAction WithText(ReplicaActionKind kind, string text) => new() { Kind = kind, Text = text };

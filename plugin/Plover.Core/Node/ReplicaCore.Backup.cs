@@ -109,7 +109,7 @@ public sealed partial class ReplicaCore
         if (_role != ReplicaRole.Primary || _fenced || !_leader || !_linkUp) return false;
         ulong epoch = Math.Max(_lastSyncEpoch, _proposedEpoch) + 1;
         _proposedEpoch = epoch;
-        Actions.Add(ReplicaAction.ProposeSync(epoch, purpose));
+        Actions.Add(ReplicaAction.ProposeSync(epoch, purpose, NextModeToPropose));
         return true;
     }
 

@@ -74,7 +74,7 @@ public sealed partial class ReplicaCore
         _backupId = 0;
         _nextSyncFull = true;
         Do(ReplicaActionKind.GuardPromote);
-        if (_checkpoint) Do(ReplicaActionKind.StartVm);   // the gate is open now: the guest runs on from the last checkpoint
+        if (_checkpointMode) Do(ReplicaActionKind.StartVm);   // the gate is open now: the guest runs on from the last checkpoint
         Do(ReplicaActionKind.Announce);
         StartIdleMonitor();
         Volatile.Write(ref _promotions, _promotions + 1);
@@ -120,7 +120,8 @@ public sealed partial class ReplicaCore
         _runsAlone = false;
         _backupId = 0;
         _fenced = false;
-        if (_checkpoint) Do(ReplicaActionKind.StopVm);   // a checkpoint backup's VM never runs; its RAM is kept
+        _ranSinceSync = true;   // it ran as the primary
+        if (_checkpointMode) Do(ReplicaActionKind.StopVm);   // a checkpoint backup's VM never runs; its RAM is kept
         Do(ReplicaActionKind.StartVm);   // a sync this primary aborted may have left the VM stopped; its RAM is intact
         Volatile.Write(ref _demotions, _demotions + 1);
         Event($"standby: {why}");
@@ -171,6 +172,18 @@ public sealed partial class ReplicaCore
         _joining = false;
         _fenced = false;
         _skipThrough = result.LogIndex;
+        if (result.NextCheckpoint != _checkpointMode)
+        {
+            // The log before the cut is not this replica's to read: the primary says which mode follows it.
+            _checkpointMode = result.NextCheckpoint;
+            _policy?.ModeChanged(_checkpointMode);
+            Event($"mode {(_checkpointMode ? "checkpoint" : "replicate")} adopted from the primary at the join");
+            // Into replication: the checkpoint gate held the VM when the engine resumed it. (Into checkpointing the
+            // engine did not start it: SyncStats.NextCheckpoint.)
+            if (!_checkpointMode) Do(ReplicaActionKind.StartVm);
+        }
+        _ranSinceSync = !_checkpointMode;
+        _epochInputBytes = 0;
         Volatile.Write(ref _lastAppliedIndex, Math.Max(_lastAppliedIndex, result.LogIndex));
         Volatile.Write(ref _lastSyncEpoch, Math.Max(_lastSyncEpoch, result.Epoch));
         Volatile.Write(ref _inputDigest, result.InputDigest);

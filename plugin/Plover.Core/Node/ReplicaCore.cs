@@ -18,7 +18,7 @@ public sealed partial class ReplicaCore
     public const int MaxEntriesPerStep = 256;
 
     private readonly int _self, _peer, _nics;
-    private readonly bool _checkpoint, _firstSyncFull, _hasIdleMonitor;
+    private readonly bool _firstSyncFull, _hasIdleMonitor;
     private readonly long _backupLossMs, _retryAfterAbortMs;
     private readonly Action<string> _log;
     private readonly Queue<LogEntry> _pending = new();     // committed, not applied yet
@@ -31,6 +31,14 @@ public sealed partial class ReplicaCore
     private long _connections;   // connections the sync link ever made
     private bool _stateInvalid;  // the engine's last apply failed
     private long _now;           // ms, from the last Tick
+
+    // The mode (docs: README "Adaptive mode"). Changed only by a committed SYNC entry that names the next mode, at
+    // its cut, on both replicas alike (and by a join, which adopts the primary's).
+    private volatile bool _checkpointMode;   // read by the input path and the backup's VM gate
+    private readonly ModePolicy? _policy;    // adaptive: which mode the primary proposes next
+    private bool _ranSinceSync;              // backup: its VM may have run since its last completed sync
+    private long _epochInputBytes;           // INPUT payload bytes applied since the last cut (adaptive accounting)
+    private long _modeSwitches, _switchesToCheckpoint;
 
     // Roles (volatile: read by the driver's other threads).
     private volatile ReplicaRole _role;
@@ -69,7 +77,9 @@ public sealed partial class ReplicaCore
         _self = selfId;
         _peer = options.PeerId;
         _nics = nicCount;
-        _checkpoint = options.Sync.Checkpoint;
+        _checkpointMode = options.Sync.Checkpoint;
+        _ranSinceSync = !_checkpointMode;
+        if (options.Adaptive is { } adaptive) _policy = new ModePolicy(adaptive, _checkpointMode);
         _firstSyncFull = options.FirstSyncFull;
         _hasIdleMonitor = options.VcpuThreadIds is not null && options.Idle is not null;
         _backupLossMs = (long)options.BackupLoss.TotalMilliseconds;
@@ -94,6 +104,15 @@ public sealed partial class ReplicaCore
     /// <summary>The start-up gate may start the guest: no sync runs (its resume starts the VM) and not joining.</summary>
     public bool GuestMayStart => !_syncing && !_joining;
     public bool IdleMonitorRunning { get; private set; }
+    /// <summary>The mode now: checkpointing (inputs straight into the primary's guest, the backup's VM held stopped)
+    /// or replication. Any thread.</summary>
+    public bool CheckpointMode => _checkpointMode;
+    /// <summary>Adaptive mode is on (a policy proposes switches).</summary>
+    public bool Adaptive => _policy is not null;
+    /// <summary>The adaptive policy's last window: replication bytes / checkpoint bytes (0: none yet; main thread).</summary>
+    public double AdaptiveRatio => _policy?.LastRatio ?? 0;
+    /// <summary>Mode switches applied (committed SYNC entries that changed it), and how many went to checkpointing.</summary>
+    public (long Total, long ToCheckpoint) ModeSwitches => (Volatile.Read(ref _modeSwitches), Volatile.Read(ref _switchesToCheckpoint));
     public ulong LastSyncEpoch => Volatile.Read(ref _lastSyncEpoch);
     public long LastAppliedIndex => Volatile.Read(ref _lastAppliedIndex);
     public long InputsInjected => Volatile.Read(ref _inputsInjected);
@@ -192,6 +211,15 @@ public sealed partial class ReplicaCore
 
     private void Inject(in LogEntry entry)
     {
+        _epochInputBytes += entry.Payload.Length;
+        if (_checkpointMode && _role == ReplicaRole.Backup)
+        {
+            // Checkpointing: the backup's VM does not run (its state comes from the primary's checkpoints). INPUT
+            // entries here were proposed before a switch's cut reached the primary; its guest takes them, and the
+            // digest is chained on both sides alike.
+            Volatile.Write(ref _inputDigest, ChainDigest(_inputDigest, entry.Index, entry.Payload.Span));
+            return;
+        }
         _frames.Clear();
         int nic;
         try { nic = EntryPayloads.DecodeInput(entry.Payload, _frames); }
@@ -214,7 +242,8 @@ public sealed partial class ReplicaCore
     private bool BeginSync(in LogEntry entry)
     {
         ulong epoch;
-        try { epoch = EntryPayloads.DecodeSync(entry.Payload.Span); }
+        SyncModeChange change;
+        try { (epoch, change) = EntryPayloads.DecodeSyncWithMode(entry.Payload.Span); }
         catch (FormatException e)
         {
             _log($"replica {_self}: SYNC entry {entry.Index} is malformed ({e.Message}); skipped");
@@ -222,6 +251,14 @@ public sealed partial class ReplicaCore
         }
         if (epoch <= _lastSyncEpoch) return false;   // a duplicate proposal: the first one with this epoch counted
         Volatile.Write(ref _lastSyncEpoch, epoch);
+        // The sync at this entry runs in the mode before it; everything after the cut (the inputs the primary takes,
+        // whether the backup's VM runs, the next sync) in the mode it names, on both replicas, whether or not the
+        // sync itself completes or runs at all.
+        bool before = _checkpointMode;
+        bool after = change switch { SyncModeChange.Checkpoint => true, SyncModeChange.Replicate => false, _ => before };
+        long inputBytes = _epochInputBytes;
+        _epochInputBytes = 0;
+        if (after != before) SwitchMode(after, entry.Index, epoch);
         if (_role == ReplicaRole.Primary && !_linkUp)
         {
             _log($"replica {_self}: SYNC e{epoch} at {entry.Index} skipped: no sync connection to the backup");
@@ -239,15 +276,66 @@ public sealed partial class ReplicaCore
         Volatile.Write(ref _lastAppliedIndex, entry.Index);
         bool full = (!_firstSyncDone && _firstSyncFull) || _nextSyncFull;
         Do(ReplicaActionKind.StopVm);
-        Actions.Add(ReplicaAction.RunSync(new SyncRequest(epoch, entry.Index, FullSync: full, InputDigest: _inputDigest)));
+        Actions.Add(ReplicaAction.RunSync(new SyncRequest(epoch, entry.Index, FullSync: full, InputDigest: _inputDigest)
+        {
+            Checkpoint = before, NextCheckpoint = after, BackupOwnDirt = before && _role == ReplicaRole.Backup && _ranSinceSync,
+            InputBytes = inputBytes,
+        }));
         return true;
     }
+
+    /// <summary>A committed SYNC entry named another mode: from this cut on, both replicas run in it.</summary>
+    private void SwitchMode(bool checkpoint, long index, ulong epoch)
+    {
+        _checkpointMode = checkpoint;
+        _policy?.ModeChanged(checkpoint);
+        Volatile.Write(ref _modeSwitches, _modeSwitches + 1);
+        if (checkpoint) Volatile.Write(ref _switchesToCheckpoint, _switchesToCheckpoint + 1);
+        string mode = checkpoint ? "checkpoint" : "replicate";
+        Event($"mode {mode} from sync e{epoch} (log index {index})");
+        _log($"replica {_self}: MODE {mode.ToUpperInvariant()} from sync e{epoch} at log index {index}" +
+             (checkpoint ? (_role == ReplicaRole.Backup ? ": this backup's VM stops after the sync; the primary's checkpoints carry its state"
+                                                        : ": inputs go straight into the guest; syncs send every dirty page")
+                         : (_role == ReplicaRole.Backup ? ": this backup's VM executes the log's inputs again after the sync"
+                                                        : ": inputs go through consensus again")));
+    }
+
+    /// <summary>Primary, adaptive: what a completed sync cost, for the policy.</summary>
+    private void RecordCost(SyncRequest request, in SyncResult result)
+    {
+        if (_policy is null || _role != ReplicaRole.Primary || request.IsJoin || result.FullSync || !result.Completed) return;
+        if (request.Checkpoint == true) { _policy.Checkpointed(); }
+        else
+        {
+            // Replication's cost: the sync link's frames and the epoch's INPUT entries, which the leader sends to
+            // both followers; checkpointing's: every page the primary dirtied (page number and contents), the whole
+            // device state and the primary's bitmap.
+            long replicate = result.WireBytes + 2 * request.InputBytes;
+            long checkpoint = (long)result.PrimaryDirtyPages * (GuestRamBlock.PageSize + 8) + result.DeviceStateBytes + result.BitmapBytes;
+            _policy.Replicated(replicate, checkpoint);
+        }
+        if (_policy.Wanted != _checkpointMode && _policy.Reason != _lastPolicyReason)
+        {
+            _lastPolicyReason = _policy.Reason;
+            Event($"adaptive: wants {(_policy.Wanted ? "checkpoint" : "replicate")}: {_policy.Reason}");
+            _log($"replica {_self}: adaptive mode wants {(_policy.Wanted ? "checkpointing" : "replication")}: {_policy.Reason} (proposed with the next SYNC entry)");
+        }
+    }
+
+    private string _lastPolicyReason = "";
+
+    /// <summary>The mode the next SYNC proposal names (None: no change).</summary>
+    private SyncModeChange NextModeToPropose =>
+        _policy is { } p && p.Wanted != _checkpointMode ? (p.Wanted ? SyncModeChange.Checkpoint : SyncModeChange.Replicate) : SyncModeChange.None;
 
     /// <summary>A sync or join ended; on the primary its VM runs again already (the engine restarted it).</summary>
     private void SyncFinished(SyncRequest request, SyncResult result)
     {
         _stateInvalid = result.StateInvalid;
         bool completed = result.Completed;
+        RecordCost(request, result);
+        // Backup: did its VM run since its last completed sync? (It resumes after this sync only in replication.)
+        if (completed || !_checkpointMode) _ranSinceSync = !_checkpointMode;
         if (completed)
         {
             if (result.FullSync) _nextSyncFull = false;

@@ -46,10 +46,25 @@ public readonly record struct SyncResult(bool Completed, bool FullSync = false, 
     long LogIndex = 0, ulong InputDigest = 0, bool InputsDiverged = false, ulong DivergentPages = 0, ulong UnionPages = 0,
     string? Error = null, bool StateInvalid = false)
 {
+    /// <summary>The mode after the cut (a join adopts the primary's).</summary>
+    public bool NextCheckpoint { get; init; }
+    /// <summary>Primary: every frame of the sync on the sync link, both directions.</summary>
+    public long WireBytes { get; init; }
+    /// <summary>Primary: the pages it had dirty at the cut (what a checkpoint sends).</summary>
+    public ulong PrimaryDirtyPages { get; init; }
+    /// <summary>Primary: its whole saved device state (what a checkpoint sends), and its dirty bitmap as sent.</summary>
+    public long DeviceStateBytes { get; init; }
+    public long BitmapBytes { get; init; }
+
     public static SyncResult From(SyncStats? stats, string? error, bool stateInvalid) => stats is null
         ? new SyncResult(false, Error: error, StateInvalid: stateInvalid)
         : new SyncResult(stats.Outcome == SyncOutcome.Completed, stats.FullSync, stats.Joined, stats.Epoch, stats.LogIndex,
-                         stats.InputDigest, stats.InputsDiverged, stats.DivergentPages, stats.UnionPages, stats.Error ?? error, stateInvalid);
+                         stats.InputDigest, stats.InputsDiverged, stats.DivergentPages, stats.UnionPages, stats.Error ?? error, stateInvalid)
+        {
+            NextCheckpoint = stats.NextCheckpoint, WireBytes = stats.Wire.Total,
+            PrimaryDirtyPages = stats.Role == SyncRole.Primary ? stats.LocalDirtyPages : 0,
+            DeviceStateBytes = (long)stats.DeviceStateSavedBytes, BitmapBytes = stats.LocalBitmapBytes,
+        };
 }
 
 /// <summary>One input of <see cref="ReplicaCore.Step"/>: a value (posting one to the owner thread allocates nothing).</summary>

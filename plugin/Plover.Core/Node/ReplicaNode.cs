@@ -132,6 +132,7 @@ public sealed class ReplicaNode : IDisposable
                     HistoryLength = 4096, Log = _log,
                     StepHook = Faults is { } faults ? faults.OnStep : null,
                 },
+                Adaptive = _config.Sync.Adaptive,
                 Idle = _config.Sync,
                 VcpuThreadIds = _vcpus,
                 Log = _log,
@@ -254,6 +255,7 @@ public sealed class ReplicaNode : IDisposable
         s.Fresh = driver.IsFresh;
         s.Fenced = replica.IsFenced;
         s.Problem = Problem();
+        s.Mode = (replica.Adaptive ? "adaptive " : "") + (replica.Checkpoint ? "checkpoint" : "replicate");
         return s;
     }
 

@@ -19,6 +19,9 @@ public sealed class ReplicaOptions
     public TimeSpan BackupLoss { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>syncvm engine options (timeouts, hashing threads, Remus mode).</summary>
     public SyncOptions Sync { get; init; } = new();
+    /// <summary>Adaptive mode (null: off): switch between replication and checkpointing by what syncs cost; the mode
+    /// the replicas start in is <see cref="SyncOptions.Checkpoint"/>.</summary>
+    public AdaptiveOptions? Adaptive { get; init; }
     /// <summary>Idle detection and maximum epoch; used only when <see cref="VcpuThreadIds"/> is given.</summary>
     public SyncConfig? Idle { get; init; }
     /// <summary>The guest's vCPU thread ids (vcpu_thread_ids at machine_ready); null: no idle monitor (syncs only by <see cref="Replica.ProposeSync"/>).</summary>

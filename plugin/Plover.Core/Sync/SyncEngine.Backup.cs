@@ -21,7 +21,7 @@ public sealed unsafe partial class SyncEngine
         Hook(SyncStep.BitmapsExchanged);
 
         t = Stopwatch.GetTimestamp();
-        if (!_options.Checkpoint)
+        if (!_syncCheckpoint)
         {
             HashUnion(unionPages);
             SendHashes(connection, request, unionPages, stats);
@@ -45,9 +45,12 @@ public sealed unsafe partial class SyncEngine
         stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAck, new SyncAck { Epoch = request.Epoch, PagesApplied = staged }));
         RunSyncPointAction(request, atSyncPoint);
         t = Stopwatch.GetTimestamp();
+        // A joining backup that learns from the primary that the cluster checkpoints keeps its VM stopped (its
+        // replica core may not know the mode yet, so the checkpoint gate could let it run).
+        bool stayStopped = stats.Joined && stats.NextCheckpoint;
         OnMain(stats, () =>
         {
-            _vm.Start();
+            if (!stayStopped) _vm.Start();
             _vmStopped = false;
         });
         stats.Pause.Resume = Microseconds(t);
@@ -57,7 +60,7 @@ public sealed unsafe partial class SyncEngine
         if (request.FullSync) { _staging.Release(); _pageList.Release(); }
     }
 
-    private bool RecordsDivergence => _options.RecordDivergence && !_options.Checkpoint;
+    private bool RecordsDivergence => _options.RecordDivergence && !_syncCheckpoint;
 
     /// <summary>Most divergent pages per sub-block hash frame (128 KiB of hashes at 64-byte sub-blocks).</summary>
     private const int SubBlockHashFramePages = 256;
@@ -104,7 +107,7 @@ public sealed unsafe partial class SyncEngine
         ulong staged = 0;
         double subBlocks = 0;
         var frame = connection.Read(_options.Timeout);
-        if (frame.Type == FrameType.SyncBitmap && !_options.Checkpoint && unionPages > 0)
+        if (frame.Type == FrameType.SyncBitmap && !_syncCheckpoint && unionPages > 0)
         {
             staged = ReceiveSubBlocks(connection, request, unionPages, frame, stats);
             subBlocks = stats.Pause.SubBlocks;

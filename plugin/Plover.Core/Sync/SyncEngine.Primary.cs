@@ -47,7 +47,7 @@ public sealed unsafe partial class SyncEngine
 
         // Hashes: ours in parallel with the backup's, then theirs arrive in union page order.
         t = Stopwatch.GetTimestamp();
-        if (!_options.Checkpoint)
+        if (!_syncCheckpoint)
         {
             HashUnion(unionPages);
             ReceiveHashes(connection, request, unionPages, stats);
@@ -55,7 +55,7 @@ public sealed unsafe partial class SyncEngine
         stats.Pause.Hash = Microseconds(t);
 
         // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
-        bool subBlocks = _options.SubBlockBytes > 0 && !_options.Checkpoint && !request.FullSync && unionPages > 0;
+        bool subBlocks = _options.SubBlockBytes > 0 && !_syncCheckpoint && !request.FullSync && unionPages > 0;
         _syncSubBlockBytes = subBlocks ? _options.SubBlockBytes : 0;
         stats.SubBlockBytes = _syncSubBlockBytes;
 
@@ -202,7 +202,7 @@ public sealed unsafe partial class SyncEngine
             marks = _divergentBits.Ensure(Math.Max(words, 1));
             _divergentBits.Clear(words);
         }
-        bool all = _options.Checkpoint;
+        bool all = _syncCheckpoint;
         ulong k = 0, n = 0;
         for (ulong w = 0; w < layout.TotalWords; w++)
         {

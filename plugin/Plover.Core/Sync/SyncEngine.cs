@@ -71,6 +71,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private ReadOnlyMemory<byte> _deviceToLoad;                 // backup: what Apply loads
     private readonly DeviceHashesBody _deviceHashesBody = new();
     private bool _syncDeviceDelta;                               // this sync compares device state sections
+    private bool _syncCheckpoint;                                // this sync runs in checkpoint mode (its request's)
+    private bool _syncOwnDirt;                                   // backup, checkpoint sync: its own bitmap counts
     private bool _sectionsWarned;
     private readonly BitmapBody _bitmapBody = new();
     private readonly HashesBody _hashesBody = new();
@@ -194,11 +196,15 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private SyncStats RunLocked(SyncRequest request)
     {
         if (request.IsJoin) return RunJoin();
+        bool checkpoint = request.Checkpoint ?? _options.Checkpoint;
+        bool nextCheckpoint = request.NextCheckpoint ?? checkpoint;
         var stats = new SyncStats
         {
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
-            Checkpoint = _options.Checkpoint, StartedUtc = DateTime.UtcNow,
+            Checkpoint = checkpoint, NextCheckpoint = nextCheckpoint, StartedUtc = DateTime.UtcNow,
         };
+        _syncCheckpoint = checkpoint;
+        _syncOwnDirt = request.BackupOwnDirt;
         long start = Stopwatch.GetTimestamp();
         _guestStoppedAt = request.StoppedAt != 0 && request.StoppedAt < start ? request.StoppedAt : start;
         var connection = WaitForConnection(Role == SyncRole.Backup ? _options.Timeout : TimeSpan.Zero);
@@ -212,11 +218,11 @@ public sealed unsafe partial class SyncEngine : IDisposable
             connection.SendTimeout = _options.Timeout;
             if (Role == SyncRole.Primary)
             {
-                _syncDeviceDelta = _options.DeviceStateDelta && !_options.Checkpoint && !request.FullSync;
+                _syncDeviceDelta = _options.DeviceStateDelta && !_syncCheckpoint && !request.FullSync;
                 stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncBegin, new SyncBegin
                 {
                     Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
-                    DeviceDelta = _syncDeviceDelta,
+                    DeviceDelta = _syncDeviceDelta, Checkpoint = checkpoint, NextCheckpoint = nextCheckpoint,
                 }));
                 RunPrimary(connection, request, stats);
             }
@@ -235,6 +241,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
                 if (begin.Epoch != request.Epoch || begin.LogIndex != request.LogIndex)
                     throw new SyncProtocolException($"the primary runs sync e{begin.Epoch} at log index {begin.LogIndex}; " +
                                                     $"this backup stopped for e{request.Epoch} at {request.LogIndex}");
+                if (begin.Checkpoint != checkpoint || begin.NextCheckpoint != nextCheckpoint)
+                    throw new SyncProtocolException($"the primary runs sync e{begin.Epoch} as {ModeName(begin.Checkpoint)} (then {ModeName(begin.NextCheckpoint)}), " +
+                                                    $"this backup's log says {ModeName(checkpoint)} (then {ModeName(nextCheckpoint)}): " +
+                                                    "sync.mode must be the same on both replicas");
                 if (begin.FullSync && !request.FullSync) request = request with { FullSync = true };
                 _syncDeviceDelta = begin.DeviceDelta;   // the primary's choice: it waits for the section hashes
                 if (begin.InputDigest != request.InputDigest)
@@ -283,12 +293,17 @@ public sealed unsafe partial class SyncEngine : IDisposable
             Metrics.Record(placeholder);
             return placeholder;
         }
-        var request = new SyncRequest(begin.Epoch, begin.LogIndex, FullSync: true, InputDigest: begin.InputDigest);
+        var request = new SyncRequest(begin.Epoch, begin.LogIndex, FullSync: true, InputDigest: begin.InputDigest)
+        {
+            Checkpoint = begin.Checkpoint, NextCheckpoint = begin.NextCheckpoint,
+        };
         _syncDeviceDelta = begin.DeviceDelta;
+        _syncCheckpoint = begin.Checkpoint;
+        _syncOwnDirt = false;   // a full sync: the primary marks every page
         var stats = new SyncStats
         {
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = true, InputDigest = request.InputDigest,
-            StartedUtc = DateTime.UtcNow, Joined = true,
+            StartedUtc = DateTime.UtcNow, Joined = true, Checkpoint = begin.Checkpoint, NextCheckpoint = begin.NextCheckpoint,
         };
         stats.Wire.Control += placeholder.Wire.Control;
         long start = Stopwatch.GetTimestamp();
@@ -415,9 +430,11 @@ public sealed unsafe partial class SyncEngine : IDisposable
         var layout = _layout!;
         ulong words = layout.TotalWords;
         ulong* local = _local.Ensure(words);
-        if (_options.Checkpoint && Role == SyncRole.Backup)
+        if (_syncCheckpoint && Role == SyncRole.Backup && !_syncOwnDirt)
         {
-            // A checkpoint backup's VM never ran: what its bitmap holds (pages the last apply wrote) is the primary's.
+            // A checkpoint backup's VM did not run since its last completed sync: what its bitmap holds (pages the
+            // last apply wrote) is the primary's. (After a switch into checkpointing whose sync aborted, its VM had
+            // run: then its dirt joins the union, SyncRequest.BackupOwnDirt.)
             new Span<ulong>(local, checked((int)words)).Clear();
             new Span<ulong>(_union.Ensure(words), checked((int)words)).Clear();
             return 0;
@@ -436,7 +453,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private int SendBitmap(SyncConnection connection, SyncRequest request, ulong setBits, SyncStats stats)
     {
         _bitmapBody.Set(request.Epoch, request.LogIndex, _layout!, _local.Pointer, setBits);
-        _bitmapBody.SetSendAll(_options.Checkpoint);
+        _bitmapBody.SetSendAll(_syncCheckpoint);
         stats.LocalBitmapEncoding = _bitmapBody.Encoding;
         stats.LocalBitmapBytes = _bitmapBody.TailLength;
         int n = connection.Send(_bitmapBody);
@@ -461,8 +478,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
             throw new SyncProtocolException($"peer is at sync e{header.Epoch} (log index {header.LogIndex}), we are at e{request.Epoch} (log index {request.LogIndex})");
         if (header.TotalWords != layout.TotalWords || header.LayoutHash != layout.Hash)
             throw new SyncProtocolException($"peer's RAM layout differs ({header.TotalWords} bitmap words, layout {header.LayoutHash:x16}; ours {layout.TotalWords}, {layout.Hash:x16})");
-        if (header.SendAll != _options.Checkpoint)
-            throw new SyncProtocolException($"peer runs with checkpoint={header.SendAll}, we with {_options.Checkpoint} (sync.mode must be the same on both replicas)");
+        if (header.SendAll != _syncCheckpoint)
+            throw new SyncProtocolException($"peer runs this sync with checkpoint={header.SendAll}, we with {_syncCheckpoint} (sync.mode must be the same on both replicas)");
         ulong* union = _union.Pointer;
         if (!BitmapCodec.TryDecodeOr(frame.Tail, header.Encoding, union, layout.TotalWords, out ulong bits, out string? error))
             throw new SyncProtocolException($"bad bitmap from the peer: {error}");
@@ -499,6 +516,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
     }
 
     private void Hook(SyncStep step) => _options.StepHook?.Invoke(Role, step);
+
+    private static string ModeName(bool checkpoint) => checkpoint ? "checkpoint" : "replicate";
 
     private Action<SyncRequest>? _atSyncPoint;
 

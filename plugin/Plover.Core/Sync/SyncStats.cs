@@ -73,8 +73,11 @@ public sealed class SyncStats
     /// <summary>Backup: the primary's input digest at the cut was not this replica's (the two VMs did not get the same
     /// inputs): the sync compared every page, and the replica takes the primary's digest from here on.</summary>
     public bool InputsDiverged { get; internal set; }
-    /// <summary>A checkpoint (see <see cref="SyncOptions.Checkpoint"/>): every page the primary dirtied was sent.</summary>
+    /// <summary>A checkpoint (see <see cref="SyncRequest.Checkpoint"/>): every page the primary dirtied was sent.</summary>
     public bool Checkpoint { get; init; }
+    /// <summary>The mode the replicas continue in after this sync (differs from <see cref="Checkpoint"/> at an
+    /// adaptive switch).</summary>
+    public bool NextCheckpoint { get; init; }
     /// <summary>Primary: the guest resumed before the backup's ack, from a copy of the pages the sync still reads
     /// (<see cref="SyncOptions.EarlyResume"/>, <see cref="SyncOptions.ResumePoint"/>).</summary>
     public bool ResumedEarly { get; internal set; }

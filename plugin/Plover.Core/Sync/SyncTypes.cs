@@ -17,6 +17,22 @@ public sealed record SyncRequest(ulong Epoch, long LogIndex, bool FullSync = fal
 
     public bool IsJoin { get; private init; }
 
+    /// <summary>This sync runs in checkpoint mode (the mode in effect before its SYNC entry): no hashes, every page
+    /// in the union is sent, the backup's VM did not execute (see <see cref="BackupOwnDirt"/>). Both replicas take
+    /// it from the log; the backup checks the primary's against its own. Null: the engine's
+    /// <see cref="SyncOptions.Checkpoint"/> (an engine used alone, as the sync tests and benchmarks do).</summary>
+    public bool? Checkpoint { get; init; }
+    /// <summary>The mode both replicas continue in after this cut (the SYNC entry's next mode); a joining backup
+    /// adopts the primary's. Null: this sync's mode.</summary>
+    public bool? NextCheckpoint { get; init; }
+    /// <summary>Backup, checkpoint sync: its VM may have run since its last completed sync (it replicated until a
+    /// switch to checkpointing whose sync aborted), so its own dirty pages join the union; otherwise a checkpoint
+    /// backup's bitmap holds only what the last apply wrote and is left out.</summary>
+    public bool BackupOwnDirt { get; init; }
+    /// <summary>Bytes of the INPUT entries applied in the epoch this cut closes (the replica core's accounting for
+    /// adaptive mode; the engine does not read it).</summary>
+    public long InputBytes { get; init; }
+
     /// <summary>Stopwatch timestamp of the replica's vm_stop at the SYNC entry (0: none; the engine's own stop counts).
     /// The guest's pause is measured from it: a sync queued behind an earlier one keeps the VM stopped meanwhile.</summary>
     public long StoppedAt { get; init; }
@@ -57,7 +73,9 @@ public enum SyncStep
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a
-/// mismatch. 3: the device state delta (and, with the same frames, the pipelined sub-block round, whose chunks a
+/// mismatch. 3: the device state delta (SyncBegin's checkpoint and next_checkpoint, the mode per sync for adaptive
+/// mode, came later without a new version: an older peer reads them as replicate, and a sync whose two sides
+/// disagree on the mode still aborts at the bitmap's send_all) (and, with the same frames, the pipelined sub-block round, whose chunks a
 /// backup takes only up to <see cref="MaxChunkPages"/>); 2: sub-blocks and the divergent list; 1, the protocol before them, sent
 /// none (reads as 0).</summary>
 public static class SyncProtocol
@@ -92,8 +110,10 @@ public sealed record SyncOptions
     public int HashesPerFrame { get; init; } = 64 * 1024;
     /// <summary>Largest device state accepted from the primary.</summary>
     public long MaxDeviceStateBytes { get; init; } = 256L << 20;
-    /// <summary>Checkpointing (as Remus and COLO's periodic mode): no hashing, the primary sends every page it
-    /// dirtied. The backup's VM never runs, so its RAM is the last checkpoint and its own bitmap is left out.</summary>
+    /// <summary>The mode the replicas start in: checkpointing (as Remus and COLO's periodic mode): no hashing, the
+    /// primary sends every page it dirtied. The backup's VM never runs, so its RAM is the last checkpoint and its own
+    /// bitmap is left out. Each sync runs in the mode its <see cref="SyncRequest.Checkpoint"/> names (adaptive mode
+    /// switches it at a SYNC entry); this is only where the log starts.</summary>
     public bool Checkpoint { get; init; }
     /// <summary>Replicate mode: the primary sends, of each divergent page, only the sub-blocks of this many bytes
     /// whose hashes differ from the backup's (a second round: the divergent list, the backup's sub-block hashes);

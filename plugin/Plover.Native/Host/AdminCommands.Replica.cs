@@ -94,6 +94,9 @@ internal sealed unsafe partial class AdminCommands
         }
         GuardState guard = r.Guard.State;
         j.WriteString("mode", r.Checkpoint ? "checkpoint" : "replicate");
+        j.WriteBoolean("adaptive", r.Adaptive);
+        j.WriteNumber("modeSwitches", r.ModeSwitches.Total);
+        j.WriteNumber("modeSwitchesToCheckpoint", r.ModeSwitches.ToCheckpoint);
         j.WriteString("startMode", node.Mode == StartMode.Join ? "join" : "fresh");
         j.WriteBoolean("joining", r.IsJoining);
         j.WriteBoolean("runsAlone", r.RunsAlone);
@@ -213,6 +216,7 @@ internal sealed unsafe partial class AdminCommands
         if (s.Error is not null) j.WriteString("error", s.Error);
         j.WriteBoolean("fullSync", s.FullSync);
         j.WriteBoolean("checkpoint", s.Checkpoint);
+        j.WriteBoolean("nextCheckpoint", s.NextCheckpoint);
         j.WriteBoolean("resumedEarly", s.ResumedEarly);
         j.WriteBoolean("joined", s.Joined);
         j.WriteString("inputDigest", Hex(s.InputDigest));

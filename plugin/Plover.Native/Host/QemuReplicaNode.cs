@@ -58,7 +58,8 @@ internal sealed unsafe class QemuReplicaNode
         host.Info($"node {node.Id} runs as a replica: " +
                   $"{replicaHost.Memory.Blocks.Count} RAM block(s), {replicaHost.OutputPorts.Count} NIC(s), " +
                   $"{(vcpus is null ? "no" : vcpus.Length.ToString())} vCPU thread(s) watched for idleness" +
-                  (config.Sync.Mode == SyncMode.Checkpoint ? "; CHECKPOINT MODE: the backup VM never runs, inputs go to the primary only, every dirty page is sent" : ""));
+                  (config.Sync.Mode == SyncMode.Checkpoint ? "; CHECKPOINT MODE: the backup VM never runs, inputs go to the primary only, every dirty page is sent"
+                   : config.Sync.Mode == SyncMode.Adaptive ? "; ADAPTIVE MODE: starts replicating, switches to checkpointing (and back) when syncs say it pays" : ""));
         return new QemuReplicaNode(host, main, replicaHost, replicaNode);
     }
 

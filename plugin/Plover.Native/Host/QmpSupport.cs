@@ -19,7 +19,8 @@ internal static unsafe class QmpSupport
         PloverInfo v = default;
         v.node = (uint)node.Node.Id;
         v.mode = node.Mode == LibraryMode.Probe ? PloverAbi.ModeProbe
-            : node.Config.Sync.Mode == SyncMode.Checkpoint ? PloverAbi.ModeCheckpoint : PloverAbi.ModeReplicate;
+            : (node.Replica?.Node.Replica is { } now ? now.Checkpoint : node.Config.Sync.Mode == SyncMode.Checkpoint)
+                ? PloverAbi.ModeCheckpoint : PloverAbi.ModeReplicate;   // adaptive: the mode now
         string problem = "";
         if (node.Mode == LibraryMode.Probe)
         {

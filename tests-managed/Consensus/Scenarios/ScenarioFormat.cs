@@ -26,7 +26,11 @@ internal sealed class ScenarioFormat
         {
             case EntryType.Noop: return "noop";
             case EntryType.Sync:
-                try { return $"sync epoch={EntryPayloads.DecodeSync(e.Payload.Span)}"; }
+                try
+                {
+                    var (epoch, next) = EntryPayloads.DecodeSyncWithMode(e.Payload.Span);
+                    return $"sync epoch={epoch}{(next == SyncModeChange.None ? "" : $" next={next.ToString().ToLowerInvariant()}")}";
+                }
                 catch (FormatException) { return $"sync {Hex(e)}"; }
             case EntryType.Role:
                 try

@@ -54,14 +54,47 @@ public sealed class ReplicaCoreSimulationTests(ITestOutputHelper output)
         Assert.True(stats.RunAlone > Seeds / 20, $"few runs lost their backup: {stats}");
     }
 
+    /// <summary>
+    /// The same schedules in adaptive mode with a tiny window and probe interval and syncs whose cost flips at random,
+    /// so the mode switches back and forth under every fault: the two replicas must agree on the mode at every cut
+    /// (the sim checks each completed sync), a checkpoint must include the backup's own dirt whenever its VM ran
+    /// since its last completed sync, a checkpoint backup injects nothing, and the cluster converges as above.
+    /// </summary>
+    [Fact]
+    public void RandomFaultSchedules_InAdaptiveMode_KeepTheInvariants_AndConverge()
+    {
+        var stats = new Stats();
+        int seeds = Math.Max(Seeds / 2, 1);
+        long switches = 0, toCheckpoint = 0, joinsIntoCheckpoint = 0, ownDirt = 0;
+        for (int seed = 1; seed <= seeds; seed++)
+        {
+            var sim = RunSeed(seed, stats, adaptive: true);
+            foreach (var n in sim.Nodes) { switches += n.Core.ModeSwitches.Total; toCheckpoint += n.Core.ModeSwitches.ToCheckpoint; }
+            string trace = sim.Trace.ToString();
+            joinsIntoCheckpoint += CountOf(trace, "mode checkpoint adopted from the primary at the join");
+            ownDirt += CountOf(trace, " own-dirt");
+        }
+        output.WriteLine($"{seeds} adaptive seeds: {stats}; mode switches applied {switches} ({toCheckpoint} to checkpointing), " +
+                         $"joins into a checkpointing cluster {joinsIntoCheckpoint}, checkpoints with the backup's own dirt {ownDirt}");
+        Assert.True(toCheckpoint > seeds / 2 && switches - toCheckpoint > seeds / 4, $"few mode switches: {switches} ({toCheckpoint} to checkpointing)");
+        Assert.True(stats.Promotions > seeds / 4, $"few runs promoted a backup: {stats}");
+    }
+
     /// <summary>One seed, with its trace on failure (for debugging a seed the test reports).</summary>
-    private static ReplicaSim RunSeed(int seed, Stats stats, string? tracePath = null)
+    private static ReplicaSim RunSeed(int seed, Stats stats, string? tracePath = null, bool adaptive = false)
     {
         var r = new Random(seed);
-        var sim = new ReplicaSim(idleMonitor: true, backupLossMs: 200 * r.Next(1, 4), retryAfterAbortMs: 100 * r.Next(1, 4));
+        var sim = adaptive
+            ? new ReplicaSim(idleMonitor: true, backupLossMs: 200 * r.Next(1, 4), retryAfterAbortMs: 100 * r.Next(1, 4),
+                             adaptive: new Plover.Sync.AdaptiveOptions { Window = 2, ProbeEvery = 2, MaxProbeEvery = 4 })
+            : new ReplicaSim(idleMonitor: true, backupLossMs: 200 * r.Next(1, 4), retryAfterAbortMs: 100 * r.Next(1, 4));
         try
         {
-            for (int step = 0; step < ChaosSteps; step++) Chaos(sim, r);
+            for (int step = 0; step < ChaosSteps; step++)
+            {
+                if (adaptive && r.Next(10) == 0) sim.SyncWireBytes = r.Next(2) == 0 ? 10_000 : 10_000_000;   // divergence comes and goes
+                Chaos(sim, r);
+            }
             bool recoverable = Heal(sim, r);
             Assert.Empty(sim.Violations);
             if (!recoverable) stats.Unrecoverable++;
@@ -172,7 +205,9 @@ public sealed class ReplicaCoreSimulationTests(ITestOutputHelper output)
         Assert.False(primary.Core.RunsAlone, "the primary still runs alone");
         Assert.Equal(ReplicaSim.GuardState.Holding, primary.Guard);
         Assert.Equal(primary.Inputs, backup.Inputs);
-        Assert.True(primary.VmRunning && backup.VmRunning, "a VM stays stopped");
+        Assert.Equal(primary.Core.CheckpointMode, backup.Core.CheckpointMode);
+        Assert.True(primary.VmRunning && (backup.VmRunning || backup.Core.CheckpointMode), "a VM stays stopped");
+        if (backup.Core.CheckpointMode) Assert.False(backup.VmRunning, "a checkpoint backup's VM runs");
         Assert.True(primary.IdleArmed || primary.Jobs.Count > 0, "the idle monitor is never re-armed");
     }
 }

@@ -34,6 +34,7 @@ internal sealed class ReplicaSim
         public Ballot Ballot { get; set; }           // what consensus told this node
         public bool VmRunning { get; set; }
         public List<int> Inputs { get; set; } = new();   // the guest's state: input numbers taken, in order
+        public bool RanSinceSync { get; set; }       // the VM ran since this node's last completed sync (its dirt)
         public int LastInjected { get; set; }        // this incarnation's last input number (order check)
         public List<Job> Jobs { get; } = new();      // the engine's queue; the first one runs
         public GuardState Guard { get; set; } = GuardState.Holding;
@@ -50,25 +51,25 @@ internal sealed class ReplicaSim
     public enum GuardState { Holding, Unprotected, Fenced }
 
     private readonly ReplicaOptions _options;
-    private readonly Dictionary<long, int> _inputOfIndex = new();   // committed INPUT entry -> input number
     private readonly List<(EntryType Type, byte[] Payload)> _proposed = new();
     private int _nextInput;
 
-    public ReplicaSim(bool idleMonitor = true, long backupLossMs = 1000, long retryAfterAbortMs = 500)
+    public ReplicaSim(bool idleMonitor = true, long backupLossMs = 1000, long retryAfterAbortMs = 500,
+                      bool checkpoint = false, AdaptiveOptions? adaptive = null)
     {
         _options = new ReplicaOptions
         {
             Role = ReplicaRole.Primary, PeerId = 2, BackupLoss = TimeSpan.FromMilliseconds(backupLossMs),
             RetryAfterAbort = TimeSpan.FromMilliseconds(retryAfterAbortMs),
             VcpuThreadIds = idleMonitor ? [1] : null, Idle = idleMonitor ? new Plover.Config.SyncConfig(100, 25, 3, 200) : null,
-            Log = _ => { },
+            Log = _ => { }, Sync = new SyncOptions { Checkpoint = checkpoint }, Adaptive = adaptive,
         };
         LeaderBallot = new Ballot(1, 1);
         Leader = 1;
         Nodes = [MakeNode(1, ReplicaRole.Primary, joining: false), MakeNode(2, ReplicaRole.Backup, joining: false)];
         LinkUp = true;
         Connections = 1;
-        foreach (var n in Nodes) { n.VmRunning = true; Step(n, ReplicaEvent.Link(true, Connections)); }
+        foreach (var n in Nodes) { StartVm(n); Step(n, ReplicaEvent.Link(true, Connections)); }
         foreach (var n in Nodes) Step(n, ReplicaEvent.Start());
         Pump();
     }
@@ -86,6 +87,10 @@ internal sealed class ReplicaSim
     /// <summary>Frames released, by term and node.</summary>
     public Dictionary<long, HashSet<int>> ReleasersByTerm { get; } = new();
     public long Released { get; private set; }
+    /// <summary>What each completed sync reports to the primary's core (adaptive mode's accounting): bytes on the sync
+    /// link, and the pages the primary had dirty (what a checkpoint sends, at 4104 bytes each).</summary>
+    public long SyncWireBytes { get; set; } = 100_000;
+    public ulong PrimaryDirtyPages { get; set; } = 100;
 
     public Node this[int id] => Nodes[id - 1];
     public Node? Peer(Node n) => Nodes[2 - n.Id];
@@ -95,7 +100,7 @@ internal sealed class ReplicaSim
         var options = new ReplicaOptions
         {
             Role = role, Joining = joining, PeerId = 3 - id, BackupLoss = _options.BackupLoss, RetryAfterAbort = _options.RetryAfterAbort,
-            VcpuThreadIds = _options.VcpuThreadIds, Idle = _options.Idle, Log = _options.Log,
+            VcpuThreadIds = _options.VcpuThreadIds, Idle = _options.Idle, Log = _options.Log, Sync = _options.Sync, Adaptive = _options.Adaptive,
         };
         var status = new ConsensusStatus(Leader == id ? ConsensusRole.Leader : ConsensusRole.Follower, LeaderBallot, Leader, null);
         return new Node
@@ -140,7 +145,7 @@ internal sealed class ReplicaSim
         switch (a.Kind)
         {
             case ReplicaActionKind.StopVm: n.VmRunning = false; break;
-            case ReplicaActionKind.StartVm: n.VmRunning = true; break;
+            case ReplicaActionKind.StartVm: StartVm(n); break;
             case ReplicaActionKind.Inject: Inject(n, a.Frame.Span); break;
             case ReplicaActionKind.RunSync:
                 if (n.VmRunning) Violation($"node {n.Id} runs a sync ({Describe(a.Request!)}) with its VM running");
@@ -148,7 +153,7 @@ internal sealed class ReplicaSim
                 if (a.Request!.IsJoin) n.JoinRuns = true;
                 break;
             case ReplicaActionKind.CloseSyncConnection: CutLink(); break;
-            case ReplicaActionKind.ProposeSync: Propose(n, EntryType.Sync, EntryPayloads.EncodeSync(a.Epoch), a.Purpose); break;
+            case ReplicaActionKind.ProposeSync: Propose(n, EntryType.Sync, EntryPayloads.EncodeSync(a.Epoch, a.NextMode), a.Purpose); break;
             case ReplicaActionKind.ProposeRole: Propose(n, EntryType.Role, EntryPayloads.EncodeRole(LeaderBallot, n.Id, a.Node), a.Purpose); break;
             case ReplicaActionKind.GuardProtect: if (n.Guard == GuardState.Unprotected) n.Guard = GuardState.Holding; break;
             case ReplicaActionKind.GuardRunUnprotected:
@@ -180,6 +185,15 @@ internal sealed class ReplicaSim
         }
     }
 
+    /// <summary>vm_start through the checkpoint gate (<see cref="PassiveVmGate"/>): a backup's VM in checkpoint mode
+    /// stays stopped.</summary>
+    private static void StartVm(Node n)
+    {
+        if (n.Core.CheckpointMode && n.Core.Role == ReplicaRole.Backup) return;
+        n.VmRunning = true;
+        n.RanSinceSync = true;
+    }
+
     private void Inject(Node n, ReadOnlySpan<byte> frame)
     {
         int input = BinaryPrimitives.ReadInt32LittleEndian(frame);
@@ -195,9 +209,11 @@ internal sealed class ReplicaSim
     }
 
     /// <summary>Lets out the held answers to inputs up to through; unprotected ones need a committed ROLE(self, no backup).</summary>
-    private void ReleaseHeld(Node n, int through, bool unprotected)
+    private void ReleaseHeld(Node n, int through, bool unprotected) => ReleaseHeld(n, i => i <= through, unprotected);
+
+    private void ReleaseHeld(Node n, Predicate<int> covered, bool unprotected)
     {
-        var frames = n.Held.Where(i => i <= through).ToList();
+        var frames = n.Held.Where(i => covered(i)).ToList();
         if (frames.Count == 0) return;
         if (n.Guard == GuardState.Fenced) { Violation($"node {n.Id} released through a fenced guard"); return; }
         bool alone = LatestRole() is { } role && role.Primary == n.Id && role.Backup == 0;
@@ -207,7 +223,7 @@ internal sealed class ReplicaSim
         if (!ReleasersByTerm.TryGetValue(term, out var who)) ReleasersByTerm[term] = who = new HashSet<int>();
         who.Add(n.Id);
         if (who.Count > 1) Violation($"two nodes released output in term {term}");
-        n.Held.RemoveAll(i => i <= through);
+        n.Held.RemoveAll(covered);
         Released += frames.Count;
         Trace.Append($"  (node {n.Id} releases {frames.Count} frame(s){(unprotected ? " unprotected" : "")})\n");
     }
@@ -230,6 +246,7 @@ internal sealed class ReplicaSim
         var c = n.Core;
         if (c.IsJoining && c.Role == ReplicaRole.Primary) Violation($"node {n.Id} is a joining primary");
         if (c.RunsAlone && c.Role != ReplicaRole.Primary) Violation($"node {n.Id} runs alone as a backup");
+        if (c.CheckpointMode && c.Role == ReplicaRole.Backup && n.VmRunning) Violation($"node {n.Id}'s VM runs as a checkpoint backup");
         int inFlight = n.Jobs.Count + n.Inbox.Count(e => e.Kind == ReplicaEventKind.SyncFinished);   // ended, not yet told
         if (c.SyncsInFlight != inFlight) Violation($"node {n.Id} counts {c.SyncsInFlight} syncs in flight, its engine has {inFlight}");
     }
@@ -241,6 +258,21 @@ internal sealed class ReplicaSim
     {
         var p = Leader == 0 ? null : this[Leader];
         if (p is null || !p.Alive || p.Core.Role != ReplicaRole.Primary || p.Core.IsFenced || !p.Core.IsStarted) return false;
+        if (p.Core.CheckpointMode)
+        {
+            // Checkpointing: the frame goes straight into the primary's guest (Replica.OnFrameToGuest), no entry. A
+            // stopped guest (at a cut) loses it, as QEMU drops frames for a stopped VM.
+            ++_nextInput;
+            if (!p.VmRunning) { Trace.Append($"  (input {_nextInput} lost: node {p.Id}'s VM is stopped)\n"); return true; }
+            p.Inputs.Add(_nextInput);
+            p.Held.Add(_nextInput);
+            Trace.Append($"  (input {_nextInput} passes straight into node {p.Id}'s guest)\n");
+            Step(p, ReplicaEvent.FramePassed());
+            if (p.Guard == GuardState.Unprotected && p.GuardPrimary) ReleaseHeld(p, int.MaxValue, unprotected: true);
+            else p.Inbox.Enqueue(ReplicaEvent.OutputHeld());
+            Pump();
+            return true;
+        }
         var frame = new byte[4];
         BinaryPrimitives.WriteInt32LittleEndian(frame, ++_nextInput);
         _proposed.Add((EntryType.Input, EntryPayloads.EncodeInput(0, [frame])));
@@ -257,12 +289,6 @@ internal sealed class ReplicaSim
             var entry = new LogEntry(Log.Count + 1, LeaderBallot, type, payload);
             Log.Add(entry);
             added.Add(entry);
-            if (type == EntryType.Input)
-            {
-                var frames = new List<ReadOnlyMemory<byte>>();
-                EntryPayloads.DecodeInput(payload, frames);
-                _inputOfIndex[entry.Index] = BinaryPrimitives.ReadInt32LittleEndian(frames[0].Span);
-            }
         }
         _proposed.Clear();
         return added;
@@ -447,7 +473,15 @@ internal sealed class ReplicaSim
         var pr = pj.Request;
         bool join = bj.Request.IsJoin;
         if (join ? !pr.FullSync : bj.Request.Epoch != pr.Epoch) return false;
-        if (!join && !bj.StateAtCut.SequenceEqual(pj.StateAtCut))
+        if (!join && (bj.Request.Checkpoint != pr.Checkpoint || bj.Request.NextCheckpoint != pr.NextCheckpoint))
+            Violation($"sync e{pr.Epoch}: the replicas disagree on its mode (primary {pr.Checkpoint}/{pr.NextCheckpoint}, backup {bj.Request.Checkpoint}/{bj.Request.NextCheckpoint})");
+        // A checkpoint that is not full sends the primary's dirt and, only if the backup says so, the backup's: if
+        // its VM ran since its last completed sync (a switch into checkpointing whose sync aborted), leaving that
+        // out would leave pages the backup changed unsent.
+        if (!join && pr.Checkpoint == true && !pr.FullSync && b.RanSinceSync && !bj.Request.BackupOwnDirt)
+            Violation($"node {b.Id}: checkpoint sync e{pr.Epoch} leaves out the backup's own dirt, but its VM ran since its last completed sync");
+        // A checkpoint backup's guest takes no inputs: its state is the last checkpoint.
+        if (!join && pr.Checkpoint != true && !bj.StateAtCut.SequenceEqual(pj.StateAtCut))
             Violation($"sync e{pr.Epoch}: the backup's guest took other inputs than the primary's before the cut");
         if (!join && bj.Request.InputDigest != pr.InputDigest) Violation($"sync e{pr.Epoch}: input digests differ at the cut");
         p.Jobs.RemoveAt(0);
@@ -455,14 +489,20 @@ internal sealed class ReplicaSim
         b.Inputs = new List<int>(pj.StateAtCut);
         b.LastInjected = pj.StateAtCut.Count > 0 ? pj.StateAtCut[^1] : 0;
         Trace.Append($"sync e{pr.Epoch} at {pr.LogIndex} completes{(join ? " (join)" : "")}\n");
-        int through = _inputOfIndex.Where(kv => kv.Key <= pr.LogIndex).Select(kv => kv.Value).DefaultIfEmpty(0).Max();
-        if (p.Guard == GuardState.Holding && p.GuardPrimary) ReleaseHeld(p, through, unprotected: false);
-        b.Held.RemoveAll(i => i <= through);
+        // The answers to what the primary's guest took before the cut: INPUT entries up to the SYNC entry, and in
+        // checkpoint mode the frames that went straight in.
+        var atCut = new HashSet<int>(pj.StateAtCut);
+        if (p.Guard == GuardState.Holding && p.GuardPrimary) ReleaseHeld(p, atCut.Contains, unprotected: false);
+        b.Held.RemoveAll(atCut.Contains);
         if (!pj.ResumedEarly) p.VmRunning = true;   // an early-resumed guest runs already (or stopped at a later SYNC)
-        b.VmRunning = true;
-        p.Inbox.Enqueue(ReplicaEvent.SyncFinished(pr, new SyncResult(true, FullSync: pr.FullSync, Epoch: pr.Epoch, LogIndex: pr.LogIndex, InputDigest: pr.InputDigest)));
+        b.RanSinceSync = false;   // the apply cleared its dirt
+        bool next = pr.NextCheckpoint ?? pr.Checkpoint ?? false;
+        if (!(join && next)) StartVm(b);   // the engine keeps a joining backup of a checkpointing cluster stopped
+        long wire = pr.Checkpoint == true ? (long)PrimaryDirtyPages * 4104 : SyncWireBytes;
+        p.Inbox.Enqueue(ReplicaEvent.SyncFinished(pr, new SyncResult(true, FullSync: pr.FullSync, Epoch: pr.Epoch, LogIndex: pr.LogIndex, InputDigest: pr.InputDigest)
+            { NextCheckpoint = next, WireBytes = wire, PrimaryDirtyPages = PrimaryDirtyPages }));
         b.Inbox.Enqueue(ReplicaEvent.SyncFinished(bj.Request, new SyncResult(true, FullSync: pr.FullSync || join, Joined: join, Epoch: pr.Epoch,
-            LogIndex: pr.LogIndex, InputDigest: pr.InputDigest)));
+            LogIndex: pr.LogIndex, InputDigest: pr.InputDigest) { NextCheckpoint = next, WireBytes = wire }));
         Pump();
         return true;
     }
@@ -477,7 +517,7 @@ internal sealed class ReplicaSim
             bj.Request.Epoch >= p.Jobs[0].Request.Epoch)
             return false;
         b.Jobs.RemoveAt(0);
-        b.VmRunning = true;
+        StartVm(b);
         Trace.Append($"{Describe(bj.Request)} is superseded at node {b.Id} (the primary runs e{p.Jobs[0].Request.Epoch})\n");
         b.Inbox.Enqueue(ReplicaEvent.SyncFinished(bj.Request, new SyncResult(false, Error: "superseded")));
         Pump();
@@ -499,7 +539,7 @@ internal sealed class ReplicaSim
     private void Abort(Node n, Job job)
     {
         n.Jobs.Remove(job);
-        if (!job.Request.IsJoin && !job.ResumedEarly) n.VmRunning = true;
+        if (!job.Request.IsJoin && !job.ResumedEarly) StartVm(n);
         Trace.Append($"{Describe(job.Request)} aborts at node {n.Id}\n");
         n.Inbox.Enqueue(ReplicaEvent.SyncFinished(job.Request, new SyncResult(false, Error: "aborted")));
     }
@@ -518,7 +558,7 @@ internal sealed class ReplicaSim
             sb.Append($"{n.Id}: {c.Describe()}{(c.IsFenced ? " fenced" : "")}{(c.RunsAlone ? " alone" : "")} applied={c.LastAppliedIndex} " +
                       $"epoch={c.LastSyncEpoch} pending={c.PendingEntries} syncs={n.Jobs.Count}{(c.HeldAtCut ? " held-at-cut" : "")} " +
                       $"vm={(n.VmRunning ? "running" : "stopped")} guard={n.Guard.ToString().ToLowerInvariant()} held={n.Held.Count} " +
-                      $"inputs={n.Inputs.Count}{(n.IdleArmed ? " idle-armed" : "")}\n");
+                      $"inputs={n.Inputs.Count}{(n.IdleArmed ? " idle-armed" : "")}{(c.CheckpointMode ? " mode=checkpoint" : "")}\n");
         }
         return sb.ToString().TrimEnd();
     }

@@ -34,8 +34,8 @@ internal static class ReplicaText
     {
         ReplicaActionKind.Inject => $"inject nic={a.Nic} input={BinaryPrimitives.ReadInt32LittleEndian(a.Frame.Span)}",
         ReplicaActionKind.RunSync => a.Request!.IsJoin ? "run-sync join"
-            : $"run-sync e{a.Request.Epoch} at {a.Request.LogIndex}{(a.Request.FullSync ? " full" : "")}",
-        ReplicaActionKind.ProposeSync => $"propose-sync e{a.Epoch} ({a.Purpose})",
+            : $"run-sync e{a.Request.Epoch} at {a.Request.LogIndex}{(a.Request.FullSync ? " full" : "")}{Mode(a.Request)}",
+        ReplicaActionKind.ProposeSync => $"propose-sync e{a.Epoch} ({a.Purpose}){(a.NextMode == SyncModeChange.None ? "" : $" next={a.NextMode.ToString().ToLowerInvariant()}")}",
         ReplicaActionKind.ProposeRole => $"propose-role backup={(a.Node == 0 ? "none" : a.Node.ToString())} ({a.Purpose})",
         ReplicaActionKind.SetSyncRole => $"set-sync-role {a.Role.ToString().ToLowerInvariant()}",
         ReplicaActionKind.SetCanCampaign => $"set-can-campaign {a.Flag.ToString().ToLowerInvariant()}",
@@ -43,6 +43,12 @@ internal static class ReplicaText
         ReplicaActionKind.GuardRunUnprotected or ReplicaActionKind.GuardFence or ReplicaActionKind.Event => $"{Name(a.Kind)} \"{a.Text}\"",
         _ => Name(a.Kind),
     };
+
+    /// <summary>A sync's mode, printed only where checkpointing is involved (replication is the default).</summary>
+    private static string Mode(Plover.Sync.SyncRequest r) =>
+        (r.Checkpoint == true ? " checkpoint" : "") +
+        (r.NextCheckpoint is { } next && next != (r.Checkpoint ?? false) ? (next ? " then-checkpoint" : " then-replicate") : "") +
+        (r.BackupOwnDirt ? " own-dirt" : "");
 
     public static string Entry(in LogEntry e)
     {

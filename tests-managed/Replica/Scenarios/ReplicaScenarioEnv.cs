@@ -26,9 +26,22 @@ internal sealed class ReplicaScenarioEnv
         switch (c.Command)
         {
             case "new":
-                Allow(c, "idle", "backup-loss", "retry");
+                Allow(c, "idle", "backup-loss", "retry", "mode", "window", "probe", "max-probe");
                 if (_sim is not null) throw new ScenarioUsageException("new can only be used once");
-                _sim = sim = new ReplicaSim(idleMonitor: Flag(c, "idle", true), backupLossMs: Int(c, "backup-loss", 1000), retryAfterAbortMs: Int(c, "retry", 500));
+                string mode = c.Args.FirstOrDefault(a => a.Key == "mode" && !a.IsBare)?.Values[0] ?? "replicate";
+                if (mode is not ("replicate" or "checkpoint" or "adaptive")) throw new ScenarioUsageException("mode is replicate, checkpoint or adaptive");
+                var adaptive = mode == "adaptive"
+                    ? new Plover.Sync.AdaptiveOptions { Window = (int)Int(c, "window", 16), ProbeEvery = (int)Int(c, "probe", 64), MaxProbeEvery = (int)Int(c, "max-probe", 1024) }
+                    : null;
+                _sim = sim = new ReplicaSim(idleMonitor: Flag(c, "idle", true), backupLossMs: Int(c, "backup-loss", 1000), retryAfterAbortMs: Int(c, "retry", 500),
+                                            checkpoint: mode == "checkpoint", adaptive: adaptive);
+                break;
+            case "costs":
+                Allow(c, "wire", "dirty");
+                sim.SyncWireBytes = Int(c, "wire", sim.SyncWireBytes);
+                sim.PrimaryDirtyPages = (ulong)Int(c, "dirty", (long)sim.PrimaryDirtyPages);
+                extra.Append($"a replicated sync sends {sim.SyncWireBytes} bytes; the primary dirties {sim.PrimaryDirtyPages} pages " +
+                             $"(a checkpoint: {sim.PrimaryDirtyPages * 4104} bytes)");
                 break;
             case "input":
                 Allow(c);
