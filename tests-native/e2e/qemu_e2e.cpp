@@ -363,6 +363,29 @@ TEST_F(QemuGuest, TheLibrarysStopsSendNoRunStateEventsButAnOperatorsStopDoes) {
     EXPECT_EQ((std::vector<std::string>{"STOP", "RESUME"}), run_state_events());
 }
 
+// A library stop becomes visible once it lasts (patch 0010: 1 s): a deposed primary or a passive backup is really
+// stopped, and the monitor must say so; a stop shorter than that (a sync's) stays hidden.
+TEST_F(QemuGuest, ALibraryStopPastASecondIsReportedAShortOneIsNot) {
+    auto run_state_events = [] {
+        std::vector<std::string> e;
+        for (auto &name : qmp_->take_events())
+            if (name == "STOP" || name == "RESUME") e.push_back(name);
+        return e;
+    };
+    run_state_events();
+    EXPECT_TRUE(admin_->ok("vm-hold 300")["held"].get<bool>());
+    EXPECT_EQ(std::vector<std::string>{}, run_state_events()) << "a 0.3 s library stop was reported";
+    EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
+
+    EXPECT_TRUE(admin_->ok("vm-hold 2000")["held"].get<bool>());
+    EXPECT_EQ((std::vector<std::string>{"STOP", "RESUME"}), run_state_events()) << "a 2 s library stop";
+    EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
+
+    // and the next short stop is hidden again
+    EXPECT_TRUE(admin_->ok("vm-hold 100")["held"].get<bool>());
+    EXPECT_EQ(std::vector<std::string>{}, run_state_events()) << "a short stop after a long one was reported";
+}
+
 TEST_F(QemuGuest, TheFilterRefusesToBeSwitchedOffOrDeleted) {
     auto qmp_error = [](const std::string &cmd, const json &args) {
         try {

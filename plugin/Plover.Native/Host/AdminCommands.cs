@@ -74,6 +74,7 @@ internal sealed unsafe partial class AdminCommands
             ["out-discard"] = ("out-discard NIC EPOCH", a => OutRelease(a, discard: true)),
             ["net-stats"] = ("net-stats", _ => NetStats()),
             ["hash-ram"] = ("hash-ram", _ => HashRam()),
+            ["vm-hold"] = ("vm-hold MS", VmHold),
             ["vcpus"] = ("vcpus", _ => Vcpus()),
         };
         if (node.Mode == LibraryMode.Replicate)
@@ -89,7 +90,7 @@ internal sealed unsafe partial class AdminCommands
 
     private static readonly string[] ProbeOnly =
         ["dirty-sync", "dirty-mark-all", "dirty-clear", "devstate-roundtrip", "inject", "steal", "out-mode", "out-cut",
-         "out-release", "out-discard", "hash-ram"];
+         "out-release", "out-discard", "hash-ram", "vm-hold"];
 
     private QemuHost Host => _probe.Host;
 
@@ -505,6 +506,27 @@ internal sealed unsafe partial class AdminCommands
     /// <summary>Stops the VM, hashes every page of every block on the hash workers (off the main thread, which
     /// keeps serving QEMU), resumes. Digest = CityHash64 of the block's page hashes (little-endian u64 each);
     /// the top-level digest is CityHash64 of the block digests.</summary>
+    /// <summary>Stops the VM the way a sync does (the library's vm_stop), waits MS on this thread, then starts it:
+    /// how long a library stop may last before QEMU reports it to its monitor (patch 0010) is tested with it.</summary>
+    private string VmHold(string[] args)
+    {
+        if (args.Length != 1 || !int.TryParse(args[0], out int ms) || ms < 0 || ms > 60_000)
+            throw new AdminError("usage: vm-hold MS (0..60000)");
+        bool wasRunning = OnMain(() =>
+        {
+            RequireMachine();
+            bool running = Host.VmIsRunning();
+            if (running) Check(Host.VmStop(), "vm_stop");
+            return running;
+        });
+        Thread.Sleep(ms);
+        if (wasRunning) OnMain(() => { Host.VmStart(); return true; });
+        using var reply = new AdminReply();
+        reply.Json.WriteBoolean("held", wasRunning);
+        reply.Json.WriteNumber("ms", ms);
+        return reply.Finish();
+    }
+
     private string HashRam()
     {
         var (wasRunning, blocks) = OnMain(() =>
