@@ -335,21 +335,23 @@ TEST_F(QemuGuest, DeviceStateRoundTripLeavesTheGuestRunning) {
     expect_reply_held_until_release(/*inject=*/true);
 }
 
+// The STOP and RESUME events QEMU sent since the last call, oldest first.
+static std::vector<std::string> run_state_events(Qmp &qmp) {
+    std::vector<std::string> e;
+    for (auto &name : qmp.take_events())
+        if (name == "STOP" || name == "RESUME") e.push_back(name);
+    return e;
+}
+
 // The library stops the VM at every sync's cut (here: the admin commands that stop it around their work); QEMU
 // hides those stops from its monitor (patch 0010: no STOP or RESUME event) so that libvirt does not see the domain
 // flap to paused. An operator's stop (run by QEMU in probe mode) is reported as always.
 TEST_F(QemuGuest, TheLibrarysStopsSendNoRunStateEventsButAnOperatorsStopDoes) {
-    auto run_state_events = [] {
-        std::vector<std::string> e;
-        for (auto &name : qmp_->take_events())
-            if (name == "STOP" || name == "RESUME") e.push_back(name);
-        return e;
-    };
-    run_state_events();
+    run_state_events(*qmp_);
     admin_->ok("devstate-roundtrip");
     admin_->ok("dirty-sync");
     admin_->ok("hash-ram");
-    EXPECT_EQ(std::vector<std::string>{}, run_state_events()) << "the library's stops were reported";
+    EXPECT_EQ(std::vector<std::string>{}, run_state_events(*qmp_)) << "the library's stops were reported";
     EXPECT_TRUE(admin_->ok("status")["running"].get<bool>()) << "the library resumed the VM";
     EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
 
@@ -360,30 +362,24 @@ TEST_F(QemuGuest, TheLibrarysStopsSendNoRunStateEventsButAnOperatorsStopDoes) {
     EXPECT_FALSE(admin_->ok("status")["running"].get<bool>());
     qmp_->execute("cont");
     EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
-    EXPECT_EQ((std::vector<std::string>{"STOP", "RESUME"}), run_state_events());
+    EXPECT_EQ((std::vector<std::string>{"STOP", "RESUME"}), run_state_events(*qmp_));
 }
 
 // A library stop becomes visible once it lasts (patch 0010: 1 s): a deposed primary or a passive backup is really
 // stopped, and the monitor must say so; a stop shorter than that (a sync's) stays hidden.
 TEST_F(QemuGuest, ALibraryStopPastASecondIsReportedAShortOneIsNot) {
-    auto run_state_events = [] {
-        std::vector<std::string> e;
-        for (auto &name : qmp_->take_events())
-            if (name == "STOP" || name == "RESUME") e.push_back(name);
-        return e;
-    };
-    run_state_events();
+    run_state_events(*qmp_);
     EXPECT_TRUE(admin_->ok("vm-hold 300")["held"].get<bool>());
-    EXPECT_EQ(std::vector<std::string>{}, run_state_events()) << "a 0.3 s library stop was reported";
+    EXPECT_EQ(std::vector<std::string>{}, run_state_events(*qmp_)) << "a 0.3 s library stop was reported";
     EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
 
     EXPECT_TRUE(admin_->ok("vm-hold 2000")["held"].get<bool>());
-    EXPECT_EQ((std::vector<std::string>{"STOP", "RESUME"}), run_state_events()) << "a 2 s library stop";
+    EXPECT_EQ((std::vector<std::string>{"STOP", "RESUME"}), run_state_events(*qmp_)) << "a 2 s library stop";
     EXPECT_EQ(qmp_->execute("query-status")["status"], "running");
 
     // and the next short stop is hidden again
     EXPECT_TRUE(admin_->ok("vm-hold 100")["held"].get<bool>());
-    EXPECT_EQ(std::vector<std::string>{}, run_state_events()) << "a short stop after a long one was reported";
+    EXPECT_EQ(std::vector<std::string>{}, run_state_events(*qmp_)) << "a short stop after a long one was reported";
 }
 
 TEST_F(QemuGuest, TheFilterRefusesToBeSwitchedOffOrDeleted) {
