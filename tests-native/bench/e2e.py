@@ -86,18 +86,17 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
 SYNC_PHASES = ("stop", "bitmap", "hash", "subBlocks", "transfer", "deviceState", "apply", "resume")
 
 
-def one_client_breakdown(primary, first_epoch, requests, p50_ms):
-    """Where a closed-loop client's request goes: each request's output waits for a sync (one per request when the
-    client waits for every answer), so its latency is the sync plus everything before the sync starts."""
-    syncs = [s for s in checks.sync_log(primary) if s["epoch"] > first_epoch]
-    commit = primary.admin("replica")["commitLatencyUs"]
-    sync_ms = percentile([s["pauseUs"]["total"] / 1000 for s in syncs], 0.5) or 0
-    return {"syncsPerRequest": len(syncs) / requests,
-            "syncP50Ms": sync_ms,
-            "guestPauseP50Ms": percentile([s["pauseUs"].get("guest", s["pauseUs"]["total"]) / 1000 for s in syncs], 0.5),
+def one_client_breakdown(window, requests, p50_ms):
+    """Where a closed-loop client's request goes (window: window_figures of its run): each request's output waits for
+    a sync (one per request when the client waits for every answer), so its latency is the sync plus everything
+    before the sync starts."""
+    syncs = window["syncs"]
+    return {"syncsPerRequest": window["syncCount"] / requests,
+            "syncP50Ms": window["syncP50Ms"] or 0,
+            "guestPauseP50Ms": window["pauseP50Ms"],
             "phasesP50Ms": {k: percentile([s["pauseUs"].get(k, 0) / 1000 for s in syncs], 0.5) or 0 for k in SYNC_PHASES},
-            "commitP50Ms": (commit["p50"] / 1000) if commit["count"] else 0,
-            "outsideSyncMs": p50_ms - sync_ms}
+            "commitP50Ms": (window["commitP50Us"] or 0) / 1000,
+            "outsideSyncMs": p50_ms - (window["syncP50Ms"] or 0)}
 
 
 def run_cluster(mode, pinned, rnd, cfg):
@@ -137,13 +136,16 @@ def run_cluster(mode, pinned, rnd, cfg):
         if mode in REPLICATED:
             primary.admin("metrics-reset")
             first = primary.admin("replica")["lastSyncEpoch"]
+            before = cluster.traffic()
+        t = time.time()
         rps, p50, p99 = redis_benchmark(cluster, "-c", "1", "-P", "1", "-r", "100000", "-n", str(cfg["latencyRequests"]),
                                         timeout=1800)
         latency = {"mode": mode, "pinned": pinned, "round": rnd, "samples": cfg["latencyRequests"], "rps": rps,
                    "p50Ms": p50, "p99Ms": p99}
         print(f"{tag} one client: p50 {p50:.3f} ms, p99 {p99:.3f} ms ({rps:.0f} requests/s)", flush=True)
         if mode in REPLICATED:
-            latency["breakdown"] = one_client_breakdown(primary, first, cfg["latencyRequests"], p50)
+            window = window_figures(cluster, first, before, cfg["latencyRequests"], time.time() - t)
+            latency["breakdown"] = one_client_breakdown(window, cfg["latencyRequests"], p50)
             b = latency["breakdown"]
             print(f"{tag} one client, where a request's time goes (medians): {b['syncsPerRequest']:.2f} syncs per "
                   f"request; the sync {b['syncP50Ms']:.2f} ms (" +

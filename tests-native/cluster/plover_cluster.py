@@ -199,6 +199,14 @@ class Node:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def qmp(self, command, **arguments):
+        """One QMP command on a monitor connection of its own (QEMU's monitor serves one client at a time)."""
+        monitor = Qmp(self.qmp_path)
+        try:
+            return monitor(command, **arguments)
+        finally:
+            monitor.close()
+
     def events(self, name, incarnation=None, since=0.0):
         """The QMP events called name this node emitted (of one incarnation, if given), after time since."""
         return [e for e in list(self.qmp_events) if e["event"] == name and e["at"] >= since and

@@ -287,11 +287,7 @@ class Failover(ClusterUnderLoad):
                     fenced = p.wait_event("PLOVER_FENCED", 10, since=t0 / 1e6)
                     self.assertIn("leader of ballot", fenced["data"]["reason"], fenced)
                     # a primary that lost its quorum is a standby whose guest runs on (output held): QEMU says so
-                    qmp = pc.Qmp(p.qmp_path)
-                    try:
-                        status = qmp("query-status")["return"]
-                    finally:
-                        qmp.close()
+                    status = p.qmp("query-status")["return"]
                     self.assertEqual(("running", True), (status["status"], status["running"]), status)
             finally:
                 self.cluster.partition(target.id, cut=False)
@@ -304,11 +300,7 @@ class Failover(ClusterUnderLoad):
                 stops = p.events("STOP", since=t0 / 1e6)
                 if stops:
                     p.wait_event("RESUME", 30, since=stops[-1]["at"])
-                qmp = pc.Qmp(p.qmp_path)
-                try:
-                    status = qmp("query-status")["return"]
-                finally:
-                    qmp.close()
+                status = p.qmp("query-status")["return"]
                 self.assertEqual(("running", True), (status["status"], status["running"]), status)
                 self.report.append(f"the deposed primary (node {p.id}): {len(stops)} STOP and "
                                    f"{len(p.events('RESUME', since=t0 / 1e6))} RESUME events while it rejoined")
