@@ -145,7 +145,9 @@ public sealed class ReplicaFailoverTests
         Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.Announces == 1, 5000), c.Log.ToString());
         // The isolated primary only lost its quorum: it discards what it held and keeps its VM as a standby backup
         // (cut off for good here; reconnected, the new primary's ROLE entry would make it join).
-        Assert.True(TransportTestKit.WaitUntil(() => c.Primary.Role == Plover.Node.ReplicaRole.Backup, 5000), c.Log.ToString());
+        // Role is the core's; its actions (guard demotion, events) run on the driver right after: wait for the last.
+        Assert.True(TransportTestKit.WaitUntil(() => c.Primary.Role == Plover.Node.ReplicaRole.Backup
+            && c.Primary.Events.Any(e => e.What.StartsWith("standby:")), 5000), c.Log.ToString());
         Assert.Contains(c.Primary.Events, e => e.What.StartsWith("fenced in ballot 1.1: LostQuorum"));
         Assert.False(c.Primary.IsJoining);
         Assert.False(c.Primary.IsFenced);
