@@ -143,6 +143,31 @@ internal sealed unsafe partial class AdminCommands
             throw new AdminError("the machine is not ready (machine_ready has not been called yet)");
     }
 
+    /// <summary>MAIN thread: stops the VM the way a sync does, if it runs; true when it did (so resume it after).</summary>
+    private bool StopMachine()
+    {
+        RequireMachine();
+        bool running = Host.VmIsRunning();
+        if (running)
+            Check(Host.VmStop(), "vm_stop");
+        return running;
+    }
+
+    /// <summary>MAIN thread: runs work with the VM stopped and restarts it after, if it ran before.</summary>
+    private T WithMachineStopped<T>(Func<bool, T> work)
+    {
+        bool running = StopMachine();
+        try
+        {
+            return work(running);
+        }
+        finally
+        {
+            if (running)
+                Check(Host.VmStart(), "vm_start");
+        }
+    }
+
     private string Help()
     {
         using var reply = new AdminReply();
@@ -213,35 +238,23 @@ internal sealed unsafe partial class AdminCommands
         };
         ulong pageSize = PageSize;
         // Main thread: stop, harvest, copy the bitmaps, clear, resume. Counting happens here, off the main thread.
-        var (harvested, wasRunning, blocks, bitmaps) = OnMain(() =>
+        var (harvested, wasRunning, blocks, bitmaps) = OnMain(() => WithMachineStopped(running =>
         {
-            RequireMachine();
-            bool running = Host.VmIsRunning();
-            if (running)
-                Check(Host.VmStop(), "vm_stop");
-            try
+            long bits = Host.DirtySync();
+            RamBlockInfo[] info = Host.RamBlocks();
+            var copies = new ulong[info.Length][];
+            for (int i = 0; i < info.Length; i++)
             {
-                long bits = Host.DirtySync();
-                RamBlockInfo[] info = Host.RamBlocks();
-                var copies = new ulong[info.Length][];
-                for (int i = 0; i < info.Length; i++)
-                {
-                    ulong pages = info[i].Length / pageSize;
-                    copies[i] = new ulong[(pages + 63) / 64];
-                    if (info[i].Dirty != 0)
-                        new ReadOnlySpan<ulong>(info[i].DirtyBitmap, copies[i].Length).CopyTo(copies[i]);
-                    if (pages % 64 != 0 && copies[i].Length > 0)
-                        copies[i][^1] &= (1UL << (int)(pages % 64)) - 1; // bits past the last page are not pages
-                }
-                Host.DirtyClear();
-                return (bits, running, info, copies);
+                ulong pages = info[i].Length / pageSize;
+                copies[i] = new ulong[(pages + 63) / 64];
+                if (info[i].Dirty != 0)
+                    new ReadOnlySpan<ulong>(info[i].DirtyBitmap, copies[i].Length).CopyTo(copies[i]);
+                if (pages % 64 != 0 && copies[i].Length > 0)
+                    copies[i][^1] &= (1UL << (int)(pages % 64)) - 1; // bits past the last page are not pages
             }
-            finally
-            {
-                if (running)
-                    Check(Host.VmStart(), "vm_start");
-            }
-        });
+            Host.DirtyClear();
+            return (bits, running, info, copies);
+        }));
 
         using var reply = new AdminReply();
         Utf8JsonWriter j = reply.Json;
@@ -287,31 +300,19 @@ internal sealed unsafe partial class AdminCommands
 
     private string DevStateRoundTrip()
     {
-        long bytes = OnMain(() =>
+        long bytes = OnMain(() => WithMachineStopped(_ =>
         {
-            RequireMachine();
-            bool running = Host.VmIsRunning();
-            if (running)
-                Check(Host.VmStop(), "vm_stop");
+            Check(Host.SaveDeviceState(out byte* buf, out nuint length), "save_device_state");
             try
             {
-                Check(Host.SaveDeviceState(out byte* buf, out nuint length), "save_device_state");
-                try
-                {
-                    Check(Host.LoadDeviceState(buf, length), "load_device_state");
-                }
-                finally
-                {
-                    Host.FreeBuf(buf);
-                }
-                return (long)length;
+                Check(Host.LoadDeviceState(buf, length), "load_device_state");
             }
             finally
             {
-                if (running)
-                    Check(Host.VmStart(), "vm_start");
+                Host.FreeBuf(buf);
             }
-        });
+            return (long)length;
+        }));
         using var reply = new AdminReply();
         reply.Json.WriteNumber("bytes", bytes);
         return reply.Finish();
@@ -503,38 +504,29 @@ internal sealed unsafe partial class AdminCommands
         return reply.Finish();
     }
 
-    /// <summary>Stops the VM, hashes every page of every block on the hash workers (off the main thread, which
-    /// keeps serving QEMU), resumes. Digest = CityHash64 of the block's page hashes (little-endian u64 each);
-    /// the top-level digest is CityHash64 of the block digests.</summary>
     /// <summary>Stops the VM the way a sync does (the library's vm_stop), waits MS on this thread, then starts it:
     /// how long a library stop may last before QEMU reports it to its monitor (patch 0010) is tested with it.</summary>
     private string VmHold(string[] args)
     {
         if (args.Length != 1 || !int.TryParse(args[0], out int ms) || ms < 0 || ms > 60_000)
             throw new AdminError("usage: vm-hold MS (0..60000)");
-        bool wasRunning = OnMain(() =>
-        {
-            RequireMachine();
-            bool running = Host.VmIsRunning();
-            if (running) Check(Host.VmStop(), "vm_stop");
-            return running;
-        });
+        bool wasRunning = OnMain(StopMachine);
         Thread.Sleep(ms);
-        if (wasRunning) OnMain(() => { Host.VmStart(); return true; });
+        if (wasRunning) OnMain(() => Check(Host.VmStart(), "vm_start"));
         using var reply = new AdminReply();
         reply.Json.WriteBoolean("held", wasRunning);
         reply.Json.WriteNumber("ms", ms);
         return reply.Finish();
     }
 
+    /// <summary>Stops the VM, hashes every page of every block on the hash workers (off the main thread, which
+    /// keeps serving QEMU), resumes. Digest = CityHash64 of the block's page hashes (little-endian u64 each);
+    /// the top-level digest is CityHash64 of the block digests.</summary>
     private string HashRam()
     {
         var (wasRunning, blocks) = OnMain(() =>
         {
-            RequireMachine();
-            bool running = Host.VmIsRunning();
-            if (running)
-                Check(Host.VmStop(), "vm_stop");
+            bool running = StopMachine();
             try
             {
                 return (running, Host.RamBlocks());
