@@ -62,7 +62,8 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
     commit = status["commitLatencyUs"]
     return {
         "syncs": [{"epoch": s["epoch"], "union": s["union"], "identical": s["identical"], "divergent": s["divergent"],
-                   "deviceStateBytes": s["deviceStateBytes"], "startedUs": s["startedUs"], "pauseUs": s["pauseUs"]}
+                   "deviceStateBytes": s["deviceStateBytes"], "startedUs": s["startedUs"], "pauseUs": s["pauseUs"],
+                   "leadUs": s.get("leadUs")}
                   for s in syncs],
         "syncCount": len(syncs),
         "syncsPerSecond": len(syncs) / seconds,
@@ -85,6 +86,24 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
 
 SYNC_PHASES = ("stop", "bitmap", "hash", "subBlocks", "transfer", "deviceState", "apply", "resume")
 
+# The primary's epoch before its cut (the sync record's leadUs: how long before the stop each last event was), as
+# hand-offs from one event to the next; the last one ends at the stop.
+LEAD_HOPS = (("commit", "inputArrived", "inputCommitted"), ("toGuest", "inputCommitted", "inputInjected"),
+             ("guestAnswers", "inputInjected", "outputHeld"), ("idleDetection", "outputHeld", "idleTriggered"),
+             ("propose", "idleTriggered", "syncProposed"), ("syncCommit", "syncProposed", None))
+
+
+def lead_hops(syncs):
+    """Medians in ms of each hand-off over the syncs whose epoch saw every event in order (one request each)."""
+    rows = []
+    for s in syncs:
+        lead = s.get("leadUs") or {}
+        if all(lead.get(k, -1) >= 0 for _, k, _ in LEAD_HOPS):
+            hops = {name: (lead[a] - (lead[b] if b else 0)) / 1000 for name, a, b in LEAD_HOPS}
+            if all(v >= 0 for v in hops.values()):
+                rows.append(hops)
+    return {"epochs": len(rows), **{name: percentile([r[name] for r in rows], 0.5) for name, _, _ in LEAD_HOPS}}
+
 
 def one_client_breakdown(window, requests, p50_ms):
     """Where a closed-loop client's request goes (window: window_figures of its run): each request's output waits for
@@ -96,6 +115,7 @@ def one_client_breakdown(window, requests, p50_ms):
             "guestPauseP50Ms": window["pauseP50Ms"],
             "phasesP50Ms": {k: percentile([s["pauseUs"].get(k, 0) / 1000 for s in syncs], 0.5) or 0 for k in SYNC_PHASES},
             "commitP50Ms": (window["commitP50Us"] or 0) / 1000,
+            "beforeSyncP50Ms": lead_hops(syncs),
             "outsideSyncMs": p50_ms - (window["syncP50Ms"] or 0)}
 
 
@@ -152,6 +172,10 @@ def run_cluster(mode, pinned, rnd, cfg):
                   ", ".join(f"{k} {v:.2f}" for k, v in b["phasesP50Ms"].items()) +
                   f"); commit {b['commitP50Ms']:.2f} ms; the rest of the request (client, network, guest, idle "
                   f"detection, the SYNC entry's commit) {b['outsideSyncMs']:.2f} ms", flush=True)
+            lead = b["beforeSyncP50Ms"]
+            if lead["epochs"]:
+                print(f"{tag} one client, the primary before the sync (medians over {lead['epochs']} epochs with every "
+                      "event): " + ", ".join(f"{name} {lead[name]:.2f}" for name, _, _ in LEAD_HOPS) + " ms", flush=True)
     finally:
         cluster.stop()
     return runs, latency

@@ -57,6 +57,7 @@ public sealed class Replica : IDisposable
     private readonly ConcurrentQueue<ReplicaEvent> _inbox = new();   // any thread -> the main thread
     private readonly Action _drain;   // cached: posted once per batch of events
     private readonly ProposalClock _proposalClock = new();
+    private readonly SyncLeadClock _lead = new();
     private readonly Thread _watchdog;
     private readonly ManualResetEventSlim _stop = new();
     private IdleMonitor? _idle;       // main thread (the core starts and stops it)
@@ -196,7 +197,7 @@ public sealed class Replica : IDisposable
     {
         if (_core.Role == ReplicaRole.Primary && _core.IsStarted && !_core.IsFenced && !_disposed)
         {
-            if (!_core.CheckpointMode) { _batcher.Add(nic, frame); return true; }
+            if (!_core.CheckpointMode) { _lead.InputArrived(); _batcher.Add(nic, frame); return true; }
             Post(ReplicaEvent.FramePassed());
             return false;
         }
@@ -209,6 +210,7 @@ public sealed class Replica : IDisposable
     public void OnOutputHeld(int nic, ulong openEpoch, ulong heldFrames)
     {
         if (heldFrames == 0) return;
+        _lead.OutputHeld();
         long released = Guard.ReleaseUnprotected();
         if (released > 0)
         {
@@ -240,7 +242,11 @@ public sealed class Replica : IDisposable
     // Under the consensus core lock: only queue and wake the main thread.
     private void OnCommitted(LogEntry entry)
     {
-        if (entry.Type == EntryType.Input && _core.Role == ReplicaRole.Primary) _proposalClock.Committed();
+        if (entry.Type == EntryType.Input)
+        {
+            _lead.InputCommitted();
+            if (_core.Role == ReplicaRole.Primary) _proposalClock.Committed();
+        }
         Post(ReplicaEvent.Committed(entry));
     }
 
@@ -325,12 +331,14 @@ public sealed class Replica : IDisposable
                 catch (Exception e) { _log($"replica {_driver.SelfId}: vm_start failed: {e.Message}"); }
                 break;
             case ReplicaActionKind.Inject:
+                _lead.InputInjected();
                 if (_host.Inject(a.Nic, a.Frame.Span) < 0) _injectFailures++;
                 Volatile.Write(ref _framesInjected, _framesInjected + 1);
                 break;
             case ReplicaActionKind.RunSync: RunSync(a.Request!); break;
             case ReplicaActionKind.CloseSyncConnection: Engine.Connection?.Dispose(); break;
             case ReplicaActionKind.ProposeSync:
+                _lead.SyncProposed();
                 if (!_driver.Propose(EntryType.Sync, EntryPayloads.EncodeSync(a.Epoch, a.NextMode)))
                     _inbox.Enqueue(ReplicaEvent.ProposalRefused(a.Purpose));
                 break;
@@ -347,7 +355,11 @@ public sealed class Replica : IDisposable
             case ReplicaActionKind.Announce: _host.Announce(); break;
             case ReplicaActionKind.StartIdleMonitor:
                 if (_idle is null && _options.VcpuThreadIds is { } tids && _options.Idle is { } idle)
-                    _idle = new IdleMonitor(idle, tids, trigger => Post(ReplicaEvent.Idle(trigger)), _options.CpuTime);
+                    _idle = new IdleMonitor(idle, tids, trigger =>
+                    {
+                        _lead.IdleTriggered();
+                        Post(ReplicaEvent.Idle(trigger));
+                    }, _options.CpuTime);
                 break;
             case ReplicaActionKind.StopIdleMonitor:
                 _idle?.Dispose();
@@ -371,7 +383,7 @@ public sealed class Replica : IDisposable
     private void RunSync(SyncRequest request)
     {
         // The guest's pause counts from the replica's vm_stop at the SYNC entry, not from when the engine takes it up.
-        var run = request.IsJoin ? request : request with { StoppedAt = _stoppedAt };
+        var run = request.IsJoin ? request : request with { StoppedAt = _stoppedAt, Lead = _lead.Take(_stoppedAt) };
         var done = Engine.RunAsync(run);
         // In the order the syncs were queued: two in flight finish back to back, and their continuations on the
         // thread pool could otherwise report (SyncFinished) and post their ends out of order.

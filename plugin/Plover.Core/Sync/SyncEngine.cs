@@ -201,7 +201,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         var stats = new SyncStats
         {
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
-            Checkpoint = checkpoint, NextCheckpoint = nextCheckpoint, StartedUtc = DateTime.UtcNow,
+            Checkpoint = checkpoint, NextCheckpoint = nextCheckpoint, StartedUtc = DateTime.UtcNow, Lead = request.Lead,
         };
         _syncCheckpoint = checkpoint;
         _syncOwnDirt = request.BackupOwnDirt;

@@ -120,6 +120,8 @@ public sealed class SyncStats
     public DivergenceSample Divergence;
     public SyncWireBytes Wire;
     public SyncPause Pause;
+    /// <summary>How the epoch reached the cut (see <see cref="SyncLead"/>).</summary>
+    public SyncLead Lead { get; init; } = SyncLead.None;
 
     public override string ToString() =>
         $"sync e{Epoch} {Role} {Outcome}{(Error is null ? "" : $" ({Error})")}: union {UnionPages} pages, {IdenticalPages} identical, " +

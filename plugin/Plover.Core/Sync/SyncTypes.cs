@@ -36,6 +36,9 @@ public sealed record SyncRequest(ulong Epoch, long LogIndex, bool FullSync = fal
     /// <summary>Stopwatch timestamp of the replica's vm_stop at the SYNC entry (0: none; the engine's own stop counts).
     /// The guest's pause is measured from it: a sync queued behind an earlier one keeps the VM stopped meanwhile.</summary>
     public long StoppedAt { get; init; }
+
+    /// <summary>How the epoch reached this cut on this replica (recorded in the stats; the engine does not read it).</summary>
+    public SyncLead Lead { get; init; } = SyncLead.None;
 }
 
 public enum SyncOutcome { Completed, Aborted }

@@ -258,6 +258,14 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("guest", Math.Round(s.Pause.Guest, 1));
         j.WriteNumber("total", Math.Round(s.Pause.Total, 1));
         j.WriteEndObject();
+        j.WriteStartObject("leadUs");   // how long before the stop each last event of the epoch happened (-1: none)
+        j.WriteNumber("inputArrived", s.Lead.InputArrived);
+        j.WriteNumber("inputCommitted", s.Lead.InputCommitted);
+        j.WriteNumber("inputInjected", s.Lead.InputInjected);
+        j.WriteNumber("outputHeld", s.Lead.OutputHeld);
+        j.WriteNumber("idleTriggered", s.Lead.IdleTriggered);
+        j.WriteNumber("syncProposed", s.Lead.SyncProposed);
+        j.WriteEndObject();
         WriteSyncDivergence(j, s);   // AdminCommands.Divergence.cs
         j.WriteEndObject();
     }
