@@ -75,24 +75,17 @@ public sealed unsafe partial class SyncEngine
         }
     }
 
-    /// <summary>Saves this VM's own device state (stopped at the cut, as the primary's) and sends the key and hash of
-    /// each section: the primary then sends only the sections that differ. Sections unknown: none (all travel).</summary>
+    /// <summary>Sends the key and hash of each section of this VM's own device state (saved at the cut, as the
+    /// primary's): the primary then sends only the sections that differ. Sections unknown: none (all travel).</summary>
     private void SendDeviceHashes(SyncConnection connection, SyncRequest request, SyncStats stats)
     {
-        long t = Stopwatch.GetTimestamp();
-        OnMain(stats, () =>
-        {
-            _ownDeviceState.Clear();
-            _deviceSections.Clear();
-            _vm.SaveDeviceState(_ownDeviceState, _deviceSections);
-        });
+        AwaitDeviceSave(stats);
         if (!_deviceSections.Parse(_ownDeviceState.Data, out string? error) && !_sectionsWarned)
         {
             _sectionsWarned = true;
             _log($"sync e{request.Epoch}: no device state sections to compare ({error}): the primary sends them all");
         }
         stats.Wire.DeviceState += connection.Send(_deviceHashesBody.Set(request.Epoch, _ownDeviceState.Memory, _deviceSections));
-        stats.Pause.DeviceSave = Microseconds(t);
     }
 
     /// <summary>Receives what the primary sends after the hashes: whole pages, or (sub-block mode) the divergent

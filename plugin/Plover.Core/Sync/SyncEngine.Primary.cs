@@ -127,6 +127,7 @@ public sealed unsafe partial class SyncEngine
         _snapshot.Take(_layout!, bitmap, count, _workers);
         stats.Pause.Snapshot = Microseconds(t);
         stats.SnapshotPages = count;
+        AwaitDeviceSave(stats);
         ResumeEarly(request, stats);
         Hook(SyncStep.ResumedEarly);
         return _snapshot;
@@ -343,6 +344,7 @@ public sealed unsafe partial class SyncEngine
     /// the last chunk (possibly empty) closes the transfer.</summary>
     private void SendDeviceState(SyncConnection connection, SyncRequest request, ulong divergent, SyncStats stats)
     {
+        AwaitDeviceSave(stats);
         var state = _deviceState.Memory;
         bool parsed = _deviceSections.Parse(state.Span, out string? error);
         if (!parsed && _syncDeviceDelta && !_sectionsWarned)

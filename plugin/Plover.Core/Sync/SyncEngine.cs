@@ -66,6 +66,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly ByteBuffer _ownDeviceState = new(1 << 16); // backup, delta: its own state, saved at the cut
     private readonly ByteBuffer _deviceDelta = new(1 << 16);    // primary: the delta; backup: the stream rebuilt from it
     private readonly ByteBuffer _peerSummary = new(1 << 14);    // primary: the backup's section summary
+    private readonly PendingDeviceSave _pendingSave;             // this side's save at the cut, on the main thread
+    private readonly Action _savePrimary, _saveOwn;             // what it saves: into _deviceState, into _ownDeviceState
     private uint _peerSections;
     private readonly DeviceStateDelta _delta = new();
     private ReadOnlyMemory<byte> _deviceToLoad;                 // backup: what Apply loads
@@ -100,6 +102,9 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _vm = vm;
         _main = main;
         _guard = guard;
+        _pendingSave = new PendingDeviceSave(main);
+        _savePrimary = () => SaveDevices(_deviceState);
+        _saveOwn = () => SaveDevices(_ownDeviceState);
         _options = options ?? new SyncOptions();
         if (_options.PagesPerFrame < 1 || _options.PagesPerFrame > 8192) throw new ArgumentOutOfRangeException(nameof(options), "PagesPerFrame must be 1..8192");
         if (_options.HashesPerFrame < 1 || _options.HashesPerFrame > 1 << 20) throw new ArgumentOutOfRangeException(nameof(options), "HashesPerFrame must be 1..1048576");
@@ -374,6 +379,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         }
         // The guest resumed early with its dirt cleared: the union of this sync must be covered by the next one.
         if (_resumedEarly) _markAllAtNextStop = true;
+        _pendingSave.WaitQuietly(_options.Timeout);   // never start the VM under a device save
         if (_vmStopped)
         {
             try { _main.Invoke(_vm.Start); }
@@ -400,7 +406,6 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private void StopVm(SyncRequest request, SyncStats stats)
     {
         long start = Stopwatch.GetTimestamp();
-        double saveUs = 0;
         OnMain(stats, () =>
         {
             _vm.Stop();
@@ -409,19 +414,32 @@ public sealed unsafe partial class SyncEngine : IDisposable
             if (request.FullSync || _markAllAtNextStop) _vm.DirtyMarkAll();
             _markAllAtNextStop = false;
             _vm.DirtySync();
-            if (Role == SyncRole.Primary)
-            {
-                long save = Stopwatch.GetTimestamp();
-                _deviceState.Clear();
-                _deviceSections.Clear();
-                _vm.SaveDeviceState(_deviceState, _deviceSections);
-                saveUs = Microseconds(save);
-            }
         });
-        stats.Pause.Stop = Microseconds(start) - saveUs;
-        stats.Pause.DeviceState = saveUs;
-        if (Role == SyncRole.Primary) stats.DeviceStateSavedBytes = (ulong)_deviceState.Count;
+        stats.Pause.Stop = Microseconds(start);
+        // The device state at the cut: the primary always needs its own, a backup comparing sections its own too.
+        // Saved on the main thread while this thread goes on with the bitmaps and hashes.
+        if (Role == SyncRole.Primary) _pendingSave.Post(_savePrimary);
+        else if (_syncDeviceDelta) _pendingSave.Post(_saveOwn);
         Hook(SyncStep.Stopped);
+    }
+
+    /// <summary>Main thread, VM stopped: this side's device state at the cut, and where its sections start.</summary>
+    private void SaveDevices(ByteBuffer into)
+    {
+        into.Clear();
+        _deviceSections.Clear();
+        _vm.SaveDeviceState(into, _deviceSections);
+    }
+
+    /// <summary>Waits for the save posted at the stop (if not waited for yet): the guest may not run before it is
+    /// over, and its bytes are read after it. The wait counts in the device state pause, the save itself in DeviceSave.</summary>
+    private void AwaitDeviceSave(SyncStats stats)
+    {
+        if (!_pendingSave.Pending) return;
+        long t = Stopwatch.GetTimestamp();
+        stats.Pause.DeviceSave = _pendingSave.Wait(_options.Timeout);
+        stats.Pause.DeviceState += Microseconds(t);
+        if (Role == SyncRole.Primary) stats.DeviceStateSavedBytes = (ulong)_deviceState.Count;
     }
 
     /// <summary>Copies the blocks' dirty bitmaps into one global bitmap (padding bits cleared) and seeds the union.</summary>
@@ -589,5 +607,6 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
         Divergence.Dispose();
         _deviceState.Dispose();
+        _pendingSave.Dispose();
     }
 }

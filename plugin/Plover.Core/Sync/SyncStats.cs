@@ -35,7 +35,8 @@ public struct SyncPause
     public double SubBlocks;
     /// <summary>Divergent pages on the wire (backup: until the first device state frame arrives).</summary>
     public double Transfer;
-    /// <summary>Saving (primary) and moving the device state.</summary>
+    /// <summary>Waiting for this side's device save (posted at the stop, see <see cref="DeviceSave"/>) where its
+    /// bytes are needed, and moving the device state.</summary>
     public double DeviceState;
     /// <summary>Backup: copying staged pages into RAM and loading devices. Primary: waiting for the ack.</summary>
     public double Apply;
@@ -48,7 +49,8 @@ public struct SyncPause
     public double MainWait;
     /// <summary>Backup: loading the device state into the devices (on the main thread; part of <see cref="Apply"/>).</summary>
     public double DeviceLoad;
-    /// <summary>Backup, device state delta: saving its own device state and sending the section hashes.</summary>
+    /// <summary>Saving this side's device state at the cut, on the main thread, overlapping the bitmaps and hashes
+    /// (primary: always; backup: with the device state delta).</summary>
     public double DeviceSave;
     /// <summary>How long this side's guest was stopped: from the replica's vm_stop at the SYNC entry (or the engine's
     /// stop request) to vm_start, the pause its clients feel. At least <see cref="Total"/> unless the primary resumed

@@ -57,9 +57,14 @@ public sealed class SyntheticVm(SyntheticGuestMemory memory, DedicatedMainThread
     public void SetDeviceSections(IReadOnlyList<(string Name, byte[] Data)> sections) =>
         (DeviceState, DeviceSectionStarts) = SyntheticDeviceState.Build(sections);
 
+    /// <summary>Runs inside SaveDeviceState, on the main thread (tests: a slow save).</summary>
+    public Action? DuringSave { get; set; }
+
     public void SaveDeviceState(ByteBuffer into, DeviceStateSections sections)
     {
         OnMain("save_device_state");
+        if (Running) throw new InvalidOperationException("save_device_state while the VM runs");
+        DuringSave?.Invoke();
         DeviceState.CopyTo(into.Append(DeviceState.Length));
         foreach (int start in DeviceSectionStarts ?? []) sections.AddStart(start);
     }
