@@ -310,6 +310,7 @@ public sealed class ConfigValidationTests
     [InlineData("idleWindowUs", 0)]
     [InlineData("idleThresholdUs", -1)]
     [InlineData("idleWindows", 0)]
+    [InlineData("idleWindowsWithOutput", 0)]
     [InlineData("maxEpochMs", -200)]
     public void NonPositiveSyncValue(string field, int value) =>
         Assert.Equal($"config: sync.{field}: must be a positive integer (got {value})",
@@ -319,6 +320,11 @@ public sealed class ConfigValidationTests
     public void IdleThresholdAboveWindow() =>
         Assert.Equal("config: sync.idleThresholdUs: 101 is greater than sync.idleWindowUs 100",
             Refuse(With(j => j["sync"]!["idleThresholdUs"] = 101)));
+
+    [Fact]
+    public void IdleWindowsWithOutputAboveIdleWindows() =>
+        Assert.Equal("config: sync.idleWindowsWithOutput: 4 is greater than sync.idleWindows 3",
+            Refuse(With(j => j["sync"]!["idleWindowsWithOutput"] = 4)));
 
     [Fact]
     public void UnknownSyncMode() =>

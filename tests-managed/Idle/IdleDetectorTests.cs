@@ -48,6 +48,28 @@ public class IdleDetectorTests
     }
 
     [Fact]
+    public void OnceOutputIsHeld_OneIdleWindowProposesASync_UntilTheNextEpoch()
+    {
+        var (d, clock, cpu) = Make();
+        d.Sample();
+        clock.AdvanceUs(100); cpu.Run(10, 90);                          // the guest answers: busy
+        d.OutputHeld();
+        Assert.Equal(SyncTrigger.None, d.Sample());
+        clock.AdvanceUs(100); cpu.Run(10, 5);                           // then waits for its clients: idle
+        Assert.Equal(SyncTrigger.Idle, d.Sample());                    // one window, not three
+
+        d.EpochStarted();                                               // no output held in the new epoch
+        d.Sample();
+        for (int i = 0; i < 2; i++)
+        {
+            clock.AdvanceUs(100); cpu.Run(10, 5);
+            Assert.Equal(SyncTrigger.None, d.Sample());
+        }
+        clock.AdvanceUs(100); cpu.Run(10, 5);
+        Assert.Equal(SyncTrigger.Idle, d.Sample());
+    }
+
+    [Fact]
     public void ABusyWindowResetsTheCount_SummedOverVcpus()
     {
         var (d, clock, cpu) = Make();

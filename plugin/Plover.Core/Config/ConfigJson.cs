@@ -59,6 +59,7 @@ internal sealed class RawSync
     public int? IdleWindowUs { get; set; }
     public int? IdleThresholdUs { get; set; }
     public int? IdleWindows { get; set; }
+    public int? IdleWindowsWithOutput { get; set; }
     public int? MaxEpochMs { get; set; }
     public int? TimeoutMs { get; set; }
     public string? Mode { get; set; }

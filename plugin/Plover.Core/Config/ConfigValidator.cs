@@ -294,13 +294,16 @@ internal sealed partial class ConfigValidator
         int window = Positive(raw.IdleWindowUs ?? d.IdleWindowUs, "sync.idleWindowUs");
         int threshold = Positive(raw.IdleThresholdUs ?? d.IdleThresholdUs, "sync.idleThresholdUs");
         int windows = Positive(raw.IdleWindows ?? d.IdleWindows, "sync.idleWindows");
+        int withOutput = Positive(raw.IdleWindowsWithOutput ?? Math.Min(d.IdleWindowsWithOutput, windows), "sync.idleWindowsWithOutput");
+        if (withOutput > windows)
+            throw Error("sync.idleWindowsWithOutput", $"{withOutput} is greater than sync.idleWindows {windows}");
         int maxEpoch = Positive(raw.MaxEpochMs ?? d.MaxEpochMs, "sync.maxEpochMs");
         int timeout = Positive(raw.TimeoutMs ?? d.TimeoutMs, "sync.timeoutMs");
         if (threshold > window)
             throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
         var mode = ValidateSyncMode(raw.Mode);
         return new SyncConfig(window, threshold, windows, maxEpoch)
-            { TimeoutMs = timeout, Mode = mode, EarlyResume = raw.EarlyResume ?? d.EarlyResume,
+            { TimeoutMs = timeout, IdleWindowsWithOutput = withOutput, Mode = mode, EarlyResume = raw.EarlyResume ?? d.EarlyResume,
               ResumePoint = ValidateResumePoint(raw.ResumePoint), DeviceStateDelta = raw.DeviceStateDelta ?? d.DeviceStateDelta,
               Adaptive = ValidateAdaptive(mode, raw.Adaptive) };
     }

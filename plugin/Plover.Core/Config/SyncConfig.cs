@@ -15,6 +15,9 @@ public sealed record SyncConfig(int IdleWindowUs, int IdleThresholdUs, int IdleW
     public static readonly SyncConfig Default = new(100, 25, 3, 200);
 
     public int TimeoutMs { get; init; } = 10_000;
+    /// <summary>Idle windows that suffice once the guest's output is held in the epoch (at most IdleWindows): its
+    /// clients wait for this sync, so every window waited adds to their latency.</summary>
+    public int IdleWindowsWithOutput { get; init; } = 1;
     public SyncMode Mode { get; init; } = SyncMode.Replicate;
     /// <summary>Mode Adaptive's thresholds (<c>sync.adaptive</c>; defaults when absent); null in the other modes.</summary>
     public Sync.AdaptiveOptions? Adaptive { get; init; }

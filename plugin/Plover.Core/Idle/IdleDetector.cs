@@ -14,7 +14,7 @@ public enum SyncTrigger
 
 /// <summary>
 /// Decides when to propose a SYNC (docs/architecture.md section 4): after <see cref="SyncConfig.IdleWindows"/> consecutive
-/// windows of <see cref="SyncConfig.IdleWindowUs"/> in which the vCPU threads together ran less than
+/// windows (<see cref="SyncConfig.IdleWindowsWithOutput"/> once the guest's output waits for the sync) of <see cref="SyncConfig.IdleWindowUs"/> in which the vCPU threads together ran less than
 /// <see cref="SyncConfig.IdleThresholdUs"/> (scaled to the actual window length when sampling ran late), or when
 /// the epoch is <see cref="SyncConfig.MaxEpochMs"/> old. Unlike the original (process CPU time via clock(), which
 /// counted the library's own busy pollers), only the vCPU threads are measured, with ns resolution.
@@ -32,6 +32,7 @@ public sealed class IdleDetector
     private long _epochStart;
     private int _idleWindows;
     private bool _primed;
+    private volatile bool _outputHeld;
 
     public IdleDetector(SyncConfig config, ICpuTimeSource cpu, IMonotonicClock clock)
     {
@@ -61,10 +62,15 @@ public sealed class IdleDetector
     /// <summary>A new epoch began (the VM resumed after a sync): restart the epoch clock and the idle count.</summary>
     public void EpochStarted()
     {
+        _outputHeld = false;
         _epochStart = _clock.NowNanoseconds;
         _idleWindows = 0;
         _primed = false;
     }
+
+    /// <summary>Any thread: the guest's output is held in this epoch; from now on
+    /// <see cref="SyncConfig.IdleWindowsWithOutput"/> idle windows suffice.</summary>
+    public void OutputHeld() => _outputHeld = true;
 
     /// <summary>One sample: closes the window since the previous sample and says whether to propose a SYNC.</summary>
     public SyncTrigger Sample()
@@ -91,7 +97,7 @@ public sealed class IdleDetector
             _idleWindows = busy < threshold ? _idleWindows + 1 : 0;
         }
 
-        if (_idleWindows >= _config.IdleWindows)
+        if (_idleWindows >= (_outputHeld ? Math.Min(_config.IdleWindowsWithOutput, _config.IdleWindows) : _config.IdleWindows))
         {
             _idleWindows = 0;
             return SyncTrigger.Idle;

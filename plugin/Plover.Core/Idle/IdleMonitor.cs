@@ -28,6 +28,9 @@ public sealed partial class IdleMonitor : IDisposable
         _thread.Start();
     }
 
+    /// <summary>Any thread: the guest's output waits in the open epoch (see <see cref="IdleDetector.OutputHeld"/>).</summary>
+    public void OutputHeld() => _detector.OutputHeld();
+
     /// <summary>The VM resumed after a sync: start a new epoch and sample again.</summary>
     public void EpochStarted()
     {

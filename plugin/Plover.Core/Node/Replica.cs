@@ -211,6 +211,7 @@ public sealed class Replica : IDisposable
     {
         if (heldFrames == 0) return;
         _lead.OutputHeld();
+        _idle?.OutputHeld();
         long released = Guard.ReleaseUnprotected();
         if (released > 0)
         {
