@@ -585,6 +585,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _hasher.Dispose();
         _workers.Dispose();
         _snapshot.Dispose();
+        _stagingRegion.Dispose();   // before the buffer it registers
+        _pageHashes.Dispose(); _putGather.Dispose();
         _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
         _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
         Divergence.Dispose();
