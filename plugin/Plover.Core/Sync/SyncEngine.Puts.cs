@@ -85,8 +85,11 @@ public sealed unsafe partial class SyncEngine
         }
     }
 
-    /// <summary>Primary, whole pages: per batch, one put per run of pages adjacent in the source (they are adjacent
-    /// in staging), a flush, then the completion frame with the pages' numbers and hashes.</summary>
+    /// <summary>Primary, whole pages: per batch, one put (straight from the source when the batch's pages are adjacent
+    /// there, as in an early resume's copy; else gathered first, as the stream path copies them into its frame), a
+    /// flush, then the completion frame with the pages' numbers and hashes. One put per batch rather than per page:
+    /// UCX's TCP emulation pays per put (62,000 puts of scattered pages moved 176 MiB/s here, batch-sized ones about
+    /// 830), and on RDMA one large WRITE costs less than many 4 KiB ones.</summary>
     private void PutPages(SyncConnection connection, SyncRequest request, IPageSource pages, ulong divergent, SyncStats stats)
     {
         var writer = _putWriter!;
@@ -96,20 +99,24 @@ public sealed unsafe partial class SyncEngine
         for (ulong i = 0; i < divergent; i += (ulong)_options.PagesPerFrame)
         {
             uint count = (uint)Math.Min((ulong)_options.PagesPerFrame, divergent - i);
-            for (ulong j = i, end = i + count; j < end;)
+            int bytes = checked((int)count * GuestRamBlock.PageSize);
+            byte* start = pages.PageAddress(list[i]);
+            uint adjacent = 1;
+            while (adjacent < count && pages.PageAddress(list[i + adjacent]) == start + adjacent * (ulong)GuestRamBlock.PageSize) adjacent++;
+            if (adjacent < count)
             {
-                byte* start = pages.PageAddress(list[j]);
-                ulong k = j + 1;
-                while (k < end && pages.PageAddress(list[k]) == start + (k - j) * GuestRamBlock.PageSize) k++;
-                writer.Put(start, checked((int)((k - j) * GuestRamBlock.PageSize)), j * GuestRamBlock.PageSize);
-                stats.Puts++;
-                j = k;
+                byte* gather = _putGather.Ensure((ulong)_options.PagesPerFrame * GuestRamBlock.PageSize);
+                for (uint k = 0; k < count; k++)
+                    Buffer.MemoryCopy(pages.PageAddress(list[i + k]), gather + k * (ulong)GuestRamBlock.PageSize, GuestRamBlock.PageSize, GuestRamBlock.PageSize);
+                start = gather;
             }
+            writer.Put(start, bytes, i * GuestRamBlock.PageSize);
+            stats.Puts++;
             writer.Flush(timeoutMs, connection.PeerGone);
-            stats.PutBytes += count * (ulong)GuestRamBlock.PageSize;
+            stats.PutBytes += (ulong)bytes;
             Hook(SyncStep.PagesPut);
             stats.Wire.Pages += connection.Send(_putBody.SetPages(request.Epoch, list + i, hashes + i, count));
-            stats.PageDataBytes += count * (ulong)GuestRamBlock.PageSize;
+            stats.PageDataBytes += (ulong)bytes;
             Hook(SyncStep.PageBatch);
         }
     }
