@@ -140,7 +140,7 @@ public class SyncCrashTests
         }
         SyncOptions Options() => new()
         {
-            PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook,
+            PagesPerFrame = 8, PutPagesPerBatch = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook,
             SubBlockBytes = subBlockBytes, SubBlockChunkPages = 16, EarlyResume = earlyResume, ResumePoint = resumePoint,
             ParallelApply = parallelApply,
         };
@@ -234,7 +234,7 @@ public class SyncCrashTests
         }
         SyncOptions Options() => new()
         {
-            PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook, SubBlockBytes = subBlockBytes,
+            PagesPerFrame = 8, PutPagesPerBatch = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook, SubBlockBytes = subBlockBytes,
             SubBlockChunkPages = 16, Log = _ => { },
         };
         pair = new SyncPair(Layout, Options(), Options(), ucx: UcxSettings.OverTcpPagePuts);

@@ -67,7 +67,7 @@ public sealed class SyncOverUcxTests
     [InlineData(SyncOptions.DefaultSubBlockBytes)]
     public void Page_puts_carry_the_divergent_pages_and_leave_memories_identical(int subBlockBytes)
     {
-        var options = new SyncOptions { SubBlockBytes = subBlockBytes, Log = _ => { } };
+        var options = new SyncOptions { SubBlockBytes = subBlockBytes, PutPagesPerBatch = 100, Log = _ => { } };
         using var pair = new SyncPair(Layout, options, options, ucx: UcxSettings.OverTcpPagePuts);
         var work = new Workload(pair, seed: 21);
         double[] fractions = [0.2, 0.01, 0.05, 0.1];   // the first sync's union is the largest: one registration
@@ -82,7 +82,7 @@ public sealed class SyncOverUcxTests
             Assert.Equal((ulong)expected, b.DivergentPages);
             Assert.True(p.Puts > 0, $"round {round}: no puts");
             Assert.True(p.Puts <= (ulong)expected, $"round {round}: {p.Puts} puts for {expected} pages");
-            if (subBlockBytes == 0) Assert.Equal((ulong)(expected + 255) / 256, p.Puts);   // one per batch of 256 pages
+            if (subBlockBytes == 0) Assert.Equal((ulong)(expected + 99) / 100, p.Puts);   // one per batch of 100 pages
             Assert.Equal(p.PageDataBytes, p.PutBytes);   // every page byte went by put
             Assert.Equal(p.PutBytes, b.PutBytes);         // and the backup checked every one of them
             Assert.True((ulong)p.Wire.Pages < p.PutBytes / 4, $"round {round}: {p.Wire.Pages} bytes of page frames for {p.PutBytes} bytes put");

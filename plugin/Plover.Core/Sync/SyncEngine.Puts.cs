@@ -85,27 +85,28 @@ public sealed unsafe partial class SyncEngine
         }
     }
 
-    /// <summary>Primary, whole pages: per batch, one put (straight from the source when the batch's pages are adjacent
-    /// there, as in an early resume's copy; else gathered first, as the stream path copies them into its frame), a
-    /// flush, then the completion frame with the pages' numbers and hashes. One put per batch rather than per page:
-    /// UCX's TCP emulation pays per put (62,000 puts of scattered pages moved 176 MiB/s here, batch-sized ones about
-    /// 830), and on RDMA one large WRITE costs less than many 4 KiB ones.</summary>
+    /// <summary>Primary, whole pages: per batch (<see cref="SyncOptions.PutPagesPerBatch"/>), one put (straight from the
+    /// source when the batch's pages are adjacent there, as in an early resume's copy; else gathered first, as the
+    /// stream path copies them into its frame), a flush, then the completion frame with the pages' numbers and hashes.
+    /// One put per batch rather than per page: UCX's TCP emulation pays per put (62,000 puts of scattered pages moved
+    /// 176 MiB/s here), and on RDMA one large WRITE costs less than many 4 KiB ones.</summary>
     private void PutPages(SyncConnection connection, SyncRequest request, IPageSource pages, ulong divergent, SyncStats stats)
     {
         var writer = _putWriter!;
         ulong* list = _pageList.Pointer;
         ulong* hashes = _pageHashes.Pointer;
         int timeoutMs = (int)_options.Timeout.TotalMilliseconds;
-        for (ulong i = 0; i < divergent; i += (ulong)_options.PagesPerFrame)
+        ulong batch = (ulong)_options.PutPagesPerBatch;
+        for (ulong i = 0; i < divergent; i += batch)
         {
-            uint count = (uint)Math.Min((ulong)_options.PagesPerFrame, divergent - i);
+            uint count = (uint)Math.Min(batch, divergent - i);
             int bytes = checked((int)count * GuestRamBlock.PageSize);
             byte* start = pages.PageAddress(list[i]);
             uint adjacent = 1;
             while (adjacent < count && pages.PageAddress(list[i + adjacent]) == start + adjacent * (ulong)GuestRamBlock.PageSize) adjacent++;
             if (adjacent < count)
             {
-                byte* gather = _putGather.Ensure((ulong)_options.PagesPerFrame * GuestRamBlock.PageSize);
+                byte* gather = _putGather.Ensure(batch * GuestRamBlock.PageSize);
                 for (uint k = 0; k < count; k++)
                     Buffer.MemoryCopy(pages.PageAddress(list[i + k]), gather + k * (ulong)GuestRamBlock.PageSize, GuestRamBlock.PageSize, GuestRamBlock.PageSize);
                 start = gather;
@@ -127,7 +128,7 @@ public sealed unsafe partial class SyncEngine
     private void PutSubBlocks(SyncConnection connection, SyncRequest request, IPageSource pages, ulong* list, ulong* masks, ulong* subHashes,
                               ulong from, uint count, int blockBytes, SyncStats stats)
     {
-        byte* gather = _putGather.Ensure((ulong)_options.PagesPerFrame * GuestRamBlock.PageSize);
+        byte* gather = _putGather.Ensure(Math.Max((ulong)_options.PagesPerFrame, (ulong)_options.PutPagesPerBatch) * GuestRamBlock.PageSize);
         int bytes = 0;
         for (uint i = 0; i < count; i++)
         {

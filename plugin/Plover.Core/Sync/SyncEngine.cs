@@ -102,6 +102,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _guard = guard;
         _options = options ?? new SyncOptions();
         if (_options.PagesPerFrame < 1 || _options.PagesPerFrame > 8192) throw new ArgumentOutOfRangeException(nameof(options), "PagesPerFrame must be 1..8192");
+        if (_options.PutPagesPerBatch < 1 || _options.PutPagesPerBatch > 8192) throw new ArgumentOutOfRangeException(nameof(options), "PutPagesPerBatch must be 1..8192");
         if (_options.HashesPerFrame < 1 || _options.HashesPerFrame > 1 << 20) throw new ArgumentOutOfRangeException(nameof(options), "HashesPerFrame must be 1..1048576");
         _log = _options.Log ?? (m => Console.Error.WriteLine(m));
         if (_options.SubBlockBytes != 0 && !SyncProtocol.IsValidSubBlockSize(_options.SubBlockBytes))
