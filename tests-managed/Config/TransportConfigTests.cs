@@ -28,11 +28,13 @@ public sealed class TransportConfigTests
         var tuned = Parse(j =>
         {
             j["transport"] = "ucx";
-            j["ucx"] = new JsonObject { ["progress"] = "busy", ["oneSided"] = true,
+            j["ucx"] = new JsonObject { ["progress"] = "busy", ["oneSided"] = true, ["pagePuts"] = true,
                                         ["env"] = new JsonObject { ["UCX_TLS"] = "rc,sm", ["UCX_NET_DEVICES"] = "mlx5_0:1" } };
         }).Ucx!;
         Assert.False(plain.OneSided);
         Assert.True(tuned.OneSided);
+        Assert.False(plain.PagePuts);
+        Assert.True(tuned.PagePuts);
         Assert.Equal(UcxProgress.Busy, tuned.Progress);
         Assert.Equal("rc,sm", tuned.Variables["UCX_TLS"]);
         Assert.Equal("mlx5_0:1", tuned.Variables["UCX_NET_DEVICES"]);

@@ -1,4 +1,6 @@
 using Plover.Sync;
+using Plover.Tests.Transport.Ucx;
+using Plover.Transport.Ucx;
 using Xunit;
 
 namespace Plover.Tests.Sync;
@@ -93,7 +95,38 @@ public class SyncCrashTests
     [MemberData(nameof(CrashesWithoutEarlyResume))]
     [MemberData(nameof(CrashesByResumePointAndApply))]
     public void CrashAtStep_LeavesBackupOldOrNew_NeverMixed(SyncRole victim, SyncStep step, int occurrence, int subBlockBytes = SyncOptions.DefaultSubBlockBytes,
-                                                           bool earlyResume = true, ResumePoint resumePoint = ResumePoint.Compare, bool parallelApply = true)
+                                                           bool earlyResume = true, ResumePoint resumePoint = ResumePoint.Compare, bool parallelApply = true) =>
+        Crash(victim, step, occurrence, subBlockBytes, earlyResume, resumePoint, parallelApply, ucx: null);
+
+    /// <summary>UCX page puts (over UCX's TCP transport here): the backup offers its staging buffer after the bitmaps,
+    /// the primary puts each batch there, flushes, and then sends its completion. Crashes around the new steps: the
+    /// offer, between a batch's puts and its completion (PagesPut), mid transfer, before and during the apply.</summary>
+    public static TheoryData<SyncRole, SyncStep, int, int> PutCrashes()
+    {
+        var data = new TheoryData<SyncRole, SyncStep, int, int>();
+        foreach (int subBlockBytes in new[] { 0, SyncOptions.DefaultSubBlockBytes })
+        {
+            data.Add(SyncRole.Primary, SyncStep.PagesPut, 1, subBlockBytes);   // first batch put, no completion sent
+            data.Add(SyncRole.Primary, SyncStep.PagesPut, 2, subBlockBytes);   // one batch complete, the second only put
+            data.Add(SyncRole.Primary, SyncStep.PageBatch, 3, subBlockBytes);
+            data.Add(SyncRole.Backup, SyncStep.PageBatch, 3, subBlockBytes);   // mid transfer: some batches verified
+            data.Add(SyncRole.Backup, SyncStep.Hashed, 1, subBlockBytes);      // the staging offer sent, hashes not yet
+            data.Add(SyncRole.Primary, SyncStep.Hashed, 1, subBlockBytes);     // the offer not yet read
+            data.Add(SyncRole.Backup, SyncStep.BeforeApply, 1, subBlockBytes);
+            data.Add(SyncRole.Primary, SyncStep.BeforeApply, 1, subBlockBytes);
+            data.Add(SyncRole.Backup, SyncStep.Applying, 1, subBlockBytes);    // torn
+            data.Add(SyncRole.Backup, SyncStep.BeforeAck, 1, subBlockBytes);
+        }
+        return data;
+    }
+
+    [UcxTheory]
+    [MemberData(nameof(PutCrashes))]
+    public void CrashAtStep_WithPagePuts_LeavesBackupOldOrNew_NeverMixed(SyncRole victim, SyncStep step, int occurrence, int subBlockBytes) =>
+        Crash(victim, step, occurrence, subBlockBytes, earlyResume: true, ResumePoint.Compare, parallelApply: true, ucx: UcxSettings.OverTcpPagePuts);
+
+    private static void Crash(SyncRole victim, SyncStep step, int occurrence, int subBlockBytes, bool earlyResume, ResumePoint resumePoint,
+                              bool parallelApply, UcxSettings? ucx)
     {
         SyncPair? pair = null;
         int seen = 0;
@@ -107,11 +140,11 @@ public class SyncCrashTests
         }
         SyncOptions Options() => new()
         {
-            PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook,
+            PagesPerFrame = 8, PutPagesPerBatch = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook,
             SubBlockBytes = subBlockBytes, SubBlockChunkPages = 16, EarlyResume = earlyResume, ResumePoint = resumePoint,
             ParallelApply = parallelApply,
         };
-        pair = new SyncPair(Layout, Options(), Options());
+        pair = new SyncPair(Layout, Options(), Options(), ucx: ucx);
         using var _ = pair;
         var work = new Workload(pair, seed: (int)step * 10 + (int)victim);
 
@@ -134,6 +167,8 @@ public class SyncCrashTests
         armed = false;
         Assert.Equal(occurrence, seen);
         Assert.Equal(SyncOutcome.Aborted, victim == SyncRole.Primary ? p.Outcome : b.Outcome);
+        if (ucx is { PagePuts: true } && step is SyncStep.PagesPut or SyncStep.PageBatch or SyncStep.BeforeApply or SyncStep.Applying or SyncStep.BeforeAck)
+            Assert.True(p.Puts > 0, "the pages did not go by puts");
 
         bool everythingSent = victim == SyncRole.Primary && step == SyncStep.BeforeApply;
         bool applied = everythingSent || (victim == SyncRole.Backup && step == SyncStep.BeforeAck);
@@ -174,6 +209,79 @@ public class SyncCrashTests
         Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
         Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
         Assert.Contains(42, pair.PrimaryNic.Sent);   // released with the next acked sync
+    }
+
+    /// <summary>A put that arrives garbled (here: bytes of the first batch's staging slots changed after the primary's
+    /// flush, as a faulty or hostile writer on the fabric would), and a remote key that does not unpack on the
+    /// primary: the sync aborts on both sides with the reason, the backup keeps the previous sync point, and after a
+    /// reconnect the next sync completes.</summary>
+    [UcxTheory]
+    [InlineData("garbled", 0)]
+    [InlineData("garbled", SyncOptions.DefaultSubBlockBytes)]
+    [InlineData("bad key", 0)]
+    [InlineData("bad key", SyncOptions.DefaultSubBlockBytes)]
+    public unsafe void PutFault_LeavesBackupAtPreviousSyncPoint(string fault, int subBlockBytes)
+    {
+        SyncPair? pair = null;
+        bool armed = false;
+        int garbled = 0;
+        void Hook(SyncRole role, SyncStep at)
+        {
+            if (!armed || fault != "garbled" || role != SyncRole.Primary || at != SyncStep.PagesPut || garbled > 0) return;
+            garbled++;
+            byte* staged = pair!.Backup.StagingPointer;   // the first batch's data, put and flushed, completion not yet sent
+            for (int i = 0; i < 64; i++) staged[i] ^= 0x5a;
+        }
+        SyncOptions Options() => new()
+        {
+            PagesPerFrame = 8, PutPagesPerBatch = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook, SubBlockBytes = subBlockBytes,
+            SubBlockChunkPages = 16, Log = _ => { },
+        };
+        pair = new SyncPair(Layout, Options(), Options(), ucx: UcxSettings.OverTcpPagePuts);
+        using var _ = pair;
+        var work = new Workload(pair, seed: 77);
+        work.Run(0.05, 0.3);
+        Assert.Equal(SyncOutcome.Completed, pair.Sync(1).Backup.Outcome);
+        work.Reset();
+
+        work.Run(0.1, 0.5);
+        pair.PrimaryVm.DeviceState = [7, 7, 7];
+        pair.PrimaryNic.GuestSends(43);
+        var oldBackup = pair.BackupMemory.Snapshot();
+        var oldDevice = pair.BackupVm.DeviceState;
+        if (fault == "bad key") pair.Primary.Connection!.RefuseStagingKey = true;
+        armed = true;
+        var (p, b) = pair.Sync(2);
+        armed = false;
+
+        Assert.Equal(SyncOutcome.Aborted, p.Outcome);
+        Assert.Equal(SyncOutcome.Aborted, b.Outcome);
+        if (fault == "garbled")
+        {
+            Assert.Equal(1, garbled);
+            Assert.Contains("does not match the primary's hash", b.Error);
+        }
+        else
+        {
+            Assert.Contains("staging key does not unpack", p.Error);
+            Assert.Equal(0UL, p.Puts);
+        }
+        Assert.True(pair.BackupMemory.Matches(oldBackup), "the backup's memory changed in an aborted sync");
+        Assert.Same(oldDevice, pair.BackupVm.DeviceState);
+        Assert.False(pair.Backup.StateInvalid);
+        Assert.True(pair.PrimaryVm.Running && pair.BackupVm.Running);
+        Assert.DoesNotContain(43, pair.PrimaryNic.Sent);
+
+        pair.Backup.Connection?.Dispose();
+        pair.Connect();
+        work.Run(0.01, 0.5);
+        var (p3, b3) = pair.Sync(3);
+        Assert.Equal(SyncOutcome.Completed, p3.Outcome);
+        Assert.Equal(SyncOutcome.Completed, b3.Outcome);
+        Assert.True(p3.Puts > 0);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+        Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
+        Assert.Contains(43, pair.PrimaryNic.Sent);
     }
 
     [Fact]

@@ -59,6 +59,70 @@ public sealed class SyncOverUcxTests
             $"only {pair.Backup.Connection.OneSidedBytes} bytes came one-sided");
     }
 
+    /// <summary>UCX page puts: the divergent pages (whole, or their differing sub-blocks) go by ucp_put straight into
+    /// the backup's staging buffer, the stream carries only their numbers and hashes, and the memories end identical.
+    /// The staging buffer is registered once and kept while later syncs fit in it; a full sync gives it back.</summary>
+    [UcxTheory]
+    [InlineData(0)]
+    [InlineData(SyncOptions.DefaultSubBlockBytes)]
+    public void Page_puts_carry_the_divergent_pages_and_leave_memories_identical(int subBlockBytes)
+    {
+        var options = new SyncOptions { SubBlockBytes = subBlockBytes, PutPagesPerBatch = 100, Log = _ => { } };
+        using var pair = new SyncPair(Layout, options, options, ucx: UcxSettings.OverTcpPagePuts);
+        var work = new Workload(pair, seed: 21);
+        double[] fractions = [0.2, 0.01, 0.05, 0.1];   // the first sync's union is the largest: one registration
+        for (int round = 0; round < fractions.Length; round++)
+        {
+            pair.PrimaryVm.DeviceState = Enumerable.Range(0, 2000 + round).Select(i => (byte)(i * (round + 3))).ToArray();
+            work.Run(fractions[round], 0.3);
+            int expected = work.CountDivergent();
+            var (p, b) = pair.Sync((ulong)round + 1);
+            Assert.Equal(SyncOutcome.Completed, p.Outcome);
+            Assert.Equal(SyncOutcome.Completed, b.Outcome);
+            Assert.Equal((ulong)expected, b.DivergentPages);
+            Assert.True(p.Puts > 0, $"round {round}: no puts");
+            Assert.True(p.Puts <= (ulong)expected, $"round {round}: {p.Puts} puts for {expected} pages");
+            if (subBlockBytes == 0) Assert.Equal((ulong)(expected + 99) / 100, p.Puts);   // one per batch of 100 pages
+            Assert.Equal(p.PageDataBytes, p.PutBytes);   // every page byte went by put
+            Assert.Equal(p.PutBytes, b.PutBytes);         // and the backup checked every one of them
+            Assert.True((ulong)p.Wire.Pages < p.PutBytes / 4, $"round {round}: {p.Wire.Pages} bytes of page frames for {p.PutBytes} bytes put");
+            Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+            Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
+            work.Reset();
+        }
+        Assert.Equal(1, pair.Backup.StagingRegistrations);
+
+        work.Run(0.05, 1.0);
+        var (full, fullBackup) = pair.Sync(10, full: true);   // whole pages, every page compared
+        Assert.Equal(SyncOutcome.Completed, full.Outcome);
+        Assert.True(full.Puts > 0);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+        work.Reset();
+        work.Run(0.01, 0.5);
+        var (after, _) = pair.Sync(11);
+        Assert.Equal(SyncOutcome.Completed, after.Outcome);
+        // the full sync's union is all of RAM (registered again, larger), and it gave that staging back after it
+        Assert.Equal(3, pair.Backup.StagingRegistrations);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+    }
+
+    /// <summary>Checkpoint syncs have no hashes to check puts against: the backup offers no staging and the pages
+    /// travel in frames, as over TCP.</summary>
+    [UcxFact]
+    public void A_checkpoint_sync_sends_pages_in_frames_even_with_page_puts()
+    {
+        var options = new SyncOptions { Checkpoint = true, Log = _ => { } };
+        using var pair = new SyncPair(Layout, options, options, ucx: UcxSettings.OverTcpPagePuts);
+        var rng = new Random(5);
+        for (int i = 0; i < 200; i++)   // the primary's writes only: a checkpoint backup's VM does not run
+            pair.PrimaryMemory.Write(0, (ulong)rng.Next(4096), rng.Next(512) * 8, (ulong)rng.NextInt64());
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, p.Outcome);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.Equal(0UL, p.Puts);
+        Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
+    }
+
     [UcxFact]
     public void An_epoch_mismatch_aborts_both_and_a_reconnected_pair_syncs_again()
     {

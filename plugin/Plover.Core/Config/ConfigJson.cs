@@ -25,6 +25,7 @@ internal sealed class RawUcx
 {
     public string? Progress { get; set; }
     public bool? OneSided { get; set; }
+    public bool? PagePuts { get; set; }
     public Dictionary<string, string?>? Env { get; set; }
 }
 

@@ -80,7 +80,7 @@ internal sealed partial class ConfigValidator
             if (string.IsNullOrEmpty(value)) throw Error($"ucx.env.{key}", "empty value");
             env[key] = value;
         }
-        return new Transport.Ucx.UcxSettings(progress, env, ucx?.OneSided ?? false);
+        return new Transport.Ucx.UcxSettings(progress, env, ucx?.OneSided ?? false, ucx?.PagePuts ?? false);
     }
 
     private byte[] ValidatePublicKey(string? text, string field)

@@ -35,6 +35,9 @@ public sealed class SyncConnection : IDisposable
     private readonly UcxFrameRing? _ring;
     private readonly ByteBuffer? _put;     // a frame on its way into the peer's ring
     private readonly ByteBuffer? _taken;   // authentication only: a frame from our ring, copied out (its spans outlive the read)
+    private UcxRemoteWriter? _staging;    // primary, page puts: the backup's staging region (kept while its key is the same)
+    private byte[]? _stagingKey;
+    private ulong _stagingAddress, _stagingLength;
     private bool _releaseRing;             // the last frame read came from the ring: tell the peer once it is consumed
     private int _pendingConsume;
     private volatile bool _closed;
@@ -65,6 +68,8 @@ public sealed class SyncConnection : IDisposable
                 _taken = new ByteBuffer(1 << 20);
             }
             if (ucx is not null) _ucx = UcxBootstrap.Exchange(socket, _recv, _reader, _writer, ucx, timeout, _ring);
+            Ucx = ucx;
+            PeerGone = PeerHasClosed;
         }
         catch
         {
@@ -81,6 +86,33 @@ public sealed class SyncConnection : IDisposable
 
     public int PeerId { get; }
     public bool IsClosed => _closed;
+    /// <summary>The UCX worker the frames travel on (null: TCP). Both ends of a link agree on it.</summary>
+    public UcxWorker? Ucx { get; }
+    /// <summary><see cref="PeerHasClosed"/> as one delegate (a flush of page puts checks it while it waits).</summary>
+    public Func<bool> PeerGone { get; } = null!;
+
+    /// <summary>
+    /// Primary, page puts: a writer into the backup's staging region (what its SyncStaging named), unpacked on this
+    /// connection's endpoint. Kept across syncs while the backup offers the same key, address and length (it
+    /// registers again only when its buffer grows); freed with the connection. Throws IOException if the key does
+    /// not unpack.
+    /// </summary>
+    /// <summary>Tests: make the next staging key fail to unpack (UCX 1.13 over TCP unpacks any bytes: its TCP
+    /// transport needs no key, so a key that fails can only be played).</summary>
+    internal bool RefuseStagingKey { get; set; }
+
+    public UcxRemoteWriter StagingWriter(ReadOnlySpan<byte> key, ulong address, ulong length)
+    {
+        if (_ucx is null) throw new InvalidOperationException("page puts need a UCX connection");
+        if (RefuseStagingKey) throw new IOException("UCX remote key unpack failed: refused by a test");
+        if (_staging is not null && address == _stagingAddress && length == _stagingLength && key.SequenceEqual(_stagingKey))
+            return _staging;
+        _staging?.Dispose();
+        _staging = null;
+        _staging = new UcxRemoteWriter(_ucx, key, address, length);
+        (_stagingKey, _stagingAddress, _stagingLength) = (key.ToArray(), address, length);
+        return _staging;
+    }
     /// <summary>Frames (and their bytes) that arrived one-sided in our ring rather than on the stream (UCX only).</summary>
     public long OneSidedFrames { get; private set; }
     public long OneSidedBytes { get; private set; }
@@ -326,6 +358,7 @@ public sealed class SyncConnection : IDisposable
         if (_closed) return;
         _closed = true;
         _ring?.Dispose();
+        _staging?.Dispose();   // (a put in progress on another thread fails: the writer checks under the stream's lock)
         _ucx?.Dispose();   // the endpoint goes: the peer can no longer write into the ring
         _ring?.Free();
         try { _socket.Shutdown(SocketShutdown.Both); } catch (Exception) { /* already gone */ }

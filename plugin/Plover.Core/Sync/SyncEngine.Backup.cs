@@ -21,6 +21,8 @@ public sealed unsafe partial class SyncEngine
         Hook(SyncStep.BitmapsExchanged);
 
         t = Stopwatch.GetTimestamp();
+        _putOffered = 0;
+        if (connection.Ucx is not null) OfferStaging(connection, request, unionPages, stats);
         if (!_syncCheckpoint)
         {
             HashUnion(unionPages);
@@ -57,7 +59,7 @@ public sealed unsafe partial class SyncEngine
         // The VM runs again and the primary has its ack: now the figures of this sync join the totals.
         if (RecordsDivergence) Divergence.Record(_layout!, stats, _pageList.Pointer, staged);
         // A full sync staged up to all of guest RAM: give that back instead of keeping it for syncs that need little.
-        if (request.FullSync) { _staging.Release(); _pageList.Release(); }
+        if (request.FullSync) { ReleaseStaging(); _pageList.Release(); }
     }
 
     private bool RecordsDivergence => _options.RecordDivergence && !_syncCheckpoint;
@@ -167,13 +169,14 @@ public sealed unsafe partial class SyncEngine
     {
         var layout = _layout!;
         ulong* list = _pageList.Ensure(Math.Max(unionPages, 1));
-        byte* staging = _staging.Ensure(Math.Max(unionPages, 1) * GuestRamBlock.PageSize);
+        byte* staging = EnsureStaging(Math.Max(unionPages, 1) * GuestRamBlock.PageSize);
         ulong* union = _union.Pointer;
         stats.Wire.Pages += WireSize(frame);
         var header = _headers.Pages(frame.Header);
         ulong count = header.Count;
+        ulong perPage = header.Put ? 8UL : GuestRamBlock.PageSize;   // put: a hash in place of each page
         if (header.Epoch != request.Epoch || header.SubBlockBytes != 0 || count == 0 || count > unionPages - staged
-            || (ulong)frame.Tail.Length != count * (8 + GuestRamBlock.PageSize))
+            || (ulong)frame.Tail.Length != count * (8 + perPage))
             throw new SyncProtocolException($"page frame e{header.Epoch} with {count} pages{(header.SubBlockBytes != 0 ? $" of {header.SubBlockBytes}-byte sub-blocks" : "")} " +
                                             $"and {frame.Tail.Length} bytes (e{request.Epoch}, whole pages, {staged} of at most {unionPages} staged)");
         var numbers = frame.Tail[..(int)(count * 8)];
@@ -186,7 +189,15 @@ public sealed unsafe partial class SyncEngine
                 throw new SyncProtocolException($"page {g} is not a page of the union");
             list[staged + (ulong)i] = g;
         }
-        frame.Tail[(int)(count * 8)..].CopyTo(new Span<byte>(staging + staged * GuestRamBlock.PageSize, (int)(count * GuestRamBlock.PageSize)));
+        if (header.Put)
+        {
+            ExpectOffered((staged + count) * GuestRamBlock.PageSize);
+            for (int i = 0; i < (int)count; i++)
+                VerifyPutPage(staged + (ulong)i, list[staged + (ulong)i], BinaryPrimitives.ReadUInt64LittleEndian(frame.Tail[(int)((count + (ulong)i) * 8)..]));
+            stats.PutBytes += count * GuestRamBlock.PageSize;
+        }
+        else
+            frame.Tail[(int)(count * 8)..].CopyTo(new Span<byte>(staging + staged * GuestRamBlock.PageSize, (int)(count * GuestRamBlock.PageSize)));
         stats.PageDataBytes += count * GuestRamBlock.PageSize;
         Hook(SyncStep.PageBatch);
         return staged + count;
@@ -241,7 +252,7 @@ public sealed unsafe partial class SyncEngine
         ulong chunk = header.ChunkPages;
         ulong* mine = _localSub.Ensure(Math.Max(1, Math.Min(chunk, divergent)) * (ulong)perPage);
         ulong* masks = _masks.Ensure(Math.Max(divergent, 1));
-        byte* staging = _staging.Ensure(Math.Max(divergent, 1) * GuestRamBlock.PageSize);
+        byte* staging = EnsureStaging(Math.Max(divergent, 1) * GuestRamBlock.PageSize);
         ulong stagedBytes = 0;
         double transfer = 0;
         ulong staged = 0;
@@ -277,10 +288,24 @@ public sealed unsafe partial class SyncEngine
                     if (m == 0 || (m & ~all) != 0)
                         throw new SyncProtocolException($"sub-block mask {m:x} of page {staged + i} names no sub-block or one past the {perPage} of a page");
                     int bytes = BitOperations.PopCount(m) * blockBytes;
-                    if (tail.Length - at < bytes) throw new SyncProtocolException($"sub-block frame ends inside the sub-blocks of page {staged + i}");
-                    tail.Slice(at, bytes).CopyTo(new Span<byte>(staging + stagedBytes, bytes));
+                    if (pages.Put)
+                    {
+                        // put: a hash in the tail for each sub-block already in staging
+                        int hashBytes = BitOperations.PopCount(m) * 8;
+                        if (tail.Length - at < hashBytes) throw new SyncProtocolException($"put completion ends inside the hashes of page {staged + i}");
+                        ExpectOffered(stagedBytes + (ulong)bytes);
+                        for (int h = 0; h < hashBytes; h += 8)
+                            VerifyPutSubBlock(stagedBytes + (ulong)(h / 8 * blockBytes), blockBytes, BinaryPrimitives.ReadUInt64LittleEndian(tail[(at + h)..]), staged + i);
+                        stats.PutBytes += (ulong)bytes;
+                        at += hashBytes;
+                    }
+                    else
+                    {
+                        if (tail.Length - at < bytes) throw new SyncProtocolException($"sub-block frame ends inside the sub-blocks of page {staged + i}");
+                        tail.Slice(at, bytes).CopyTo(new Span<byte>(staging + stagedBytes, bytes));
+                        at += bytes;
+                    }
                     stagedBytes += (ulong)bytes;
-                    at += bytes;
                     masks[staged + i] = m;
                     blocks += (ulong)BitOperations.PopCount(m);
                 }

@@ -22,6 +22,7 @@ public sealed unsafe partial class SyncEngine
 
     private void RunPrimary(SyncConnection connection, SyncRequest request, SyncStats stats, Action<SyncRequest>? atSyncPoint)
     {
+        _putWriter = null;
         StopVm(request, stats);
 
         // Bitmaps: the backup sends first, we OR and answer with ours (one direction at a time: no deadlock).
@@ -47,11 +48,9 @@ public sealed unsafe partial class SyncEngine
 
         // Hashes: ours in parallel with the backup's, then theirs arrive in union page order.
         t = Stopwatch.GetTimestamp();
-        if (!_syncCheckpoint)
-        {
-            HashUnion(unionPages);
-            ReceiveHashes(connection, request, unionPages, stats);
-        }
+        if (!_syncCheckpoint) HashUnion(unionPages);
+        if (connection.Ucx is not null) ReceiveStagingOffer(connection, request, unionPages, stats);   // sent before its hashes
+        if (!_syncCheckpoint) ReceiveHashes(connection, request, unionPages, stats);
         stats.Pause.Hash = Microseconds(t);
 
         // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
@@ -83,7 +82,8 @@ public sealed unsafe partial class SyncEngine
         else
         {
             t = Stopwatch.GetTimestamp();
-            SendPages(connection, request, pages, divergent, stats);
+            if (_putWriter is not null) PutPages(connection, request, pages, divergent, stats);
+            else SendPages(connection, request, pages, divergent, stats);
             stats.Pause.Transfer = Microseconds(t);
         }
         Hook(SyncStep.BeforeDeviceState);
@@ -196,6 +196,7 @@ public sealed unsafe partial class SyncEngine
         ulong* list = _pageList.Ensure(Math.Max(unionPages, 1));
         ulong* mine = _localHashes.Pointer;
         ulong* theirs = _remoteHashes.Pointer;
+        ulong* listHashes = _syncCheckpoint ? null : _pageHashes.Ensure(Math.Max(unionPages, 1));   // for page puts
         ulong* marks = null;
         if (divergentBits)
         {
@@ -220,6 +221,7 @@ public sealed unsafe partial class SyncEngine
                 int bit = BitOperations.TrailingZeroCount(bits);
                 if (all || mine[k] != theirs[k])
                 {
+                    if (listHashes != null) listHashes[n] = mine[k];
                     list[n++] = w * 64 + (ulong)bit;
                     if (marks != null) marks[k / 64] |= 1UL << (int)(k % 64);
                 }
@@ -277,8 +279,13 @@ public sealed unsafe partial class SyncEngine
                 for (ulong i = from; i < to; i += (ulong)_options.PagesPerFrame)
                 {
                     uint n = (uint)Math.Min((ulong)_options.PagesPerFrame, to - i);
-                    stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + i, masks + (i - first), i, n, blockBytes));
-                    stats.PageDataBytes += _subPagesBody.Blocks * (ulong)blockBytes;
+                    if (_putWriter is not null)
+                        PutSubBlocks(connection, request, pages, list + i, masks + (i - first), mine + (i - first) * (ulong)perPage, i, n, blockBytes, stats);
+                    else
+                    {
+                        stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + i, masks + (i - first), i, n, blockBytes));
+                        stats.PageDataBytes += _subPagesBody.Blocks * (ulong)blockBytes;
+                    }
                     Hook(SyncStep.PageBatch);
                 }
                 transfer += Microseconds(t);

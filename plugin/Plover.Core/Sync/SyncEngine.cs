@@ -107,6 +107,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _saveOwn = () => SaveDevices(_ownDeviceState);
         _options = options ?? new SyncOptions();
         if (_options.PagesPerFrame < 1 || _options.PagesPerFrame > 8192) throw new ArgumentOutOfRangeException(nameof(options), "PagesPerFrame must be 1..8192");
+        if (_options.PutPagesPerBatch < 1 || _options.PutPagesPerBatch > 8192) throw new ArgumentOutOfRangeException(nameof(options), "PutPagesPerBatch must be 1..8192");
         if (_options.HashesPerFrame < 1 || _options.HashesPerFrame > 1 << 20) throw new ArgumentOutOfRangeException(nameof(options), "HashesPerFrame must be 1..1048576");
         _log = _options.Log ?? (m => Console.Error.WriteLine(m));
         if (_options.SubBlockBytes != 0 && !SyncProtocol.IsValidSubBlockSize(_options.SubBlockBytes))
@@ -603,6 +604,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _hasher.Dispose();
         _workers.Dispose();
         _snapshot.Dispose();
+        _stagingRegion.Dispose();   // before the buffer it registers
+        _pageHashes.Dispose(); _putGather.Dispose();
         _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
         _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
         Divergence.Dispose();

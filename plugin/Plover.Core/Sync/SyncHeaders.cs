@@ -39,7 +39,7 @@ internal sealed class SyncHeaders
     public SyncPages Pages(ReadOnlySpan<byte> header)
     {
         var h = _pages;
-        h.Epoch = 0; h.Count = 0; h.SubBlockBytes = 0; h.FirstIndex = 0; h.Blocks = 0;
+        h.Epoch = 0; h.Count = 0; h.SubBlockBytes = 0; h.FirstIndex = 0; h.Blocks = 0; h.Put = false;
         h.MergeFrom(header);
         return h;
     }

@@ -118,6 +118,11 @@ public sealed class SyncStats
     public ulong SubBlocks { get; internal set; }
     /// <summary>Page data bytes sent or received (whole pages, or the sub-blocks), without numbering and masks.</summary>
     public ulong PageDataBytes { get; internal set; }
+    /// <summary>UCX page puts. Primary: ucp_put calls (a run of adjacent pages, or one batch of sub-blocks, is one).</summary>
+    public ulong Puts { get; internal set; }
+    /// <summary>UCX page puts: page data bytes put (primary) or checked in staging against the primary's hashes (backup);
+    /// they are in <see cref="PageDataBytes"/> but not in <see cref="Wire"/>, which counts frames only.</summary>
+    public ulong PutBytes { get; internal set; }
     /// <summary>Backup, replicate mode: what the divergent pages looked like against the backup's own copies.</summary>
     public DivergenceSample Divergence;
     public SyncWireBytes Wire;
@@ -127,7 +132,7 @@ public sealed class SyncStats
 
     public override string ToString() =>
         $"sync e{Epoch} {Role} {Outcome}{(Error is null ? "" : $" ({Error})")}: union {UnionPages} pages, {IdenticalPages} identical, " +
-        $"{DivergentPages} divergent{(SubBlockBytes > 0 ? $" ({SubBlocks} sub-blocks of {SubBlockBytes} B)" : "")}; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
+        $"{DivergentPages} divergent{(SubBlockBytes > 0 ? $" ({SubBlocks} sub-blocks of {SubBlockBytes} B)" : "")}{(PutBytes > 0 ? $", {PutBytes} B put one-sided ({Puts} puts)" : "")}; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
         $"device {Wire.DeviceState}, control {Wire.Control}); pause {Pause.Total:F0} us (stop {Pause.Stop:F0}, bitmap {Pause.Bitmap:F0}, " +
         $"hash {Pause.Hash:F0}, compare {Pause.Compare:F0}, sub-blocks {Pause.SubBlocks:F0}, transfer {Pause.Transfer:F0}, device {Pause.DeviceState:F0}, " +
         $"apply {Pause.Apply:F0}, resume {Pause.Resume:F0}, snapshot {Pause.Snapshot:F0}; guest stopped {Pause.Guest:F0} us{(ResumedEarly ? ", resumed early" : "")})";

@@ -35,3 +35,12 @@ public sealed class UcxFactAttribute : FactAttribute
 public sealed class TransportTheoryAttribute : TheoryAttribute
 {
 }
+
+/// <summary>A theory that needs UCX: skipped, with the reason, when libucp cannot be loaded or initialised.</summary>
+public sealed class UcxTheoryAttribute : TheoryAttribute
+{
+    public UcxTheoryAttribute()
+    {
+        if (UcxAvailability.Missing is { } why) Skip = why;
+    }
+}

@@ -15,7 +15,9 @@
 //           authenticated only (GMAC, "encrypt": false), same run, same memory: the cost of encrypting guest RAM.
 //   transport  at the target point and at 100,000 dirty pages all divergent (throughput): Plover and checkpointing
 //           over TCP and over UCX (UCX_TLS=tcp here, PLOVER_BENCH_UCX_TLS to choose; no RDMA device on these machines),
-//           same run, same memory; throughput_mib_s = page data bytes / the primary's transfer time.
+//           same run, same memory; throughput_mib_s = page bytes (frames and puts) / the primary's transfer time.
+//           Plover's points also run over UCX with page puts ("ucx-puts": ucx.pagePuts, the pages put straight into the
+//           backup's staging buffer, emulated by UCX over TCP here), whole pages and sub-blocks.
 //   scale   pause and bytes against guest memory (--scale-sizes GiB) and dirty pages (--scale-dirty), hashing
 //           threads 1 and all, 25% divergent, Plover and checkpoint (issue 11 item 7).
 // Workloads (--workload): "realistic" (default) makes divergent pages differ the way they did under Redis SET load
@@ -128,10 +130,12 @@ foreach (double gib in opts.SizesGiB.Concat(opts.ScaleSizesGiB).Distinct().Order
         Console.WriteLine($"\ntransport at the target point and at 100,000 divergent pages ({opts.TargetReps} syncs each): TCP vs UCX " +
                           $"(UCX_TLS={Replicas.UcxTls}; no RDMA hardware here)");
         var transports = new List<Row>();
-        foreach (var (engine, dirty, divergent) in new[] { (EngineKey.Plover(opts), 10_000UL, 0.25), (EngineKey.Baseline, 10_000UL, 0.25),
-                                                           (EngineKey.Baseline, 100_000UL, 1.0) })
-            foreach (bool ucx in new[] { false, true })
-                transports.Add(bench.Measure(memory, dirty, divergent, engine with { Ucx = ucx }, opts.TargetReps, "transport"));
+        foreach (var (engine, dirty, divergent) in new[] { (EngineKey.Plover(opts), 10_000UL, 0.25), (EngineKey.Plover(opts) with { SubBlockBytes = 0 }, 10_000UL, 0.25),
+                                                           (EngineKey.Plover(opts) with { SubBlockBytes = 0 }, 100_000UL, 1.0),
+                                                           (EngineKey.Baseline, 10_000UL, 0.25), (EngineKey.Baseline, 100_000UL, 1.0) })
+            foreach (var (ucx, puts) in new[] { (false, false), (true, false), (true, true) })
+                if (!puts || !engine.Checkpoint)   // a checkpoint has no hashes to check puts against: its pages go in frames
+                    transports.Add(bench.Measure(memory, dirty, divergent, engine with { Ucx = ucx, Puts = puts }, opts.TargetReps, "transport"));
         rows.AddRange(transports);
         Row.PrintTransports(transports);
         double alone = bench.HashAloneMs(10_000);
@@ -271,7 +275,7 @@ sealed class BenchOptions
 /// <summary>Which engine pair a point runs on: Plover (with its hashing threads, sub-block size, divergence
 /// comparison) or the checkpointing baseline.</summary>
 readonly record struct EngineKey(bool Checkpoint, int Threads, int SubBlockBytes, bool RecordDivergence, bool Encrypt = true, bool Ucx = false,
-                                 ResumePoint Resume = ResumePoint.Auto, bool ParallelApply = true)
+                                 ResumePoint Resume = ResumePoint.Auto, bool ParallelApply = true, bool Puts = false)
 {
     public static EngineKey Plover(BenchOptions o) => new(false, 0, o.SubBlockBytes, true);
     public static readonly EngineKey Baseline = new(true, 0, 0, false);
@@ -284,7 +288,8 @@ sealed class Row
     public int HashThreads, SubBlockBytes;
     public bool RecordDivergence;
     public bool Encrypt = true;
-    public bool Ucx;
+    public bool Ucx, Puts;
+    public ulong PutCount, PutBytes;
     public long BitmapPayload, BitmapRaw;
     public ulong DirtyPages, UnionPages, SentPages, SubBlocks, PageDataBytes;
     public double DivergentPct;
@@ -322,8 +327,9 @@ sealed class Row
         if (Variant != "") j.WriteString("variant", Variant);
         j.WriteString("workload", Workload); j.WriteNumber("hash_threads", HashThreads);
         j.WriteNumber("sub_block_bytes", SubBlockBytes); j.WriteBoolean("record_divergence", RecordDivergence); j.WriteBoolean("encrypt", Encrypt);
-        j.WriteString("transport", Ucx ? "ucx" : "tcp");
-        if (Transfer > 0) j.WriteNumber("throughput_mib_s", Math.Round(PageBytes / 1048576.0 / (Transfer / 1000), 1));
+        j.WriteString("transport", Puts ? "ucx-puts" : Ucx ? "ucx" : "tcp");
+        if (Transfer > 0) j.WriteNumber("throughput_mib_s", Math.Round(Rate(this), 1));
+        if (Puts) { j.WriteNumber("puts", PutCount); j.WriteNumber("put_bytes", PutBytes); }
         j.WriteNumber("dirty_pages", DirtyPages); j.WriteNumber("divergent_pct", DivergentPct);
         j.WriteNumber("union_pages", UnionPages); j.WriteNumber("sent_pages", SentPages);
         j.WriteNumber("sub_blocks", SubBlocks); j.WriteNumber("page_data_bytes", PageDataBytes);
@@ -362,15 +368,23 @@ sealed class Row
     }
 
     /// <summary>Encrypted vs authenticated-only rows of one mode, side by side: the pause and the transfer phase.</summary>
+    /// <summary>Page bytes moved (frames, and with puts the bytes put) per second of the primary's transfer phase.</summary>
+    public static double Rate(Row r) => r.Transfer > 0 ? (r.PageBytes + (long)r.PutBytes) / 1048576.0 / (r.Transfer / 1000) : 0;
+
+    /// <summary>TCP, UCX and UCX with page puts side by side (wire MiB: frames only; put MiB went one-sided).</summary>
     public static void PrintTransports(IReadOnlyList<Row> rows)
     {
-        Console.WriteLine($"{"mode",-10} {"dirty",7} {"wire MiB",9}  {"pause ms tcp",12} {"ucx",7}   {"xfer ms tcp",11} {"ucx",7}   {"MiB/s tcp",9} {"ucx",7}");
-        foreach (var group in rows.GroupBy(r => (r.Mode, r.DirtyPages)))
+        Console.WriteLine($"{"mode",-10} {"sub",4} {"dirty",7} {"wire MiB tcp",12} {"ucx",6} {"puts",6} {"put MiB",7} {"puts#",6}  {"pause ms tcp",12} {"ucx",7} {"puts",7}   " +
+                          $"{"xfer ms tcp",11} {"ucx",7} {"puts",7}   {"MiB/s tcp",9} {"ucx",5} {"puts",5}");
+        foreach (var group in rows.GroupBy(r => (r.Mode, r.SubBlockBytes, r.DirtyPages)))
         {
             var t = group.First(r => !r.Ucx);
-            var u = group.First(r => r.Ucx);
-            double Rate(Row r) => r.Transfer > 0 ? r.PageBytes / 1048576.0 / (r.Transfer / 1000) : 0;
-            Console.WriteLine($"{t.Mode,-10} {t.DirtyPages,7} {t.WireBytes / 1048576.0,9:F2}  {t.PauseMs,12:F2} {u.PauseMs,7:F2}   {t.Transfer,11:F2} {u.Transfer,7:F2}   {Rate(t),9:F0} {Rate(u),7:F0}");
+            var u = group.First(r => r.Ucx && !r.Puts);
+            var p = group.FirstOrDefault(r => r.Puts);
+            string P(Func<Row, double> f, string format, int width) => (p is null ? "-" : f(p).ToString(format)).PadLeft(width);
+            Console.WriteLine($"{t.Mode,-10} {t.SubBlockBytes,4} {t.DirtyPages,7} {t.WireBytes / 1048576.0,12:F2} {u.WireBytes / 1048576.0,6:F2} {P(r => r.WireBytes / 1048576.0, "F2", 6)} " +
+                              $"{P(r => r.PutBytes / 1048576.0, "F2", 7)} {P(r => r.PutCount, "F0", 6)}  {t.PauseMs,12:F2} {u.PauseMs,7:F2} {P(r => r.PauseMs, "F2", 7)}   " +
+                              $"{t.Transfer,11:F2} {u.Transfer,7:F2} {P(r => r.Transfer, "F2", 7)}   {Rate(t),9:F0} {Rate(u),5:F0} {P(Rate, "F0", 5)}");
         }
     }
 
@@ -438,7 +452,7 @@ sealed unsafe class Replicas : IDisposable
     private readonly Random _rng = new(12345);
     private readonly double _gib;
     private ulong _epoch;
-    private (UcxWorker Primary, UcxWorker Backup)? _ucx;
+    private readonly Dictionary<bool, (UcxWorker Primary, UcxWorker Backup)> _ucx = new();   // by page puts
     /// <summary>UCX's transports for the UCX rows (PLOVER_BENCH_UCX_TLS, default tcp: these machines have no RDMA device).</summary>
     public static readonly string UcxTls = Environment.GetEnvironmentVariable("PLOVER_BENCH_UCX_TLS") is { Length: > 0 } t ? t : "tcp";
 
@@ -472,17 +486,18 @@ sealed unsafe class Replicas : IDisposable
         var primary = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
         var backup = new SyncEngine(SyncRole.Backup, _bm, _bVm, _bMain, null, options);
         var publicKeys = new Dictionary<int, byte[]> { [1] = _keys.Primary.PublicKey, [2] = _keys.Backup.PublicKey };
-        if (k.Ucx && _ucx is null)
+        if (k.Ucx && !_ucx.ContainsKey(k.Puts))
         {
             // PLOVER_BENCH_UCX_ONE_SIDED=1: page frames written one-sided (ucx.oneSided; emulated by UCX over TCP here)
             var settings = new UcxSettings(UcxProgress.Event, new Dictionary<string, string> { ["UCX_TLS"] = UcxTls },
-                                           OneSided: Environment.GetEnvironmentVariable("PLOVER_BENCH_UCX_ONE_SIDED") == "1");
-            _ucx = (new UcxWorker(settings, "bench-primary"), new UcxWorker(settings, "bench-backup"));
+                                           OneSided: Environment.GetEnvironmentVariable("PLOVER_BENCH_UCX_ONE_SIDED") == "1", PagePuts: k.Puts);
+            _ucx[k.Puts] = (new UcxWorker(settings, "bench-primary"), new UcxWorker(settings, "bench-backup"));
         }
+        var workers = k.Ucx ? _ucx[k.Puts] : default;
         var accept = Task.Run(() => SyncConnection.Accept(_listener, new ClusterIdentity("bench", 2, _keys.Backup, publicKeys, null, k.Encrypt), 1,
-                                                          TimeSpan.FromSeconds(10), ucx: k.Ucx ? _ucx!.Value.Backup : null));
+                                                          TimeSpan.FromSeconds(10), ucx: workers.Backup));
         primary.Connection = SyncConnection.Connect((IPEndPoint)_listener.LocalEndPoint!, new ClusterIdentity("bench", 1, _keys.Primary, publicKeys, null, k.Encrypt), 2,
-                                                    TimeSpan.FromSeconds(10), ucx: k.Ucx ? _ucx!.Value.Primary : null);
+                                                    TimeSpan.FromSeconds(10), ucx: workers.Primary);
         backup.Connection = accept.Result;
         _engines[k] = (primary, backup);
         // warm up (JIT tiers, buffers) with a few small syncs: the first point measured on a fresh pair was slower
@@ -560,7 +575,7 @@ sealed unsafe class Replicas : IDisposable
         return new Row
         {
             Kind = kind, Memory = memory, MemoryGiB = _gib, Mode = checkpoint ? "checkpoint" : "plover", Workload = _opts.Workload,
-            HashThreads = engine.Threads, SubBlockBytes = med.SubBlockBytes, RecordDivergence = engine.RecordDivergence, Encrypt = engine.Encrypt, Ucx = engine.Ucx,
+            HashThreads = engine.Threads, SubBlockBytes = med.SubBlockBytes, RecordDivergence = engine.RecordDivergence, Encrypt = engine.Encrypt, Ucx = engine.Ucx, Puts = engine.Puts, PutCount = med.Puts, PutBytes = med.PutBytes,
             DirtyPages = dirtyPages, DivergentPct = divergent * 100,
             UnionPages = med.UnionPages, SentPages = med.DivergentPages, SubBlocks = med.SubBlocks, PageDataBytes = med.PageDataBytes,
             WireBytes = med.Wire.Total, BitmapBytes = med.Wire.Bitmaps, HashBytes = med.Wire.Hashes, PageBytes = med.Wire.Pages,
@@ -604,8 +619,7 @@ sealed unsafe class Replicas : IDisposable
     {
         foreach (var (p, b) in _engines.Values) { p.Dispose(); b.Dispose(); p.Connection?.Dispose(); b.Connection?.Dispose(); }
         _listener.Dispose();
-        _ucx?.Primary.Dispose();
-        _ucx?.Backup.Dispose();
+        foreach (var (p, b) in _ucx.Values) { p.Dispose(); b.Dispose(); }
         _pMain.Dispose();
         _bMain.Dispose();
         _pm.Dispose();

@@ -43,7 +43,7 @@ public sealed unsafe class UcxMemoryRegion : IDisposable
     public void Dispose()
     {
         if (_memh == 0) return;
-        ucp_mem_unmap(_worker.Context, _memh);
+        if (!_worker.IsDisposed) ucp_mem_unmap(_worker.Context, _memh);   // (a destroyed context took it along)
         _memh = 0;
     }
 }

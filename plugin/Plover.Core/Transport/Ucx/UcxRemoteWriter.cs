@@ -50,8 +50,9 @@ public sealed unsafe class UcxRemoteWriter : IDisposable
         }
     }
 
-    /// <summary>Waits until every put so far has completed at the peer (throws after timeoutMs or on a failure).</summary>
-    public void Flush(int timeoutMs)
+    /// <summary>Waits until every put so far has completed at the peer (throws after timeoutMs, on a failure, or
+    /// once peerGone says the peer closed the connection).</summary>
+    public void Flush(int timeoutMs, Func<bool>? peerGone = null)
     {
         nint request;
         lock (_stream.Lock)
@@ -63,7 +64,7 @@ public sealed unsafe class UcxRemoteWriter : IDisposable
         }
         if (IsError(request)) throw new IOException($"UCX flush failed: {Describe((int)request)}");
         if (request != 0) _stream.Worker.Signal();
-        _stream.Wait(request, timeoutMs, "flush", progressHere: true);
+        _stream.Wait(request, timeoutMs, "flush", progressHere: true, peerGone);
     }
 
     /// <summary>Frees the remote key (before the stream's endpoint is closed).</summary>

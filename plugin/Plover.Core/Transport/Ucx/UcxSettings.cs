@@ -16,7 +16,10 @@ public enum UcxProgress
 /// OneSided: the sync link writes page frames one-sided into the peer's ring (<see cref="UcxFrameRing"/>): for RDMA
 /// fabrics, where that is an RDMA WRITE. Over UCX's TCP transport UCX emulates each put with messages and
 /// acknowledgements, which measured 20x slower than the stream (README), so it is off unless asked for.
-public sealed record UcxSettings(UcxProgress Progress, IReadOnlyDictionary<string, string> Variables, bool OneSided = false)
+/// PagePuts: the backup registers its sync staging buffer and the primary writes the divergent pages (or sub-blocks)
+/// straight into it with ucp_put, announcing each batch with a small frame that carries their hashes
+/// (Sync/StagingRegion.cs, Sync/SyncEngine.Puts.cs). Also for RDMA fabrics; off unless asked for, like OneSided.
+public sealed record UcxSettings(UcxProgress Progress, IReadOnlyDictionary<string, string> Variables, bool OneSided = false, bool PagePuts = false)
 {
     public static readonly UcxSettings Default = new(UcxProgress.Event, new Dictionary<string, string>());
 
@@ -25,4 +28,7 @@ public sealed record UcxSettings(UcxProgress Progress, IReadOnlyDictionary<strin
 
     /// <summary><see cref="OverTcp"/> with one-sided page frames (emulated by UCX over TCP: slow, but the same code path as on RDMA).</summary>
     public static readonly UcxSettings OverTcpOneSided = OverTcp with { OneSided = true };
+
+    /// <summary><see cref="OverTcp"/> with pages put straight into the backup's staging buffer (emulated over TCP).</summary>
+    public static readonly UcxSettings OverTcpPagePuts = OverTcp with { PagePuts = true };
 }

@@ -62,7 +62,9 @@ public sealed unsafe class UcxStream : IDisposable
     /// <param name="progressHere">Progress the worker on this thread too (one-sided puts and flushes, which UCX's
     /// TCP emulation completes without an event on the worker's fd); the stream leaves that to the progress thread,
     /// since threads contending for the worker's lock stall each other on a loaded host.</param>
-    public void Wait(nint request, int timeoutMs, string what, bool progressHere = false)
+    /// <param name="peerGone">Checked while waiting (null: never): true gives up at once (a completion that needs
+    /// the peer, such as a flush, is not failed by UCX over TCP when the peer closes its endpoint).</param>
+    public void Wait(nint request, int timeoutMs, string what, bool progressHere = false, Func<bool>? peerGone = null)
     {
         if (request == 0) return;
         long deadline = Environment.TickCount64 + timeoutMs;
@@ -77,10 +79,11 @@ public sealed unsafe class UcxStream : IDisposable
                 return;
             }
             long left = deadline - Environment.TickCount64;
-            if (left <= 0 || IsClosed)
+            bool gone = !IsClosed && left > 0 && peerGone is not null && peerGone();
+            if (left <= 0 || IsClosed || gone)
             {
                 ucp_request_free(request);   // UCX completes and releases it by itself (or on the endpoint's close)
-                throw new IOException(IsClosed ? $"UCX {what}: connection closed" : $"UCX {what} timed out");
+                throw new IOException(IsClosed ? $"UCX {what}: connection closed" : gone ? $"UCX {what}: the peer closed the connection" : $"UCX {what} timed out");
             }
             if (progressHere && _worker.ProgressHere()) continue;
             _worker.WaitForProgress(seen, (int)Math.Min(left, 20));

@@ -86,6 +86,8 @@ public sealed unsafe partial class UcxWorker : IDisposable
     }
 
     public UcxProgress Progress { get; }
+    /// <summary>True once disposed: its context is gone, and with it every registration made on it.</summary>
+    public bool IsDisposed => _disposed;
     public UcxSettings Settings { get; }
     internal nint Handle => _worker;
     internal nint Context => _context;
