@@ -27,6 +27,7 @@ public sealed unsafe partial class UcxWorker : IDisposable
         _log = log ?? (_ => { });
         Settings = settings;
         Progress = settings.Progress;
+        UcxSignals.KeepRuntimeHandlers();
         nint config;
         try
         {
