@@ -316,6 +316,7 @@ internal sealed unsafe class QemuHost
     {
         PloverDrive* drives = null;
         uint count = 0;
+        if (_api.drives == null && OnMainThread) return [];   // a host without drive calls replicates none
         Need(_api.drives, "drives");
         int rc = _api.drives(&drives, &count);
         if (rc < 0)
