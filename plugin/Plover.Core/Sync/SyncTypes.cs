@@ -70,6 +70,8 @@ public enum SyncStep
     SubBlocksHashed,
     /// <summary>Sub-block mode. Backup: after each sub-block hash frame sent. Primary: after each one received.</summary>
     SubBlockHashChunk,
+    /// <summary>Replicated drives. Primary: after each batch of disk blocks sent. Backup: after each batch staged.</summary>
+    DiskBatch,
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a

@@ -11,7 +11,7 @@ public enum FrameType : byte
     NodeStatusRequest = 11,
     NodeStatus = 12,
     UcxHello = 13,
-    // 32..63 reserved for syncvm (proto/sync.proto); 41..63 still free.
+    // 32..63 reserved for syncvm (proto/sync.proto); 42..63 still free.
     SyncBitmap = 32,
     SyncHashes = 33,
     SyncPages = 34,
@@ -22,6 +22,8 @@ public enum FrameType : byte
     SyncDeviceHashes = 39,
     /// <summary>A frame was written one-sided into the receiver's ring (UCX): tail = position, length.</summary>
     SyncPut = 40,
+    /// <summary>The disk part of a sync (replicated drives): bitmaps, block hashes, divergent blocks.</summary>
+    SyncDisk = 41,
 }
 
 public static class FrameTypes
@@ -33,5 +35,5 @@ public static class FrameTypes
     public static bool IsAuthenticatedType(byte type) =>
         type is (byte)FrameType.Consensus or (byte)FrameType.Ping or (byte)FrameType.Pong
             or (byte)FrameType.NodeStatusRequest or (byte)FrameType.NodeStatus or (byte)FrameType.UcxHello
-            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncPut);
+            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncDisk);
 }
