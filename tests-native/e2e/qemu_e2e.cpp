@@ -40,7 +40,6 @@ TEST_P(Refusal, QemuRefusesToStartWithAMessage) {
     write_file(dir / "bad.json", "{ \"cluster\": \"x\", ");
     write_file(dir / "disk.img", std::string(1 << 20, '\0'));
     write_file(dir / "disk2.img", std::string(1 << 20, '\0'));
-    write_file(dir / "replicate.json", read_file(config).replace(read_file(config).find("\"probe\""), 7, "\"replicate\""));
     write_file(dir / "noprimary.json", read_file(config).replace(read_file(config).find("\"primary\""), 9, "\"backup\""));
     std::vector<std::string> args = {"-M", "none", "-S", "-display", "none", "-nodefaults"};
     for (std::string a : GetParam().args) {
@@ -54,7 +53,6 @@ TEST_P(Refusal, QemuRefusesToStartWithAMessage) {
         sub("{ABI2LIB}", PLOVER_ABI2_LIBRARY);
         sub("{DISK}", dir / "disk.img");
         sub("{DISK2}", dir / "disk2.img");
-        sub("{REPLICATE}", dir / "replicate.json");
         args.push_back(a);
     }
     auto fw = QemuProcess::firmware_args();   // cases that build a pc machine need its BIOS
@@ -118,10 +116,6 @@ const BadOption kBadOptions[] = {
      {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1,drives=ro0", "-drive",
       "file={DISK},format=raw,if=none,id=ro0,readonly=on", "-device", "virtio-blk-pci,drive=ro0,id=vd0"},
      "drives: 'ro0' is read-only"},
-    {"drives_in_replicate_mode",
-     {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={REPLICATE},node=1,drives=data0", "-drive",
-      "file={DISK},format=raw,if=none,id=data0", "-device", "virtio-blk-pci,drive=data0,id=vd0"},
-     "drives= lists 'data0', but replication does not sync disk blocks yet"},
     {"drives_twice",
      {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1,drives=data0:data0",
       "-drive", "file={DISK},format=raw,if=none,id=data0", "-device", "virtio-blk-pci,drive=data0,id=vd0"},

@@ -158,12 +158,8 @@ internal sealed class QemuNode
                 Host.Info($"dirty logging started (accel {Host.AccelName() ?? "?"})");
             return;
         }
-        // QEMU tracks the listed drives' dirty blocks, but syncvm does not carry them yet (issue 15 item 3): the two
-        // disks would drift apart under synced RAM, which is what refusing writable drives prevents.
-        DriveInfo[] drives = Host.Drives();
-        if (drives.Length > 0)
-            Host.Fence($"drives= lists {string.Join(", ", drives.Select(d => $"'{d.Name}'"))}, but replication " +
-                       "does not sync disk blocks yet: remove drives= (and the writable drive) or use \"mode\": \"probe\"");
+        foreach (DriveInfo d in Host.Drives())
+            Host.Info($"replicated drive {d.Id} '{d.Name}' ({d.Device}): {d.Size} bytes, {d.Granularity}-byte blocks");
         _replica = QemuReplicaNode.Start(Host, Main, Config, Node);
         var startupGate = new Thread(() => StartGuestWhenReady(_replica)) { IsBackground = true, Name = "plover-startup" };
         startupGate.Start();
