@@ -261,11 +261,12 @@ function SetupGuest {
     $script:GuestKernel = "$dir/vmlinuz"
     $script:GuestInitrd = "$dir/initramfs.cpio.gz"
     if (Test-Path $script:GuestInitrd) { return }
-    Log "building the guest initramfs (Debian kernel $kver, busybox, virtio-net, redis-server)"
+    Log "building the guest initramfs (Debian kernel $kver, busybox, virtio-net, virtio-blk and ext4, redis-server)"
     $guest = (& mktemp -d)
     foreach ($d in 'bin', 'sbin', 'dev', 'proc', 'sys', 'tmp', 'etc', 'lib/modules', 'usr/bin', 'usr/sbin', 'run', 'var') { NewDir "$guest/$d" }
     Copy-Item /bin/busybox "$guest/bin/busybox"
-    foreach ($m in 'virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'failover', 'net_failover', 'virtio_net', 'e1000') {
+    foreach ($m in 'virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'failover', 'net_failover', 'virtio_net', 'e1000',
+            'virtio_blk', 'crc32c_generic', 'crc16', 'mbcache', 'jbd2', 'ext4') {
         $ko = & modinfo -k $kver -n $m
         if ($LASTEXITCODE -ne 0 -or -not $ko) { Die "kernel module $m not found for $kver" }
         Copy-Item $ko "$guest/lib/modules/$m.ko"

@@ -18,7 +18,7 @@
 #include <sys/uio.h>
 
 #define PLOVER_ABI_MAJOR 1 /* incompatible change: the host refuses a library with another major */
-#define PLOVER_ABI_MINOR 2 /* compatible change: fields appended at struct ends; check struct_size */
+#define PLOVER_ABI_MINOR 3 /* compatible change: fields appended at struct ends; check struct_size */
 #define PLOVER_ABI_VERSION ((uint32_t)((PLOVER_ABI_MAJOR << 16) | PLOVER_ABI_MINOR))
 
 /* Library exports (functions only):
@@ -71,6 +71,19 @@ typedef struct PloverNic {
     uint8_t mac[6];
     uint8_t pad[2];
 } PloverNic;
+
+/* since 1.3: a writable drive the operator listed in drives= of -object plover (host-owned; valid from
+ * machine_ready until shutdown). The block layer marks the blocks the guest writes in a dirty bitmap of
+ * `granularity` bytes per bit (a power of two); bit i of word i/64 is block i, the last block may be short. */
+typedef struct PloverDrive {
+    uint32_t id;                 /* index in the array, in drives= order */
+    uint32_t flags;              /* reserved, 0 */
+    const char *name;            /* as listed in drives=: a -drive id or a node name; the same on both replicas */
+    const char *device;          /* the QOM path of the guest device it is attached to */
+    uint64_t size;               /* bytes */
+    uint64_t granularity;        /* bytes per dirty bit */
+    uint64_t blocks;             /* ceil(size / granularity): bits in its dirty bitmap */
+} PloverDrive;
 
 typedef void (*PloverMainFn)(void *opaque);
 
@@ -165,6 +178,16 @@ typedef struct PloverHostApi {
     int32_t (*save_device_sections)(uint8_t **buf, size_t *len, uint32_t **starts, uint32_t *count);
     /* ---- since 1.2 (check struct_size) ---- */
     void (*event)(const PloverEvent *event);  /* MAIN: emit the QMP event PLOVER_<kind> */
+    /* ---- since 1.3 (check struct_size): replicated drives; MAIN thread only ---- */
+    int32_t (*drives)(const PloverDrive **drives, uint32_t *count);     /* count 0: none replicated */
+    /* VM stopped: drains block I/O, ORs the blocks written since the last take into bitmap (`words` u64 words,
+     * at least ceil(blocks/64)) and clears them in QEMU; returns the number of blocks set, or -errno */
+    int64_t (*drive_dirty_take)(uint32_t drive, uint64_t *bitmap, uint64_t words);
+    /* reads len bytes at offset through the block layer (synchronous: the main loop runs I/O meanwhile);
+     * 0 or -errno. The range must lie within the drive. */
+    int32_t (*drive_read)(uint32_t drive, uint64_t offset, uint8_t *buf, uint64_t len);
+    /* VM stopped: writes len bytes at offset; not the guest's write, so not marked dirty; 0 or -errno */
+    int32_t (*drive_write)(uint32_t drive, uint64_t offset, const uint8_t *buf, uint64_t len);
 } PloverHostApi;
 
 typedef struct PloverHooks {     /* filled by the library; a NULL hook is never called */

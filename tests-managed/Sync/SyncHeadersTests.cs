@@ -46,5 +46,7 @@ public sealed class SyncHeadersTests
         ResetsEveryField((h, b) => h.Pages(b));
         ResetsEveryField((h, b) => h.DeviceState(b));
         ResetsEveryField((h, b) => h.Ack(b));
+        ResetsEveryField((h, b) => h.DeviceHashes(b));
+        ResetsEveryField((h, b) => h.Disk(b));
     }
 }

@@ -19,8 +19,19 @@ public sealed class SyncPair : IDisposable
 
     /// <param name="ucx">Join the engines over UCX (one worker each) instead of TCP.</param>
     public SyncPair((string Name, ulong Bytes)[] blocks, SyncOptions? primaryOptions = null, SyncOptions? backupOptions = null, int seed = 1,
-                    Plover.Transport.Ucx.UcxSettings? ucx = null)
+                    Plover.Transport.Ucx.UcxSettings? ucx = null, (string Name, ulong Size)[]? drives = null)
     {
+        if (drives is not null)
+        {
+            // replicated drives, alike on both replicas at the start
+            PrimaryDisks = new SyntheticDisks(drives);
+            BackupDisks = new SyntheticDisks(drives);
+            for (int d = 0; d < drives.Length; d++)
+            {
+                new Random(seed + 100 + d).NextBytes(PrimaryDisks.Bytes(d));
+                PrimaryDisks.Bytes(d).CopyTo(BackupDisks.Bytes(d));
+            }
+        }
         if (ucx is not null)
         {
             _primaryUcx = new Plover.Transport.Ucx.UcxWorker(ucx, "primary");
@@ -36,14 +47,16 @@ public sealed class SyncPair : IDisposable
         BackupVm = new SyntheticVm(BackupMemory, BackupMain);
         PrimaryGuard = new OutputGuard(GuardRole.Primary, [PrimaryNic], Log);
         BackupGuard = new OutputGuard(GuardRole.Backup, [BackupNic], Log);
-        Primary = new SyncEngine(SyncRole.Primary, PrimaryMemory, PrimaryVm, PrimaryMain, PrimaryGuard, primaryOptions ?? new SyncOptions { Log = Log });
-        Backup = new SyncEngine(SyncRole.Backup, BackupMemory, BackupVm, BackupMain, BackupGuard, backupOptions ?? new SyncOptions { Log = Log });
+        Primary = new SyncEngine(SyncRole.Primary, PrimaryMemory, PrimaryVm, PrimaryMain, PrimaryGuard, primaryOptions ?? new SyncOptions { Log = Log }, PrimaryDisks);
+        Backup = new SyncEngine(SyncRole.Backup, BackupMemory, BackupVm, BackupMain, BackupGuard, backupOptions ?? new SyncOptions { Log = Log }, BackupDisks);
         _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         _listener.Listen(4);
         Connect();
     }
 
+    public SyntheticDisks? PrimaryDisks { get; }
+    public SyntheticDisks? BackupDisks { get; }
     public SyntheticGuestMemory PrimaryMemory { get; }
     public SyntheticGuestMemory BackupMemory { get; }
     public DedicatedMainThread PrimaryMain { get; }

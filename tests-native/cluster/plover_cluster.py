@@ -20,6 +20,7 @@ import atexit
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -260,9 +261,10 @@ class Cluster:
 
     def __init__(self, work, mode="plover", mem="256M", smp=2, timeouts=None, sync=None, hashing_threads=0,
                  log=print, env=None, wrong_key_for=(), pin=False, tcg_threads="multi", icount=None, metrics=False, ucx=None,
-                 guest_args=""):
+                 guest_args="", disk=False):
         self.env = dict(env or os.environ)
         self.guest_args = guest_args   # more of the guest kernel's command line (tests-native/guest/init reads plover.*)
+        self.disk = disk   # each VM gets a replicated virtio-blk disk (drives=data0): its own copy of one ext4 image
         self.ucx = ucx   # None: "transport": "tcp"; else the config's "ucx" section (e.g. {"env": {"UCX_TLS": "tcp"}})
         self.metrics_on = metrics
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
@@ -388,10 +390,13 @@ class Cluster:
                "-qmp", f"unix:{node.qmp_events_path},server=on,wait=off",
                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off",
                "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC},romfile=", *FIRMWARE]
+        if self.disk:
+            cmd += ["-drive", f"file={self.disk_path_of(node)},format=raw,if=none,id=data0",
+                    "-device", "virtio-blk-pci,drive=data0,id=vd0"]
         if self.mode == "unreplicated":
             return cmd[:cmd.index("-S")] + cmd[cmd.index("-S") + 1:]   # plain QEMU: starts at once
         return cmd + ["-object", f"plover,id=ft0,lib={e['PLOVER_LIB']},role={node.role},config={self.config_path_of(node)},"
-                                 f"node={node.id}",
+                                 f"node={node.id}{',drives=data0' if self.disk else ''}",
                       "-object", "filter-plover,id=pf0,netdev=n0,ft=ft0"]
 
     def start_node(self, node_id):
@@ -422,6 +427,12 @@ class Cluster:
         self.setup_network()
         if before_nodes:
             before_nodes(self)   # e.g. a capture that must see the guest's very first frame
+        if self.disk:   # the replicas start from the same disk
+            base = os.path.join(self.work, "disk-base.img")
+            sh("truncate", "-s", "256M", base)
+            sh("mkfs.ext4", "-q", "-F", base)
+            for n in self.vm_nodes():
+                shutil.copyfile(base, self.disk_path_of(n))
         if self.mode == "unreplicated":
             self.start_node(1)
         else:
@@ -431,6 +442,9 @@ class Cluster:
         if wait:
             self.wait_service(boot_timeout)
         return self
+
+    def disk_path_of(self, node):
+        return os.path.join(self.work, f"disk-{node.id}.img")
 
     def vm_nodes(self):
         return [self.nodes[1]] if self.mode == "unreplicated" else [self.nodes[1], self.nodes[2]]

@@ -39,6 +39,7 @@ TEST_P(Refusal, QemuRefusesToStartWithAMessage) {
     std::string config = write_cluster_config(dir, dir / "admin.sock");
     write_file(dir / "bad.json", "{ \"cluster\": \"x\", ");
     write_file(dir / "disk.img", std::string(1 << 20, '\0'));
+    write_file(dir / "disk2.img", std::string(1 << 20, '\0'));
     write_file(dir / "noprimary.json", read_file(config).replace(read_file(config).find("\"primary\""), 9, "\"backup\""));
     std::vector<std::string> args = {"-M", "none", "-S", "-display", "none", "-nodefaults"};
     for (std::string a : GetParam().args) {
@@ -51,6 +52,7 @@ TEST_P(Refusal, QemuRefusesToStartWithAMessage) {
         sub("{NOPRIMARY}", dir / "noprimary.json");
         sub("{ABI2LIB}", PLOVER_ABI2_LIBRARY);
         sub("{DISK}", dir / "disk.img");
+        sub("{DISK2}", dir / "disk2.img");
         args.push_back(a);
     }
     auto fw = QemuProcess::firmware_args();   // cases that build a pc machine need its BIOS
@@ -96,11 +98,28 @@ const BadOption kBadOptions[] = {
     {"writable_drive",
      {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-drive",
       "file={DISK},format=raw,if=none,id=data0", "-device", "virtio-blk-pci,drive=data0,id=vd0"},
-     "drive 'data0' (device '/machine/peripheral/vd0/virtio-backend') is writable, and Plover does not replicate disks"},
+     "drive 'data0' (device '/machine/peripheral/vd0/virtio-backend') is writable and not replicated: list it in "
+     "drives= of -object plover"},
     {"writable_blockdev",
      {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-blockdev",
       "driver=file,filename={DISK},node-name=disk1", "-device", "virtio-blk-pci,drive=disk1,id=vd1"},
-     "(device '/machine/peripheral/vd1/virtio-backend') is writable"},
+     "(device '/machine/peripheral/vd1/virtio-backend') is writable and not replicated"},
+    {"writable_drive_not_listed",
+     {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1,drives=data0", "-drive",
+      "file={DISK},format=raw,if=none,id=data0", "-device", "virtio-blk-pci,drive=data0,id=vd0", "-drive",
+      "file={DISK2},format=raw,if=none,id=data1", "-device", "virtio-blk-pci,drive=data1,id=vd1"},
+     "drive 'data1' (device '/machine/peripheral/vd1/virtio-backend') is writable and not replicated"},
+    {"drives_unknown_name",
+     {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1,drives=nosuch"},
+     "drives: 'nosuch' is neither a drive id nor the node of a drive attached to a device"},
+    {"drives_read_only",
+     {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1,drives=ro0", "-drive",
+      "file={DISK},format=raw,if=none,id=ro0,readonly=on", "-device", "virtio-blk-pci,drive=ro0,id=vd0"},
+     "drives: 'ro0' is read-only"},
+    {"drives_twice",
+     {"-M", "pc", "-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1,drives=data0:data0",
+      "-drive", "file={DISK},format=raw,if=none,id=data0", "-device", "virtio-blk-pci,drive=data0,id=vd0"},
+     "drives: 'data0' is listed twice"},
     {"filter_created_off",
      {"-object", "plover,id=ft0,lib={LIB},role=primary,config={CONFIG},node=1", "-netdev", "user,id=n0", "-object",
       "filter-plover,id=f0,netdev=n0,ft=ft0,status=off"},

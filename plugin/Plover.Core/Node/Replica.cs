@@ -83,7 +83,7 @@ public sealed class Replica : IDisposable
         bool primary = options.Role == ReplicaRole.Primary;
         Guard = new OutputGuard(primary ? GuardRole.Primary : GuardRole.Backup, host.OutputPorts, _log);
         var syncOptions = options.Sync.Log is null ? options.Sync with { Log = _log } : options.Sync;
-        Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, _vm, host.Main, Guard, syncOptions);
+        Engine = new SyncEngine(primary ? SyncRole.Primary : SyncRole.Backup, host.Memory, _vm, host.Main, Guard, syncOptions, host.Disks);
         Engine.ResumedEarly += request => Post(ReplicaEvent.ResumedEarly(request));
         _batcher = new ReplicaInputBatcher(options.MaxInputEntryBytes, options.MaxPendingInputBytes,
             payload => _proposalClock.ProposeInput(_driver, payload.Span));   // one delegate, made here: nothing per entry

@@ -18,4 +18,6 @@ public interface IReplicaHost
     int Inject(int nic, ReadOnlySpan<byte> frame);
     /// <summary>net_announce: gratuitous ARP for every NIC after a promotion (MAIN thread).</summary>
     void Announce();
+    /// <summary>The replicated drives, synced with the RAM; null: none.</summary>
+    IDiskHost? Disks => null;
 }

@@ -16,6 +16,7 @@ public sealed unsafe partial class SyncEngine
         stats.LocalDirtyPages = GatherLocalBitmap();
         SendBitmap(connection, request, stats.LocalDirtyPages, stats);
         ulong unionPages = ReceiveBitmap(connection, request, stats);
+        ExchangeDiskBitmaps(connection, request, stats);
         stats.UnionPages = unionPages;
         stats.Pause.Bitmap = Microseconds(t);
         Hook(SyncStep.BitmapsExchanged);
@@ -28,6 +29,7 @@ public sealed unsafe partial class SyncEngine
             HashUnion(unionPages);
             SendHashes(connection, request, unionPages, stats);
         }
+        SendDiskHashes(connection, request, stats);
         stats.Pause.Hash = Microseconds(t);
         if (_syncDeviceDelta) SendDeviceHashes(connection, request, stats);
 
@@ -44,7 +46,10 @@ public sealed unsafe partial class SyncEngine
         Hook(SyncStep.BeforeAck);
 
         // The ack first: the primary's output waits for it, not for this VM to run again.
-        stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAck, new SyncAck { Epoch = request.Epoch, PagesApplied = staged }));
+        stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAck, new SyncAck
+        {
+            Epoch = request.Epoch, PagesApplied = staged, DiskBlocksApplied = _syncDisks ? _diskStaging.Count : 0,
+        }));
         RunSyncPointAction(request, atSyncPoint);
         t = Stopwatch.GetTimestamp();
         // A joining backup that learns from the primary that the cluster checkpoints keeps its VM stopped (its
@@ -59,7 +64,7 @@ public sealed unsafe partial class SyncEngine
         // The VM runs again and the primary has its ack: now the figures of this sync join the totals.
         if (RecordsDivergence) Divergence.Record(_layout!, stats, _pageList.Pointer, staged);
         // A full sync staged up to all of guest RAM: give that back instead of keeping it for syncs that need little.
-        if (request.FullSync) { ReleaseStaging(); _pageList.Release(); }
+        if (request.FullSync) { ReleaseStaging(); _pageList.Release(); _diskStaging.Release(); }
     }
 
     private bool RecordsDivergence => _options.RecordDivergence && !_syncCheckpoint;
@@ -116,6 +121,7 @@ public sealed unsafe partial class SyncEngine
                 frame = connection.Read(_options.Timeout);
             }
         }
+        frame = ReceiveDiskBlocks(connection, request, frame, stats);
         stats.SubBlockBytes = _syncSubBlockBytes;
         stats.Pause.Transfer = Microseconds(t) - subBlocks;
         if (frame.Type is not (FrameType.SyncDeviceState or FrameType.SyncAbort))
@@ -361,7 +367,7 @@ public sealed unsafe partial class SyncEngine
             }
         }
         int* differences = RecordsDivergence ? _differences.Ensure(Math.Max(2 * staged, 2)) : null;
-        if (staged > 0) _stateInvalid = true;   // from the first page copied until devices are loaded
+        if (staged > 0 || (_syncDisks && _diskStaging.Count > 0)) _stateInvalid = true;   // from the first page (or block) copied until devices are loaded
         ulong half = staged / 2;                // in two halves: the crash tests stop between them (a torn state)
         ApplyPages(0, half, masks, offsets, blockBytes, differences);
         if (half > 0) Hook(SyncStep.Applying);
@@ -376,10 +382,12 @@ public sealed unsafe partial class SyncEngine
             {
                 long load = Stopwatch.GetTimestamp();
                 ReportUpdatedRanges(staged);
+                ApplyDiskBlocks();   // with the RAM, before the devices: a failure leaves the backup invalid
                 _vm.LoadDeviceState(_deviceToLoad.Span);
                 stats.Pause.DeviceLoad = Microseconds(load);
                 _stateInvalid = false;
                 _vm.DirtyClear();
+                DiskSyncCompleted();
                 stats.OutputUtc = DateTime.UtcNow;
                 stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;
             });

@@ -30,6 +30,7 @@ public sealed unsafe partial class SyncEngine
         stats.LocalDirtyPages = GatherLocalBitmap();
         ulong unionPages = ReceiveBitmap(connection, request, stats);
         SendBitmap(connection, request, stats.LocalDirtyPages, stats);
+        ExchangeDiskBitmaps(connection, request, stats);   // and the union's blocks read, before any early resume
         stats.UnionPages = unionPages;
         stats.Pause.Bitmap = Microseconds(t);
         Hook(SyncStep.BitmapsExchanged);
@@ -51,6 +52,7 @@ public sealed unsafe partial class SyncEngine
         if (!_syncCheckpoint) HashUnion(unionPages);
         if (connection.Ucx is not null) ReceiveStagingOffer(connection, request, unionPages, stats);   // sent before its hashes
         if (!_syncCheckpoint) ReceiveHashes(connection, request, unionPages, stats);
+        CompareDiskHashes(connection, request, stats);
         stats.Pause.Hash = Microseconds(t);
 
         // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
@@ -86,6 +88,9 @@ public sealed unsafe partial class SyncEngine
             else SendPages(connection, request, pages, divergent, stats);
             stats.Pause.Transfer = Microseconds(t);
         }
+        t = Stopwatch.GetTimestamp();
+        SendDiskBlocks(connection, request, stats);
+        stats.Pause.Transfer += Microseconds(t);
         Hook(SyncStep.BeforeDeviceState);
 
         t = Stopwatch.GetTimestamp();
@@ -99,8 +104,11 @@ public sealed unsafe partial class SyncEngine
         Expect(frame, FrameType.SyncAck);
         stats.Wire.Control += WireSize(frame);
         var ack = _headers.Ack(frame.Header);
-        if (ack.Epoch != request.Epoch || ack.PagesApplied != divergent)
-            throw new SyncProtocolException($"ack for e{ack.Epoch} with {ack.PagesApplied} pages; expected e{request.Epoch} with {divergent}");
+        ulong diskBlocks = _syncDisks ? _disks!.DivergentBlocks : 0;
+        if (ack.Epoch != request.Epoch || ack.PagesApplied != divergent || ack.DiskBlocksApplied != diskBlocks)
+            throw new SyncProtocolException($"ack for e{ack.Epoch} with {ack.PagesApplied} pages, {ack.DiskBlocksApplied} disk blocks; " +
+                                            $"expected e{request.Epoch} with {divergent}, {diskBlocks}");
+        DiskSyncCompleted();
         stats.Pause.Apply = Microseconds(t);
         RunSyncPointAction(request, atSyncPoint);   // one set since waits for the next sync
 

@@ -95,9 +95,12 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private (SyncConnection? On, SyncBegin? Begin) _laterBegin;   // backup: a superseded sync's SyncBegin, for the next sync
     private volatile bool _stateInvalid;
 
-    public SyncEngine(SyncRole role, IGuestMemory memory, IVmHost vm, IMainThread main, OutputGuard? guard, SyncOptions? options = null)
+    /// <param name="disks">The replicated drives (null or none: RAM and devices only).</param>
+    public SyncEngine(SyncRole role, IGuestMemory memory, IVmHost vm, IMainThread main, OutputGuard? guard, SyncOptions? options = null,
+                      IDiskHost? disks = null)
     {
         _role = role;
+        _diskHost = disks;
         _memory = memory;
         _vm = vm;
         _main = main;
@@ -225,8 +228,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
             if (Role == SyncRole.Primary)
             {
                 _syncDeviceDelta = _options.DeviceStateDelta && !_syncCheckpoint && !request.FullSync;
+                _syncDisks = Disks is not null;
                 stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncBegin, new SyncBegin
                 {
+                    Disks = _syncDisks,
                     Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
                     DeviceDelta = _syncDeviceDelta, Checkpoint = checkpoint, NextCheckpoint = nextCheckpoint,
                 }));
@@ -251,6 +256,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
                     throw new SyncProtocolException($"the primary runs sync e{begin.Epoch} as {ModeName(begin.Checkpoint)} (then {ModeName(begin.NextCheckpoint)}), " +
                                                     $"this backup's log says {ModeName(checkpoint)} (then {ModeName(nextCheckpoint)}): " +
                                                     "sync.mode must be the same on both replicas");
+                CheckDisks(begin);
                 if (begin.FullSync && !request.FullSync) request = request with { FullSync = true };
                 _syncDeviceDelta = begin.DeviceDelta;   // the primary's choice: it waits for the section hashes
                 if (begin.InputDigest != request.InputDigest)
@@ -306,6 +312,13 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _syncDeviceDelta = begin.DeviceDelta;
         _syncCheckpoint = begin.Checkpoint;
         _syncOwnDirt = false;   // a full sync: the primary marks every page
+        try { CheckDisks(begin); }
+        catch (Exception e)
+        {
+            Abort(connection, request, placeholder, e);
+            Metrics.Record(placeholder);
+            return placeholder;
+        }
         var stats = new SyncStats
         {
             Role = Role, Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = true, InputDigest = request.InputDigest,
@@ -331,6 +344,16 @@ public sealed unsafe partial class SyncEngine : IDisposable
         stats.Pause.Guest = stats.Pause.Total;
         Metrics.Record(stats);
         return stats;
+    }
+
+    /// <summary>Backup: the primary's sync carries drives exactly when this backup replicates drives too.</summary>
+    private void CheckDisks(SyncBegin begin)
+    {
+        bool mine = Disks is not null;
+        if (begin.Disks != mine)
+            throw new SyncProtocolException(mine ? "this backup replicates drives, the primary none: drives= must list the same drives on both replicas"
+                                                 : "the primary replicates drives, this backup none: drives= must list the same drives on both replicas");
+        _syncDisks = mine;
     }
 
     /// <summary>The connection, waiting up to timeout for one to be set (a link being established); null if none.</summary>
@@ -415,6 +438,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             if (request.FullSync || _markAllAtNextStop) _vm.DirtyMarkAll();
             _markAllAtNextStop = false;
             _vm.DirtySync();
+            TakeDiskDirt(request.FullSync);
         });
         stats.Pause.Stop = Microseconds(start);
         // The device state at the cut: the primary always needs its own, a backup comparing sections its own too.
@@ -606,6 +630,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _snapshot.Dispose();
         _stagingRegion.Dispose();   // before the buffer it registers
         _pageHashes.Dispose(); _putGather.Dispose();
+        _disks?.Dispose(); _diskStaging.Dispose();
         _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
         _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
         Divergence.Dispose();

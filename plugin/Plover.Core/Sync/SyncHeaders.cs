@@ -18,6 +18,15 @@ internal sealed class SyncHeaders
     private readonly SyncDeviceState _deviceState = new();
     private readonly SyncAck _ack = new();
     private readonly SyncDeviceHashes _deviceHashes = new();
+    private readonly SyncDisk _disk = new();
+
+    public SyncDisk Disk(ReadOnlySpan<byte> header)
+    {
+        var h = _disk;
+        h.Epoch = 0; h.Part = DiskPart.DiskBitmap; h.LayoutHash = 0; h.Total = 0; h.FirstIndex = 0; h.Count = 0;
+        h.MergeFrom(header);
+        return h;
+    }
 
     public SyncBitmap Bitmap(ReadOnlySpan<byte> header)
     {
@@ -63,7 +72,7 @@ internal sealed class SyncHeaders
     public SyncAck Ack(ReadOnlySpan<byte> header)
     {
         var h = _ack;
-        h.Epoch = 0; h.PagesApplied = 0;
+        h.Epoch = 0; h.PagesApplied = 0; h.DiskBlocksApplied = 0;
         h.MergeFrom(header);
         return h;
     }

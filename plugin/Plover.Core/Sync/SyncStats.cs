@@ -52,6 +52,8 @@ public struct SyncPause
     /// <summary>Saving this side's device state at the cut, on the main thread, overlapping the bitmaps and hashes
     /// (primary: always; backup: with the device state delta).</summary>
     public double DeviceSave;
+    /// <summary>Replicated drives: reading the union's blocks at the cut (main thread, VM stopped; part of <see cref="Bitmap"/>).</summary>
+    public double DiskRead;
     /// <summary>How long this side's guest was stopped: from the replica's vm_stop at the SYNC entry (or the engine's
     /// stop request) to vm_start, the pause its clients feel. At least <see cref="Total"/> unless the primary resumed
     /// early.</summary>
@@ -95,6 +97,10 @@ public sealed class SyncStats
     /// <summary>Union pages whose hashes matched (not sent) and that were sent.</summary>
     public ulong IdenticalPages { get; internal set; }
     public ulong DivergentPages { get; internal set; }
+    /// <summary>Replicated drives: 4 KiB blocks in the union of both sides' dirty blocks, and those sent (their
+    /// hashes differed; all of them in checkpoint mode).</summary>
+    public ulong DiskUnionBlocks { get; internal set; }
+    public ulong DiskDivergentBlocks { get; internal set; }
     /// <summary>Device state bytes sent (primary) or received (backup): all of it, or the sections that differ.</summary>
     public ulong DeviceStateBytes { get; internal set; }
     /// <summary>Primary: the whole device state as saved at the cut (what a checkpoint sends).</summary>

@@ -76,6 +76,8 @@ public enum SyncStep
     /// <summary>UCX page puts, primary: a batch put into the backup's staging and flushed, its completion frame not
     /// yet sent (the backup has not looked at it).</summary>
     PagesPut,
+    /// <summary>Replicated drives. Primary: after each batch of disk blocks sent. Backup: after each batch staged.</summary>
+    DiskBatch,
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a

@@ -24,6 +24,8 @@ public enum FrameType : byte
     SyncPut = 40,
     /// <summary>The backup's staging region for page puts (UCX).</summary>
     SyncStaging = 41,
+    /// <summary>The disk part of a sync (replicated drives): bitmaps, block hashes, divergent blocks.</summary>
+    SyncDisk = 42,
 }
 
 public static class FrameTypes
@@ -35,5 +37,5 @@ public static class FrameTypes
     public static bool IsAuthenticatedType(byte type) =>
         type is (byte)FrameType.Consensus or (byte)FrameType.Ping or (byte)FrameType.Pong
             or (byte)FrameType.NodeStatusRequest or (byte)FrameType.NodeStatus or (byte)FrameType.UcxHello
-            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncStaging);
+            or (>= (byte)FrameType.SyncBitmap and <= (byte)FrameType.SyncDisk);
 }

@@ -229,6 +229,8 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("union", s.UnionPages);
         j.WriteNumber("identical", s.IdenticalPages);
         j.WriteNumber("divergent", s.DivergentPages);
+        j.WriteNumber("diskUnion", s.DiskUnionBlocks);
+        j.WriteNumber("diskDivergent", s.DiskDivergentBlocks);
         j.WriteNumber("deviceStateBytes", s.DeviceStateBytes);
         j.WriteNumber("deviceStateSavedBytes", s.DeviceStateSavedBytes);
         j.WriteNumber("deviceSections", s.DeviceSections);
@@ -285,7 +287,9 @@ internal sealed unsafe partial class AdminCommands
     {
         var (node, replica, _) = Started();
         var vm = new QemuVmHost(Host);
-        node.RamCheck.Arm(replica.Engine, node.Memory, _probe.Hasher, () => OnMain(() => SyncPointRamHash.SaveDevices(vm)));
+        QemuDiskHost? disks = OnMain(() => Host.Drives().Length > 0 ? new QemuDiskHost(Host) : null);
+        node.RamCheck.Arm(replica.Engine, node.Memory, _probe.Hasher, () => OnMain(() => SyncPointRamHash.SaveDevices(vm)),
+            disks is null ? null : () => SyncPointRamHash.HashDrives(disks, _probe.Hasher, a => OnMain(() => { a(); return 0; })));
         using var reply = new AdminReply();
         reply.Json.WriteBoolean("armed", true);
         return reply.Finish();

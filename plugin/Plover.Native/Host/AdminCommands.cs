@@ -41,6 +41,7 @@ internal sealed class AdminError(string message) : Exception(message);
 ///                           {wasRunning,digest,hashMs,blocks:[{id,name,pages,digest}]}; digests are 16 hex digits:
 ///                           block = CityHash64 of its page hashes (u64 little-endian), digest = of the block digests
 /// vcpus                     {tids:[...]}
+/// drives, drive-dirty, drive-read, drive-write: see AdminCommands.Drives.cs
 /// </code>
 /// Data that needs the machine (ramblocks, dirty-*, devstate-roundtrip, hash-ram) is refused before machine_ready.
 /// </summary>
@@ -77,6 +78,7 @@ internal sealed unsafe partial class AdminCommands
             ["vm-hold"] = ("vm-hold MS", VmHold),
             ["vcpus"] = ("vcpus", _ => Vcpus()),
         };
+        AddDriveCommands();
         if (node.Mode == LibraryMode.Replicate)
         {
             // Driving the VM or its NICs by hand would break replication: those commands exist only in probe mode.
@@ -90,7 +92,7 @@ internal sealed unsafe partial class AdminCommands
 
     private static readonly string[] ProbeOnly =
         ["dirty-sync", "dirty-mark-all", "dirty-clear", "devstate-roundtrip", "inject", "steal", "out-mode", "out-cut",
-         "out-release", "out-discard", "hash-ram", "vm-hold"];
+         "out-release", "out-discard", "hash-ram", "vm-hold", "drive-dirty", "drive-write"];
 
     private QemuHost Host => _probe.Host;
 

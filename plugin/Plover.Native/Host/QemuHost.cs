@@ -24,6 +24,13 @@ internal sealed record NicInfo(uint Id, string FilterId, string NetdevId, string
     public string MacText => string.Join(":", Mac.Select(b => b.ToString("x2")));
 }
 
+/// <summary>A replicated drive (ABI 1.3) as the host describes it: its dirty bitmap has one bit per
+/// <paramref name="Granularity"/> bytes, <paramref name="Blocks"/> bits in all.</summary>
+internal sealed record DriveInfo(uint Id, string Name, string Device, ulong Size, ulong Granularity, ulong Blocks)
+{
+    public int BitmapWords => (int)((Blocks + 63) / 64);
+}
+
 /// <summary>
 /// The QEMU side of the ABI: the only code that calls through PloverHostApi. MAIN calls check that they run on
 /// the thread that called plover_qemu_init (QEMU's main thread), so a library thread that calls one by mistake
@@ -301,6 +308,55 @@ internal sealed unsafe class QemuHost
         Need(_api.@event, "event");
         _api.@event(ev);
         return true;
+    }
+
+    // ---- replicated drives (ABI 1.3), MAIN thread only ----
+
+    public DriveInfo[] Drives()
+    {
+        PloverDrive* drives = null;
+        uint count = 0;
+        if (_api.drives == null && OnMainThread) return [];   // a host without drive calls replicates none
+        Need(_api.drives, "drives");
+        int rc = _api.drives(&drives, &count);
+        if (rc < 0)
+            throw new InvalidOperationException($"drives failed: {rc}");
+        var result = new DriveInfo[count];
+        for (uint i = 0; i < count; i++)
+        {
+            PloverDrive* d = &drives[i];
+            result[i] = new DriveInfo(d->id, NativeText.Read(d->name) ?? "", NativeText.Read(d->device) ?? "",
+                d->size, d->granularity, d->blocks);
+        }
+        return result;
+    }
+
+    /// <summary>VM stopped: ORs the drive's blocks written since the last take into bitmap and clears them in
+    /// QEMU; the number of blocks set, or -errno.</summary>
+    public long DriveDirtyTake(uint drive, Span<ulong> bitmap)
+    {
+        Need(_api.drive_dirty_take, "drive_dirty_take");
+        var take = _api.drive_dirty_take;
+        fixed (ulong* p = bitmap)
+            return take(drive, p, (ulong)bitmap.Length);
+    }
+
+    /// <summary>Reads buffer.Length bytes at offset through QEMU's block layer (synchronous); 0 or -errno.</summary>
+    public int DriveRead(uint drive, ulong offset, Span<byte> buffer)
+    {
+        Need(_api.drive_read, "drive_read");
+        var read = _api.drive_read;
+        fixed (byte* p = buffer)
+            return read(drive, offset, p, (ulong)buffer.Length);
+    }
+
+    /// <summary>VM stopped: writes data at offset, not marked dirty (it is not the guest's write); 0 or -errno.</summary>
+    public int DriveWrite(uint drive, ulong offset, ReadOnlySpan<byte> data)
+    {
+        Need(_api.drive_write, "drive_write");
+        var write = _api.drive_write;
+        fixed (byte* p = data)
+            return write(drive, offset, p, (ulong)data.Length);
     }
 
     private void Need(void* fn, string name, bool main = true)

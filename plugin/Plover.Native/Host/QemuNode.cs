@@ -158,6 +158,8 @@ internal sealed class QemuNode
                 Host.Info($"dirty logging started (accel {Host.AccelName() ?? "?"})");
             return;
         }
+        foreach (DriveInfo d in Host.Drives())
+            Host.Info($"replicated drive {d.Id} '{d.Name}' ({d.Device}): {d.Size} bytes, {d.Granularity}-byte blocks");
         _replica = QemuReplicaNode.Start(Host, Main, Config, Node);
         var startupGate = new Thread(() => StartGuestWhenReady(_replica)) { IsBackground = true, Name = "plover-startup" };
         startupGate.Start();

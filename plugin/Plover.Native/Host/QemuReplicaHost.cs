@@ -22,6 +22,7 @@ internal sealed unsafe class QemuReplicaHost : IReplicaHost
         Memory = new QemuGuestMemory(host);
         Vm = new QemuVmHost(host);
         Main = new QemuMainThread(dispatcher, host);
+        if (host.Drives().Length > 0) Disks = new QemuDiskHost(host);
         NicInfo[] nics = host.Nics();
         _ports = new QemuOutputPort[nics.Length];
         for (int i = 0; i < nics.Length; i++)
@@ -34,6 +35,7 @@ internal sealed unsafe class QemuReplicaHost : IReplicaHost
     public IGuestMemory Memory { get; }
     public IVmHost Vm { get; }
     public IMainThread Main { get; }
+    public IDiskHost? Disks { get; }
     public IReadOnlyList<IOutputPort> OutputPorts => _ports;
     public long InjectErrors => Interlocked.Read(ref _injectErrors);
 

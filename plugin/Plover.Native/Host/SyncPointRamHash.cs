@@ -38,9 +38,37 @@ internal sealed unsafe class SyncPointRamHash
     public Result? Last { get { lock (_lock) return _last; } }
     public bool Armed { get { lock (_lock) return _armed; } }
 
-    /// <summary>Hash all RAM and every device state section (saveDevices runs on the main thread) at the engine's next
-    /// sync point.</summary>
-    public void Arm(SyncEngine engine, IGuestMemory memory, PageHasher hasher, Func<Device[]> saveDevices)
+    /// <summary>Every 4 KiB block of every replicated drive, as blocks named "drive:NAME" (read on the main thread
+    /// through onMain in 4 MiB pieces, hashed here; a short last block zero-padded, as syncs hash it).</summary>
+    public static Block[] HashDrives(IDiskHost disks, PageHasher hasher, Action<Action> onMain)
+    {
+        var result = new Block[disks.Drives.Count];
+        var buffer = new byte[4 << 20];
+        for (int d = 0; d < result.Length; d++)
+        {
+            GuestDrive drive = disks.Drives[d];
+            var hashes = new ulong[drive.Blocks];
+            for (ulong offset = 0; offset < drive.Size; offset += (ulong)buffer.Length)
+            {
+                int n = (int)Math.Min((ulong)buffer.Length, drive.Size - offset);
+                Array.Clear(buffer);
+                int index = d;
+                ulong at = offset;
+                onMain(() => disks.Read(index, at, buffer.AsSpan(0, n)));
+                fixed (byte* b = buffer)
+                fixed (ulong* h = hashes)
+                    hasher.HashPages(b, (ulong)(n + GuestRamBlock.PageSize - 1) / GuestRamBlock.PageSize, null, h + offset / GuestRamBlock.PageSize);
+            }
+            ulong digest;
+            fixed (ulong* h = hashes) digest = CityHash.Hash64((byte*)h, (nuint)(hashes.Length * sizeof(ulong)));
+            result[d] = new Block("drive:" + drive.Name, hashes, digest);
+        }
+        return result;
+    }
+
+    /// <summary>Hash all RAM, the replicated drives (hashDrives, if any) and every device state section (saveDevices
+    /// runs on the main thread) at the engine's next sync point.</summary>
+    public void Arm(SyncEngine engine, IGuestMemory memory, PageHasher hasher, Func<Device[]> saveDevices, Func<Block[]>? hashDrives = null)
     {
         lock (_lock) _armed = true;
         engine.AtNextSyncPoint(request =>
@@ -58,6 +86,12 @@ internal sealed unsafe class SyncPointRamHash
                     digests[i] = CityHash.Hash64((byte*)h, (nuint)(hashes.Length * sizeof(ulong)));
                 }
                 blocks[i] = new Block(b.Name, hashes, digests[i]);
+            }
+            if (hashDrives is not null)
+            {
+                try { blocks = [.. blocks, .. hashDrives()]; }
+                catch (Exception e) { blocks = [.. blocks, new Block($"drive:(not read: {e.Message})", [], 0)]; }
+                digests = blocks.Select(b => b.Digest).ToArray();
             }
             ulong digest;
             fixed (ulong* d = digests) digest = CityHash.Hash64((byte*)d, (nuint)(digests.Length * sizeof(ulong)));

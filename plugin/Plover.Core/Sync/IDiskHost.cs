@@ -1,0 +1,18 @@
+namespace Plover.Sync;
+
+/// <summary>
+/// The replicated drives offered by the host (QEMU: drives, drive_dirty_take, drive_read, drive_write of ABI 1.3).
+/// Every method is MAIN-thread only, like <see cref="IVmHost"/>; errors are thrown. The drive list is fixed once the
+/// machine is ready.
+/// </summary>
+public interface IDiskHost
+{
+    IReadOnlyList<GuestDrive> Drives { get; }
+    /// <summary>VM stopped: ORs the drive's blocks written since the last take into bitmap (at least
+    /// <see cref="GuestDrive.Words"/> words) and clears them in the host; returns the blocks newly set.</summary>
+    long TakeDirty(int drive, Span<ulong> bitmap);
+    /// <summary>Reads into.Length bytes at offset (within the drive).</summary>
+    void Read(int drive, ulong offset, Span<byte> into);
+    /// <summary>VM stopped: writes data at offset; not the guest's write, so not marked dirty.</summary>
+    void Write(int drive, ulong offset, ReadOnlySpan<byte> data);
+}

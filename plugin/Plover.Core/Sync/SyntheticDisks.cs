@@ -1,0 +1,59 @@
+namespace Plover.Sync;
+
+/// <summary>
+/// Replicated drives for tests: bytes in managed arrays with a host-style dirty bitmap per drive. A guest write
+/// (<see cref="GuestWrite"/>) marks the blocks it touches; <see cref="Write"/> (the backup's apply) does not, as
+/// QEMU's drive_write; <see cref="TakeDirty"/> ORs and clears, as drive_dirty_take. Counts host reads and writes.
+/// </summary>
+public sealed class SyntheticDisks : IDiskHost
+{
+    private readonly GuestDrive[] _drives;
+    private readonly byte[][] _bytes;
+    private readonly ulong[][] _dirty;
+
+    public SyntheticDisks(params (string Name, ulong Size)[] drives)
+    {
+        _drives = drives.Select(d => new GuestDrive(d.Name, d.Size, GuestRamBlock.PageSize)).ToArray();
+        _bytes = _drives.Select(d => new byte[d.Size]).ToArray();
+        _dirty = _drives.Select(d => new ulong[d.Words]).ToArray();
+    }
+
+    public IReadOnlyList<GuestDrive> Drives => _drives;
+    public int Reads { get; private set; }
+    public int Writes { get; private set; }
+
+    public Span<byte> Bytes(int drive) => _bytes[drive];
+
+    /// <summary>The guest writes: the bytes change and every block they touch is dirty.</summary>
+    public void GuestWrite(int drive, ulong offset, ReadOnlySpan<byte> data)
+    {
+        data.CopyTo(_bytes[drive].AsSpan((int)offset));
+        if (data.Length == 0) return;
+        ulong g = _drives[drive].Granularity;
+        for (ulong b = offset / g; b <= (offset + (ulong)data.Length - 1) / g; b++) _dirty[drive][b / 64] |= 1UL << (int)(b % 64);
+    }
+
+    public long TakeDirty(int drive, Span<ulong> bitmap)
+    {
+        long n = 0;
+        for (int w = 0; w < _dirty[drive].Length; w++)
+        {
+            n += System.Numerics.BitOperations.PopCount(_dirty[drive][w] & ~bitmap[w]);
+            bitmap[w] |= _dirty[drive][w];
+            _dirty[drive][w] = 0;
+        }
+        return n;
+    }
+
+    public void Read(int drive, ulong offset, Span<byte> into)
+    {
+        Reads++;
+        _bytes[drive].AsSpan((int)offset, into.Length).CopyTo(into);
+    }
+
+    public void Write(int drive, ulong offset, ReadOnlySpan<byte> data)
+    {
+        Writes++;
+        data.CopyTo(_bytes[drive].AsSpan((int)offset));
+    }
+}
