@@ -201,7 +201,7 @@ class AdaptiveMode(ClusterUnderLoad):
         switched = self.replica(1)["modeSwitches"]
         # 40 replicated syncs in a row since: a trial's window paid and it stayed
         self.wait("the cluster replicates again, for good", lambda: self.replicating_for(40, self.marks["off"]), timeout=300)
-        self.assertGreater(self.replica(1)["modeSwitches"], switched)
+        self.assertGreaterEqual(self.replica(1)["modeSwitches"], switched)   # equal: "off" came during a trial, which stayed
         self.assertTrue(vm_running(self.cluster.nodes[2]), "the backup's VM does not run after the switch back")
         self.compare_at_sync("replicating after the switch back")
         self.__class__.marks["end"] = self.last_epoch()
