@@ -109,6 +109,8 @@ TEST_F(ReplicaHooksTest, AdminAnswersReplicaCommandsAndRefusesManualControls) {
     r = client.Request("verify-result");
     EXPECT_TRUE(Ok(r)) << r;
     EXPECT_NE(r.find("\"result\":null"), std::string::npos) << r;
+    r = client.Request("verify-device mc146818rtc");
+    EXPECT_NE(Error(r).find("no verify result yet"), std::string::npos) << r;
 }
 
 // query-plover's data (ABI 1.2): before the cluster is up the node is starting and says what it waits for.

@@ -26,6 +26,7 @@ namespace Plover.Native.Host;
 /// verify-at-sync            {armed:true} hash all RAM at the next sync point (run it on both replicas)
 /// verify-result             {armed,result:null|{epoch,logIndex,inputDigest,digest,hashMs,blocks:[{id,name,pages,digest}],devices:[{name,hash,bytes,alwaysSent}]}}
 /// verify-pages ID           {id,hashes:["16 hex digits",...]} the page hashes of block ID from the last result
+/// verify-device NAME        {name,bytes,hex} the bytes of device state section NAME from the last result (sections up to 1 KiB)
 /// metrics-reset             {} clears the commit-latency histogram (a benchmark's measuring window)
 /// fault-at-sync STEP [N]    {armed} test only (QEMU started with PLOVER_FAULT_INJECTION=1): the process kills
 ///                            itself (SIGKILL) the Nth time its sync engine reaches STEP (a SyncStep name)
@@ -43,6 +44,7 @@ internal sealed unsafe partial class AdminCommands
         _commands["verify-at-sync"] = ("verify-at-sync", _ => VerifyArm());
         _commands["verify-result"] = ("verify-result", _ => VerifyResult());
         _commands["verify-pages"] = ("verify-pages BLOCK_ID", VerifyPages);
+        _commands["verify-device"] = ("verify-device SECTION_NAME", VerifyDevice);
         _commands["metrics-reset"] = ("metrics-reset", _ => MetricsReset());
         if (SyncFaultInjection.Enabled)
             _commands["fault-at-sync"] = ("fault-at-sync STEP [OCCURRENCE] (test only: PLOVER_FAULT_INJECTION=1)", FaultAtSync);
@@ -350,6 +352,19 @@ internal sealed unsafe partial class AdminCommands
         reply.Json.WriteStartArray("hashes");
         foreach (ulong h in r.Blocks[id].Hashes) reply.Json.WriteStringValue(Hex(h));
         reply.Json.WriteEndArray();
+        return reply.Finish();
+    }
+
+    private string VerifyDevice(string[] args)
+    {
+        if (args.Length != 1) throw new AdminError("usage: verify-device SECTION_NAME");
+        SyncPointRamHash.Result r = Node.RamCheck.Last ?? throw new AdminError("no verify result yet (verify-at-sync first)");
+        SyncPointRamHash.Device d = r.Devices.FirstOrDefault(x => x.Name == args[0]) ?? throw new AdminError($"no section {args[0]} in the last result");
+        if (d.Data is null) throw new AdminError($"section {d.Name} has {d.Bytes} bytes; only sections up to {SyncPointRamHash.KeptSectionBytes} keep them");
+        using var reply = new AdminReply();
+        reply.Json.WriteString("name", d.Name);
+        reply.Json.WriteNumber("bytes", d.Bytes);
+        reply.Json.WriteString("hex", Convert.ToHexString(d.Data));
         return reply.Finish();
     }
 

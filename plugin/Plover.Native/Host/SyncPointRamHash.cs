@@ -13,8 +13,12 @@ internal sealed unsafe class SyncPointRamHash
 {
     public sealed record Block(string Name, ulong[] Hashes, ulong Digest);
 
-    /// <summary>A device state section: its name and the CityHash64 of its bytes.</summary>
-    public sealed record Device(string Name, ulong Hash, int Bytes, bool AlwaysSent);
+    /// <summary>A device state section: its name and the CityHash64 of its bytes; a small section's bytes too (Data,
+    /// for telling which fields differ, e.g. the RTC's clock registers).</summary>
+    public sealed record Device(string Name, ulong Hash, int Bytes, bool AlwaysSent, byte[]? Data = null);
+
+    /// <summary>Sections up to this size keep their bytes in a result.</summary>
+    public const int KeptSectionBytes = 1024;
 
     /// <summary>The sections of a device state saved through vm (main thread, VM stopped).</summary>
     public static Device[] SaveDevices(IVmHost vm)
@@ -25,7 +29,11 @@ internal sealed unsafe class SyncPointRamHash
         if (!sections.Parse(state.Data, out string? error)) return [new Device($"(no sections: {error})", CityHash.Hash64(state.Data), state.Count, true)];
         var devices = new Device[sections.Count];
         for (int i = 0; i < devices.Length; i++)
-            devices[i] = new Device(sections.Name(i, state.Data), sections[i].Hash, sections[i].Length, sections[i].AlwaysSend);
+        {
+            ref readonly var s = ref sections[i];
+            byte[]? data = s.Length <= KeptSectionBytes ? state.Data.Slice(s.Offset, s.Length).ToArray() : null;
+            devices[i] = new Device(sections.Name(i, state.Data), s.Hash, s.Length, s.AlwaysSend, data);
+        }
         return devices;
     }
 
