@@ -62,22 +62,13 @@ public class ModeSwitchCrashTests
     [MemberData(nameof(Crashes))]
     public void CrashInTheSwitchingSync_TheFirstSyncInTheNewModeRepairsEverything(bool toCheckpoint, SyncRole victim, SyncStep step, int occurrence, bool earlyResume)
     {
-        SyncPair? pair = null;
-        int seen = 0;
-        bool armed = false;
-        void Hook(SyncRole role, SyncStep at)
-        {
-            if (!armed || role != victim || at != step || ++seen != occurrence) return;
-            var engine = role == SyncRole.Primary ? pair!.Primary : pair!.Backup;
-            engine.Connection?.Dispose();
-            throw new IOException($"injected crash of the {role} at {step}");
-        }
+        var crash = new InjectedCrash(victim, step, occurrence);
         SyncOptions Options() => new()
         {
-            PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook, SubBlockChunkPages = 16,
+            PagesPerFrame = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = crash.Hook, SubBlockChunkPages = 16,
             EarlyResume = earlyResume, Log = _ => { },
         };
-        pair = new SyncPair(Layout, Options(), Options());
+        var pair = crash.Pair = new SyncPair(Layout, Options(), Options());
         using var _ = pair;
         var rng = new Random((int)step * 10 + (int)victim + (toCheckpoint ? 100 : 0));
         var work = new Workload(pair, seed: rng.Next());
@@ -93,10 +84,10 @@ public class ModeSwitchCrashTests
         var oldBackup = pair.BackupMemory.Snapshot();
         var oldDevice = pair.BackupVm.DeviceState;
 
-        armed = true;
+        crash.Armed = true;
         var (p, b) = Run(pair, Request(2, oldMode, newMode));
-        armed = false;
-        Assert.Equal(occurrence, seen);
+        crash.Armed = false;
+        Assert.Equal(occurrence, crash.Seen);
         Assert.Equal(SyncOutcome.Aborted, p.Outcome);
         Assert.Equal(oldMode, p.Checkpoint);
         Assert.Equal(newMode, p.NextCheckpoint);

@@ -128,23 +128,14 @@ public class SyncCrashTests
     private static void Crash(SyncRole victim, SyncStep step, int occurrence, int subBlockBytes, bool earlyResume, ResumePoint resumePoint,
                               bool parallelApply, UcxSettings? ucx)
     {
-        SyncPair? pair = null;
-        int seen = 0;
-        bool armed = false;
-        void Hook(SyncRole role, SyncStep at)
-        {
-            if (!armed || role != victim || at != step || ++seen != occurrence) return;
-            var engine = role == SyncRole.Primary ? pair!.Primary : pair!.Backup;
-            engine.Connection?.Dispose();          // the process dies: its socket closes
-            throw new IOException($"injected crash of the {role} at {step}");
-        }
+        var crash = new InjectedCrash(victim, step, occurrence);
         SyncOptions Options() => new()
         {
-            PagesPerFrame = 8, PutPagesPerBatch = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = Hook,
+            PagesPerFrame = 8, PutPagesPerBatch = 8, HashesPerFrame = 64, Timeout = TimeSpan.FromSeconds(5), StepHook = crash.Hook,
             SubBlockBytes = subBlockBytes, SubBlockChunkPages = 16, EarlyResume = earlyResume, ResumePoint = resumePoint,
             ParallelApply = parallelApply,
         };
-        pair = new SyncPair(Layout, Options(), Options(), ucx: ucx);
+        var pair = crash.Pair = new SyncPair(Layout, Options(), Options(), ucx: ucx);
         using var _ = pair;
         var work = new Workload(pair, seed: (int)step * 10 + (int)victim);
 
@@ -162,10 +153,10 @@ public class SyncCrashTests
         int divergent = work.CountDivergent();
         Assert.True(divergent > 24, $"need several page batches, have {divergent} divergent pages");
 
-        armed = true;
+        crash.Armed = true;
         var (p, b) = pair.Sync(2);
-        armed = false;
-        Assert.Equal(occurrence, seen);
+        crash.Armed = false;
+        Assert.Equal(occurrence, crash.Seen);
         Assert.Equal(SyncOutcome.Aborted, victim == SyncRole.Primary ? p.Outcome : b.Outcome);
         if (ucx is { PagePuts: true } && step is SyncStep.PagesPut or SyncStep.PageBatch or SyncStep.BeforeApply or SyncStep.Applying or SyncStep.BeforeAck)
             Assert.True(p.Puts > 0, "the pages did not go by puts");

@@ -108,27 +108,18 @@ public class SyncDiskTests
     [MemberData(nameof(Crashes))]
     public void CrashAtStep_LeavesTheBackupsDrivesOldOrNew_AndTheNextSyncMakesThemEqual(SyncRole victim, SyncStep step, int occurrence)
     {
-        SyncPair? pair = null;
-        int seen = 0;
-        bool armed = false;
-        void Hook(SyncRole role, SyncStep at)
-        {
-            if (!armed || role != victim || at != step || ++seen != occurrence) return;
-            var engine = role == SyncRole.Primary ? pair!.Primary : pair!.Backup;
-            engine.Connection?.Dispose();   // the process dies: its socket closes
-            throw new IOException($"injected crash of the {role} at {step}");
-        }
-        pair = new SyncPair(Ram, Options(Hook), Options(Hook), drives: Drives);
+        var crash = new InjectedCrash(victim, step, occurrence);
+        var pair = crash.Pair = new SyncPair(Ram, Options(crash.Hook), Options(crash.Hook), drives: Drives);
         using var _ = pair;
         var work = new Workload(pair, seed: 7);
         work.Run(0.1, 0.5);   // RAM pages too, so Applying has a half to stop at
         Write(pair);
         byte[][] old = [pair.BackupDisks!.Bytes(0).ToArray(), pair.BackupDisks.Bytes(1).ToArray()];
 
-        armed = true;
+        crash.Armed = true;
         var (p, b) = pair.Sync(1);
-        armed = false;
-        Assert.Equal(occurrence, seen);
+        crash.Armed = false;
+        Assert.Equal(occurrence, crash.Seen);
         Assert.Equal(SyncOutcome.Aborted, victim == SyncRole.Primary ? p.Outcome : b.Outcome);
 
         bool applied = (victim == SyncRole.Primary && step == SyncStep.BeforeApply) || (victim == SyncRole.Backup && step == SyncStep.BeforeAck);
