@@ -23,6 +23,7 @@ public sealed unsafe class DiskBlocks : IDisposable
     private readonly NativeBuffer<byte> _data = new();       // the union's blocks in list order, each padded to 4 KiB
     private readonly NativeBuffer<ulong> _hashes = new();
     private readonly NativeBuffer<ulong> _divergent = new(); // union indices whose hashes differ
+    private readonly NativeBuffer<ulong> _peer = new();      // the peer's bitmap, then its hashes, as received
     private ulong _unionBlocks, _divergentBlocks;
 
     public DiskBlocks(DiskLayout layout)
@@ -38,6 +39,13 @@ public sealed unsafe class DiskBlocks : IDisposable
 
     /// <summary>This side's dirty blocks (the pending bitmap), as sent to the peer.</summary>
     public ReadOnlySpan<ulong> LocalBitmap => new(_pending.Pointer, checked((int)_layout.TotalWords));
+
+    /// <summary>The union blocks' hashes (after <see cref="Hash"/>), in union order.</summary>
+    public ReadOnlySpan<ulong> Hashes => new(_hashes.Pointer, checked((int)_unionBlocks));
+
+    /// <summary>A reused buffer of count words for what the peer sends (its bitmap, then its hashes): nothing is
+    /// allocated per sync.</summary>
+    public Span<ulong> PeerWords(ulong count) => new(_peer.Ensure(Math.Max(count, 1)), checked((int)count));
 
     /// <summary>The union of both sides' dirty blocks (after <see cref="OrPeer"/>).</summary>
     public ReadOnlySpan<ulong> Union => new(_union.Pointer, checked((int)_layout.TotalWords));
@@ -163,6 +171,6 @@ public sealed unsafe class DiskBlocks : IDisposable
 
     public void Dispose()
     {
-        _pending.Dispose(); _union.Dispose(); _list.Dispose(); _data.Dispose(); _hashes.Dispose(); _divergent.Dispose();
+        _pending.Dispose(); _union.Dispose(); _list.Dispose(); _data.Dispose(); _hashes.Dispose(); _divergent.Dispose(); _peer.Dispose();
     }
 }

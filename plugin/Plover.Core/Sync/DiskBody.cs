@@ -5,45 +5,44 @@ using Plover.Wire;
 
 namespace Plover.Sync;
 
-/// <summary>Frame 41: the disk part of a sync (proto/sync.proto SyncDisk): a side's dirty-block bitmap, union block
+/// <summary>Frame 42: the disk part of a sync (proto/sync.proto SyncDisk): a side's dirty-block bitmap, union block
 /// hashes, or divergent blocks, written in place from <see cref="DiskBlocks"/>.</summary>
 internal sealed unsafe class DiskBody : SyncFrameBody
 {
     private const int BlockSize = GuestRamBlock.PageSize;
     private readonly SyncDisk _header = new();
-    private ReadOnlyMemory<ulong> _words;   // bitmap or hashes
-    private DiskBlocks? _blocks;
+    private DiskBlocks? _blocks;             // its bitmap, hashes or divergent blocks go into the tail
     private int _tailLength;
 
     public override FrameType Type => FrameType.SyncDisk;
     protected override IMessage Header => _header;
     public override int TailLength => _tailLength;
 
-    public DiskBody SetBitmap(ulong epoch, DiskLayout layout, ulong[] words)
+    /// <summary>This side's dirty-block bitmap (<see cref="DiskBlocks.LocalBitmap"/>).</summary>
+    public DiskBody SetBitmap(ulong epoch, DiskBlocks blocks)
     {
-        Fill(epoch, DiskPart.DiskBitmap, layout.Hash, (ulong)words.Length, 0, 0);
-        _words = words;
-        _tailLength = words.Length * 8;
-        return Seal2();
+        ulong words = blocks.Layout.TotalWords;
+        Fill(epoch, blocks, DiskPart.DiskBitmap, blocks.Layout.Hash, words, 0, 0);
+        _tailLength = checked((int)words * 8);
+        return Sealed();
     }
 
-    public DiskBody SetHashes(ulong epoch, ulong[] hashes, ulong first, uint count, ulong total)
+    /// <summary>Union block hashes [first, first + count) (<see cref="DiskBlocks.Hashes"/>).</summary>
+    public DiskBody SetHashes(ulong epoch, DiskBlocks blocks, ulong first, uint count)
     {
-        Fill(epoch, DiskPart.DiskHashes, 0, total, first, count);
-        _words = hashes.AsMemory((int)first, (int)count);
+        Fill(epoch, blocks, DiskPart.DiskHashes, 0, blocks.UnionBlocks, first, count);
         _tailLength = (int)count * 8;
-        return Seal2();
+        return Sealed();
     }
 
     public DiskBody SetBlocks(ulong epoch, DiskBlocks blocks, ulong first, uint count)
     {
-        Fill(epoch, DiskPart.DiskBlocks, 0, blocks.DivergentBlocks, first, count);
-        _blocks = blocks;
+        Fill(epoch, blocks, DiskPart.DiskBlocks, 0, blocks.DivergentBlocks, first, count);
         _tailLength = (int)count * (8 + BlockSize);
-        return Seal2();
+        return Sealed();
     }
 
-    private void Fill(ulong epoch, DiskPart part, ulong layoutHash, ulong total, ulong first, uint count)
+    private void Fill(ulong epoch, DiskBlocks blocks, DiskPart part, ulong layoutHash, ulong total, ulong first, uint count)
     {
         _header.Epoch = epoch;
         _header.Part = part;
@@ -51,11 +50,10 @@ internal sealed unsafe class DiskBody : SyncFrameBody
         _header.Total = total;
         _header.FirstIndex = first;
         _header.Count = count;
-        _words = default;
-        _blocks = null;
+        _blocks = blocks;
     }
 
-    private DiskBody Seal2()
+    private DiskBody Sealed()
     {
         Seal();
         return this;
@@ -65,7 +63,9 @@ internal sealed unsafe class DiskBody : SyncFrameBody
     {
         if (_header.Part != DiskPart.DiskBlocks)
         {
-            var words = _words.Span;
+            ReadOnlySpan<ulong> words = _header.Part == DiskPart.DiskBitmap
+                ? _blocks!.LocalBitmap
+                : _blocks!.Hashes.Slice((int)_header.FirstIndex, (int)_header.Count);
             for (int i = 0; i < words.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(tail[(i * 8)..], words[i]);
             return;
         }

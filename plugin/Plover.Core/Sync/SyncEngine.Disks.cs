@@ -55,7 +55,7 @@ public sealed unsafe partial class SyncEngine
             || header.Total != words || (ulong)frame.Tail.Length != words * 8)
             throw new SyncProtocolException($"disk bitmap e{header.Epoch} ({header.Part}, {header.Total} words, drives {header.LayoutHash:x16}); " +
                                             $"expected e{request.Epoch}, {words} words, drives {disks.Layout.Hash:x16} (the same drives on both replicas)");
-        var peer = new ulong[words];
+        var peer = disks.PeerWords(words);
         for (int w = 0; w < peer.Length; w++) peer[w] = BinaryPrimitives.ReadUInt64LittleEndian(frame.Tail[(w * 8)..]);
         if (Role == SyncRole.Primary) SendDiskBitmap(connection, request, stats);
         stats.DiskUnionBlocks = disks.OrPeer(peer);
@@ -65,18 +65,19 @@ public sealed unsafe partial class SyncEngine
     }
 
     private void SendDiskBitmap(SyncConnection connection, SyncRequest request, SyncStats stats) =>
-        stats.Wire.Bitmaps += connection.Send(_diskBody.SetBitmap(request.Epoch, _disks!.Layout, _disks.LocalBitmap.ToArray()));
+        stats.Wire.Bitmaps += connection.Send(_diskBody.SetBitmap(request.Epoch, _disks!));
 
     /// <summary>Backup, after its page hashes: the union blocks' hashes.</summary>
     private void SendDiskHashes(SyncConnection connection, SyncRequest request, SyncStats stats)
     {
         if (!_syncDisks || _syncCheckpoint) return;
-        ulong[] hashes = _disks!.Hash(_hasher).ToArray();
-        ulong total = (ulong)hashes.Length;
+        var disks = _disks!;
+        disks.Hash(_hasher);
+        ulong total = disks.UnionBlocks;
         for (ulong first = 0; first < total; first += (ulong)_options.HashesPerFrame)
         {
             uint count = (uint)Math.Min((ulong)_options.HashesPerFrame, total - first);
-            stats.Wire.Hashes += connection.Send(_diskBody.SetHashes(request.Epoch, hashes, first, count, total));
+            stats.Wire.Hashes += connection.Send(_diskBody.SetHashes(request.Epoch, disks, first, count));
         }
     }
 
@@ -93,7 +94,7 @@ public sealed unsafe partial class SyncEngine
             return;
         }
         disks.Hash(_hasher);
-        var theirs = new ulong[total];
+        var theirs = disks.PeerWords(total);
         ulong received = 0;
         while (received < total)
         {
@@ -106,7 +107,7 @@ public sealed unsafe partial class SyncEngine
                 throw new SyncProtocolException($"disk hash frame e{header.Epoch} ({header.Part}) [{header.FirstIndex}, +{header.Count}) of {header.Total}; " +
                                                 $"expected e{request.Epoch} from {received} of {total}");
             for (uint i = 0; i < header.Count; i++)
-                theirs[received + i] = BinaryPrimitives.ReadUInt64LittleEndian(frame.Tail[(int)(i * 8)..]);
+                theirs[(int)(received + i)] = BinaryPrimitives.ReadUInt64LittleEndian(frame.Tail[(int)(i * 8)..]);
             received += header.Count;
         }
         stats.DiskDivergentBlocks = disks.Compare(theirs);
