@@ -144,7 +144,8 @@ class Qmp:
 class QmpEvents:
     """Records the QMP events of one QEMU on a monitor of its own (the second -qmp socket): connects as soon as the
     socket exists, negotiates, and appends every event (with the node's incarnation and the arrival time) to
-    `events` until QEMU goes away."""
+    `events` until QEMU goes away. QEMU waits for this connection (wait=on) before it creates the machine, so the
+    events of the start cannot be missed (with wait=off a slow connection once lost the first role change)."""
 
     def __init__(self, path, proc, incarnation, events):
         self.path, self.proc, self.incarnation, self.events = path, proc, incarnation, events
@@ -387,7 +388,7 @@ class Cluster:
                "-display", "none", "-nodefaults", "-S", "-kernel", e["PLOVER_KERNEL"], "-initrd", e["PLOVER_INITRD"],
                "-append", f"console=ttyS0 quiet plover.ip={GUEST_IP}/{SUBNET} plover.redis=1{' ' + self.guest_args if self.guest_args else ''}",
                "-serial", f"file:{node.serial_path}", "-qmp", f"unix:{node.qmp_path},server=on,wait=off",
-               "-qmp", f"unix:{node.qmp_events_path},server=on,wait=off",
+               "-qmp", f"unix:{node.qmp_events_path},server=on,wait=on",
                "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no,vhost=off",
                "-device", f"virtio-net-pci,netdev=n0,mac={GUEST_MAC},romfile=", *FIRMWARE]
         if self.disk:

@@ -343,6 +343,10 @@ class QemuProcess {
         }
         return INT32_MIN;
     }
+    // send a signal to QEMU (not its process group)
+    void signal(int sig) {
+        if (pid_ > 0) ::kill(pid_, sig);
+    }
     bool running() {
         if (pid_ <= 0) return false;
         int st;
