@@ -43,34 +43,48 @@ std::string hex_of(uint8_t byte, size_t n) {
     return s;
 }
 
+// QEMU under qtest (no guest) with -object plover in probe mode listing `drives`, plus the drive options given;
+// connected: qtest (it starts QEMU), the library's admin socket and QMP.
+struct QtestQemu {
+    explicit QtestQemu(TempDir &dir) : qemu(dir.path) {}
+    void start(TempDir &dir, const std::string &drives, const std::vector<std::string> &drive_args) {
+        std::string admin_path = dir / "admin.sock", qmp_path = dir / "qmp.sock", qtest_path = dir / "qtest.sock";
+        std::string config = write_cluster_config(dir, admin_path);
+        std::vector<std::string> args = {
+            "-M", "pc", "-m", "64M", "-accel", "qtest", "-display", "none", "-nodefaults", "-S",
+            "-qtest", "unix:" + qtest_path + ",server=on,wait=off", "-qmp", "unix:" + qmp_path + ",server=on,wait=off",
+            "-object", "plover,id=ft0,lib=" + env("PLOVER_LIB") + ",role=primary,config=" + config + ",node=1,drives=" +
+                           drives};
+        args.insert(args.end(), drive_args.begin(), drive_args.end());
+        auto fw = QemuProcess::firmware_args();
+        args.insert(args.end(), fw.begin(), fw.end());
+        qemu.start(args);
+        qt.connect_listening(qtest_path);
+        admin.connect(admin_path);
+        qmp.connect(qmp_path);
+    }
+    QemuProcess qemu;
+    Qtest qt;
+    Admin admin;
+    Qmp qmp;
+};
+
 TEST(QemuDrives, TheLibrarySeesExactlyTheBlocksWrittenAndReadsAndWritesThem) {
     TempDir dir;
-    std::string admin_path = dir / "admin.sock", qmp_path = dir / "qmp.sock", qtest_path = dir / "qtest.sock";
-    std::string config = write_cluster_config(dir, admin_path);
     write_file(dir / "d0.img", std::string(kDisk0Size, '\0'));
     write_file(dir / "d1.img", std::string(kDisk1Size, '\0'));
     write_file(dir / "ro.img", std::string(64 << 10, '\0'));
     // data0 by its -drive id, disk1 by its node name (-blockdev); a read-only drive beside them is not listed
-    std::vector<std::string> args = {
-        "-M", "pc", "-m", "64M", "-accel", "qtest", "-display", "none", "-nodefaults", "-S",
-        "-qtest", "unix:" + qtest_path + ",server=on,wait=off", "-qmp", "unix:" + qmp_path + ",server=on,wait=off",
-        "-object", "plover,id=ft0,lib=" + env("PLOVER_LIB") + ",role=primary,config=" + config +
-                       ",node=1,drives=data0:disk1",
-        "-drive", "file=" + dir / "d0.img" + ",format=raw,if=none,id=data0", "-device",
-        "virtio-blk-pci,drive=data0,id=vd0", "-blockdev", "driver=file,filename=" + dir / "d1.img" + ",node-name=disk1",
-        "-device", "virtio-blk-pci,drive=disk1,id=vd1", "-drive",
-        "file=" + dir / "ro.img" + ",format=raw,if=none,id=ro0,readonly=on", "-device",
-        "virtio-blk-pci,drive=ro0,id=vro0"};
-    auto fw = QemuProcess::firmware_args();
-    args.insert(args.end(), fw.begin(), fw.end());
-    QemuProcess qemu(dir.path);
-    qemu.start(args);
-    Qtest qt;
-    qt.connect_listening(qtest_path);
-    Admin admin;
-    admin.connect(admin_path);
-    Qmp qmp;
-    qmp.connect(qmp_path);
+    QtestQemu q(dir);
+    q.start(dir, "data0:disk1",
+            {"-drive", "file=" + dir / "d0.img" + ",format=raw,if=none,id=data0", "-device",
+             "virtio-blk-pci,drive=data0,id=vd0", "-blockdev",
+             "driver=file,filename=" + dir / "d1.img" + ",node-name=disk1", "-device",
+             "virtio-blk-pci,drive=disk1,id=vd1", "-drive",
+             "file=" + dir / "ro.img" + ",format=raw,if=none,id=ro0,readonly=on", "-device",
+             "virtio-blk-pci,drive=ro0,id=vro0"});
+    Admin &admin = q.admin;
+    Qmp &qmp = q.qmp;
 
     json drives = admin.ok("drives")["drives"];
     ASSERT_EQ(drives.size(), 2u) << drives.dump();
@@ -135,25 +149,14 @@ TEST(QemuDrives, QemuWithAReplicatedDriveExitsCleanlyOnQuitAndOnSigterm) {
     for (std::string how : {"quit", "SIGTERM"}) {
         SCOPED_TRACE(how);
         TempDir dir;
-        std::string admin_path = dir / "admin.sock", qmp_path = dir / "qmp.sock", qtest_path = dir / "qtest.sock";
-        std::string config = write_cluster_config(dir, admin_path);
         write_file(dir / "d0.img", std::string(kDisk1Size, '\0'));
-        std::vector<std::string> args = {
-            "-M", "pc", "-m", "64M", "-accel", "qtest", "-display", "none", "-nodefaults", "-S",
-            "-qtest", "unix:" + qtest_path + ",server=on,wait=off", "-qmp", "unix:" + qmp_path + ",server=on,wait=off",
-            "-object", "plover,id=ft0,lib=" + env("PLOVER_LIB") + ",role=primary,config=" + config + ",node=1,drives=data0",
-            "-drive", "file=" + dir / "d0.img" + ",format=raw,if=none,id=data0", "-device",
-            "virtio-blk-pci,drive=data0,id=vd0"};
-        auto fw = QemuProcess::firmware_args();
-        args.insert(args.end(), fw.begin(), fw.end());
-        QemuProcess qemu(dir.path);
-        qemu.start(args);
-        Qtest qt;
-        qt.connect_listening(qtest_path);
-        Admin admin;
-        admin.connect(admin_path);
-        Qmp qmp;
-        qmp.connect(qmp_path);
+        QtestQemu q(dir);
+        q.start(dir, "data0",
+                {"-drive", "file=" + dir / "d0.img" + ",format=raw,if=none,id=data0", "-device",
+                 "virtio-blk-pci,drive=data0,id=vd0"});
+        Admin &admin = q.admin;
+        Qmp &qmp = q.qmp;
+        QemuProcess &qemu = q.qemu;
         ASSERT_EQ(admin.ok("drives")["drives"].size(), 1u);
         qemu_io(qmp, "vd0", "write -P 0xab 4096 4096");  // a dirty block left in the bitmap at exit
         if (how == "quit") {
