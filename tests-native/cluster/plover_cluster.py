@@ -255,7 +255,8 @@ PIN_CORES = {1: 0, 2: 1, 3: 1, "client": 1}
 
 class Cluster:
     """mode: "plover" (the product), "checkpoint" (sync.mode checkpoint: the Remus baseline, a passive backup
-    that receives every dirty page) or "unreplicated" (one plain QEMU, no library: the baseline).
+    that receives every dirty page), "unreplicated" (one plain QEMU, no library: the baseline) or "probe" (one QEMU
+    with the library in probe mode: dirty logging on, packets pass, the VM driven by hand through the admin socket).
     pin: run every process on its host's core (PIN_CORES) instead of letting all share every core.
     tcg_threads: "multi" (one host thread per vCPU) or "single"; icount: QEMU's -icount value (e.g.
     "shift=auto,sleep=on": guest time from the instruction count; needs single-threaded TCG) or None."""
@@ -271,7 +272,7 @@ class Cluster:
         for k in ("PLOVER_QEMU", "PLOVER_LIB", "PLOVER_CLI", "PLOVER_KERNEL", "PLOVER_INITRD"):
             if not self.env.get(k):
                 raise RuntimeError(f"{k} is not set (run through ./build.sh, or export the lines of ./build.sh env)")
-        if mode not in ("plover", "checkpoint", "unreplicated"):
+        if mode not in ("plover", "checkpoint", "unreplicated", "probe"):
             raise ValueError(f"unknown mode {mode}")
         if pin and (os.cpu_count() or 1) < 2:
             raise ValueError("pin needs at least 2 cores")
@@ -367,6 +368,8 @@ class Cluster:
             config["timeouts"] = self.timeouts
         if self.sync:
             config["sync"] = self.sync
+        if self.mode == "probe":
+            config["mode"] = "probe"
         if self.ucx is not None:
             config["transport"] = "ucx"
             config["ucx"] = self.ucx
@@ -396,6 +399,8 @@ class Cluster:
                     "-device", "virtio-blk-pci,drive=data0,id=vd0"]
         if self.mode == "unreplicated":
             return cmd[:cmd.index("-S")] + cmd[cmd.index("-S") + 1:]   # plain QEMU: starts at once
+        if self.mode == "probe":   # the library does not start the guest in probe mode
+            cmd = cmd[:cmd.index("-S")] + cmd[cmd.index("-S") + 1:]
         return cmd + ["-object", f"plover,id=ft0,lib={e['PLOVER_LIB']},role={node.role},config={self.config_path_of(node)},"
                                  f"node={node.id}{',drives=data0' if self.disk else ''}",
                       "-object", "filter-plover,id=pf0,netdev=n0,ft=ft0"]
@@ -436,6 +441,9 @@ class Cluster:
                 shutil.copyfile(base, self.disk_path_of(n))
         if self.mode == "unreplicated":
             self.start_node(1)
+        elif self.mode == "probe":
+            self.write_config()
+            self.start_node(1)
         else:
             self.write_config()
             for node_id in nodes:
@@ -448,7 +456,7 @@ class Cluster:
         return os.path.join(self.work, f"disk-{node.id}.img")
 
     def vm_nodes(self):
-        return [self.nodes[1]] if self.mode == "unreplicated" else [self.nodes[1], self.nodes[2]]
+        return [self.nodes[1]] if self.mode in ("unreplicated", "probe") else [self.nodes[1], self.nodes[2]]
 
     def wait_service(self, timeout=240):
         """Until redis in the guest answers PING from the client namespace."""
