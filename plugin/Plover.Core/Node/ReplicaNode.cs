@@ -129,6 +129,7 @@ public sealed class ReplicaNode : IDisposable
                     JoinTimeout = TimeSpan.FromMilliseconds(Math.Max(_config.Timeouts.StartupMs, _config.Sync.TimeoutMs)),
                     Checkpoint = _config.Sync.Mode == SyncMode.Checkpoint, EarlyResume = _config.Sync.EarlyResume,
                     ResumePoint = _config.Sync.ResumePoint, DeviceStateDelta = _config.Sync.DeviceStateDelta,
+                    DiskChunkBytes = (long)_config.Sync.DiskChunkMiB << 20,
                     HistoryLength = 4096, Log = _log,
                     StepHook = Faults is { } faults ? faults.OnStep : null,
                 },

@@ -118,6 +118,9 @@ public sealed unsafe partial class SyncEngine : IDisposable
                                                   $"{SyncProtocol.MinSubBlockBytes}..{SyncProtocol.MaxSubBlockBytes}, not {_options.SubBlockBytes}");
         if (_options.SubBlockChunkPages < 1 || _options.SubBlockChunkPages > SyncProtocol.MaxChunkPages)
             throw new ArgumentOutOfRangeException(nameof(options), $"SubBlockChunkPages must be 1..{SyncProtocol.MaxChunkPages}");
+        if (_options.DiskChunkBytes < GuestRamBlock.PageSize || (ulong)(_options.DiskChunkBytes / GuestRamBlock.PageSize) > SyncProtocol.MaxDiskChunkBlocks)
+            throw new ArgumentOutOfRangeException(nameof(options), $"DiskChunkBytes must be {GuestRamBlock.PageSize}..{SyncProtocol.MaxDiskChunkBlocks * GuestRamBlock.PageSize}, " +
+                                                  $"not {_options.DiskChunkBytes}");
         _hasher = new PageHasher(_options.HashThreads);
         _workers = new PageWorkers(_hasher.Threads);
         Metrics = new SyncMetrics(_options.HistoryLength);
@@ -229,9 +232,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
             {
                 _syncDeviceDelta = _options.DeviceStateDelta && !_syncCheckpoint && !request.FullSync;
                 _syncDisks = Disks is not null;
+                _diskChunkBlocks = OwnDiskChunkBlocks;
                 stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncBegin, new SyncBegin
                 {
-                    Disks = _syncDisks,
+                    Disks = _syncDisks, DiskChunkBlocks = _diskChunkBlocks,
                     Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
                     DeviceDelta = _syncDeviceDelta, Checkpoint = checkpoint, NextCheckpoint = nextCheckpoint,
                 }));
@@ -354,6 +358,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             throw new SyncProtocolException(mine ? "this backup replicates drives, the primary none: drives= must list the same drives on both replicas"
                                                  : "the primary replicates drives, this backup none: drives= must list the same drives on both replicas");
         _syncDisks = mine;
+        TakeDiskChunk(begin);
     }
 
     /// <summary>The connection, waiting up to timeout for one to be set (a link being established); null if none.</summary>
