@@ -147,9 +147,11 @@ public sealed unsafe partial class SyncEngine : IDisposable
     public DivergenceStats Divergence { get; } = new();
 
     /// <summary>
-    /// Backup only: true once an apply failed after guest RAM had been written (the host refused the device state).
-    /// RAM and devices then belong to different states: this backup must not be promoted until the next completed
-    /// sync (an ordinary one suffices: neither side cleared its dirt, so the union still covers every written page).
+    /// Backup only: true once an apply failed after guest RAM had been written (the host refused the device state),
+    /// or a sync failed after it wrote disk blocks ahead of the apply (it sent more than a chunk's worth, see
+    /// <see cref="SyncOptions.DiskChunkBytes"/>). RAM, disk and devices then belong to different states: this backup
+    /// must not be promoted until the next completed sync (an ordinary one suffices: neither side cleared its dirt, so
+    /// the union still covers every written page and block).
     /// </summary>
     public bool StateInvalid => _stateInvalid;
 
