@@ -400,6 +400,19 @@ public sealed class ConfigValidationTests
         Assert.Equal(expected, ClusterConfig.Parse(With(j => { if (point is not null) j["sync"]!["resumePoint"] = point; }).ToJsonString(), "/x").Sync.ResumePoint);
 
     [Theory]
+    [InlineData(null, 64)]
+    [InlineData(1, 1)]
+    [InlineData(1024, 1024)]
+    public void DiskChunkIsRead(int? mib, int expected) =>
+        Assert.Equal(expected, ClusterConfig.Parse(With(j => { if (mib is not null) j["sync"]!["diskChunkMiB"] = mib; }).ToJsonString(), "/x").Sync.DiskChunkMiB);
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1025)]
+    public void DiskChunkOutOfRange(int mib) =>
+        Assert.Contains("sync.diskChunkMiB", Refuse(With(j => j["sync"]!["diskChunkMiB"] = mib)));
+
+    [Theory]
     [InlineData(-1)]
     [InlineData(1025)]
     public void HashingThreadsOutOfRange(int threads) =>

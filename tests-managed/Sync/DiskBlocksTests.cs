@@ -25,25 +25,41 @@ public sealed class DiskBlocksTests : IDisposable
 
     private static byte[] Fill(byte value, int length) => Enumerable.Repeat(value, length).ToArray();
 
-    /// <summary>One sync: both sides take, exchange bitmaps, read, hash, compare; the backup stages the primary's
-    /// divergent blocks; apply (unless aborted). Returns the divergent blocks.</summary>
-    private ulong Sync(SyntheticDisks primary, SyntheticDisks backup, DiskBlocks p, DiskBlocks b, DiskStaging staging, bool abort = false)
+    /// <summary>One sync: both sides take, exchange bitmaps, then chunk by chunk read, hash, compare; the backup
+    /// stages the primary's divergent blocks (a full staging is written first, as the engine does); apply (unless
+    /// aborted). Returns the divergent blocks.</summary>
+    private ulong Sync(SyntheticDisks primary, SyntheticDisks backup, DiskBlocks p, DiskBlocks b, DiskStaging staging, bool abort = false,
+                       ulong chunkBlocks = ulong.MaxValue)
     {
         p.Take(primary);
         b.Take(backup);
         ulong[] pBits = p.LocalBitmap.ToArray(), bBits = b.LocalBitmap.ToArray();
-        ulong union = p.OrPeer(bBits);
-        Assert.Equal(union, b.OrPeer(pBits));
-        p.ReadUnion(primary);
-        b.ReadUnion(backup);
-        ulong[] backupHashes = b.Hash(_hasher).ToArray();
-        p.Hash(_hasher);
-        ulong divergent = p.Compare(backupHashes);
-        staging.Reset(b.UnionBlocks);
-        for (ulong i = 0; i < divergent; i++)
+        ulong union = p.OrPeer(bBits, chunkBlocks);
+        Assert.Equal(union, b.OrPeer(pBits, chunkBlocks));
+        Assert.Equal(p.Chunks, b.Chunks);
+        staging.Reset(b.ChunkBlocks);
+        ulong divergent = 0;
+        while (p.NextChunk())
         {
-            staging.Stage(b.Layout, b.Union, p.DivergentBlock(i), p.DivergentData(i));
+            Assert.True(b.NextChunk());
+            Assert.Equal(p.ChunkFirst, b.ChunkFirst);
+            p.ReadChunk(primary);
+            b.ReadChunk(backup);
+            ulong[] backupHashes = b.Hash(_hasher).ToArray();
+            p.Hash(_hasher);
+            ulong chunkDivergent = p.Compare(backupHashes);
+            for (ulong i = 0; i < chunkDivergent; i++)
+            {
+                if (staging.IsFull)
+                {
+                    staging.Apply(b.Layout, backup);
+                    staging.Clear();
+                }
+                staging.Stage(b, p.DivergentBlock(i), p.DivergentData(i));
+            }
+            divergent += chunkDivergent;
         }
+        Assert.False(b.NextChunk());
         if (abort) return divergent;
         staging.Apply(b.Layout, backup);
         p.Completed();
@@ -128,6 +144,97 @@ public sealed class DiskBlocksTests : IDisposable
     }
 
     [Fact]
+    public void AChunkedFullSyncHoldsOneChunk_AndSendsOnlyTheDifferingBlocks()
+    {
+        const ulong chunk = 16;   // 64 KiB: the drives' 321 blocks go in 21 chunks
+        var primary = Disks(5);
+        var backup = Disks(5);
+        backup.Write(0, 100 * Block, Fill(0x33, 2 * Block));   // an older copy: differs, not dirty
+        backup.Write(1, Size1 - 512, Fill(0x34, 512));         // the short last block
+        using var p = new DiskBlocks(new DiskLayout(primary.Drives));
+        using var b = new DiskBlocks(new DiskLayout(backup.Drives));
+        using var staging = new DiskStaging();
+        p.MarkAll();
+        b.MarkAll();
+        ulong divergent = Sync(primary, backup, p, b, staging, chunkBlocks: chunk);
+        Assert.Equal(256UL + 65, p.UnionBlocks);
+        Assert.Equal(21UL, p.Chunks);
+        Assert.Equal(3UL, divergent);
+        Assert.Equal(chunk * Block, p.ReadBufferBytes);   // one chunk, not the union's 1.3 MiB
+        Assert.Equal(chunk * Block, b.ReadBufferBytes);
+        Assert.Equal(chunk * Block, staging.BufferBytes);
+        Assert.Equal(2 + 2, backup.Writes);                // the older copy's 2, then one per run: all fitted in the staging
+        Assert.True(primary.Bytes(0).SequenceEqual(backup.Bytes(0)));
+        Assert.True(primary.Bytes(1).SequenceEqual(backup.Bytes(1)));
+    }
+
+    [Fact]
+    public void ABackupWithAnotherDiskGetsEveryBlock_InBoundedStaging()
+    {
+        const ulong chunk = 7;
+        var primary = Disks(6);
+        var backup = Disks(60);   // nothing alike
+        using var p = new DiskBlocks(new DiskLayout(primary.Drives));
+        using var b = new DiskBlocks(new DiskLayout(backup.Drives));
+        using var staging = new DiskStaging();
+        p.MarkAll();
+        b.MarkAll();
+        Assert.Equal(256UL + 65, Sync(primary, backup, p, b, staging, chunkBlocks: chunk));
+        Assert.Equal(chunk * Block, staging.BufferBytes);
+        Assert.Equal(chunk * Block, b.ReadBufferBytes);
+        Assert.True(primary.Bytes(0).SequenceEqual(backup.Bytes(0)));
+        Assert.True(primary.Bytes(1).SequenceEqual(backup.Bytes(1)));
+    }
+
+    [Fact]
+    public void ChunksCutTheUnionInOrder_OnBothDrives()
+    {
+        var disks = Disks(7);
+        using var side = new DiskBlocks(new DiskLayout(disks.Drives));
+        ulong[] dirty = [0, 1, 2, 63, 64, 65, 130, 255];
+        foreach (ulong block in dirty) disks.GuestWrite(0, block * Block, Fill(1, 1));
+        disks.GuestWrite(1, 0, Fill(2, 1));                  // global block 256: drive 1 starts on a word boundary
+        disks.GuestWrite(1, 64 * Block, Fill(3, 1));         // its short last block, global 320
+        side.Take(disks);
+        Assert.Equal(10UL, side.OrPeer(new ulong[side.Layout.TotalWords], chunkBlocks: 3));
+        Assert.Equal(4UL, side.Chunks);
+        var seen = new List<ulong>();
+        while (side.NextChunk())
+        {
+            Assert.Equal((ulong)seen.Count, side.ChunkFirst);
+            side.Compare([], all: true);
+            for (ulong i = 0; i < side.DivergentBlocks; i++) seen.Add(side.DivergentBlock(i));
+            Assert.True(side.InChunk(side.DivergentBlock(0)));
+        }
+        Assert.Equal([.. dirty, 256UL, 320UL], seen);
+    }
+
+    [Fact]
+    public void StagingRefusesABlockOfAnotherChunk()
+    {
+        var disks = Disks(8);
+        using var side = new DiskBlocks(new DiskLayout(disks.Drives));
+        using var staging = new DiskStaging();
+        disks.GuestWrite(0, 0, Fill(1, 4 * Block));
+        side.Take(disks);
+        side.OrPeer(new ulong[side.Layout.TotalWords], chunkBlocks: 2);
+        Assert.True(side.NextChunk());   // blocks 0 and 1
+        staging.Reset(side.ChunkBlocks);
+        var block = new byte[Block];
+        Assert.Throws<SyncProtocolException>(() => staging.Stage(side, 2, block));   // in the union, the next chunk's
+        staging.Stage(side, 1, block);
+        Assert.True(side.NextChunk());   // blocks 2 and 3
+        Assert.Throws<SyncProtocolException>(() => staging.Stage(side, 1, block));   // the last chunk's
+        Assert.False(staging.IsFull);
+        staging.Stage(side, 2, block);
+        Assert.True(staging.IsFull);
+        Assert.Throws<InvalidOperationException>(() => staging.Stage(side, 3, block));   // the engine writes a full staging first
+        staging.Clear();
+        Assert.Throws<SyncProtocolException>(() => staging.Stage(side, 2, block));   // the order holds over the whole sync
+        staging.Stage(side, 3, block);
+    }
+
+    [Fact]
     public void StagingRefusesWhatThePrimaryMustNotSend()
     {
         var disks = Disks(4);
@@ -137,12 +244,13 @@ public sealed class DiskBlocksTests : IDisposable
         disks.GuestWrite(0, 2 * Block, Fill(1, 2 * Block));
         side.Take(disks);
         side.OrPeer(new ulong[layout.TotalWords]);
-        staging.Reset(side.UnionBlocks);
+        Assert.True(side.NextChunk());
+        staging.Reset(side.ChunkBlocks);
         var block = new byte[Block];
-        Assert.Throws<SyncProtocolException>(() => staging.Stage(layout, side.Union, 5, block));          // not in the union
-        Assert.Throws<SyncProtocolException>(() => staging.Stage(layout, side.Union, 2, new byte[100]));  // not a block's size
-        staging.Stage(layout, side.Union, 3, block);
-        Assert.Throws<SyncProtocolException>(() => staging.Stage(layout, side.Union, 2, block));          // out of order
+        Assert.Throws<SyncProtocolException>(() => staging.Stage(side, 5, block));          // not in the union
+        Assert.Throws<SyncProtocolException>(() => staging.Stage(side, 2, new byte[100]));  // not a block's size
+        staging.Stage(side, 3, block);
+        Assert.Throws<SyncProtocolException>(() => staging.Stage(side, 2, block));          // out of order
         var pastTheEnd = new ulong[layout.TotalWords];
         pastTheEnd[layout.TotalWords - 1] = 1UL << 63;                                                  // drive 1 has 65 blocks
         Assert.Throws<SyncProtocolException>(() => side.OrPeer(pastTheEnd));

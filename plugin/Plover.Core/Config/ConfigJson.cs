@@ -67,6 +67,7 @@ internal sealed class RawSync
     public bool? EarlyResume { get; set; }
     public string? ResumePoint { get; set; }
     public bool? DeviceStateDelta { get; set; }
+    public int? DiskChunkMiB { get; set; }
     public RawAdaptive? Adaptive { get; set; }
 }
 

@@ -302,10 +302,13 @@ internal sealed partial class ConfigValidator
         if (threshold > window)
             throw Error("sync.idleThresholdUs", $"{threshold} is greater than sync.idleWindowUs {window}");
         var mode = ValidateSyncMode(raw.Mode);
+        int diskChunk = Positive(raw.DiskChunkMiB ?? d.DiskChunkMiB, "sync.diskChunkMiB");
+        if (diskChunk > 1024)
+            throw Error("sync.diskChunkMiB", $"{diskChunk} is more than 1024 (a backup holds up to two chunks)");
         return new SyncConfig(window, threshold, windows, maxEpoch)
             { TimeoutMs = timeout, IdleWindowsWithOutput = withOutput, Mode = mode, EarlyResume = raw.EarlyResume ?? d.EarlyResume,
               ResumePoint = ValidateResumePoint(raw.ResumePoint), DeviceStateDelta = raw.DeviceStateDelta ?? d.DeviceStateDelta,
-              Adaptive = ValidateAdaptive(mode, raw.Adaptive) };
+              DiskChunkMiB = diskChunk, Adaptive = ValidateAdaptive(mode, raw.Adaptive) };
     }
 
     private SyncMode ValidateSyncMode(string? mode) => mode switch

@@ -30,4 +30,7 @@ public sealed record SyncConfig(int IdleWindowUs, int IdleThresholdUs, int IdleW
     /// <summary>Only the device state sections that differ from the backup's travel (see
     /// Sync.SyncOptions.DeviceStateDelta).</summary>
     public bool DeviceStateDelta { get; init; } = true;
+    /// <summary>Replicated drives: MiB of disk blocks a sync holds at a time, 1..1024 (see
+    /// Sync.SyncOptions.DiskChunkBytes); the primary's counts.</summary>
+    public int DiskChunkMiB { get; init; } = (int)(Sync.SyncOptions.DefaultDiskChunkBytes >> 20);
 }

@@ -63,7 +63,7 @@ public sealed partial class ReplicaCore
         if (_joining || _stateInvalid)
         {
             _log($"replica {_self}: LEADER in ballot {ballot} but this replica has no valid VM state " +
-                 $"({(_joining ? "it was waiting for a full sync" : "its last apply failed")}): it does not serve and output stays held");
+                 $"({(_joining ? "it was waiting for a full sync" : "a sync failed after it began writing its RAM or disk")}): it does not serve and output stays held");
             return;
         }
         _role = ReplicaRole.Primary;

@@ -29,7 +29,7 @@ public sealed partial class ReplicaCore
     private Ballot _ballot;
     private bool _linkUp;
     private long _connections;   // connections the sync link ever made
-    private bool _stateInvalid;  // the engine's last apply failed
+    private bool _stateInvalid;  // the engine failed a sync after it began writing RAM or disk
     private long _now;           // ms, from the last Tick
 
     // The mode (docs: README "Adaptive mode"). Changed only by a committed SYNC entry that names the next mode, at

@@ -129,6 +129,7 @@ public sealed class ReplicaNode : IDisposable
                     JoinTimeout = TimeSpan.FromMilliseconds(Math.Max(_config.Timeouts.StartupMs, _config.Sync.TimeoutMs)),
                     Checkpoint = _config.Sync.Mode == SyncMode.Checkpoint, EarlyResume = _config.Sync.EarlyResume,
                     ResumePoint = _config.Sync.ResumePoint, DeviceStateDelta = _config.Sync.DeviceStateDelta,
+                    DiskChunkBytes = (long)_config.Sync.DiskChunkMiB << 20,
                     HistoryLength = 4096, Log = _log,
                     StepHook = Faults is { } faults ? faults.OnStep : null,
                 },
@@ -212,11 +213,19 @@ public sealed class ReplicaNode : IDisposable
             replica.Fences, replica.LastFenceReason);
     }
 
-    /// <summary>What keeps this node from being a protected primary or a ready backup ("" if nothing).</summary>
+    /// <summary>What keeps this node from being a protected primary or a ready backup ("" if nothing), and how far a
+    /// sync whose disk part runs in chunks (a full sync of a large disk) has got.</summary>
     public string Problem()
     {
         var replica = _replica;
         if (_driver is null || replica is null) return ReadinessProblem() ?? "starting";
+        string problem = ReplicaProblem(replica);
+        var disk = replica.Engine.DiskProgress.Current;
+        return !disk.Running ? problem : $"{problem}{(problem.Length > 0 ? "; " : "")}sync e{disk.Epoch}: {disk}";
+    }
+
+    private string ReplicaProblem(Replica replica)
+    {
         return replica.IsFenced ? "deposed: rejoining as backup"
             : replica.IsJoining ? "waiting for the primary's full sync"
             : replica.Role == ReplicaRole.Primary && replica.RunsAlone ? "running unprotected (no backup)"

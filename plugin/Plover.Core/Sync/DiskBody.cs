@@ -6,7 +6,7 @@ using Plover.Wire;
 namespace Plover.Sync;
 
 /// <summary>Frame 42: the disk part of a sync (proto/sync.proto SyncDisk): a side's dirty-block bitmap, union block
-/// hashes, or divergent blocks, written in place from <see cref="DiskBlocks"/>.</summary>
+/// hashes of a chunk, or a chunk's divergent blocks, written in place from <see cref="DiskBlocks"/>.</summary>
 internal sealed unsafe class DiskBody : SyncFrameBody
 {
     private const int BlockSize = GuestRamBlock.PageSize;
@@ -27,7 +27,7 @@ internal sealed unsafe class DiskBody : SyncFrameBody
         return Sealed();
     }
 
-    /// <summary>Union block hashes [first, first + count) (<see cref="DiskBlocks.Hashes"/>).</summary>
+    /// <summary>Union block hashes [first, first + count), union indices within the current chunk (<see cref="DiskBlocks.Hashes"/>).</summary>
     public DiskBody SetHashes(ulong epoch, DiskBlocks blocks, ulong first, uint count)
     {
         Fill(epoch, blocks, DiskPart.DiskHashes, 0, blocks.UnionBlocks, first, count);
@@ -35,6 +35,7 @@ internal sealed unsafe class DiskBody : SyncFrameBody
         return Sealed();
     }
 
+    /// <summary>The current chunk's divergent blocks [first, first + count) (count 0: the chunk has none).</summary>
     public DiskBody SetBlocks(ulong epoch, DiskBlocks blocks, ulong first, uint count)
     {
         Fill(epoch, blocks, DiskPart.DiskBlocks, 0, blocks.DivergentBlocks, first, count);
@@ -50,6 +51,7 @@ internal sealed unsafe class DiskBody : SyncFrameBody
         _header.Total = total;
         _header.FirstIndex = first;
         _header.Count = count;
+        _header.ChunkFirst = part == DiskPart.DiskBitmap ? 0 : blocks.ChunkFirst;
         _blocks = blocks;
     }
 
@@ -65,7 +67,7 @@ internal sealed unsafe class DiskBody : SyncFrameBody
         {
             ReadOnlySpan<ulong> words = _header.Part == DiskPart.DiskBitmap
                 ? _blocks!.LocalBitmap
-                : _blocks!.Hashes.Slice((int)_header.FirstIndex, (int)_header.Count);
+                : _blocks!.Hashes.Slice((int)(_header.FirstIndex - _header.ChunkFirst), (int)_header.Count);
             for (int i = 0; i < words.Length; i++) BinaryPrimitives.WriteUInt64LittleEndian(tail[(i * 8)..], words[i]);
             return;
         }

@@ -29,7 +29,7 @@ public sealed unsafe partial class SyncEngine
             HashUnion(unionPages);
             SendHashes(connection, request, unionPages, stats);
         }
-        SendDiskHashes(connection, request, stats);
+        ExchangeDiskChunksAsBackup(connection, request, stats);
         stats.Pause.Hash = Microseconds(t);
         if (_syncDeviceDelta) SendDeviceHashes(connection, request, stats);
 
@@ -48,7 +48,7 @@ public sealed unsafe partial class SyncEngine
         // The ack first: the primary's output waits for it, not for this VM to run again.
         stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncAck, new SyncAck
         {
-            Epoch = request.Epoch, PagesApplied = staged, DiskBlocksApplied = _syncDisks ? _diskStaging.Count : 0,
+            Epoch = request.Epoch, PagesApplied = staged, DiskBlocksApplied = stats.DiskDivergentBlocks,
         }));
         RunSyncPointAction(request, atSyncPoint);
         t = Stopwatch.GetTimestamp();
@@ -64,7 +64,7 @@ public sealed unsafe partial class SyncEngine
         // The VM runs again and the primary has its ack: now the figures of this sync join the totals.
         if (RecordsDivergence) Divergence.Record(_layout!, stats, _pageList.Pointer, staged);
         // A full sync staged up to all of guest RAM: give that back instead of keeping it for syncs that need little.
-        if (request.FullSync) { ReleaseStaging(); _pageList.Release(); _diskStaging.Release(); }
+        if (request.FullSync) { ReleaseStaging(); _pageList.Release(); ReleaseDiskMemory(); }
     }
 
     private bool RecordsDivergence => _options.RecordDivergence && !_syncCheckpoint;
@@ -121,7 +121,6 @@ public sealed unsafe partial class SyncEngine
                 frame = connection.Read(_options.Timeout);
             }
         }
-        frame = ReceiveDiskBlocks(connection, request, frame, stats);
         stats.SubBlockBytes = _syncSubBlockBytes;
         stats.Pause.Transfer = Microseconds(t) - subBlocks;
         if (frame.Type is not (FrameType.SyncDeviceState or FrameType.SyncAbort))

@@ -41,7 +41,8 @@ public sealed unsafe partial class SyncEngine
         ulong copyLimit = (ulong)Math.Max(_options.EarlyResumeMaxPages, 0);
         var point = _options.ResumePoint;
         if (point == ResumePoint.Auto) point = unionPages <= (ulong)Math.Max(_options.SmallUnionPages, 0) ? ResumePoint.Bitmaps : ResumePoint.Compare;
-        if (resume && point == ResumePoint.Bitmaps)
+        // A disk union in more than one chunk is read chunk by chunk with the guest stopped: it can resume only at the compare.
+        if (resume && point == ResumePoint.Bitmaps && !DiskSyncInChunks)
         {
             if (unionPages <= copyLimit) pages = ResumeFromCopy(request, stats, _union.Pointer, unionPages);
             resume = false;
@@ -52,7 +53,7 @@ public sealed unsafe partial class SyncEngine
         if (!_syncCheckpoint) HashUnion(unionPages);
         if (connection.Ucx is not null) ReceiveStagingOffer(connection, request, unionPages, stats);   // sent before its hashes
         if (!_syncCheckpoint) ReceiveHashes(connection, request, unionPages, stats);
-        CompareDiskHashes(connection, request, stats);
+        ExchangeDiskChunksAsPrimary(connection, request, stats);   // blocks sent too: only the RAM's divergent pages wait
         stats.Pause.Hash = Microseconds(t);
 
         // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
@@ -88,9 +89,6 @@ public sealed unsafe partial class SyncEngine
             else SendPages(connection, request, pages, divergent, stats);
             stats.Pause.Transfer = Microseconds(t);
         }
-        t = Stopwatch.GetTimestamp();
-        SendDiskBlocks(connection, request, stats);
-        stats.Pause.Transfer += Microseconds(t);
         Hook(SyncStep.BeforeDeviceState);
 
         t = Stopwatch.GetTimestamp();
@@ -104,7 +102,7 @@ public sealed unsafe partial class SyncEngine
         Expect(frame, FrameType.SyncAck);
         stats.Wire.Control += WireSize(frame);
         var ack = _headers.Ack(frame.Header);
-        ulong diskBlocks = _syncDisks ? _disks!.DivergentBlocks : 0;
+        ulong diskBlocks = stats.DiskDivergentBlocks;
         if (ack.Epoch != request.Epoch || ack.PagesApplied != divergent || ack.DiskBlocksApplied != diskBlocks)
             throw new SyncProtocolException($"ack for e{ack.Epoch} with {ack.PagesApplied} pages, {ack.DiskBlocksApplied} disk blocks; " +
                                             $"expected e{request.Epoch} with {divergent}, {diskBlocks}");
@@ -126,6 +124,7 @@ public sealed unsafe partial class SyncEngine
             stats.OutputFrames = _guard?.EpochSynced(request.Epoch) ?? 0;   // after vm_start: frames leave only while running
         });
         stats.Pause.Resume += Microseconds(t);
+        if (request.FullSync) ReleaseDiskMemory();   // up to a chunk: syncs that need little then hold little
     }
 
     /// <summary>Copies the pages of bitmap (count of them) and resumes the guest: the rest of the sync reads the copy.</summary>

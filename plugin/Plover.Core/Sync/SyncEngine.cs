@@ -118,6 +118,9 @@ public sealed unsafe partial class SyncEngine : IDisposable
                                                   $"{SyncProtocol.MinSubBlockBytes}..{SyncProtocol.MaxSubBlockBytes}, not {_options.SubBlockBytes}");
         if (_options.SubBlockChunkPages < 1 || _options.SubBlockChunkPages > SyncProtocol.MaxChunkPages)
             throw new ArgumentOutOfRangeException(nameof(options), $"SubBlockChunkPages must be 1..{SyncProtocol.MaxChunkPages}");
+        if (_options.DiskChunkBytes < GuestRamBlock.PageSize || (ulong)(_options.DiskChunkBytes / GuestRamBlock.PageSize) > SyncProtocol.MaxDiskChunkBlocks)
+            throw new ArgumentOutOfRangeException(nameof(options), $"DiskChunkBytes must be {GuestRamBlock.PageSize}..{SyncProtocol.MaxDiskChunkBlocks * GuestRamBlock.PageSize}, " +
+                                                  $"not {_options.DiskChunkBytes}");
         _hasher = new PageHasher(_options.HashThreads);
         _workers = new PageWorkers(_hasher.Threads);
         Metrics = new SyncMetrics(_options.HistoryLength);
@@ -144,9 +147,11 @@ public sealed unsafe partial class SyncEngine : IDisposable
     public DivergenceStats Divergence { get; } = new();
 
     /// <summary>
-    /// Backup only: true once an apply failed after guest RAM had been written (the host refused the device state).
-    /// RAM and devices then belong to different states: this backup must not be promoted until the next completed
-    /// sync (an ordinary one suffices: neither side cleared its dirt, so the union still covers every written page).
+    /// Backup only: true once an apply failed after guest RAM had been written (the host refused the device state),
+    /// or a sync failed after it wrote disk blocks ahead of the apply (it sent more than a chunk's worth, see
+    /// <see cref="SyncOptions.DiskChunkBytes"/>). RAM, disk and devices then belong to different states: this backup
+    /// must not be promoted until the next completed sync (an ordinary one suffices: neither side cleared its dirt, so
+    /// the union still covers every written page and block).
     /// </summary>
     public bool StateInvalid => _stateInvalid;
 
@@ -229,9 +234,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
             {
                 _syncDeviceDelta = _options.DeviceStateDelta && !_syncCheckpoint && !request.FullSync;
                 _syncDisks = Disks is not null;
+                _diskChunkBlocks = OwnDiskChunkBlocks;
                 stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncBegin, new SyncBegin
                 {
-                    Disks = _syncDisks,
+                    Disks = _syncDisks, DiskChunkBlocks = _diskChunkBlocks,
                     Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
                     DeviceDelta = _syncDeviceDelta, Checkpoint = checkpoint, NextCheckpoint = nextCheckpoint,
                 }));
@@ -354,6 +360,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
             throw new SyncProtocolException(mine ? "this backup replicates drives, the primary none: drives= must list the same drives on both replicas"
                                                  : "the primary replicates drives, this backup none: drives= must list the same drives on both replicas");
         _syncDisks = mine;
+        TakeDiskChunk(begin);
     }
 
     /// <summary>The connection, waiting up to timeout for one to be set (a link being established); null if none.</summary>

@@ -23,7 +23,7 @@ internal sealed class SyncHeaders
     public SyncDisk Disk(ReadOnlySpan<byte> header)
     {
         var h = _disk;
-        h.Epoch = 0; h.Part = DiskPart.DiskBitmap; h.LayoutHash = 0; h.Total = 0; h.FirstIndex = 0; h.Count = 0;
+        h.Epoch = 0; h.Part = DiskPart.DiskBitmap; h.LayoutHash = 0; h.Total = 0; h.FirstIndex = 0; h.Count = 0; h.ChunkFirst = 0;
         h.MergeFrom(header);
         return h;
     }

@@ -101,6 +101,8 @@ public sealed class SyncStats
     /// hashes differed; all of them in checkpoint mode).</summary>
     public ulong DiskUnionBlocks { get; internal set; }
     public ulong DiskDivergentBlocks { get; internal set; }
+    /// <summary>Chunks the disk union was compared in (<see cref="SyncOptions.DiskChunkBytes"/>; 0: an empty union).</summary>
+    public ulong DiskChunks { get; internal set; }
     /// <summary>Device state bytes sent (primary) or received (backup): all of it, or the sections that differ.</summary>
     public ulong DeviceStateBytes { get; internal set; }
     /// <summary>Primary: the whole device state as saved at the cut (what a checkpoint sends).</summary>

@@ -78,10 +78,13 @@ public enum SyncStep
     PagesPut,
     /// <summary>Replicated drives. Primary: after each batch of disk blocks sent. Backup: after each batch staged.</summary>
     DiskBatch,
+    /// <summary>Replicated drives, after each chunk of the union. Primary: its divergent blocks sent. Backup: they
+    /// arrived (staged, or written when the sync sends more than a chunk's worth).</summary>
+    DiskChunk,
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a
-/// mismatch. 4: over UCX, the backup's SyncStaging offer after the bitmaps and SyncPages completions of pages put
+/// mismatch. 5: the disk part in chunks (SyncBegin.disk_chunk_blocks; SyncDisk.chunk_first). 4: over UCX, the backup's SyncStaging offer after the bitmaps and SyncPages completions of pages put
 /// into its staging (TCP links send the same frames as 3, but a 3 peer is refused there too: one check, one rule); 3: the device state delta (SyncBegin's checkpoint and next_checkpoint, the mode per sync for adaptive
 /// mode, came later without a new version: an older peer reads them as replicate, and a sync whose two sides
 /// disagree on the mode still aborts at the bitmap's send_all) (and, with the same frames, the pipelined sub-block round, whose chunks a
@@ -89,7 +92,7 @@ public enum SyncStep
 /// none (reads as 0).</summary>
 public static class SyncProtocol
 {
-    public const uint Version = 4;
+    public const uint Version = 5;
 
     /// <summary>Sub-block sizes the protocol allows (a power of two, so a page holds a whole number of them and
     /// the mask of one page fits in a u64).</summary>
@@ -100,6 +103,10 @@ public static class SyncProtocol
     /// while a chunk's sub-blocks (at most 1024 pages, 4 MiB) and hashes (512 KiB) fit in the connection's socket
     /// buffers (4 MiB asked on each side, which Linux doubles).</summary>
     public const int MaxChunkPages = 1024;
+
+    /// <summary>Largest chunk of disk blocks a backup accepts from the primary's SyncBegin (1 GiB of 4 KiB blocks):
+    /// the backup holds up to two chunks (the blocks it reads, the blocks it stages).</summary>
+    public const ulong MaxDiskChunkBlocks = 1 << 18;
 
     public static bool IsValidSubBlockSize(long bytes) =>
         bytes >= MinSubBlockBytes && bytes <= MaxSubBlockBytes && (bytes & (bytes - 1)) == 0;
@@ -163,6 +170,14 @@ public sealed record SyncOptions
     /// <summary>Most pages copied for an early resume (the union or the divergent pages; bounds the copy's memory:
     /// 32768 pages = 128 MiB); a larger sync (a full one) keeps the guest stopped until the ack.</summary>
     public long EarlyResumeMaxPages { get; init; } = 32768;
+    /// <summary>Replicated drives: most bytes of disk blocks a sync holds at a time (<see cref="DiskBlocks"/>): the union
+    /// of dirty blocks (a full sync's: every block of every drive) is read, hashed, compared and sent in chunks of this
+    /// many bytes of 4 KiB blocks, and the backup stages at most one chunk of divergent blocks (a sync that sends more
+    /// is written as it comes, the backup invalid until the sync completes). Only the primary's setting counts (it
+    /// tells the backup in SyncBegin); at most 1 GiB (<see cref="SyncProtocol.MaxDiskChunkBlocks"/>). 64 MiB: a
+    /// sync's union is a few blocks (see README, Disks), so only full syncs and rare large unions have more than one.</summary>
+    public long DiskChunkBytes { get; init; } = DefaultDiskChunkBytes;
+    public const long DefaultDiskChunkBytes = 64L << 20;
     /// <summary>Completed and aborted syncs kept in <see cref="SyncMetrics"/>.</summary>
     public int HistoryLength { get; init; } = 64;
     /// <summary>Where warnings and errors go (aborts, running unprotected). Null: stderr.</summary>

@@ -13,7 +13,8 @@ namespace Plover.Native.Host;
 /// <code>
 /// replica                   {role (primary|backup|joining),mode (replicate|checkpoint),startMode,joining,runsAlone,backupId,problem,
 ///                            consensusRole,ballot,term,leaderId,commitIndex,lastIndex,lastApplied,protected,
-///                            fenced,guard,syncLink,lastSyncEpoch,syncsCompleted,syncsAborted,inputsInjected,
+///                            fenced,guard,syncLink,lastSyncEpoch,syncsCompleted,syncsAborted,
+///                            diskSync:{running,epoch,percent,blocks,blocksDone,blocksSent,bytesSent,chunks,chunksDone,seconds},inputsInjected,
 ///                            framesInjected,framesPassed,framesStolen,framesDropped,injectFailures,inputDigest,inputDivergences,
 ///                            inputsDroppedOnError,bytesSent,bytesReceived,traffic:[...],framesReleased,
 ///                            framesDiscarded,pendingEpochs,commitLatencyUs:{count,mean,p50,p99,p999,max},
@@ -75,6 +76,23 @@ internal sealed unsafe partial class AdminCommands
             : throw new AdminError("the replica is starting: the start-up probe is waiting for its peers");
     }
 
+    /// <summary>The current or last sync whose disk part ran in more than one chunk (a full sync of a large disk).</summary>
+    private static void WriteDiskSync(Utf8JsonWriter j, DiskSyncProgress.Snapshot disk)
+    {
+        j.WriteStartObject("diskSync");
+        j.WriteBoolean("running", disk.Running);
+        j.WriteNumber("epoch", disk.Epoch);
+        j.WriteNumber("percent", disk.Percent);
+        j.WriteNumber("blocks", disk.Blocks);
+        j.WriteNumber("blocksDone", disk.BlocksDone);
+        j.WriteNumber("blocksSent", disk.BlocksSent);
+        j.WriteNumber("bytesSent", disk.BytesSent);
+        j.WriteNumber("chunks", disk.Chunks);
+        j.WriteNumber("chunksDone", disk.ChunksDone);
+        j.WriteNumber("seconds", Math.Round(disk.Seconds, 1));
+        j.WriteEndObject();
+    }
+
     private string ReplicaStatus()
     {
         var node = Node;
@@ -118,6 +136,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("lastSyncEpoch", r.LastSyncEpoch);
         j.WriteNumber("syncsCompleted", r.SyncsCompleted);
         j.WriteNumber("syncsAborted", r.SyncsAborted);
+        WriteDiskSync(j, r.Engine.DiskProgress.Current);
         j.WriteNumber("inputsInjected", r.InputsInjected);
         j.WriteNumber("framesInjected", r.FramesInjected);
         j.WriteNumber("framesPassed", r.FramesPassed);
