@@ -62,8 +62,26 @@ public class SyncDiskTests
 
         // the backup's writes were not its guest's: the next sync has nothing to compare
         (p, b) = pair.Sync(2);
-        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.True(b.Outcome == SyncOutcome.Completed, b.ToString());
         Assert.Equal(0UL, p.DiskUnionBlocks);
+    }
+
+    [Fact]
+    public void ASparseDiskBitmapTravelsEncoded_NotAsEveryWord()
+    {
+        // a 64 MiB drive: its raw bitmap is 2 KiB each way; three dirty blocks encode in a few bytes
+        (string, ulong)[] large = [("data0", 64UL << 20)];
+        using var pair = new SyncPair(Ram, Options(), Options(), drives: large);
+        pair.PrimaryDisks!.GuestWrite(0, 7 * Block, Fill(0x11, Block));
+        pair.PrimaryDisks.GuestWrite(0, 9000 * Block, Fill(0x12, Block));
+        pair.BackupDisks!.GuestWrite(0, 16000 * Block, Fill(0x13, Block));
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Completed, b.Outcome);
+        Assert.Equal(3UL, p.DiskUnionBlocks);
+        Assert.Equal(3UL, p.DiskDivergentBlocks);
+        Assert.True(pair.PrimaryDisks.Bytes(0).SequenceEqual(pair.BackupDisks.Bytes(0)));
+        // both RAM bitmaps (64 bytes raw) and both disk bitmaps, headers included, sent and received
+        Assert.True(p.Wire.Bitmaps < 1024, $"the bitmaps took {p.Wire.Bitmaps} bytes");
     }
 
     [Fact]

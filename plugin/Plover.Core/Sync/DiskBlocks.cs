@@ -54,6 +54,8 @@ public sealed unsafe class DiskBlocks : IDisposable
 
     /// <summary>This side's dirty blocks (the pending bitmap), as sent to the peer.</summary>
     public ReadOnlySpan<ulong> LocalBitmap => new(_pending.Pointer, checked((int)_layout.TotalWords));
+    internal ulong* LocalBitmapPointer => _pending.Pointer;
+    internal ulong LocalBlocks => PopCount(_pending.Pointer, _layout.TotalWords);
 
     /// <summary>The current chunk's hashes (after <see cref="Hash"/>), in union order.</summary>
     public ReadOnlySpan<ulong> Hashes => new(_hashes.Pointer, checked((int)_chunkCount));

@@ -78,11 +78,20 @@ public sealed unsafe partial class SyncEngine
         var header = _headers.Disk(frame.Header);
         ulong words = disks.Layout.TotalWords;
         if (header.Part != DiskPart.DiskBitmap || header.Epoch != request.Epoch || header.LayoutHash != disks.Layout.Hash
-            || header.Total != words || (ulong)frame.Tail.Length != words * 8)
+            || header.Total != words)
             throw new SyncProtocolException($"disk bitmap e{header.Epoch} ({header.Part}, {header.Total} words, drives {header.LayoutHash:x16}); " +
                                             $"expected e{request.Epoch}, {words} words, drives {disks.Layout.Hash:x16} (the same drives on both replicas)");
         var peer = disks.PeerWords(words);
-        for (int w = 0; w < peer.Length; w++) peer[w] = BinaryPrimitives.ReadUInt64LittleEndian(frame.Tail[(w * 8)..]);
+        peer.Clear();
+        ulong bits;
+        string? error;
+        fixed (ulong* into = peer)
+        {
+            if (!BitmapCodec.TryDecodeOr(frame.Tail, header.Encoding, into, words, out bits, out error))
+                throw new SyncProtocolException($"bad disk bitmap from the peer: {error}");
+        }
+        if (bits != header.SetBits)
+            throw new SyncProtocolException($"peer's disk bitmap has {bits} blocks set, it claims {header.SetBits}");
         if (Role == SyncRole.Primary) SendDiskBitmap(connection, request, stats);
         stats.DiskUnionBlocks = disks.OrPeer(peer, _diskChunkBlocks);
         stats.DiskChunks = disks.Chunks;

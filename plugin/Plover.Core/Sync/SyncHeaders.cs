@@ -24,6 +24,7 @@ internal sealed class SyncHeaders
     {
         var h = _disk;
         h.Epoch = 0; h.Part = DiskPart.DiskBitmap; h.LayoutHash = 0; h.Total = 0; h.FirstIndex = 0; h.Count = 0; h.ChunkFirst = 0;
+        h.Encoding = BitmapEncoding.BitmapRaw; h.SetBits = 0;
         h.MergeFrom(header);
         return h;
     }
