@@ -16,7 +16,9 @@ public sealed unsafe partial class SyncEngine
         stats.LocalDirtyPages = GatherLocalBitmap();
         SendBitmap(connection, request, stats.LocalDirtyPages, stats);
         ulong unionPages = ReceiveBitmap(connection, request, stats);
+        var disk = DiskStepBegin(stats);
         ExchangeDiskBitmaps(connection, request, stats);
+        DiskStepEnd(stats, disk);
         stats.UnionPages = unionPages;
         stats.Pause.Bitmap = Microseconds(t);
         Hook(SyncStep.BitmapsExchanged);
@@ -29,8 +31,11 @@ public sealed unsafe partial class SyncEngine
             HashUnion(unionPages);
             SendHashes(connection, request, unionPages, stats);
         }
+        disk = DiskStepBegin(stats);
         SendDiskHashes(connection, request, stats);
+        DiskStepEnd(stats, disk);
         stats.Pause.Hash = Microseconds(t);
+        CountDiskLocalDirt(stats);   // the primary compares meanwhile
         if (_syncDeviceDelta) SendDeviceHashes(connection, request, stats);
 
         // Stage everything; guest RAM and devices are not touched until the transfer is complete.
@@ -121,7 +126,9 @@ public sealed unsafe partial class SyncEngine
                 frame = connection.Read(_options.Timeout);
             }
         }
+        var disk = DiskStepBegin(stats);
         frame = ReceiveDiskBlocks(connection, request, frame, stats);
+        DiskStepEnd(stats, disk);
         stats.SubBlockBytes = _syncSubBlockBytes;
         stats.Pause.Transfer = Microseconds(t) - subBlocks;
         if (frame.Type is not (FrameType.SyncDeviceState or FrameType.SyncAbort))
@@ -382,7 +389,9 @@ public sealed unsafe partial class SyncEngine
             {
                 long load = Stopwatch.GetTimestamp();
                 ReportUpdatedRanges(staged);
+                var disk = DiskStepBegin(stats);
                 ApplyDiskBlocks();   // with the RAM, before the devices: a failure leaves the backup invalid
+                DiskStepEnd(stats, disk);
                 _vm.LoadDeviceState(_deviceToLoad.Span);
                 stats.Pause.DeviceLoad = Microseconds(load);
                 _stateInvalid = false;
