@@ -20,6 +20,7 @@ VARIANTS = ("nodisk", "disk")
 # Both variants boot this: with the drive, /data is its ext4 file system; without, the mount fails and the same
 # append loop writes /data on the initramfs (tests-native/guest/init).
 GUEST_ARGS = "plover.disk=vda plover.work=append"
+DISK_SENT = 'plover_wire_sent_bytes_total{channel="synclink",kind="disk"}'   # a node's disk frames sent (wire counters)
 
 
 def percentile(values, q):
@@ -101,7 +102,7 @@ def figures(syncs, seconds, requests):
 
 def run_cluster(variant, rnd, cfg):
     work = tempfile.mkdtemp(prefix=f"plover-bench-disk-{variant}.")
-    cluster = pc.Cluster(work, disk=variant == "disk", guest_args=GUEST_ARGS, pin=cfg["pin"])
+    cluster = pc.Cluster(work, disk=variant == "disk", guest_args=GUEST_ARGS, pin=cfg["pin"], metrics=True)
     tag = f"round {rnd} {variant:<6}"
     t0 = time.time()
     cluster.start()
@@ -125,10 +126,14 @@ def run_cluster(variant, rnd, cfg):
         syncs = [sync_row(s) for s in checks.sync_log(primary) if s["epoch"] > first]
         traffic = {k: v - before.get(k, 0) for k, v in cluster.traffic().items()}
         aborted = primary.admin("replica")["syncsAborted"]
+        # the primary's Prometheus endpoint: its disk series (summed over every sync since boot)
+        scrape = {k: v for k, v in cluster.metrics(1).items()
+                  if k.startswith("plover_sync_disk_") or 'kind="disk"' in k}
     finally:
         cluster.stop()
     row = {"variant": variant, "round": rnd, **figures(syncs, seconds, requests),
-           "diskFrameBytesSentAllNodes": traffic.get(("synclink", "disk"), 0), "syncsAborted": aborted, "syncs": syncs}
+           "diskFrameBytesSentAllNodes": traffic.get(("synclink", "disk"), 0), "syncsAborted": aborted,
+           "primaryMetrics": scrape, "syncs": syncs}
     line = (f"{tag} {row['syncCount']} syncs ({row['syncsPerSecond']:.1f}/s), guest pause p50 {row['pauseP50Ms']:.2f} ms, "
             f"p99 {row['pauseP99Ms']:.2f} ms" + (f", {row['rps']:.0f} requests/s" if row["rps"] else ""))
     if variant == "disk" and "diskIdenticalPct" in row:
@@ -138,6 +143,14 @@ def run_cluster(variant, rnd, cfg):
                  f"{row['diskWireBytesPerSync'] / 1024:.1f} KiB sent against {row['checkpointDiskBytesPerSync'] / 1024:.1f} KiB "
                  f"of dirty blocks; disk steps p50 {row['diskStepsP50Ms'] or 0:.2f} ms")
     print(line, flush=True)
+    if variant == "disk":
+        m = lambda k: scrape.get(k, 0)  # noqa: E731
+        print(f"{tag} the primary's Prometheus endpoint since boot: plover_sync_disk_union_blocks_total "
+              f"{m('plover_sync_disk_union_blocks_total'):.0f}, _identical_percent {m('plover_sync_disk_identical_percent'):.1f}, "
+              f"_divergent_blocks_total {m('plover_sync_disk_divergent_blocks_total'):.0f}, _wire_bytes_total "
+              f"{m('plover_sync_disk_wire_bytes_total'):.0f}, {DISK_SENT} {m(DISK_SENT):.0f}", flush=True)
+        if not m("plover_sync_disk_union_blocks_total") or not m("plover_sync_disk_wire_bytes_total"):
+            raise RuntimeError(f"{tag}: the primary's metrics carry no disk figures: {scrape}")
     return row
 
 
