@@ -5,8 +5,8 @@
 #
 #   ./build.sh setup        install packages; build the patched QEMU (cached), libplover.so, the CLI, the guest
 #   ./build.sh test         setup, then every test suite (managed, native, end to end)
-#   ./build.sh demo         setup, then boot a guest with the library attached and show what it sees
-#   ./build.sh bench NAME   setup, then tests-native/bench/NAME.sh (hash, consensus, sync, e2e), then its plots
+#   ./build.sh demo [--disk] setup, then the replicated Redis demo (--disk: with a replicated disk the guest writes)
+#   ./build.sh bench NAME   setup, then tests-native/bench/NAME.sh (hash, consensus, sync, e2e, disk), then its plots
 #   ./build.sh bench report plots of every benchmark JSON present and one HTML page (artifacts/bench/report.html)
 #   ./build.sh env          print the built artifacts as KEY=VALUE lines
 #   ./build.sh fuzz [TARGET [SECONDS]]  coverage-guided fuzzing of TARGET with AFL++ (fuzz/README.md); no TARGET: the list

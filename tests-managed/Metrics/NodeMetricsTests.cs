@@ -152,6 +152,9 @@ public sealed class NodeMetricsTests(ITestOutputHelper output) : IDisposable
                     Assert.Equal(syncs, s.Buckets("plover_sync_guest_pause_seconds")[^1].Count);
                     Assert.Equal(syncs, s.Buckets("plover_sync_duration_seconds")[^1].Count);
                     Assert.InRange(s["plover_sync_identical_percent"], 0, 100);
+                    // the disk series are there, and 0 without replicated drives (SyncDiskFiguresTests: with drives)
+                    Assert.Equal(0, s["plover_sync_disk_union_blocks_total"]);
+                    Assert.Equal(0, s["plover_sync_disk_wire_bytes_total"]);
                 }
                 ps.Buckets("plover_commit_latency_seconds");
             }

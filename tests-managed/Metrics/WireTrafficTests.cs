@@ -38,6 +38,8 @@ public sealed class WireTrafficTests
         Send(encoder.Set(Msg(MessageType.RecoveryResponse, entry)), WireKind.Recovery);
         writer.Write(buf, FrameType.SyncPages, new byte[4096 + 8]);
         expected[WireKind.Pages] = writer.FrameSize(4096 + 8);
+        writer.Write(buf, FrameType.SyncDisk, new byte[4096 + 8]);   // the drives' blocks, apart from the pages
+        expected[WireKind.Disk] = writer.FrameSize(4096 + 8);
 
         long total = buf.Count;
         while (buf.Count > 0)

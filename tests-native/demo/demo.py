@@ -5,8 +5,15 @@ patched QEMU with libplover.so (primary and backup), node 3 runs `plover witness
 consensus latency, bytes on the wire compared with what Remus-style checkpointing would have sent, and the three
 promises checked (same inputs in the same order, identical memory, no output before the backup applied it).
 
+With --disk (`./build.sh demo --disk`, or PLOVER_DEMO_DISK=1) each replica also gets a replicated ext4 disk
+(its own copy of one image, listed in drives=) and the guest appends a line to a file on it with a sync after each
+(plover.work=append, the disk pattern of redis' appendfsync always) while the client's load runs: the report then
+shows each sync's disk blocks (dirty, union, identical %, bytes) and what checkpointing would have sent of them, and
+the sync-point check hashes every block of the disk too.
+
 Environment: what `./build.sh env` prints (build.sh exports it). PLOVER_DEMO_SECONDS changes the load time.
 """
+import argparse
 import os
 import statistics
 import sys
@@ -38,13 +45,49 @@ def mib(n):
     return n / (1 << 20)
 
 
+def disk_columns(s):
+    """A sync's disk figures for its row: blocks the primary's guest wrote, the union, identical %, the disk frames'
+    KiB and the time in disk steps."""
+    union = s.get("diskUnion", 0)
+    ident = f"{100 * (union - s.get('diskDivergent', 0)) / union:.1f}" if union else "-"
+    return (f"        {s.get('diskDirty', 0):>5} {union:>5} {ident:>6} {s.get('diskWireBytes', 0) / 1024:>5.0f} "
+            f"{s['pauseUs'].get('disk', 0) / 1000:>5.2f}")
+
+
+def disk_report(syncs):
+    """The disk part of the syncs (the sync log's disk figures): blocks dirty on the primary, in the unions,
+    identical (not sent) and divergent (sent), the disk frames' bytes against sending every dirty block (what a
+    checkpoint sends), and the time the sync spent in disk steps."""
+    with_disk = [s for s in syncs if s.get("diskUnion", 0) > 0]
+    union = sum(s["diskUnion"] for s in syncs)
+    divergent = sum(s["diskDivergent"] for s in syncs)
+    dirty = sum(s.get("diskDirty", 0) for s in syncs)
+    wire = sum(s.get("diskWireBytes", 0) for s in syncs)
+    disk_ms = [s["pauseUs"].get("disk", 0) / 1000 for s in with_disk]
+    print(f"disk (4 KiB blocks): {len(with_disk)} of {len(syncs)} syncs had dirty blocks; the primary's guest wrote "
+          f"{dirty} blocks, the unions held {union}, {100 * (union - divergent) / max(union, 1):.1f}% identical (not sent), "
+          f"{divergent} divergent blocks sent")
+    print(f"  disk frames on the wire (bitmaps, block hashes, blocks; both directions): {wire / 1024:.0f} KiB, against "
+          f"{dirty * PAGE / 1024:.0f} KiB of blocks if every dirty block were sent (checkpointing)"
+          + (f"; disk steps of a sync with dirty blocks: median {statistics.median(disk_ms):.2f} ms, max {max(disk_ms):.2f} ms"
+             if disk_ms else ""))
+
+
 def main():
+    parser = argparse.ArgumentParser(description="./build.sh demo: a replicated Redis under load")
+    parser.add_argument("--disk", action="store_true", default=os.environ.get("PLOVER_DEMO_DISK", "") not in ("", "0"),
+                        help="a replicated ext4 disk per replica, written by the guest (or PLOVER_DEMO_DISK=1)")
+    args = parser.parse_args()
     seconds = float(os.environ.get("PLOVER_DEMO_SECONDS", "30"))
     work = tempfile.mkdtemp(prefix="plover-demo.")
     capture_path = os.path.join(work, "client.pcap")
-    cluster = pc.Cluster(work)
+    cluster = (pc.Cluster(work, disk=True, guest_args="plover.disk=vda plover.work=append") if args.disk
+               else pc.Cluster(work))
     state = {}
     print(f"starting three nodes in network namespaces (logs in {work}) and booting the guest under TCG ...")
+    if args.disk:
+        print("with a replicated disk: each replica's QEMU has its own copy of one 256 MiB ext4 image (drives=data0); "
+              "the guest appends a line to /data/append.log and syncs, again and again")
     t0 = time.time()
     cluster.start(before_nodes=lambda c: state.update(capture=c.capture(capture_path)))
     try:
@@ -82,6 +125,8 @@ def main():
         print(f"\nsyncs during the load: {len(syncs)} (triggers since start: {p_status['syncTriggers']})")
         head = (f"{'epoch':>6} {'union':>6} {'ident%':>6} {'diverg':>6} {'KiB':>7}   ms: {'guest':>5} {'sync':>6} "
                 f"{'stop':>5} {'bitmap':>6} {'hash':>5} {'cmp':>5} {'xfer':>5} {'dev':>5} {'apply':>5} {'resume':>6}  mode")
+        if args.disk:
+            head += f"  disk: {'dirty':>5} {'union':>5} {'ident%':>6} {'KiB':>5} {'ms':>5}"
         print(head)
         shown = syncs if len(syncs) <= 20 else syncs[:5] + [None] + syncs[-14:]
         for s in shown:
@@ -93,7 +138,7 @@ def main():
             print(f"{s['epoch']:>6} {s['union']:>6} {ident:>6.1f} {s['divergent']:>6} {s['wire']['total'] / 1024:>7.0f}"
                   f"       {p.get('guest', p['total']):>5.2f} {p['total']:>6.2f} {p['stop']:>5.2f} {p['bitmap']:>6.2f} {p['hash']:>5.2f} "
                   f"{p['compare']:>5.2f} {p['transfer']:>5.2f} {p['deviceState']:>5.2f} {p['apply']:>5.2f} "
-                  f"{p['resume']:>6.2f}  {sync_mode(s)}")
+                  f"{p['resume']:>6.2f}  {sync_mode(s)}" + (disk_columns(s) if args.disk else ""))
         if syncs:
             union = sum(s["union"] for s in syncs)
             ident = sum(s["identical"] for s in syncs)
@@ -107,6 +152,8 @@ def main():
                 print(f"device state: median {statistics.median(sent):.0f} of {statistics.median(saved):.0f} sections sent "
                       f"(the others equal the backup's), {statistics.median(s['deviceStateBytes'] for s in syncs) / 1024:.1f} KiB "
                       f"of {statistics.median(s['deviceStateSavedBytes'] for s in syncs) / 1024:.1f} KiB per sync")
+            if args.disk:
+                disk_report(syncs)
             whole = sum(s["divergent"] for s in syncs) * PAGE
             data = sum(s.get("pageDataBytes", 0) for s in syncs)
             sub = max((s.get("subBlockBytes", 0) for s in syncs), default=0)
@@ -134,12 +181,12 @@ def main():
         for (channel, kind), v in sorted(traffic.items(), key=lambda kv: -kv[1]):
             if channel != "observer" and v > 0:
                 by_channel.setdefault(channel, []).append(f"{kind} {mib(v):.1f}")
-        remus_bytes = sum(s["localDirty"] * PAGE + s["deviceStateSavedBytes"] for s in syncs)
+        remus_bytes = sum((s["localDirty"] + s.get("diskDirty", 0)) * PAGE + s["deviceStateSavedBytes"] for s in syncs)
         print(f"\nbytes the three nodes sent during the load (whole frames, every channel but observers): "
               f"{mib(plover_bytes):.1f} MiB ({plover_bytes / max(requests, 1):.0f} B per request)")
         for channel, kinds in by_channel.items():
             print(f"  {channel}: " + ", ".join(kinds) + " MiB")
-        print(f"Remus-style checkpointing would have sent every page the primary dirtied plus the device state (its "
+        print(f"Remus-style checkpointing would have sent every page the primary dirtied{' and every disk block it wrote' if args.disk else ''} plus the device state (its "
               f"inputs go to the primary only): {mib(remus_bytes):.1f} MiB ({remus_bytes / max(requests, 1):.0f} B "
               f"per request), {remus_bytes / max(plover_bytes, 1):.2f}x Plover's")
 
@@ -151,8 +198,9 @@ def main():
         print(f"  output guard: the client saw {captured} frames from the guest, the primary released {released}, "
               f"each after the backup applied its sync: " + ("yes" if not problems else "NO: " + problems[0]))
         epoch, diffs = checks.compare_memory(cluster)
-        print(f"  identical memory and devices at the sync point of epoch {epoch}: " + ("yes, every page and device" if not diffs else
-                                                                            "NO: " + "; ".join(diffs)))
+        what = "memory, devices and disk" if args.disk else "memory and devices"
+        print(f"  identical {what} at the sync point of epoch {epoch}: " +
+              (f"yes, every page{', disk block' if args.disk else ''} and device" if not diffs else "NO: " + "; ".join(diffs)))
         devices = (primary.admin("verify-result")["result"] or {}).get("devices", [])
         if devices:
             big = sorted(devices, key=lambda d: -d.get("bytes", 0))[:6]

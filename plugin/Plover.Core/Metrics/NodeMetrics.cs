@@ -56,12 +56,14 @@ public sealed class NodeMetrics
         var metrics = new NodeMetrics(config, self);
         var consensus = new ConsensusCollectors(metrics.Factory, ReplicaRoles);
         var replica = new ReplicaCollectors(metrics.Factory);
+        var disks = new DiskSyncCollectors(metrics.Factory);
         metrics.OnScrape(() =>
         {
             ReplicaNode? n = node();
             var status = n?.Status();
             consensus.Update(status?.Role ?? "starting", n?.Driver, n?.Traffic);
             replica.Update(n, status);
+            disks.Update(n?.Replica?.Engine.Metrics);
         });
         return metrics;
     }

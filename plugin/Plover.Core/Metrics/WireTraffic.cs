@@ -10,6 +10,8 @@ public enum WireKind : byte
 {
     Handshake, Entries, Heartbeats, Acks, Elections, Recovery, Status, Probes,
     SyncControl, Bitmaps, Hashes, Pages, DeviceState,
+    /// <summary>The replicated drives' part of a sync (SyncDisk frames: disk bitmaps, block hashes, blocks).</summary>
+    Disk,
 }
 
 /// <summary>One row of <see cref="WireTraffic.Snapshot"/>.</summary>
@@ -22,7 +24,7 @@ public readonly record struct WireCount(WireChannel Channel, WireKind Kind, long
 /// </summary>
 public sealed class WireTraffic
 {
-    private const int Kinds = (int)WireKind.DeviceState + 1;
+    private const int Kinds = (int)WireKind.Disk + 1;
     private const int Cells = ((int)WireChannel.Observer + 1) * Kinds;
     private readonly long[] _sentBytes = new long[Cells], _sentFrames = new long[Cells];
     private readonly long[] _receivedBytes = new long[Cells], _receivedFrames = new long[Cells];
@@ -109,6 +111,7 @@ public sealed class WireTraffic
         FrameType.SyncHashes => WireKind.Hashes,
         FrameType.SyncPages => WireKind.Pages,
         FrameType.SyncDeviceState or FrameType.SyncDeviceHashes => WireKind.DeviceState,
+        FrameType.SyncDisk => WireKind.Disk,
         FrameType.SyncAck or FrameType.SyncAbort or FrameType.SyncBegin => WireKind.SyncControl,
         FrameType.Consensus => ClassifyConsensus(body),
         _ => WireKind.SyncControl,

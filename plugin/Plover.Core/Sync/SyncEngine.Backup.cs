@@ -16,7 +16,9 @@ public sealed unsafe partial class SyncEngine
         stats.LocalDirtyPages = GatherLocalBitmap();
         SendBitmap(connection, request, stats.LocalDirtyPages, stats);
         ulong unionPages = ReceiveBitmap(connection, request, stats);
+        var disk = DiskStepBegin(stats);
         ExchangeDiskBitmaps(connection, request, stats);
+        DiskStepEnd(stats, disk);
         stats.UnionPages = unionPages;
         stats.Pause.Bitmap = Microseconds(t);
         Hook(SyncStep.BitmapsExchanged);
@@ -29,8 +31,11 @@ public sealed unsafe partial class SyncEngine
             HashUnion(unionPages);
             SendHashes(connection, request, unionPages, stats);
         }
+        disk = DiskStepBegin(stats);
         ExchangeDiskChunksAsBackup(connection, request, stats);
+        DiskStepEnd(stats, disk);
         stats.Pause.Hash = Microseconds(t);
+        CountDiskLocalDirt(stats);   // the primary compares meanwhile
         if (_syncDeviceDelta) SendDeviceHashes(connection, request, stats);
 
         // Stage everything; guest RAM and devices are not touched until the transfer is complete.
@@ -381,7 +386,9 @@ public sealed unsafe partial class SyncEngine
             {
                 long load = Stopwatch.GetTimestamp();
                 ReportUpdatedRanges(staged);
+                var disk = DiskStepBegin(stats);
                 ApplyDiskBlocks();   // with the RAM, before the devices: a failure leaves the backup invalid
+                DiskStepEnd(stats, disk);
                 _vm.LoadDeviceState(_deviceToLoad.Span);
                 stats.Pause.DeviceLoad = Microseconds(load);
                 _stateInvalid = false;

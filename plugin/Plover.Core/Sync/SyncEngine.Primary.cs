@@ -30,7 +30,9 @@ public sealed unsafe partial class SyncEngine
         stats.LocalDirtyPages = GatherLocalBitmap();
         ulong unionPages = ReceiveBitmap(connection, request, stats);
         SendBitmap(connection, request, stats.LocalDirtyPages, stats);
+        var disk = DiskStepBegin(stats);
         ExchangeDiskBitmaps(connection, request, stats);   // and the union's blocks read, before any early resume
+        DiskStepEnd(stats, disk);
         stats.UnionPages = unionPages;
         stats.Pause.Bitmap = Microseconds(t);
         Hook(SyncStep.BitmapsExchanged);
@@ -53,7 +55,9 @@ public sealed unsafe partial class SyncEngine
         if (!_syncCheckpoint) HashUnion(unionPages);
         if (connection.Ucx is not null) ReceiveStagingOffer(connection, request, unionPages, stats);   // sent before its hashes
         if (!_syncCheckpoint) ReceiveHashes(connection, request, unionPages, stats);
+        disk = DiskStepBegin(stats);
         ExchangeDiskChunksAsPrimary(connection, request, stats);   // blocks sent too: only the RAM's divergent pages wait
+        DiskStepEnd(stats, disk);
         stats.Pause.Hash = Microseconds(t);
 
         // Sub-blocks only where pages are compared by hash and the divergence is a sync's, not a join's whole RAM.
@@ -98,6 +102,7 @@ public sealed unsafe partial class SyncEngine
 
         // The backup applies and acks; only then may this epoch's output leave.
         t = Stopwatch.GetTimestamp();
+        CountDiskLocalDirt(stats);   // while the backup applies
         var frame = connection.Read(_options.Timeout);
         Expect(frame, FrameType.SyncAck);
         stats.Wire.Control += WireSize(frame);

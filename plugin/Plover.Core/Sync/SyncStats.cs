@@ -54,6 +54,11 @@ public struct SyncPause
     public double DeviceSave;
     /// <summary>Replicated drives: reading the union's blocks at the cut (main thread, VM stopped; part of <see cref="Bitmap"/>).</summary>
     public double DiskRead;
+    /// <summary>Replicated drives: every disk step of this side, summed (the disk bitmaps and the union's read, the
+    /// block hashes and, on the primary, waiting for the backup's, the divergent blocks on the wire, the backup's write
+    /// of them); part of the phases above (<see cref="Bitmap"/>, <see cref="Hash"/>, <see cref="Transfer"/>,
+    /// <see cref="Apply"/>).</summary>
+    public double Disk;
     /// <summary>How long this side's guest was stopped: from the replica's vm_stop at the SYNC entry (or the engine's
     /// stop request) to vm_start, the pause its clients feel. At least <see cref="Total"/> unless the primary resumed
     /// early.</summary>
@@ -103,6 +108,13 @@ public sealed class SyncStats
     public ulong DiskDivergentBlocks { get; internal set; }
     /// <summary>Chunks the disk union was compared in (<see cref="SyncOptions.DiskChunkBytes"/>; 0: an empty union).</summary>
     public ulong DiskChunks { get; internal set; }
+    /// <summary>Replicated drives: the blocks this side's guest wrote since the last completed sync (what a checkpoint
+    /// of the primary sends), and the union blocks whose hashes matched (not sent; 0 unless the sync completed).</summary>
+    public ulong DiskLocalDirtyBlocks { get; internal set; }
+    public ulong DiskIdenticalBlocks => Outcome == SyncOutcome.Completed && DiskUnionBlocks >= DiskDivergentBlocks ? DiskUnionBlocks - DiskDivergentBlocks : 0;
+    /// <summary>Replicated drives: the disk frames of this sync on the wire, both directions, whole frames (disk
+    /// bitmaps, block hashes, blocks); also counted in <see cref="Wire"/> by kind.</summary>
+    public long DiskWireBytes { get; internal set; }
     /// <summary>Device state bytes sent (primary) or received (backup): all of it, or the sections that differ.</summary>
     public ulong DeviceStateBytes { get; internal set; }
     /// <summary>Primary: the whole device state as saved at the cut (what a checkpoint sends).</summary>
@@ -140,7 +152,8 @@ public sealed class SyncStats
 
     public override string ToString() =>
         $"sync e{Epoch} {Role} {Outcome}{(Error is null ? "" : $" ({Error})")}: union {UnionPages} pages, {IdenticalPages} identical, " +
-        $"{DivergentPages} divergent{(SubBlockBytes > 0 ? $" ({SubBlocks} sub-blocks of {SubBlockBytes} B)" : "")}{(PutBytes > 0 ? $", {PutBytes} B put one-sided ({Puts} puts)" : "")}; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
+        $"{DivergentPages} divergent{(SubBlockBytes > 0 ? $" ({SubBlocks} sub-blocks of {SubBlockBytes} B)" : "")}{(PutBytes > 0 ? $", {PutBytes} B put one-sided ({Puts} puts)" : "")}" +
+        $"{(DiskUnionBlocks > 0 ? $"; disk: {DiskLocalDirtyBlocks} dirty, union {DiskUnionBlocks} blocks, {DiskDivergentBlocks} divergent, {DiskWireBytes} B, {Pause.Disk:F0} us" : "")}; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
         $"device {Wire.DeviceState}, control {Wire.Control}); pause {Pause.Total:F0} us (stop {Pause.Stop:F0}, bitmap {Pause.Bitmap:F0}, " +
         $"hash {Pause.Hash:F0}, compare {Pause.Compare:F0}, sub-blocks {Pause.SubBlocks:F0}, transfer {Pause.Transfer:F0}, device {Pause.DeviceState:F0}, " +
         $"apply {Pause.Apply:F0}, resume {Pause.Resume:F0}, snapshot {Pause.Snapshot:F0}; guest stopped {Pause.Guest:F0} us{(ResumedEarly ? ", resumed early" : "")})";

@@ -252,6 +252,9 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("divergent", s.DivergentPages);
         j.WriteNumber("diskUnion", s.DiskUnionBlocks);
         j.WriteNumber("diskDivergent", s.DiskDivergentBlocks);
+        j.WriteNumber("diskIdentical", s.DiskIdenticalBlocks);
+        j.WriteNumber("diskDirty", s.DiskLocalDirtyBlocks);
+        j.WriteNumber("diskWireBytes", s.DiskWireBytes);
         j.WriteNumber("deviceStateBytes", s.DeviceStateBytes);
         j.WriteNumber("deviceStateSavedBytes", s.DeviceStateSavedBytes);
         j.WriteNumber("deviceSections", s.DeviceSections);
@@ -278,6 +281,8 @@ internal sealed unsafe partial class AdminCommands
         j.WriteNumber("mainWait", Math.Round(s.Pause.MainWait, 1));
         j.WriteNumber("deviceLoad", Math.Round(s.Pause.DeviceLoad, 1));
         j.WriteNumber("deviceSave", Math.Round(s.Pause.DeviceSave, 1));
+        j.WriteNumber("disk", Math.Round(s.Pause.Disk, 1));
+        j.WriteNumber("diskRead", Math.Round(s.Pause.DiskRead, 1));
         j.WriteNumber("guest", Math.Round(s.Pause.Guest, 1));
         j.WriteNumber("total", Math.Round(s.Pause.Total, 1));
         j.WriteEndObject();

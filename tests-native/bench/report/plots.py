@@ -90,7 +90,9 @@ def pause_parts(breakdown):
     if not isinstance(breakdown, dict):
         return []
     known = [k for k in PAUSE_PARTS if k in breakdown]
-    rest = sorted(k for k in breakdown if k not in known and k not in ("total", "guest", "mainWait", "deviceLoad"))
+    # not parts of their own: the guest's stop, the main thread's waits, the device load (in apply), the disk steps
+    # and their read (inside bitmap, hash, transfer and apply)
+    rest = sorted(k for k in breakdown if k not in known and k not in ("total", "guest", "mainWait", "deviceLoad", "disk", "diskRead"))
     return [(k, num(breakdown[k]) or 0.0) for k in known + rest]
 
 
@@ -762,4 +764,80 @@ def _e2e_latency(data, out_dir, p):
                                     "until the sync that covers it.")
 
 
-PLOTTERS = {"sync": plot_sync, "consensus": plot_consensus, "hash": plot_hash, "e2e": plot_e2e}
+# ---------------------------------------------------------------- disk.json
+
+DISK_COLORS = {"disk": "#1f77b4", "nodisk": "#7f7f7f"}
+
+
+def plot_disk(data, out_dir):
+    p = Plots("disk")
+    runs = [r for r in data.get("runs", []) if isinstance(r, dict)] if isinstance(data.get("runs"), list) else []
+    first = next((r for r in runs if r.get("variant") == "disk" and isinstance(r.get("syncs"), list)), None)
+    syncs = [s for s in (first or {}).get("syncs", []) if isinstance(s, dict) and num(s.get("diskUnion"))]
+    if syncs:
+        fig, ax = plt.subplots(figsize=(11, 4.2), layout="constrained")
+        xs = list(range(len(syncs)))
+        divergent = [num(s.get("diskDivergent")) or 0 for s in syncs]
+        identical = [(num(s.get("diskUnion")) or 0) - d for s, d in zip(syncs, divergent)]
+        ax.bar(xs, divergent, 1.0, color="#d62728", linewidth=0, label="divergent (sent)")
+        ax.bar(xs, identical, 1.0, bottom=divergent, color="#2ca02c", linewidth=0, label="identical (not sent)")
+        ax.plot(xs, [num(s.get("diskDirty")) or 0 for s in syncs], ".", color="#000000", markersize=3,
+                label="dirty on the primary (a checkpoint sends these)")
+        ax.set_xlabel("sync with dirty disk blocks (round 0)")
+        ax.set_ylabel("4 KiB blocks")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        p.save(fig, out_dir, "blocks", "Every sync with dirty disk blocks in the first disk run: the union of both "
+                                       "replicas' dirty blocks, divergent (sent) and identical (not sent), and the "
+                                       "blocks the primary's guest wrote.")
+    else:
+        p.skip("blocks", "no disk run with per-sync \"syncs\" carrying diskUnion")
+    rounds = sorted({r.get("round") for r in runs if num(r.get("round")) is not None})
+    if rounds and any(num(r.get("pauseP50Ms")) is not None for r in runs):
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+        width = 0.38
+        for j, variant in enumerate(("nodisk", "disk")):
+            for k, key in enumerate(("pauseP50Ms", "pauseP99Ms")):
+                vals = [num(next((r.get(key) for r in runs if r.get("variant") == variant and r.get("round") == rnd), None)) or 0
+                        for rnd in rounds]
+                axes[k].bar([x - width / 2 + j * width for x in range(len(rounds))], vals, width,
+                            color=DISK_COLORS[variant], label="with the disk" if variant == "disk" else "without (RAM only)")
+        steps = [num(next((r.get("diskStepsP50Ms") for r in runs if r.get("variant") == "disk" and r.get("round") == rnd), None))
+                 for rnd in rounds]
+        axes[0].plot(range(len(rounds)), [v or 0 for v in steps], "o", color="#d62728",
+                     label="disk steps of a sync with dirty blocks (p50)")
+        for k, what in enumerate(("p50", "p99")):
+            axes[k].set_xticks(range(len(rounds)))
+            axes[k].set_xticklabels([f"round {r}" for r in rounds])
+            axes[k].set_ylabel(f"guest pause {what} (ms)")
+            axes[k].grid(axis="y", alpha=0.3)
+            axes[k].legend(fontsize=8)
+        p.save(fig, out_dir, "pause", "The guest's pause per sync, p50 and p99, with the replicated disk and without it "
+                                      "(same guest and load, booted in turn in each round), and the time the disk "
+                                      "runs' syncs spent in their disk steps.")
+    else:
+        p.skip("pause", "no runs with pauseP50Ms")
+    disk_runs = [r for r in runs if r.get("variant") == "disk" and num(r.get("diskWireBytesPerSync")) is not None]
+    if disk_runs:
+        fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+        labels = (("diskWireBytesPerSync", "Plover: disk frames", "#1f77b4"),
+                  ("diskBlockBytesPerSync", "Plover: block data in them", "#aec7e8"),
+                  ("checkpointDiskBytesPerSync", "every dirty block (checkpoint)", "#ff7f0e"))
+        width = 0.8 / len(labels)
+        for j, (key, label, color) in enumerate(labels):
+            ax.bar([x - 0.4 + width / 2 + j * width for x in range(len(disk_runs))],
+                   [(num(r.get(key)) or 0) / 1024 for r in disk_runs], width, color=color, label=label)
+        ax.set_xticks(range(len(disk_runs)))
+        ax.set_xticklabels([f"round {r.get('round', '?')}" for r in disk_runs])
+        ax.set_ylabel("KiB per sync")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        p.save(fig, out_dir, "bytes", "Disk bytes per sync: Plover's disk frames (both replicas' dirty-block bitmaps, the "
+                                      "backup's block hashes, the divergent blocks) and the block data among them, "
+                                      "against the blocks the primary's guest wrote (what a checkpoint sends).")
+    else:
+        p.skip("bytes", "no disk runs with diskWireBytesPerSync")
+    return p
+
+
+PLOTTERS = {"sync": plot_sync, "consensus": plot_consensus, "hash": plot_hash, "e2e": plot_e2e, "disk": plot_disk}

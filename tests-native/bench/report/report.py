@@ -22,7 +22,7 @@ import sys
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = ["hash", "consensus", "sync", "e2e"]
+BENCHES = ["hash", "consensus", "sync", "e2e", "disk"]
 EXIT_NO_MATPLOTLIB = 3
 
 
@@ -275,14 +275,45 @@ def figures_e2e(d):
     return "\n".join(out)
 
 
+def figures_disk(d):
+    out = []
+    setup = d.get("setup") if isinstance(d.get("setup"), dict) else {}
+    if setup:
+        keys = ["guestArgs", "diskImage", "rounds", "seconds", "load", "pin", "hostCores"]
+        out.append("<p>" + ", ".join(f"{k} {html.escape(json.dumps(setup[k]))}" for k in keys if k in setup) + "</p>")
+    s = d.get("summary") if isinstance(d.get("summary"), dict) else {}
+    disk = s.get("disk") if isinstance(s.get("disk"), dict) else {}
+    nodisk = s.get("nodisk") if isinstance(s.get("nodisk"), dict) else {}
+    if disk:
+        out.append(table(["per sync", "dirty blocks (primary)", "union blocks", "identical %", "divergent blocks",
+                          "disk frames KiB", "block data KiB", "every dirty block KiB", "checkpoint / Plover"],
+                         [["disk run", spread_text(disk.get("diskDirtyBlocksPerSync"), 1), spread_text(disk.get("diskUnionBlocksPerSync"), 1),
+                           spread_text(disk.get("diskIdenticalPct"), 1), spread_text(disk.get("diskDivergentBlocksPerSync"), 1),
+                           spread_text(disk.get("diskWireBytesPerSync"), 1, 1 / 1024), spread_text(disk.get("diskBlockBytesPerSync"), 1, 1 / 1024),
+                           spread_text(disk.get("checkpointDiskBytesPerSync"), 1, 1 / 1024),
+                           spread_text(disk.get("checkpointOverPloverDiskBytes"), 2)]],
+                         "the disk part of the syncs, median over rounds (min-max)"))
+    rows = [[name, spread_text(v.get("pauseP50Ms"), 2), spread_text(v.get("pauseP99Ms"), 2), spread_text(v.get("syncP50Ms"), 2),
+             spread_text(v.get("syncsPerSecond"), 1), spread_text(v.get("diskStepsP50Ms"), 2)]
+            for name, v in (("with the disk", disk), ("without (RAM only)", nodisk)) if v]
+    if rows:
+        out.append(table(["cluster", "guest pause p50 ms", "p99 ms", "sync p50 ms", "syncs/s", "disk steps p50 ms"], rows,
+                         "pauses, median over rounds (min-max)"))
+    if isinstance(s.get("pauseAddedP50Ms"), dict):
+        out.append(f"<p>pause added by the disk (p50, within each round): {spread_text(s['pauseAddedP50Ms'], 2)} ms, "
+                   f"{spread_text(s.get('pauseP50DiskOverNodisk'), 2)}x</p>")
+    return "\n".join(out)
+
+
 def figures_other(d):
     scalars = [(k, v) for k, v in d.items() if isinstance(v, (str, int, float, bool)) or v is None]
     return table(["field", "value"], [[html.escape(k), html.escape(str(v))] for k, v in scalars[:40]]) if scalars else ""
 
 
-FIGURES = {"sync": figures_sync, "consensus": figures_consensus, "hash": figures_hash, "e2e": figures_e2e}
+FIGURES = {"sync": figures_sync, "consensus": figures_consensus, "hash": figures_hash, "e2e": figures_e2e, "disk": figures_disk}
 TITLES = {"hash": "Page hashing (bench hash)", "consensus": "Consensus (bench consensus)",
-          "sync": "syncvm (bench sync)", "e2e": "Replicated Redis end to end (bench e2e)"}
+          "sync": "syncvm (bench sync)", "e2e": "Replicated Redis end to end (bench e2e)",
+          "disk": "A guest writing a replicated disk (bench disk)"}
 
 CSS = """
 body { font-family: sans-serif; margin: 2em; max-width: 1400px; color: #222; }

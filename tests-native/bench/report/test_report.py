@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """The report's own test: report.py on the fixtures (fixtures/: consensus.json, sync.json and hash.json from real quick
-runs, sync-v1.json from the sync bench before its scale section, e2e.json fabricated by make_e2e.py in e2e.py's schema,
-e2e-real.json from a short real run) in a temporary directory, as
-`./build.sh bench report` runs it; checks that every expected PNG is a real image, that report.html embeds each of
-them and links its file, and that missing fields, old formats and broken files are skipped, not fatal.
+runs, disk.json from a real `bench disk` with each run's syncs cut to 40, sync-v1.json from the sync bench before
+its scale section, e2e.json fabricated by make_e2e.py in e2e.py's schema, e2e-real.json from a short real run) in a
+temporary directory, as `./build.sh bench report` runs it; checks that every expected PNG is a real image, that
+report.html embeds each of them and links its file, and that missing fields, old formats and broken files are
+skipped, not fatal.
 
     /usr/bin/python3 test_report.py      (or ./build.sh bench report --test, which installs matplotlib first)
 
@@ -40,6 +41,7 @@ EXPECTED = {
     "hash": ["hash-throughput.png"],
     "e2e": ["e2e-rps.png", "e2e-bytes.png", "e2e-identical.png", "e2e-pause-unpinned.png", "e2e-pause-pinned.png",
             "e2e-latency.png"],
+    "disk": ["disk-blocks.png", "disk-pause.png", "disk-bytes.png"],
 }
 
 
@@ -92,6 +94,7 @@ class ReportTest(unittest.TestCase):
         self.write("sync.json", fixture("sync"))
         self.write("hash.json", fixture("hash"))
         self.write("e2e.json", fixture("e2e"))
+        self.write("disk.json", fixture("disk"))
         out = self.run_report()
         html = self.html()
         for bench, pngs in EXPECTED.items():
@@ -112,6 +115,7 @@ class ReportTest(unittest.TestCase):
         self.assertIn("the target point", html)                 # sync's target rows
         self.assertIn("req/s Plover", html)                     # e2e summary, computed from the runs
         self.assertIn("one client, one request at a time", html)
+        self.assertIn("pause added by the disk", html)          # disk summary
         self.assertNotIn("Not found", html)
         self.assertNotIn("plotter failed", out)
 
