@@ -3,13 +3,15 @@ promoted backup's disk is consistent with its memory.
 
 The guest runs redis with an append-only file on its replicated ext4 disk, fsynced before every reply
 (tests-native/guest/init, plover.redis=aof plover.disk=vda), restarted by the guest whenever it exits. A client in
-its own namespace writes without pause (test_failover's Load: acknowledged writes recorded). Two rounds on one
+its own namespace writes without pause (test_failover's Load: acknowledged writes recorded). Three rounds on one
 cluster:
 
 1. the primary kills itself (SIGKILL, test-only fault injection fault-at-sync DiskBatch) in the middle of a sync,
    after sending a batch of divergent disk blocks the backup has staged but not applied;
-2. the old primary rejoins as the backup (a full sync, RAM and every disk block), then the new primary is killed
-   with kill -9 at a random moment under load.
+2. the old primary rejoins as the backup (a full sync that compares every block of its stale disk), then the
+   primary kills itself with the whole sync sent but not acknowledged (BeforeApply): the backup applies RAM and
+   disk blocks and is promoted with them;
+3. the dead one rejoins likewise, then the primary is killed with kill -9 at a random moment under load.
 
 After each: the backup is promoted and every acknowledged write (of every round) is read back from it; then redis in
 the promoted guest is shut down (SHUTDOWN NOSAVE) and restarted by the guest after dropping its page cache, so it
@@ -19,7 +21,7 @@ memory (a torn or stale disk loses or corrupts keys, or redis refuses its AOF). 
 assertion failure and the last primary exits cleanly on SIGTERM.
 
 Run by ctest (e2e.DiskFailover) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
-PLOVER_KEEP_TEST_DIRS=1 keeps the logs; PLOVER_DISK_FAILOVER_SEED fixes round 2's kill moment.
+PLOVER_KEEP_TEST_DIRS=1 keeps the logs; PLOVER_DISK_FAILOVER_SEED fixes round 3's kill moment.
 """
 import os
 import random
@@ -36,6 +38,10 @@ import plover_cluster as pc  # noqa: E402
 from test_failover import Load  # noqa: E402
 
 AOF_LOADED = "DB loaded from append only file"   # redis' log line (on the guest's console) after loading its AOF
+# What a torn or stale disk shows on the guest's console: the kernel's errors (still printed with `quiet`), redis
+# loading a cut AOF (aof-load-truncated lets it go on) or refusing one
+DISK_TROUBLE = ("EXT4-fs error", "I/O error", "short read while loading the AOF", "AOF loaded anyway",
+                "Bad file format reading the append only file", "Unrecoverable error reading the append only file")
 
 
 class DiskFailover(unittest.TestCase):
@@ -120,7 +126,7 @@ class DiskFailover(unittest.TestCase):
                     self.assertNotIn("Assertion", text, name)
                     self.assertNotIn("assertion failed", text, name)
 
-    def promoted_and_checked(self, old, new, t0, load, fault):
+    def promoted_and_checked(self, old, new, t0, load, fault, since="the kill"):
         """After the fault on old: new is promoted and serves every acknowledged write, from memory and then from
         its disk (redis restarted in its guest)."""
         self.wait_role(new, "primary")
@@ -159,12 +165,44 @@ class DiskFailover(unittest.TestCase):
         self.assertGreater(new.serial().count(AOF_LOADED), loaded_before,
                            f"the restarted redis did not load its append-only file:\n{new.serial()[-3000:]}")
         self.assertEqual(keys, int(self.redis("DBSIZE")), "the restarted redis has another key count")
+        console = new.serial()
+        self.assertEqual([], [t for t in DISK_TROUBLE if t in console], f"node {new.id}'s guest:\n{console[-3000:]}")
         self.assertEqual(acked, self.verify_all(f"{fault}, after redis reloaded its AOF on node {new.id}"))
-        self.report.append(f"{fault}: node {new.id} promoted {promoted - t0:.1f} s after the fault, {acked} acknowledged "
+        self.report.append(f"{fault}: node {new.id} promoted {promoted - t0:.1f} s after {since}, {acked} acknowledged "
                            f"writes read back; redis restarted from its AOF in {restart_s:.1f} s "
                            f"(AOF {int(persistence['aof_current_size']) / 1024:.0f} KiB), the same {keys} keys, all read back")
         self.assert_no_assertion_failures()
         return acked
+
+    def kill_itself_at(self, primary, step):
+        """The primary kills itself (SIGKILL) the next time its sync engine reaches step."""
+        primary.admin(f"fault-at-sync {step}")
+        deadline = time.time() + 60
+        while time.time() < deadline and primary.alive():
+            time.sleep(0.05)
+        self.assertFalse(primary.alive(), f"the primary never reached sync step {step}")
+        primary.kill()   # closes its admin connection
+        self.assertIn(f"kills itself at sync step {step}", primary.stderr())
+
+    def rejoin(self, n):
+        """The dead node restarts with its command line and (stale) disk image: it joins with a full sync."""
+        t_join = time.time()
+        self.cluster.start_node(n.id)
+        self.wait_role(n, "backup", timeout=180)
+        self.wait_protected()
+        joins = [s for s in checks.sync_log(n) if s["fullSync"]]
+        self.assertTrue(joins, "the rejoining node has no full sync in its log")
+        join = joins[0]
+        # its disk missed every write since its death: the full sync compared every block and sent those
+        self.assertEqual(os.path.getsize(self.cluster.disk_path_of(n)) // 4096, join["diskUnion"], join)  # every block
+        self.assertGreater(join["diskDivergent"], 0, "the full sync found the stale disk identical")
+        self.report.append(f"node {n.id} rejoined and protects {time.time() - t_join:.1f} s after its start; its "
+                           f"full sync compared {join['diskUnion']} disk blocks and sent {join['diskDivergent']} "
+                           f"({join['divergent']} of {join['union']} pages)")
+
+    def current_primary_and_backup(self):
+        a, b = self.cluster.nodes[1], self.cluster.nodes[2]
+        return (a, b) if self.role_of(a) == "primary" else (b, a)
 
     # ------------------------------------------------------------------ rounds, in order
     def test_1_primary_dies_while_sending_disk_blocks(self):
@@ -173,49 +211,42 @@ class DiskFailover(unittest.TestCase):
         load = self.start_load("d1")
         self.wait_protected()
         t0 = time.time()
-        # the primary kills itself after its first batch of divergent disk blocks of a sync: the backup has staged
-        # them but not applied them, and must go on from its own last state
-        primary.admin("fault-at-sync DiskBatch")
-        deadline = time.time() + 60
-        while time.time() < deadline and primary.alive():
-            time.sleep(0.05)
-        self.assertFalse(primary.alive(), "the primary never sent a batch of disk blocks (no divergent block)")
-        primary.kill()   # closes its admin connection
-        self.assertIn("kills itself at sync step DiskBatch", primary.stderr())
+        # after its first batch of divergent disk blocks of a sync: the backup has staged them but not applied
+        # them, and goes on from its own last state
+        self.kill_itself_at(primary, "DiskBatch")
         syncs = checks.sync_log(backup)
-        self.report.append(f"before the fault: {len(syncs)} syncs completed, "
+        self.report.append(f"before the first fault: {len(syncs)} syncs completed, "
                            f"{sum(1 for s in syncs if s['diskUnion'] > 0)} with dirty disk blocks, "
-                           f"{sum(s['diskDivergent'] for s in syncs)} divergent blocks sent "
-                           f"({time.time() - t0:.1f} s armed)")
-        self.promoted_and_checked(primary, backup, t0, load, "primary killed at sync step DiskBatch")
+                           f"{sum(s['diskDivergent'] for s in syncs)} divergent blocks sent")
+        self.promoted_and_checked(primary, backup, t0, load, "primary killed at sync step DiskBatch", "arming")
 
-    def test_2_kill_the_primary_at_a_random_moment_after_the_old_one_rejoined(self):
-        old, primary = self.cluster.nodes[1], self.cluster.nodes[2]
-        self.assertEqual("primary", self.role_of(primary), "round 1 did not leave node 2 the primary")
-        t_join = time.time()
-        self.cluster.start_node(old.id)   # same command line, same (stale) disk image: it joins with a full sync
-        self.wait_role(old, "backup", timeout=180)
-        self.wait_protected()
-        joins = [s for s in checks.sync_log(old) if s["fullSync"]]
-        self.assertTrue(joins, "the rejoining node has no full sync in its log")
-        join = joins[0]
-        # its disk missed every write since its death: the full sync compared every block and sent those
-        self.assertEqual(os.path.getsize(self.cluster.disk_path_of(old)) // 4096, join["diskUnion"], join)  # every block
-        self.assertGreater(join["diskDivergent"], 0, "the full sync found the stale disk identical")
-        self.report.append(f"node {old.id} rejoined and protects {time.time() - t_join:.1f} s after its start; its "
-                           f"full sync compared {join['diskUnion']} disk blocks and sent {join['diskDivergent']} "
-                           f"({join['divergent']} of {join['union']} pages)")
+    def test_2_primary_dies_with_the_sync_sent_but_not_acknowledged(self):
+        old = self.cluster.nodes[1]
+        self.rejoin(old)
+        primary, backup = self.current_primary_and_backup()
+        self.assertIs(old, backup)
         load = self.start_load("d2")
+        t0 = time.time()
+        # everything sent (RAM, disk blocks, devices): the backup applies it all, then is promoted with it
+        self.kill_itself_at(primary, "BeforeApply")
+        self.promoted_and_checked(primary, backup, t0, load, "primary killed at sync step BeforeApply", "arming")
+
+    def test_3_kill_the_primary_at_a_random_moment(self):
+        old = self.cluster.nodes[2]
+        self.rejoin(old)
+        primary, backup = self.current_primary_and_backup()
+        self.assertIs(old, backup)
+        load = self.start_load("d3")
         seed = int(os.environ.get("PLOVER_DISK_FAILOVER_SEED", str(random.randrange(1 << 30))))
         delay = random.Random(seed).uniform(0.5, 5.0)
         time.sleep(delay)
         t0 = time.time()
         primary.kill(signal.SIGKILL)
-        self.promoted_and_checked(primary, old, t0, load,
+        self.promoted_and_checked(primary, backup, t0, load,
                                   f"kill -9 of the primary {delay:.2f} s into the load (seed {seed})")
         # the last primary ends cleanly (its dirty bitmap released before its drive is closed)
-        old.kill(signal.SIGTERM)
-        self.assertEqual(0, old.proc.returncode, f"node {old.id} on SIGTERM: {old.stderr()[-2000:]}")
+        backup.kill(signal.SIGTERM)
+        self.assertEqual(0, backup.proc.returncode, f"node {backup.id} on SIGTERM: {backup.stderr()[-2000:]}")
         self.assert_no_assertion_failures()
 
 
