@@ -38,9 +38,10 @@ import plover_cluster as pc  # noqa: E402
 from test_failover import Load  # noqa: E402
 
 AOF_LOADED = "DB loaded from append only file"   # redis' log line (on the guest's console) after loading its AOF
-# What a torn or stale disk shows on the guest's console: the kernel's errors (still printed with `quiet`), redis
-# loading a cut AOF (aof-load-truncated lets it go on) or refusing one
-DISK_TROUBLE = ("EXT4-fs error", "I/O error", "short read while loading the AOF", "AOF loaded anyway",
+# What a torn or stale disk shows on the guest's console: the kernel's errors (still printed with `quiet`; a
+# virtio ring whose used entry names a request the driver does not have outstanding is "broken" from then on, and
+# every request fails with an I/O error), redis loading a cut AOF (aof-load-truncated lets it go on) or refusing one
+DISK_TROUBLE = ("EXT4-fs error", "I/O error", "is not a head", "short read while loading the AOF", "AOF loaded anyway",
                 "Bad file format reading the append only file", "Unrecoverable error reading the append only file")
 
 
