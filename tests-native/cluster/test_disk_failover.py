@@ -53,7 +53,7 @@ class DiskFailover(unittest.TestCase):
         cls.cluster = pc.Cluster(cls.work, disk=True, guest_args="plover.disk=vda plover.redis=aof",
                                  timeouts={**pc.TCG_TIMEOUTS, "startupMs": 60000},
                                  env={**os.environ, "PLOVER_FAULT_INJECTION": "1"})   # fault-at-sync, round 1
-        cls.report, cls.loads, cls.ok = [], [], False
+        cls.report, cls.loads = [], []
         try:
             cls.cluster.start()
         except Exception:
