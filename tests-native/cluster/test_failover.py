@@ -36,10 +36,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class Load:
     """redis_check.py stream in the client namespace: acknowledged writes with their times."""
 
-    def __init__(self, cluster, work, threads=4):
-        self.out = os.path.join(work, "acked.log")
-        self.stop_file = os.path.join(work, "stop-load")
-        self.proc = cluster.client_popen("python3", os.path.join(HERE, "redis_check.py"), "stream", pc.GUEST_IP, "fo",
+    def __init__(self, cluster, work, threads=4, prefix="fo"):
+        # (another prefix, another log: a second load in one work folder writes keys of its own)
+        self.out = os.path.join(work, "acked.log" if prefix == "fo" else f"acked-{prefix}.log")
+        self.stop_file = os.path.join(work, "stop-load" if prefix == "fo" else f"stop-load-{prefix}")
+        self.proc = cluster.client_popen("python3", os.path.join(HERE, "redis_check.py"), "stream", pc.GUEST_IP, prefix,
                                          str(threads), self.out, self.stop_file, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
 
