@@ -4,6 +4,7 @@
 One guest with the library in probe mode (no replication: dirty logging on, packets pass), pinned as bench e2e pins
 the primary, and one client doing one SET at a time. Before each request the library does, by condition:
   none     nothing;
+  idle-2ms the client waits 2 ms, the VM runs on (idle): the host's part of a 2 ms pause;
   stop     stops and resumes the VM (admin `vm-hold 0`): what a sync does to the vCPUs;
   stop-2ms the same, stopped for 2 ms (about a sync's pause here);
   harvest  stops, takes and clears the dirty bitmaps, resumes (admin `dirty-sync`): what a sync does, including
@@ -26,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 
-CONDITIONS = {"none": None, "stop": "vm-hold 0", "stop-2ms": "vm-hold 2", "harvest": "dirty-sync"}
+CONDITIONS = {"none": None, "idle-2ms": "sleep", "stop": "vm-hold 0", "stop-2ms": "vm-hold 2", "harvest": "dirty-sync"}
 BLOCK = 50
 WARM_UP = 200   # requests before the timed ones (the first ones fault the guest's and redis' pages in)
 
@@ -43,7 +44,9 @@ def drive(guest_ip, admin_path, requests):
     rng = random.Random(1)
     for i in range(-WARM_UP, requests):
         condition = names[(i // BLOCK) % len(names)]
-        if CONDITIONS[condition]:
+        if CONDITIONS[condition] == "sleep":
+            time.sleep(0.002)
+        elif CONDITIONS[condition]:
             admin_file.write(CONDITIONS[condition].encode() + b"\n")
             admin_file.flush()
             reply = json.loads(admin_file.readline())
@@ -63,7 +66,7 @@ def drive(guest_ip, admin_path, requests):
 
 def main():
     import plover_cluster as pc
-    requests = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
+    requests = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
     work = tempfile.mkdtemp(prefix="plover-resume-cost.")
     cluster = pc.Cluster(work, mode="probe", pin=True)
     try:
