@@ -27,6 +27,10 @@ internal sealed class AdminError(string message) : Exception(message);
 /// dirty-mark-all            {}
 /// dirty-clear               {}
 /// devstate-roundtrip        stop; save; load; free; resume: {bytes}
+/// devstate-save             stop if running; save the device state and keep it (one, replaced by the next save);
+///                           resume if it was running: {bytes}
+/// devstate-load             stop if running; load the kept device state into the live devices, as a backup's sync
+///                           does; resume if it was running: {bytes}
 /// nics                      {nics:[{id,filterId,netdevId,nicName,mac:"52:54:00:..",vnetHdrLen}]}
 /// inject NIC HEX            {rc}                      (ok:false with rc when net_inject fails)
 /// steal NIC on|off          {nic,steal}
@@ -65,6 +69,8 @@ internal sealed unsafe partial class AdminCommands
             ["dirty-mark-all"] = ("dirty-mark-all", _ => Simple(() => Host.DirtyMarkAll())),
             ["dirty-clear"] = ("dirty-clear", _ => Simple(() => Host.DirtyClear())),
             ["devstate-roundtrip"] = ("devstate-roundtrip", _ => DevStateRoundTrip()),
+            ["devstate-save"] = ("devstate-save", _ => DevStateSave()),
+            ["devstate-load"] = ("devstate-load", _ => DevStateLoad()),
             ["nics"] = ("nics", _ => Nics()),
             ["inject"] = ("inject NIC HEX", Inject),
             ["steal"] = ("steal NIC on|off", Steal),
@@ -91,7 +97,7 @@ internal sealed unsafe partial class AdminCommands
     }
 
     private static readonly string[] ProbeOnly =
-        ["dirty-sync", "dirty-mark-all", "dirty-clear", "devstate-roundtrip", "inject", "steal", "out-mode", "out-cut",
+        ["dirty-sync", "dirty-mark-all", "dirty-clear", "devstate-roundtrip", "devstate-save", "devstate-load", "inject", "steal", "out-mode", "out-cut",
          "out-release", "out-discard", "hash-ram", "vm-hold", "drive-dirty", "drive-write"];
 
     private QemuHost Host => _probe.Host;
@@ -297,6 +303,37 @@ internal sealed unsafe partial class AdminCommands
         j.WriteEndArray();
         if (list)
             j.WriteBoolean("truncated", truncated);
+        return reply.Finish();
+    }
+
+    private byte[]? _keptDeviceState;
+
+    /// <summary>Saves the device state and keeps it for devstate-load (e.g. into the same QEMU later, as a backup
+    /// loads a primary's state into its live devices).</summary>
+    private string DevStateSave()
+    {
+        byte[] state = OnMain(() => WithMachineStopped(_ =>
+        {
+            Check(Host.SaveDeviceState(out byte* buf, out nuint length), "save_device_state");
+            try { return new ReadOnlySpan<byte>(buf, checked((int)length)).ToArray(); }
+            finally { Host.FreeBuf(buf); }
+        }));
+        _keptDeviceState = state;
+        using var reply = new AdminReply();
+        reply.Json.WriteNumber("bytes", state.Length);
+        return reply.Finish();
+    }
+
+    private string DevStateLoad()
+    {
+        byte[] state = _keptDeviceState ?? throw new AdminError("no device state kept (devstate-save first)");
+        OnMain(() => WithMachineStopped(_ =>
+        {
+            fixed (byte* buf = state) Check(Host.LoadDeviceState(buf, (nuint)state.Length), "load_device_state");
+            return 0;
+        }));
+        using var reply = new AdminReply();
+        reply.Json.WriteNumber("bytes", state.Length);
         return reply.Finish();
     }
 
