@@ -229,6 +229,21 @@ class Node:
     def stderr(self):
         return _read(self.stderr_path)
 
+    def replica_role(self):
+        """The replica's role by its admin socket, or None while it is down or does not answer."""
+        try:
+            return self.admin.call("replica").get("role") if self.alive() else None
+        except (OSError, ConnectionError, ValueError):
+            return None
+
+    def wait_role(self, role, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.replica_role() == role:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"node {self.id} is {self.replica_role()}, not {role}; stderr:\n{self.stderr()[-3000:]}")
+
     def serial(self):
         return _read(self.serial_path)
 

@@ -80,20 +80,6 @@ class DiskFailover(unittest.TestCase):
     def info(self, section):
         return dict(line.split(":", 1) for line in self.redis("INFO", section).splitlines() if ":" in line)
 
-    def role_of(self, n):
-        try:
-            return n.admin.call("replica").get("role") if n.alive() else None
-        except (OSError, ConnectionError, ValueError):
-            return None
-
-    def wait_role(self, n, role, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.role_of(n) == role:
-                return
-            time.sleep(0.05)
-        self.fail(f"node {n.id} is {self.role_of(n)}, not {role}; stderr:\n{n.stderr()[-3000:]}")
-
     def wait_protected(self, timeout=180):
         deadline, last = time.time() + timeout, None
         while time.time() < deadline:
@@ -130,7 +116,7 @@ class DiskFailover(unittest.TestCase):
     def promoted_and_checked(self, old, new, t0, load, fault, console_at_fault, since="the kill"):
         """After the fault on old: new is promoted and serves every acknowledged write, from memory and then from
         its disk (redis restarted in its guest). console_at_fault: the length of new's console log at the fault."""
-        self.wait_role(new, "primary")
+        new.wait_role("primary")
         promoted = time.time()
         first = load.wait_acks_after(int(promoted * 1e6), count=3, timeout=60)
         self.assertIsNotNone(first, f"{fault}: no acknowledged write after the promotion")
@@ -197,7 +183,7 @@ class DiskFailover(unittest.TestCase):
         """The dead node restarts with its command line and (stale) disk image: it joins with a full sync."""
         t_join = time.time()
         self.cluster.start_node(n.id)
-        self.wait_role(n, "backup", timeout=180)
+        n.wait_role("backup", timeout=180)
         self.wait_protected()
         joins = [s for s in checks.sync_log(n) if s["fullSync"]]
         self.assertTrue(joins, "the rejoining node has no full sync in its log")
@@ -211,7 +197,7 @@ class DiskFailover(unittest.TestCase):
 
     def current_primary_and_backup(self):
         a, b = self.cluster.nodes[1], self.cluster.nodes[2]
-        return (a, b) if self.role_of(a) == "primary" else (b, a)
+        return (a, b) if a.replica_role() == "primary" else (b, a)
 
     # ------------------------------------------------------------------ rounds, in order
     def test_1_primary_dies_while_sending_disk_blocks(self):

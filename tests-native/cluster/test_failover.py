@@ -151,15 +151,9 @@ class Failover(ClusterUnderLoad):
     def node(self, i):
         return self.cluster.nodes[i]
 
-    def role_of(self, n):
-        try:
-            return n.admin.call("replica").get("role") if n.alive() else None
-        except (OSError, ConnectionError, ValueError):
-            return None
-
     def primary(self):
         for n in self.cluster.vm_nodes():
-            if self.role_of(n) == "primary":
+            if n.replica_role() == "primary":
                 return n
         return None
 
@@ -174,14 +168,6 @@ class Failover(ClusterUnderLoad):
                 return last[1]
             time.sleep(0.5)
         self.fail(f"the cluster did not get protected again: {last}")
-
-    def wait_role(self, n, role, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.role_of(n) == role:
-                return
-            time.sleep(0.05)
-        self.fail(f"node {n.id} is {self.role_of(n)}, not {role}; stderr:\n{n.stderr()[-3000:]}")
 
     def event_time(self, n, prefix, after_us, wait_s=0.0):
         """When n recorded an event starting with prefix after after_us (waiting up to wait_s for it), or None."""
@@ -210,7 +196,7 @@ class Failover(ClusterUnderLoad):
             self.wait_protected()
             t0 = int(time.time() * 1e6)
             old.kill(signal.SIGKILL)
-            self.wait_role(new, "primary")
+            new.wait_role("primary")
             detect = self.event_time(new, "consensus: precandidate", t0)
             leader = self.event_time(new, "consensus: leader", t0)
             # the role changes a moment before the promotion's event is recorded
@@ -234,7 +220,7 @@ class Failover(ClusterUnderLoad):
     def rejoin_as_backup(self, n):
         """Restarts a dead VM node with its unchanged command line: it joins as the backup and protects again."""
         self.cluster.start_node(n.id)
-        self.wait_role(n, "backup", timeout=180)
+        n.wait_role("backup", timeout=180)
         self.wait_protected()
 
     def kill_the_backup(self):
@@ -264,7 +250,7 @@ class Failover(ClusterUnderLoad):
         self.node(3).kill(signal.SIGKILL)
         _, stall = self.service_back("kill -9 of the witness", t0)
         time.sleep(2)
-        self.assertEqual("primary", self.role_of(self.primary()))
+        self.assertEqual("primary", self.primary().replica_role())
         self.assertTrue(self.primary().admin("replica")["protected"], "primary and backup go on, protected")
         self.report.append(f"kill -9 witness: primary and backup went on protected; longest client stall {stall / 1000:.0f} ms")
         self.cluster.start_node(3)
@@ -278,13 +264,13 @@ class Failover(ClusterUnderLoad):
             self.cluster.partition(target.id, cut=True)
             try:
                 if victim == "primary":
-                    self.wait_role(self.node(3 - p.id), "primary")
+                    self.node(3 - p.id).wait_role("primary")
                 first, stall = self.service_back(f"partition of the {victim}", t0)
                 if victim == "primary":
                     deadline = time.time() + 30   # the isolated primary fences itself (no quorum) and stops its VM
-                    while time.time() < deadline and self.role_of(p) == "primary":
+                    while time.time() < deadline and p.replica_role() == "primary":
                         time.sleep(0.1)
-                    self.assertNotEqual("primary", self.role_of(p), "the isolated primary still thinks it is primary")
+                    self.assertNotEqual("primary", p.replica_role(), "the isolated primary still thinks it is primary")
                     fenced = p.wait_event("PLOVER_FENCED", 10, since=t0 / 1e6)
                     self.assertIn("leader of ballot", fenced["data"]["reason"], fenced)
                     # a primary that lost its quorum is a standby whose guest runs on (output held): QEMU says so
@@ -318,7 +304,7 @@ class Failover(ClusterUnderLoad):
                              "the primary kept leading alone")
         t_restart = int(time.time() * 1e6)
         self.cluster.start_node(3)
-        self.wait_role(primary, "primary", timeout=120)
+        primary.wait_role("primary", timeout=120)
         first, _ = self.service_back("restart of the witness while the primary runs alone", t_restart)
         self.report.append(f"witness restarted without memory while the primary ran alone: node {primary.id} (standby "
                            f"after losing its quorum) serves again; first write {(first - t_restart) / 1000:.0f} ms "
@@ -341,7 +327,7 @@ class Failover(ClusterUnderLoad):
         victim.kill()   # closes its admin connection
         self.assertIn(f"kills itself at sync step {step}", victim.stderr())
         if victim is primary:
-            self.wait_role(survivor, "primary")
+            survivor.wait_role("primary")
         else:
             deadline = time.time() + 60
             while time.time() < deadline and not survivor.admin("replica")["runsAlone"]:
