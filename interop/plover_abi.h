@@ -18,7 +18,7 @@
 #include <sys/uio.h>
 
 #define PLOVER_ABI_MAJOR 1 /* incompatible change: the host refuses a library with another major */
-#define PLOVER_ABI_MINOR 3 /* compatible change: fields appended at struct ends; check struct_size */
+#define PLOVER_ABI_MINOR 4 /* compatible change: fields appended at struct ends; check struct_size */
 #define PLOVER_ABI_VERSION ((uint32_t)((PLOVER_ABI_MAJOR << 16) | PLOVER_ABI_MINOR))
 
 /* Library exports (functions only):
@@ -120,6 +120,14 @@ typedef struct PloverInfo {      /* since 1.2: query-plover; the host zeroes it 
     uint64_t promotions;
     uint64_t demotions;
     uint64_t joins;
+    /* ---- since 1.4: replicated drives (the host shows them when it has drives) ---- */
+    uint64_t last_sync_disk_dirty_blocks;      /* blocks this side's guest wrote in the epoch */
+    uint64_t last_sync_disk_union_blocks;
+    uint64_t last_sync_disk_identical_blocks;
+    uint64_t last_sync_disk_divergent_blocks;
+    uint64_t last_sync_disk_wire_bytes;        /* the sync's disk frames, both ways */
+    int32_t disk_torn;           /* 1: this node's drive images are marked torn (a sync was writing them) */
+    uint32_t reserved1;
 } PloverInfo;
 
 typedef struct PloverEvent {     /* since 1.2: one QMP event; valid only during the event call */
@@ -188,6 +196,10 @@ typedef struct PloverHostApi {
     int32_t (*drive_read)(uint32_t drive, uint64_t offset, uint8_t *buf, uint64_t len);
     /* VM stopped: writes len bytes at offset; not the guest's write, so not marked dirty; 0 or -errno */
     int32_t (*drive_write)(uint32_t drive, uint64_t offset, const uint8_t *buf, uint64_t len);
+    /* ---- since 1.4 (check struct_size) ---- */
+    /* the drive's image file on this host (the file or host_device under its format and filter nodes), "" when
+     * it is not a local file; host-owned, valid until shutdown; NULL for an unknown drive */
+    const char *(*drive_file)(uint32_t drive);
 } PloverHostApi;
 
 typedef struct PloverHooks {     /* filled by the library; a NULL hook is never called */

@@ -359,6 +359,13 @@ internal sealed unsafe class QemuHost
             return write(drive, offset, p, (ulong)data.Length);
     }
 
+    /// <summary>The drive's image file on this host (ABI 1.4); "" when it is not a local file.</summary>
+    public string DriveFile(uint drive)
+    {
+        Need(_api.drive_file, "drive_file");
+        return NativeText.Read(_api.drive_file(drive)) ?? "";
+    }
+
     private void Need(void* fn, string name, bool main = true)
     {
         if (main && !OnMainThread)

@@ -36,6 +36,7 @@ internal static unsafe class QmpSupport
         {
             ReplicaNode n = replica.Node;
             OperatorState state = n.OperatorSnapshot();
+            v.disk_torn = replica.Disks is { Torn: true } ? 1 : 0;
             v.role = Role(state.Role);
             v.term = (ulong)state.Term;
             v.is_protected = state.Protected ? 1 : 0;
@@ -68,6 +69,11 @@ internal static unsafe class QmpSupport
                     v.last_sync_device_state_bytes = last.DeviceStateBytes;
                     v.last_sync_guest_pause_us = (ulong)Math.Max(0, Math.Round(last.Pause.Guest));
                     v.last_sync_total_us = (ulong)Math.Max(0, Math.Round(last.Pause.Total));
+                    v.last_sync_disk_dirty_blocks = last.DiskLocalDirtyBlocks;
+                    v.last_sync_disk_union_blocks = last.DiskUnionBlocks;
+                    v.last_sync_disk_identical_blocks = last.DiskIdenticalBlocks;
+                    v.last_sync_disk_divergent_blocks = last.DiskDivergentBlocks;
+                    v.last_sync_disk_wire_bytes = (ulong)Math.Max(0, last.DiskWireBytes);
                 }
             }
         }
