@@ -37,6 +37,8 @@ public sealed class FakeReplicaHost : IReplicaHost, IDisposable
     public int NoiseBytes { get; set; } = 8;
 
     public SyntheticGuestMemory MemoryImpl { get; }
+    /// <summary>Replicated drives (none unless a test sets them).</summary>
+    public IDiskHost? Disks { get; set; }
     public SyntheticVm VmImpl { get; }
     public DedicatedMainThread MainImpl { get; }
     public FakeOutputPort Nic { get; } = new();

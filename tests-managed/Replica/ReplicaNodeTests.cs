@@ -37,14 +37,19 @@ public sealed class ReplicaNodeTests : IDisposable
         return ClusterConfig.Parse(json, _dir);
     }
 
+    /// <summary>A three-node config on free ports, and each replica's sync listener on a port of its own.</summary>
+    private (ClusterConfig Config, Func<NodeConfig, IPEndPoint> SyncEndpoint) Cluster()
+    {
+        var ports = TransportTestKit.FreePorts(5);
+        var syncPorts = new Dictionary<int, int> { [1] = ports[3], [2] = ports[4] };
+        return (Config(ports), n => new IPEndPoint(IPAddress.Loopback, syncPorts[n.Id]));
+    }
+
     [Fact]
     public void Nodes_from_a_config_replicate_inputs_and_sync()
     {
-        var ports = TransportTestKit.FreePorts(5);
-        var config = Config(ports);
+        var (config, SyncEndpoint) = Cluster();
         var log = new TestLog();
-        var syncPorts = new Dictionary<int, int> { [1] = ports[3], [2] = ports[4] };
-        IPEndPoint SyncEndpoint(NodeConfig n) => new(IPAddress.Loopback, syncPorts[n.Id]);
 
         using var witness = new WitnessNode(config, 3, log.Sink);
         var witnessStart = Task.Run(() => witness.Start(() => false));
@@ -74,6 +79,60 @@ public sealed class ReplicaNodeTests : IDisposable
             Assert.Null(primaryHost.MemoryImpl.FirstDifference(backupHost.MemoryImpl));
             Assert.Equal(Enumerable.Range(1, 30), primaryHost.Nic.Sent);
             Assert.Equal(0, primaryHost.Violations + backupHost.Violations);
+        }
+        finally
+        {
+            primary?.Dispose();
+            backup?.Dispose();
+        }
+    }
+
+    /// <summary>Issue 15: a sync was writing a replica's drive images when it stopped (<see cref="TornImageMarks"/>).
+    /// As the configured primary of a fresh cluster it must not run its guest on them: its start fails at once,
+    /// saying why. As the backup it starts, and its first (full) sync repairs the drives and removes the mark.</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void A_replica_whose_drive_images_are_marked_torn_never_founds_a_cluster_but_is_repaired_as_backup(bool primaryTorn)
+    {
+        var (config, SyncEndpoint) = Cluster();
+        var log = new TestLog();
+
+        using var witness = new WitnessNode(config, 3, log.Sink);
+        var witnessStart = Task.Run(() => witness.Start(() => false));
+        var primaryDisks = new SyntheticDisks(("data0", 64UL << 10));
+        var backupDisks = new SyntheticDisks(("data0", 64UL << 10));
+        primaryDisks.GuestWrite(0, 8192, [1, 2, 3]);
+        backupDisks.Bytes(0).Fill(0x5a);   // half-written: other bytes everywhere
+        (primaryTorn ? primaryDisks : backupDisks).Torn = true;
+        using var primaryHost = new FakeReplicaHost("primary", ReplicaCluster.Blocks, seed: 5, diverge: false) { Disks = primaryDisks };
+        using var backupHost = new FakeReplicaHost("backup", ReplicaCluster.Blocks, seed: 6, diverge: false) { Disks = backupDisks };
+        ReplicaNode? primary = null, backup = null;
+        try
+        {
+            primaryHost.MainImpl.Invoke(() => primary = ReplicaNode.Start(config, 1, primaryHost, null, log.Sink, syncEndpoint: SyncEndpoint));
+            backupHost.MainImpl.Invoke(() => backup = ReplicaNode.Start(config, 2, backupHost, null, log.Sink, syncEndpoint: SyncEndpoint));
+            if (primaryTorn)
+            {
+                Assert.True(TransportTestKit.WaitUntil(() => primary!.StartFailed, 15000), log.ToString());
+                string problem = primary!.ReadinessProblem()!;
+                Assert.Contains("marked torn", problem);
+                Assert.Contains(TornImageMarks.Suffix, problem);
+                Assert.Null(primary.Replica);                   // no replica: the guest never runs
+                Assert.Equal(0, primaryHost.VmImpl.Starts);
+                Assert.True(primaryDisks.Torn);
+                return;
+            }
+            Assert.True(TransportTestKit.WaitUntil(() => primary!.Driver is { IsLeader: true } && primary.SyncLinkConnected &&
+                                                        backup!.SyncLinkConnected && primary.ReadinessProblem() is null, 15000), log.ToString());
+            Assert.False(backup!.StartFailed);
+            Assert.Contains("marked torn; it enters as a backup", log.ToString());
+            primaryHost.MainImpl.Invoke(() => { });
+            backupHost.MainImpl.Invoke(() => { });
+            Assert.True(primary!.Replica!.ProposeSync());
+            Assert.True(TransportTestKit.WaitUntil(() => primary.Replica.SyncsCompleted == 1 && backup.Replica!.SyncsCompleted == 1, 30000), log.ToString());
+            Assert.False(backupDisks.Torn);
+            Assert.True(primaryDisks.Bytes(0).SequenceEqual(backupDisks.Bytes(0)));
         }
         finally
         {

@@ -66,6 +66,32 @@ public class SyncDiskTests
         Assert.Equal(0UL, p.DiskUnionBlocks);
     }
 
+    /// <summary>The backup dies in the middle of writing its drives (here: its third block write fails): the drives
+    /// are neither sync point, so the backup is invalid and its images are marked torn (a mark that outlives the
+    /// process); the marks are written once, before the first block, and the next sync removes them.</summary>
+    [Fact]
+    public void ABackupThatFailsMidWayThroughItsDiskWrites_IsInvalidAndMarkedTorn_UntilTheNextSync()
+    {
+        using var pair = new SyncPair(Ram, Options(), Options(), drives: Drives);
+        Write(pair);
+        pair.BackupDisks!.FailWriteAfter = 2;
+        var (p, b) = pair.Sync(1);
+        Assert.Equal(SyncOutcome.Aborted, b.Outcome);
+        Assert.Contains("INVALID", b.Error);
+        Assert.True(pair.Backup.StateInvalid);
+        Assert.True(pair.BackupDisks.Torn);
+        Assert.Equal(1, pair.BackupDisks.MarksWritten);
+        Assert.Equal(2, pair.BackupDisks.Writes);
+
+        pair.BackupDisks.FailWriteAfter = -1;
+        pair.Connect();
+        (p, b) = pair.Sync(2);
+        Assert.True(b.Outcome == SyncOutcome.Completed, b.ToString());
+        Assert.False(pair.Backup.StateInvalid);
+        Assert.False(pair.BackupDisks.Torn);
+        AssertDrivesEqual(pair);
+    }
+
     [Fact]
     public void ASparseDiskBitmapTravelsEncoded_NotAsEveryWord()
     {
@@ -121,6 +147,7 @@ public class SyncDiskTests
         }
         data.Add(SyncRole.Backup, SyncStep.Applying, 1);    // RAM half applied: torn, the drives not yet written
         data.Add(SyncRole.Backup, SyncStep.BeforeAck, 1);   // everything applied, ack never sent
+        data.Add(SyncRole.Backup, SyncStep.DiskApplying, 1);   // RAM applied, the images marked torn, no block written yet
         return data;
     }
 
@@ -148,6 +175,11 @@ public class SyncDiskTests
         else
             for (int d = 0; d < Drives.Length; d++)
                 Assert.True(old[d].AsSpan().SequenceEqual(pair.BackupDisks.Bytes(d)), $"drive {d} of the backup changed in an aborted sync");
+
+        // marked torn from before its first block write until the writes are done
+        Assert.Equal(step == SyncStep.DiskApplying, pair.BackupDisks.Torn);
+        Assert.Equal(step is SyncStep.DiskApplying or SyncStep.Applying, pair.Backup.StateInvalid);   // its RAM is torn in both
+        Assert.Equal(applied || step == SyncStep.DiskApplying ? 1 : 0, pair.BackupDisks.MarksWritten);
 
         // the dirt taken in the aborted sync is covered by the next one
         pair.Connect();
@@ -318,8 +350,10 @@ public class SyncDiskChunkTests
             Assert.True(scrambled, "a backup whose divergent blocks fit in one chunk is marked invalid");
         else
             Assert.True(unchanged, "the backup's drives changed, and it is not marked invalid");
-        // more than a chunk's worth arrived before the crash: it was written, and the backup says so
+        // more than a chunk's worth arrived before the crash: it was written, and the backup says so, in memory and
+        // in the mark its images keep across a restart
         Assert.Equal(scrambled && (step == SyncStep.DiskBatch || occurrence > 1), pair.Backup.StateInvalid);
+        Assert.Equal(pair.Backup.StateInvalid, pair.BackupDisks.Torn);
 
         pair.Connect();
         (p, b) = pair.Sync(2, full: true);
@@ -327,5 +361,6 @@ public class SyncDiskChunkTests
         Assert.Equal(SyncOutcome.Completed, b.Outcome);
         AssertDrivesEqual(pair);
         Assert.False(pair.Backup.StateInvalid);
+        Assert.False(pair.BackupDisks.Torn);
     }
 }

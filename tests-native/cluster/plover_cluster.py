@@ -423,6 +423,9 @@ class Cluster:
     def start_node(self, node_id):
         n = self.nodes[node_id]
         n.incarnation += 1
+        if n._admin is not None:   # a connection to an earlier incarnation that ended by itself
+            n._admin.close()
+            n._admin = None
         if n.incarnation > 1:   # a restart: keep the earlier incarnation's log
             n.stderr_path = os.path.join(self.work, f"node{node_id}.{n.incarnation}.stderr")
         if n.role == "witness":

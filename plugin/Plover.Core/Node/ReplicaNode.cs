@@ -112,8 +112,24 @@ public sealed class ReplicaNode : IDisposable
                 _startFailure = StartupProbe.Unanswered(_status, _transport);
                 return;
             }
-            Mode = mode;
             bool join = mode == StartMode.Join;
+            if (_host.Disks is { Torn: true })
+            {
+                // a crash left the images half-written by a sync: they may be repaired by a join, never served from
+                if (!join && _self.Role == NodeRole.Primary)
+                {
+                    _startFailure = $"node {_self.Id} would start a new cluster as its primary, but its replicated drives' " +
+                                    $"images are marked torn ({TornImageMarks.Suffix} beside each image: a sync was writing " +
+                                    "them when this node stopped); its guest must not run on them. Start the cluster with " +
+                                    "the other replica configured as primary (this node then joins as backup and its full " +
+                                    "sync repairs the images), or restore the images and remove the marks";
+                    _log($"node {_self.Id}: start refused: {_startFailure}");
+                    return;
+                }
+                _log($"node {_self.Id}: its replicated drives' images are marked torn; it enters as a backup and its " +
+                     "first (full) sync repairs them and removes the marks");
+            }
+            Mode = mode;
             _log($"node {_self.Id}: {(join ? "a cluster is running: joining it as a backup (full sync from its primary)" : "a fresh cluster: starting as " + _self.Role.Name())}");
             var options = ConsensusDriverOptions.FromConfig(_config, _self.Id, _log);
             var driver = new ConsensusDriver(join ? CopyWith(options, DurableState.Empty) : options, _transport);
@@ -169,6 +185,9 @@ public sealed class ReplicaNode : IDisposable
     /// </summary>
     /// <summary>The start-up probe is still deciding how this node enters the cluster (it gives up at startupMs).</summary>
     public bool Probing => _driver is null && _startFailure is null && !_disposed;
+
+    /// <summary>The start failed for good (the probe gave up, a torn image refused, an error): waiting cannot help.</summary>
+    public bool StartFailed => _startFailure is not null;
 
     public string? ReadinessProblem()
     {

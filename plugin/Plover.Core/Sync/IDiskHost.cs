@@ -15,4 +15,12 @@ public interface IDiskHost
     void Read(int drive, ulong offset, Span<byte> into);
     /// <summary>VM stopped: writes data at offset; not the guest's write, so not marked dirty.</summary>
     void Write(int drive, ulong offset, ReadOnlySpan<byte> data);
+
+    /// <summary>Backup, before a sync's first <see cref="Write"/>: marks the drives' images torn, a mark that outlives
+    /// the process (QEMU: <see cref="TornImageMarks"/>). No-op when marked; throws when it cannot mark.</summary>
+    void MarkTorn();
+    /// <summary>A sync completed on the backup: its drives hold the primary's blocks at the cut; the mark goes.</summary>
+    void ClearTorn();
+    /// <summary>The images carry the mark (found at start: a sync was writing them when the node stopped).</summary>
+    bool Torn { get; }
 }

@@ -43,7 +43,11 @@ public sealed unsafe partial class SyncEngine
             {
                 var disks = _disks = new DiskBlocks(new DiskLayout(_diskHost.Drives));
                 _readDiskChunk = () => disks.ReadChunk(_diskHost);
-                _writeDiskStaging = () => _diskStaging.Apply(disks.Layout, _diskHost);
+                _writeDiskStaging = () =>
+                {
+                    _diskHost.MarkTorn();
+                    _diskStaging.Apply(disks.Layout, _diskHost);
+                };
             }
             return _disks;
         }
@@ -187,7 +191,7 @@ public sealed unsafe partial class SyncEngine
                  "this backup is INVALID until the sync completes");
         _diskWrittenEarly = true;
         _stateInvalid = true;
-        _main.Invoke(_writeDiskStaging!);
+        _main.Invoke(_writeDiskStaging!);   // marks the images torn first
         _diskStaging.Clear();
     }
 
@@ -274,7 +278,14 @@ public sealed unsafe partial class SyncEngine
     /// <summary>Backup, main thread, VM stopped, after the RAM and before the devices: the staged blocks.</summary>
     private void ApplyDiskBlocks()
     {
-        if (_syncDisks && _diskStaging.Count > 0) _diskStaging.Apply(_disks!.Layout, _diskHost!);
+        if (!_syncDisks) return;
+        if (_diskStaging.Count > 0)
+        {
+            _diskHost!.MarkTorn();   // a crash from here to the end of the writes leaves a torn image
+            Hook(SyncStep.DiskApplying);
+            _diskStaging.Apply(_disks!.Layout, _diskHost);
+        }
+        _diskHost!.ClearTorn();   // the drives are the primary's at the cut (a mark found at start goes here too)
     }
 
     /// <summary>The sync completed: the dirt it covered is alike on both replicas.</summary>

@@ -81,6 +81,9 @@ public enum SyncStep
     /// <summary>Replicated drives, after each chunk of the union. Primary: its divergent blocks sent. Backup: they
     /// arrived (staged, or written when the sync sends more than a chunk's worth).</summary>
     DiskChunk,
+    /// <summary>Replicated drives, backup, main thread: its drive images are marked torn and the staged blocks are
+    /// about to be written (the RAM is applied, the devices not loaded).</summary>
+    DiskApplying,
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a

@@ -51,9 +51,28 @@ public sealed class SyntheticDisks : IDiskHost
         _bytes[drive].AsSpan((int)offset, into.Length).CopyTo(into);
     }
 
+    /// <summary>Tests: the write after this many fails (the host dies in the middle of an apply); -1: none.</summary>
+    public int FailWriteAfter { get; set; } = -1;
+
     public void Write(int drive, ulong offset, ReadOnlySpan<byte> data)
     {
+        if (FailWriteAfter == 0) throw new IOException($"injected failure writing drive {drive} at {offset}");
+        if (FailWriteAfter > 0) FailWriteAfter--;
         Writes++;
         data.CopyTo(_bytes[drive].AsSpan((int)offset));
     }
+
+    /// <summary>The torn mark, kept in this object as QEMU keeps it in a file: a test's restarted engine over the
+    /// same disks finds it. MarkTorn counts the marks actually written.</summary>
+    public bool Torn { get; set; }
+    public int MarksWritten { get; private set; }
+
+    public void MarkTorn()
+    {
+        if (Torn) return;
+        Torn = true;
+        MarksWritten++;
+    }
+
+    public void ClearTorn() => Torn = false;
 }

@@ -104,6 +104,7 @@ internal sealed unsafe partial class AdminCommands
         j.WriteString("role", status.Role);
         Plover.Metrics.WireTraffic.WriteJson(j, node.Traffic.ToWire().ToList());
         j.WriteNumber("inputsDroppedOnError", _probe.InputsDroppedOnError);
+        if (node.Disks is { } disks) j.WriteBoolean("diskTorn", disks.Torn);   // a sync is writing (or was, at a crash)
         if (node.Replica is not { } r || node.Driver is not { } d)
         {
             // the start-up probe still runs: no consensus or replica yet, only what it waits for
@@ -313,7 +314,7 @@ internal sealed unsafe partial class AdminCommands
     {
         var (node, replica, _) = Started();
         var vm = new QemuVmHost(Host);
-        QemuDiskHost? disks = OnMain(() => Host.Drives().Length > 0 ? new QemuDiskHost(Host) : null);
+        QemuDiskHost? disks = OnMain(() => Host.Drives().Length > 0 ? new QemuDiskHost(Host, node: null) : null);
         node.RamCheck.Arm(replica.Engine, node.Memory, _probe.Hasher, () => OnMain(() => SyncPointRamHash.SaveDevices(vm)),
             disks is null ? null : () => SyncPointRamHash.HashDrives(disks, _probe.Hasher, a => OnMain(() => { a(); return 0; })));
         using var reply = new AdminReply();

@@ -175,7 +175,8 @@ internal sealed class QemuNode
     {
         long deadline = Environment.TickCount64 + Config.Timeouts.StartupMs;
         string? problem;
-        while ((problem = replica.ReadinessProblem()) is not null && Environment.TickCount64 < deadline && !_stopped)
+        while ((problem = replica.ReadinessProblem()) is not null && !replica.StartFailed &&
+               Environment.TickCount64 < deadline && !_stopped)
             Thread.Sleep(20);
         // The probe gives up at the same moment and then names the peers that never answered: wait for its verdict
         // (bounded) rather than fence with "still waiting".
@@ -187,7 +188,8 @@ internal sealed class QemuNode
         if (_stopped) return;
         if (problem is not null)
         {
-            Host.Error($"node {Node.Id}: the cluster is not ready after {Config.Timeouts.StartupMs} ms: {problem}");
+            Host.Error(replica.StartFailed ? $"node {Node.Id}: cannot start: {problem}"
+                                           : $"node {Node.Id}: the cluster is not ready after {Config.Timeouts.StartupMs} ms: {problem}");
             Host.Fence($"node {Node.Id} cannot join cluster '{Config.Cluster}': {problem}");
             return;
         }

@@ -16,13 +16,13 @@ internal sealed unsafe class QemuReplicaHost : IReplicaHost
     private byte[] _gather = new byte[64 << 10];   // main thread: a frame's iovec gathered for the Replica
     private long _injectErrors;
 
-    public QemuReplicaHost(QemuHost host, MainThreadDispatcher dispatcher)
+    public QemuReplicaHost(QemuHost host, MainThreadDispatcher dispatcher, int node)
     {
         _host = host;
         Memory = new QemuGuestMemory(host);
         Vm = new QemuVmHost(host);
         Main = new QemuMainThread(dispatcher, host);
-        if (host.Drives().Length > 0) Disks = new QemuDiskHost(host);
+        if (host.Drives().Length > 0) Disks = new QemuDiskHost(host, node);
         NicInfo[] nics = host.Nics();
         _ports = new QemuOutputPort[nics.Length];
         for (int i = 0; i < nics.Length; i++)

@@ -34,9 +34,11 @@ internal sealed unsafe class QemuReplicaNode
     public Plover.Wire.NodeStatus Status() => _node.Status();
     public Plover.Metrics.WireTraffic Traffic => _node.Traffic;
     public IGuestMemory Memory => _replicaHost.Memory;
+    public IDiskHost? Disks => _replicaHost.Disks;
     public bool SyncLinkConnected => _node.SyncLinkConnected;
     public string? ReadinessProblem() => _node.ReadinessProblem();
     public bool Probing => _node.Probing;
+    public bool StartFailed => _node.StartFailed;
     public SyncPointRamHash RamCheck { get; } = new();
 
     /// <summary>At machine_ready, MAIN thread: dirty logging on, adapters, consensus, sync link; output held from here.</summary>
@@ -44,7 +46,7 @@ internal sealed unsafe class QemuReplicaNode
     {
         int rc = host.DirtyLogStart();
         if (rc < 0) throw new InvalidOperationException($"dirty_log_start failed: {rc}");
-        var replicaHost = new QemuReplicaHost(host, main);
+        var replicaHost = new QemuReplicaHost(host, main, node.Id);
         int[]? vcpus = null;
         try { vcpus = host.VcpuThreadIds(); }
         catch (InvalidOperationException e) { host.Warn($"no idle detection ({e.Message}): syncs only at the maximum epoch by request"); }
