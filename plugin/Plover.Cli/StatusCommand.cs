@@ -85,6 +85,11 @@ internal static class StatusCommand
                     j.WriteString("problem", s.Problem);
                     j.WriteString("consensusRole", s.ConsensusRole);
                     j.WriteString("mode", s.Mode);
+                    if (s.DiskGeneration > 0)   // a replica with drives: how new its images are (see README, Disks)
+                    {
+                        j.WriteNumber("diskGeneration", s.DiskGeneration);
+                        j.WriteBoolean("diskGenerationPrimary", s.DiskGenerationPrimary);
+                    }
                     Metrics.WireTraffic.WriteJson(j, s.Traffic);
                 }
                 j.WriteEndObject();

@@ -33,7 +33,7 @@ public sealed class ReplicaCluster : IDisposable
     /// <param name="ucx">Consensus frames and the sync link over UCX instead of TCP.</param>
     /// <param name="adaptive">Adaptive mode's policy (null: off), on both replicas.</param>
     public ReplicaCluster(Action<SyncRole, SyncStep>? stepHook = null, bool idleTrigger = false, bool checkpoint = false, bool record = true,
-                          Plover.Transport.Ucx.UcxSettings? ucx = null, AdaptiveOptions? adaptive = null)
+                          Plover.Transport.Ucx.UcxSettings? ucx = null, AdaptiveOptions? adaptive = null, bool disks = false)
     {
         var ids = new[] { 1, 2, 3 };
         var eps = TransportTestKit.Endpoints(ids, TransportTestKit.FreePorts(3));
@@ -48,6 +48,11 @@ public sealed class ReplicaCluster : IDisposable
 
         PrimaryHost = new FakeReplicaHost("primary", Blocks, seed: 11, diverge: true, record);
         BackupHost = new FakeReplicaHost("backup", Blocks, seed: 22, diverge: false, record);
+        if (disks)   // one small drive each; the primary's images serve at generation 1, as a fresh cluster's primary records
+        {
+            PrimaryHost.Disks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(1, Primary: true) };
+            BackupHost.Disks = new SyntheticDisks(("data0", 64UL << 10));
+        }
         var syncOptions = new SyncOptions { Log = Log.Sink, HashThreads = 1, StepHook = stepHook, Timeout = TimeSpan.FromSeconds(20), Checkpoint = checkpoint };
         Primary = new Plover.Node.Replica(new ReplicaOptions
         {

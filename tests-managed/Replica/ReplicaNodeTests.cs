@@ -105,39 +105,86 @@ public sealed class ReplicaNodeTests : IDisposable
         primaryDisks.GuestWrite(0, 8192, [1, 2, 3]);
         backupDisks.Bytes(0).Fill(0x5a);   // half-written: other bytes everywhere
         (primaryTorn ? primaryDisks : backupDisks).Torn = true;
-        using var primaryHost = new FakeReplicaHost("primary", ReplicaCluster.Blocks, seed: 5, diverge: false) { Disks = primaryDisks };
-        using var backupHost = new FakeReplicaHost("backup", ReplicaCluster.Blocks, seed: 6, diverge: false) { Disks = backupDisks };
-        ReplicaNode? primary = null, backup = null;
-        try
+        using var nodes = new ReplicasWithDisks(config, SyncEndpoint, log, primaryDisks, backupDisks);
+        var (primary, backup) = (nodes.Primary, nodes.Backup);
+        if (primaryTorn)
         {
-            primaryHost.MainImpl.Invoke(() => primary = ReplicaNode.Start(config, 1, primaryHost, null, log.Sink, syncEndpoint: SyncEndpoint));
-            backupHost.MainImpl.Invoke(() => backup = ReplicaNode.Start(config, 2, backupHost, null, log.Sink, syncEndpoint: SyncEndpoint));
-            if (primaryTorn)
-            {
-                Assert.True(TransportTestKit.WaitUntil(() => primary!.StartFailed, 15000), log.ToString());
-                string problem = primary!.ReadinessProblem()!;
-                Assert.Contains("marked torn", problem);
-                Assert.Contains(TornImageMarks.Suffix, problem);
-                Assert.Null(primary.Replica);                   // no replica: the guest never runs
-                Assert.Equal(0, primaryHost.VmImpl.Starts);
-                Assert.True(primaryDisks.Torn);
-                return;
-            }
-            Assert.True(TransportTestKit.WaitUntil(() => primary!.Driver is { IsLeader: true } && primary.SyncLinkConnected &&
-                                                        backup!.SyncLinkConnected && primary.ReadinessProblem() is null, 15000), log.ToString());
-            Assert.False(backup!.StartFailed);
-            Assert.Contains("marked torn; it enters as a backup", log.ToString());
-            primaryHost.MainImpl.Invoke(() => { });
-            backupHost.MainImpl.Invoke(() => { });
-            Assert.True(primary!.Replica!.ProposeSync());
-            Assert.True(TransportTestKit.WaitUntil(() => primary.Replica.SyncsCompleted == 1 && backup.Replica!.SyncsCompleted == 1, 30000), log.ToString());
-            Assert.False(backupDisks.Torn);
-            Assert.True(primaryDisks.Bytes(0).SequenceEqual(backupDisks.Bytes(0)));
+            Assert.True(TransportTestKit.WaitUntil(() => primary.StartFailed, 15000), log.ToString());
+            string problem = primary.ReadinessProblem()!;
+            Assert.Contains("marked torn", problem);
+            Assert.Contains(TornImageMarks.Suffix, problem);
+            Assert.Null(primary.Replica);                   // no replica: the guest never runs
+            Assert.Equal(0, nodes.PrimaryHost.VmImpl.Starts);
+            Assert.True(primaryDisks.Torn);
+            return;
         }
-        finally
+        Assert.True(TransportTestKit.WaitUntil(() => primary.Driver is { IsLeader: true } && primary.SyncLinkConnected &&
+                                                    backup.SyncLinkConnected && primary.ReadinessProblem() is null, 15000), log.ToString());
+        Assert.False(backup.StartFailed);
+        Assert.Contains("marked torn; it enters as a backup", log.ToString());
+        nodes.PrimaryHost.MainImpl.Invoke(() => { });
+        nodes.BackupHost.MainImpl.Invoke(() => { });
+        Assert.True(primary.Replica!.ProposeSync());
+        Assert.True(TransportTestKit.WaitUntil(() => primary.Replica.SyncsCompleted == 1 && backup.Replica!.SyncsCompleted == 1, 30000), log.ToString());
+        Assert.False(backupDisks.Torn);
+        Assert.True(primaryDisks.Bytes(0).SequenceEqual(backupDisks.Bytes(0)));
+        // the fresh primary's images serve at one past both replicas' generations; the backup took it at the sync
+        Assert.Equal(new DiskGeneration(1, Primary: true), primaryDisks.Generation);
+        Assert.Equal(new DiskGeneration(1, Primary: false), backupDisks.Generation);
+    }
+
+    [Theory]
+    [InlineData(2, true, 3, true, false)]     // the backup was promoted after this node's last generation
+    [InlineData(3, false, 3, true, false)]    // same generation, but the other one served it
+    [InlineData(3, true, 3, false, true)]     // the other one is this one's synced copy
+    [InlineData(4, true, 3, true, true)]
+    public void A_fresh_primary_refuses_to_start_over_newer_images_of_its_peer(ulong mine, bool minePrimary, ulong theirs, bool theirsPrimary, bool starts)
+    {
+        var (config, SyncEndpoint) = Cluster();
+        var log = new TestLog();
+        using var witness = new WitnessNode(config, 3, log.Sink);
+        var witnessStart = Task.Run(() => witness.Start(() => false));
+        var primaryDisks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(mine, minePrimary) };
+        var backupDisks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(theirs, theirsPrimary) };
+        using var nodes = new ReplicasWithDisks(config, SyncEndpoint, log, primaryDisks, backupDisks);
+        var primary = nodes.Primary;
+        Assert.True(TransportTestKit.WaitUntil(() => primary.StartFailed || primary.Replica is not null, 15000), log.ToString());
+        Assert.Equal(starts, !primary.StartFailed);
+        if (starts)
         {
-            primary?.Dispose();
-            backup?.Dispose();
+            Assert.Equal(new DiskGeneration(Math.Max(mine, theirs) + 1, Primary: true), primaryDisks.Generation);
+            return;
+        }
+        string problem = primary.ReadinessProblem()!;
+        Assert.Contains("node 2's drive images are newer", problem);
+        Assert.Contains("Start the cluster with node 2 configured as primary", problem);
+        Assert.Null(primary.Replica);
+        Assert.Equal(0, nodes.PrimaryHost.VmImpl.Starts);
+        Assert.Equal(new DiskGeneration(mine, minePrimary), primaryDisks.Generation);   // nothing recorded
+    }
+
+    /// <summary>Nodes 1 (configured primary) and 2 (backup) started on fake hosts with the given drives.</summary>
+    private sealed class ReplicasWithDisks : IDisposable
+    {
+        public readonly FakeReplicaHost PrimaryHost, BackupHost;
+        public readonly ReplicaNode Primary, Backup;
+
+        public ReplicasWithDisks(ClusterConfig config, Func<NodeConfig, IPEndPoint> syncEndpoint, TestLog log, IDiskHost primaryDisks, IDiskHost backupDisks)
+        {
+            PrimaryHost = new FakeReplicaHost("primary", ReplicaCluster.Blocks, seed: 5, diverge: false) { Disks = primaryDisks };
+            BackupHost = new FakeReplicaHost("backup", ReplicaCluster.Blocks, seed: 6, diverge: false) { Disks = backupDisks };
+            ReplicaNode? primary = null, backup = null;
+            PrimaryHost.MainImpl.Invoke(() => primary = ReplicaNode.Start(config, 1, PrimaryHost, null, log.Sink, syncEndpoint: syncEndpoint));
+            BackupHost.MainImpl.Invoke(() => backup = ReplicaNode.Start(config, 2, BackupHost, null, log.Sink, syncEndpoint: syncEndpoint));
+            (Primary, Backup) = (primary!, backup!);
+        }
+
+        public void Dispose()
+        {
+            Primary.Dispose();
+            Backup.Dispose();
+            PrimaryHost.Dispose();
+            BackupHost.Dispose();
         }
     }
 

@@ -169,6 +169,33 @@ public sealed class ReplicaFailoverTests
     }
 }
 
+public sealed class ReplicaDiskGenerationTests
+{
+    /// <summary>Issue 15: which replica's drive images are newest must survive a full outage. A backup takes its
+    /// primary's generation once it applied a sync; promoted, it serves one past it: newer than its old primary's.</summary>
+    [Fact]
+    public void A_synced_backup_takes_its_primarys_generation_and_promoted_serves_one_past_it()
+    {
+        using var c = new ReplicaCluster(disks: true);
+        var primaryDisks = (SyntheticDisks)c.PrimaryHost.Disks!;
+        var backupDisks = (SyntheticDisks)c.BackupHost.Disks!;
+        primaryDisks.GuestWrite(0, 4096, [1, 2, 3]);
+        ReplicaCluster.Arrive(c.PrimaryHost, c.Primary, 1, 5);
+        Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.InjectedSnapshot().Length == 5, 20000), c.Log.ToString());
+        c.SyncNow();
+        Assert.Equal(new DiskGeneration(1, Primary: false), backupDisks.Generation);
+        Assert.True(primaryDisks.Generation.IsNewerThan(backupDisks.Generation));
+        Assert.True(primaryDisks.Bytes(0).SequenceEqual(backupDisks.Bytes(0)));
+
+        c.IsolatePrimary();
+        Assert.True(TransportTestKit.WaitUntil(() => c.Backup.Role == Plover.Node.ReplicaRole.Primary, 20000), c.Log.ToString());
+        Assert.Equal(new DiskGeneration(2, Primary: true), backupDisks.Generation);
+        Assert.True(backupDisks.Generation.IsNewerThan(primaryDisks.Generation));
+        Assert.Equal(new DiskGeneration(1, Primary: true), primaryDisks.Generation);   // the deposed one never bumps
+        Assert.Equal(2, backupDisks.GenerationsRecorded);
+    }
+}
+
 public sealed class ReplicaEarlyResumeTests
 {
     [Fact]

@@ -352,7 +352,12 @@ public sealed class Replica : IDisposable
             case ReplicaActionKind.GuardFence: Guard.Fence(a.Text!); break;
             case ReplicaActionKind.GuardPromote: CountRelease(Guard.Promote()); break;
             case ReplicaActionKind.GuardDemote: Guard.Demote(); break;
-            case ReplicaActionKind.SetSyncRole: Engine.SetRole(a.Role); break;
+            case ReplicaActionKind.SetSyncRole:
+                // promoted: its images serve from here, newer than any copy synced before (written before output leaves)
+                if (a.Role == SyncRole.Primary && _host.Disks is { } disks)
+                    disks.RecordGeneration(new DiskGeneration(disks.Generation.Number + 1, Primary: true));
+                Engine.SetRole(a.Role);
+                break;
             case ReplicaActionKind.Announce: _host.Announce(); break;
             case ReplicaActionKind.StartIdleMonitor:
                 if (_idle is null && _options.VcpuThreadIds is { } tids && _options.Idle is { } idle)

@@ -129,6 +129,8 @@ public sealed class ReplicaNode : IDisposable
                 _log($"node {_self.Id}: its replicated drives' images are marked torn; it enters as a backup and its " +
                      "first (full) sync repairs them and removes the marks");
             }
+            if (!join && _self.Role == NodeRole.Primary && _host.Disks is { } disks && !StartServingImages(disks))
+                return;
             Mode = mode;
             _log($"node {_self.Id}: {(join ? "a cluster is running: joining it as a backup (full sync from its primary)" : "a fresh cluster: starting as " + _self.Role.Name())}");
             var options = ConsensusDriverOptions.FromConfig(_config, _self.Id, _log);
@@ -169,6 +171,29 @@ public sealed class ReplicaNode : IDisposable
             _startFailure = $"{e.GetType().Name}: {e.Message}";
             _log($"node {_self.Id}: start failed: {_startFailure}");
         }
+    }
+
+    /// <summary>A fresh cluster's primary: its guest will run on its own images and the backup's are overwritten,
+    /// so they must be at least as new as the backup's (a full outage after a failover leaves the other replica's
+    /// newer); then they serve at one past both replicas' generations. False (the start failed) when the peer's are newer.</summary>
+    private bool StartServingImages(IDiskHost disks)
+    {
+        var peer = _status.Latest(_peer.Id);
+        var theirs = new DiskGeneration(peer?.DiskGeneration ?? 0, peer?.DiskGenerationPrimary ?? false);
+        var mine = disks.Generation;
+        if (theirs.IsNewerThan(mine))
+        {
+            _startFailure = $"node {_self.Id} would start a new cluster as its primary, but node {_peer.Id}'s drive images " +
+                            $"are newer (generation {theirs}; this node's: {mine}): it served after this node's images " +
+                            $"were last current, so starting here would lose its writes. Start the cluster with node " +
+                            $"{_peer.Id} configured as primary (this node then joins as backup and is synced from it)";
+            _log($"node {_self.Id}: start refused: {_startFailure}");
+            return false;
+        }
+        var serving = new DiskGeneration(Math.Max(mine.Number, theirs.Number) + 1, Primary: true);
+        disks.RecordGeneration(serving);
+        _log($"node {_self.Id}: its drive images serve at generation {serving.Number} (this node's were {mine}, node {_peer.Id}'s {theirs})");
+        return true;
     }
 
     private static ConsensusDriverOptions CopyWith(ConsensusDriverOptions o, DurableState restored) => new()
@@ -260,6 +285,8 @@ public sealed class ReplicaNode : IDisposable
         var replica = _replica;
         var s = new NodeStatus { NodeId = _self.Id };
         s.Traffic.AddRange(_transport.Traffic.ToWire());
+        if (_host.Disks is { } disks)
+            (s.DiskGeneration, s.DiskGenerationPrimary) = (disks.Generation.Number, disks.Generation.Primary);
         if (driver is null || replica is null)
         {
             s.Role = "starting";

@@ -23,4 +23,9 @@ public interface IDiskHost
     void ClearTorn();
     /// <summary>The images carry the mark (found at start: a sync was writing them when the node stopped).</summary>
     bool Torn { get; }
+
+    /// <summary>How new the images are (kept across a full outage; any thread).</summary>
+    DiskGeneration Generation { get; }
+    /// <summary>Records the images' generation (no-op when unchanged; durable before it returns; any thread).</summary>
+    void RecordGeneration(DiskGeneration generation);
 }

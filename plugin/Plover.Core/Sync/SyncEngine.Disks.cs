@@ -26,6 +26,7 @@ public sealed unsafe partial class SyncEngine
     private bool _syncDisks;   // this sync carries the drives' blocks
     private ulong _diskChunkBlocks = 1;   // this sync's chunk (the primary's setting)
     private bool _diskWrittenEarly;   // backup: this sync wrote disk blocks before the apply (more than one chunk's worth)
+    private ulong _primaryDiskGeneration;   // backup: the primary's image generation, from this sync's SyncBegin
 
     /// <summary>Bytes held for disk blocks read and staged (tests: bounded by the chunk).</summary>
     internal ulong DiskBufferBytes => (_disks?.ReadBufferBytes ?? 0) + _diskStaging.BufferBytes;
@@ -286,6 +287,8 @@ public sealed unsafe partial class SyncEngine
             _diskStaging.Apply(_disks!.Layout, _diskHost);
         }
         _diskHost!.ClearTorn();   // the drives are the primary's at the cut (a mark found at start goes here too)
+        if (_primaryDiskGeneration > 0)   // and as new as the primary's were (a change is written once)
+            _diskHost.RecordGeneration(new DiskGeneration(_primaryDiskGeneration, Primary: false));
     }
 
     /// <summary>The sync completed: the dirt it covered is alike on both replicas.</summary>
@@ -309,5 +312,6 @@ public sealed unsafe partial class SyncEngine
             throw new SyncProtocolException($"the primary's disk chunk is {begin.DiskChunkBlocks} blocks; " +
                                             $"expected 1..{SyncProtocol.MaxDiskChunkBlocks} (sync.diskChunkMiB at most 1024)");
         _diskChunkBlocks = begin.DiskChunkBlocks;
+        _primaryDiskGeneration = begin.DiskGeneration;
     }
 }

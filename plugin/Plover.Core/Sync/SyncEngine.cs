@@ -238,6 +238,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
                 stats.Wire.Control += connection.Send(_controlBody.Set(FrameType.SyncBegin, new SyncBegin
                 {
                     Disks = _syncDisks, DiskChunkBlocks = _diskChunkBlocks,
+                    DiskGeneration = _syncDisks ? _diskHost!.Generation.Number : 0,
                     Epoch = request.Epoch, LogIndex = request.LogIndex, FullSync = request.FullSync, InputDigest = request.InputDigest,
                     DeviceDelta = _syncDeviceDelta, Checkpoint = checkpoint, NextCheckpoint = nextCheckpoint,
                 }));

@@ -75,4 +75,15 @@ public sealed class SyntheticDisks : IDiskHost
     }
 
     public void ClearTorn() => Torn = false;
+
+    /// <summary>Kept in this object as QEMU keeps it beside the images; counts the records written.</summary>
+    public DiskGeneration Generation { get; set; }
+    public int GenerationsRecorded { get; private set; }
+
+    public void RecordGeneration(DiskGeneration generation)
+    {
+        if (generation == Generation) return;
+        Generation = generation;
+        GenerationsRecorded++;
+    }
 }

@@ -10,6 +10,7 @@ internal sealed class QemuDiskHost : IDiskHost
     private readonly QemuHost _host;
     private readonly GuestDrive[] _drives;
     private readonly TornImageMarks? _marks;
+    private readonly DiskGenerationFiles? _generation;
 
     public QemuDiskHost(QemuHost host, int? node)
     {
@@ -17,7 +18,11 @@ internal sealed class QemuDiskHost : IDiskHost
         DriveInfo[] drives = host.Drives();
         _drives = drives.Select(d => new GuestDrive(d.Name, d.Size, d.Granularity)).ToArray();
         if (node is { } id)
-            _marks = new TornImageMarks(drives.Select(d => (d.Name, host.DriveFile(d.Id))).ToArray(), id);
+        {
+            var images = drives.Select(d => (d.Name, host.DriveFile(d.Id))).ToArray();
+            _marks = new TornImageMarks(images, id);
+            _generation = new DiskGenerationFiles(images.Select(i => i.Item2));
+        }
     }
 
     public IReadOnlyList<GuestDrive> Drives => _drives;
@@ -38,6 +43,9 @@ internal sealed class QemuDiskHost : IDiskHost
     public void MarkTorn() => (_marks ?? throw new InvalidOperationException("a drive reader cannot write")).Mark();
     public void ClearTorn() => _marks?.Clear();
     public bool Torn => _marks?.Marked ?? false;
+    public DiskGeneration Generation => _generation?.Current ?? default;
+    public void RecordGeneration(DiskGeneration generation) =>
+        (_generation ?? throw new InvalidOperationException("a drive reader cannot write")).Record(generation);
 
     private static void Check(int rc, string call, int drive)
     {

@@ -1,4 +1,4 @@
-"""A backup that dies while a sync writes its disk leaves a torn image, and the image says so (issue 15 item 3).
+"""Restarts with replicated disks (issue 15): a torn image says so, and a full outage never lets a stale image win.
 
 The guest appends to a file on its replicated ext4 disk (plover.work=append), so most syncs carry divergent disk
 blocks. Checked, on one cluster:
@@ -11,9 +11,14 @@ blocks. Checked, on one cluster:
 3. all nodes down, then a fresh cluster with the torn node configured as primary: its QEMU refuses to start, at once
    and naming the marks (its guest never ran on the torn image);
 4. a fresh cluster with the good node as primary: the torn node enters as backup, its first (full) sync repairs the
-   image and removes the mark, and at a sync point RAM, devices and every disk block are identical.
+   image and removes the mark, and at a sync point RAM, devices and every disk block are identical;
+5. the primary killed: the backup is promoted and its images' generation (IMAGE.plover-generation) goes one past its
+   old primary's; all nodes down, then a fresh cluster with the old primary configured as primary: it refuses at once
+   (the other replica's images are newer: starting there would lose what the promoted node served);
+6. a fresh cluster with the promoted node as primary starts and serves; the other joins as its backup and takes its
+   generation once synced.
 
-Run by ctest (e2e.DiskTorn) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
+Run by ctest (e2e.DiskRestarts) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
 """
 import json
 import os
@@ -28,6 +33,17 @@ import checks  # noqa: E402
 import plover_cluster as pc  # noqa: E402
 
 SUFFIX = ".plover-torn"
+GENERATION = ".plover-generation"
+
+
+def generation(cluster, node):
+    """(number, served as primary) from the record beside node's image; (0, False) without one."""
+    try:
+        with open(cluster.disk_path_of(node) + GENERATION) as f:
+            _, number, role = f.read().split()
+        return int(number), role == "primary"
+    except FileNotFoundError:
+        return 0, False
 
 
 def wait_until(what, timeout, pred, interval=0.2):
@@ -53,9 +69,16 @@ def set_primary(cluster, node_id):
         json.dump(config, f, indent=2)
 
 
-class TornDisk(unittest.TestCase):
-    def test_a_backup_killed_while_writing_its_disk_leaves_a_marked_image_that_never_founds_a_cluster(self):
-        work = tempfile.mkdtemp(prefix="plover-e2e-disk-torn.")
+def fresh_start(cluster, primary_id):
+    """Every node started again (after all were down) with primary_id as the configured primary."""
+    set_primary(cluster, primary_id)
+    for node_id in (3, 2, 1):
+        cluster.start_node(node_id)
+
+
+class DiskRestarts(unittest.TestCase):
+    def test_a_torn_or_stale_image_never_founds_a_cluster(self):
+        work = tempfile.mkdtemp(prefix="plover-e2e-disk-restarts.")
         ok = False
         cluster = pc.Cluster(work, disk=True, guest_args="plover.disk=vda plover.work=append",
                              env={**os.environ, "PLOVER_FAULT_INJECTION": "1"})
@@ -100,10 +123,8 @@ class TornDisk(unittest.TestCase):
             # 3. everything down; a fresh cluster with the torn node as its configured primary is refused
             for n in (primary, witness):
                 n.kill()
-            set_primary(cluster, backup.id)
             t0 = time.time()
-            for node_id in (3, 2, 1):
-                cluster.start_node(node_id)
+            fresh_start(cluster, backup.id)
             wait_until("the torn node's QEMU to refuse to start", 120, lambda: not backup.alive())
             refused_after = time.time() - t0
             err = backup.stderr()
@@ -117,9 +138,7 @@ class TornDisk(unittest.TestCase):
                 n.kill()
 
             # 4. a fresh cluster with the good image as primary: the torn node is repaired as its backup
-            set_primary(cluster, primary.id)
-            for node_id in (3, 2, 1):
-                cluster.start_node(node_id)
+            fresh_start(cluster, primary.id)
             cluster.wait_service()
             self.assertIn("marked torn; it enters as a backup", backup.stderr())
             wait_until("the repaired backup's mark to go", 120, lambda: not os.path.exists(backup_mark))
@@ -128,6 +147,40 @@ class TornDisk(unittest.TestCase):
             epoch, diffs = checks.compare_memory(cluster, rtc_clock_differs=lambda _: None)
             print(f"sync point e{epoch} after the repair: {'identical RAM, devices and disk' if not diffs else diffs}")
             self.assertEqual([], diffs)
+            g1, g2 = generation(cluster, primary), generation(cluster, backup)
+            print(f"generations: node 1 {g1}, node 2 {g2}")
+            self.assertTrue(g1[1] and g2 == (g1[0], False), "the synced backup did not take its primary's generation")
+
+            # 5. a failover, then a full outage: the old primary's images are older and it must not found the cluster
+            primary.kill()
+            backup.wait_role("primary", timeout=60)
+            # recorded by the promotion's actions, before it releases output (its role shows a moment earlier)
+            g2 = wait_until("the promoted node's generation", 10, lambda: (lambda g: g if g[1] else None)(generation(cluster, backup)))
+            print(f"promoted node 2's generation: {g2}")
+            self.assertEqual((g1[0] + 1, True), g2)
+            for n in (backup, witness):
+                n.kill()
+            fresh_start(cluster, primary.id)
+            wait_until("the stale node's QEMU to refuse to start", 120, lambda: not primary.alive())
+            err = primary.stderr()
+            refusal = [l for l in err.splitlines() if "images are newer" in l]
+            print(f"stale primary refused: {refusal[-1] if refusal else err[-2000:]}")
+            self.assertTrue(refusal, f"the stale node did not say why it stopped:\n{err[-3000:]}")
+            self.assertNotIn("guest started", err)
+            self.assertEqual(g1, generation(cluster, primary))
+            for n in (backup, witness):
+                n.kill()
+
+            # 6. the promoted node as primary: it serves, the other is its backup
+            fresh_start(cluster, backup.id)
+            cluster.wait_service()
+            wait_until("node 1 to take node 2's generation", 120,
+                       lambda: generation(cluster, primary) == (g2[0] + 1, False))
+            self.assertEqual((g2[0] + 1, True), generation(cluster, backup))
+            _, report, _ = cluster.status()
+            shown = {n["id"]: (n.get("diskGeneration"), n.get("diskGenerationPrimary")) for n in report.get("nodes", [])}
+            print(f"plover status --json: {shown}")
+            self.assertEqual({1: (g2[0] + 1, False), 2: (g2[0] + 1, True)}, {k: shown[k] for k in (1, 2)})
             ok = True
         finally:
             cluster.stop()
