@@ -228,6 +228,8 @@ public sealed class ReplicaEarlyResumeTests
         Assert.True(TransportTestKit.WaitUntil(() => c.BackupHost.InjectedSnapshot().Length == 15, 20000), c.Log.ToString());
         Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryHost.Nic.Sent.Count == 10, 20000), c.Log.ToString());
         Assert.Equal(Enumerable.Range(1, 10), c.PrimaryHost.Nic.Sent);   // not the replies to 11..15: next epoch
+        // the sync's record is posted after its output left (under load the check came first and found none)
+        Assert.True(TransportTestKit.WaitUntil(() => { lock (c.PrimarySyncs) return c.PrimarySyncs.Count > 0; }, 20000), c.Log.ToString());
         lock (c.PrimarySyncs) Assert.True(c.PrimarySyncs[^1].ResumedEarly, c.PrimarySyncs[^1].ToString());
 
         c.SyncNow();

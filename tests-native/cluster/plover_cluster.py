@@ -457,6 +457,9 @@ class Cluster:
             sh("mkfs.ext4", "-q", "-F", base)
             for n in self.vm_nodes():
                 shutil.copyfile(base, self.disk_path_of(n))
+                for sidecar in (".plover-torn", ".plover-generation"):   # a fresh image has no history
+                    if os.path.exists(self.disk_path_of(n) + sidecar):
+                        os.unlink(self.disk_path_of(n) + sidecar)
         if self.mode == "unreplicated":
             self.start_node(1)
         elif self.mode == "probe":
