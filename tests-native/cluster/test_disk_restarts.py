@@ -108,6 +108,9 @@ class DiskRestarts(unittest.TestCase):
             self.assertIs(False, status["disk-torn"])
             self.assertIs(False, backup.qmp("query-plover")["return"]["disk-torn"])
 
+            self.assertIn(f"image {cluster.disk_path_of(primary)} (its torn mark and generation are kept beside it)",
+                          primary.stderr())
+
             # 2. the backup dies inside its apply, its image marked and not yet written
             backup.admin("fault-at-sync DiskApplying")
             wait_until("the backup killed itself in its apply", 60, lambda: not backup.alive())

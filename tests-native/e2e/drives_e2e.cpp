@@ -175,6 +175,22 @@ TEST(QemuDrives, QemuWithAReplicatedDriveExitsCleanlyOnQuitAndOnSigterm) {
     }
 }
 
+// Each drive's image file is named at start (the library keeps its torn mark and generation beside it); a drive
+// that is not a local file (here QEMU's null-co) cannot carry them, and the start says so.
+TEST(QemuDrives, EachDrivesImageIsNamedAndADriveWithoutALocalFileIsWarnedAbout) {
+    TempDir dir;
+    write_file(dir / "d0.img", std::string(kDisk1Size, '\0'));
+    QtestQemu q(dir);
+    q.start(dir, "data0:n0",
+            {"-drive", "file=" + dir / "d0.img" + ",format=raw,if=none,id=data0", "-device",
+             "virtio-blk-pci,drive=data0,id=vd0", "-blockdev", "driver=null-co,node-name=n0,size=1048576", "-device",
+             "virtio-blk-pci,drive=n0,id=vd1"});
+    ASSERT_EQ(q.admin.ok("drives")["drives"].size(), 2u);
+    std::string err = q.qemu.stderr_text();
+    EXPECT_NE(err.find("image " + dir / "d0.img" + " (its torn mark and generation are kept beside it)"), std::string::npos) << err;
+    EXPECT_NE(err.find("replicated drive 'n0' is not a local file"), std::string::npos) << err;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- a booted guest writing its own disk

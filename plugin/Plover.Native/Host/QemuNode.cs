@@ -149,6 +149,15 @@ internal sealed class QemuNode
             Host.Info($"nic {n.Id} filter '{n.FilterId}' netdev '{n.NetdevId}' nic '{n.NicName}' " +
                       $"mac {n.MacText} vnet_hdr_len {n.VnetHdrLen}");
         }
+        foreach (DriveInfo d in Host.Drives())
+        {
+            string image = Host.DriveFile(d.Id);
+            Host.Info($"replicated drive {d.Id} '{d.Name}' ({d.Device}): {d.Size} bytes, {d.Granularity}-byte blocks, image " +
+                      (image.Length > 0 ? $"{image} (its torn mark and generation are kept beside it)" : "not a local file"));
+            if (image.Length == 0)
+                Host.Warn($"replicated drive '{d.Name}' is not a local file: no torn mark or generation can be kept for it, so " +
+                          "a half-written or older copy of it is not recognised after a crash or a full outage");
+        }
         if (Mode == LibraryMode.Probe)
         {
             int rc = Host.DirtyLogStart();
@@ -158,8 +167,6 @@ internal sealed class QemuNode
                 Host.Info($"dirty logging started (accel {Host.AccelName() ?? "?"})");
             return;
         }
-        foreach (DriveInfo d in Host.Drives())
-            Host.Info($"replicated drive {d.Id} '{d.Name}' ({d.Device}): {d.Size} bytes, {d.Granularity}-byte blocks");
         _replica = QemuReplicaNode.Start(Host, Main, Config, Node);
         var startupGate = new Thread(() => StartGuestWhenReady(_replica)) { IsBackground = true, Name = "plover-startup" };
         startupGate.Start();
