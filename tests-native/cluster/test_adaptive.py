@@ -187,17 +187,19 @@ class AdaptiveMode(ClusterUnderLoad):
         # QEMU's own run state of the backup: while checkpointing its VM stays stopped, which QMP shows once a stop
         # has lasted a second (shorter ones are hidden as sync pauses). The trials of replication run it again, at
         # first every probeEvery checkpoints (under a second here), then twice as far apart after each failure.
+        # One sample showing it stopped is the proof (a library stop is shown only once it passed a second); asking
+        # for a quarter second more failed whenever the diverging guests' windows sat just above switchAbove and
+        # trials kept running the backup, as in 3 of 4 runs late on 2026-12-07 on unchanged code.
         qmp = pc.Qmp(self.cluster.nodes[2].qmp_path)
-        longest = run = 0
+        stopped = 0
         try:
             deadline = time.time() + 60
-            while time.time() < deadline and longest < 5:
-                run = 0 if qmp("query-status")["return"]["running"] else run + 1
-                longest = max(longest, run)
+            while time.time() < deadline and stopped == 0:
+                stopped += 0 if qmp("query-status")["return"]["running"] else 1
                 time.sleep(0.05)
         finally:
             qmp.close()
-        self.assertGreaterEqual(longest, 5, "QMP never showed the checkpointing backup's VM stopped for a quarter second")
+        self.assertGreater(stopped, 0, "QMP never showed the checkpointing backup's VM stopped")
 
     def test_3_back_to_replication_when_the_guests_agree_again(self):
         self.diverge(False)
