@@ -189,6 +189,8 @@ public sealed class ReplicaDiskGenerationTests
 
         c.IsolatePrimary();
         Assert.True(TransportTestKit.WaitUntil(() => c.Backup.Role == Plover.Node.ReplicaRole.Primary, 20000), c.Log.ToString());
+        // recorded by the promotion's actions, which run just after the role changed (before any output is released)
+        Assert.True(TransportTestKit.WaitUntil(() => backupDisks.Generation.Primary, 5000), c.Log.ToString());
         Assert.Equal(new DiskGeneration(2, Primary: true), backupDisks.Generation);
         Assert.True(backupDisks.Generation.IsNewerThan(primaryDisks.Generation));
         Assert.Equal(new DiskGeneration(1, Primary: true), primaryDisks.Generation);   // the deposed one never bumps
