@@ -175,7 +175,8 @@ class AdaptiveMode(ClusterUnderLoad):
                     for m in [re.search(r"wants checkpoint: .*\(([0-9.]+)x > ", e["what"])] if m]
         self.report.append(f"adaptive: windows that switched to checkpointing: {verdicts[-8:]} x a checkpoint")
         self.assertGreaterEqual(len(verdicts), 2, "fewer than two windows switched to checkpointing")
-        self.assertTrue(all(v > self.ADAPTIVE["switchAbove"] for v in verdicts), verdicts)
+        # the event prints the ratio to two places (0.504 shows as 0.50), so a shown verdict equal to switchAbove passed
+        self.assertTrue(all(v >= self.ADAPTIVE["switchAbove"] for v in verdicts), verdicts)
         self.assertGreater(len(checkpoints), 10, "few checkpoints while diverging")
         for s in checkpoints:   # a checkpoint sends every page the primary dirtied, hashes nothing
             self.assertEqual(0, s["wire"]["hashes"], s)
