@@ -4,7 +4,7 @@ namespace Plover.Sync;
 
 /// <summary>
 /// The <see cref="DiskGeneration"/> of a replica's drive images, in a file beside each image (IMAGE.plover-generation:
-/// "generation N primary|backup"), written by rename so a crash leaves the old record or the new one, and fsynced
+/// "generation N primary|backup"), written by rename so a crash leaves the old record or the new one, and fsynced with its folder
 /// (it changes once per promotion, fresh start or first sync after one, never per sync). The images' generation is
 /// the oldest of their files (an image without one: none), so a crash between two drives' files errs on the old side.
 /// </summary>
@@ -26,24 +26,22 @@ public sealed class DiskGenerationFiles
     public void Record(DiskGeneration generation)
     {
         lock (_files)
-            Write(generation);
-    }
-
-    private void Write(DiskGeneration generation)
-    {
-        if (generation == Current) return;
-        string text = $"generation {generation.Number} {(generation.Primary ? "primary" : "backup")}\n";
-        foreach (string file in _files)
         {
-            string temp = file + ".new";
-            using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write))
+            if (generation == Current) return;
+            string text = $"generation {generation.Number} {(generation.Primary ? "primary" : "backup")}\n";
+            foreach (string file in _files)
             {
-                f.Write(System.Text.Encoding.UTF8.GetBytes(text));
-                f.Flush(flushToDisk: true);
+                string temp = file + ".new";
+                using (var f = new FileStream(temp, FileMode.Create, FileAccess.Write))
+                {
+                    f.Write(System.Text.Encoding.UTF8.GetBytes(text));
+                    f.Flush(flushToDisk: true);
+                }
+                File.Move(temp, file, overwrite: true);
+                Platform.DirectoryFlush.Flush(Path.GetDirectoryName(Path.GetFullPath(file))!);
             }
-            File.Move(temp, file, overwrite: true);
+            Current = generation;
         }
-        Current = generation;
     }
 
     private static DiskGeneration Read(string file)
