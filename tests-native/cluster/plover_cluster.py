@@ -24,6 +24,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -54,6 +56,19 @@ def _read(path):
             return f.read()
     except OSError:
         return ""
+
+
+def work_dir(name):
+    """A fresh folder for one test's nodes (configs, logs, images)."""
+    return tempfile.mkdtemp(prefix=f"plover-e2e-{name}.")
+
+
+def remove_work_dir(path, failed=False):
+    """Removes a test's folder, but keeps it (and says where) when the test failed or PLOVER_KEEP_TEST_DIRS is set."""
+    if failed or os.environ.get("PLOVER_KEEP_TEST_DIRS"):
+        print(f"logs kept in {path}", file=sys.stderr)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def remove_stale_namespaces():

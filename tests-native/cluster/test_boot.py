@@ -14,10 +14,8 @@ logs (a failed boot's logs are always kept). A loop to measure a failure rate:
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
@@ -94,7 +92,7 @@ class ReplicatedBoots(unittest.TestCase):
     def test_every_replicated_boot_serves(self):
         failures, kinds, times = [], {}, []
         for i in range(1, BOOTS + 1):
-            work = tempfile.mkdtemp(prefix=f"plover-e2e-boot{i}.")
+            work = pc.work_dir(f"boot{i}")
             kind, evidence, seconds = boot_once(work)
             times.append(seconds)
             print(f"boot {i}/{BOOTS}: {kind or 'served'} in {seconds:.1f} s{': ' + evidence if kind else ''}",
@@ -102,8 +100,8 @@ class ReplicatedBoots(unittest.TestCase):
             if kind:
                 kinds[kind] = kinds.get(kind, 0) + 1
                 failures.append(f"boot {i}: {kind}: {evidence} (logs kept in {work})")
-            elif not os.environ.get("PLOVER_KEEP_TEST_DIRS"):
-                shutil.rmtree(work, ignore_errors=True)
+            else:
+                pc.remove_work_dir(work)
         print(f"{BOOTS - len(failures)}/{BOOTS} boots served; {len(failures)} failed "
               f"{kinds or ''}; boot times {min(times):.1f}-{max(times):.1f} s", file=sys.stderr)
         self.assertEqual([], failures, f"{len(failures)} of {BOOTS} replicated boots failed")

@@ -10,10 +10,8 @@ cleanly on SIGTERM.
 Run by ctest (e2e.Disk) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
 """
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import unittest
 
@@ -24,7 +22,7 @@ import plover_cluster as pc  # noqa: E402
 
 class DiskReplication(unittest.TestCase):
     def test_a_guest_writing_its_disk_is_identical_on_both_replicas_at_a_sync_point(self):
-        work = tempfile.mkdtemp(prefix="plover-e2e-disk.")
+        work = pc.work_dir("disk")
         ok = False
         try:
             with pc.Cluster(work, disk=True, guest_args="plover.disk=vda plover.work=append") as cluster:   # started
@@ -61,10 +59,7 @@ class DiskReplication(unittest.TestCase):
                     self.assertNotIn("Assertion", tail, f"node {n.id}")
                 ok = True
         finally:
-            if ok and not os.environ.get("PLOVER_KEEP_TEST_DIRS"):
-                shutil.rmtree(work, ignore_errors=True)
-            else:
-                print(f"logs kept in {work}")
+            pc.remove_work_dir(work, failed=not ok)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,8 @@ PLOVER_KEEP_TEST_DIRS=1 keeps the logs; PLOVER_DISK_FAILOVER_SEED fixes round 3'
 """
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import unittest
 
@@ -48,7 +46,7 @@ DISK_TROUBLE = ("EXT4-fs error", "I/O error", "is not a head", "short read while
 class DiskFailover(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.work = tempfile.mkdtemp(prefix="plover-e2e-disk-failover.")
+        cls.work = pc.work_dir("disk-failover")
         cls.t_start = time.time()
         cls.cluster = pc.Cluster(cls.work, disk=True, guest_args="plover.disk=vda plover.redis=aof",
                                  timeouts={**pc.TCG_TIMEOUTS, "startupMs": 60000},
@@ -67,10 +65,7 @@ class DiskFailover(unittest.TestCase):
         for line in cls.report:
             print(line, file=sys.stderr)
         print(f"total {time.time() - cls.t_start:.1f} s", file=sys.stderr)
-        if not os.environ.get("PLOVER_KEEP_TEST_DIRS"):
-            shutil.rmtree(cls.work, ignore_errors=True)
-        else:
-            print(f"kept {cls.work}", file=sys.stderr)
+        pc.remove_work_dir(cls.work)
 
     # ------------------------------------------------------------------ helpers
     def redis(self, *args, timeout=10):

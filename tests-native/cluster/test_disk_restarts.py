@@ -22,9 +22,7 @@ Run by ctest (e2e.DiskRestarts) from `./build.sh test`, as root, with the enviro
 """
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import unittest
 
@@ -78,7 +76,7 @@ def fresh_start(cluster, primary_id):
 
 class DiskRestarts(unittest.TestCase):
     def test_a_torn_or_stale_image_never_founds_a_cluster(self):
-        work = tempfile.mkdtemp(prefix="plover-e2e-disk-restarts.")
+        work = pc.work_dir("disk-restarts")
         ok = False
         cluster = pc.Cluster(work, disk=True, guest_args="plover.disk=vda plover.work=append",
                              env={**os.environ, "PLOVER_FAULT_INJECTION": "1"})
@@ -187,10 +185,7 @@ class DiskRestarts(unittest.TestCase):
             ok = True
         finally:
             cluster.stop()
-            if ok and not os.environ.get("PLOVER_KEEP_TEST_DIRS"):
-                shutil.rmtree(work, ignore_errors=True)
-            else:
-                print(f"logs kept in {work}")
+            pc.remove_work_dir(work, failed=not ok)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ Run by ctest (e2e.Failover) from `./build.sh test`, as root, with the environmen
 PLOVER_FAILOVER_ROUNDS (default 2) repeats the kill-the-primary round. PLOVER_KEEP_TEST_DIRS=1 keeps the logs.
 """
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -105,7 +103,7 @@ class ClusterUnderLoad(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.work = tempfile.mkdtemp(prefix=f"plover-e2e-{cls.NAME}.")
+        cls.work = pc.work_dir(cls.NAME)
         cls.cluster = pc.Cluster(cls.work, timeouts={**pc.TCG_TIMEOUTS, "startupMs": 60000}, **cls.CLUSTER_ARGS)
         cls.report = []
         try:
@@ -124,10 +122,7 @@ class ClusterUnderLoad(unittest.TestCase):
         cls.cluster.stop()
         for line in cls.report:
             print(line, file=sys.stderr)
-        if not os.environ.get("PLOVER_KEEP_TEST_DIRS"):
-            shutil.rmtree(cls.work, ignore_errors=True)
-        else:
-            print(f"kept {cls.work}", file=sys.stderr)
+        pc.remove_work_dir(cls.work)
 
     def verify_every_acknowledged_write(self):
         """Stops the load, reads back every acknowledged write and checks that no two nodes released at once;

@@ -19,23 +19,12 @@ import checks  # noqa: E402
 import plover_cluster as pc  # noqa: E402
 
 
-def workdir(name):
-    return tempfile.mkdtemp(prefix=f"plover-e2e-{name}.")
-
-
-def cleanup(path):
-    if not os.environ.get("PLOVER_KEEP_TEST_DIRS"):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        print(f"kept {path}", file=sys.stderr)
-
-
 class ReplicatedRedis(unittest.TestCase):
     """One cluster for the whole class (a TCG boot takes a while): client load first, then every check."""
 
     @classmethod
     def setUpClass(cls):
-        cls.work = workdir("replication")
+        cls.work = pc.work_dir("replication")
         cls.capture_path = os.path.join(cls.work, "client.pcap")
         cls.cluster = pc.Cluster(cls.work, metrics=True)
         cls.capture = None
@@ -72,7 +61,7 @@ class ReplicatedRedis(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.cluster.stop()
-        cleanup(cls.work)
+        pc.remove_work_dir(cls.work)
 
     def primary(self):
         return self.cluster.nodes[1]
@@ -267,7 +256,7 @@ class BadClusters(unittest.TestCase):
     """A wrong key or a missing peer: a clear error, and no replica left running on its own."""
 
     def run_failing(self, name, **kw):
-        work = workdir(name)
+        work = pc.work_dir(name)
         cluster = pc.Cluster(work, timeouts={**pc.TCG_TIMEOUTS, "startupMs": 8000}, **kw.pop("cluster", {}))
         try:
             cluster.start(wait=False, **kw)
@@ -278,7 +267,7 @@ class BadClusters(unittest.TestCase):
             return cluster, {n.id: (n.alive(), n.proc.returncode, n.stderr()) for n in vms}
         finally:
             cluster.stop()
-            cleanup(work)
+            pc.remove_work_dir(work)
 
     def test_a_backup_with_another_key_is_refused_and_no_vm_keeps_running(self):
         _, nodes = self.run_failing("wrongkey", cluster={"wrong_key_for": [2]})
