@@ -122,10 +122,12 @@ public sealed class ReplicaNodeTests : IDisposable
                                                     backup.SyncLinkConnected && primary.ReadinessProblem() is null, 15000), log.ToString());
         Assert.False(backup.StartFailed);
         Assert.Contains("marked torn; it enters as a backup", log.ToString());
+        Assert.False(backup.Driver!.CanCampaign);   // it must not take over on torn images
         nodes.PrimaryHost.MainImpl.Invoke(() => { });
         nodes.BackupHost.MainImpl.Invoke(() => { });
         Assert.True(primary.Replica!.ProposeSync());
         Assert.True(TransportTestKit.WaitUntil(() => primary.Replica.SyncsCompleted == 1 && backup.Replica!.SyncsCompleted == 1, 30000), log.ToString());
+        Assert.True(TransportTestKit.WaitUntil(() => backup.Driver.CanCampaign, 5000), log.ToString());
         Assert.False(backupDisks.Torn);
         Assert.True(primaryDisks.Bytes(0).SequenceEqual(backupDisks.Bytes(0)));
         // the fresh primary's images serve at one past both replicas' generations; the backup took it at the sync
@@ -161,6 +163,33 @@ public sealed class ReplicaNodeTests : IDisposable
         Assert.Null(primary.Replica);
         Assert.Equal(0, nodes.PrimaryHost.VmImpl.Starts);
         Assert.Equal(new DiskGeneration(mine, minePrimary), primaryDisks.Generation);   // nothing recorded
+    }
+
+    /// <summary>A fresh backup's images are not known to be its primary's before its first sync: if the primary
+    /// stopped then, booting them could lose what the primary's images hold. It does not campaign until that sync
+    /// completed, whatever the generations say.</summary>
+    [Theory]
+    [InlineData(3, true, 3, false)]    // synced at 3 while the primary served 3: the primary may have gone on alone
+    [InlineData(4, true, 2, true)]     // the other replica served after this one's last sync
+    [InlineData(0, false, 0, false)]   // no records: the operator's images, equal or not
+    public void A_fresh_backup_with_drives_takes_over_only_after_its_first_sync(ulong primaryGen, bool primaryServed, ulong backupGen, bool backupServed)
+    {
+        var (config, SyncEndpoint) = Cluster();
+        var log = new TestLog();
+        using var witness = new WitnessNode(config, 3, log.Sink);
+        var witnessStart = Task.Run(() => witness.Start(() => false));
+        var primaryDisks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(primaryGen, primaryServed) };
+        var backupDisks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(backupGen, backupServed) };
+        using var nodes = new ReplicasWithDisks(config, SyncEndpoint, log, primaryDisks, backupDisks);
+        var (primary, backup) = (nodes.Primary, nodes.Backup);
+        Assert.True(TransportTestKit.WaitUntil(() => primary.Driver is { IsLeader: true } && primary.SyncLinkConnected &&
+                                                    backup.SyncLinkConnected && backup.Replica is not null, 15000), log.ToString());
+        Assert.False(backup.Driver!.CanCampaign);
+        Assert.Contains("it does not take over before its first sync", log.ToString());
+        nodes.PrimaryHost.MainImpl.Invoke(() => { });
+        nodes.BackupHost.MainImpl.Invoke(() => { });
+        Assert.True(primary.Replica!.ProposeSync());
+        Assert.True(TransportTestKit.WaitUntil(() => backup.Replica!.SyncsCompleted == 1 && backup.Driver.CanCampaign, 30000), log.ToString());
     }
 
     /// <summary>Nodes 1 (configured primary) and 2 (backup) started on fake hosts with the given drives.</summary>

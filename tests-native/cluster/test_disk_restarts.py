@@ -171,6 +171,10 @@ class DiskRestarts(unittest.TestCase):
             self.assertEqual(g1, generation(cluster, primary))
             for n in (backup, witness):
                 n.kill()
+            # node 2, a fresh backup with drives, never took over before a first sync (its images are not known to
+            # be its primary's; once, before that rule, it was elected after node 1's refusal and served on)
+            self.assertEqual(g2, generation(cluster, backup), "the fresh backup took over before its first sync")
+            self.assertNotIn("PROMOTED", backup.stderr())
 
             # 6. the promoted node as primary: it serves, the other is its backup
             fresh_start(cluster, backup.id)

@@ -95,7 +95,7 @@ public sealed class Replica : IDisposable
             if (!_core.IsJoining)
                 _log($"replica {driver.SelfId}: the log before index {s.Index} is gone at leader {s.LeaderId}: this replica rejoins with a full sync");
         };
-        if (options.Joining) driver.SetCanCampaign(false);
+        if (options.Joining || options.ImagesStale) driver.SetCanCampaign(false);
         _watchdog = new Thread(Watchdog) { IsBackground = true, Name = "plover-replica-watchdog" };
     }
 

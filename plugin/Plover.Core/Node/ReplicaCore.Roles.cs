@@ -60,10 +60,12 @@ public sealed partial class ReplicaCore
     /// <summary>This backup won an election and applied its own ROLE entry: release what it holds and serve.</summary>
     private void Promote(Ballot ballot)
     {
-        if (_joining || _stateInvalid)
+        if (_joining || _stateInvalid || _imagesStale)
         {
-            _log($"replica {_self}: LEADER in ballot {ballot} but this replica has no valid VM state " +
-                 $"({(_joining ? "it was waiting for a full sync" : "a sync failed after it began writing its RAM or disk")}): it does not serve and output stays held");
+            string why = _joining ? "it was waiting for a full sync"
+                : _stateInvalid ? "a sync failed after it began writing its RAM or disk"
+                : "its drive images are older than its primary's and no sync has rewritten them yet";
+            _log($"replica {_self}: LEADER in ballot {ballot} but this replica has no valid VM state ({why}): it does not serve and output stays held");
             return;
         }
         _role = ReplicaRole.Primary;
@@ -194,6 +196,16 @@ public sealed partial class ReplicaCore
         Event($"joined at sync e{result.Epoch} (log index {result.LogIndex})");
         _log($"replica {_self}: JOINED as backup at sync e{result.Epoch} (log index {result.LogIndex}): " +
              $"{result.DivergentPages} of {result.UnionPages} pages came from the primary");
+    }
+
+    /// <summary>A fresh backup whose images were stale completed its first sync: its state is the primary's now,
+    /// and it may take over.</summary>
+    private void ImagesCurrent(ulong epoch)
+    {
+        _imagesStale = false;
+        Actions.Add(ReplicaAction.SetCanCampaign(true));
+        Event($"images current at sync e{epoch}: may take over");
+        _log($"replica {_self}: sync e{epoch} rewrote this backup's stale drive images: it may take over from now on");
     }
 
     /// <summary>Primary: the full sync with a (re)joined backup completed: say so in the log.</summary>

@@ -30,6 +30,7 @@ public sealed partial class ReplicaCore
     private bool _linkUp;
     private long _connections;   // connections the sync link ever made
     private bool _stateInvalid;  // the engine failed a sync after it began writing RAM or disk
+    private bool _imagesStale;   // a fresh backup whose drive images are not its primary's until its first sync
     private long _now;           // ms, from the last Tick
 
     // The mode (docs: README "Adaptive mode"). Changed only by a committed SYNC entry that names the next mode, at
@@ -87,6 +88,8 @@ public sealed partial class ReplicaCore
         _log = options.Log;
         _role = options.Role;
         _joining = options.Joining;
+        _imagesStale = options.ImagesStale && !options.Joining;
+        if (options.ImagesStale && options.Role == ReplicaRole.Primary) throw new ArgumentException("stale images are a backup's");
         _backupId = options.Role == ReplicaRole.Primary ? options.PeerId : 0;
         _leader = consensus.Role == ConsensusRole.Leader;
         _ballot = consensus.Ballot;
@@ -340,6 +343,7 @@ public sealed partial class ReplicaCore
         {
             if (result.FullSync) _nextSyncFull = false;
             _firstSyncDone = true;
+            if (_imagesStale && _role == ReplicaRole.Backup) ImagesCurrent(result.Epoch);
             if (!result.Joined) Do(ReplicaActionKind.Compact, request.LogIndex);   // the VM state covers everything up to the SYNC entry
         }
         else if (!request.IsJoin)

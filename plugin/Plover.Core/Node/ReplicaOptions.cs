@@ -12,6 +12,10 @@ public sealed class ReplicaOptions
     public required ReplicaRole Role { get; init; }
     /// <summary>A backup that joins a running cluster: it has no valid state until the primary's full sync.</summary>
     public bool Joining { get; init; }
+    /// <summary>A fresh cluster's backup with replicated drives: its images are not known to be its primary's (they
+    /// may be older, or torn) until its first sync compared them, so until then it neither campaigns nor serves (if
+    /// the primary stops first, the cluster waits for the operator instead of booting images that lack writes).</summary>
+    public bool ImagesStale { get; init; }
     /// <summary>The other replica's node id (the backup a primary protects itself with).</summary>
     public int PeerId { get; init; }
     /// <summary>How long the primary waits for a lost backup before it proposes to run without it (its output

@@ -12,11 +12,12 @@ public sealed class ReplicaCoreTests
 {
     private static readonly Ballot B1 = new(1, 1);
 
-    private static ReplicaCore Core(ReplicaRole role, bool joining = false, bool leader = true, bool idle = true, long backupLossMs = 1000)
+    private static ReplicaCore Core(ReplicaRole role, bool joining = false, bool leader = true, bool idle = true, long backupLossMs = 1000,
+                                    bool imagesStale = false)
     {
         var options = new ReplicaOptions
         {
-            Role = role, Joining = joining, PeerId = role == ReplicaRole.Primary ? 2 : 1, Log = _ => { },
+            Role = role, Joining = joining, ImagesStale = imagesStale, PeerId = role == ReplicaRole.Primary ? 2 : 1, Log = _ => { },
             BackupLoss = TimeSpan.FromMilliseconds(backupLossMs), RetryAfterAbort = TimeSpan.FromMilliseconds(500),
             VcpuThreadIds = idle ? [1] : null, Idle = idle ? new Plover.Config.SyncConfig(100, 25, 3, 200) : null,
         };
@@ -198,6 +199,38 @@ public sealed class ReplicaCoreTests
         // A fence of a ballot older than the promotion is stale.
         Assert.Empty(Step(core, ReplicaEvent.Fenced(new Fence(B1, FenceReason.HigherBallot))));
         Assert.Equal(ReplicaRole.Primary, core.Role);
+    }
+
+    [Fact]
+    public void A_backup_with_stale_images_elected_before_its_first_sync_does_not_serve_and_after_it_may_take_over()
+    {
+        var core = Core(ReplicaRole.Backup, imagesStale: true);
+        Step(core, ReplicaEvent.Start());
+        var b2 = new Ballot(2, 2);
+        Step(core, ReplicaEvent.ConsensusChanged(new ConsensusStatus(ConsensusRole.Leader, b2, 2, null)));
+        Assert.Empty(Step(core, Committed(Role(1, b2, 2, 0))));   // output stays held, the VM's old images never serve
+        Assert.Equal(ReplicaRole.Backup, core.Role);
+
+        var fresh = Core(ReplicaRole.Backup, imagesStale: true);
+        Step(fresh, ReplicaEvent.Start());
+        Step(fresh, Committed(Sync(1, 1)));
+        Assert.Equal(["set-can-campaign true", "event \"images current at sync e1: may take over\"", "compact 1"],
+                     Step(fresh, ReplicaEvent.SyncFinished(new SyncRequest(1, 1, true), new SyncResult(true, FullSync: true, Epoch: 1, LogIndex: 1))));
+        Step(fresh, ReplicaEvent.ConsensusChanged(new ConsensusStatus(ConsensusRole.Leader, b2, 2, null)));
+        Assert.Contains("guard-promote", Step(fresh, Committed(Role(2, b2, 2, 0))));
+        Assert.Equal(ReplicaRole.Primary, fresh.Role);
+    }
+
+    [Fact]
+    public void A_backup_with_stale_images_whose_first_sync_aborts_stays_barred()
+    {
+        var core = Core(ReplicaRole.Backup, imagesStale: true);
+        Step(core, ReplicaEvent.Start());
+        Step(core, Committed(Sync(1, 1)));
+        Assert.DoesNotContain("set-can-campaign true",
+            Step(core, ReplicaEvent.SyncFinished(new SyncRequest(1, 1, true), new SyncResult(false, Error: "closed"))));
+        Step(core, ReplicaEvent.ConsensusChanged(new ConsensusStatus(ConsensusRole.Leader, new Ballot(2, 2), 2, null)));
+        Assert.Empty(Step(core, Committed(Role(2, new Ballot(2, 2), 2, 0))));
     }
 
     [Fact]

@@ -55,8 +55,9 @@ internal sealed class ReplicaSim
     private int _nextInput;
 
     public ReplicaSim(bool idleMonitor = true, long backupLossMs = 1000, long retryAfterAbortMs = 500,
-                      bool checkpoint = false, AdaptiveOptions? adaptive = null)
+                      bool checkpoint = false, AdaptiveOptions? adaptive = null, bool staleBackup = false)
     {
+        _staleBackup = staleBackup;
         _options = new ReplicaOptions
         {
             Role = ReplicaRole.Primary, PeerId = 2, BackupLoss = TimeSpan.FromMilliseconds(backupLossMs),
@@ -95,18 +96,21 @@ internal sealed class ReplicaSim
     public Node this[int id] => Nodes[id - 1];
     public Node? Peer(Node n) => Nodes[2 - n.Id];
 
+    private readonly bool _staleBackup;   // the fresh backup's drive images are older than its primary's
+
     private Node MakeNode(int id, ReplicaRole role, bool joining)
     {
+        bool stale = _staleBackup && role == ReplicaRole.Backup && !joining;   // fresh, not a restart (a restart joins)
         var options = new ReplicaOptions
         {
-            Role = role, Joining = joining, PeerId = 3 - id, BackupLoss = _options.BackupLoss, RetryAfterAbort = _options.RetryAfterAbort,
+            Role = role, Joining = joining, ImagesStale = stale, PeerId = 3 - id, BackupLoss = _options.BackupLoss, RetryAfterAbort = _options.RetryAfterAbort,
             VcpuThreadIds = _options.VcpuThreadIds, Idle = _options.Idle, Log = _options.Log, Sync = _options.Sync, Adaptive = _options.Adaptive,
         };
         var status = new ConsensusStatus(Leader == id ? ConsensusRole.Leader : ConsensusRole.Follower, LeaderBallot, Leader, null);
         return new Node
         {
             Id = id, Core = new ReplicaCore(options, id, nicCount: 1, status), Ballot = LeaderBallot, GuardPrimary = role == ReplicaRole.Primary,
-            CanCampaign = !joining,
+            CanCampaign = !joining && !stale,
         };
     }
 

@@ -26,7 +26,7 @@ internal sealed class ReplicaScenarioEnv
         switch (c.Command)
         {
             case "new":
-                Allow(c, "idle", "backup-loss", "retry", "mode", "window", "probe", "max-probe");
+                Allow(c, "idle", "backup-loss", "retry", "mode", "window", "probe", "max-probe", "stale-backup");
                 if (_sim is not null) throw new ScenarioUsageException("new can only be used once");
                 string mode = c.Args.FirstOrDefault(a => a.Key == "mode" && !a.IsBare)?.Values[0] ?? "replicate";
                 if (mode is not ("replicate" or "checkpoint" or "adaptive")) throw new ScenarioUsageException("mode is replicate, checkpoint or adaptive");
@@ -34,7 +34,7 @@ internal sealed class ReplicaScenarioEnv
                     ? new Plover.Sync.AdaptiveOptions { Window = (int)Int(c, "window", 16), ProbeEvery = (int)Int(c, "probe", 64), MaxProbeEvery = (int)Int(c, "max-probe", 1024) }
                     : null;
                 _sim = sim = new ReplicaSim(idleMonitor: Flag(c, "idle", true), backupLossMs: Int(c, "backup-loss", 1000), retryAfterAbortMs: Int(c, "retry", 500),
-                                            checkpoint: mode == "checkpoint", adaptive: adaptive);
+                                            checkpoint: mode == "checkpoint", adaptive: adaptive, staleBackup: Flag(c, "stale-backup", false));
                 break;
             case "costs":
                 Allow(c, "wire", "dirty");
