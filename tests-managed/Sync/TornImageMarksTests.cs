@@ -64,14 +64,20 @@ public sealed class TornImageMarksTests : IDisposable
     public void Marking_and_clearing_allocate_nothing()
     {
         var marks = new TornImageMarks(Images(), node: 1);
-        marks.Mark();
-        marks.Clear();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 200; i++)
+        // warmed past tiered compilation's call counts, and the least of three rounds: once in a full-suite run the
+        // single measured round saw 8,008 bytes on this thread (the runtime's, not the marks': garbage per call
+        // shows in every round)
+        var rounds = new long[3];
+        for (int round = -1; round < rounds.Length; round++)
         {
-            marks.Mark();
-            marks.Clear();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 200; i++)
+            {
+                marks.Mark();
+                marks.Clear();
+            }
+            if (round >= 0) rounds[round] = GC.GetAllocatedBytesForCurrentThread() - before;
         }
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.True(rounds.Min() == 0, $"bytes per round of 200: {string.Join(", ", rounds)}");
     }
 }
