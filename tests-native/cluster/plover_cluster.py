@@ -435,7 +435,7 @@ class Cluster:
                                  f"node={node.id}{',drives=data0' if self.disk else ''}",
                       "-object", "filter-plover,id=pf0,netdev=n0,ft=ft0"]
 
-    def start_node(self, node_id):
+    def start_node(self, node_id, env=None):
         n = self.nodes[node_id]
         n.incarnation += 1
         if n._admin is not None:   # a connection to an earlier incarnation that ended by itself
@@ -451,7 +451,7 @@ class Cluster:
             cmd = self.qemu_command(n)
         n.command = cmd
         with open(n.stderr_path, "w") as err:
-            n.proc = subprocess.Popen(["ip", "netns", "exec", n.ns, *self._pinned(node_id), *cmd], env=self.env, stdout=err, stderr=err,
+            n.proc = subprocess.Popen(["ip", "netns", "exec", n.ns, *self._pinned(node_id), *cmd], env={**self.env, **(env or {})}, stdout=err, stderr=err,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
         if n.role != "witness":
             QmpEvents(n.qmp_events_path, n.proc, n.incarnation, n.qmp_events)

@@ -16,7 +16,10 @@ blocks. Checked, on one cluster:
    old primary's; all nodes down, then a fresh cluster with the old primary configured as primary: it refuses at once
    (the other replica's images are newer: starting there would lose what the promoted node served);
 6. a fresh cluster with the promoted node as primary starts and serves; the other joins as its backup and takes its
-   generation once synced.
+   generation once synced; meanwhile (step 5) the fresh backup never took over after its primary refused;
+7. all nodes down, then a fresh cluster whose primary kills itself inside its first sync (PLOVER_FAULT_AT_START):
+   the fresh backup, whose images are not known to be the primary's before that sync, stays a backup and never
+   boots them (five seconds, a dozen election timeouts).
 
 Run by ctest (e2e.DiskRestarts) from `./build.sh test`, as root, with the environment `./build.sh env` prints.
 """
@@ -67,11 +70,11 @@ def set_primary(cluster, node_id):
         json.dump(config, f, indent=2)
 
 
-def fresh_start(cluster, primary_id):
+def fresh_start(cluster, primary_id, primary_env=None):
     """Every node started again (after all were down) with primary_id as the configured primary."""
     set_primary(cluster, primary_id)
     for node_id in (3, 2, 1):
-        cluster.start_node(node_id)
+        cluster.start_node(node_id, env=primary_env if node_id == primary_id else None)
 
 
 class DiskRestarts(unittest.TestCase):
@@ -186,6 +189,24 @@ class DiskRestarts(unittest.TestCase):
             shown = {n["id"]: (n.get("diskGeneration"), n.get("diskGenerationPrimary")) for n in report.get("nodes", [])}
             print(f"plover status --json: {shown}")
             self.assertEqual({1: (g2[0] + 1, False), 2: (g2[0] + 1, True)}, {k: shown[k] for k in (1, 2)})
+
+            # 7. all down; a fresh cluster whose primary (node 2) dies inside its first sync: node 1, a fresh backup whose
+            # images are not yet known to be node 2's, must not take over (it would boot them), however long it waits
+            for n in (primary, backup, witness):
+                n.kill()
+            g1, g2 = generation(cluster, primary), generation(cluster, backup)
+            fresh_start(cluster, backup.id, primary_env={"PLOVER_FAULT_AT_START": "Stopped"})
+            wait_until("the fresh primary to kill itself in its first sync", 120, lambda: not backup.alive())
+            self.assertIn("kills itself at sync step Stopped", backup.stderr())
+            time.sleep(5)   # a dozen election timeouts (200-400 ms here)
+            err = primary.stderr()
+            print(f"node 1 five seconds after its primary died in the first sync: alive {primary.alive()}, role "
+                  f"{primary.replica_role()}, generation {generation(cluster, primary)}")
+            self.assertTrue(primary.alive())
+            self.assertIn("does not take over before its first sync", err)
+            self.assertNotIn("PROMOTED", err)
+            self.assertEqual("backup", primary.replica_role())
+            self.assertEqual(g1, generation(cluster, primary))
             ok = True
         finally:
             cluster.stop()
