@@ -190,7 +190,7 @@ class AdaptiveMode(ClusterUnderLoad):
         # has lasted a second (shorter ones are hidden as sync pauses). The trials of replication run it again, at
         # first every probeEvery checkpoints, then twice as far apart after each failure. probeEvery 128: with 32
         # (under a second of checkpoints here) trials that passed kept the cluster flapping (up to 44 switches to
-        # checkpointing in a run), no stretch lasted the second, and this check failed in 1 of 5 runs.
+        # checkpointing in a run), no stretch lasted the second, and this check failed in 1 of 11 runs (256 KiB writer).
         # One sample showing it stopped is the proof (a library stop is shown only once it passed a second); asking
         # for a quarter second more failed whenever the diverging guests' windows sat just above switchAbove and
         # trials kept running the backup, as in 3 of 4 runs late on 2026-12-07 on unchanged code.
