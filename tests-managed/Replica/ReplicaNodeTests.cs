@@ -95,17 +95,13 @@ public sealed class ReplicaNodeTests : IDisposable
     [InlineData(false)]
     public void A_replica_whose_drive_images_are_marked_torn_never_founds_a_cluster_but_is_repaired_as_backup(bool primaryTorn)
     {
-        var (config, SyncEndpoint) = Cluster();
         var log = new TestLog();
-
-        using var witness = new WitnessNode(config, 3, log.Sink);
-        var witnessStart = Task.Run(() => witness.Start(() => false));
         var primaryDisks = new SyntheticDisks(("data0", 64UL << 10));
         var backupDisks = new SyntheticDisks(("data0", 64UL << 10));
         primaryDisks.GuestWrite(0, 8192, [1, 2, 3]);
         backupDisks.Bytes(0).Fill(0x5a);   // half-written: other bytes everywhere
         (primaryTorn ? primaryDisks : backupDisks).Torn = true;
-        using var nodes = new ReplicasWithDisks(config, SyncEndpoint, log, primaryDisks, backupDisks);
+        using var nodes = new ReplicasWithDisks(Cluster(), log, primaryDisks, backupDisks);
         var (primary, backup) = (nodes.Primary, nodes.Backup);
         if (primaryTorn)
         {
@@ -142,13 +138,10 @@ public sealed class ReplicaNodeTests : IDisposable
     [InlineData(4, true, 3, true, true)]
     public void A_fresh_primary_refuses_to_start_over_newer_images_of_its_peer(ulong mine, bool minePrimary, ulong theirs, bool theirsPrimary, bool starts)
     {
-        var (config, SyncEndpoint) = Cluster();
         var log = new TestLog();
-        using var witness = new WitnessNode(config, 3, log.Sink);
-        var witnessStart = Task.Run(() => witness.Start(() => false));
         var primaryDisks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(mine, minePrimary) };
         var backupDisks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(theirs, theirsPrimary) };
-        using var nodes = new ReplicasWithDisks(config, SyncEndpoint, log, primaryDisks, backupDisks);
+        using var nodes = new ReplicasWithDisks(Cluster(), log, primaryDisks, backupDisks);
         var primary = nodes.Primary;
         Assert.True(TransportTestKit.WaitUntil(() => primary.StartFailed || primary.Replica is not null, 15000), log.ToString());
         Assert.Equal(starts, !primary.StartFailed);
@@ -174,13 +167,10 @@ public sealed class ReplicaNodeTests : IDisposable
     [InlineData(0, false, 0, false)]   // no records: the operator's images, equal or not
     public void A_fresh_backup_with_drives_takes_over_only_after_its_first_sync(ulong primaryGen, bool primaryServed, ulong backupGen, bool backupServed)
     {
-        var (config, SyncEndpoint) = Cluster();
         var log = new TestLog();
-        using var witness = new WitnessNode(config, 3, log.Sink);
-        var witnessStart = Task.Run(() => witness.Start(() => false));
         var primaryDisks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(primaryGen, primaryServed) };
         var backupDisks = new SyntheticDisks(("data0", 64UL << 10)) { Generation = new DiskGeneration(backupGen, backupServed) };
-        using var nodes = new ReplicasWithDisks(config, SyncEndpoint, log, primaryDisks, backupDisks);
+        using var nodes = new ReplicasWithDisks(Cluster(), log, primaryDisks, backupDisks);
         var (primary, backup) = (nodes.Primary, nodes.Backup);
         Assert.True(TransportTestKit.WaitUntil(() => primary.Driver is { IsLeader: true } && primary.SyncLinkConnected &&
                                                     backup.SyncLinkConnected && backup.Replica is not null, 15000), log.ToString());
@@ -192,14 +182,20 @@ public sealed class ReplicaNodeTests : IDisposable
         Assert.True(TransportTestKit.WaitUntil(() => backup.Replica!.SyncsCompleted == 1 && backup.Driver.CanCampaign, 30000), log.ToString());
     }
 
-    /// <summary>Nodes 1 (configured primary) and 2 (backup) started on fake hosts with the given drives.</summary>
+    /// <summary>A fresh cluster: the witness, node 1 (configured primary) and node 2 (backup) started on fake hosts
+    /// with the given drives.</summary>
     private sealed class ReplicasWithDisks : IDisposable
     {
         public readonly FakeReplicaHost PrimaryHost, BackupHost;
         public readonly ReplicaNode Primary, Backup;
+        private readonly WitnessNode _witness;
 
-        public ReplicasWithDisks(ClusterConfig config, Func<NodeConfig, IPEndPoint> syncEndpoint, TestLog log, IDiskHost primaryDisks, IDiskHost backupDisks)
+        public ReplicasWithDisks((ClusterConfig Config, Func<NodeConfig, IPEndPoint> SyncEndpoint) cluster, TestLog log,
+                                 IDiskHost primaryDisks, IDiskHost backupDisks)
         {
+            var (config, syncEndpoint) = cluster;
+            _witness = new WitnessNode(config, 3, log.Sink);
+            _ = Task.Run(() => _witness.Start(() => false));
             PrimaryHost = new FakeReplicaHost("primary", ReplicaCluster.Blocks, seed: 5, diverge: false) { Disks = primaryDisks };
             BackupHost = new FakeReplicaHost("backup", ReplicaCluster.Blocks, seed: 6, diverge: false) { Disks = backupDisks };
             ReplicaNode? primary = null, backup = null;
@@ -214,6 +210,7 @@ public sealed class ReplicaNodeTests : IDisposable
             Backup.Dispose();
             PrimaryHost.Dispose();
             BackupHost.Dispose();
+            _witness.Dispose();
         }
     }
 
