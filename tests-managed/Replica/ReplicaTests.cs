@@ -398,6 +398,9 @@ public sealed class ReplicaAdaptiveModeTests
                     if (!c.Primary.OnFrameToGuest(0, frame)) c.PrimaryHost.Inject(0, frame);
                 }
             });
+            // every frame in the primary's guest (committed, when replicating) before the SYNC is proposed: a frame
+            // the batcher still held would commit after the cut and run in both guests, whose noise differs
+            Assert.True(TransportTestKit.WaitUntil(() => c.PrimaryHost.InjectedCount == fed, 10000), c.Log.ToString());
             c.SyncNow();
             Assert.Null(c.PrimaryHost.MemoryImpl.FirstDifference(c.BackupHost.MemoryImpl));
         }
