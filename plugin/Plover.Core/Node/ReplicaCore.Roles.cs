@@ -64,7 +64,7 @@ public sealed partial class ReplicaCore
         {
             string why = _joining ? "it was waiting for a full sync"
                 : _stateInvalid ? "a sync failed after it began writing its RAM or disk"
-                : "its drive images are older than its primary's and no sync has rewritten them yet";
+                : "its drive images are not known to be its primary's: no sync has compared them yet";
             _log($"replica {_self}: LEADER in ballot {ballot} but this replica has no valid VM state ({why}): it does not serve and output stays held");
             return;
         }

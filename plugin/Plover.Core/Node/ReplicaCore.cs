@@ -343,7 +343,7 @@ public sealed partial class ReplicaCore
         {
             if (result.FullSync) _nextSyncFull = false;
             _firstSyncDone = true;
-            if (_imagesStale && _role == ReplicaRole.Backup) ImagesCurrent(result.Epoch);
+            if (_imagesStale) ImagesCurrent(result.Epoch);   // (a stale backup is never promoted, see Promote)
             if (!result.Joined) Do(ReplicaActionKind.Compact, request.LogIndex);   // the VM state covers everything up to the SYNC entry
         }
         else if (!request.IsJoin)

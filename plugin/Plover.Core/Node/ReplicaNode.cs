@@ -131,7 +131,8 @@ public sealed class ReplicaNode : IDisposable
             }
             if (!join && _self.Role == NodeRole.Primary && _host.Disks is { } disks && !StartServingImages(disks))
                 return;
-            bool imagesStale = !join && _self.Role == NodeRole.Backup && _host.Disks is { } backupDisks && ImagesStale(backupDisks);
+            bool imagesStale = !join && _self.Role == NodeRole.Backup && _host.Disks is not null;
+            if (imagesStale) LogImagesStale(_host.Disks!);
             Mode = mode;
             _log($"node {_self.Id}: {(join ? "a cluster is running: joining it as a backup (full sync from its primary)" : "a fresh cluster: starting as " + _self.Role.Name())}");
             var options = ConsensusDriverOptions.FromConfig(_config, _self.Id, _log);
@@ -201,13 +202,10 @@ public sealed class ReplicaNode : IDisposable
     /// <summary>A fresh cluster's backup with replicated drives: its images are not known to be its primary's (a
     /// synced copy lags the primary's images by what the primary wrote after that sync, or while it ran alone; the
     /// fresh primary's always serve at a newer generation), so its power-on state is not the primary's until its
-    /// first sync compared every block. Until then it must not take over.</summary>
-    private bool ImagesStale(IDiskHost disks)
-    {
+    /// first sync compared every block. Until then it must not take over (ReplicaOptions.ImagesStale).</summary>
+    private void LogImagesStale(IDiskHost disks) =>
         _log($"node {_self.Id}: its drive images ({(disks.Torn ? "marked torn" : $"generation {disks.Generation}")}) are " +
              "not known to be the primary's: it does not take over before its first sync has compared and rewritten them");
-        return true;
-    }
 
     private static ConsensusDriverOptions CopyWith(ConsensusDriverOptions o, DurableState restored) => new()
     {

@@ -96,7 +96,7 @@ internal sealed class ReplicaSim
     public Node this[int id] => Nodes[id - 1];
     public Node? Peer(Node n) => Nodes[2 - n.Id];
 
-    private readonly bool _staleBackup;   // the fresh backup's drive images are older than its primary's
+    private readonly bool _staleBackup;   // the fresh backup's drive images are not known to be its primary's
 
     private Node MakeNode(int id, ReplicaRole role, bool joining)
     {
