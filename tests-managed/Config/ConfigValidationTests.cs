@@ -413,6 +413,32 @@ public sealed class ConfigValidationTests
         Assert.Contains("sync.diskChunkMiB", Refuse(With(j => j["sync"]!["diskChunkMiB"] = mib)));
 
     [Theory]
+    [InlineData(null, null, Plover.Sync.SyncOptions.DefaultSubBlockBytes, Plover.Sync.SyncOptions.DefaultSubBlockHashBytes)]
+    [InlineData(0, 1, 0, 1)]
+    [InlineData(64, 2, 64, 2)]
+    [InlineData(1024, 8, 1024, 8)]
+    public void SubBlocksAreRead(int? bytes, int? hashBytes, int expectedBytes, int expectedHashBytes)
+    {
+        var sync = ClusterConfig.Parse(With(j =>
+        {
+            if (bytes is not null) j["sync"]!["subBlockBytes"] = bytes;
+            if (hashBytes is not null) j["sync"]!["subBlockHashBytes"] = hashBytes;
+        }).ToJsonString(), "/x").Sync;
+        Assert.Equal(expectedBytes, sync.SubBlockBytes);
+        Assert.Equal(expectedHashBytes, sync.SubBlockHashBytes);
+    }
+
+    [Theory]
+    [InlineData("subBlockBytes", 32)]
+    [InlineData("subBlockBytes", 100)]
+    [InlineData("subBlockBytes", 2048)]
+    [InlineData("subBlockHashBytes", 0)]
+    [InlineData("subBlockHashBytes", 3)]
+    [InlineData("subBlockHashBytes", 16)]
+    public void SubBlocksOutOfRange(string key, int value) =>
+        Assert.Contains($"sync.{key}", Refuse(With(j => j["sync"]![key] = value)));
+
+    [Theory]
     [InlineData(-1)]
     [InlineData(1025)]
     public void HashingThreadsOutOfRange(int threads) =>

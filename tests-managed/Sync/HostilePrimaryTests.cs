@@ -130,7 +130,8 @@ public unsafe class HostilePrimaryTests
     // ---------------------------------------------------------------- sub-block mode (protocol 2)
 
     /// <summary>The divergent list (a DIVERGENT bitmap, raw encoding) naming union indices.</summary>
-    private static RawBody DivergentList(ulong unionPages, ulong[] indices, uint blockBytes = 64, uint chunk = 1024, ulong? setBits = null, ulong? words = null)
+    private static RawBody DivergentList(ulong unionPages, ulong[] indices, uint blockBytes = 64, uint chunk = 1024, ulong? setBits = null, ulong? words = null,
+                                         uint hashBytes = 8)
     {
         ulong w = words ?? (unionPages + 63) / 64;
         var tail = new byte[w * 8];
@@ -139,6 +140,7 @@ public unsafe class HostilePrimaryTests
         {
             Epoch = 1, LogIndex = 10, Encoding = BitmapEncoding.BitmapRaw, TotalWords = w, SetBits = setBits ?? (ulong)indices.Length,
             Kind = BitmapKind.BitmapDivergent, Protocol = SyncProtocol.Version, SubBlockBytes = blockBytes, ChunkPages = chunk,
+            SubBlockHashBytes = hashBytes,
         };
         return new RawBody(FrameType.SyncBitmap, header, tail);
     }
@@ -156,14 +158,17 @@ public unsafe class HostilePrimaryTests
         }
     }
 
-    /// <summary>A sub-block page frame: each page's mask (maskBytes, little-endian) and blocks * blockBytes of 0xEE.</summary>
-    private static RawBody SubBlockPages(ulong first, int blockBytes, (ulong Mask, int Blocks)[] pages, uint? count = null, uint? blocks = null, int extra = 0, int maskBytes = 0)
+    /// <summary>A sub-block page frame: each page's mask (maskBytes, little-endian), its page hash (pageHash) and
+    /// blocks * blockBytes of 0xEE.</summary>
+    private static RawBody SubBlockPages(ulong first, int blockBytes, (ulong Mask, int Blocks)[] pages, uint? count = null, uint? blocks = null, int extra = 0, int maskBytes = 0,
+                                         ulong pageHash = 0)
     {
         if (maskBytes == 0) maskBytes = (4096 / blockBytes + 7) / 8;
         var tail = new List<byte>();
         foreach (var (mask, n) in pages)
         {
             for (int b = 0; b < maskBytes; b++) tail.Add((byte)(mask >> (8 * b)));
+            tail.AddRange(BitConverter.GetBytes(pageHash));
             tail.AddRange(Enumerable.Repeat((byte)0xEE, n * blockBytes));
         }
         tail.AddRange(new byte[Math.Max(0, extra)]);
@@ -293,6 +298,59 @@ public unsafe class HostilePrimaryTests
     {
         var stats = RunSubBlocks([0], c => c.Send(new RawBody(FrameType.SyncPages, new SyncPages { Epoch = 1, Count = 1 }, Pages(0))));
         Assert.Contains("sub-block frame", stats.Error);
+    }
+
+    [Theory]
+    [InlineData(0U)]
+    [InlineData(3U)]
+    [InlineData(16U)]
+    public void DivergentList_WithAnInvalidHashLength_Aborts(uint hashBytes)
+    {
+        var stats = RunAgainst((c, union) => c.Send(DivergentList(UnionPages(union), [0], hashBytes: hashBytes)));
+        Assert.Contains($"{hashBytes}-byte hashes", stats.Error);
+    }
+
+    /// <summary>Page 0's sub-block 0 as the primary claims it, with a page hash that no page put together from it has:
+    /// the backup asks for page 0 whole (the REPAIR round), then what answer gives.</summary>
+    private static SyncStats RunRepair(Action<SyncConnection> answer) =>
+        RunSubBlocks([0], c =>
+        {
+            c.Send(SubBlockPages(0, 64, [(1UL, 1)], pageHash: 0x1234));
+            c.Send(new RawBody(FrameType.SyncDeviceState, new SyncDeviceState { Epoch = 1, TotalLength = 2, PagesSent = 1 }, [1, 2]));
+            var frame = c.Read(TimeSpan.FromSeconds(5));
+            Assert.Equal(FrameType.SyncBitmap, frame.Type);
+            var repair = SyncBitmap.Parser.ParseFrom(frame.Header);
+            Assert.Equal(BitmapKind.BitmapRepair, repair.Kind);
+            Assert.Equal(1UL, repair.SetBits);
+            answer(c);
+        });
+
+    [Fact]
+    public void Repair_WithAPageThatDoesNotHashToThePageHash_AbortsBeforeWritingAnything()
+    {
+        var stats = RunRepair(c => c.Send(new RawBody(FrameType.SyncPages, new SyncPages { Epoch = 1, Count = 1 }, Pages(0))));
+        Assert.Contains("does not hash to the primary's own hash", stats.Error);
+    }
+
+    [Fact]
+    public void Repair_SendingAnotherPage_Aborts()
+    {
+        var stats = RunRepair(c => c.Send(new RawBody(FrameType.SyncPages, new SyncPages { Epoch = 1, Count = 1 }, Pages(3))));
+        Assert.Contains("page 0 was asked for next", stats.Error);
+    }
+
+    [Fact]
+    public void Repair_AsSubBlocks_Aborts()
+    {
+        var stats = RunRepair(c => c.Send(SubBlockPages(0, 64, [(1UL, 1)])));
+        Assert.Contains("repair frame", stats.Error);
+    }
+
+    [Fact]
+    public void Repair_AnsweredWithAnAck_Aborts()
+    {
+        var stats = RunRepair(c => c.Send(new RawBody(FrameType.SyncAck, new SyncAck { Epoch = 1, PagesApplied = 1 }, [])));
+        Assert.Contains("SyncAck", stats.Error);
     }
 
     [Fact]

@@ -148,8 +148,15 @@ public sealed class ModePolicyTests
     {
         var p = new ModePolicy(Small with { Window = 16 }, checkpoint: false);
         for (int i = 0; i < 32; i++) p.Replicated(100, 1_000);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 10_000; i++) p.Replicated(100 + i % 7, 1_000);
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        // the least of three rounds: the runtime's one-time work (tiering a method up mid-loop) can land in one round
+        // (3,296 bytes seen once in a full run); an allocation per call shows in every round
+        long least = long.MaxValue;
+        for (int round = 0; round < 3; round++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 10_000; i++) p.Replicated(100 + i % 7, 1_000);
+            least = Math.Min(least, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
+        Assert.Equal(0, least);
     }
 }

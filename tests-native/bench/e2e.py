@@ -124,7 +124,8 @@ def run_cluster(mode, pinned, rnd, cfg):
     work = tempfile.mkdtemp(prefix=f"plover-bench-e2e-{mode}.")
     cluster = pc.Cluster(work, mode=mode, pin=pinned, smp=cfg["smp"], tcg_threads=cfg["tcgThreads"], icount=cfg["icount"],
                          sync=({k: v for k, v in (("earlyResume", cfg["earlyResume"]), ("deviceStateDelta", cfg["deviceStateDelta"]))
-                                if not v} | ({"resumePoint": cfg["resumePoint"]} if cfg["resumePoint"] else {})) or None)
+                                if not v} | ({"resumePoint": cfg["resumePoint"]} if cfg["resumePoint"] else {})
+                               | {k: cfg[k] for k in ("subBlockBytes", "subBlockHashBytes") if cfg[k] is not None}) or None)
     tag = f"round {rnd} {'pinned' if pinned else 'unpinned':>8} {mode:<12}"
     t0 = time.time()
     cluster.start()
@@ -300,12 +301,15 @@ def main():
            "earlyResume": os.environ.get("PLOVER_BENCH_EARLY_RESUME", "on") != "off",
            "deviceStateDelta": os.environ.get("PLOVER_BENCH_DEVICE_DELTA", "on") != "off",
            "resumePoint": os.environ.get("PLOVER_BENCH_RESUME_POINT") or None,
+           "subBlockBytes": int(os.environ["PLOVER_BENCH_SUB_BLOCK"]) if os.environ.get("PLOVER_BENCH_SUB_BLOCK") else None,
+           "subBlockHashBytes": int(os.environ["PLOVER_BENCH_SUB_BLOCK_HASH"]) if os.environ.get("PLOVER_BENCH_SUB_BLOCK_HASH") else None,
            "pins": pins}
     print(f"e2e bench: guest 256 MiB, {cfg['smp']} vCPU(s), TCG ({cfg['tcgThreads']}-threaded"
           f"{', -icount ' + cfg['icount'] if cfg['icount'] else ''}), {os.cpu_count()} host cores; "
           f"{'' if cfg['earlyResume'] else 'sync.earlyResume off; '}"
           f"{'' if cfg['deviceStateDelta'] else 'sync.deviceStateDelta off; '}"
           f"{'sync.resumePoint ' + cfg['resumePoint'] + '; ' if cfg['resumePoint'] else ''}"
+          f"{''.join(f'sync.{k} {cfg[k]}; ' for k in ('subBlockBytes', 'subBlockHashBytes') if cfg[k] is not None)}"
           f"redis-benchmark -t SET -P 16 -n {cfg['requests']} for R in {cfg['keyspaces']}, then -c 1 -P 1 "
           f"-n {cfg['latencyRequests']}; {cfg['rounds']} rounds, each booting {', '.join(cfg['modes'])} in turn, "
           f"{' and '.join('pinned' if p else 'unpinned' for p in pins)}", flush=True)

@@ -9,6 +9,7 @@
 #      (e.g. plover,checkpoint), PLOVER_BENCH_LATENCY_REQUESTS (1000), PLOVER_BENCH_WARMUP (5000); guest settings
 #      PLOVER_BENCH_SMP (2), PLOVER_BENCH_TCG (multi | single), PLOVER_BENCH_ICOUNT (e.g. shift=auto,sleep=on; needs
 #      single); PLOVER_BENCH_EARLY_RESUME (on | off: sync.earlyResume); PLOVER_BENCH_DEVICE_DELTA (on | off:
-#      sync.deviceStateDelta); PLOVER_BENCH_RESUME_POINT (compare | bitmaps: sync.resumePoint); PLOVER_BENCH_OUT (file name, default e2e.json).
+#      sync.deviceStateDelta); PLOVER_BENCH_RESUME_POINT (compare | bitmaps: sync.resumePoint); PLOVER_BENCH_SUB_BLOCK and
+#      PLOVER_BENCH_SUB_BLOCK_HASH (sync.subBlockBytes, sync.subBlockHashBytes); PLOVER_BENCH_OUT (file name, default e2e.json).
 set -euo pipefail
 exec python3 "$(dirname "${BASH_SOURCE[0]}")/e2e.py" "$@"

@@ -8,7 +8,7 @@
 # 8 GiB x 1k/10k/100k dirty pages x hashing threads 1 and all, 3 reps; 8 GiB needs 16 GiB of RAM for the two
 # replicas). Divergent pages differ like those measured under Redis (--workload realistic) or in one word (word).
 # Extra arguments go to the bench: --sizes 1,4 --dirty 1,5,20 --divergent 0,25,50 --reps 3 --target-reps 15
-# --sub-blocks 0,64,128 --sub-block 64 (the engine's) --scale-sizes 1,2,4,8 --scale-dirty 1000,10000,100000
+# --sub-blocks 0,64,128 --sub-block 64 (the engine's) --sub-block-hash 2 (its hash bytes) --scale-sizes 1,2,4,8 --scale-dirty 1000,10000,100000
 # --scale-reps 3 --no-scale --workload realistic|word --device-state BYTES --pages-per-frame N --quick (a short run
 # for development: 1 GiB grid, target at 0/64/128, scale 1-2 GiB x 1k/10k).
 set -euo pipefail

@@ -273,17 +273,26 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
         yield return ("abort", [0, .. Begin(), .. Bitmap([1, 2]), .. Frame(FrameType.SyncAbort, new SyncAbort { Epoch = Epoch, Reason = "primary gave up" })]);
 
         // Sub-blocks: union {1, 2, 64, 128}; the divergent list marks union entries 0 and 3 (pages 1 and 128), then
-        // one chunk: page 1's first sub-block, page 128's second and third.
+        // one chunk: page 1 whole as sub-blocks (all 32), page 128's second and third sub-blocks, each page with the
+        // primary's page hash. Page 128 put together from zeroed sub-blocks cannot hash to that of a page of 0x81
+        // bytes, so the backup asks for it whole (the REPAIR round), and the input ends with it.
         var list = Frame(FrameType.SyncBitmap, new SyncBitmap
         {
             Epoch = Epoch, Encoding = BitmapEncoding.BitmapRaw, TotalWords = 1, SetBits = 2, Protocol = SyncProtocol.Version,
-            Kind = BitmapKind.BitmapDivergent, SubBlockBytes = 128, ChunkPages = 2,
+            Kind = BitmapKind.BitmapDivergent, SubBlockBytes = 128, ChunkPages = 2, SubBlockHashBytes = 2,
         }, BitConverter.GetBytes(0b1001UL));
-        var subTail = new byte[4 + 128 + 4 + 256];
-        subTail[0] = 0b1;
-        subTail[132] = 0b110;
-        var sub = Frame(FrameType.SyncPages, new SyncPages { Epoch = Epoch, Count = 2, SubBlockBytes = 128, FirstIndex = 0, Blocks = 3 }, subTail);
-        yield return ("sub-blocks", [0, .. Begin(), .. Bitmap([1, 2, 64, 128]), .. list, .. sub, .. Device(2, [8])]);
+        var page1 = new byte[4096];
+        page1.AsSpan().Fill(2);                 // what Pages(1) sends
+        var page128 = new byte[4096];
+        page128.AsSpan().Fill(129);             // what Pages(128) sends
+        var subTail = new byte[4 + 8 + 4096 + 4 + 8 + 256];
+        BinaryPrimitives.WriteUInt32LittleEndian(subTail, uint.MaxValue);
+        BinaryPrimitives.WriteUInt64LittleEndian(subTail.AsSpan(4), Plover.Hashing.CityHash.Hash64(page1));
+        page1.CopyTo(subTail, 12);
+        subTail[12 + 4096] = 0b110;
+        BinaryPrimitives.WriteUInt64LittleEndian(subTail.AsSpan(12 + 4096 + 4), Plover.Hashing.CityHash.Hash64(page128));
+        var sub = Frame(FrameType.SyncPages, new SyncPages { Epoch = Epoch, Count = 2, SubBlockBytes = 128, FirstIndex = 0, Blocks = 34 }, subTail);
+        yield return ("sub-blocks", [0, .. Begin(), .. Bitmap([1, 2, 64, 128]), .. list, .. sub, .. Device(2, [8]), .. Pages(128)]);
     }
 
     private static unsafe (byte[] Tail, BitmapEncoding Encoding) Encode(ulong[] words, BitmapEncoding? encoding)

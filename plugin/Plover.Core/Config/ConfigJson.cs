@@ -68,6 +68,8 @@ internal sealed class RawSync
     public string? ResumePoint { get; set; }
     public bool? DeviceStateDelta { get; set; }
     public int? DiskChunkMiB { get; set; }
+    public int? SubBlockBytes { get; set; }
+    public int? SubBlockHashBytes { get; set; }
     public RawAdaptive? Adaptive { get; set; }
 }
 

@@ -305,10 +305,17 @@ internal sealed partial class ConfigValidator
         int diskChunk = Positive(raw.DiskChunkMiB ?? d.DiskChunkMiB, "sync.diskChunkMiB");
         if (diskChunk > 1024)
             throw Error("sync.diskChunkMiB", $"{diskChunk} is more than 1024 (a backup holds up to two chunks)");
+        int subBlock = raw.SubBlockBytes ?? d.SubBlockBytes;
+        if (subBlock != 0 && !Sync.SyncProtocol.IsValidSubBlockSize(subBlock))
+            throw Error("sync.subBlockBytes", $"{subBlock} is not 0 (whole pages) or a power of two from {Sync.SyncProtocol.MinSubBlockBytes} " +
+                                              $"to {Sync.SyncProtocol.MaxSubBlockBytes}");
+        int subBlockHash = raw.SubBlockHashBytes ?? d.SubBlockHashBytes;
+        if (!Sync.SyncProtocol.IsValidSubBlockHashBytes(subBlockHash))
+            throw Error("sync.subBlockHashBytes", $"{subBlockHash} is not 1, 2, 4 or 8");
         return new SyncConfig(window, threshold, windows, maxEpoch)
             { TimeoutMs = timeout, IdleWindowsWithOutput = withOutput, Mode = mode, EarlyResume = raw.EarlyResume ?? d.EarlyResume,
               ResumePoint = ValidateResumePoint(raw.ResumePoint), DeviceStateDelta = raw.DeviceStateDelta ?? d.DeviceStateDelta,
-              DiskChunkMiB = diskChunk, Adaptive = ValidateAdaptive(mode, raw.Adaptive) };
+              DiskChunkMiB = diskChunk, SubBlockBytes = subBlock, SubBlockHashBytes = subBlockHash, Adaptive = ValidateAdaptive(mode, raw.Adaptive) };
     }
 
     private SyncMode ValidateSyncMode(string? mode) => mode switch

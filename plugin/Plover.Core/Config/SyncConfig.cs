@@ -33,4 +33,10 @@ public sealed record SyncConfig(int IdleWindowUs, int IdleThresholdUs, int IdleW
     /// <summary>Replicated drives: MiB of disk blocks a sync holds at a time, 1..1024 (see
     /// Sync.SyncOptions.DiskChunkBytes); the primary's counts.</summary>
     public int DiskChunkMiB { get; init; } = (int)(Sync.SyncOptions.DefaultDiskChunkBytes >> 20);
+    /// <summary>Replicate mode: the sub-block size divergent pages travel in, 0 (whole pages) or 64..1024 (see
+    /// Sync.SyncOptions.SubBlockBytes); the primary's counts.</summary>
+    public int SubBlockBytes { get; init; } = Sync.SyncOptions.DefaultSubBlockBytes;
+    /// <summary>Bytes of each sub-block hash the backup sends, 1, 2, 4 or 8 (see Sync.SyncOptions.SubBlockHashBytes);
+    /// the primary's counts.</summary>
+    public int SubBlockHashBytes { get; init; } = Sync.SyncOptions.DefaultSubBlockHashBytes;
 }

@@ -151,6 +151,7 @@ public sealed class ReplicaNode : IDisposable
                     Checkpoint = _config.Sync.Mode == SyncMode.Checkpoint, EarlyResume = _config.Sync.EarlyResume,
                     ResumePoint = _config.Sync.ResumePoint, DeviceStateDelta = _config.Sync.DeviceStateDelta,
                     DiskChunkBytes = (long)_config.Sync.DiskChunkMiB << 20,
+                    SubBlockBytes = _config.Sync.SubBlockBytes, SubBlockHashBytes = _config.Sync.SubBlockHashBytes,
                     HistoryLength = 4096, Log = _log,
                     StepHook = Faults is { } faults ? faults.OnStep : null,
                 },

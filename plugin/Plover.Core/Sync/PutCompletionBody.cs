@@ -11,7 +11,7 @@ namespace Plover.Sync;
 /// backup's staging buffer and flushed. It carries what a SyncPages frame carries but, in place of each page or
 /// sub-block, the primary's CityHash64 of it: the backup checks the staged bytes against those before it accepts
 /// the batch (a put bypasses the stream's MAC and encryption). Whole pages: count page numbers, then count hashes.
-/// Sub-blocks: per page its mask, then the hashes of the sub-blocks the mask names, in address order.
+/// Sub-blocks: per page its mask, its page hash, then the hashes of the sub-blocks the mask names, in address order.
 /// </summary>
 internal sealed unsafe class PutCompletionBody : SyncFrameBody
 {
@@ -19,6 +19,7 @@ internal sealed unsafe class PutCompletionBody : SyncFrameBody
     private ulong* _pages;
     private ulong* _hashes;   // whole pages: one per page; sub-blocks: 4096 / blockBytes per page
     private ulong* _masks;
+    private ulong* _pageHashes;
     private int _blockBytes;
     private int _tailLength;
 
@@ -37,16 +38,17 @@ internal sealed unsafe class PutCompletionBody : SyncFrameBody
         return this;
     }
 
-    /// <summary>masks: one per page; subBlockHashes: every sub-block's hash of each page (4096 / blockBytes per page).</summary>
-    public PutCompletionBody SetSubBlocks(ulong epoch, ulong* masks, ulong* subBlockHashes, ulong first, uint count, int blockBytes)
+    /// <summary>masks and pageHashes: one per page; subBlockHashes: every sub-block's hash of each page (4096 / blockBytes per page).</summary>
+    public PutCompletionBody SetSubBlocks(ulong epoch, ulong* masks, ulong* pageHashes, ulong* subBlockHashes, ulong first, uint count, int blockBytes)
     {
         ulong blocks = 0;
         for (uint i = 0; i < count; i++) blocks += (ulong)BitOperations.PopCount(masks[i]);
         Set(epoch, count, (uint)blockBytes, first, (uint)blocks);
         _masks = masks;
+        _pageHashes = pageHashes;
         _hashes = subBlockHashes;
         _blockBytes = blockBytes;
-        _tailLength = checked((int)(count * (ulong)SubBlockPagesBody.MaskBytes(blockBytes) + blocks * 8));
+        _tailLength = checked((int)(count * (ulong)SubBlockPagesBody.PageHeadBytes(blockBytes) + blocks * 8));
         Seal();
         return this;
     }
@@ -83,6 +85,8 @@ internal sealed unsafe class PutCompletionBody : SyncFrameBody
             BinaryPrimitives.WriteUInt64LittleEndian(mask, m);
             mask[..maskBytes].CopyTo(tail[at..]);
             at += maskBytes;
+            BinaryPrimitives.WriteUInt64LittleEndian(tail[at..], _pageHashes[i]);
+            at += 8;
             for (; m != 0; m &= m - 1, at += 8)
                 BinaryPrimitives.WriteUInt64LittleEndian(tail[at..], _hashes[i * perPage + BitOperations.TrailingZeroCount(m)]);
         }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Numerics;
+using Plover.Hashing;
 using Plover.Transport;
 using Plover.Wire;
 
@@ -46,7 +47,7 @@ public sealed unsafe partial class SyncEngine
 
         t = Stopwatch.GetTimestamp();
         var atSyncPoint = Interlocked.Exchange(ref _atSyncPoint, null);
-        Apply(request, staged, stats);
+        Apply(connection, request, staged, stats);
         stats.Pause.Apply = Microseconds(t);
         Hook(SyncStep.BeforeAck);
 
@@ -228,11 +229,12 @@ public sealed unsafe partial class SyncEngine
         ulong words = (unionPages + 63) / 64;
         if (header.Kind != BitmapKind.BitmapDivergent || header.Epoch != request.Epoch || header.TotalWords != words
             || !SyncProtocol.IsValidSubBlockSize(header.SubBlockBytes) || header.ChunkPages < 1 || header.ChunkPages > SyncProtocol.MaxChunkPages
-            || header.SetBits > unionPages)
+            || !SyncProtocol.IsValidSubBlockHashBytes(header.SubBlockHashBytes) || header.SetBits > unionPages)
             throw new SyncProtocolException($"divergent list e{header.Epoch} ({header.Kind}, {header.TotalWords} words, {header.SetBits} pages, " +
-                                            $"{header.SubBlockBytes}-byte sub-blocks, chunks of {header.ChunkPages}); expected e{request.Epoch}, " +
-                                            $"{words} words for {unionPages} union pages, sub-blocks of {SyncProtocol.MinSubBlockBytes}..{SyncProtocol.MaxSubBlockBytes} " +
-                                            $"bytes (a power of two), chunks of 1..{SyncProtocol.MaxChunkPages}");
+                                            $"{header.SubBlockBytes}-byte sub-blocks, chunks of {header.ChunkPages}, {header.SubBlockHashBytes}-byte hashes); " +
+                                            $"expected e{request.Epoch}, {words} words for {unionPages} union pages, sub-blocks of " +
+                                            $"{SyncProtocol.MinSubBlockBytes}..{SyncProtocol.MaxSubBlockBytes} bytes (a power of two), chunks of " +
+                                            $"1..{SyncProtocol.MaxChunkPages}, hashes of 1, 2, 4 or 8 bytes");
         ulong* marks = _divergentBits.Ensure(Math.Max(words, 1));
         _divergentBits.Clear(words);
         if (!BitmapCodec.TryDecodeOr(listFrame.Tail, header.Encoding, marks, words, out ulong bits, out string? error))
@@ -253,7 +255,9 @@ public sealed unsafe partial class SyncEngine
         }
         if (n != divergent) throw new InvalidOperationException($"listed {n} divergent pages, the list has {divergent}");
         int blockBytes = (int)header.SubBlockBytes;
+        int hashBytes = (int)header.SubBlockHashBytes;
         _syncSubBlockBytes = blockBytes;
+        _syncSubBlockHashBytes = stats.SubBlockHashBytes = hashBytes;
         Hook(SyncStep.DivergentListed);
 
         int perPage = GuestRamBlock.PageSize / blockBytes;
@@ -262,17 +266,18 @@ public sealed unsafe partial class SyncEngine
         ulong chunk = header.ChunkPages;
         ulong* mine = _localSub.Ensure(Math.Max(1, Math.Min(chunk, divergent)) * (ulong)perPage);
         ulong* masks = _masks.Ensure(Math.Max(divergent, 1));
+        ulong* expected = _expectedHashes.Ensure(Math.Max(divergent, 1));
         byte* staging = EnsureStaging(Math.Max(divergent, 1) * GuestRamBlock.PageSize);
         ulong stagedBytes = 0;
         double transfer = 0;
         ulong staged = 0;
         // One chunk of hashes ahead: the next chunk is hashed and sent before this one's sub-blocks are read, so the
         // primary has it when it is done sending (its pages wait in the socket buffers meanwhile).
-        if (divergent > 0) SendSubBlockHashes(connection, request, list, 0, Math.Min(chunk, divergent), divergent, blockBytes, mine, stats);
+        if (divergent > 0) SendSubBlockHashes(connection, request, list, 0, Math.Min(chunk, divergent), divergent, blockBytes, hashBytes, mine, stats);
         for (ulong first = 0; first < divergent; first += chunk)
         {
             ulong end = Math.Min(first + chunk, divergent);
-            if (end < divergent) SendSubBlockHashes(connection, request, list, end, Math.Min(end + chunk, divergent), divergent, blockBytes, mine, stats);
+            if (end < divergent) SendSubBlockHashes(connection, request, list, end, Math.Min(end + chunk, divergent), divergent, blockBytes, hashBytes, mine, stats);
 
             long t = Stopwatch.GetTimestamp();
             while (staged < end)
@@ -291,23 +296,25 @@ public sealed unsafe partial class SyncEngine
                 ulong blocks = 0;
                 for (ulong i = 0; i < count; i++)
                 {
-                    if (tail.Length - at < maskBytes) throw new SyncProtocolException($"sub-block frame ends inside the mask of page {staged + i}");
+                    if (tail.Length - at < maskBytes + 8) throw new SyncProtocolException($"sub-block frame ends inside the mask or hash of page {staged + i}");
                     ulong m = 0;
                     for (int b = 0; b < maskBytes; b++) m |= (ulong)tail[at + b] << (8 * b);
                     at += maskBytes;
+                    expected[staged + i] = BinaryPrimitives.ReadUInt64LittleEndian(tail[at..]);
+                    at += 8;
                     if (m == 0 || (m & ~all) != 0)
                         throw new SyncProtocolException($"sub-block mask {m:x} of page {staged + i} names no sub-block or one past the {perPage} of a page");
                     int bytes = BitOperations.PopCount(m) * blockBytes;
                     if (pages.Put)
                     {
                         // put: a hash in the tail for each sub-block already in staging
-                        int hashBytes = BitOperations.PopCount(m) * 8;
-                        if (tail.Length - at < hashBytes) throw new SyncProtocolException($"put completion ends inside the hashes of page {staged + i}");
+                        int putHashes = BitOperations.PopCount(m) * 8;
+                        if (tail.Length - at < putHashes) throw new SyncProtocolException($"put completion ends inside the hashes of page {staged + i}");
                         ExpectOffered(stagedBytes + (ulong)bytes);
-                        for (int h = 0; h < hashBytes; h += 8)
+                        for (int h = 0; h < putHashes; h += 8)
                             VerifyPutSubBlock(stagedBytes + (ulong)(h / 8 * blockBytes), blockBytes, BinaryPrimitives.ReadUInt64LittleEndian(tail[(at + h)..]), staged + i);
                         stats.PutBytes += (ulong)bytes;
-                        at += hashBytes;
+                        at += putHashes;
                     }
                     else
                     {
@@ -335,7 +342,7 @@ public sealed unsafe partial class SyncEngine
     /// <summary>Hashes the sub-blocks of divergent pages [first, end) (one chunk) and sends them frame by frame, so the
     /// primary takes in one frame while this side hashes the next.</summary>
     private void SendSubBlockHashes(SyncConnection connection, SyncRequest request, ulong* list, ulong first, ulong end, ulong divergent,
-                                    int blockBytes, ulong* mine, SyncStats stats)
+                                    int blockBytes, int hashBytes, ulong* mine, SyncStats stats)
     {
         int perPage = GuestRamBlock.PageSize / blockBytes;
         ulong pagesPerFrame = (ulong)Math.Clamp(_options.HashesPerFrame / perPage, 1, SubBlockHashFramePages);
@@ -345,7 +352,7 @@ public sealed unsafe partial class SyncEngine
             ulong* hashes = mine + (i - first) * (ulong)perPage;
             _workers.Hash(_layout!, list + i, count, blockBytes, hashes);
             if (i == first) Hook(SyncStep.SubBlocksHashed);
-            stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, hashes, i, count, divergent, blockBytes));
+            stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, hashes, i, count, divergent, blockBytes, hashBytes));
             Hook(SyncStep.SubBlockHashChunk);
         }
     }
@@ -354,7 +361,7 @@ public sealed unsafe partial class SyncEngine
     /// <see cref="SyncOptions.ParallelApply"/>, every core; VM stopped), comparing each with the copy it replaces
     /// (<see cref="SyncStats.Divergence"/>), then on the main thread report the written ranges, load the devices (after
     /// RAM), clear the dirt and discard this epoch's own output. The VM stays stopped: it resumes once the ack is sent.</summary>
-    private void Apply(SyncRequest request, ulong staged, SyncStats stats)
+    private void Apply(SyncConnection connection, SyncRequest request, ulong staged, SyncStats stats)
     {
         int blockBytes = _syncSubBlockBytes;
         ulong* masks = blockBytes == 0 ? null : _masks.Pointer;
@@ -371,11 +378,13 @@ public sealed unsafe partial class SyncEngine
             }
         }
         int* differences = RecordsDivergence ? _differences.Ensure(Math.Max(2 * staged, 2)) : null;
+        ulong repaired = masks != null && staged > 0 ? CheckAndRepair(connection, request, staged, masks, offsets, blockBytes, stats) : 0;
         if (staged > 0 || (_syncDisks && _diskStaging.Count > 0)) _stateInvalid = true;   // from the first page (or block) copied until devices are loaded
         ulong half = staged / 2;                // in two halves: the crash tests stop between them (a torn state)
         ApplyPages(0, half, masks, offsets, blockBytes, differences);
         if (half > 0) Hook(SyncStep.Applying);
         ApplyPages(half, staged - half, masks, offsets, blockBytes, differences);
+        if (repaired > 0) WriteRepairedPages(staged);
         var sample = new DivergenceSample();
         if (differences != null)
             for (ulong i = 0; i < staged; i++) sample.Add(differences[2 * i], differences[2 * i + 1]);
@@ -403,6 +412,69 @@ public sealed unsafe partial class SyncEngine
             throw new SyncHostException($"applying state e{request.Epoch} failed after guest RAM was written ({e.Message}): " +
                                         "this backup is INVALID until a full sync", e);
         }
+    }
+
+    /// <summary>Sub-block mode, before guest RAM is touched: each divergent page, put together from this backup's copy
+    /// and the staged sub-blocks, must hash to the primary's page hash. One that does not (a shortened sub-block hash
+    /// collided, so a differing sub-block stayed behind) is asked for whole (the REPAIR round) into _repairStaging and
+    /// must then match; anything else aborts the sync with this backup unchanged. Returns the pages repaired.</summary>
+    private ulong CheckAndRepair(SyncConnection connection, SyncRequest request, ulong staged, ulong* masks, ulong* offsets, int blockBytes,
+                                 SyncStats stats)
+    {
+        var layout = _layout!;
+        ulong* list = _pageList.Pointer;
+        ulong* expected = _expectedHashes.Pointer;
+        byte* failed = _failed.Ensure(staged);
+        _workers.Check(layout, list, (long)staged, _staging.Pointer, masks, offsets, blockBytes, expected, failed);
+        ulong words = (staged + 63) / 64;
+        ulong* repair = _repairBits.Ensure(Math.Max(words, 1));
+        _repairBits.Clear(words);
+        ulong count = 0;
+        for (ulong i = 0; i < staged; i++)
+            if (failed[i] != 0) { repair[i / 64] |= 1UL << (int)(i % 64); count++; }
+        if (count == 0) return 0;
+
+        stats.Wire.Bitmaps += connection.Send(_bitmapBody.SetRepair(request.Epoch, request.LogIndex, layout, repair, words, count));
+        Hook(SyncStep.Repairing);
+        byte* whole = _repairStaging.Ensure(count * GuestRamBlock.PageSize);
+        ulong next = 0, received = 0;
+        while (received < count)
+        {
+            var frame = connection.Read(_options.Timeout);
+            Expect(frame, FrameType.SyncPages);
+            stats.Wire.Pages += WireSize(frame);
+            var header = _headers.Pages(frame.Header);
+            ulong n = header.Count;
+            if (header.Epoch != request.Epoch || header.SubBlockBytes != 0 || header.Put || n == 0 || n > count - received
+                || (ulong)frame.Tail.Length != n * (8 + GuestRamBlock.PageSize))
+                throw new SyncProtocolException($"repair frame e{header.Epoch} with {n} pages and {frame.Tail.Length} bytes; expected e{request.Epoch}, " +
+                                                $"whole pages, {count - received} of {count} still to come");
+            var tail = frame.Tail;
+            for (int j = 0; j < (int)n; j++, next++)
+            {
+                while (failed[next] == 0) next++;
+                ulong g = BinaryPrimitives.ReadUInt64LittleEndian(tail[(j * 8)..]);
+                if (g != list[next]) throw new SyncProtocolException($"repair frame sends page {g}; page {list[next]} was asked for next");
+                byte* to = whole + (received + (ulong)j) * GuestRamBlock.PageSize;
+                tail.Slice((int)n * 8 + j * GuestRamBlock.PageSize, GuestRamBlock.PageSize).CopyTo(new Span<byte>(to, GuestRamBlock.PageSize));
+                if (CityHash.Hash64(to, GuestRamBlock.PageSize) != expected[next])
+                    throw new SyncProtocolException($"page {g} sent whole does not hash to the primary's own hash of it");
+            }
+            received += n;
+        }
+        stats.RepairedPages = count;
+        return count;
+    }
+
+    /// <summary>The repaired pages, whole, over what their sub-blocks wrote (guest RAM is being written: VM stopped).</summary>
+    private void WriteRepairedPages(ulong staged)
+    {
+        byte* failed = _failed.Pointer;
+        byte* whole = _repairStaging.Pointer;
+        ulong* list = _pageList.Pointer;
+        for (ulong i = 0, k = 0; i < staged; i++)
+            if (failed[i] != 0)
+                Buffer.MemoryCopy(whole + k++ * GuestRamBlock.PageSize, _layout!.PageAddress(list[i]), GuestRamBlock.PageSize, GuestRamBlock.PageSize);
     }
 
     /// <summary>Staged pages [first, first + count) into guest RAM (see <see cref="Apply"/>).</summary>

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Numerics;
 using Plover.Transport;
@@ -104,6 +105,11 @@ public sealed unsafe partial class SyncEngine
         t = Stopwatch.GetTimestamp();
         CountDiskLocalDirt(stats);   // while the backup applies
         var frame = connection.Read(_options.Timeout);
+        if (frame.Type == FrameType.SyncBitmap && subBlocks)
+        {
+            SendRepairs(connection, request, pages, divergent, frame, stats);
+            frame = connection.Read(_options.Timeout);
+        }
         Expect(frame, FrameType.SyncAck);
         stats.Wire.Control += WireSize(frame);
         var ack = _headers.Ack(frame.Header);
@@ -130,6 +136,40 @@ public sealed unsafe partial class SyncEngine
         });
         stats.Pause.Resume += Microseconds(t);
         if (request.FullSync) ReleaseDiskMemory();   // up to a chunk: syncs that need little then hold little
+    }
+
+    /// <summary>The backup's REPAIR list (a page it wrote from its sub-blocks did not hash to ours: a sub-block hash
+    /// collision): those divergent pages whole, from the same source as their sub-blocks.</summary>
+    private void SendRepairs(SyncConnection connection, SyncRequest request, IPageSource pages, ulong divergent, in Frame listFrame, SyncStats stats)
+    {
+        stats.Wire.Bitmaps += WireSize(listFrame);
+        var header = _headers.Bitmap(listFrame.Header);
+        ulong words = (divergent + 63) / 64;
+        if (header.Kind != BitmapKind.BitmapRepair || header.Epoch != request.Epoch || header.TotalWords != words
+            || header.SetBits == 0 || header.SetBits > divergent)
+            throw new SyncProtocolException($"repair list e{header.Epoch} ({header.Kind}, {header.TotalWords} words, {header.SetBits} pages); " +
+                                            $"expected e{request.Epoch}, {words} words for {divergent} divergent pages, at least one set");
+        ulong* marks = _repairBits.Ensure(Math.Max(words, 1));
+        _repairBits.Clear(words);
+        if (!BitmapCodec.TryDecodeOr(listFrame.Tail, header.Encoding, marks, words, out ulong bits, out string? error))
+            throw new SyncProtocolException($"bad repair list from the backup: {error}");
+        if (bits != header.SetBits) throw new SyncProtocolException($"the repair list has {bits} bits set, it claims {header.SetBits}");
+        if (divergent % 64 != 0 && (marks[words - 1] >> (int)(divergent % 64)) != 0)
+            throw new SyncProtocolException($"the repair list names pages past the {divergent} divergent ones");
+        // The repaired pages' numbers, in divergent-list order, reuse the sub-block hashes' buffer.
+        ulong* repair = _localSub.Ensure(bits);
+        ulong* list = _pageList.Pointer;
+        ulong n = 0;
+        for (ulong w = 0; w < words; w++)
+            for (ulong b = marks[w]; b != 0; b &= b - 1) repair[n++] = list[w * 64 + (ulong)BitOperations.TrailingZeroCount(b)];
+        for (ulong i = 0; i < n; i += (ulong)_options.PagesPerFrame)
+        {
+            uint count = (uint)Math.Min((ulong)_options.PagesPerFrame, n - i);
+            stats.Wire.Pages += connection.Send(_pagesBody.Set(request.Epoch, pages, repair + i, count));
+            stats.PageDataBytes += count * (ulong)GuestRamBlock.PageSize;
+        }
+        stats.RepairedPages = n;
+        Hook(SyncStep.Repairing);
     }
 
     /// <summary>Copies the pages of bitmap (count of them) and resumes the guest: the rest of the sync reads the copy.</summary>
@@ -260,8 +300,10 @@ public sealed unsafe partial class SyncEngine
         ulong chunk = (ulong)_options.SubBlockChunkPages;
         long start = Stopwatch.GetTimestamp();
         double transfer = 0;
+        int hashBytes = _syncSubBlockHashBytes = stats.SubBlockHashBytes = _options.SubBlockHashBytes;
+        ulong keep = hashBytes == 8 ? ulong.MaxValue : (1UL << (8 * hashBytes)) - 1;   // the bytes of a hash the backup sends
         stats.Wire.Bitmaps += connection.Send(_bitmapBody.SetDivergent(request.Epoch, request.LogIndex, layout, _divergentBits.Pointer,
-            (unionPages + 63) / 64, divergent, blockBytes, (int)chunk));
+            (unionPages + 63) / 64, divergent, blockBytes, (int)chunk, hashBytes));
         Hook(SyncStep.DivergentListed);
 
         ulong largest = Math.Max(1, Math.Min(chunk, divergent));
@@ -276,13 +318,13 @@ public sealed unsafe partial class SyncEngine
             Hook(SyncStep.SubBlocksHashed);
             for (ulong from = first; from < end;)
             {
-                ulong to = ReceiveSubBlockHashes(connection, request, first, from, end, divergent, blockBytes, theirs, stats);
+                ulong to = ReceiveSubBlockHashes(connection, request, first, from, end, divergent, blockBytes, hashBytes, theirs, stats);
                 for (ulong i = from - first; i < to - first; i++)
                 {
                     ulong* a = mine + i * (ulong)perPage, b = theirs + i * (ulong)perPage;
                     ulong m = 0;
                     for (int j = 0; j < perPage; j++)
-                        if (a[j] != b[j]) m |= 1UL << j;
+                        if ((a[j] & keep) != b[j]) m |= 1UL << j;
                     masks[i] = m == 0 ? all : m;
                     stats.SubBlocks += (ulong)BitOperations.PopCount(masks[i]);
                 }
@@ -295,7 +337,8 @@ public sealed unsafe partial class SyncEngine
                         PutSubBlocks(connection, request, pages, list + i, masks + (i - first), mine + (i - first) * (ulong)perPage, i, n, blockBytes, stats);
                     else
                     {
-                        stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + i, masks + (i - first), i, n, blockBytes));
+                        stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + i, masks + (i - first), _pageHashes.Pointer + i,
+                                                                              i, n, blockBytes));
                         stats.PageDataBytes += _subPagesBody.Blocks * (ulong)blockBytes;
                     }
                     Hook(SyncStep.PageBatch);
@@ -308,10 +351,10 @@ public sealed unsafe partial class SyncEngine
         stats.Pause.SubBlocks = Microseconds(start) - transfer;
     }
 
-    /// <summary>One frame of the backup's sub-block hashes of the chunk [first, end): divergent pages [from, to), into
-    /// theirs (indexed from first); returns to.</summary>
+    /// <summary>One frame of the backup's sub-block hashes (hashBytes each) of the chunk [first, end): divergent pages
+    /// [from, to), into theirs (indexed from first, widened to u64); returns to.</summary>
     private ulong ReceiveSubBlockHashes(SyncConnection connection, SyncRequest request, ulong first, ulong from, ulong end, ulong divergent,
-                                        int blockBytes, ulong* theirs, SyncStats stats)
+                                        int blockBytes, int hashBytes, ulong* theirs, SyncStats stats)
     {
         int perPage = GuestRamBlock.PageSize / blockBytes;
         var frame = connection.Read(_options.Timeout);
@@ -319,14 +362,18 @@ public sealed unsafe partial class SyncEngine
         stats.Wire.Hashes += WireSize(frame);
         var header = _headers.Hashes(frame.Header);
         if (header.Epoch != request.Epoch || header.SubBlockBytes != (uint)blockBytes || header.Total != divergent || header.FirstIndex != from
-            || header.Count == 0 || header.Count > end - from || (ulong)frame.Tail.Length != header.Count * (ulong)perPage * 8)
+            || header.Count == 0 || header.Count > end - from || (ulong)frame.Tail.Length != header.Count * (ulong)perPage * (ulong)hashBytes)
             throw new SyncProtocolException($"sub-block hash frame e{header.Epoch} of {header.SubBlockBytes}-byte blocks [{header.FirstIndex}, +{header.Count}) " +
                                             $"of {header.Total} with {frame.Tail.Length} bytes; expected e{request.Epoch}, {blockBytes}-byte blocks from {from} " +
                                             $"to {end} of {divergent}");
         ulong* into = theirs + (from - first) * (ulong)perPage;
-        frame.Tail.CopyTo(new Span<byte>(into, frame.Tail.Length));
-        if (!BitConverter.IsLittleEndian)
-            for (ulong i = 0; i < header.Count * (ulong)perPage; i++) into[i] = BinaryPrimitivesReverse(into[i]);
+        var tail = frame.Tail;
+        int n = tail.Length / hashBytes;
+        if (hashBytes == 8 && BitConverter.IsLittleEndian) tail.CopyTo(new Span<byte>(into, tail.Length));
+        else if (hashBytes == 8) for (int i = 0; i < n; i++) into[i] = BinaryPrimitives.ReadUInt64LittleEndian(tail[(i * 8)..]);
+        else if (hashBytes == 4) for (int i = 0; i < n; i++) into[i] = BinaryPrimitives.ReadUInt32LittleEndian(tail[(i * 4)..]);
+        else if (hashBytes == 2) for (int i = 0; i < n; i++) into[i] = BinaryPrimitives.ReadUInt16LittleEndian(tail[(i * 2)..]);
+        else for (int i = 0; i < n; i++) into[i] = tail[i];
         Hook(SyncStep.SubBlockHashChunk);
         return from + header.Count;
     }

@@ -142,7 +142,7 @@ public sealed unsafe partial class SyncEngine
         _putOffset += (ulong)bytes;
         stats.PutBytes += (ulong)bytes;
         Hook(SyncStep.PagesPut);
-        stats.Wire.Pages += connection.Send(_putBody.SetSubBlocks(request.Epoch, masks, subHashes, from, count, blockBytes));
+        stats.Wire.Pages += connection.Send(_putBody.SetSubBlocks(request.Epoch, masks, _pageHashes.Pointer + from, subHashes, from, count, blockBytes));
         stats.PageDataBytes += (ulong)bytes;
     }
 

@@ -51,6 +51,10 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly NativeBuffer<ulong> _localSub = new();
     private readonly NativeBuffer<ulong> _remoteSub = new();
     private readonly NativeBuffer<ulong> _masks = new();
+    private readonly NativeBuffer<ulong> _expectedHashes = new(); // backup, sub-blocks: the primary's hash of each divergent page
+    private readonly NativeBuffer<byte> _failed = new();          // backup, sub-blocks: 1 for a page that failed its check
+    private readonly NativeBuffer<byte> _repairStaging = new();   // backup, sub-blocks: those pages, sent again whole
+    private readonly NativeBuffer<ulong> _repairBits = new();     // the REPAIR list: bits over the divergent list
     private readonly NativeBuffer<ulong> _applyOffsets = new();  // backup, sub-blocks: where each page starts in staging
     private readonly NativeBuffer<int> _differences = new();     // backup: bytes and blocks each applied page changed
     private readonly NativeBuffer<ulong> _divergentPages = new(); // primary, early resume at the compare: a global bitmap
@@ -58,6 +62,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly PageSnapshot _snapshot = new();            // primary, early resume: the union's or divergent pages at the cut
     private readonly SubBlockPagesBody _subPagesBody = new();
     private int _syncSubBlockBytes;                              // this sync's sub-block size (0: whole pages)
+    private int _syncSubBlockHashBytes = 8;                      // this sync's sub-block hash length
 
     /// <summary>Backup: bytes held for staging pages between syncs (tests).</summary>
     internal ulong StagingBytes => _staging.Capacity;
@@ -116,6 +121,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
         if (_options.SubBlockBytes != 0 && !SyncProtocol.IsValidSubBlockSize(_options.SubBlockBytes))
             throw new ArgumentOutOfRangeException(nameof(options), $"SubBlockBytes must be 0 (whole pages) or a power of two in " +
                                                   $"{SyncProtocol.MinSubBlockBytes}..{SyncProtocol.MaxSubBlockBytes}, not {_options.SubBlockBytes}");
+        if (!SyncProtocol.IsValidSubBlockHashBytes(_options.SubBlockHashBytes))
+            throw new ArgumentOutOfRangeException(nameof(options), $"SubBlockHashBytes must be 1, 2, 4 or 8, not {_options.SubBlockHashBytes}");
         if (_options.SubBlockChunkPages < 1 || _options.SubBlockChunkPages > SyncProtocol.MaxChunkPages)
             throw new ArgumentOutOfRangeException(nameof(options), $"SubBlockChunkPages must be 1..{SyncProtocol.MaxChunkPages}");
         if (_options.DiskChunkBytes < GuestRamBlock.PageSize || (ulong)(_options.DiskChunkBytes / GuestRamBlock.PageSize) > SyncProtocol.MaxDiskChunkBlocks)
@@ -640,7 +647,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _pageHashes.Dispose(); _putGather.Dispose();
         _disks?.Dispose(); _diskStaging.Dispose();
         _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
-        _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
+        _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _expectedHashes.Dispose(); _failed.Dispose(); _repairStaging.Dispose(); _repairBits.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
         Divergence.Dispose();
         _deviceState.Dispose();
         _pendingSave.Dispose();

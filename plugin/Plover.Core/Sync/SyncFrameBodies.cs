@@ -49,13 +49,14 @@ internal sealed unsafe class BitmapBody : SyncFrameBody
         _header.Protocol = SyncProtocol.Version;
         _header.SubBlockBytes = 0;
         _header.ChunkPages = 0;
+        _header.SubBlockHashBytes = 0;
         Seal();
         return this;
     }
 
     /// <summary>The primary's divergent list (kind DIVERGENT): bit k of words = the k-th union page diverges.</summary>
     public BitmapBody SetDivergent(ulong epoch, long logIndex, SyncLayout layout, ulong* words, ulong wordCount, ulong setBits,
-                                   int subBlockBytes, int chunkPages)
+                                   int subBlockBytes, int chunkPages, int hashBytes)
     {
         Fill(epoch, logIndex, layout, words, wordCount, setBits);
         _header.Kind = BitmapKind.BitmapDivergent;
@@ -63,6 +64,21 @@ internal sealed unsafe class BitmapBody : SyncFrameBody
         _header.SendAll = false;
         _header.SubBlockBytes = (uint)subBlockBytes;
         _header.ChunkPages = (uint)chunkPages;
+        _header.SubBlockHashBytes = (uint)hashBytes;
+        Seal();
+        return this;
+    }
+
+    /// <summary>The backup's REPAIR list (kind REPAIR): bit k of words = the k-th divergent page failed its check.</summary>
+    public BitmapBody SetRepair(ulong epoch, long logIndex, SyncLayout layout, ulong* words, ulong wordCount, ulong setBits)
+    {
+        Fill(epoch, logIndex, layout, words, wordCount, setBits);
+        _header.Kind = BitmapKind.BitmapRepair;
+        _header.Protocol = SyncProtocol.Version;
+        _header.SendAll = false;
+        _header.SubBlockBytes = 0;
+        _header.ChunkPages = 0;
+        _header.SubBlockHashBytes = 0;
         Seal();
         return this;
     }
@@ -105,7 +121,8 @@ internal sealed unsafe class HashesBody : SyncFrameBody
     public override FrameType Type => FrameType.SyncHashes;
     protected override IMessage Header => _header;
     private int _perItem = 1;
-    public override int TailLength => (int)_header.Count * _perItem * 8;
+    private int _hashBytes = 8;
+    public override int TailLength => (int)_header.Count * _perItem * _hashBytes;
 
     /// <summary>Page hashes of union pages [first, first + count) of total; hashes points at union page 0's.</summary>
     public HashesBody Set(ulong epoch, ulong* hashes, ulong first, uint count, ulong total)
@@ -116,14 +133,17 @@ internal sealed unsafe class HashesBody : SyncFrameBody
         _header.Total = total;
         _header.SubBlockBytes = 0;
         _perItem = 1;
+        _hashBytes = 8;
         _hashes = hashes + first;
         Seal();
         return this;
     }
 
-    /// <summary>Sub-block hashes of divergent pages [first, first + count) of total; hashes points at page first's.</summary>
-    public HashesBody SetSubBlocks(ulong epoch, ulong* hashes, ulong first, uint count, ulong total, int subBlockBytes)
+    /// <summary>Sub-block hashes of divergent pages [first, first + count) of total, each shortened to its low
+    /// hashBytes bytes; hashes points at page first's.</summary>
+    public HashesBody SetSubBlocks(ulong epoch, ulong* hashes, ulong first, uint count, ulong total, int subBlockBytes, int hashBytes)
     {
+        _hashBytes = hashBytes;
         _header.Epoch = epoch;
         _header.FirstIndex = first;
         _header.Count = count;
@@ -137,9 +157,12 @@ internal sealed unsafe class HashesBody : SyncFrameBody
 
     protected override void WriteTail(Span<byte> tail)
     {
-        var source = new ReadOnlySpan<byte>(_hashes, TailLength);
-        if (BitConverter.IsLittleEndian) source.CopyTo(tail);
-        else for (int i = 0; i < TailLength / 8; i++) BinaryPrimitives.WriteUInt64LittleEndian(tail[(i * 8)..], _hashes[i]);
+        int n = TailLength / _hashBytes;
+        if (_hashBytes == 8 && BitConverter.IsLittleEndian) new ReadOnlySpan<byte>(_hashes, TailLength).CopyTo(tail);
+        else if (_hashBytes == 8) for (int i = 0; i < n; i++) BinaryPrimitives.WriteUInt64LittleEndian(tail[(i * 8)..], _hashes[i]);
+        else if (_hashBytes == 4) for (int i = 0; i < n; i++) BinaryPrimitives.WriteUInt32LittleEndian(tail[(i * 4)..], (uint)_hashes[i]);
+        else if (_hashBytes == 2) for (int i = 0; i < n; i++) BinaryPrimitives.WriteUInt16LittleEndian(tail[(i * 2)..], (ushort)_hashes[i]);
+        else for (int i = 0; i < n; i++) tail[i] = (byte)_hashes[i];
     }
 }
 
@@ -178,14 +201,15 @@ internal sealed unsafe class PagesBody : SyncFrameBody
     }
 }
 
-/// <summary>Frame 34 in sub-block mode: divergent pages [first, first + count) of the divergent list, each as its mask
-/// and the sub-blocks the mask names, copied straight from guest RAM (or the snapshot) into the send buffer.</summary>
+/// <summary>Frame 34 in sub-block mode: divergent pages [first, first + count) of the divergent list, each as its mask,
+/// its page hash and the sub-blocks the mask names, copied straight from guest RAM (or the snapshot) into the send buffer.</summary>
 internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
 {
     private readonly SyncPages _header = new();
     private IPageSource _source = null!;
     private ulong* _pages;
     private ulong* _masks;
+    private ulong* _pageHashes;
     private int _blockBytes;
     private int _tailLength;
 
@@ -196,8 +220,11 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
     /// <summary>Bytes of one page's mask on the wire: one bit per sub-block, rounded up to whole bytes.</summary>
     public static int MaskBytes(int blockBytes) => (GuestRamBlock.PageSize / blockBytes + 7) / 8;
 
-    /// <summary>pages and masks point at the first page's entry.</summary>
-    public SubBlockPagesBody Set(ulong epoch, IPageSource source, ulong* pages, ulong* masks, ulong first, uint count, int blockBytes)
+    /// <summary>What precedes a page's sub-blocks (or their hashes, for a put): its mask and its page hash.</summary>
+    public static int PageHeadBytes(int blockBytes) => MaskBytes(blockBytes) + 8;
+
+    /// <summary>pages, masks and pageHashes point at the first page's entry.</summary>
+    public SubBlockPagesBody Set(ulong epoch, IPageSource source, ulong* pages, ulong* masks, ulong* pageHashes, ulong first, uint count, int blockBytes)
     {
         int maskBytes = MaskBytes(blockBytes);
         ulong blocks = 0;
@@ -210,8 +237,9 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
         _source = source;
         _pages = pages;
         _masks = masks;
+        _pageHashes = pageHashes;
         _blockBytes = blockBytes;
-        _tailLength = checked((int)(count * (ulong)maskBytes + blocks * (ulong)blockBytes));
+        _tailLength = checked((int)(count * (ulong)(maskBytes + 8) + blocks * (ulong)blockBytes));
         Seal();
         return this;
     }
@@ -229,6 +257,8 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
             BinaryPrimitives.WriteUInt64LittleEndian(mask, m);
             mask[..maskBytes].CopyTo(tail[at..]);
             at += maskBytes;
+            BinaryPrimitives.WriteUInt64LittleEndian(tail[at..], _pageHashes[i]);
+            at += 8;
             byte* page = _source.PageAddress(_pages[i]);
             while (m != 0)
             {

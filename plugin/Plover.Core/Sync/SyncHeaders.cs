@@ -33,7 +33,7 @@ internal sealed class SyncHeaders
     {
         var h = _bitmap;
         h.Epoch = 0; h.LogIndex = 0; h.Encoding = BitmapEncoding.BitmapRaw; h.TotalWords = 0; h.LayoutHash = 0; h.SetBits = 0;
-        h.SendAll = false; h.Protocol = 0; h.Kind = BitmapKind.BitmapDirty; h.SubBlockBytes = 0; h.ChunkPages = 0;
+        h.SendAll = false; h.Protocol = 0; h.Kind = BitmapKind.BitmapDirty; h.SubBlockBytes = 0; h.ChunkPages = 0; h.SubBlockHashBytes = 0;
         h.MergeFrom(header);
         return h;
     }

@@ -136,6 +136,11 @@ public sealed class SyncStats
     public int SubBlockBytes { get; internal set; }
     /// <summary>Sub-blocks sent (primary) or received (backup) in sub-block mode.</summary>
     public ulong SubBlocks { get; internal set; }
+    /// <summary>Sub-block mode: the length of the backup's sub-block hashes in this sync (1, 2, 4 or 8 bytes).</summary>
+    public int SubBlockHashBytes { get; internal set; }
+    /// <summary>Sub-block mode: divergent pages sent again whole because the page written from their sub-blocks did not
+    /// hash to the primary's (a shortened sub-block hash collided; the REPAIR round).</summary>
+    public ulong RepairedPages { get; internal set; }
     /// <summary>Page data bytes sent or received (whole pages, or the sub-blocks), without numbering and masks.</summary>
     public ulong PageDataBytes { get; internal set; }
     /// <summary>UCX page puts. Primary: ucp_put calls (a run of adjacent pages, or one batch of sub-blocks, is one).</summary>
@@ -152,7 +157,7 @@ public sealed class SyncStats
 
     public override string ToString() =>
         $"sync e{Epoch} {Role} {Outcome}{(Error is null ? "" : $" ({Error})")}: union {UnionPages} pages, {IdenticalPages} identical, " +
-        $"{DivergentPages} divergent{(SubBlockBytes > 0 ? $" ({SubBlocks} sub-blocks of {SubBlockBytes} B)" : "")}{(PutBytes > 0 ? $", {PutBytes} B put one-sided ({Puts} puts)" : "")}" +
+        $"{DivergentPages} divergent{(SubBlockBytes > 0 ? $" ({SubBlocks} sub-blocks of {SubBlockBytes} B, {SubBlockHashBytes}-byte hashes{(RepairedPages > 0 ? $", {RepairedPages} repaired" : "")})" : "")}{(PutBytes > 0 ? $", {PutBytes} B put one-sided ({Puts} puts)" : "")}" +
         $"{(DiskUnionBlocks > 0 ? $"; disk: {DiskLocalDirtyBlocks} dirty, union {DiskUnionBlocks} blocks, {DiskDivergentBlocks} divergent, {DiskWireBytes} B, {Pause.Disk:F0} us" : "")}; wire {Wire.Total} B (bitmaps {Wire.Bitmaps}, hashes {Wire.Hashes}, pages {Wire.Pages}, " +
         $"device {Wire.DeviceState}, control {Wire.Control}); pause {Pause.Total:F0} us (stop {Pause.Stop:F0}, bitmap {Pause.Bitmap:F0}, " +
         $"hash {Pause.Hash:F0}, compare {Pause.Compare:F0}, sub-blocks {Pause.SubBlocks:F0}, transfer {Pause.Transfer:F0}, device {Pause.DeviceState:F0}, " +

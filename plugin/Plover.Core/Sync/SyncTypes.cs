@@ -84,10 +84,14 @@ public enum SyncStep
     /// <summary>Replicated drives, backup, main thread: its drive images are marked torn and the staged blocks are
     /// about to be written (the RAM is applied, the devices not loaded).</summary>
     DiskApplying,
+    /// <summary>Sub-block mode, only when a page failed its check (a sub-block hash collision). Backup: the REPAIR list
+    /// sent, the whole pages not yet received, nothing written. Primary: the whole pages sent, no ack yet.</summary>
+    Repairing,
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a
-/// mismatch. 5: the disk part in chunks (SyncBegin.disk_chunk_blocks; SyncDisk.chunk_first). 4: over UCX, the backup's SyncStaging offer after the bitmaps and SyncPages completions of pages put
+/// mismatch. 6: sub-block hashes shortened to <see cref="SyncOptions.SubBlockHashBytes"/>, the primary's page hash
+/// with each page's sub-blocks, and the REPAIR round. 5: the disk part in chunks (SyncBegin.disk_chunk_blocks; SyncDisk.chunk_first). 4: over UCX, the backup's SyncStaging offer after the bitmaps and SyncPages completions of pages put
 /// into its staging (TCP links send the same frames as 3, but a 3 peer is refused there too: one check, one rule); 3: the device state delta (SyncBegin's checkpoint and next_checkpoint, the mode per sync for adaptive
 /// mode, came later without a new version: an older peer reads them as replicate, and a sync whose two sides
 /// disagree on the mode still aborts at the bitmap's send_all) (and, with the same frames, the pipelined sub-block round, whose chunks a
@@ -95,7 +99,7 @@ public enum SyncStep
 /// none (reads as 0).</summary>
 public static class SyncProtocol
 {
-    public const uint Version = 5;
+    public const uint Version = 6;
 
     /// <summary>Sub-block sizes the protocol allows (a power of two, so a page holds a whole number of them and
     /// the mask of one page fits in a u64).</summary>
@@ -113,6 +117,9 @@ public static class SyncProtocol
 
     public static bool IsValidSubBlockSize(long bytes) =>
         bytes >= MinSubBlockBytes && bytes <= MaxSubBlockBytes && (bytes & (bytes - 1)) == 0;
+
+    /// <summary>Lengths a sub-block hash may be shortened to (<see cref="SyncOptions.SubBlockHashBytes"/>).</summary>
+    public static bool IsValidSubBlockHashBytes(long bytes) => bytes is 1 or 2 or 4 or 8;
 }
 
 public sealed record SyncOptions
@@ -146,6 +153,13 @@ public sealed record SyncOptions
     /// 512 and 10.2 with whole pages) and the shortest pause.</summary>
     public int SubBlockBytes { get; init; } = DefaultSubBlockBytes;
     public const int DefaultSubBlockBytes = 128;
+    /// <summary>Sub-block mode: bytes of each sub-block hash the backup sends (1, 2, 4 or 8: the low bytes of its
+    /// CityHash64). Shorter hashes cost fewer bytes but let a differing sub-block pass for equal more often (1 in
+    /// 65,536 at 2 bytes); correctness does not rest on them: the primary sends its whole page's hash with the
+    /// sub-blocks, the backup checks each page it would write against it before writing any, and a page that fails
+    /// is sent again whole (the REPAIR round). Only the primary's setting counts (it tells the backup per sync).</summary>
+    public int SubBlockHashBytes { get; init; } = DefaultSubBlockHashBytes;
+    public const int DefaultSubBlockHashBytes = 8;
     /// <summary>Divergent pages per round of sub-block hashes and sub-blocks (1..<see cref="SyncProtocol.MaxChunkPages"/>):
     /// the backup hashes the next chunk while the primary sends this one's sub-blocks.</summary>
     public int SubBlockChunkPages { get; init; } = 512;

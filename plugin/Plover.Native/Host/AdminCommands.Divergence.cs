@@ -97,12 +97,15 @@ internal sealed unsafe partial class AdminCommands
     }
 
     /// <summary>The per-sync figures of sub-blocks and divergence in a syncs record: subBlockBytes (0: whole pages),
-    /// subBlocks and pageDataBytes sent or received, puts and putBytes (UCX page puts: the primary's ucp_put calls,
+    /// subBlockHashBytes, repairedPages (sent again whole after a sub-block hash collision), subBlocks and
+    /// pageDataBytes sent or received, puts and putBytes (UCX page puts: the primary's ucp_put calls,
     /// and the bytes put or, on the backup, checked), subBlocksUs (the pause's sub-block round), and divergence
     /// {pages,bytes,blocks64,recurring,unchanged,histogram} (the backup's comparison; zero on the primary).</summary>
     private static void WriteSyncDivergence(Utf8JsonWriter j, SyncStats s)
     {
         j.WriteNumber("subBlockBytes", s.SubBlockBytes);
+        j.WriteNumber("subBlockHashBytes", s.SubBlockHashBytes);
+        j.WriteNumber("repairedPages", s.RepairedPages);
         j.WriteNumber("subBlocks", s.SubBlocks);
         j.WriteNumber("pageDataBytes", s.PageDataBytes);
         j.WriteNumber("puts", s.Puts);

@@ -187,6 +187,7 @@ using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = 
     json.WriteNumber("device_state_bytes", opts.DeviceStateBytes);
     json.WriteNumber("pages_per_frame", opts.PagesPerFrame);
     json.WriteNumber("sub_block_bytes", opts.SubBlockBytes);
+    json.WriteNumber("sub_block_hash_bytes", opts.SubBlockHashBytes);
     json.WriteString("note", "both replicas in one process on the same cores; pause = the primary's whole sync (stop request to output " +
                              "released), guest pause = how long its guest stood still; " +
                              "ratio = wire bytes without device state / (divergent*4096 + both bitmaps + hashes)");
@@ -230,6 +231,7 @@ sealed class BenchOptions
     public int ScaleReps = 3;
     public string Workload = "realistic";
     public int SubBlockBytes = SyncOptions.DefaultSubBlockBytes;
+    public int SubBlockHashBytes = SyncOptions.DefaultSubBlockHashBytes;
     public int DeviceStateBytes = 256 * 1024;
     public int PagesPerFrame = 256;
     public string Json = "artifacts/bench/sync.json";
@@ -250,6 +252,7 @@ sealed class BenchOptions
                 case "--target-reps": o.TargetReps = int.Parse(Next()); break;
                 case "--sub-blocks": o.SubBlocks = List(Next()).Select(d => (int)d).ToArray(); break;
                 case "--sub-block": o.SubBlockBytes = int.Parse(Next()); break;
+                case "--sub-block-hash": o.SubBlockHashBytes = int.Parse(Next()); break;
                 case "--scale-sizes": o.ScaleSizesGiB = List(Next()); break;
                 case "--scale-dirty": o.ScaleDirty = List(Next()).Select(d => (ulong)d).ToArray(); break;
                 case "--scale-reps": o.ScaleReps = int.Parse(Next()); break;
@@ -480,7 +483,7 @@ sealed unsafe class Replicas : IDisposable
         var options = new SyncOptions
         {
             Checkpoint = k.Checkpoint, HashThreads = k.Threads, SubBlockBytes = k.SubBlockBytes, RecordDivergence = k.RecordDivergence,
-            ResumePoint = k.Resume, ParallelApply = k.ParallelApply,
+            SubBlockHashBytes = _opts.SubBlockHashBytes, ResumePoint = k.Resume, ParallelApply = k.ParallelApply,
             PagesPerFrame = _opts.PagesPerFrame, Timeout = TimeSpan.FromSeconds(60), Log = m => Console.Error.WriteLine(m),
         };
         var primary = new SyncEngine(SyncRole.Primary, _pm, _pVm, _pMain, null, options);
