@@ -97,11 +97,16 @@ public sealed class WitnessMetricsProcessTests(ITestOutputHelper output) : IDisp
         // a series appears with its first byte: under load the first scrape of the run can come before the witness's first ack
         Assert.True(during[^1].Get(entries, 0) > during[0].Get(entries, 0));
         Assert.True(during[^1].Get(acks, 0) > during[0].Get(acks, 0));
+        // a leader (a replica) is known in nearly every scrape: a host loaded by the rest of the suite can stall a
+        // process past the election timeout, and a scrape inside the election that follows sees none (0; seen in
+        // 2 of 3 full-suite runs, never alone)
+        string leaders = string.Join(", ", during.Select(s => s["plover_leader_id"]));
+        Assert.True(during.Count(s => s["plover_leader_id"] is 1 or 2) * 10 >= during.Count * 9, $"leader per scrape: {leaders}");
         foreach (var s in during)
         {
             Assert.Equal(1, s["plover_role{role=\"witness\"}"]);
             Assert.Equal(1, s["plover_consensus_role{role=\"follower\"}"]);
-            Assert.Equal(1, s["plover_leader_id"]);
+            Assert.True(s["plover_leader_id"] is 0 or 1 or 2, $"leader per scrape: {leaders}");
             Assert.True(s["plover_term"] >= 1);
             Assert.Equal(1, s["plover_node_info{cluster=\"wmetrics-test\",node=\"3\",config_role=\"witness\"}"]);
         }

@@ -186,10 +186,10 @@ public unsafe class HostilePrimaryTests
 
     /// <summary>Sends the list of union indices (64-byte sub-blocks unless told), reads the backup's sub-block
     /// hashes, then sends what pages gives.</summary>
-    private static SyncStats RunSubBlocks(ulong[] list, Action<SyncConnection> pages, uint blockBytes = 64, uint chunk = 1024) =>
+    private static SyncStats RunSubBlocks(ulong[] list, Action<SyncConnection> pages, uint blockBytes = 64, uint chunk = 1024, uint hashBytes = 8) =>
         RunAgainst((c, union) =>
         {
-            c.Send(DivergentList(UnionPages(union), list, blockBytes, chunk));
+            c.Send(DivergentList(UnionPages(union), list, blockBytes, chunk, hashBytes: hashBytes));
             ReadSubBlockHashes(c, Math.Min(chunk, (ulong)list.Length));
             pages(c);
         });
@@ -310,8 +310,9 @@ public unsafe class HostilePrimaryTests
         Assert.Contains($"{hashBytes}-byte hashes", stats.Error);
     }
 
-    /// <summary>Page 0's sub-block 0 as the primary claims it, with a page hash that no page put together from it has:
-    /// the backup asks for page 0 whole (the REPAIR round), then what answer gives.</summary>
+    /// <summary>Page 0's sub-block 0 as the primary claims it (2-byte sub-block hashes: the backup checks pages), with a
+    /// page hash that no page put together from it has: the backup asks for page 0 whole (the REPAIR round), then
+    /// what answer gives.</summary>
     private static SyncStats RunRepair(Action<SyncConnection> answer) =>
         RunSubBlocks([0], c =>
         {
@@ -323,7 +324,7 @@ public unsafe class HostilePrimaryTests
             Assert.Equal(BitmapKind.BitmapRepair, repair.Kind);
             Assert.Equal(1UL, repair.SetBits);
             answer(c);
-        });
+        }, hashBytes: 2);
 
     [Fact]
     public void Repair_WithAPageThatDoesNotHashToThePageHash_AbortsBeforeWritingAnything()

@@ -85,7 +85,9 @@ public sealed class SyncOverUcxTests
             if (subBlockBytes == 0) Assert.Equal((ulong)(expected + 99) / 100, p.Puts);   // one per batch of 100 pages
             Assert.Equal(p.PageDataBytes, p.PutBytes);   // every page byte went by put
             Assert.Equal(p.PutBytes, b.PutBytes);         // and the backup checked every one of them
-            Assert.True((ulong)p.Wire.Pages < p.PutBytes / 4, $"round {round}: {p.Wire.Pages} bytes of page frames for {p.PutBytes} bytes put");
+            // the frames carry hashes, not the data (a 64-byte sub-block's completion holds its 8-byte hash and a
+            // share of its page's mask and page hash: about 3/8 of the data when pages differ in one sub-block)
+            Assert.True((ulong)p.Wire.Pages < p.PutBytes / 2, $"round {round}: {p.Wire.Pages} bytes of page frames for {p.PutBytes} bytes put");
             Assert.Null(pair.PrimaryMemory.FirstDifference(pair.BackupMemory));
             Assert.Equal(pair.PrimaryVm.DeviceState, pair.BackupVm.DeviceState);
             work.Reset();

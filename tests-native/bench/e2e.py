@@ -63,7 +63,7 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
     return {
         "syncs": [{"epoch": s["epoch"], "union": s["union"], "identical": s["identical"], "divergent": s["divergent"],
                    "deviceStateBytes": s["deviceStateBytes"], "startedUs": s["startedUs"], "pauseUs": s["pauseUs"],
-                   "leadUs": s.get("leadUs")}
+                   "leadUs": s.get("leadUs"), "subBlocks": s.get("subBlocks", 0), "repairedPages": s.get("repairedPages", 0)}
                   for s in syncs],
         "syncCount": len(syncs),
         "syncsPerSecond": len(syncs) / seconds,
@@ -73,6 +73,9 @@ def window_figures(cluster, first_epoch, traffic_before, requests, seconds):
         "bytesByKind": by_kind,
         "identicalPct": 100 * sum(s["identical"] for s in syncs) / union if union else None,
         "unionPagesPerSync": union / len(syncs) if syncs else 0,
+        # sub-block hash collisions: divergent pages sent again whole, and the syncs that needed it (the REPAIR round)
+        "repairedPages": sum(s.get("repairedPages", 0) for s in syncs),
+        "syncsRepairedPct": 100 * sum(1 for s in syncs if s.get("repairedPages", 0)) / len(syncs) if syncs else 0,
         "pauseP50Ms": percentile(pauses, 0.5),
         "pauseP99Ms": percentile(pauses, 0.99),
         "syncP50Ms": percentile(durations, 0.5),
@@ -153,6 +156,8 @@ def run_cluster(mode, pinned, rnd, cfg):
                 ident = f"{row['identicalPct']:.0f}%" if row["identicalPct"] is not None else "-"
                 extra = (f", {row['syncCount']} syncs, {row['bytesPerRequest']:.0f} B/request, {ident} identical, "
                          f"pause p50 {row['pauseP50Ms'] or 0:.1f} ms")
+                if row["repairedPages"]:
+                    extra += f", {row['repairedPages']} pages repaired in {row['syncsRepairedPct']:.1f}% of syncs"
             print(f"{tag} R={r:<10} {rps:9.0f} requests/s{extra}", flush=True)
         if mode in REPLICATED:
             primary.admin("metrics-reset")

@@ -378,7 +378,9 @@ public sealed unsafe partial class SyncEngine
             }
         }
         int* differences = RecordsDivergence ? _differences.Ensure(Math.Max(2 * staged, 2)) : null;
-        ulong repaired = masks != null && staged > 0 ? CheckAndRepair(connection, request, staged, masks, offsets, blockBytes, stats) : 0;
+        // Full 8-byte sub-block hashes are as strong as the page hash itself: nothing to check.
+        ulong repaired = masks != null && staged > 0 && _syncSubBlockHashBytes < 8
+            ? CheckAndRepair(connection, request, staged, masks, offsets, blockBytes, stats) : 0;
         if (staged > 0 || (_syncDisks && _diskStaging.Count > 0)) _stateInvalid = true;   // from the first page (or block) copied until devices are loaded
         ulong half = staged / 2;                // in two halves: the crash tests stop between them (a torn state)
         ApplyPages(0, half, masks, offsets, blockBytes, differences);
@@ -414,8 +416,8 @@ public sealed unsafe partial class SyncEngine
         }
     }
 
-    /// <summary>Sub-block mode, before guest RAM is touched: each divergent page, put together from this backup's copy
-    /// and the staged sub-blocks, must hash to the primary's page hash. One that does not (a shortened sub-block hash
+    /// <summary>Sub-block mode with shortened hashes, before guest RAM is touched: each divergent page, put together
+    /// from this backup's copy and the staged sub-blocks, must hash to the primary's page hash. One that does not (a shortened sub-block hash
     /// collided, so a differing sub-block stayed behind) is asked for whole (the REPAIR round) into _repairStaging and
     /// must then match; anything else aborts the sync with this backup unchanged. Returns the pages repaired.</summary>
     private ulong CheckAndRepair(SyncConnection connection, SyncRequest request, ulong staged, ulong* masks, ulong* offsets, int blockBytes,

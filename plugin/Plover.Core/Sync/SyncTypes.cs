@@ -148,18 +148,21 @@ public sealed record SyncOptions
     /// <summary>Replicate mode: the primary sends, of each divergent page, only the sub-blocks of this many bytes
     /// whose hashes differ from the backup's (a second round: the divergent list, the backup's sub-block hashes);
     /// 0 sends whole pages. A power of two, 64..1024. Full syncs (a joining backup) and checkpoints always send whole
-    /// pages. Only the primary's setting counts (it tells the backup per sync). 128 by <c>bench sync</c> at the target
-    /// point (10,000 dirty pages, 25% divergent like Redis): the fewest bytes (2.2 MiB against 2.5 at 64 and 256, 3.2 at
-    /// 512 and 10.2 with whole pages) and the shortest pause.</summary>
+    /// pages. Only the primary's setting counts (it tells the backup per sync). 64 with 2-byte hashes
+    /// (<see cref="SubBlockHashBytes"/>), by measurement: <c>bench e2e</c> pinned, Redis SET, Plover sent 965 bytes per
+    /// request against 1,141 at 128 with 2-byte hashes and 1,437 at 128 with 8-byte ones (the default before);
+    /// <c>bench sync</c>'s target point 1.6 MiB per sync against 1.8 and 2.2-2.35 (whole pages 10.2). With 8-byte
+    /// hashes 128 sent the fewest bytes (2.2 MiB against 2.5 at 64): the hashes were most of the cost of small blocks.</summary>
     public int SubBlockBytes { get; init; } = DefaultSubBlockBytes;
-    public const int DefaultSubBlockBytes = 128;
+    public const int DefaultSubBlockBytes = 64;
     /// <summary>Sub-block mode: bytes of each sub-block hash the backup sends (1, 2, 4 or 8: the low bytes of its
     /// CityHash64). Shorter hashes cost fewer bytes but let a differing sub-block pass for equal more often (1 in
     /// 65,536 at 2 bytes); correctness does not rest on them: the primary sends its whole page's hash with the
-    /// sub-blocks, the backup checks each page it would write against it before writing any, and a page that fails
-    /// is sent again whole (the REPAIR round). Only the primary's setting counts (it tells the backup per sync).</summary>
+    /// sub-blocks, the backup checks each page it would write against it before writing any (with hashes shorter
+    /// than 8 bytes; that costs about a page hash per divergent page), and a page that fails is sent again whole (the
+    /// REPAIR round). Only the primary's setting counts (it tells the backup per sync).</summary>
     public int SubBlockHashBytes { get; init; } = DefaultSubBlockHashBytes;
-    public const int DefaultSubBlockHashBytes = 8;
+    public const int DefaultSubBlockHashBytes = 2;
     /// <summary>Divergent pages per round of sub-block hashes and sub-blocks (1..<see cref="SyncProtocol.MaxChunkPages"/>):
     /// the backup hashes the next chunk while the primary sends this one's sub-blocks.</summary>
     public int SubBlockChunkPages { get; init; } = 512;
