@@ -235,16 +235,10 @@ public sealed unsafe partial class SyncEngine
                                             $"expected e{request.Epoch}, {words} words for {unionPages} union pages, sub-blocks of " +
                                             $"{SyncProtocol.MinSubBlockBytes}..{SyncProtocol.MaxSubBlockBytes} bytes (a power of two), chunks of " +
                                             $"1..{SyncProtocol.MaxChunkPages}, hashes of 1, 2, 4 or 8 bytes");
-        ulong* marks = _divergentBits.Ensure(Math.Max(words, 1));
-        _divergentBits.Clear(words);
-        if (!BitmapCodec.TryDecodeOr(listFrame.Tail, header.Encoding, marks, words, out ulong bits, out string? error))
-            throw new SyncProtocolException($"bad divergent list from the primary: {error}");
-        if (bits != header.SetBits) throw new SyncProtocolException($"the divergent list has {bits} bits set, it claims {header.SetBits}");
-        if (unionPages % 64 != 0 && (marks[words - 1] >> (int)(unionPages % 64)) != 0)
-            throw new SyncProtocolException($"the divergent list names pages past the {unionPages} of the union");
+        ulong* marks = DecodeList(_divergentBits, listFrame, header, unionPages, "divergent list");
 
         // The list: global numbers of the marked union pages, ascending.
-        ulong divergent = bits;
+        ulong divergent = header.SetBits;
         ulong* list = _pageList.Ensure(Math.Max(divergent, 1));
         ulong* union = _union.Pointer;
         ulong k = 0, n = 0;

@@ -138,8 +138,8 @@ public sealed unsafe partial class SyncEngine
         if (request.FullSync) ReleaseDiskMemory();   // up to a chunk: syncs that need little then hold little
     }
 
-    /// <summary>The backup's REPAIR list (a page it wrote from its sub-blocks did not hash to ours: a sub-block hash
-    /// collision): those divergent pages whole, from the same source as their sub-blocks.</summary>
+    /// <summary>The backup's REPAIR list (a page it put together from its sub-blocks would not hash to ours: a sub-block
+    /// hash collision): those divergent pages whole, from the same source as their sub-blocks.</summary>
     private void SendRepairs(SyncConnection connection, SyncRequest request, IPageSource pages, ulong divergent, in Frame listFrame, SyncStats stats)
     {
         stats.Wire.Bitmaps += WireSize(listFrame);
@@ -149,15 +149,9 @@ public sealed unsafe partial class SyncEngine
             || header.SetBits == 0 || header.SetBits > divergent)
             throw new SyncProtocolException($"repair list e{header.Epoch} ({header.Kind}, {header.TotalWords} words, {header.SetBits} pages); " +
                                             $"expected e{request.Epoch}, {words} words for {divergent} divergent pages, at least one set");
-        ulong* marks = _repairBits.Ensure(Math.Max(words, 1));
-        _repairBits.Clear(words);
-        if (!BitmapCodec.TryDecodeOr(listFrame.Tail, header.Encoding, marks, words, out ulong bits, out string? error))
-            throw new SyncProtocolException($"bad repair list from the backup: {error}");
-        if (bits != header.SetBits) throw new SyncProtocolException($"the repair list has {bits} bits set, it claims {header.SetBits}");
-        if (divergent % 64 != 0 && (marks[words - 1] >> (int)(divergent % 64)) != 0)
-            throw new SyncProtocolException($"the repair list names pages past the {divergent} divergent ones");
+        ulong* marks = DecodeList(_repairBits, listFrame, header, divergent, "repair list");
         // The repaired pages' numbers, in divergent-list order, reuse the sub-block hashes' buffer.
-        ulong* repair = _localSub.Ensure(bits);
+        ulong* repair = _localSub.Ensure(header.SetBits);
         ulong* list = _pageList.Pointer;
         ulong n = 0;
         for (ulong w = 0; w < words; w++)

@@ -575,6 +575,21 @@ public sealed unsafe partial class SyncEngine : IDisposable
 
     private void Hook(SyncStep step) => _options.StepHook?.Invoke(Role, step);
 
+    /// <summary>Decodes a list (a DIVERGENT or REPAIR bitmap: bit k = the k-th of items) into buffer, which it checks
+    /// against the count the header claims and for bits past items; returns the words.</summary>
+    private static ulong* DecodeList(NativeBuffer<ulong> buffer, in Frame frame, SyncBitmap header, ulong items, string what)
+    {
+        ulong words = (items + 63) / 64;
+        ulong* marks = buffer.Ensure(Math.Max(words, 1));
+        buffer.Clear(words);
+        if (!BitmapCodec.TryDecodeOr(frame.Tail, header.Encoding, marks, words, out ulong bits, out string? error))
+            throw new SyncProtocolException($"bad {what}: {error}");
+        if (bits != header.SetBits) throw new SyncProtocolException($"the {what} has {bits} bits set, it claims {header.SetBits}");
+        if (items % 64 != 0 && (marks[words - 1] >> (int)(items % 64)) != 0)
+            throw new SyncProtocolException($"the {what} names pages past the {items} it covers");
+        return marks;
+    }
+
     private static string ModeName(bool checkpoint) => checkpoint ? "checkpoint" : "replicate";
 
     private Action<SyncRequest>? _atSyncPoint;
