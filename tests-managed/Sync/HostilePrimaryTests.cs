@@ -311,7 +311,7 @@ public unsafe class HostilePrimaryTests
     }
 
     /// <summary>Page 0's sub-block 0 as the primary claims it (2-byte sub-block hashes: the backup checks pages), with a
-    /// page hash that no page put together from it has: the backup asks for page 0 whole (the REPAIR round), then
+    /// root that no page put together from it has: the backup asks for page 0 whole (the REPAIR round), then
     /// what answer gives.</summary>
     private static SyncStats RunRepair(Action<SyncConnection> answer) =>
         RunSubBlocks([0], c =>
@@ -327,10 +327,10 @@ public unsafe class HostilePrimaryTests
         }, hashBytes: 2);
 
     [Fact]
-    public void Repair_WithAPageThatDoesNotHashToThePageHash_AbortsBeforeWritingAnything()
+    public void Repair_WithAPageThatDoesNotHaveTheRoot_AbortsBeforeWritingAnything()
     {
         var stats = RunRepair(c => c.Send(new RawBody(FrameType.SyncPages, new SyncPages { Epoch = 1, Count = 1 }, Pages(0))));
-        Assert.Contains("does not hash to the primary's own hash", stats.Error);
+        Assert.Contains("does not have the primary's own root", stats.Error);
     }
 
     [Fact]

@@ -7,8 +7,8 @@ namespace Plover.Tests.Sync;
 
 /// <summary>
 /// Shortened sub-block hashes (SyncOptions.SubBlockHashBytes) and the REPAIR round: a differing sub-block whose
-/// shortened hash equals the backup's stays behind, the page the backup writes then does not hash to the primary's
-/// page hash, and the page is sent again whole before the devices are loaded. Whatever the length, the replicas end
+/// shortened hash equals the backup's stays behind, the page the backup would write then does not have the primary's
+/// root (the hash of the page's full sub-block hashes), and the page is sent again whole before anything is written. Whatever the length, the replicas end
 /// byte-identical; a crash inside the round leaves the backup old-or-invalid, never quietly wrong.
 /// </summary>
 public unsafe class SubBlockRepairTests(ITestOutputHelper output)
@@ -53,7 +53,7 @@ public unsafe class SubBlockRepairTests(ITestOutputHelper output)
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
-    public void ACollidingSubBlock_IsCaughtByThePageHash_AndThePageSentAgainWhole(int hashBytes)
+    public void ACollidingSubBlock_IsCaughtByThePageRoot_AndThePageSentAgainWhole(int hashBytes)
     {
         using var pair = new SyncPair(Layout, Options(hashBytes), Options(8));   // only the primary's length counts
         Collide(pair, 10, hashBytes);

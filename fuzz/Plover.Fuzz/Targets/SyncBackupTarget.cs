@@ -274,8 +274,8 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
 
         // Sub-blocks: union {1, 2, 64, 128}; the divergent list marks union entries 0 and 3 (pages 1 and 128), then
         // one chunk: page 1 whole as sub-blocks (all 32), page 128's second and third sub-blocks, each page with the
-        // primary's page hash. Page 128 put together from zeroed sub-blocks cannot hash to that of a page of 0x81
-        // bytes, so the backup asks for it whole (the REPAIR round), and the input ends with it.
+        // primary's root of its sub-block hashes. Page 128 put together from zeroed sub-blocks cannot have the root of
+        // a page of 0x81 bytes, so the backup asks for it whole (the REPAIR round), and the input ends with it.
         var list = Frame(FrameType.SyncBitmap, new SyncBitmap
         {
             Epoch = Epoch, Encoding = BitmapEncoding.BitmapRaw, TotalWords = 1, SetBits = 2, Protocol = SyncProtocol.Version,
@@ -285,12 +285,20 @@ public sealed class SyncBackupTarget : IFuzzTarget, IDisposable
         page1.AsSpan().Fill(2);                 // what Pages(1) sends
         var page128 = new byte[4096];
         page128.AsSpan().Fill(129);             // what Pages(128) sends
+        // a page's root: CityHash64 of its 128-byte sub-blocks' CityHash64s, little-endian (SyncEngine.SubBlockRoot)
+        static ulong Root(byte[] page)
+        {
+            var hashes = new byte[4096 / 128 * 8];
+            for (int b = 0; b < 4096 / 128; b++)
+                BinaryPrimitives.WriteUInt64LittleEndian(hashes.AsSpan(b * 8), Plover.Hashing.CityHash.Hash64(page.AsSpan(b * 128, 128)));
+            return Plover.Hashing.CityHash.Hash64(hashes);
+        }
         var subTail = new byte[4 + 8 + 4096 + 4 + 8 + 256];
         BinaryPrimitives.WriteUInt32LittleEndian(subTail, uint.MaxValue);
-        BinaryPrimitives.WriteUInt64LittleEndian(subTail.AsSpan(4), Plover.Hashing.CityHash.Hash64(page1));
+        BinaryPrimitives.WriteUInt64LittleEndian(subTail.AsSpan(4), Root(page1));
         page1.CopyTo(subTail, 12);
         subTail[12 + 4096] = 0b110;
-        BinaryPrimitives.WriteUInt64LittleEndian(subTail.AsSpan(12 + 4096 + 4), Plover.Hashing.CityHash.Hash64(page128));
+        BinaryPrimitives.WriteUInt64LittleEndian(subTail.AsSpan(12 + 4096 + 4), Root(page128));
         var sub = Frame(FrameType.SyncPages, new SyncPages { Epoch = Epoch, Count = 2, SubBlockBytes = 128, FirstIndex = 0, Blocks = 34 }, subTail);
         yield return ("sub-blocks", [0, .. Begin(), .. Bitmap([1, 2, 64, 128]), .. list, .. sub, .. Device(2, [8]), .. Pages(128)]);
     }

@@ -151,25 +151,6 @@ public sealed unsafe class PageHasher : IDisposable
         }
     }
 
-    /// <summary>CityHash64 of count (1..8) pages at arbitrary addresses into hashes[0..count), on the calling thread
-    /// with the best kernel this CPU runs (no prefetch: for pages just written, in cache).</summary>
-    public static void HashGroup(byte** pages, int count, ulong* hashes)
-    {
-        if (count < 1 || count > GroupPages) throw new ArgumentOutOfRangeException(nameof(count));
-        switch (HashKernels.Best)
-        {
-            case HashKernel.Avx512:
-                byte** all = stackalloc byte*[GroupPages];
-                ulong* out8 = stackalloc ulong[GroupPages];
-                for (int i = 0; i < GroupPages; i++) all[i] = pages[Math.Min(i, count - 1)];   // a short group repeats a page
-                Avx512PageKernel.Hash8(all, all, out8, prefetch: false);
-                for (int i = 0; i < count; i++) hashes[i] = out8[i];
-                break;
-            case HashKernel.Avx2: Avx2PageKernel.HashGroup(pages, count, pages, hashes, prefetch: false); break;
-            default: ScalarPageKernel.HashGroup(pages, count, pages, hashes, prefetch: false); break;
-        }
-    }
-
     public void Dispose()
     {
         lock (_callLock)

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Numerics;
-using Plover.Hashing;
 
 namespace Plover.Sync;
 
@@ -8,8 +7,8 @@ namespace Plover.Sync;
 /// Runs one job over a list of pages on every core: <see cref="Hash"/>, CityHash64 of each B-byte sub-block of the
 /// divergent pages (<see cref="SubBlockKernel"/>: 8 sub-blocks per AVX-512 pass where the CPU has it; 4096 / B
 /// hashes per page in address order, pages in list order); <see cref="Copy"/>, the pages into a buffer (the
-/// primary's snapshot before it resumes early); <see cref="Apply"/>, staged pages or sub-blocks into the pages
-/// (the backup's apply); or <see cref="Check"/>, the hash each page would have after that apply. A fixed pool of Threads - 1 workers is created once and the calling thread works too; pages
+/// primary's snapshot before it resumes early); or <see cref="Apply"/>, staged pages or sub-blocks into the pages
+/// (the backup's apply). A fixed pool of Threads - 1 workers is created once and the calling thread works too; pages
 /// are claimed in batches of 16. A worker joins only a job that is still open and the caller waits only for workers
 /// that joined (one that was not scheduled in time is not waited for), as in Hashing.PageHasher. No allocation per
 /// call; calls are serialised.
@@ -25,7 +24,7 @@ internal sealed unsafe class PageWorkers : IDisposable
     private readonly Lock _callLock = new();
     private volatile bool _disposed;
 
-    private enum Job { Hash, Copy, Apply, Check }
+    private enum Job { Hash, Copy, Apply }
 
     // the current job (written before it is opened, read-only for workers)
     private Job _job;
@@ -39,8 +38,6 @@ internal sealed unsafe class PageWorkers : IDisposable
     private ulong* _masks;       // Apply: per page, the sub-blocks staged (null: whole pages)
     private ulong* _offsets;     // Apply with masks: per page, where its sub-blocks start in _staged
     private int* _differences;   // Apply: per page, bytes and 64-byte blocks that differed before the copy (or null)
-    private ulong* _expected;    // Check: per page, the hash it must have
-    private byte* _failed;       // Check: per page, 1 if it would not
     private long _next;          // next page to claim
     private long _jobState;      // generation << 32 | Closed | joined workers
     private int _generation;
@@ -104,26 +101,6 @@ internal sealed unsafe class PageWorkers : IDisposable
         }
     }
 
-    /// <summary>For every i in [0, count): would page pages[i], with the sub-blocks masks[i] names copied in from
-    /// staged + offsets[i] (as <see cref="Apply"/> copies them), hash to expected[i]? failed[i] = 0 if so, 1 if not.
-    /// The pages are not written (each is put together in a scratch copy).</summary>
-    public void Check(IPageSource target, ulong* pages, long count, byte* staged, ulong* masks, ulong* offsets, int blockBytes,
-                      ulong* expected, byte* failed)
-    {
-        if (blockBytes <= 0 || masks == null || offsets == null) throw new ArgumentOutOfRangeException(nameof(blockBytes));
-        lock (_callLock)
-        {
-            _job = Job.Check;
-            _staged = staged;
-            _masks = masks;
-            _offsets = offsets;
-            _blockBytes = blockBytes;
-            _expected = expected;
-            _failed = failed;
-            RunJob(target, pages, count);
-        }
-    }
-
     /// <summary>Runs the job whose fields the caller set, holding _callLock.</summary>
     private void RunJob(IPageSource source, ulong* pages, long count, bool onEveryCore = true)
     {
@@ -153,11 +130,6 @@ internal sealed unsafe class PageWorkers : IDisposable
 
     private void Run()
     {
-        if (_job == Job.Check)
-        {
-            RunCheck();
-            return;
-        }
         int perPage = _job == Job.Hash ? GuestRamBlock.PageSize / _blockBytes : 0;
         while (true)
         {
@@ -174,35 +146,6 @@ internal sealed unsafe class PageWorkers : IDisposable
                         break;
                     default: ApplyPage(i); break;
                 }
-            }
-        }
-    }
-
-    private const int CheckGroup = 8;
-
-    /// <summary><see cref="Check"/>'s share of this thread: 8 pages at a time put together in scratch copies and hashed
-    /// with the page kernel.</summary>
-    private void RunCheck()
-    {
-        byte* scratch = stackalloc byte[CheckGroup * GuestRamBlock.PageSize];
-        byte** group = stackalloc byte*[CheckGroup];
-        ulong* hashes = stackalloc ulong[CheckGroup];
-        for (int g = 0; g < CheckGroup; g++) group[g] = scratch + g * GuestRamBlock.PageSize;
-        while (true)
-        {
-            long start = Interlocked.Add(ref _next, BatchPages) - BatchPages;
-            if (start >= _count) return;
-            long end = Math.Min(start + BatchPages, _count);
-            for (long i = start; i < end; i += CheckGroup)
-            {
-                int n = (int)Math.Min(CheckGroup, end - i);
-                for (int g = 0; g < n; g++)
-                {
-                    Buffer.MemoryCopy(_source.PageAddress(_pages[i + g]), group[g], GuestRamBlock.PageSize, GuestRamBlock.PageSize);
-                    ApplyPage(group[g], _staged + _offsets[i + g], _masks[i + g], _blockBytes, null);
-                }
-                PageHasher.HashGroup(group, n, hashes);
-                for (int g = 0; g < n; g++) _failed[i + g] = hashes[g] == _expected[i + g] ? (byte)0 : (byte)1;
             }
         }
     }

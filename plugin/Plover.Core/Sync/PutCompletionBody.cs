@@ -11,7 +11,7 @@ namespace Plover.Sync;
 /// backup's staging buffer and flushed. It carries what a SyncPages frame carries but, in place of each page or
 /// sub-block, the primary's CityHash64 of it: the backup checks the staged bytes against those before it accepts
 /// the batch (a put bypasses the stream's MAC and encryption). Whole pages: count page numbers, then count hashes.
-/// Sub-blocks: per page its mask, its page hash, then the hashes of the sub-blocks the mask names, in address order.
+/// Sub-blocks: per page its mask, its root (SyncEngine.SubBlockRoot), then the hashes of the sub-blocks the mask names, in address order.
 /// </summary>
 internal sealed unsafe class PutCompletionBody : SyncFrameBody
 {
@@ -38,7 +38,7 @@ internal sealed unsafe class PutCompletionBody : SyncFrameBody
         return this;
     }
 
-    /// <summary>masks and pageHashes: one per page; subBlockHashes: every sub-block's hash of each page (4096 / blockBytes per page).</summary>
+    /// <summary>masks and roots (pageHashes): one per page; subBlockHashes: every sub-block's hash of each page (4096 / blockBytes per page).</summary>
     public PutCompletionBody SetSubBlocks(ulong epoch, ulong* masks, ulong* pageHashes, ulong* subBlockHashes, ulong first, uint count, int blockBytes)
     {
         ulong blocks = 0;

@@ -258,7 +258,12 @@ public sealed unsafe partial class SyncEngine
         int maskBytes = SubBlockPagesBody.MaskBytes(blockBytes);
         ulong all = perPage == 64 ? ulong.MaxValue : (1UL << perPage) - 1;
         ulong chunk = header.ChunkPages;
-        ulong* mine = _localSub.Ensure(Math.Max(1, Math.Min(chunk, divergent)) * (ulong)perPage);
+        // this backup's sub-block hashes of every divergent page, kept: with shortened hashes each staged page's root
+        // is recomputed from them (RootMatches)
+        ulong* mine = _localSub.Ensure(Math.Max(1, divergent) * (ulong)perPage);
+        bool check = hashBytes < 8;
+        byte* failed = _failed.Ensure(Math.Max(divergent, 1));
+        ulong* merged = stackalloc ulong[64];
         ulong* masks = _masks.Ensure(Math.Max(divergent, 1));
         ulong* expected = _expectedHashes.Ensure(Math.Max(divergent, 1));
         byte* staging = EnsureStaging(Math.Max(divergent, 1) * GuestRamBlock.PageSize);
@@ -316,6 +321,9 @@ public sealed unsafe partial class SyncEngine
                         tail.Slice(at, bytes).CopyTo(new Span<byte>(staging + stagedBytes, bytes));
                         at += bytes;
                     }
+                    if (check)
+                        failed[staged + i] = RootMatches(mine + (staged + i) * (ulong)perPage, perPage, m, staging + stagedBytes, blockBytes, merged,
+                                                         expected[staged + i]) ? (byte)0 : (byte)1;
                     stagedBytes += (ulong)bytes;
                     masks[staged + i] = m;
                     blocks += (ulong)BitOperations.PopCount(m);
@@ -343,7 +351,7 @@ public sealed unsafe partial class SyncEngine
         for (ulong i = first; i < end; i += pagesPerFrame)
         {
             uint count = (uint)Math.Min(pagesPerFrame, end - i);
-            ulong* hashes = mine + (i - first) * (ulong)perPage;
+            ulong* hashes = mine + i * (ulong)perPage;
             _workers.Hash(_layout!, list + i, count, blockBytes, hashes);
             if (i == first) Hook(SyncStep.SubBlocksHashed);
             stats.Wire.Hashes += connection.Send(_hashesBody.SetSubBlocks(request.Epoch, hashes, i, count, divergent, blockBytes, hashBytes));
@@ -372,9 +380,8 @@ public sealed unsafe partial class SyncEngine
             }
         }
         int* differences = RecordsDivergence ? _differences.Ensure(Math.Max(2 * staged, 2)) : null;
-        // Full 8-byte sub-block hashes are as strong as the page hash itself: nothing to check.
-        ulong repaired = masks != null && staged > 0 && _syncSubBlockHashBytes < 8
-            ? CheckAndRepair(connection, request, staged, masks, offsets, blockBytes, stats) : 0;
+        // Full 8-byte sub-block hashes are as strong as the page root itself: nothing was checked.
+        ulong repaired = masks != null && staged > 0 && _syncSubBlockHashBytes < 8 ? Repair(connection, request, staged, blockBytes, stats) : 0;
         if (staged > 0 || (_syncDisks && _diskStaging.Count > 0)) _stateInvalid = true;   // from the first page (or block) copied until devices are loaded
         ulong half = staged / 2;                // in two halves: the crash tests stop between them (a torn state)
         ApplyPages(0, half, masks, offsets, blockBytes, differences);
@@ -410,18 +417,26 @@ public sealed unsafe partial class SyncEngine
         }
     }
 
-    /// <summary>Sub-block mode with shortened hashes, before guest RAM is touched: each divergent page, put together
-    /// from this backup's copy and the staged sub-blocks, must hash to the primary's page hash. One that does not (a shortened sub-block hash
-    /// collided, so a differing sub-block stayed behind) is asked for whole (the REPAIR round) into _repairStaging and
-    /// must then match; anything else aborts the sync with this backup unchanged. Returns the pages repaired.</summary>
-    private ulong CheckAndRepair(SyncConnection connection, SyncRequest request, ulong staged, ulong* masks, ulong* offsets, int blockBytes,
-                                 SyncStats stats)
+    /// <summary>With shortened hashes: would the page whose own sub-block hashes are own, with the sub-blocks mask
+    /// names staged at staged, have the primary's root? (merged: room for 64 hashes.)</summary>
+    private static bool RootMatches(ulong* own, int perPage, ulong mask, byte* staged, int blockBytes, ulong* merged, ulong expected)
+    {
+        Buffer.MemoryCopy(own, merged, 64 * sizeof(ulong), perPage * sizeof(ulong));
+        for (ulong m = mask; m != 0; m &= m - 1, staged += blockBytes)
+            merged[BitOperations.TrailingZeroCount(m)] = CityHash.Hash64(staged, (nuint)blockBytes);
+        return SubBlockRoot(merged, perPage) == expected;
+    }
+
+    /// <summary>Sub-block mode with shortened hashes, before guest RAM is touched: the pages whose root did not match
+    /// as they were staged (a differing sub-block was taken for equal: a collision) are asked for whole (the REPAIR
+    /// round) into _repairStaging, and each must then have the primary's root; anything else aborts the sync with this
+    /// backup unchanged. Returns the pages repaired.</summary>
+    private ulong Repair(SyncConnection connection, SyncRequest request, ulong staged, int blockBytes, SyncStats stats)
     {
         var layout = _layout!;
         ulong* list = _pageList.Pointer;
         ulong* expected = _expectedHashes.Pointer;
-        byte* failed = _failed.Ensure(staged);
-        _workers.Check(layout, list, (long)staged, _staging.Pointer, masks, offsets, blockBytes, expected, failed);
+        byte* failed = _failed.Pointer;
         ulong words = (staged + 63) / 64;
         ulong* repair = _repairBits.Ensure(Math.Max(words, 1));
         _repairBits.Clear(words);
@@ -433,6 +448,8 @@ public sealed unsafe partial class SyncEngine
         stats.Wire.Bitmaps += connection.Send(_bitmapBody.SetRepair(request.Epoch, request.LogIndex, layout, repair, words, count));
         Hook(SyncStep.Repairing);
         byte* whole = _repairStaging.Ensure(count * GuestRamBlock.PageSize);
+        int perPage = GuestRamBlock.PageSize / blockBytes;
+        ulong* hashes = stackalloc ulong[64];
         ulong next = 0, received = 0;
         while (received < count)
         {
@@ -453,8 +470,9 @@ public sealed unsafe partial class SyncEngine
                 if (g != list[next]) throw new SyncProtocolException($"repair frame sends page {g}; page {list[next]} was asked for next");
                 byte* to = whole + (received + (ulong)j) * GuestRamBlock.PageSize;
                 tail.Slice((int)n * 8 + j * GuestRamBlock.PageSize, GuestRamBlock.PageSize).CopyTo(new Span<byte>(to, GuestRamBlock.PageSize));
-                if (CityHash.Hash64(to, GuestRamBlock.PageSize) != expected[next])
-                    throw new SyncProtocolException($"page {g} sent whole does not hash to the primary's own hash of it");
+                SubBlockKernel.HashPage(to, blockBytes, hashes);
+                if (SubBlockRoot(hashes, perPage) != expected[next])
+                    throw new SyncProtocolException($"page {g} sent whole does not have the primary's own root of its sub-block hashes");
             }
             received += n;
         }

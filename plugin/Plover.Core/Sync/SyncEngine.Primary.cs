@@ -283,7 +283,8 @@ public sealed unsafe partial class SyncEngine
     /// the chunk's pages and, as each frame of the backup's sub-block hashes arrives, sends of each of its pages the
     /// sub-blocks whose hashes differ: pages travel while the backup still hashes the rest of the chunk (and, ahead,
     /// the next one). A page whose hash differed but none of whose sub-block hashes do (a sub-block hash collision)
-    /// is sent whole: the page hash has the last word.
+    /// is sent whole: the page hash has the last word. Each page's root (<see cref="SubBlockRoot"/>) goes with its
+    /// sub-blocks, for a backup that received shortened hashes to check.
     /// </summary>
     private void SendSubBlocks(SyncConnection connection, SyncRequest request, IPageSource pages, ulong unionPages, ulong divergent, SyncStats stats)
     {
@@ -304,6 +305,7 @@ public sealed unsafe partial class SyncEngine
         ulong* mine = _localSub.Ensure(largest * (ulong)perPage);
         ulong* theirs = _remoteSub.Ensure(largest * (ulong)perPage);
         ulong* masks = _masks.Ensure(largest);
+        ulong* roots = _roots.Ensure(largest);
         ulong* list = _pageList.Pointer;
         for (ulong first = 0; first < divergent; first += chunk)
         {
@@ -320,6 +322,7 @@ public sealed unsafe partial class SyncEngine
                     for (int j = 0; j < perPage; j++)
                         if ((a[j] & keep) != b[j]) m |= 1UL << j;
                     masks[i] = m == 0 ? all : m;
+                    roots[i] = SubBlockRoot(a, perPage);
                     stats.SubBlocks += (ulong)BitOperations.PopCount(masks[i]);
                 }
 
@@ -328,10 +331,11 @@ public sealed unsafe partial class SyncEngine
                 {
                     uint n = (uint)Math.Min((ulong)_options.PagesPerFrame, to - i);
                     if (_putWriter is not null)
-                        PutSubBlocks(connection, request, pages, list + i, masks + (i - first), mine + (i - first) * (ulong)perPage, i, n, blockBytes, stats);
+                        PutSubBlocks(connection, request, pages, list + i, masks + (i - first), roots + (i - first), mine + (i - first) * (ulong)perPage,
+                                     i, n, blockBytes, stats);
                     else
                     {
-                        stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + i, masks + (i - first), _pageHashes.Pointer + i,
+                        stats.Wire.Pages += connection.Send(_subPagesBody.Set(request.Epoch, pages, list + i, masks + (i - first), roots + (i - first),
                                                                               i, n, blockBytes));
                         stats.PageDataBytes += _subPagesBody.Blocks * (ulong)blockBytes;
                     }

@@ -125,7 +125,7 @@ public sealed unsafe partial class SyncEngine
     /// <summary>Primary, sub-blocks: divergent pages [from, from + count) (list and masks point at from's entry,
     /// subHashes at its sub-block hashes): their set sub-blocks gathered, put as one run where the previous batch
     /// ended, flushed, then the completion frame with the masks and the sub-blocks' hashes.</summary>
-    private void PutSubBlocks(SyncConnection connection, SyncRequest request, IPageSource pages, ulong* list, ulong* masks, ulong* subHashes,
+    private void PutSubBlocks(SyncConnection connection, SyncRequest request, IPageSource pages, ulong* list, ulong* masks, ulong* roots, ulong* subHashes,
                               ulong from, uint count, int blockBytes, SyncStats stats)
     {
         byte* gather = _putGather.Ensure(Math.Max((ulong)_options.PagesPerFrame, (ulong)_options.PutPagesPerBatch) * GuestRamBlock.PageSize);
@@ -142,7 +142,7 @@ public sealed unsafe partial class SyncEngine
         _putOffset += (ulong)bytes;
         stats.PutBytes += (ulong)bytes;
         Hook(SyncStep.PagesPut);
-        stats.Wire.Pages += connection.Send(_putBody.SetSubBlocks(request.Epoch, masks, _pageHashes.Pointer + from, subHashes, from, count, blockBytes));
+        stats.Wire.Pages += connection.Send(_putBody.SetSubBlocks(request.Epoch, masks, roots, subHashes, from, count, blockBytes));
         stats.PageDataBytes += (ulong)bytes;
     }
 

@@ -51,7 +51,8 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly NativeBuffer<ulong> _localSub = new();
     private readonly NativeBuffer<ulong> _remoteSub = new();
     private readonly NativeBuffer<ulong> _masks = new();
-    private readonly NativeBuffer<ulong> _expectedHashes = new(); // backup, sub-blocks: the primary's hash of each divergent page
+    private readonly NativeBuffer<ulong> _roots = new();          // primary, sub-blocks: the root of each page's sub-block hashes
+    private readonly NativeBuffer<ulong> _expectedHashes = new(); // backup, sub-blocks: the primary's root of each divergent page
     private readonly NativeBuffer<byte> _failed = new();          // backup, sub-blocks: 1 for a page that failed its check
     private readonly NativeBuffer<byte> _repairStaging = new();   // backup, sub-blocks: those pages, sent again whole
     private readonly NativeBuffer<ulong> _repairBits = new();     // the REPAIR list: bits over the divergent list
@@ -575,6 +576,18 @@ public sealed unsafe partial class SyncEngine : IDisposable
 
     private void Hook(SyncStep step) => _options.StepHook?.Invoke(Role, step);
 
+    /// <summary>A page's root: the CityHash64 of its sub-blocks' full CityHash64s (count of them, little-endian, in
+    /// address order). The primary sends it with each page's sub-blocks; a backup that received shortened sub-block
+    /// hashes recomputes it from its own sub-block hashes and those of the sub-blocks it staged, and a mismatch means
+    /// a differing sub-block was taken for equal.</summary>
+    internal static ulong SubBlockRoot(ulong* hashes, int count)
+    {
+        if (BitConverter.IsLittleEndian) return CityHash.Hash64((byte*)hashes, (nuint)(count * 8));
+        Span<ulong> le = stackalloc ulong[count];
+        for (int i = 0; i < count; i++) le[i] = System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(hashes[i]);
+        fixed (ulong* p = le) return CityHash.Hash64((byte*)p, (nuint)(count * 8));
+    }
+
     /// <summary>Decodes a list (a DIVERGENT or REPAIR bitmap: bit k = the k-th of items) into buffer, which it checks
     /// against the count the header claims and for bits past items; returns the words.</summary>
     private static ulong* DecodeList(NativeBuffer<ulong> buffer, in Frame frame, SyncBitmap header, ulong items, string what)
@@ -662,7 +675,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
         _pageHashes.Dispose(); _putGather.Dispose();
         _disks?.Dispose(); _diskStaging.Dispose();
         _local.Dispose(); _union.Dispose(); _localHashes.Dispose(); _remoteHashes.Dispose(); _pageList.Dispose(); _staging.Dispose();
-        _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _expectedHashes.Dispose(); _failed.Dispose(); _repairStaging.Dispose(); _repairBits.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
+        _divergentBits.Dispose(); _localSub.Dispose(); _remoteSub.Dispose(); _masks.Dispose(); _roots.Dispose(); _expectedHashes.Dispose(); _failed.Dispose(); _repairStaging.Dispose(); _repairBits.Dispose(); _applyOffsets.Dispose(); _differences.Dispose(); _divergentPages.Dispose();
         Divergence.Dispose();
         _deviceState.Dispose();
         _pendingSave.Dispose();

@@ -202,7 +202,7 @@ internal sealed unsafe class PagesBody : SyncFrameBody
 }
 
 /// <summary>Frame 34 in sub-block mode: divergent pages [first, first + count) of the divergent list, each as its mask,
-/// its page hash and the sub-blocks the mask names, copied straight from guest RAM (or the snapshot) into the send buffer.</summary>
+/// its root (SyncEngine.SubBlockRoot) and the sub-blocks the mask names, copied straight from guest RAM (or the snapshot) into the send buffer.</summary>
 internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
 {
     private readonly SyncPages _header = new();
@@ -220,7 +220,7 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
     /// <summary>Bytes of one page's mask on the wire: one bit per sub-block, rounded up to whole bytes.</summary>
     public static int MaskBytes(int blockBytes) => (GuestRamBlock.PageSize / blockBytes + 7) / 8;
 
-    /// <summary>What precedes a page's sub-blocks (or their hashes, for a put): its mask and its page hash.</summary>
+    /// <summary>What precedes a page's sub-blocks (or their hashes, for a put): its mask and its root.</summary>
     public static int PageHeadBytes(int blockBytes) => MaskBytes(blockBytes) + 8;
 
     /// <summary>pages, masks and pageHashes point at the first page's entry.</summary>

@@ -90,8 +90,8 @@ public enum SyncStep
 }
 
 /// <summary>The sync protocol's version (proto/sync.proto): both sides send it with their bitmap and abort on a
-/// mismatch. 6: sub-block hashes shortened to <see cref="SyncOptions.SubBlockHashBytes"/>, the primary's page hash
-/// with each page's sub-blocks, and the REPAIR round. 5: the disk part in chunks (SyncBegin.disk_chunk_blocks; SyncDisk.chunk_first). 4: over UCX, the backup's SyncStaging offer after the bitmaps and SyncPages completions of pages put
+/// mismatch. 6: sub-block hashes shortened to <see cref="SyncOptions.SubBlockHashBytes"/>, each page's root (the
+/// hash of its full sub-block hashes) with its sub-blocks, and the REPAIR round. 5: the disk part in chunks (SyncBegin.disk_chunk_blocks; SyncDisk.chunk_first). 4: over UCX, the backup's SyncStaging offer after the bitmaps and SyncPages completions of pages put
 /// into its staging (TCP links send the same frames as 3, but a 3 peer is refused there too: one check, one rule); 3: the device state delta (SyncBegin's checkpoint and next_checkpoint, the mode per sync for adaptive
 /// mode, came later without a new version: an older peer reads them as replicate, and a sync whose two sides
 /// disagree on the mode still aborts at the bitmap's send_all) (and, with the same frames, the pipelined sub-block round, whose chunks a
@@ -157,10 +157,11 @@ public sealed record SyncOptions
     public const int DefaultSubBlockBytes = 64;
     /// <summary>Sub-block mode: bytes of each sub-block hash the backup sends (1, 2, 4 or 8: the low bytes of its
     /// CityHash64). Shorter hashes cost fewer bytes but let a differing sub-block pass for equal more often (1 in
-    /// 65,536 at 2 bytes); correctness does not rest on them: the primary sends its whole page's hash with the
-    /// sub-blocks, the backup checks each page it would write against it before writing any (with hashes shorter
-    /// than 8 bytes; that costs about a page hash per divergent page), and a page that fails is sent again whole (the
-    /// REPAIR round). Only the primary's setting counts (it tells the backup per sync).</summary>
+    /// 65,536 at 2 bytes); correctness does not rest on them: with each page's sub-blocks the primary sends the page's
+    /// root, the CityHash64 of its sub-blocks' full CityHash64s (<see cref="SyncEngine.SubBlockRoot"/>); the backup,
+    /// which has its own full hashes, recomputes the root of each page as it stages it (hashing only the sub-blocks
+    /// that came), and a page whose root differs is sent again whole (the REPAIR round) before anything is written.
+    /// With 8-byte hashes nothing is checked. Only the primary's setting counts (it tells the backup per sync).</summary>
     public int SubBlockHashBytes { get; init; } = DefaultSubBlockHashBytes;
     public const int DefaultSubBlockHashBytes = 2;
     /// <summary>Divergent pages per round of sub-block hashes and sub-blocks (1..<see cref="SyncProtocol.MaxChunkPages"/>):
