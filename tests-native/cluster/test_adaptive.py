@@ -45,13 +45,14 @@ def mean(values):
 
 class AdaptiveMode(ClusterUnderLoad):
     NAME = "adaptive"
-    # switchAbove 0.5, between the two states measured here: replication sends about 0.1x of a checkpoint while the
-    # guests agree and 0.3-0.45x on average while they diverge on purpose (windows of 8 syncs from below 0.5 to 0.8,
-    # so some trials of replication pass and the cluster goes back and forth). Not above 1: on these 2 shared cores the backup's
+    # switchAbove 0.35, between the two states measured here: replication sends about 0.07x of a checkpoint while the
+    # guests agree and 0.2-0.25x on average while they diverge on purpose, its windows of 8 syncs that switch about
+    # 0.5x (0.5 until 64-byte sub-blocks with 2-byte hashes made replication cheaper: the windows that switched then
+    # sat at 0.50-0.53, on the threshold). Not above 1: on these 2 shared cores the backup's
     # guest dirties a quarter to a half of the pages the primary's does per sync (every sync resets it to the
     # primary's), so the union is little larger than the primary's dirt, and replication sends each divergent page's
     # differing sub-blocks where a checkpoint sends it whole (README, adaptive mode).
-    ADAPTIVE = {"window": 8, "switchAbove": 0.5, "probeEvery": 128, "maxProbeEvery": 512}   # probeEvery: see the QMP check
+    ADAPTIVE = {"window": 8, "switchAbove": 0.35, "probeEvery": 128, "maxProbeEvery": 512}   # probeEvery: see the QMP check
     CLUSTER_ARGS = {"sync": {"mode": "adaptive", "adaptive": ADAPTIVE}, "guest_args": "plover.work=diverge"}
     marks = {}
     rows = []
