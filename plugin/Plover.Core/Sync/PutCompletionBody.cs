@@ -19,7 +19,7 @@ internal sealed unsafe class PutCompletionBody : SyncFrameBody
     private ulong* _pages;
     private ulong* _hashes;   // whole pages: one per page; sub-blocks: 4096 / blockBytes per page
     private ulong* _masks;
-    private ulong* _pageHashes;
+    private ulong* _roots;
     private int _blockBytes;
     private int _tailLength;
 
@@ -38,14 +38,14 @@ internal sealed unsafe class PutCompletionBody : SyncFrameBody
         return this;
     }
 
-    /// <summary>masks and roots (pageHashes): one per page; subBlockHashes: every sub-block's hash of each page (4096 / blockBytes per page).</summary>
-    public PutCompletionBody SetSubBlocks(ulong epoch, ulong* masks, ulong* pageHashes, ulong* subBlockHashes, ulong first, uint count, int blockBytes)
+    /// <summary>masks and roots: one per page; subBlockHashes: every sub-block's hash of each page (4096 / blockBytes per page).</summary>
+    public PutCompletionBody SetSubBlocks(ulong epoch, ulong* masks, ulong* roots, ulong* subBlockHashes, ulong first, uint count, int blockBytes)
     {
         ulong blocks = 0;
         for (uint i = 0; i < count; i++) blocks += (ulong)BitOperations.PopCount(masks[i]);
         Set(epoch, count, (uint)blockBytes, first, (uint)blocks);
         _masks = masks;
-        _pageHashes = pageHashes;
+        _roots = roots;
         _hashes = subBlockHashes;
         _blockBytes = blockBytes;
         _tailLength = checked((int)(count * (ulong)SubBlockPagesBody.PageHeadBytes(blockBytes) + blocks * 8));
@@ -85,7 +85,7 @@ internal sealed unsafe class PutCompletionBody : SyncFrameBody
             BinaryPrimitives.WriteUInt64LittleEndian(mask, m);
             mask[..maskBytes].CopyTo(tail[at..]);
             at += maskBytes;
-            BinaryPrimitives.WriteUInt64LittleEndian(tail[at..], _pageHashes[i]);
+            BinaryPrimitives.WriteUInt64LittleEndian(tail[at..], _roots[i]);
             at += 8;
             for (; m != 0; m &= m - 1, at += 8)
                 BinaryPrimitives.WriteUInt64LittleEndian(tail[at..], _hashes[i * perPage + BitOperations.TrailingZeroCount(m)]);

@@ -295,7 +295,7 @@ public sealed unsafe partial class SyncEngine
         ulong chunk = (ulong)_options.SubBlockChunkPages;
         long start = Stopwatch.GetTimestamp();
         double transfer = 0;
-        int hashBytes = _syncSubBlockHashBytes = stats.SubBlockHashBytes = _options.SubBlockHashBytes;
+        int hashBytes = stats.SubBlockHashBytes = _options.SubBlockHashBytes;
         ulong keep = hashBytes == 8 ? ulong.MaxValue : (1UL << (8 * hashBytes)) - 1;   // the bytes of a hash the backup sends
         stats.Wire.Bitmaps += connection.Send(_bitmapBody.SetDivergent(request.Epoch, request.LogIndex, layout, _divergentBits.Pointer,
             (unionPages + 63) / 64, divergent, blockBytes, (int)chunk, hashBytes));

@@ -63,7 +63,7 @@ public sealed unsafe partial class SyncEngine : IDisposable
     private readonly PageSnapshot _snapshot = new();            // primary, early resume: the union's or divergent pages at the cut
     private readonly SubBlockPagesBody _subPagesBody = new();
     private int _syncSubBlockBytes;                              // this sync's sub-block size (0: whole pages)
-    private int _syncSubBlockHashBytes = 8;                      // this sync's sub-block hash length
+    private int _syncSubBlockHashBytes = 8;                      // backup: this sync's sub-block hash length (shorter: pages checked)
 
     /// <summary>Backup: bytes held for staging pages between syncs (tests).</summary>
     internal ulong StagingBytes => _staging.Capacity;

@@ -209,7 +209,7 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
     private IPageSource _source = null!;
     private ulong* _pages;
     private ulong* _masks;
-    private ulong* _pageHashes;
+    private ulong* _roots;
     private int _blockBytes;
     private int _tailLength;
 
@@ -223,8 +223,8 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
     /// <summary>What precedes a page's sub-blocks (or their hashes, for a put): its mask and its root.</summary>
     public static int PageHeadBytes(int blockBytes) => MaskBytes(blockBytes) + 8;
 
-    /// <summary>pages, masks and pageHashes point at the first page's entry.</summary>
-    public SubBlockPagesBody Set(ulong epoch, IPageSource source, ulong* pages, ulong* masks, ulong* pageHashes, ulong first, uint count, int blockBytes)
+    /// <summary>pages, masks and roots point at the first page's entry.</summary>
+    public SubBlockPagesBody Set(ulong epoch, IPageSource source, ulong* pages, ulong* masks, ulong* roots, ulong first, uint count, int blockBytes)
     {
         int maskBytes = MaskBytes(blockBytes);
         ulong blocks = 0;
@@ -237,7 +237,7 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
         _source = source;
         _pages = pages;
         _masks = masks;
-        _pageHashes = pageHashes;
+        _roots = roots;
         _blockBytes = blockBytes;
         _tailLength = checked((int)(count * (ulong)(maskBytes + 8) + blocks * (ulong)blockBytes));
         Seal();
@@ -257,7 +257,7 @@ internal sealed unsafe class SubBlockPagesBody : SyncFrameBody
             BinaryPrimitives.WriteUInt64LittleEndian(mask, m);
             mask[..maskBytes].CopyTo(tail[at..]);
             at += maskBytes;
-            BinaryPrimitives.WriteUInt64LittleEndian(tail[at..], _pageHashes[i]);
+            BinaryPrimitives.WriteUInt64LittleEndian(tail[at..], _roots[i]);
             at += 8;
             byte* page = _source.PageAddress(_pages[i]);
             while (m != 0)
